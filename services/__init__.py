@@ -1,0 +1,1 @@
+"""MusicHal pipeline stages: capture, encoder, oracle, midi_out (pure logic + thin Ray actors)."""

@@ -1,0 +1,1 @@
+"""MusicHal capture stage."""

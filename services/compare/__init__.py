@@ -1,0 +1,1 @@
+"""musichal-compare: traditional vs. Wav2Vec perception on the same audio."""

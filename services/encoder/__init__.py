@@ -1,0 +1,1 @@
+"""MusicHal encoder stage."""

@@ -1,0 +1,1 @@
+"""MusicHal midi_out stage."""

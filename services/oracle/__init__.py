@@ -1,0 +1,1 @@
+"""MusicHal oracle stage."""

@@ -1,0 +1,1 @@
+"""The Chandra trainer: learns a MusicHal model offline from audio corpora."""

@@ -1,0 +1,1 @@
+"""MusicHal shared foundation: ring buffer, messages, config, model container, audio front end."""

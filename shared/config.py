@@ -1,0 +1,308 @@
+"""One typed configuration for every entry point.
+
+Each stage has a frozen dataclass validated in ``__post_init__``; :class:`MusicHalConfig` groups them.
+Sources, later ones winning: defaults → TOML file (``MusicHalConfig.from_toml``) → CLI overrides
+(``config.with_overrides({"midi.profile": "gm-safe"})``). Unknown sections or keys raise
+:class:`~shared.errors.ParameterError`; stages never read environment variables.
+
+>>> cfg = MusicHalConfig().with_overrides({"generation.mode": "lead"})
+>>> cfg.generation.mode
+'lead'
+>>> cfg.audio.sample_rate_hz
+48000
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from shared.errors import ParameterError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = [
+    "AudioConfig",
+    "SegmenterConfig",
+    "FeatureConfig",
+    "Wav2VecConfig",
+    "QuantizerConfig",
+    "OracleConfig",
+    "GenerationConfig",
+    "MidiConfig",
+    "ClusterConfig",
+    "MusicHalConfig",
+    "INTERNAL_SAMPLE_RATE_HZ",
+    "dataclass_from_mapping",
+]
+
+#: The one internal analysis rate: every input is converted to mono float32 at this rate on entry.
+INTERNAL_SAMPLE_RATE_HZ = 48_000
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParameterError(message)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Internal audio format and ring sizing."""
+
+    sample_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ
+    block_samples: int = 256
+    ring_seconds: float = 20.0
+    input_channel: Optional[int] = None  # None: mix all channels down to mono
+
+    def __post_init__(self) -> None:
+        _check(8_000 <= self.sample_rate_hz <= 192_000, f"audio.sample_rate_hz must be in 8000..192000, got {self.sample_rate_hz}")
+        _check(16 <= self.block_samples <= 8192, f"audio.block_samples must be in 16..8192, got {self.block_samples}")
+        _check(self.ring_seconds >= 2.0, f"audio.ring_seconds must be >= 2, got {self.ring_seconds}")
+        _check(self.input_channel is None or self.input_channel >= 0, "audio.input_channel must be >= 0 or unset")
+
+    @property
+    def ring_samples(self) -> int:
+        return int(round(self.ring_seconds * self.sample_rate_hz))
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Streaming onset segmentation (spectral flux, adaptive threshold, silence gate)."""
+
+    frame_samples: int = 1024
+    hop_samples: int = 256
+    window_ms: float = 500.0
+    min_gap_ms: float = 80.0
+    threshold_k: float = 1.5  # how far above the local median the onset function must rise (in local MAD units)
+    threshold_window_frames: int = 32
+    min_flux: float = 0.08
+    silence_db: float = -50.0
+
+    def __post_init__(self) -> None:
+        _check(self.frame_samples >= 64 and self.frame_samples & (self.frame_samples - 1) == 0,
+               f"segmenter.frame_samples must be a power of two >= 64, got {self.frame_samples}")
+        _check(0 < self.hop_samples <= self.frame_samples, "segmenter.hop_samples must be in 1..frame_samples")
+        _check(20.0 <= self.window_ms <= 5000.0, f"segmenter.window_ms must be in 20..5000, got {self.window_ms}")
+        _check(self.min_gap_ms >= 0.0, "segmenter.min_gap_ms must be >= 0")
+        _check(self.threshold_k > 0.0, "segmenter.threshold_k must be > 0")
+        _check(self.threshold_window_frames >= 3, "segmenter.threshold_window_frames must be >= 3")
+        _check(-120.0 <= self.silence_db <= 0.0, "segmenter.silence_db must be in -120..0")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which perception views are computed per event."""
+
+    kind: str = "traditional"  # "traditional" | "wav2vec"
+    hybrid: bool = False  # keep both views (traditional always + wav2vec when enabled)
+    pca_components: int = 16  # 0 disables PCA for the continuous oracle
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("traditional", "wav2vec"), f"features.kind must be 'traditional' or 'wav2vec', got {self.kind!r}")
+        _check(self.pca_components >= 0, "features.pca_components must be >= 0")
+
+
+@dataclass(frozen=True)
+class Wav2VecConfig:
+    """Wav2Vec 2.0 encoder settings."""
+
+    model: str = "facebook/wav2vec2-base"
+    layer: int = -1
+    use_gpu: bool = False
+    fp16: bool = False
+    int8: bool = False
+    fallback: str = "none"  # "none" | "traditional"
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "wav2vec.model must be a name or a directory")
+        _check(self.fallback in ("none", "traditional"), f"wav2vec.fallback must be 'none' or 'traditional', got {self.fallback!r}")
+        _check(self.batch_size >= 1, "wav2vec.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """Symbolic quantizer (k-means) settings."""
+
+    vocabulary_size: int = 64
+    l2_normalize: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.vocabulary_size <= 4096, f"quantizer.vocabulary_size must be in 2..4096, got {self.vocabulary_size}")
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    """Audio Oracle settings."""
+
+    threshold: Optional[float] = None  # None: chosen by Information Rate
+    rebuild_every_events: int = 64
+    checkpoint_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check(self.threshold is None or self.threshold >= 0.0, "oracle.threshold must be >= 0 or unset (auto)")
+        _check(self.rebuild_every_events >= 1, "oracle.rebuild_every_events must be >= 1")
+        _check(self.checkpoint_seconds > 0.0, "oracle.checkpoint_seconds must be > 0")
+
+
+GENERATION_MODES = ("imitate", "contrast", "lead")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How the improviser walks the oracle and shapes phrases."""
+
+    mode: str = "imitate"
+    continuity: float = 0.8
+    max_continuity: int = 8
+    min_context: int = 1
+    taboo_length: int = 4
+    density: float = 1.0
+    seed: int = 0
+    melody_range: tuple[int, int] = (48, 72)
+    bass_range: tuple[int, int] = (36, 60)
+
+    def __post_init__(self) -> None:
+        _check(self.mode in GENERATION_MODES, f"generation.mode must be one of {', '.join(GENERATION_MODES)}, got {self.mode!r}")
+        _check(0.0 <= self.continuity <= 1.0, f"generation.continuity must be in 0..1, got {self.continuity}")
+        _check(self.max_continuity >= 1, "generation.max_continuity must be >= 1")
+        _check(self.min_context >= 0, "generation.min_context must be >= 0")
+        _check(self.taboo_length >= 0, "generation.taboo_length must be >= 0")
+        _check(0.0 <= self.density <= 4.0, f"generation.density must be in 0..4, got {self.density}")
+        for name in ("melody_range", "bass_range"):
+            low, high = getattr(self, name)
+            _check(0 <= low <= high <= 127, f"generation.{name} must be two MIDI notes low <= high in 0..127")
+
+
+MIDI_PROFILES = ("mpe", "gm-safe", "mono")
+
+
+@dataclass(frozen=True)
+class MidiConfig:
+    """MIDI output settings."""
+
+    api: str = "auto"  # auto | jack | alsa | coremidi | winmm
+    port: Optional[str] = None  # None: create a virtual port named ``virtual_port_name``
+    virtual_port_name: str = "MusicHal"
+    profile: str = "mpe"
+    member_channels: int = 15
+    bend_range_semitones: int = 48
+    record_path: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check(self.api in ("auto", "jack", "alsa", "coremidi", "winmm"), f"midi.api must be auto, jack, alsa, coremidi or winmm, got {self.api!r}")
+        _check(self.profile in MIDI_PROFILES, f"midi.profile must be one of {', '.join(MIDI_PROFILES)}, got {self.profile!r}")
+        _check(1 <= self.member_channels <= 15, f"midi.member_channels must be in 1..15, got {self.member_channels}")
+        _check(1 <= self.bend_range_semitones <= 96, f"midi.bend_range_semitones must be in 1..96, got {self.bend_range_semitones}")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where Ray runs and where the encoder is placed."""
+
+    address: Optional[str] = None  # None: start a local Ray bound to 127.0.0.1
+    encoder_resource: Optional[str] = None
+    encoder_deadline_ms: float = 250.0
+    max_events_in_flight: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.encoder_deadline_ms > 0, "cluster.encoder_deadline_ms must be > 0")
+        _check(self.max_events_in_flight >= 1, "cluster.max_events_in_flight must be >= 1")
+
+
+_SECTIONS: dict[str, type] = {
+    "audio": AudioConfig,
+    "segmenter": SegmenterConfig,
+    "features": FeatureConfig,
+    "wav2vec": Wav2VecConfig,
+    "quantizer": QuantizerConfig,
+    "oracle": OracleConfig,
+    "generation": GenerationConfig,
+    "midi": MidiConfig,
+    "cluster": ClusterConfig,
+}
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def dataclass_from_mapping(cls: type, values: Mapping[str, Any], *, base: Any = None, section: str = "") -> Any:
+    """Build (or update ``base`` of) dataclass ``cls`` from ``values``; unknown keys raise ParameterError."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        where = f"[{section}] " if section else ""
+        raise ParameterError(f"unknown config key {where}{', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {key: _coerce(value, known[key].type) for key, value in values.items()}
+    try:
+        return replace(base, **kwargs) if base is not None else cls(**kwargs)
+    except TypeError as error:
+        raise ParameterError(f"bad config [{section}]: {error}") from None
+
+
+@dataclass(frozen=True)
+class MusicHalConfig:
+    """Every section together; the single object passed down from an entry point."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    wav2vec: Wav2VecConfig = field(default_factory=Wav2VecConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    midi: MidiConfig = field(default_factory=MidiConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "MusicHalConfig":
+        config = cls()
+        return config.merged(data)
+
+    def merged(self, data: Mapping[str, Any]) -> "MusicHalConfig":
+        """Return a copy with whole sections updated from a nested mapping (``{"midi": {"profile": "mono"}}``)."""
+        unknown = sorted(set(data) - set(_SECTIONS))
+        if unknown:
+            raise ParameterError(f"unknown config section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")
+        updates = {}
+        for name, values in data.items():
+            if not isinstance(values, Mapping):
+                raise ParameterError(f"config section [{name}] must be a table")
+            updates[name] = dataclass_from_mapping(_SECTIONS[name], values, base=getattr(self, name), section=name)
+        return replace(self, **updates)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "MusicHalConfig":
+        """Load a TOML file; a missing or malformed file raises ParameterError with one line."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ParameterError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ParameterError(f"config file {path} is not valid TOML: {error}") from None
+        return cls.from_mapping(data)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "MusicHalConfig":
+        """Apply dotted overrides such as ``{"generation.mode": "lead"}``; ``None`` values are ignored."""
+        nested: dict[str, dict[str, Any]] = {}
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if not key:
+                raise ParameterError(f"override {dotted!r} must look like 'section.key'")
+            nested.setdefault(section, {})[key] = value
+        return self.merged(nested)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,178 @@
+"""Small, validated messages that cross actor boundaries.
+
+Times named ``t_*`` are ``time.monotonic()`` seconds on the machine that stamped them (latency accounting);
+times named ``*_s`` are seconds on the audio sample clock (sample index / internal rate).
+Every message round-trips through orjson bytes:
+
+>>> note = NoteEvent(note_id=1, pitch=60, velocity=90, t_on=10.0, t_off=10.5)
+>>> message_from_bytes(message_to_bytes(note)) == note
+True
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import orjson
+
+from shared.errors import ParameterError
+
+__all__ = [
+    "Event",
+    "EventDescriptors",
+    "Percept",
+    "NoteEvent",
+    "StageStats",
+    "message_to_bytes",
+    "message_from_bytes",
+]
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParameterError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An onset found by the segmenter: its analysis window is samples ``[window_start, window_end)`` of the ring."""
+
+    event_id: int
+    onset_sample: int
+    window_start: int
+    window_end: int
+    sample_rate_hz: int
+    strength: float = 0.0
+    t_detected: float = 0.0  # monotonic time the event was emitted (last window sample written)
+    source: str = ""  # file name or device name the audio came from
+
+    def __post_init__(self) -> None:
+        _check(self.event_id >= 0, "event_id must be >= 0")
+        _check(0 <= self.window_start < self.window_end, "event window must satisfy 0 <= start < end")
+        _check(self.sample_rate_hz > 0, "sample_rate_hz must be > 0")
+
+    @property
+    def onset_s(self) -> float:
+        return self.onset_sample / self.sample_rate_hz
+
+    @property
+    def window_samples(self) -> int:
+        return self.window_end - self.window_start
+
+
+@dataclass(frozen=True, slots=True)
+class EventDescriptors:
+    """What the oracle needs to turn an event back into notes."""
+
+    onset_s: float
+    duration_s: float  # to the next onset (the analysis window length until it is known)
+    rms: float
+    velocity: int
+    f0_hz: float  # 0.0 when unvoiced
+    f0_confidence: float
+    chroma_peaks: tuple[int, ...] = ()  # pitch classes by decreasing strength
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.velocity <= 127, f"velocity must be in 1..127, got {self.velocity}")
+        _check(self.duration_s >= 0.0, "duration_s must be >= 0")
+        _check(all(0 <= pc < 12 for pc in self.chroma_peaks), "chroma_peaks must be pitch classes 0..11")
+
+
+@dataclass(frozen=True, slots=True)
+class Percept:
+    """The encoder's answer for one event: token(s), features and descriptors, stamped with the node that made it."""
+
+    event_id: int
+    token: int
+    features: np.ndarray = field(compare=False)
+    descriptors: Optional[EventDescriptors] = None
+    view: str = "traditional"  # which view produced ``token``/``features``
+    traditional_token: Optional[int] = None  # hybrid: the traditional view's token as well
+    node_id: str = ""
+    stamps: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        _check(self.token >= 0, "token must be >= 0")
+        _check(self.view in ("traditional", "wav2vec"), f"view must be traditional or wav2vec, got {self.view!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NoteEvent:
+    """A note to play: absolute monotonic on/off times, MPE starting expression, and where it came from."""
+
+    note_id: int
+    pitch: int
+    velocity: int
+    t_on: float
+    t_off: float
+    bend_semitones: float = 0.0
+    pressure: int = 0
+    timbre: int = 64  # CC74
+    voice: str = "melody"
+    source_state: int = -1
+    source_event_id: int = -1
+    stamps: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.pitch <= 127, f"pitch must be in 0..127, got {self.pitch}")
+        _check(1 <= self.velocity <= 127, f"velocity must be in 1..127, got {self.velocity}")
+        _check(self.t_off >= self.t_on, "t_off must be >= t_on")
+        _check(0 <= self.pressure <= 127 and 0 <= self.timbre <= 127, "pressure and timbre must be in 0..127")
+
+
+@dataclass(frozen=True, slots=True)
+class StageStats:
+    """Counters and latency percentiles one actor reports."""
+
+    stage: str
+    node_id: str = ""
+    counters: dict[str, int] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> {p50, p95, p99}
+
+
+_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Event, EventDescriptors, Percept, NoteEvent, StageStats)}
+
+
+def _to_plain(message: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"__type__": type(message).__name__}
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if dataclasses.is_dataclass(value):
+            value = _to_plain(value)
+        out[f.name] = value
+    return out
+
+
+def message_to_bytes(message: Any) -> bytes:
+    """Serialise a message (numpy arrays included) with orjson."""
+    if type(message).__name__ not in _TYPES:
+        raise ParameterError(f"not a MusicHal message: {type(message).__name__}")
+    return orjson.dumps(_to_plain(message), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _from_plain(data: dict[str, Any]) -> Any:
+    kind = data.pop("__type__", None)
+    cls = _TYPES.get(kind)  # type: ignore[arg-type]
+    if cls is None:
+        raise ParameterError(f"unknown message type {kind!r}")
+    for key, value in list(data.items()):
+        if isinstance(value, dict) and "__type__" in value:
+            data[key] = _from_plain(value)
+    if cls is Percept:
+        data["features"] = np.asarray(data["features"], dtype=np.float32)
+    if cls is EventDescriptors:
+        data["chroma_peaks"] = tuple(data["chroma_peaks"])
+    return cls(**data)
+
+
+def message_from_bytes(payload: bytes) -> Any:
+    """Inverse of :func:`message_to_bytes`."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
+        raise ParameterError(f"message is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ParameterError("message must be a JSON object")
+    return _from_plain(data)

@@ -1,0 +1,134 @@
+"""Test-session fixtures: a real JACK dummy server, /dev/shm leak check, tiny wav2vec checkpoints."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JACK_NO_START_SERVER", "1")  # clients must never auto-start a server behind our back
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+JACK_COMMAND = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
+
+
+def _jack_running() -> bool:
+    if shutil.which("jack_wait") is None:
+        return False
+    result = subprocess.run(["jack_wait", "--check"], capture_output=True, text=True, timeout=10)
+    return "running" in result.stdout and "not running" not in result.stdout
+
+
+class JackServer:
+    """Handle on the session's JACK server (started here or already running)."""
+
+    def __init__(self, process: subprocess.Popen | None) -> None:
+        self.process = process
+        self.sample_rate_hz = 48000
+        self.period_frames = 256
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
+
+    def ports(self) -> list[str]:
+        out = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A JACK dummy server for the whole session: reuse a running one, else start and later stop our own."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is not installed (run `make test`, which installs jackd2)")
+    if _jack_running():
+        yield JackServer(None)
+        return
+    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"musichal_jackd_{os.getpid()}.log"), "w")
+    process = subprocess.Popen(JACK_COMMAND, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ready = subprocess.run(["jack_wait", "--wait", "--timeout", "15"], capture_output=True, text=True)
+    if "available" not in ready.stdout:
+        process.kill()
+        pytest.fail(f"JACK dummy server did not come up: {ready.stdout.strip()} {ready.stderr.strip()}")
+    try:
+        yield JackServer(process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+
+
+def _shm_entries() -> set[str]:
+    try:
+        return {name for name in os.listdir("/dev/shm") if name.startswith("musichal_")}
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shm_leak():
+    """Fail the session if a test left a MusicHal shared-memory segment behind."""
+    before = _shm_entries()
+    yield
+    leaked = _shm_entries() - before
+    for name in leaked:
+        try:
+            os.unlink(os.path.join("/dev/shm", name))
+        except OSError:
+            pass
+    assert not leaked, f"tests leaked shared-memory segments: {sorted(leaked)}"
+
+
+def _save_tiny_wav2vec(directory: Path, *, group_norm: bool) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    import torch
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
+        feat_extract_norm="group" if group_norm else "layer",
+        do_stable_layer_norm=not group_norm,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+    )
+    model = Wav2Vec2Model(config).eval()
+    model.save_pretrained(directory, safe_serialization=True)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                             do_normalize=True, return_attention_mask=not group_norm).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec_dir(tmp_path_factory) -> Path:
+    """A tiny random Wav2Vec2 (group-norm feature encoder, like wav2vec2-base) saved with save_pretrained."""
+    return _save_tiny_wav2vec(tmp_path_factory.mktemp("tiny_w2v_group"), group_norm=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec_layer_norm_dir(tmp_path_factory) -> Path:
+    """A tiny random Wav2Vec2 with layer-norm feature encoder (like wav2vec2-large-robust)."""
+    return _save_tiny_wav2vec(tmp_path_factory.mktemp("tiny_w2v_layer"), group_norm=False)
+
+
+@pytest.fixture
+def ray_local():
+    """A local Ray instance for one test (2 CPUs, no dashboard), shut down after."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, _node_ip_address="127.0.0.1")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
