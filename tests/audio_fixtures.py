@@ -1,0 +1,74 @@
+"""Reusable test audio: pure tones and fluidsynth-rendered MIDI (FluidR3 GM piano by default).
+
+>>> tone = sine_tone(440.0, 0.01, 48000)
+>>> tone.shape, tone.dtype
+((480,), dtype('float32'))
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["SOUNDFONT", "sine_tone", "render_midi_notes", "write_midi_notes", "fluidsynth_available"]
+
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+def fluidsynth_available() -> bool:
+    """True when the fluidsynth binary and the FluidR3 GM soundfont are installed."""
+    return shutil.which("fluidsynth") is not None and SOUNDFONT.is_file()
+
+
+def sine_tone(freq_hz: float, seconds: float, sample_rate_hz: int, *, amplitude: float = 0.5, phase: float = 0.0) -> np.ndarray:
+    """A mono float32 sine of ``seconds`` length at ``sample_rate_hz``."""
+    n = int(round(seconds * sample_rate_hz))
+    t = np.arange(n, dtype=np.float64) / sample_rate_hz
+    return (amplitude * np.sin(2.0 * np.pi * freq_hz * t + phase)).astype(np.float32)
+
+
+def write_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, *, program: int = 0, tempo_bpm: float = 120.0) -> Path:
+    """Write ``(pitch, start_s, dur_s, velocity)`` notes as a one-track SMF (channel 0, GM ``program``)."""
+    import mido
+
+    ticks_per_beat = 960
+    tempo = mido.bpm2tempo(tempo_bpm)
+    seconds_per_tick = tempo / 1e6 / ticks_per_beat
+    timeline: list[tuple[int, int, mido.Message]] = []
+    for pitch, start_s, dur_s, velocity in notes:
+        on_tick = int(round(float(start_s) / seconds_per_tick))
+        off_tick = int(round((float(start_s) + float(dur_s)) / seconds_per_tick))
+        timeline.append((on_tick, 1, mido.Message("note_on", note=int(pitch), velocity=int(velocity), channel=0)))
+        timeline.append((off_tick, 0, mido.Message("note_off", note=int(pitch), velocity=0, channel=0)))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    midi = mido.MidiFile(ticks_per_beat=ticks_per_beat)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    track.append(mido.Message("program_change", program=int(program), channel=0, time=0))
+    last = 0
+    for tick, _, message in timeline:
+        track.append(message.copy(time=tick - last))
+        last = tick
+    track.append(mido.MetaMessage("end_of_track", time=ticks_per_beat))
+    path = Path(path)
+    midi.save(str(path))
+    return path
+
+
+def render_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, sample_rate_hz: int = 48000, *,
+                      program: int = 0, gain: float = 0.8) -> Path:
+    """Render ``(pitch, start_s, dur_s, velocity)`` notes to a WAV at ``path`` with fluidsynth; returns ``path``."""
+    if not fluidsynth_available():
+        raise RuntimeError("fluidsynth or /usr/share/sounds/sf2/FluidR3_GM.sf2 is not installed")
+    path = Path(path)
+    midi_path = path.with_suffix(".mid")
+    write_midi_notes(notes, midi_path, program=program)
+    command = ["fluidsynth", "-ni", "-g", str(gain), "-F", str(path), "-r", str(int(sample_rate_hz)), str(SOUNDFONT), str(midi_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0 or not path.is_file():
+        raise RuntimeError(f"fluidsynth failed: {result.stderr.strip() or result.stdout.strip()}")
+    return path
