@@ -1,0 +1,208 @@
+"""NoteScheduler: plays NoteEvents at their absolute monotonic times on a dedicated thread.
+
+The thread keeps a heap of ``(due_time, seq, action, note)`` and waits on a ``threading.Condition`` with a
+timeout equal to the time left to the next due event (no fixed-interval polling; callers never sleep).
+``schedule`` wakes it when a new event becomes the earliest. Events already due go out at once, in due-time
+order; an event sent more than ``late_tolerance_ms`` after its due time is counted as late.
+The scheduling error ``actual − due`` is measured just before each event's note message is sent.
+
+``stop()`` drops pending events and panics the stage (note-offs for everything sounding + CC123/CC120).
+
+>>> from services.midi_out.engine import ListSink, MidiOutStage
+>>> from shared.config import MidiConfig
+>>> from shared.messages import NoteEvent
+>>> stage = MidiOutStage(MidiConfig(profile="mpe", member_channels=4), ListSink())
+>>> stage.start()
+>>> with NoteScheduler(stage) as scheduler:
+...     scheduler.schedule(NoteEvent(note_id=1, pitch=60, velocity=90, t_on=0.0, t_off=0.0))  # long past due
+...     scheduler.wait_idle(timeout_s=5.0)
+True
+>>> scheduler.stats()["late"]
+2
+"""
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from shared.errors import ParameterError
+from shared.messages import NoteEvent
+
+__all__ = ["NoteScheduler", "NOTE_ON", "NOTE_OFF"]
+
+NOTE_ON = "on"
+NOTE_OFF = "off"
+
+
+class NoteScheduler:
+    """Dedicated thread that sends note-ons at ``t_on`` and note-offs at ``t_off`` through ``stage``.
+
+    Parameters
+    ----------
+    stage : MidiOutStage-like
+        Object with ``note_on(NoteEvent)``, ``note_off(note_id)`` and ``panic()``.
+    clock : callable
+        Monotonic clock the note times refer to (``time.monotonic``).
+    late_tolerance_ms : float
+        An event sent later than this after its due time counts as late.
+    max_error_samples : int
+        How many recent scheduling errors are kept for :meth:`stats`.
+    """
+
+    def __init__(self, stage: Any, *, clock: Callable[[], float] = time.monotonic,
+                 late_tolerance_ms: float = 1.0, max_error_samples: int = 100_000) -> None:
+        for name in ("note_on", "note_off", "panic"):
+            if not callable(getattr(stage, name, None)):
+                raise ParameterError(f"stage must have a {name}() method")
+        if late_tolerance_ms < 0:
+            raise ParameterError(f"late_tolerance_ms must be >= 0, got {late_tolerance_ms}")
+        if max_error_samples < 1:
+            raise ParameterError(f"max_error_samples must be >= 1, got {max_error_samples}")
+        self.stage = stage
+        self.clock = clock
+        self.late_tolerance_s = late_tolerance_ms / 1000.0
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, str, NoteEvent]] = []
+        self._seq = 0
+        self._running = False
+        self._busy = False
+        self._thread: Optional[threading.Thread] = None
+        self._errors_s: deque[float] = deque(maxlen=max_error_samples)
+        self.sent_log: Optional[list[tuple[float, float, str, int]]] = None  # (due, actual, action, note_id) if enabled
+        self.counters: dict[str, int] = {"scheduled": 0, "sent": 0, "late": 0, "late_on_arrival": 0,
+                                         "dropped_on_stop": 0, "errors": 0}
+        self.last_error: Optional[BaseException] = None
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+    def start(self) -> "NoteScheduler":
+        with self._condition:
+            if self._running:
+                return self
+            self._running = True
+            self._thread = threading.Thread(target=self._run, name="musichal-midi-scheduler", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, *, panic: bool = True) -> None:
+        """Stop the thread, drop pending events (counted) and panic the stage. Idempotent."""
+        with self._condition:
+            thread = self._thread
+            self._running = False
+            self.counters["dropped_on_stop"] += len(self._heap)
+            self._heap.clear()
+            self._condition.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        self._thread = None
+        if panic:
+            self.stage.panic()
+
+    def __enter__(self) -> "NoteScheduler":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # ------------------------------------------------------------------------------------------- input
+    def schedule(self, note: NoteEvent) -> None:
+        """Queue ``note``'s note-on at ``t_on`` and note-off at ``t_off`` (absolute ``clock`` seconds)."""
+        if not isinstance(note, NoteEvent):
+            raise ParameterError(f"schedule takes a NoteEvent, got {type(note).__name__}")
+        with self._condition:
+            if not self._running:
+                raise ParameterError("NoteScheduler is not running (call start())")
+            now = self.clock()
+            earliest = self._heap[0][0] if self._heap else None
+            for due, action in ((note.t_on, NOTE_ON), (note.t_off, NOTE_OFF)):
+                heapq.heappush(self._heap, (due, self._seq, action, note))
+                self._seq += 1
+                if due < now:
+                    self.counters["late_on_arrival"] += 1
+            self.counters["scheduled"] += 1
+            if earliest is None or note.t_on < earliest:
+                self._condition.notify_all()  # the scheduler thread re-computes its timeout
+
+    def pending(self) -> int:
+        with self._condition:
+            return len(self._heap)
+
+    def wait_idle(self, *, timeout_s: float) -> bool:
+        """Block until every queued event was sent (True) or ``timeout_s`` passed (False). For tests and shutdown."""
+        deadline = time.monotonic() + timeout_s
+        with self._condition:
+            while self._heap or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._condition.wait(timeout=left)
+            return True
+
+    # ------------------------------------------------------------------------------------------- thread
+    def _run(self) -> None:
+        condition = self._condition
+        while True:
+            with condition:
+                while self._running:
+                    if not self._heap:
+                        condition.notify_all()  # wake wait_idle()
+                        condition.wait()
+                        continue
+                    left = self._heap[0][0] - self.clock()
+                    if left <= 0:
+                        break
+                    condition.wait(timeout=left)
+                if not self._running:
+                    condition.notify_all()
+                    return
+                due, _, action, note = heapq.heappop(self._heap)
+                self._busy = True
+            try:
+                self._fire(due, action, note)
+            finally:
+                with condition:
+                    self._busy = False
+
+    def _fire(self, due: float, action: str, note: NoteEvent) -> None:
+        actual = self.clock()
+        try:
+            if action == NOTE_ON:
+                self.stage.note_on(note)
+            else:
+                self.stage.note_off(note.note_id)
+        except Exception as error:  # a bad note must not kill the thread; counted and kept for the actor
+            self.counters["errors"] += 1
+            self.last_error = error
+            return
+        error_s = actual - due
+        self._errors_s.append(error_s)
+        self.counters["sent"] += 1
+        if error_s > self.late_tolerance_s:
+            self.counters["late"] += 1
+        if self.sent_log is not None:
+            self.sent_log.append((due, actual, action, note.note_id))
+
+    # ------------------------------------------------------------------------------------------- stats
+    def errors_ms(self) -> np.ndarray:
+        """Recent scheduling errors (actual − due) in milliseconds."""
+        return np.asarray(self._errors_s, dtype=np.float64) * 1000.0
+
+    def stats(self) -> dict[str, Any]:
+        errors = self.errors_ms()
+        out: dict[str, Any] = dict(self.counters, pending=self.pending())
+        if errors.size:
+            out["error_ms"] = {
+                "p50": float(np.percentile(errors, 50)),
+                "p95": float(np.percentile(errors, 95)),
+                "p99": float(np.percentile(errors, 99)),
+                "max": float(errors.max()),
+            }
+        return out
