@@ -1,0 +1,43 @@
+"""Helpers behind ``musichal --list-midi`` and ``musichal --panic`` (called from launch.py)."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from services.midi_out import protocol
+from services.midi_out.ports import API_NAMES, _compiled_api_names, list_output_ports, open_output, resolve_api
+from shared.errors import MidiPortError
+
+__all__ = ["list_midi_ports_text", "panic_port"]
+
+
+def list_midi_ports_text(api: str = "auto") -> str:
+    """Human-readable list of MIDI outputs: for ``auto`` every available API, else the one asked for."""
+    apis = _compiled_api_names() if api == "auto" else [resolve_api(api)]
+    default = None
+    try:
+        default = resolve_api("auto")
+    except MidiPortError:
+        pass
+    lines: list[str] = []
+    for name in apis:
+        marker = " (default)" if name == default else ""
+        try:
+            ports = list_output_ports(name)
+        except MidiPortError as error:
+            lines.append(f"{name}{marker}: unavailable ({error})")
+            continue
+        lines.append(f"{name}{marker}: {len(ports)} output port(s)")
+        lines += [f"  [{index}] {port}" for index, port in enumerate(ports)]
+    if not lines:
+        lines.append(f"no MIDI API available (known: {', '.join(API_NAMES[1:])})")
+    lines.append("without --midi-port MusicHal creates a virtual output named 'MusicHal'")
+    return "\n".join(lines)
+
+
+def panic_port(api: str = "auto", port: Optional[Union[str, int]] = None) -> int:
+    """Send CC123 + CC120 on all 16 channels to ``port`` (a virtual port when None); returns messages sent."""
+    messages = protocol.panic_messages()
+    with open_output(api, port, virtual_name="MusicHal-panic", client_name="MusicHal-panic") as output:
+        for message in messages:
+            output.send(message)
+    return len(messages)

@@ -1,0 +1,198 @@
+"""The port layer on python-rtmidi: list outputs, open one by name/substring/index or create a virtual port.
+
+API choice: ``jack``, ``alsa``, ``coremidi``, ``winmm`` or ``auto`` = JACK when a JACK server is running on
+Linux, else ALSA; CoreMIDI on macOS; Windows MM on Windows. With JACK, a virtual port is a JACK MIDI output
+port of this client (connect it with ``jack_connect`` or by opening it from the reader's side).
+Every failure is a :class:`~shared.errors.MidiPortError` with one line that lists the available ports.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Optional, Union
+
+from shared.errors import MidiPortError, ParameterError
+
+__all__ = ["API_NAMES", "RtMidiOutput", "resolve_api", "list_output_ports", "open_output", "jack_server_running"]
+
+API_NAMES = ("auto", "jack", "alsa", "coremidi", "winmm")
+
+
+def _rtmidi():
+    try:
+        import rtmidi
+    except ImportError as error:  # pragma: no cover - installed with the package
+        raise MidiPortError(f"python-rtmidi is not installed: {error}") from None
+    return rtmidi
+
+
+def _api_constant(name: str) -> int:
+    rtmidi = _rtmidi()
+    return {
+        "jack": rtmidi.API_UNIX_JACK,
+        "alsa": rtmidi.API_LINUX_ALSA,
+        "coremidi": rtmidi.API_MACOSX_CORE,
+        "winmm": rtmidi.API_WINDOWS_MM,
+    }[name]
+
+
+def _compiled_api_names() -> list[str]:
+    rtmidi = _rtmidi()
+    compiled = set(rtmidi.get_compiled_api())
+    return [name for name in API_NAMES[1:] if _api_constant(name) in compiled]
+
+
+def jack_server_running() -> bool:
+    """True when a JACK client can be opened without starting a server (libjack may print to stderr)."""
+    rtmidi = _rtmidi()
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        return False
+    try:
+        probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="musichal-probe")
+        probe.get_port_count()
+        probe.delete()
+    except rtmidi.RtMidiError:
+        return False
+    return True
+
+
+def resolve_api(api: str = "auto") -> str:
+    """The concrete API name for ``api`` on this OS; raises MidiPortError if it is not compiled in."""
+    if api not in API_NAMES:
+        raise ParameterError(f"MIDI api must be one of {', '.join(API_NAMES)}, got {api!r}")
+    compiled = _compiled_api_names()
+    if api == "auto":
+        if sys.platform.startswith("linux"):
+            api = "jack" if "jack" in compiled and jack_server_running() else "alsa"
+        elif sys.platform == "darwin":
+            api = "coremidi"
+        elif sys.platform.startswith("win"):
+            api = "winmm"
+        else:
+            api = compiled[0] if compiled else "alsa"
+    if api not in compiled:
+        raise MidiPortError(f"MIDI API {api!r} is not available in this python-rtmidi build; available: "
+                            f"{', '.join(compiled) or 'none'}")
+    return api
+
+
+def _new_midi_out(api: str, client_name: str):
+    rtmidi = _rtmidi()
+    try:
+        return rtmidi.MidiOut(_api_constant(api), name=client_name)
+    except rtmidi.RtMidiError as error:
+        hint = " (is the JACK server running?)" if api == "jack" else ""
+        raise MidiPortError(f"cannot open the MIDI API {api!r}{hint}: {error}") from None
+
+
+def list_output_ports(api: str = "auto") -> list[str]:
+    """Names of the MIDI output ports (destinations) visible through ``api``."""
+    api = resolve_api(api)
+    midi_out = _new_midi_out(api, "musichal-list")
+    try:
+        return list(midi_out.get_ports())
+    finally:
+        midi_out.delete()
+
+
+def _choose_port(ports: list[str], port: Union[str, int]) -> int:
+    if isinstance(port, bool):
+        raise ParameterError(f"port must be a name, a substring or an index, got {port!r}")
+    if isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit() and port not in ports):
+        index = int(port)
+        if 0 <= index < len(ports):
+            return index
+        raise MidiPortError(f"MIDI output port index {index} out of range; available: {_listing(ports)}")
+    if not isinstance(port, str) or not port:
+        raise ParameterError(f"port must be a non-empty name, a substring or an index, got {port!r}")
+    if port in ports:
+        return ports.index(port)
+    matches = [i for i, name in enumerate(ports) if port.lower() in name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise MidiPortError(f"MIDI output port {port!r} not found; available: {_listing(ports)}")
+    raise MidiPortError(f"MIDI output port {port!r} is ambiguous ({len(matches)} matches); available: {_listing(ports)}")
+
+
+def _listing(ports: list[str]) -> str:
+    return ", ".join(f"[{i}] {name}" for i, name in enumerate(ports)) if ports else "none"
+
+
+class RtMidiOutput:
+    """An open python-rtmidi output: ``send(list[int])`` under a lock, idempotent ``close()``, context manager."""
+
+    def __init__(self, midi_out, *, api: str, port_name: str, is_virtual: bool) -> None:
+        self._midi_out = midi_out
+        self.api = api
+        self.port_name = port_name
+        self.is_virtual = is_virtual
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def send(self, message: list[int]) -> None:
+        with self._lock:
+            if self._closed:
+                raise MidiPortError(f"MIDI output {self.port_name!r} is closed")
+            self._midi_out.send_message(message)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._midi_out.close_port()
+            finally:
+                self._midi_out.delete()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "RtMidiOutput":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "virtual" if self.is_virtual else "port"
+        return f"RtMidiOutput({self.api}, {kind} {self.port_name!r}{', closed' if self._closed else ''})"
+
+
+def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, virtual_name: str = "MusicHal",
+                client_name: str = "MusicHal") -> RtMidiOutput:
+    """Open the output ``port`` (exact name, unique case-insensitive substring, or index) or, when ``port`` is
+    None, create a virtual output named ``virtual_name``.
+
+    Raises
+    ------
+    MidiPortError
+        The API is unavailable, or the port is missing/ambiguous (the message lists the available ports).
+    ParameterError
+        ``api`` or ``port`` is malformed.
+    """
+    if not virtual_name or not client_name:
+        raise ParameterError("virtual_name and client_name must be non-empty")
+    api = resolve_api(api)
+    rtmidi = _rtmidi()
+    midi_out = _new_midi_out(api, client_name)
+    try:
+        if port is None:
+            if api == "winmm":
+                raise MidiPortError("Windows MM cannot create virtual MIDI ports; pick an output with --midi-port "
+                                    f"(available: {_listing(list(midi_out.get_ports()))})")
+            midi_out.open_virtual_port(virtual_name)
+            return RtMidiOutput(midi_out, api=api, port_name=virtual_name, is_virtual=True)
+        ports = list(midi_out.get_ports())
+        index = _choose_port(ports, port)
+        midi_out.open_port(index, name=f"{client_name}-out-{os.getpid()}")
+        return RtMidiOutput(midi_out, api=api, port_name=ports[index], is_virtual=False)
+    except rtmidi.RtMidiError as error:
+        midi_out.delete()
+        raise MidiPortError(f"cannot open MIDI output on {api}: {error}") from None
+    except BaseException:
+        midi_out.delete()
+        raise
