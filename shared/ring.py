@@ -6,14 +6,17 @@ Layout of the segment (``multiprocessing.shared_memory``)::
                   [0] magic  [1] capacity (samples)  [2] sample rate (Hz)
                   [3] reserved_end: samples the writer has claimed (written before the data)
                   [4] committed: samples fully written (written after the data)
-                  [5] writer_closed flag  [6] low 32 bits: wake-up sequence (a futex word on Linux)
+                  [5] writer_closed flag  [6] unused
+                  [7] waiters flag: set by a reader before it sleeps, cleared by the writer when it wakes them
     bytes 64..    float32 samples, ``capacity`` of them; absolute sample ``i`` lives at ``i % capacity``
 
 A reader asks for ``[start, end)`` by absolute index. It is *available* when ``end <= committed``; it is
 *overrun* when ``start < reserved_end - capacity`` (the writer has claimed, maybe overwritten, those slots).
 Zero-copy windows are validated again after use (:meth:`RingWindow.check_valid`), so data overwritten while
-it was being read is reported, never used. Readers block on a Linux futex in the segment (woken by every
-commit) and fall back to short timed waits elsewhere.
+it was being read is reported, never used. Readers block on a Linux futex on the low 32 bits of the
+committed counter (woken by every
+commit that finds the waiters flag set, so a writer with no sleeping reader makes no system call) and fall
+back to short timed waits elsewhere.
 
 Only the creating process unlinks the segment; attaching processes are kept out of Python's
 ``resource_tracker`` so they can neither unlink it at exit nor warn about it.
@@ -46,7 +49,8 @@ __all__ = ["AudioRing", "RingReader", "RingWindow", "RING_NAME_PREFIX"]
 RING_NAME_PREFIX = "musichal_ring_"
 _MAGIC = 0x4D55534943484131  # "MUSICHA1"
 _HEADER_BYTES = 64
-_H_MAGIC, _H_CAPACITY, _H_RATE, _H_RESERVED, _H_COMMITTED, _H_CLOSED, _H_SEQ = range(7)
+_H_MAGIC, _H_CAPACITY, _H_RATE, _H_RESERVED, _H_COMMITTED, _H_CLOSED, _H_UNUSED, _H_WAITERS = range(8)
+_MAX_SLEEP_S = 0.02  # a sleeping reader re-checks at least this often, so a missed wake-up costs at most this
 
 _attach_lock = threading.Lock()
 
@@ -84,8 +88,7 @@ class _Futex:
                       ctypes.c_int(expected), ctypes.byref(spec), None, ctypes.c_int(0))
 
     def wake(self, address: int) -> None:
-        self._syscall(ctypes.c_long(self._number), ctypes.c_void_p(address), ctypes.c_int(self._FUTEX_WAKE),
-                      ctypes.c_int(2**31 - 1), None, None, ctypes.c_int(0))
+        self._syscall(self._number, ctypes.c_void_p(address), self._FUTEX_WAKE, 2**31 - 1, None, None, 0)
 
 
 _FUTEX = _Futex()
@@ -155,7 +158,8 @@ class AudioRing:
         self.capacity = int(self._header[_H_CAPACITY])
         self.sample_rate_hz = int(self._header[_H_RATE])
         self._data = np.ndarray((self.capacity,), dtype=np.float32, buffer=shm.buf, offset=_HEADER_BYTES)
-        self._seq = np.ndarray((1,), dtype=np.uint32, buffer=shm.buf, offset=8 * _H_SEQ)
+        self._words = shm.buf[:_HEADER_BYTES].cast("Q")  # plain memoryview: cheaper per access than numpy scalars
+        self._seq = np.ndarray((1,), dtype=np.uint32, buffer=shm.buf, offset=8 * _H_COMMITTED)  # futex word (little-endian low half)
         self._seq_address = self._seq.ctypes.data
         self._closed = False
         self.overruns = 0  # overruns this process has detected
@@ -202,11 +206,11 @@ class AudioRing:
     @property
     def write_counter(self) -> int:
         """Samples committed since creation (the absolute index of the next sample to be written)."""
-        return int(self._header[_H_COMMITTED])
+        return self._words[_H_COMMITTED]
 
     @property
     def reserved_end(self) -> int:
-        return int(self._header[_H_RESERVED])
+        return self._words[_H_RESERVED]
 
     @property
     def oldest_available(self) -> int:
@@ -220,38 +224,46 @@ class AudioRing:
     # -- writer -------------------------------------------------------------------------------
     def write(self, block: np.ndarray) -> int:
         """Append ``block`` (1-D float32; longer than the ring keeps its tail). Returns the new write counter."""
-        self._check_open()
-        block = np.asarray(block, dtype=np.float32)
-        if block.ndim != 1:
-            raise ParameterError(f"ring blocks must be 1-D mono, got shape {block.shape}")
+        if self._closed:
+            raise RingBufferError("ring is closed")
+        if type(block) is not np.ndarray or block.dtype != np.float32 or block.ndim != 1:
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim != 1:
+                raise ParameterError(f"ring blocks must be 1-D mono, got shape {block.shape}")
         n = block.shape[0]
+        words = self._words
+        start = words[_H_COMMITTED]
         if n == 0:
-            return self.write_counter
-        start = int(self._header[_H_COMMITTED])
-        if n > self.capacity:  # only the newest ``capacity`` samples can survive
-            start += n - self.capacity
-            block = block[n - self.capacity:]
-            self._header[_H_COMMITTED] = start
-            n = self.capacity
+            return start
+        capacity = self.capacity
+        if n > capacity:  # only the newest ``capacity`` samples can survive
+            start += n - capacity
+            block = block[n - capacity:]
+            words[_H_COMMITTED] = start
+            n = capacity
         end = start + n
-        self._header[_H_RESERVED] = end  # claim first: readers treat these slots as overwritten from now on
-        offset = start % self.capacity
-        first = min(n, self.capacity - offset)
-        self._data[offset:offset + first] = block[:first]
-        if first < n:
+        words[_H_RESERVED] = end  # claim first: readers treat these slots as overwritten from now on
+        offset = start % capacity
+        if n <= capacity - offset:
+            self._data[offset:offset + n] = block
+        else:
+            first = capacity - offset
+            self._data[offset:] = block[:first]
             self._data[: n - first] = block[first:]
-        self._header[_H_COMMITTED] = end  # publish after the data
-        self._seq[0] = (int(self._seq[0]) + 1) & 0xFFFFFFFF
+        words[_H_COMMITTED] = end  # publish after the data (its low half is the futex word)
+        if words[_H_WAITERS]:
+            self._wake()
+        return end
+
+    def _wake(self) -> None:
+        self._words[_H_WAITERS] = 0
         if _FUTEX.available:
             _FUTEX.wake(self._seq_address)
-        return end
 
     def close_writer(self) -> None:
         """Mark the stream finished; waiting readers wake up and see :attr:`writer_closed`."""
-        self._header[_H_CLOSED] = 1
-        self._seq[0] = (int(self._seq[0]) + 1) & 0xFFFFFFFF
-        if _FUTEX.available:
-            _FUTEX.wake(self._seq_address)
+        self._words[_H_CLOSED] = 1
+        self._wake()
 
     # -- readers ------------------------------------------------------------------------------
     def wait_for(self, index: int, *, timeout_s: float) -> int:
@@ -265,6 +277,8 @@ class AudioRing:
             return committed
         deadline = time.monotonic() + timeout_s
         while True:
+            if _FUTEX.available:
+                self._words[_H_WAITERS] = 1  # before reading seq: a commit after this point will wake us
             seq = int(self._seq[0])
             committed = self.write_counter
             if committed >= index or self.writer_closed:
@@ -273,7 +287,7 @@ class AudioRing:
             if remaining <= 0:
                 raise RingTimeoutError(f"ring sample {index} not written within {timeout_s:.3f} s (writer at {committed})")
             if _FUTEX.available:
-                _FUTEX.wait(self._seq_address, seq, remaining)
+                _FUTEX.wait(self._seq_address, seq, min(remaining, _MAX_SLEEP_S))
             else:  # portable fallback: wait about a quarter of a block at a time
                 time.sleep(min(remaining, 0.001))
 
@@ -319,7 +333,9 @@ class AudioRing:
             raise RingBufferError("ring is closed")
 
     def _release_views(self) -> None:
-        for attr in ("_header", "_data", "_seq"):
+        if hasattr(self, "_words"):
+            self._words.release()
+        for attr in ("_header", "_data", "_seq", "_words"):
             if hasattr(self, attr):
                 delattr(self, attr)
 
