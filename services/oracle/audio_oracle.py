@@ -1,0 +1,470 @@
+"""Continuous Audio Oracle (Dubnov, Assayag & Cont 2007), built online in amortised linear time.
+
+Semantics are those of ``vmo.build_oracle(X, 'a', threshold=t, dfunc='euclidean')`` (suffix method
+``'inc'``): a transition from state ``k`` to ``j`` "matches" a new frame ``x`` when the Euclidean distance
+from ``x`` to frame ``j`` is ``< threshold`` (strict, as vmo); among matching transitions the closest one
+(first in insertion order on ties) becomes the suffix link. LRS follows Lefebvre & Lecroq with vmo's
+"find better" correction; labels (vmo's ``data``, the latent cluster of each state) are kept too.
+
+The construction runs in a numba kernel over flat, growable numpy arrays:
+
+- frames ``(capacity, dim)`` float64; ``sfx``, ``lrs``, ``labels`` int64 per state;
+- transitions as per-state singly linked lists in insertion order (``trn_head/trn_tail`` per state,
+  ``edge_dst/edge_next`` per edge) — the forward link ``i-1 -> i`` is stored like any other;
+- reverse suffix links as per-state linked lists (``rs_head/rs_tail`` per parent, ``rs_next`` per child);
+- the "find better" step looks up ``(suffix state, lrs, label)`` in a hash map instead of scanning.
+
+Per-frame work is amortised O(1) suffix-chain steps; each step computes distances to the frames of the
+targets of one state's transitions (vmo does the same with ``scipy.spatial.distance.cdist``). The one
+cost that can grow is the fan-out of state 0 (one transition per new "cluster"), which is bounded by the
+number of distinct clusters the threshold allows, not by the number of frames.
+
+>>> import numpy as np
+>>> ao = AudioOracle(threshold=0.5, dim=1)
+>>> ao.extend(np.array([[0.0], [1.0], [0.1], [1.05], [5.0]]))
+>>> ao.sfx.tolist(), ao.lrs.tolist()
+([-1, 0, 0, 1, 2, 0], [0, 0, 0, 1, 2, 0])
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import numba
+import numpy as np
+from numba import types
+from numba.typed import Dict
+
+from shared.errors import ModelFormatError, ParameterError
+from shared.messages import EventDescriptors
+from services.oracle.states import StateInfo, StateStore
+
+__all__ = ["AudioOracle", "AO_SCHEMA"]
+
+AO_SCHEMA = "musichal-audio-oracle/1"
+
+_KEY = types.UniTuple(types.int64, 3)
+
+# counters layout: [n_states, n_edges, n_labels]
+_N, _E, _L = 0, 1, 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _extend_kernel(frames, sfx, lrs, labels, trn_head, trn_tail, edge_dst, edge_next,
+                   rs_head, rs_tail, rs_next, better, counters, x_rows, start, threshold):
+    """Add rows ``x_rows[start:]``; stops early (returns the next row) when capacity runs short."""
+    dim = frames.shape[1]
+    capacity = frames.shape[0]
+    edge_capacity = edge_dst.shape[0]
+    row = start
+    n_rows = x_rows.shape[0]
+    while row < n_rows:
+        i = counters[_N]
+        # room for the state and for the worst-case number of new edges (one per state on the chain)
+        if i >= capacity or counters[_E] + i + 1 > edge_capacity:
+            return row
+        for d in range(dim):
+            frames[i, d] = x_rows[row, d]
+        counters[_N] = i + 1
+        trn_head[i] = -1
+        trn_tail[i] = -1
+        rs_head[i] = -1
+        rs_tail[i] = -1
+        rs_next[i] = -1
+        # forward link i-1 -> i
+        e = counters[_E]
+        counters[_E] = e + 1
+        edge_dst[e] = i
+        edge_next[e] = -1
+        if trn_tail[i - 1] == -1:
+            trn_head[i - 1] = e
+        else:
+            edge_next[trn_tail[i - 1]] = e
+        trn_tail[i - 1] = e
+        k = sfx[i - 1]
+        pi_1 = i - 1
+        candidate = 0
+        while k != -1:
+            best = np.inf
+            best_target = -1
+            edge = trn_head[k]
+            while edge != -1:
+                target = edge_dst[edge]
+                acc = 0.0
+                for d in range(dim):
+                    diff = frames[i, d] - frames[target, d]
+                    acc += diff * diff
+                dist = np.sqrt(acc)
+                if dist < threshold and dist < best:
+                    best = dist
+                    best_target = target
+                edge = edge_next[edge]
+            if best_target == -1:
+                e = counters[_E]
+                counters[_E] = e + 1
+                edge_dst[e] = i
+                edge_next[e] = -1
+                if trn_tail[k] == -1:
+                    trn_head[k] = e
+                else:
+                    edge_next[trn_tail[k]] = e
+                trn_tail[k] = e
+                pi_1 = k
+                k = sfx[k]
+            else:
+                candidate = best_target
+                break
+        if k == -1:
+            s_i = 0
+            l_i = 0
+            labels[i] = counters[_L]
+            counters[_L] += 1
+        else:
+            s_i = candidate
+            p2 = candidate - 1
+            s_p1 = sfx[pi_1]
+            if p2 == s_p1:
+                common = lrs[pi_1]
+            else:
+                while sfx[p2] != s_p1 and p2 != 0:
+                    p2 = sfx[p2]
+                common = min(lrs[pi_1], lrs[p2])
+            l_i = common + 1
+            labels[i] = labels[candidate]
+        key = (s_i, l_i, labels[i - l_i])
+        if key in better:
+            s_i = better[key]
+            l_i += 1
+        sfx[i] = s_i
+        lrs[i] = l_i
+        if rs_tail[s_i] == -1:
+            rs_head[s_i] = i
+        else:
+            rs_next[rs_tail[s_i]] = i
+        rs_tail[s_i] = i
+        key = (s_i, l_i, labels[i - l_i])
+        if key not in better:
+            better[key] = i
+        row += 1
+    return row
+
+
+@numba.njit(cache=True)
+def _rebuild_index(sfx, lrs, labels, n, rs_head, rs_tail, rs_next, better):
+    for i in range(n):
+        rs_head[i] = -1
+        rs_tail[i] = -1
+        rs_next[i] = -1
+    for i in range(1, n):
+        s_i = sfx[i]
+        if rs_tail[s_i] == -1:
+            rs_head[s_i] = i
+        else:
+            rs_next[rs_tail[s_i]] = i
+        rs_tail[s_i] = i
+        key = (s_i, lrs[i], labels[i - lrs[i]])
+        if key not in better:
+            better[key] = i
+
+
+def _new_better():
+    return Dict.empty(key_type=_KEY, value_type=types.int64)
+
+
+class AudioOracle:
+    """Online Audio Oracle over ``dim``-dimensional frames with a Euclidean distance threshold.
+
+    Parameters
+    ----------
+    threshold : float
+        Distance below which two frames count as the same (``>= 0``; 0 makes every frame new).
+    dim : int
+        Frame dimension.
+    capacity : int
+        Initial number of states to allocate (grows by doubling).
+
+    Notes
+    -----
+    Each state (from 1) also carries its event in :attr:`states` (token, descriptors, event id, source).
+    """
+
+    def __init__(self, threshold: float, dim: int, *, capacity: int = 1024) -> None:
+        threshold = float(threshold)
+        if not np.isfinite(threshold) or threshold < 0.0:
+            raise ParameterError(f"threshold must be a finite number >= 0, got {threshold}")
+        if int(dim) < 1:
+            raise ParameterError(f"dim must be >= 1, got {dim}")
+        if int(capacity) < 2:
+            raise ParameterError("capacity must be >= 2")
+        self.threshold = threshold
+        self.dim = int(dim)
+        self.states = StateStore()
+        self._allocate(int(capacity))
+
+    # ------------------------------------------------------------------ storage
+    def _allocate(self, capacity: int) -> None:
+        self._frames = np.zeros((capacity, self.dim), dtype=np.float64)
+        self._sfx = np.zeros(capacity, dtype=np.int64)
+        self._lrs = np.zeros(capacity, dtype=np.int64)
+        self._labels = np.zeros(capacity, dtype=np.int64)
+        self._trn_head = np.full(capacity, -1, dtype=np.int64)
+        self._trn_tail = np.full(capacity, -1, dtype=np.int64)
+        self._rs_head = np.full(capacity, -1, dtype=np.int64)
+        self._rs_tail = np.full(capacity, -1, dtype=np.int64)
+        self._rs_next = np.full(capacity, -1, dtype=np.int64)
+        self._edge_dst = np.zeros(2 * capacity, dtype=np.int64)
+        self._edge_next = np.full(2 * capacity, -1, dtype=np.int64)
+        self._better = _new_better()
+        self._counters = np.array([1, 0, 0], dtype=np.int64)
+        self._sfx[0] = -1
+        self._labels[0] = -1
+
+    def _grow_states(self, needed: int) -> None:
+        capacity = self._frames.shape[0]
+        if needed <= capacity:
+            return
+        new = max(needed, 2 * capacity)
+        n = self.n_states
+
+        def grow(a, fill):
+            out = np.full((new,) + a.shape[1:], fill, dtype=a.dtype)
+            out[:n] = a[:n]
+            return out
+
+        self._frames = grow(self._frames, 0.0)
+        self._sfx = grow(self._sfx, 0)
+        self._lrs = grow(self._lrs, 0)
+        self._labels = grow(self._labels, 0)
+        for name in ("_trn_head", "_trn_tail", "_rs_head", "_rs_tail", "_rs_next"):
+            setattr(self, name, grow(getattr(self, name), -1))
+
+    def _grow_edges(self, needed: int) -> None:
+        capacity = self._edge_dst.shape[0]
+        if needed <= capacity:
+            return
+        new = max(needed, 2 * capacity)
+        used = int(self._counters[_E])
+        dst = np.zeros(new, dtype=np.int64)
+        nxt = np.full(new, -1, dtype=np.int64)
+        dst[:used] = self._edge_dst[:used]
+        nxt[:used] = self._edge_next[:used]
+        self._edge_dst, self._edge_next = dst, nxt
+
+    def _run(self, rows: np.ndarray) -> None:
+        row = 0
+        total = rows.shape[0]
+        while row < total:
+            self._grow_states(self.n_states + (total - row))
+            self._grow_edges(int(self._counters[_E]) + self.n_states + 1)
+            row = _extend_kernel(self._frames, self._sfx, self._lrs, self._labels, self._trn_head, self._trn_tail,
+                                 self._edge_dst, self._edge_next, self._rs_head, self._rs_tail, self._rs_next,
+                                 self._better, self._counters, rows, row, self.threshold)
+
+    def _check_rows(self, frames: Any) -> np.ndarray:
+        rows = np.asarray(frames, dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows.reshape(1, -1)
+        if rows.ndim != 2 or rows.shape[1] != self.dim:
+            raise ParameterError(f"frames must have shape (n, {self.dim}), got {np.shape(frames)}")
+        if not np.isfinite(rows).all():
+            raise ParameterError("frames must be finite (no NaN or inf)")
+        return np.ascontiguousarray(rows)
+
+    # ------------------------------------------------------------------ building
+    def add(self, features: Any, *, token: int = -1, descriptors: Optional[EventDescriptors] = None,
+            event_id: int = -1, source: str = "") -> int:
+        """Append one event (its feature row and metadata); returns the new state's index."""
+        rows = self._check_rows(features)
+        if rows.shape[0] != 1:
+            raise ParameterError("add() takes one feature row; use extend() for many")
+        self.states.append(token=token, descriptors=descriptors, event_id=event_id, source=source)
+        self._run(rows)
+        return self.n_states - 1
+
+    def extend(self, frames: Any, *, tokens: Optional[Iterable[int]] = None,
+               descriptors: Optional[Iterable[Optional[EventDescriptors]]] = None,
+               event_ids: Optional[Iterable[int]] = None, source: str = "") -> None:
+        """Append many frames at once (the fast path for training); metadata is optional per column."""
+        rows = self._check_rows(frames)
+        n = rows.shape[0]
+        tokens_l = [-1] * n if tokens is None else [int(t) for t in tokens]
+        desc_l = [None] * n if descriptors is None else list(descriptors)
+        ids_l = [-1] * n if event_ids is None else [int(e) for e in event_ids]
+        if not (len(tokens_l) == len(desc_l) == len(ids_l) == n):
+            raise ParameterError("tokens, descriptors and event_ids must have one entry per frame")
+        for t, d, e in zip(tokens_l, desc_l, ids_l):
+            self.states.append(token=t, descriptors=d, event_id=e, source=source)
+        self._run(rows)
+
+    def rebuild(self, threshold: float) -> None:
+        """Rebuild every link for a new threshold, keeping the same states (indices stay valid)."""
+        threshold = float(threshold)
+        if not np.isfinite(threshold) or threshold < 0.0:
+            raise ParameterError(f"threshold must be a finite number >= 0, got {threshold}")
+        frames = self.frames.copy()
+        self.threshold = threshold
+        self._allocate(max(2, frames.shape[0] + 1))
+        self._run(frames)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n_states(self) -> int:
+        return int(self._counters[_N])
+
+    def __len__(self) -> int:
+        return self.n_states
+
+    @property
+    def n_transitions(self) -> int:
+        return int(self._counters[_E])
+
+    @property
+    def n_labels(self) -> int:
+        return int(self._counters[_L])
+
+    @property
+    def sfx(self) -> np.ndarray:
+        """Suffix links (``sfx[0] == -1``), a read-only view."""
+        return _ro(self._sfx[: self.n_states])
+
+    @property
+    def lrs(self) -> np.ndarray:
+        return _ro(self._lrs[: self.n_states])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Latent cluster of each state (vmo's ``data``; ``labels[0] == -1``)."""
+        return _ro(self._labels[: self.n_states])
+
+    @property
+    def frames(self) -> np.ndarray:
+        """Feature rows of states 1..n-1 (row ``i-1`` is state ``i``)."""
+        return _ro(self._frames[1: self.n_states])
+
+    def features_of(self, state: int) -> np.ndarray:
+        return self._frames[state]
+
+    def label(self, state: int) -> int:
+        return int(self._labels[state])
+
+    def transition_targets(self, state: int) -> list[int]:
+        """Targets of ``state``'s transitions in insertion order (vmo's ``trn[state]``)."""
+        out = []
+        edge = self._trn_head[state]
+        while edge != -1:
+            out.append(int(self._edge_dst[edge]))
+            edge = self._edge_next[edge]
+        return out
+
+    def rsfx(self, state: int) -> list[int]:
+        out = []
+        child = self._rs_head[state]
+        while child != -1:
+            out.append(int(child))
+            child = self._rs_next[child]
+        return out
+
+    def state_info(self, state: int) -> StateInfo:
+        return self.states.info(state, features=self._frames[state])
+
+    def token_sequence(self) -> np.ndarray:
+        return self.states.tokens()
+
+    # ------------------------------------------------------------------ persistence
+    def _flat_transitions(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n_states
+        src: list[int] = []
+        dst: list[int] = []
+        head, nxt, edst = self._trn_head, self._edge_next, self._edge_dst
+        for state in range(n):
+            edge = head[state]
+            while edge != -1:
+                src.append(state)
+                dst.append(int(edst[edge]))
+                edge = nxt[edge]
+        return np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+
+    def to_model_parts(self, *, prefix: str = "oracle.") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(meta, arrays)`` for :func:`shared.model_io.save_model` (transitions as flat src/dst arrays)."""
+        src, dst = self._flat_transitions()
+        n = self.n_states
+        meta = {"schema": AO_SCHEMA, "kind": "audio", "distance": "euclidean", "threshold": self.threshold,
+                "dim": self.dim, "n_states": n, "n_labels": self.n_labels, "states": self.states.meta()}
+        arrays = {
+            f"{prefix}sfx": self._sfx[:n].copy(),
+            f"{prefix}lrs": self._lrs[:n].copy(),
+            f"{prefix}labels": self._labels[:n].copy(),
+            f"{prefix}frames": self._frames[:n].copy(),
+            f"{prefix}trn_src": src,
+            f"{prefix}trn_dst": dst,
+        }
+        arrays.update(self.states.arrays(prefix=f"{prefix}state."))
+        return meta, arrays
+
+    @classmethod
+    def from_model_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle.") -> "AudioOracle":
+        """Inverse of :meth:`to_model_parts`; inconsistent data raises ModelFormatError (one line)."""
+        from services.oracle.factor_oracle import _validate_links
+
+        if not isinstance(meta, dict) or meta.get("schema") != AO_SCHEMA:
+            raise ModelFormatError(f"audio oracle: schema {meta.get('schema') if isinstance(meta, dict) else None!r} is not {AO_SCHEMA!r}")
+        names = ["sfx", "lrs", "labels", "frames", "trn_src", "trn_dst"]
+        missing = [prefix + n for n in names if prefix + n not in arrays]
+        if missing:
+            raise ModelFormatError(f"audio oracle: arrays missing: {', '.join(missing)}")
+        try:
+            n = int(meta["n_states"])
+            dim = int(meta["dim"])
+            threshold = float(meta["threshold"])
+            n_labels = int(meta["n_labels"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFormatError(f"audio oracle: meta field missing or malformed: {error}") from None
+        if dim < 1 or not np.isfinite(threshold) or threshold < 0:
+            raise ModelFormatError("audio oracle: dim must be >= 1 and threshold a finite number >= 0")
+        ints = {}
+        for name in ("sfx", "lrs", "labels", "trn_src", "trn_dst"):
+            a = np.asarray(arrays[prefix + name])
+            if a.dtype.kind not in "iu" or a.ndim != 1:
+                raise ModelFormatError(f"audio oracle: {prefix + name} must be a 1-D integer array")
+            ints[name] = a.astype(np.int64)
+        frames = np.asarray(arrays[prefix + "frames"])
+        if frames.dtype.kind != "f" or frames.shape != (n, dim) or not np.isfinite(frames).all():
+            raise ModelFormatError(f"audio oracle: frames must be finite floats of shape ({n}, {dim})")
+        sfx, lrs, labels, src, dst = (ints[k] for k in ("sfx", "lrs", "labels", "trn_src", "trn_dst"))
+        _validate_links(sfx, lrs, n, what="audio oracle")
+        if labels.shape != (n,) or labels[0] != -1 or (n > 1 and ((labels[1:] < 0).any() or (labels[1:] >= n_labels).any())):
+            raise ModelFormatError("audio oracle: labels must be in 0..n_labels-1 (and -1 for state 0)")
+        if src.shape != dst.shape or (src.size and ((src < 0).any() or (dst <= src).any() or (dst >= n).any())):
+            raise ModelFormatError("audio oracle: a transition points outside the oracle or backwards")
+        if src.size and (np.diff(src) < 0).any():
+            raise ModelFormatError("audio oracle: transitions must be grouped by source state")
+        oracle = cls(threshold, dim, capacity=max(2, n))
+        oracle.states = StateStore.from_arrays(meta.get("states"), arrays, prefix=f"{prefix}state.", n_states=n)
+        oracle._frames[:n] = frames
+        oracle._sfx[:n] = sfx
+        oracle._lrs[:n] = lrs
+        oracle._labels[:n] = labels
+        oracle._grow_edges(src.size + n + 1)
+        e = src.size
+        oracle._edge_dst[:e] = dst
+        oracle._edge_next[:e] = -1
+        head = oracle._trn_head
+        tail = oracle._trn_tail
+        head[:n] = -1
+        tail[:n] = -1
+        if e:
+            same = np.flatnonzero(src[1:] == src[:-1])
+            oracle._edge_next[same] = same + 1
+            firsts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+            lasts = np.flatnonzero(np.r_[src[1:] != src[:-1], True])
+            head[src[firsts]] = firsts
+            tail[src[lasts]] = lasts
+        oracle._counters[:] = (n, e, n_labels)
+        _rebuild_index(oracle._sfx, oracle._lrs, oracle._labels, n, oracle._rs_head, oracle._rs_tail, oracle._rs_next,
+                       oracle._better)
+        return oracle
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
