@@ -1,0 +1,130 @@
+"""NoteScheduler: time order, late events sent at once and counted, stop → panic, every note paired over JACK."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from services.midi_out.engine import ListSink, MidiOutStage
+from services.midi_out.scheduler import NoteScheduler
+from shared.config import MidiConfig
+from shared.errors import ParameterError
+from shared.messages import NoteEvent
+from tests.midi_out.helpers import ReceiverModel, expected_panic
+
+
+class NoteOnSignalSink(ListSink):
+    """ListSink that signals each note-on (so tests wait on an Event, not a sleep)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.note_on_seen = threading.Event()
+
+    def send(self, message):
+        super().send(message)
+        if message[0] & 0xF0 == 0x90:
+            self.note_on_seen.set()
+
+
+def make_stage(sink, profile="mpe", member_channels=15):
+    stage = MidiOutStage(MidiConfig(profile=profile, member_channels=member_channels), sink)
+    stage.start()
+    return stage
+
+
+def test_sends_in_time_order_and_counts_late():
+    sink = ListSink()
+    stage = make_stage(sink)
+    now = time.monotonic()
+    rng = random.Random(3)
+    past = [NoteEvent(note_id=i, pitch=50 + i, velocity=90, t_on=now - 1.0 + 0.01 * i, t_off=now - 0.5 + 0.01 * i)
+            for i in range(5)]
+    future = [NoteEvent(note_id=10 + i, pitch=70 + i, velocity=90, t_on=now + 0.05 + 0.004 * i,
+                        t_off=now + 0.1 + 0.004 * i) for i in range(10)]
+    notes = past + future
+    rng.shuffle(notes)
+    scheduler = NoteScheduler(stage)
+    scheduler.sent_log = []
+    with scheduler:
+        for n in notes:
+            scheduler.schedule(n)
+        assert scheduler.wait_idle(timeout_s=20.0)
+        stats = scheduler.stats()
+    dues = [due for due, _actual, _action, _id in scheduler.sent_log]
+    assert dues == sorted(dues)
+    assert len(dues) == 2 * len(notes)
+    assert stats["sent"] == 2 * len(notes) and stats["scheduled"] == len(notes)
+    assert stats["late_on_arrival"] == 2 * len(past)       # both the on and the off were already due
+    assert stats["late"] >= 2 * len(past)                   # they went out at once, counted as late
+    assert all(actual >= due for due, actual, _a, _i in scheduler.sent_log)  # never early
+    # note-ons reach the sink in due-time order too
+    on_pitches = [m[1] for m in sink.messages if m[0] & 0xF0 == 0x90]
+    assert on_pitches == [n.pitch for n in sorted(notes, key=lambda n: n.t_on)]
+    assert ReceiverModel().feed_all(sink.messages).on == set()
+
+
+def test_stop_drops_pending_and_panics():
+    sink = NoteOnSignalSink()
+    stage = make_stage(sink)
+    now = time.monotonic()
+    scheduler = NoteScheduler(stage).start()
+    scheduler.schedule(NoteEvent(note_id=1, pitch=60, velocity=90, t_on=now, t_off=now + 3600))
+    scheduler.schedule(NoteEvent(note_id=2, pitch=62, velocity=90, t_on=now + 3600, t_off=now + 3601))
+    assert sink.note_on_seen.wait(10.0)
+    sink.clear()
+    scheduler.stop()
+    scheduler.stop()  # idempotent
+    assert sink.messages[0] == [0x81, 60, 0]
+    assert sink.messages[1:33] == expected_panic()
+    assert scheduler.counters["dropped_on_stop"] == 3
+    assert not scheduler.running
+    with pytest.raises(ParameterError):
+        scheduler.schedule(NoteEvent(note_id=3, pitch=60, velocity=90, t_on=now, t_off=now))
+
+
+def test_zero_length_note_still_ends():
+    sink = ListSink()
+    stage = make_stage(sink, profile="mono")
+    now = time.monotonic() + 0.01
+    with NoteScheduler(stage) as scheduler:
+        scheduler.schedule(NoteEvent(note_id=1, pitch=60, velocity=90, t_on=now, t_off=now))
+        assert scheduler.wait_idle(timeout_s=10.0)
+    model = ReceiverModel().feed_all(sink.messages[:-32])  # before the stop's panic
+    assert model.note_ons == model.note_offs == 1 and model.on == set()
+
+
+@pytest.mark.jack
+def test_every_note_on_gets_its_note_off_over_jack(jack_link):
+    stage = MidiOutStage(MidiConfig(profile="mpe", member_channels=6), jack_link.output, owns_sink=False)
+    stage.start()
+    rng = random.Random(11)
+    base = time.monotonic() + 0.02
+    notes = []
+    for i in range(40):
+        t_on = base + rng.uniform(0.0, 0.15)
+        notes.append(NoteEvent(note_id=i, pitch=rng.choice([60, 62, 64]), velocity=rng.randint(1, 127),
+                               t_on=t_on, t_off=t_on + rng.uniform(0.0, 0.05), bend_semitones=rng.uniform(-2, 2)))
+    scheduler = NoteScheduler(stage).start()
+    for n in notes:
+        scheduler.schedule(n)
+    assert scheduler.wait_idle(timeout_s=30.0)
+    received = jack_link.reader.wait_for(stage.counters["messages_sent"])
+    assert len(received) == stage.counters["messages_sent"]
+    model = ReceiverModel().feed_all(received)
+    assert model.on == set()                        # silent before any panic
+    assert model.double_on == [] and model.stray_off == []
+    assert model.note_ons == 40 and model.note_offs == 40
+    scheduler.stop()
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ParameterError):
+        NoteScheduler(object())
+    stage = make_stage(ListSink())
+    with pytest.raises(ParameterError):
+        NoteScheduler(stage, late_tolerance_ms=-1)
+    with NoteScheduler(stage) as scheduler:
+        with pytest.raises(ParameterError):
+            scheduler.schedule("C4")
