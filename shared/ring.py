@@ -6,7 +6,7 @@ Layout of the segment (``multiprocessing.shared_memory``)::
                   [0] magic  [1] capacity (samples)  [2] sample rate (Hz)
                   [3] reserved_end: samples the writer has claimed (written before the data)
                   [4] committed: samples fully written (written after the data)
-                  [5] writer_closed flag  [6] unused
+                  [5] writer_closed flag  [6] item size in bytes (4: float32 audio, 1: uint8 message bytes)
                   [7] waiters flag: set by a reader before it sleeps, cleared by the writer when it wakes them
     bytes 64..    float32 samples, ``capacity`` of them; absolute sample ``i`` lives at ``i % capacity``
 
@@ -49,7 +49,8 @@ __all__ = ["AudioRing", "RingReader", "RingWindow", "RING_NAME_PREFIX"]
 RING_NAME_PREFIX = "musichal_ring_"
 _MAGIC = 0x4D55534943484131  # "MUSICHA1"
 _HEADER_BYTES = 64
-_H_MAGIC, _H_CAPACITY, _H_RATE, _H_RESERVED, _H_COMMITTED, _H_CLOSED, _H_UNUSED, _H_WAITERS = range(8)
+_H_MAGIC, _H_CAPACITY, _H_RATE, _H_RESERVED, _H_COMMITTED, _H_CLOSED, _H_ITEMSIZE, _H_WAITERS = range(8)
+_DTYPES = {4: np.dtype(np.float32), 1: np.dtype(np.uint8)}
 _MAX_SLEEP_S = 0.02  # a sleeping reader re-checks at least this often, so a missed wake-up costs at most this
 
 _attach_lock = threading.Lock()
@@ -157,7 +158,8 @@ class AudioRing:
             raise RingBufferError(f"shared memory {shm.name!r} is not a MusicHal ring")
         self.capacity = int(self._header[_H_CAPACITY])
         self.sample_rate_hz = int(self._header[_H_RATE])
-        self._data = np.ndarray((self.capacity,), dtype=np.float32, buffer=shm.buf, offset=_HEADER_BYTES)
+        self.dtype = _DTYPES.get(int(self._header[_H_ITEMSIZE]) or 4, np.dtype(np.float32))
+        self._data = np.ndarray((self.capacity,), dtype=self.dtype, buffer=shm.buf, offset=_HEADER_BYTES)
         self._words = shm.buf[:_HEADER_BYTES].cast("Q")  # plain memoryview: cheaper per access than numpy scalars
         self._seq = np.ndarray((1,), dtype=np.uint32, buffer=shm.buf, offset=8 * _H_COMMITTED)  # futex word (little-endian low half)
         self._seq_address = self._seq.ctypes.data
@@ -166,21 +168,29 @@ class AudioRing:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def create(cls, *, capacity_samples: int, sample_rate_hz: int, name: Optional[str] = None) -> "AudioRing":
-        """Create a new ring (this process becomes the owner, the only one that unlinks it)."""
+    def create(cls, *, capacity_samples: int, sample_rate_hz: int, name: Optional[str] = None,
+               dtype: np.dtype | type = np.float32) -> "AudioRing":
+        """Create a new ring (this process becomes the owner, the only one that unlinks it).
+
+        ``dtype`` is float32 for audio; :class:`shared.message_ring.MessageRing` uses uint8.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.itemsize not in _DTYPES or _DTYPES[dtype.itemsize] != dtype:
+            raise ParameterError(f"ring dtype must be float32 or uint8, got {dtype}")
         if capacity_samples < 16:
             raise ParameterError(f"ring capacity must be >= 16 samples, got {capacity_samples}")
         if sample_rate_hz <= 0:
             raise ParameterError(f"sample rate must be > 0, got {sample_rate_hz}")
         name = name or f"{RING_NAME_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         try:
-            shm = shared_memory.SharedMemory(name=name, create=True, size=_HEADER_BYTES + 4 * capacity_samples)
+            shm = shared_memory.SharedMemory(name=name, create=True, size=_HEADER_BYTES + dtype.itemsize * capacity_samples)
         except FileExistsError:
             raise RingBufferError(f"shared memory {name!r} already exists") from None
         header = np.ndarray((8,), dtype=np.uint64, buffer=shm.buf, offset=0)
         header[:] = 0
         header[_H_CAPACITY] = capacity_samples
         header[_H_RATE] = sample_rate_hz
+        header[_H_ITEMSIZE] = dtype.itemsize
         header[_H_MAGIC] = _MAGIC
         del header
         return cls(shm, owner=True)
@@ -226,8 +236,8 @@ class AudioRing:
         """Append ``block`` (1-D float32; longer than the ring keeps its tail). Returns the new write counter."""
         if self._closed:
             raise RingBufferError("ring is closed")
-        if type(block) is not np.ndarray or block.dtype != np.float32 or block.ndim != 1:
-            block = np.asarray(block, dtype=np.float32)
+        if type(block) is not np.ndarray or block.dtype != self.dtype or block.ndim != 1:
+            block = np.asarray(block, dtype=self.dtype)
             if block.ndim != 1:
                 raise ParameterError(f"ring blocks must be 1-D mono, got shape {block.shape}")
         n = block.shape[0]
@@ -403,7 +413,7 @@ class RingReader:
         if max_samples is not None:
             n = min(n, max_samples)
         if n == 0:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=self.ring.dtype)
         return self.read(n, timeout_s=0.0)
 
     def skip_to_oldest(self) -> int:
