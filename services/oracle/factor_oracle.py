@@ -92,6 +92,15 @@ class FactorOracle:
     def label(self, state: int) -> int:
         return self.symbols[state]
 
+    def state_info(self, state: int):
+        """A :class:`~services.oracle.states.StateInfo` with the symbol as token and default descriptors."""
+        from services.oracle.states import StateInfo
+
+        if not 0 <= state < len(self.symbols):
+            raise ParameterError(f"state {state} is outside 0..{len(self.symbols) - 1}")
+        return StateInfo(state=state, token=self.symbols[state], onset_s=0.0, duration_s=0.25, velocity=80,
+                         f0_hz=0.0, chroma_peaks=(), event_id=state - 1, source="")
+
     def add(self, symbol: int) -> int:
         """Append one symbol; returns the new state's index."""
         return add_state(self, symbol)
