@@ -1,0 +1,205 @@
+"""Pure-logic oracle stage (no Ray): learns live percepts into the memory and answers with notes.
+
+Memory: the continuous :class:`AudioOracle` over the percepts' feature rows (PCA-reduced upstream) is
+the oracle that plays; a :class:`FactorOracle` over the same events' tokens serves imitate-matching and
+the symbolic mode. State ``i`` of both is event ``i`` (1-based), so indices are shared.
+
+Threshold: ``config.oracle.threshold`` when set, else the trained model's; with neither, the live oracle
+starts at threshold 0 (a plain chain) and every ``oracle.rebuild_every_events`` events the threshold is
+re-estimated by Information Rate over the last ``IR_WINDOW_EVENTS`` events and, if it changed by more than
+5 %, the Audio Oracle is rebuilt in place (synchronous, numba, a few ms per thousand events; states and
+indices are unchanged so the improviser keeps its place). The Ray actor may run ``process`` in a thread.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from shared.config import MusicHalConfig
+from shared.errors import ModelFormatError, ParameterError
+from shared.messages import NoteEvent, Percept
+from shared.model_io import load_model, save_model
+from services.oracle.audio_oracle import AudioOracle
+from services.oracle.factor_oracle import FactorOracle
+from services.oracle.generation import Improviser
+from services.oracle.information_rate import select_threshold
+
+__all__ = ["OracleStage", "STAGE_SCHEMA", "IR_WINDOW_EVENTS"]
+
+STAGE_SCHEMA = "musichal-oracle-stage/1"
+IR_WINDOW_EVENTS = 1024
+_AUDIO_PREFIX = "oracle.audio."
+_TOKENS_PREFIX = "oracle.tokens."
+
+
+class OracleStage:
+    """Live memory + improviser.
+
+    Parameters
+    ----------
+    config : MusicHalConfig
+    model : str, Path or (meta, arrays), optional
+        A model written by :meth:`checkpoint` / the trainer (``meta["oracle"]`` + ``oracle.*`` arrays).
+    """
+
+    is_online: ClassVar[bool] = True
+
+    def __init__(self, config: MusicHalConfig, model: Any = None) -> None:
+        if not isinstance(config, MusicHalConfig):
+            raise ParameterError("config must be a shared.config.MusicHalConfig")
+        self.config = config
+        self.learning = True
+        self.playing = "audio"
+        self.counters = {"events": 0, "learned": 0, "responses": 0, "notes": 0, "rebuilds": 0, "checkpoints": 0,
+                         "dim_mismatch": 0}
+        self._busy_until_s = -np.inf
+        self.audio: Optional[AudioOracle] = None
+        self.tokens = FactorOracle()
+        self.threshold_source = "config" if config.oracle.threshold is not None else "provisional"
+        self.trained = False
+        if model is not None:
+            meta, arrays = load_model(model) if isinstance(model, (str, Path)) else model
+            self._load_parts(meta, arrays)
+        self.improviser: Optional[Improviser] = None
+        self._make_improviser()
+
+    # ------------------------------------------------------------------ plumbing
+    def _make_improviser(self) -> None:
+        memory = self.audio if (self.playing == "audio" and self.audio is not None) else self.tokens
+        self.improviser = Improviser(memory, self.config.generation)
+
+    def _load_parts(self, meta: Any, arrays: dict[str, np.ndarray]) -> None:
+        info = meta.get("oracle") if isinstance(meta, dict) else None
+        if not isinstance(info, dict) or info.get("schema") != STAGE_SCHEMA:
+            raise ModelFormatError(f"model has no oracle section of schema {STAGE_SCHEMA!r}")
+        playing = info.get("playing")
+        if playing not in ("audio", "tokens"):
+            raise ModelFormatError(f"oracle 'playing' must be 'audio' or 'tokens', got {playing!r}")
+        self.playing = playing
+        self.tokens = FactorOracle.from_model_parts(info.get("tokens"), arrays, prefix=_TOKENS_PREFIX)
+        if info.get("audio") is not None:
+            self.audio = AudioOracle.from_model_parts(info["audio"], arrays, prefix=_AUDIO_PREFIX)
+            if self.audio.n_states != self.tokens.n_states:
+                raise ModelFormatError("audio and token oracles have different numbers of states")
+        self.threshold_source = str(info.get("threshold_source", "trained"))
+        self.trained = bool(info.get("trained", True))
+        self.learning = bool(info.get("learning", True))
+
+    def to_model_parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(meta, arrays)``: ``meta["oracle"]`` documents which oracle plays; arrays are ``oracle.*``."""
+        token_meta, arrays = self.tokens.to_model_parts(prefix=_TOKENS_PREFIX)
+        audio_meta = None
+        if self.audio is not None:
+            audio_meta, audio_arrays = self.audio.to_model_parts(prefix=_AUDIO_PREFIX)
+            arrays.update(audio_arrays)
+        meta = {"oracle": {
+            "schema": STAGE_SCHEMA,
+            "playing": self.playing,
+            "memory_note": "continuous Audio Oracle on (PCA-reduced) features plays by default; the token factor "
+                           "oracle serves imitate-matching and the symbolic mode; state i of both is event i",
+            "threshold_source": self.threshold_source,
+            "trained": self.trained,
+            "learning": self.learning,
+            "tokens": token_meta,
+            "audio": audio_meta,
+        }}
+        return meta, arrays
+
+    @classmethod
+    def from_model_parts(cls, config: MusicHalConfig, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "OracleStage":
+        return cls(config, model=(meta, arrays))
+
+    def checkpoint(self, path: str | Path) -> None:
+        """Save the live memory (atomic; call every ``oracle.checkpoint_seconds``)."""
+        meta, arrays = self.to_model_parts()
+        save_model(path, meta, arrays)
+        self.counters["checkpoints"] += 1
+
+    # ------------------------------------------------------------------ control
+    def set_learning(self, enabled: bool) -> None:
+        self.learning = bool(enabled)
+
+    def set_playing(self, which: str) -> None:
+        """``'audio'`` (default) or ``'tokens'`` (symbolic mode)."""
+        if which not in ("audio", "tokens"):
+            raise ParameterError(f"playing must be 'audio' or 'tokens', got {which!r}")
+        if which == "audio" and self.audio is None:
+            raise ParameterError("no audio oracle yet (no features learned)")
+        self.playing = which
+        self._make_improviser()
+
+    def set_mode(self, mode: str) -> None:
+        self.improviser.set_mode(mode)
+
+    def reset(self) -> None:
+        """Forget the live input and the walk position (keeps the memory and parameters)."""
+        self._busy_until_s = -np.inf
+        self._make_improviser()
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        out.update({f"walk_{k}": v for k, v in self.improviser.counters.items()})
+        out["states"] = self.tokens.n_states - 1
+        return out
+
+    # ------------------------------------------------------------------ learning
+    def _threshold(self) -> float:
+        if self.config.oracle.threshold is not None:
+            return float(self.config.oracle.threshold)
+        return 0.0
+
+    def _learn(self, percept: Percept, features: np.ndarray) -> None:
+        if self.audio is None:
+            self.audio = AudioOracle(self._threshold(), features.size)
+            if self.playing == "audio":
+                self._make_improviser()
+        source = ""
+        self.audio.add(features, token=percept.token, descriptors=percept.descriptors, event_id=percept.event_id,
+                       source=source)
+        self.tokens.add(percept.token)
+        self.counters["learned"] += 1
+        every = self.config.oracle.rebuild_every_events
+        if (self.config.oracle.threshold is None and not self.trained and self.counters["learned"] % every == 0
+                and self.audio.n_states > 2):
+            self._reestimate()
+
+    def _reestimate(self) -> None:
+        recent = self.audio.frames[-IR_WINDOW_EVENTS:]
+        threshold, _ = select_threshold(recent)
+        old = self.audio.threshold
+        if old == 0.0 or abs(threshold - old) > 0.05 * old:
+            self.audio.rebuild(threshold)
+            self.counters["rebuilds"] += 1
+        self.threshold_source = "ir-live"
+
+    # ------------------------------------------------------------------ answering
+    def process(self, percept: Percept, *, now_s: float, reset: bool = False) -> list[NoteEvent]:
+        """Learn ``percept`` (when learning is on) and answer with a phrase if the previous one has ended."""
+        if not isinstance(percept, Percept):
+            raise ParameterError("process() takes a shared.messages.Percept")
+        if reset:
+            self.reset()
+        self.counters["events"] += 1
+        features = np.asarray(percept.features, dtype=np.float64).ravel()
+        if features.size == 0 or not np.isfinite(features).all():
+            raise ParameterError("percept features must be a non-empty finite vector")
+        if self.audio is not None and features.size != self.audio.dim:
+            self.counters["dim_mismatch"] += 1
+            features = None
+        if self.learning and features is not None:
+            self._learn(percept, features)
+        self.improviser.observe(percept.token, features)
+        return self.respond(now_s)
+
+    def respond(self, now_s: float) -> list[NoteEvent]:
+        """Autonomous continuation: a new phrase once the current phrase and its rest are over, else []."""
+        if now_s < self._busy_until_s:
+            return []
+        notes = self.improviser.next_notes(now_s=now_s)
+        self._busy_until_s = self.improviser.phrase_end_s
+        if notes:
+            self.counters["responses"] += 1
+            self.counters["notes"] += len(notes)
+        return notes
