@@ -1,0 +1,194 @@
+"""The encoder stage's pure logic (no Ray): ``(Event, window) → Percept`` through the trainer's own functions.
+
+:class:`EncoderStage` computes features with :func:`~services.encoder.perception.analyze_windows` and tokens with
+:meth:`PerceptionModel.percepts` — the exact calls the trainer makes — so a model trained offline gives the same
+tokens live. Two modes:
+
+* **fitted** (a :class:`PerceptionModel` from the model file): tokens from its quantizer(s); when the model is
+  hybrid and the wav2vec encoder is lost (an exception from it, or :meth:`EncoderStage.degrade_to_traditional`),
+  it keeps going on the traditional view and says so in ``Percept.view`` and :attr:`EncoderStage.counters`.
+* **learning live** (no model): an :class:`OnlineQuantizer` per view assigns tokens as events arrive
+  (leader clustering on L2-normalised vectors: a vector farther than ``radius`` from every centroid opens a new
+  token until the vocabulary is full, otherwise it takes the nearest). Centroids never move, so a token once
+  given keeps its meaning; the result depends only on the order of events (deterministic).
+
+The actor reads the window from the ring (or receives it over Ray) and calls :meth:`EncoderStage.process`
+(or :meth:`process_batch` for batched wav2vec).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar, Optional, Sequence
+
+import numpy as np
+
+from shared.errors import ParameterError
+from shared.messages import Event, Percept
+from services.encoder.perception import HybridPerceptionModule, PerceptionModel, analyze_windows
+from services.encoder.quantizer import l2_normalize_rows, usage_stats
+
+__all__ = ["EncoderStage", "OnlineQuantizer"]
+
+log = logging.getLogger(__name__)
+
+
+class OnlineQuantizer:
+    """Deterministic leader clustering that hands out tokens as vectors arrive (used while no model exists).
+
+    >>> q = OnlineQuantizer(4, radius=0.5)
+    >>> [q.assign(v) for v in ([1, 0], [0.99, 0.05], [0, 1], [1, 0])]
+    [0, 0, 1, 0]
+    """
+
+    def __init__(self, vocabulary_size: int = 64, *, radius: float = 0.35, l2_normalize: bool = True) -> None:
+        if int(vocabulary_size) < 1:
+            raise ParameterError(f"vocabulary_size must be >= 1, got {vocabulary_size}")
+        if not radius > 0.0:
+            raise ParameterError(f"radius must be > 0, got {radius}")
+        self.vocabulary_size = int(vocabulary_size)
+        self.radius = float(radius)
+        self.l2_normalize = bool(l2_normalize)
+        self.reset()
+
+    def reset(self) -> None:
+        self.centroids: list[np.ndarray] = []
+        self.assigned: list[int] = []
+
+    def assign(self, vector: Any) -> int:
+        x = np.asarray(vector, dtype=np.float64).ravel()
+        if not np.isfinite(x).all():
+            raise ParameterError("feature vector contains NaN or infinite values")
+        if self.l2_normalize:
+            x = l2_normalize_rows(x[None, :])[0]
+        if self.centroids and self.centroids[0].shape != x.shape:
+            raise ParameterError(f"feature dimension changed from {self.centroids[0].shape[0]} to {x.shape[0]}")
+        if self.centroids:
+            stacked = np.stack(self.centroids)
+            distances = np.sqrt(((stacked - x[None, :]) ** 2).sum(axis=1))
+            nearest = int(np.argmin(distances))
+            if distances[nearest] <= self.radius or len(self.centroids) >= self.vocabulary_size:
+                self.assigned.append(nearest)
+                return nearest
+        self.centroids.append(x)
+        self.assigned.append(len(self.centroids) - 1)
+        return len(self.centroids) - 1
+
+    def usage(self) -> dict[str, Any]:
+        return usage_stats(self.assigned, self.vocabulary_size)
+
+
+class EncoderStage:
+    """``(Event, window) → Percept`` with a fitted :class:`PerceptionModel`, or learning live without one.
+
+    Parameters
+    ----------
+    perception:
+        Computes the views (loads/warms wav2vec when enabled — done before the first event).
+    model:
+        The fitted perception from the model file, or ``None`` to learn tokens live.
+    node_id:
+        Stamped into every Percept.
+    online_radius:
+        Leader-clustering radius (on L2-normalised vectors) while learning live.
+    """
+
+    is_online: ClassVar[bool] = True
+
+    def __init__(self, perception: HybridPerceptionModule, model: Optional[PerceptionModel] = None, *, node_id: str = "",
+                 online_radius: float = 0.35) -> None:
+        self.perception = perception
+        self.model = model
+        self.node_id = str(node_id)
+        self.counters: dict[str, int] = {"events": 0, "degraded_events": 0, "encoder_failures": 0}
+        self.degraded = False
+        if model is not None:
+            usable = model.check_compatible(perception)
+            if model.primary_view not in perception.views:
+                if "traditional" not in model.views:
+                    raise ParameterError(f"the model's {model.primary_view} view cannot be computed live and it has no traditional view")
+                log.warning("model primary view %s is not available live; using its traditional view", model.primary_view)
+                self.degraded = True
+            self._usable = usable
+        self.online = {view: OnlineQuantizer(perception.vocabulary_size, radius=online_radius,
+                                             l2_normalize=perception.l2_normalize) for view in perception.views}
+
+    @property
+    def learning_live(self) -> bool:
+        return self.model is None
+
+    def reset(self) -> None:
+        """Forget live-learned tokens (the fitted model and settings stay)."""
+        for quantizer in self.online.values():
+            quantizer.reset()
+
+    def degrade_to_traditional(self) -> None:
+        """Stop using wav2vec (encoder lost); percepts come from the traditional view from now on."""
+        if self.model is not None and "traditional" not in self.model.views:
+            raise ParameterError("the model has no traditional view to fall back to (train with --hybrid-perception)")
+        self.perception.drop_wav2vec()
+        self.degraded = True
+        self.online = {view: q for view, q in self.online.items() if view == "traditional"} or {
+            "traditional": OnlineQuantizer(self.perception.vocabulary_size, l2_normalize=self.perception.l2_normalize)}
+
+    def process(self, item: tuple[Event, np.ndarray], *, reset: bool = False) -> Percept:
+        """One ``(event, window)`` → its Percept."""
+        if reset:
+            self.reset()
+        try:
+            event, window = item
+        except (TypeError, ValueError):
+            raise ParameterError("EncoderStage.process expects an (Event, window) pair") from None
+        return self.process_batch([event], [window])[0]
+
+    __call__ = process
+
+    def _analyze(self, events: Sequence[Event], windows: Sequence[np.ndarray]) -> list:
+        sr = events[0].sample_rate_hz
+        durations = [np.asarray(w).shape[0] / sr for w in windows]  # live: next onset unknown
+        try:
+            return analyze_windows(windows, events, sample_rate_hz=sr, perception=self.perception, durations_s=durations)
+        except ParameterError:
+            raise
+        except Exception as error:  # the wav2vec encoder failed (device lost, OOM …)
+            if self.perception.wav2vec is None or (self.model is not None and "traditional" not in self.model.views):
+                raise
+            self.counters["encoder_failures"] += 1
+            log.warning("wav2vec encoder failed (%s); continuing on the traditional view", error)
+            self.degrade_to_traditional()
+            return analyze_windows(windows, events, sample_rate_hz=sr, perception=self.perception, durations_s=durations)
+
+    def process_batch(self, events: Sequence[Event], windows: Sequence[np.ndarray]) -> list[Percept]:
+        """Percepts for many events at once (wav2vec runs one forward per equal-length group)."""
+        if len(events) != len(windows):
+            raise ParameterError(f"got {len(windows)} windows for {len(events)} events")
+        if not events:
+            return []
+        t_start = time.monotonic()
+        analyses = self._analyze(events, windows)
+        t_features = time.monotonic()
+        if self.model is not None:
+            view = self.model.primary_view if (not self.degraded and self.model.primary_view in self.perception.views) else "traditional"
+            if view not in self.model.views:
+                raise ParameterError(f"view {view} is not in the model")
+            percepts = self.model.percepts(events, analyses, self.node_id, view=view)
+        else:
+            percepts = self._learn_live(events, analyses)
+        self.counters["events"] += len(percepts)
+        if self.degraded:
+            self.counters["degraded_events"] += len(percepts)
+        t_ready = time.monotonic()
+        for event, percept in zip(events, percepts):
+            percept.stamps.update({"t_detected": event.t_detected, "t_encode_start": t_start,
+                                   "t_features": t_features, "t_ready": t_ready})
+        return percepts
+
+    def _learn_live(self, events: Sequence[Event], analyses: Sequence) -> list[Percept]:
+        view = self.perception.primary_view
+        out = []
+        for event, (descriptors, vectors) in zip(events, analyses):
+            tokens = {name: self.online[name].assign(vector) for name, vector in vectors.items() if name in self.online}
+            traditional = tokens.get("traditional") if len(vectors) > 1 else None
+            out.append(Percept(event_id=event.event_id, token=tokens[view], features=np.asarray(vectors[view], dtype=np.float32),
+                               descriptors=descriptors, view=view, traditional_token=traditional, node_id=self.node_id))
+        return out
