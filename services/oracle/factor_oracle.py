@@ -110,9 +110,11 @@ class FactorOracle:
             add_state(self, int(symbol))
 
     def find_context(self, context: list[int]) -> int:
-        """End state of the first occurrence of ``context`` in the sequence, or -1 if it does not occur.
+        """End state of the first occurrence of ``context``, or -1 when the oracle cannot place it.
 
-        The oracle can accept words that are not factors; the candidate is verified against the symbols.
+        Reading a factor ends at a state ``<=`` the end of its first occurrence (Allauzen et al.), equal in
+        most cases; the candidate is verified against the symbols, so a returned state is always the first
+        occurrence, and -1 is returned when the check fails (callers then try a shorter context).
         """
         state = 0
         for symbol in context:
