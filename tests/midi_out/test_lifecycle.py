@@ -25,13 +25,14 @@ CHILD = textwrap.dedent("""
     stage.start()
     install_exit_panic(stage.close)
     stage.note_on(NoteEvent(note_id=1, pitch=60, velocity=100, t_on=0.0, t_off=1e9))
-    print("ready", flush=True)  # an uncaught KeyboardInterrupt exits by SIGINT (Python >= 3.8)
+    print("ready", flush=True)
     if mode != "exit":
         threading.Event().wait()   # hangs until a signal arrives
 """)
 
 
 @pytest.mark.jack
+# an uncaught KeyboardInterrupt makes Python (>= 3.8) exit by SIGINT, hence -SIGINT
 @pytest.mark.parametrize("mode, expected_rc", [("exit", 0), ("sigterm", -signal.SIGTERM), ("sigint", -signal.SIGINT)])
 def test_child_panics_on_exit_paths(jack_server, mode, expected_rc):
     reader = JackReader(unique_name("mh-synth"))
