@@ -1,0 +1,101 @@
+"""OracleStage: live learning, IR threshold, answers, checkpoint round trip, bad models."""
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from shared.config import MusicHalConfig
+from shared.errors import ModelFormatError, ParameterError
+from shared.messages import EventDescriptors, Percept
+from shared.model_io import load_model
+from services.oracle.stage import OracleStage
+
+
+def percepts(n, seed=0, dim=8):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(6, dim)) * 3
+    motif = rng.integers(0, 6, 10)
+    for i in range(n):
+        token = int(motif[i % 10])
+        yield Percept(event_id=i, token=token,
+                      features=(centres[token] + rng.normal(scale=0.1, size=dim)).astype(np.float32),
+                      descriptors=EventDescriptors(onset_s=0.25 * i, duration_s=0.25, rms=0.1, velocity=60 + token,
+                                                   f0_hz=220.0 * 2 ** (token / 12), f0_confidence=0.9,
+                                                   chroma_peaks=((9 + token) % 12,)))
+
+
+def config(**overrides):
+    return MusicHalConfig().with_overrides({"oracle.rebuild_every_events": 50, **overrides})
+
+
+def test_learns_answers_and_reestimates_threshold():
+    stage = OracleStage(config())
+    notes = []
+    for i, p in enumerate(percepts(200)):
+        notes += stage.process(p, now_s=0.25 * i)
+    stats = stage.stats()
+    assert stats["learned"] == 200 and stats["states"] == 200 and stage.audio.n_states == 201
+    assert stats["rebuilds"] >= 1 and stage.audio.threshold > 0
+    assert notes and all(n.source_state >= 1 for n in notes)
+    learned_ids = {p.event_id for p in percepts(200)}
+    assert {n.source_event_id for n in notes} <= learned_ids
+    # autonomous continuation keeps playing without input
+    later = stage.respond(1e6)
+    assert later and later[0].t_on == 1e6
+    assert stage.respond(1e6) == []  # busy until the phrase and its rest are over
+
+
+def test_learning_off_and_fixed_threshold():
+    stage = OracleStage(config(**{"oracle.threshold": 0.5}))
+    items = list(percepts(30))
+    for p in items[:10]:
+        stage.process(p, now_s=0.0)
+    stage.set_learning(False)
+    for p in items[10:]:
+        stage.process(p, now_s=0.0)
+    assert stage.audio.n_states == 11 and stage.audio.threshold == 0.5 and stage.stats()["rebuilds"] == 0
+
+
+def test_checkpoint_round_trip(tmp_path):
+    stage = OracleStage(config())
+    for i, p in enumerate(percepts(120, seed=3)):
+        stage.process(p, now_s=float(i))
+    path = tmp_path / "live.json"
+    stage.checkpoint(path)
+    back = OracleStage(config(), model=path)
+    a, b = stage.audio, back.audio
+    assert a.threshold == b.threshold and a.sfx.tolist() == b.sfx.tolist() and a.lrs.tolist() == b.lrs.tolist()
+    assert [a.transition_targets(s) for s in range(a.n_states)] == [b.transition_targets(s) for s in range(b.n_states)]
+    assert list(stage.tokens.sfx) == list(back.tokens.sfx)
+    assert [stage.tokens.transitions(s) for s in range(121)] == [back.tokens.transitions(s) for s in range(121)]
+    meta, arrays = load_model(path)
+    assert meta["oracle"]["playing"] == "audio" and all(k.startswith("oracle.") for k in arrays)
+    # identical models generate identically from the same seed
+    assert stage.improviser.__class__(a, stage.config.generation).next_notes(now_s=0.0) == \
+           back.improviser.__class__(b, back.config.generation).next_notes(now_s=0.0)
+    back.set_playing("tokens")
+    assert back.respond(0.0)
+
+
+def test_bad_models(tmp_path):
+    path = tmp_path / "nonsense.json"
+    path.write_bytes(b"{not json")
+    with pytest.raises(ModelFormatError):
+        OracleStage(config(), model=path)
+    with pytest.raises(ModelFormatError):
+        OracleStage(config(), model=({"oracle": {"schema": "other"}}, {}))
+    stage = OracleStage(config())
+    for i, p in enumerate(percepts(20)):
+        stage.process(p, now_s=float(i))
+    meta, arrays = stage.to_model_parts()
+    arrays = dict(arrays)
+    arrays["oracle.tokens.sfx"] = arrays["oracle.tokens.sfx"][:5]
+    with pytest.raises(ModelFormatError):
+        OracleStage(config(), model=(meta, arrays))
+    meta = orjson.loads(orjson.dumps(meta))
+    meta["oracle"]["playing"] = "both"
+    with pytest.raises(ModelFormatError):
+        OracleStage(config(), model=(meta, stage.to_model_parts()[1]))
+    with pytest.raises(ParameterError):
+        stage.process("not a percept", now_s=0.0)
