@@ -358,13 +358,15 @@ class PerceptionModel:
         reducer = self.pca.get(view)
         return reducer.transform(x) if reducer is not None else x
 
-    def tokens(self, feature_dicts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """``{view: int64 tokens}`` for ``[{view: vector}]``."""
+    def tokens(self, feature_dicts: Sequence[Mapping[str, np.ndarray]], *,
+               views: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+        """``{view: int64 tokens}`` for ``[{view: vector}]`` (all the model's views unless ``views`` is given)."""
         if not self.is_fitted:
             raise ParameterError("perception model is not fitted")
+        views = tuple(views) if views is not None else self.views
         if len(feature_dicts) == 0:
-            return {view: np.zeros(0, dtype=np.int64) for view in self.views}
-        return {view: self.quantizers[view].transform(self.project(view, self._stack(feature_dicts, view))) for view in self.views}
+            return {view: np.zeros(0, dtype=np.int64) for view in views}
+        return {view: self.quantizers[view].transform(self.project(view, self._stack(feature_dicts, view))) for view in views}
 
     def usage(self, feature_dicts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
         """Vocabulary usage per view (counts, entropy, used fraction) — token collapse shows here."""
@@ -379,7 +381,8 @@ class PerceptionModel:
         if view not in self.views:
             raise ParameterError(f"view {view!r} is not in this model ({self.views})")
         dicts = [views for _, views in analyses]
-        tokens = self.tokens(dicts)
+        wanted = [view] + (["traditional"] if self.hybrid and view != "traditional" and "traditional" in self.views else [])
+        tokens = self.tokens(dicts, views=wanted)
         projected = self.project(view, self._stack(dicts, view)) if dicts else np.zeros((0, 0), np.float32)
         out = []
         for index, (event, (descriptors, _)) in enumerate(zip(events, analyses)):
