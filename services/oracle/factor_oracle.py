@@ -18,6 +18,7 @@ so it never scans a reverse-suffix list: the cost per symbol does not grow with 
 """
 from __future__ import annotations
 
+import gc
 from array import array
 from typing import Any, Iterable, Optional
 
@@ -106,8 +107,16 @@ class FactorOracle:
         return add_state(self, symbol)
 
     def extend(self, symbols: Iterable[int]) -> None:
-        for symbol in symbols:
-            add_state(self, int(symbol))
+        """Append many symbols. The cyclic GC is paused meanwhile: the oracle's millions of small
+        containers would otherwise trigger full collections whose cost grows with the oracle."""
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for symbol in symbols:
+                add_state(self, int(symbol))
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def find_context(self, context: list[int]) -> int:
         """End state of the first occurrence of ``context``, or -1 when the oracle cannot place it.

@@ -1,0 +1,121 @@
+"""Oracle benchmark: build µs/event (continuous 22-D and symbolic), 1M symbolic, generation, memory, vs vmo.
+
+Prints one JSON object. Features: 22-D frames drawn from 64 cluster centres along a Markov chain plus
+noise (music-like repetition), threshold chosen by Information Rate on the first 2,000 frames.
+"""
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.config import GenerationConfig  # noqa: E402
+from services.oracle.audio_oracle import AudioOracle  # noqa: E402
+from services.oracle.factor_oracle import FactorOracle  # noqa: E402
+from services.oracle.generation import Improviser  # noqa: E402
+from services.oracle.information_rate import select_threshold  # noqa: E402
+
+
+def features(n, dim=22, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(64, dim)) * 2.0
+    motifs = rng.integers(0, 64, size=(16, 8))
+    labels = np.concatenate([motifs[rng.integers(0, 16)] for _ in range(n // 8 + 1)])[:n]
+    return centres[labels] + rng.normal(scale=0.4, size=(n, dim)), labels
+
+
+def timed(fn, repeat=1):
+    best = np.inf
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def build_ao(x, threshold):
+    ao = AudioOracle(threshold, x.shape[1])
+    ao.extend(x)
+    return ao
+
+
+def build_fo(symbols):
+    fo = FactorOracle()
+    fo.extend(symbols)
+    return fo
+
+
+def main() -> None:
+    out: dict = {}
+    x, labels = features(100_000)
+    threshold, _ = select_threshold(x[:2000])
+    out["threshold"] = round(threshold, 4)
+    build_ao(x[:100], threshold)  # compile / load the numba cache
+    for n in (10_000, 100_000):
+        seconds, ao = timed(lambda: build_ao(x[:n], threshold), repeat=3 if n == 10_000 else 1)
+        out[f"continuous22_build_us_per_event_{n // 1000}k"] = round(seconds / n * 1e6, 3)
+        out[f"continuous22_labels_{n // 1000}k"] = ao.n_labels
+    t_add, _ = timed(lambda: [a.add(row) for a in [AudioOracle(threshold, 22)] for row in x[:5000]])
+    out["continuous22_add_one_us_per_event_5k"] = round(t_add / 5000 * 1e6, 3)
+
+    import vmo
+
+    n_vmo = 10_000
+    vmo_seconds, o = timed(lambda: vmo.build_oracle(x[:n_vmo], "a", threshold=threshold, dfunc="euclidean", dim=22))
+    ours_seconds, ao = timed(lambda: build_ao(x[:n_vmo], threshold), repeat=3)
+    same = ([-1 if s is None else s for s in o.sfx] == ao.sfx.tolist() and list(o.lrs) == ao.lrs.tolist()
+            and [list(t) for t in o.trn] == [ao.transition_targets(s) for s in range(ao.n_states)])
+    out["vmo_build_us_per_event_10k"] = round(vmo_seconds / n_vmo * 1e6, 3)
+    out["speedup_vs_vmo_10k"] = round(vmo_seconds / ours_seconds, 1)
+    out["identical_to_vmo_10k"] = bool(same)
+
+    rng = np.random.default_rng(1)
+    symbols = rng.integers(0, 64, 1_000_000).tolist()
+    for n in (10_000, 100_000):
+        seconds, _ = timed(lambda: build_fo(symbols[:n]), repeat=3)
+        out[f"symbolic_build_us_per_event_{n // 1000}k"] = round(seconds / n * 1e6, 3)
+    tracemalloc.start()
+    seconds, fo = timed(lambda: build_fo(symbols))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # tracemalloc slows the build; time it again without it
+    del fo
+    seconds, fo = timed(lambda: build_fo(symbols))
+    out["symbolic_build_us_per_event_1M"] = round(seconds / 1e6 * 1e6, 3)
+    out["symbolic_1M_over_10k_ratio"] = round(out["symbolic_build_us_per_event_1M"] / out["symbolic_build_us_per_event_10k"], 3)
+    out["symbolic_1M_peak_python_alloc_mb"] = round(peak / 2**20, 1)
+
+    ao100 = build_ao(x, threshold)
+    ao100_bytes = sum(getattr(ao100, k).nbytes for k in ("_frames", "_sfx", "_lrs", "_labels", "_trn_head", "_trn_tail",
+                                                          "_rs_head", "_rs_tail", "_rs_next", "_edge_dst", "_edge_next"))
+    out["continuous22_100k_array_mb"] = round(ao100_bytes / 2**20, 1)
+    for mode in ("lead", "imitate", "contrast"):
+        imp = Improviser(ao100, GenerationConfig(mode=mode, seed=0))
+        steps = 20_000
+
+        def run():
+            for i in range(steps):
+                if mode != "lead" and i % 8 == 0:
+                    imp.observe(int(labels[i]), x[i])
+                imp.step()
+
+        seconds, _ = timed(run)
+        out[f"generation_{mode}_us_per_step"] = round(seconds / steps * 1e6, 3)
+    imp = Improviser(ao100, GenerationConfig(mode="lead", seed=0))
+    seconds, _ = timed(lambda: [imp.next_notes(now_s=float(i)) for i in range(2000)])
+    out["next_notes_us_per_phrase"] = round(seconds / 2000 * 1e6, 3)
+    out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(orjson.dumps(out).decode())
+
+
+if __name__ == "__main__":
+    main()
