@@ -18,8 +18,11 @@ committed counter (woken by every
 commit that finds the waiters flag set, so a writer with no sleeping reader makes no system call) and fall
 back to short timed waits elsewhere.
 
-Only the creating process unlinks the segment; attaching processes are kept out of Python's
-``resource_tracker`` so they can neither unlink it at exit nor warn about it.
+Only the creating process unlinks the segment (explicitly, or at its exit through ``atexit``). No process
+registers rings with Python's ``resource_tracker`` (it would unlink them when any attaching process exits, and
+warns spuriously once Ray shares the process); instead the creator's pid is part of every ring's name and
+:func:`remove_stale_rings` deletes segments whose creator is dead (``launch.py`` calls it at start), so even a
+SIGKILLed owner leaks nothing for long.
 
 >>> ring = AudioRing.create(capacity_samples=1024, sample_rate_hz=48000)
 >>> ring.write(np.arange(300, dtype=np.float32))
@@ -30,6 +33,7 @@ Only the creating process unlinks the segment; attaching processes are kept out 
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import secrets
@@ -44,7 +48,7 @@ import numpy as np
 
 from shared.errors import ParameterError, RingBufferError, RingOverrunError, RingTimeoutError
 
-__all__ = ["AudioRing", "RingReader", "RingWindow", "RING_NAME_PREFIX"]
+__all__ = ["AudioRing", "RingReader", "RingWindow", "RING_NAME_PREFIX", "remove_stale_rings"]
 
 RING_NAME_PREFIX = "musichal_ring_"
 _MAGIC = 0x4D55534943484131  # "MUSICHA1"
@@ -95,10 +99,10 @@ class _Futex:
 _FUTEX = _Futex()
 
 
-def _attach_untracked(name: str) -> shared_memory.SharedMemory:
-    """Attach to an existing segment without registering it with this process's resource_tracker."""
+def _open_untracked(name: str, *, create: bool = False, size: int = 0) -> shared_memory.SharedMemory:
+    """Create or attach a segment without registering it with this process's resource_tracker."""
     try:
-        return shared_memory.SharedMemory(name=name, create=False, track=False)  # type: ignore[call-arg]
+        return shared_memory.SharedMemory(name=name, create=create, size=size, track=False)  # type: ignore[call-arg]
     except TypeError:  # Python < 3.13 has no ``track``
         pass
     with _attach_lock:
@@ -110,9 +114,46 @@ def _attach_untracked(name: str) -> shared_memory.SharedMemory:
 
         resource_tracker.register = _skip  # type: ignore[assignment]
         try:
-            return shared_memory.SharedMemory(name=name, create=False)
+            return shared_memory.SharedMemory(name=name, create=create, size=size)
         finally:
             resource_tracker.register = original  # type: ignore[assignment]
+
+
+def _unlink_untracked(name: str) -> None:
+    try:
+        from _posixshmem import shm_unlink  # type: ignore[import-not-found]
+    except ImportError:  # Windows: the segment goes away with its last handle
+        return
+    try:
+        shm_unlink("/" + name.lstrip("/"))
+    except FileNotFoundError:
+        pass
+
+
+def remove_stale_rings(*, shm_dir: str = "/dev/shm") -> list[str]:
+    """Delete MusicHal ring segments whose creating process no longer exists; returns their names."""
+    removed = []
+    try:
+        names = os.listdir(shm_dir)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if not name.startswith(RING_NAME_PREFIX):
+            continue
+        parts = name[len(RING_NAME_PREFIX):].split("_")
+        pid_text = parts[1] if parts and parts[0] == "msg" and len(parts) > 1 else parts[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # creator alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        _unlink_untracked(name)
+        removed.append(name)
+    return removed
 
 
 # --------------------------------------------------------------------------------------------- window
@@ -183,7 +224,7 @@ class AudioRing:
             raise ParameterError(f"sample rate must be > 0, got {sample_rate_hz}")
         name = name or f"{RING_NAME_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         try:
-            shm = shared_memory.SharedMemory(name=name, create=True, size=_HEADER_BYTES + dtype.itemsize * capacity_samples)
+            shm = _open_untracked(name, create=True, size=_HEADER_BYTES + dtype.itemsize * capacity_samples)
         except FileExistsError:
             raise RingBufferError(f"shared memory {name!r} already exists") from None
         header = np.ndarray((8,), dtype=np.uint64, buffer=shm.buf, offset=0)
@@ -193,13 +234,15 @@ class AudioRing:
         header[_H_ITEMSIZE] = dtype.itemsize
         header[_H_MAGIC] = _MAGIC
         del header
-        return cls(shm, owner=True)
+        ring = cls(shm, owner=True)
+        atexit.register(ring._unlink_at_exit)
+        return ring
 
     @classmethod
     def attach(cls, name: str) -> "AudioRing":
         """Attach to a ring created by another process (late attach is fine: read from ``write_counter``)."""
         try:
-            shm = _attach_untracked(name)
+            shm = _open_untracked(name)
         except FileNotFoundError:
             raise RingBufferError(f"no shared-memory ring named {name!r}") from None
         return cls(shm, owner=False)
@@ -364,10 +407,12 @@ class AudioRing:
         """Remove the segment from the system (owner only; idempotent)."""
         if not self.owner:
             raise RingBufferError("only the process that created the ring may unlink it")
-        try:
-            self._shm.unlink()
-        except FileNotFoundError:
-            pass
+        _unlink_untracked(self._shm.name)
+        self._unlinked = True
+
+    def _unlink_at_exit(self) -> None:
+        if not getattr(self, "_unlinked", False):
+            _unlink_untracked(self._shm.name)
 
     def __enter__(self) -> "AudioRing":
         return self

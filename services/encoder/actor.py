@@ -53,6 +53,7 @@ class EncoderActor:
         self.node_id = current_node_id()
         t0 = time.monotonic()
         self.stage = build_encoder_stage(config, model_path, node_id=self.node_id)
+        self._warm_up()
         self.load_seconds = time.monotonic() - t0
         self.latency = LatencyRecorder()
         self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0}
@@ -68,6 +69,15 @@ class EncoderActor:
             self.reader = self.events.reader()
             self._thread = threading.Thread(target=self._loop, name="musichal-encoder", daemon=True)
             self._thread.start()
+
+    def _warm_up(self) -> None:
+        """Run the feature code once on a throwaway window (first calls pay imports and caches), not on a live event."""
+        from services.encoder.perception import analyze_windows
+
+        sr = self.config.audio.sample_rate_hz
+        n = int(round(self.config.segmenter.window_ms * 1e-3 * sr))
+        noise = np.random.default_rng(0).standard_normal(n).astype(np.float32) * 0.1
+        analyze_windows([noise], None, sample_rate_hz=sr, perception=self.stage.perception)
 
     # ------------------------------------------------------------------ local data plane
     def _loop(self) -> None:

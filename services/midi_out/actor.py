@@ -1,0 +1,136 @@
+"""The MIDI-out actor: notes ring → :class:`NoteScheduler` → :class:`MidiOutStage` → rtmidi port.
+
+Panics the port first on every (re)start (covers a killed predecessor), and on stop, on exceptions and at
+process exit. Records the performance as an SMF when ``midi.record_path`` is set.
+"""
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from typing import Any, Optional
+
+import ray
+
+from shared.config import MusicHalConfig
+from shared.message_ring import MessageRing
+from shared.messages import NoteEvent, message_from_bytes
+from shared.stats import LatencyRecorder
+from services.midi_out.engine import MidiOutStage
+from services.midi_out.ports import open_output
+from services.midi_out.scheduler import NoteScheduler
+from services.ray_support import current_node_id
+
+__all__ = ["MidiOutActor"]
+
+
+class _MeasuredStage:
+    """Wraps the stage so each note-on's send time is measured against its event's timestamps."""
+
+    def __init__(self, stage: MidiOutStage, latency: LatencyRecorder, clock=time.monotonic) -> None:
+        self.stage = stage
+        self.latency = latency
+        self.clock = clock
+        self.sent_notes: list[dict[str, Any]] = []
+
+    def note_on(self, note: NoteEvent) -> int:
+        channel = self.stage.note_on(note)
+        now = self.clock()
+        stamps = note.stamps or {}
+        if "t_detected" in stamps and stamps.get("first_of_response"):
+            self.latency.add("pipeline", now - stamps["t_detected"])
+            if "onset_wall" in stamps:
+                self.latency.add("onset_to_note", now - stamps["onset_wall"])
+        self.latency.add("schedule_error", now - note.t_on)
+        if len(self.sent_notes) < 100_000:
+            self.sent_notes.append({"note_id": note.note_id, "pitch": note.pitch, "channel": channel,
+                                    "source_state": note.source_state, "source_event_id": note.source_event_id})
+        return channel
+
+    def note_off(self, note: Any) -> bool:
+        return self.stage.note_off(note)
+
+    def panic(self) -> None:
+        self.stage.panic()
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class MidiOutActor:
+    def __init__(self, config: MusicHalConfig, notes_ring_name: str) -> None:
+        self.config = config
+        self.node_id = current_node_id()
+        self.port = open_output(config.midi.api, config.midi.port, virtual_name=config.midi.virtual_port_name)
+        self.stage = MidiOutStage(config.midi, self.port)
+        self.stage.start()  # panic first, then the profile's setup
+        self.latency = LatencyRecorder()
+        self.measured = _MeasuredStage(self.stage, self.latency)
+        self.scheduler = NoteScheduler(self.measured).start()
+        self.notes = MessageRing.attach(notes_ring_name)
+        self.reader = self.notes.reader()
+        self.received = 0
+        self.error: Optional[str] = None
+        self._stop = threading.Event()
+        self._closed = False
+        atexit.register(self._close_quietly)
+        self._thread = threading.Thread(target=self._loop, name="musichal-midi-in", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                payload = self.reader.receive(timeout_s=0.05)
+                if payload is None:
+                    continue
+                note = message_from_bytes(payload)
+                if isinstance(note, NoteEvent):
+                    self.received += 1
+                    self.scheduler.schedule(note)
+        except BaseException as error:
+            self.error = f"midi loop failed: {type(error).__name__}: {error}"
+            self.scheduler.stop(panic=True)
+
+    def ready(self) -> str:
+        return self.node_id
+
+    def port_name(self) -> str:
+        return self.port.port_name
+
+    def stats(self) -> dict[str, Any]:
+        counters = dict(self.stage.stats() if callable(getattr(self.stage, "stats", None)) else {})
+        counters.update({f"scheduler_{k}": v for k, v in self.scheduler.counters.items()})
+        counters["notes_received"] = self.received
+        counters["message_overruns"] = self.reader.overruns
+        counters["sounding"] = len(self.stage.sounding)
+        return {"stage": "midi_out", "node_id": self.node_id, "counters": counters,
+                "latency_ms": self.latency.summary(), "error": self.error, "port": self.port.port_name}
+
+    def traced_notes(self) -> list[dict[str, Any]]:
+        return list(self.measured.sent_notes)
+
+    def latency_values(self, name: str) -> list[float]:
+        return self.latency.values(name)
+
+    def wait_idle(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every received note has been sent and ended (used before a clean stop)."""
+        deadline = time.monotonic() + timeout_s
+        while self.reader.pending() and time.monotonic() < deadline:
+            self._stop.wait(0.01)
+        return self.scheduler.wait_idle(timeout_s=max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> dict[str, Any]:
+        """Stop: panic (all notes off, CC123/CC120), write the SMF, close the port. Returns final stats."""
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        stats = self.stats()
+        self._close_quietly()
+        return stats
+
+    def _close_quietly(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.scheduler.stop(panic=True)
+        finally:
+            self.stage.close()  # panics, writes the SMF when recording, closes the port
+            self.notes.close()

@@ -1,0 +1,289 @@
+"""The oracle actor: events + percepts in, notes out; it also supervises the encoder hop.
+
+It reads the events ring itself, so it knows every event that should come back as a Percept and gives each a
+deadline (``cluster.encoder_deadline_ms``). Percepts arrive through the percepts ring (local encoder) or as Ray
+object refs (remote encoder, window sent by value, bounded in flight). An event whose Percept misses its
+deadline is answered anyway — from a local traditional analysis of the ring (when the model has, or needs
+only, the traditional view) or by autonomous continuation from the oracle — and the encoder is reported lost
+until a Percept arrives in time again. A lost encoder is therefore noticed within one event, not after Ray's
+node health checks.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+import ray
+
+from shared.config import MusicHalConfig
+from shared.errors import MusicHalError, RingBufferError
+from shared.message_ring import MessageRing
+from shared.messages import Event, NoteEvent, Percept, message_from_bytes
+from shared.ring import AudioRing
+from shared.stats import LatencyRecorder
+from services.oracle.stage import OracleStage
+from services.ray_support import current_node_id
+
+__all__ = ["OracleActor"]
+
+
+@dataclass
+class _Pending:
+    event: Event
+    deadline: float
+    ref: Any = None
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class OracleActor:
+    def __init__(self, config: MusicHalConfig, rings: dict[str, str], *, model_path: Optional[str] = None,
+                 encoder: Any = None, checkpoint_path: Optional[str] = None) -> None:
+        self.config = config
+        self.node_id = current_node_id()
+        self.model_path = model_path
+        self.checkpoint_path = checkpoint_path
+        model_parts = None
+        self.perception_model = None
+        if model_path:
+            from services.model_file import load_musichal_model
+
+            model = load_musichal_model(model_path)
+            model_parts = model.oracle_parts
+            self.perception_model = model.perception
+        elif checkpoint_path and os.path.exists(checkpoint_path):
+            model_parts = checkpoint_path  # restarted after a crash: resume the live-learned memory
+        self._warm_up(config)
+        self.stage = OracleStage(config, model=model_parts)
+        self.audio = AudioRing.attach(rings["audio"])
+        self.events = MessageRing.attach(rings["events"])
+        self.percepts = MessageRing.attach(rings["percepts"])
+        self.notes = MessageRing.attach(rings["notes"])
+        self.events_reader = self.events.reader()
+        self.percepts_reader = self.percepts.reader()
+        self.encoder = encoder  # a remote encoder's handle; None when the encoder uses the rings
+        self.fallback = self._make_fallback()
+        self.pending: "OrderedDict[int, _Pending]" = OrderedDict()
+        self.latency = LatencyRecorder()
+        self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
+                         "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0, "checkpoints": 0,
+                         "encoder_lost_periods": 0}
+        self.encoder_lost = False
+        self.last_encoder_node: Optional[str] = None
+        self.error: Optional[str] = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._last_checkpoint = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="musichal-oracle", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _warm_up(config: MusicHalConfig) -> None:
+        """Compile the oracle's numba kernels and walk once on throwaway data before the first live event."""
+        import numpy as np
+
+        from shared.messages import EventDescriptors
+
+        scratch = OracleStage(config)
+        rng = np.random.default_rng(0)
+        for i in range(8):
+            descriptors = EventDescriptors(onset_s=i * 0.5, duration_s=0.5, rms=0.1, velocity=64, f0_hz=220.0 * (1 + i % 3),
+                                           f0_confidence=0.9, chroma_peaks=(i % 12,))
+            scratch.process(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
+                                    descriptors=descriptors), now_s=float(i))
+
+    def _make_fallback(self):
+        """A local traditional analyser, when its tokens mean something to the model (or no model is loaded)."""
+        from dataclasses import replace as dc_replace
+
+        from services.encoder.perception import HybridPerceptionModule
+        from services.encoder.stage import EncoderStage
+
+        model = self.perception_model
+        if model is not None and "traditional" not in model.views:
+            return None
+        config = self.config
+        traditional = dc_replace(config, features=dc_replace(config.features, kind="traditional", hybrid=False))
+        try:
+            return EncoderStage(HybridPerceptionModule.from_config(traditional), model, node_id=self.node_id)
+        except MusicHalError:
+            return None
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        deadline_s = self.config.cluster.encoder_deadline_ms / 1000.0
+        while not self._stop.is_set():
+            try:
+                self._take_events(deadline_s)
+                self._receive_percepts()
+                self._expire()
+                self._maybe_checkpoint()
+            except BaseException as error:  # keep playing; report
+                self.error = f"oracle loop: {type(error).__name__}: {error}"
+                self._stop.wait(0.05)
+
+    def _take_events(self, deadline_s: float) -> None:
+        for payload in self.events_reader.drain():
+            event = message_from_bytes(payload)
+            self.counters["events"] += 1
+            pending = _Pending(event, time.monotonic() + deadline_s)
+            if self.encoder is not None:
+                in_flight = sum(1 for p in self.pending.values() if p.ref is not None)
+                if in_flight >= self.config.cluster.max_events_in_flight:
+                    self.counters["dropped_in_flight"] += 1  # answered by fallback at its deadline
+                else:
+                    try:
+                        window = self.audio.read(event.window_start, event.window_end)
+                        pending.ref = self.encoder.encode.remote(event, window)
+                    except RingBufferError:
+                        pass
+            self.pending[event.event_id] = pending
+
+    def _wait_timeout(self) -> float:
+        if not self.pending:
+            return 0.02
+        earliest = min(p.deadline for p in self.pending.values())
+        return max(0.0, min(0.02, earliest - time.monotonic()))
+
+    def _receive_percepts(self) -> None:
+        timeout = self._wait_timeout()
+        if self.encoder is None:
+            payload = self.percepts_reader.receive(timeout_s=timeout)
+            while payload is not None:
+                self._on_percept(message_from_bytes(payload))
+                payload = self.percepts_reader.receive(timeout_s=0.0)
+            return
+        refs = [p.ref for p in self.pending.values() if p.ref is not None]
+        if not refs:
+            self.events_reader.ring.ring.wait_for(self.events_reader.cursor + 1, timeout_s=timeout) if timeout else None
+            return
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        for ref in ready:
+            try:
+                percept = ray.get(ref)
+            except Exception:  # the encoder died with this call in flight: its event falls back at the deadline
+                for p in self.pending.values():
+                    if p.ref == ref:
+                        p.ref = None
+                continue
+            self._on_percept(percept)
+
+    def _on_percept(self, percept: Percept) -> None:
+        if percept.event_id not in self.pending:
+            # the encoder can answer before this loop has read the event itself: read the events ring first
+            self._take_events(self.config.cluster.encoder_deadline_ms / 1000.0)
+        pending = self.pending.pop(percept.event_id, None)
+        if pending is None:
+            self.counters["late_percepts"] += 1
+            self._encoder_back(percept)
+            return
+        self.counters["percepts"] += 1
+        self._encoder_back(percept)
+        self._answer(pending.event, percept)
+
+    def _encoder_back(self, percept: Percept) -> None:
+        self.last_encoder_node = percept.node_id
+        if self.encoder_lost:
+            self.encoder_lost = False
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for event_id in [k for k, p in self.pending.items() if p.deadline <= now]:
+            pending = self.pending.pop(event_id)
+            self.counters["encoder_misses"] += 1
+            if not self.encoder_lost:
+                self.encoder_lost = True
+                self.counters["encoder_lost_periods"] += 1
+            percept = None
+            if self.fallback is not None:
+                try:
+                    window = self.audio.read(pending.event.window_start, pending.event.window_end)
+                    percept = self.fallback.process((pending.event, window))
+                    percept = replace(percept, stamps={"t_detected": pending.event.t_detected})
+                    self.counters["fallback_local"] += 1
+                except RingBufferError:
+                    percept = None
+            if percept is not None:
+                self._answer(pending.event, percept)
+            else:
+                self.counters["fallback_autonomous"] += 1
+                self._send_notes(self._respond(), pending.event)
+
+    def _answer(self, event: Event, percept: Percept) -> None:
+        now = time.monotonic()
+        if "t_encoded" in (percept.stamps or {}):
+            self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"])
+        if event.t_detected:
+            self.latency.add("detected_to_oracle", now - event.t_detected)
+        with self._lock:
+            t0 = time.monotonic()
+            notes = self.stage.process(percept, now_s=time.monotonic())
+            self.latency.add("oracle", time.monotonic() - t0)
+        self._send_notes(notes, event)
+
+    def _respond(self) -> list[NoteEvent]:
+        with self._lock:
+            return self.stage.respond(time.monotonic())
+
+    def _send_notes(self, notes: list[NoteEvent], event: Optional[Event]) -> None:
+        for index, note in enumerate(notes):
+            stamps = dict(note.stamps or {})
+            if event is not None and event.t_detected:
+                stamps["t_detected"] = event.t_detected
+                stamps["onset_wall"] = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
+                stamps["first_of_response"] = index == 0
+                stamps["input_event_id"] = event.event_id
+            self.notes.send_message(replace(note, stamps=stamps))
+            self.counters["notes"] += 1
+
+    def _maybe_checkpoint(self) -> None:
+        if not self.checkpoint_path or not self.stage.learning:
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint >= self.config.oracle.checkpoint_seconds:
+            self._last_checkpoint = now
+            self.checkpoint()
+
+    # ------------------------------------------------------------------ control
+    def checkpoint(self, path: Optional[str] = None) -> Optional[str]:
+        path = path or self.checkpoint_path
+        if not path:
+            return None
+        with self._lock:
+            self.stage.checkpoint(path)
+        self.counters["checkpoints"] += 1
+        return path
+
+    def ready(self) -> str:
+        return self.node_id
+
+    def set_mode(self, mode: str) -> None:
+        with self._lock:
+            self.stage.set_mode(mode)
+
+    def set_learning(self, enabled: bool) -> None:
+        with self._lock:
+            self.stage.set_learning(enabled)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            stage_counters = dict(self.stage.stats())
+        counters = dict(self.counters)
+        counters.update({f"stage_{k}": v for k, v in stage_counters.items()})
+        counters["pending"] = len(self.pending)
+        counters["message_overruns"] = self.events_reader.overruns + self.percepts_reader.overruns
+        return {"stage": "oracle", "node_id": self.node_id, "counters": counters, "latency_ms": self.latency.summary(),
+                "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error}
+
+    def stop(self, *, checkpoint: bool = True) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if checkpoint and self.checkpoint_path:
+            self.checkpoint()
+        stats = self.stats()
+        for ring in (self.audio, self.events, self.percepts, self.notes):
+            ring.close()
+        return stats
