@@ -111,6 +111,20 @@ class OracleStage:
     def from_model_parts(cls, config: MusicHalConfig, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "OracleStage":
         return cls(config, model=(meta, arrays))
 
+    @classmethod
+    def from_memory(cls, config: MusicHalConfig, audio: Optional[AudioOracle], tokens: FactorOracle, *,
+                    threshold_source: str = "trained") -> "OracleStage":
+        """A trained stage around oracles built elsewhere (the trainer): state ``i`` of both is event ``i``."""
+        if not isinstance(tokens, FactorOracle) or (audio is not None and not isinstance(audio, AudioOracle)):
+            raise ParameterError("from_memory takes an AudioOracle (or None) and a FactorOracle")
+        if audio is not None and audio.n_states != tokens.n_states:
+            raise ParameterError(f"audio ({audio.n_states}) and token ({tokens.n_states}) oracles differ in states")
+        stage = cls(config)
+        stage.audio, stage.tokens = audio, tokens
+        stage.threshold_source, stage.trained = str(threshold_source), True
+        stage._make_improviser()
+        return stage
+
     def checkpoint(self, path: str | Path) -> None:
         """Save the live memory (atomic; call every ``oracle.checkpoint_seconds``)."""
         meta, arrays = self.to_model_parts()
