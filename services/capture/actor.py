@@ -82,6 +82,8 @@ class CaptureActor:
         return self.stage.exhausted or self.error is not None
 
     def stats(self) -> dict[str, Any]:
+        if getattr(self, "_final_stats", None) is not None:
+            return self._final_stats
         counters = dict(self.stage.counters)
         counters["ring_samples"] = self.ring.write_counter
         counters["nonfinite_samples"] = self.stage.front_end.nonfinite_samples
@@ -99,5 +101,6 @@ class CaptureActor:
         if self.stream is not None:
             self.stream.close()
         self._thread.join(timeout=2.0)
+        self._final_stats = self.stats()
         self.ring.close()
         self.events.close()
