@@ -3,12 +3,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
 
-__all__ = ["build_parser", "main"]
+from shared.config import MusicHalConfig
+from shared.errors import MusicHalError, ParameterError
+
+__all__ = ["build_parser", "main", "config_from_args", "parse_threshold"]
+
+DESCRIPTION = """\
+Train a MusicHal model offline from audio files, in parallel on Ray.
+
+Every file goes through the same front end, onset segmenter and feature code as the live system
+(traditional 22-D chroma features, or Wav2Vec 2.0 embeddings with --wav2vec). Files are analysed as Ray
+tasks (wav2vec: a pool of actors that keep the model loaded), features are cached per file under
+<output stem>.cache/ (keyed by file content + feature settings, so an interrupted run resumes), the
+quantizers are fitted on the whole corpus and the Audio Oracle is built in corpus order (sorted paths).
+Writes <output> (model.json), its .safetensors arrays, and <stem>.stats.json (timings, which node did
+which file). The same corpus and seed give byte-identical model files with any number of workers or nodes.
+Unreadable or empty files are skipped and listed; if nothing is usable the exit status is 1 and no model
+is written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="musichal-train", description="Train a MusicHal model (Audio Oracle + quantizers) offline from audio files, in parallel on Ray.")
+    parser = argparse.ArgumentParser(prog="musichal-train", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--file", action="append", default=[], help="an audio file (repeatable)")
     parser.add_argument("--dir", action="append", default=[], help="a folder searched recursively for wav/flac/ogg/mp3/aiff")
     parser.add_argument("--output", default="model.json", help="model path (model.json + model.safetensors + model.stats.json)")
@@ -23,13 +44,130 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default=None, help="TOML config file")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--cache-dir", default=None, help="per-file feature cache (default: <output stem>.cache/)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_threshold(text: str) -> str | float:
+    """``'auto'`` or a finite number >= 0."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ParameterError(f"--threshold must be 'auto' or a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ParameterError(f"--threshold must be >= 0, got {text!r}")
+    return value
+
+
+def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
+    config = MusicHalConfig.from_toml(args.config) if args.config else MusicHalConfig()
+    overrides: dict[str, Any] = {"quantizer.vocabulary_size": args.vocabulary_size, "quantizer.seed": args.seed}
+    if args.wav2vec:
+        overrides["features.kind"] = "wav2vec"
+    if args.hybrid_perception:
+        overrides["features.hybrid"] = True
+    if args.wav2vec_model:
+        overrides["wav2vec.model"] = args.wav2vec_model
+    if args.gpu:
+        overrides["wav2vec.use_gpu"] = True
+    return config.with_overrides(overrides)
+
+
+class _Progress:
+    """A rich progress bar: files, events, audio-hours/s and ETA (nothing when quiet)."""
+
+    def __init__(self, total_files: int, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.events = 0
+        self.audio_s = 0.0
+        self.started = time.perf_counter()
+        if quiet:
+            self.progress = None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                                 TextColumn("{task.fields[events]} events"), TextColumn("{task.fields[rate]}"),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.task = self.progress.add_task("files", total=total_files, events=0, rate="")
+        self.progress.start()
+
+    def __call__(self, outcome: Any) -> None:
+        self.events += outcome.n_events if outcome.ok else 0
+        self.audio_s += outcome.duration_s if outcome.ok else 0.0
+        if self.progress is not None:
+            elapsed = max(1e-9, time.perf_counter() - self.started)
+            rate = f"{self.audio_s / 3600.0 / elapsed:.4f} audio-h/s"
+            self.progress.update(self.task, advance=1, events=self.events, rate=rate)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def print_summary(result: Any) -> None:
+    """The final table: files, hours, events, vocabulary, threshold/IR, stage times, nodes, skipped files."""
+    from rich.console import Console
+    from rich.table import Table
+
+    training, stats = result.training, result.stats
+    table = Table(title=f"musichal-train → {result.output}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("files", f"{len(training['files'])} used, {len(training['skipped'])} skipped "
+                           f"({stats['cache']['hits']} from cache)")
+    table.add_row("audio", f"{training['audio_seconds'] / 3600.0:.4f} h")
+    table.add_row("events", str(training["events"]))
+    for view, usage in training["vocabulary_usage"].items():
+        table.add_row(f"vocabulary ({view})", f"{usage['used']} used, entropy {usage['entropy_bits']:.2f} bits, "
+                                              f"perplexity {usage['perplexity']:.1f}")
+    table.add_row("threshold", f"{training['threshold']:.4g} ({training['threshold_source']}), IR {training['information_rate']:.2f}")
+    table.add_row("time per stage", ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats["timings"].items()))
+    table.add_row("speed", f"{stats['audio_hours_per_hour']:.1f} audio-hours per hour")
+    table.add_row("nodes", ", ".join(f"{node[:12] or '?'}: {n} file(s)" for node, n in sorted(stats["files_per_node"].items())))
+    for skipped in training["skipped"]:
+        table.add_row("skipped", f"{skipped['name']}: {skipped['reason']}")
+    Console(stderr=True).print(table)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    print("musichal-train: the trainer is not built yet (see issue 'The trainer')", file=sys.stderr)
-    return 2
+    started_ray = False
+    try:
+        from services.trainer.pipeline import discover_audio_files, train
+
+        threshold = parse_threshold(args.threshold)
+        if args.workers is not None and args.workers < 1:
+            raise ParameterError(f"--workers must be >= 1, got {args.workers}")
+        config = config_from_args(args)
+        paths = discover_audio_files(args.file, args.dir)
+        if not paths:
+            raise ParameterError("no audio files found (give --file or --dir with wav/flac/ogg/mp3/aiff files)")
+        from services.trainer.distributed import ensure_ray, ray_analyze_many
+
+        started_ray = ensure_ray(address=args.ray_address, num_cpus=args.workers)
+        progress = _Progress(len(paths), quiet=args.quiet)
+        try:
+            result = train(paths, config=config, output=args.output, threshold=threshold, cache_dir=args.cache_dir,
+                           analyze_many=partial(ray_analyze_many, workers=args.workers, gpu=args.gpu), progress=progress,
+                           extra_stats={"workers": args.workers, "ray_address": args.ray_address})
+        finally:
+            progress.stop()
+        if not args.quiet:
+            print_summary(result)
+        return 0
+    except MusicHalError as error:
+        print(f"musichal-train: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -249,7 +249,8 @@ class FeatureCache:
 
 def _one_line(error: BaseException, path: Path, name: str) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text.replace(str(path), name)
+    text = text.replace(str(path), name)
+    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
 
 
 def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalConfig, perception: Any,
