@@ -70,7 +70,7 @@ class OracleActor:
         self.latency = LatencyRecorder()
         self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
                          "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0, "checkpoints": 0,
-                         "encoder_lost_periods": 0}
+                         "encoder_lost_periods": 0, "notes_while_lost": 0}
         self.encoder_lost = False
         self.last_encoder_node: Optional[str] = None
         self.error: Optional[str] = None
@@ -242,6 +242,8 @@ class OracleActor:
                 stamps["input_event_id"] = event.event_id
             self.notes.send_message(replace(note, stamps=stamps))
             self.counters["notes"] += 1
+            if self.encoder_lost:
+                self.counters["notes_while_lost"] += 1
 
     def _maybe_checkpoint(self) -> None:
         if not self.checkpoint_path or not self.stage.learning:
