@@ -1,0 +1,212 @@
+"""The encoder on a Ray worker node in its own network namespace, joined over a veth link; then the link is cut.
+
+The namespace, the veth pair and its private addresses (10.231.N.1 here, 10.231.N.2 in the namespace) exist only
+for this test; traffic flows only between the two ends. The Ray head runs in this process bound to the host-side
+address; the worker is ``ray start --block`` inside the namespace (Ray's token authentication: RAY_AUTH_MODE=token
+and the head's token). Every process started here is stopped by pid/process group, and the namespace is deleted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.config import MusicHalConfig
+from tests.audio_fixtures import render_midi_notes
+from tests.midi_out.helpers import JackReader, ReceiverModel
+
+pytestmark = [pytest.mark.netns, pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
+
+RAY_BIN = str(Path(sys.executable).with_name("ray"))
+
+
+def _netns_usable() -> str:
+    """Empty when root and ``ip netns`` work here, else the reason to skip."""
+    if os.geteuid() != 0:
+        return "needs root for ip netns / veth"
+    if shutil.which("ip") is None:
+        return "iproute2 `ip` is not installed"
+    try:
+        probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"`ip netns` unavailable: {error}"
+    if probe.returncode != 0:
+        return f"`ip netns` unavailable: {probe.stderr.strip()}"
+    return ""
+
+
+def wait_until(predicate, timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Poll the state of other processes (Ray nodes and actors) until ``predicate`` holds or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        pause.wait(poll_s)
+    return bool(predicate())
+
+
+def counter(stats: dict, stage: str, key: str) -> int:
+    value = stats.get(stage, {}).get("counters", {}).get(key, 0)
+    return int(value) if isinstance(value, (int, float)) else 0
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15, check=check)
+
+
+def _auth_token() -> str:
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if token:
+        return token.strip()
+    path = Path.home() / ".ray" / "auth_token"
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def _stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM then SIGKILL the process group we started (``start_new_session=True``)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # children left in the group (raylet, workers)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _kill_namespace_processes(namespace: str) -> None:
+    """Anything still running inside our own namespace was started by this test: kill it by pid."""
+    result = _ip("netns", "pids", namespace, check=False)
+    for text in result.stdout.split():
+        if text.isdigit():
+            try:
+                os.kill(int(text), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def veth_namespace():
+    """A namespace with one veth pair: yields (namespace, host_veth, host_ip, namespace_ip); deleted afterwards."""
+    reason = _netns_usable()
+    if reason:
+        pytest.skip(reason)
+    tag = os.getpid() % 10000
+    namespace, host_veth, ns_veth = f"mhns{tag}", f"mhv{tag}h", f"mhv{tag}n"
+    subnet = 1 + os.getpid() % 250
+    host_ip, ns_ip = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+    try:
+        _ip("netns", "add", namespace)
+        _ip("link", "add", host_veth, "type", "veth", "peer", "name", ns_veth)
+        _ip("link", "set", ns_veth, "netns", namespace)
+        _ip("addr", "add", f"{host_ip}/24", "dev", host_veth)
+        _ip("link", "set", host_veth, "up")
+        _ip("netns", "exec", namespace, "ip", "addr", "add", f"{ns_ip}/24", "dev", ns_veth)
+        _ip("netns", "exec", namespace, "ip", "link", "set", ns_veth, "up")
+        _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
+        yield namespace, host_veth, host_ip, ns_ip
+    finally:
+        _kill_namespace_processes(namespace)
+        _ip("link", "del", host_veth, check=False)
+        _ip("netns", "del", namespace, check=False)
+        assert namespace not in _ip("netns", "list", check=False).stdout
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    notes = [(int(rng.choice([57, 60, 64, 65, 69, 72])), 0.1 + i * 0.15, 0.12, 95) for i in range(64)]
+    return render_midi_notes(notes, tmp_path_factory.mktemp("netns_clip") / "clip.wav")
+
+
+def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_namespace, clip, tmp_path):
+    import ray
+
+    from launch import LiveStack
+
+    namespace, host_veth, host_ip, ns_ip = veth_namespace
+    if ray.is_initialized():
+        ray.shutdown()
+    worker = None
+    stack = None
+    reader = JackReader()
+    log = open(tmp_path / "worker.log", "w")
+    try:
+        ray.init(address="local", _node_ip_address=host_ip, num_cpus=2, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+        head_id = ray.get_runtime_context().get_node_id()
+        gcs_address = ray.get_runtime_context().gcs_address
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
+        worker = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, RAY_BIN, "start", f"--address={gcs_address}",
+             f"--node-ip-address={ns_ip}", "--resources=" + json.dumps({"encoder": 1}), "--num-cpus=1", "--block",
+             "--disable-usage-stats"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def ns_node():
+            nodes = [n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == ns_ip]
+            return nodes[0]["NodeID"] if nodes else None
+
+        assert wait_until(lambda: ns_node() is not None or worker.poll() is not None, timeout_s=90)
+        assert ns_node() is not None, f"worker node did not join: {(tmp_path / 'worker.log').read_text()[-2000:]}"
+        ns_node_id = ns_node()
+        assert ns_node_id != head_id
+
+        config = MusicHalConfig().with_overrides({
+            "cluster.encoder_resource": "encoder", "midi.api": "jack", "midi.port": reader.open_virtual("in"),
+            "midi.profile": "gm-safe", "generation.density": 4.0, "generation.seed": 9})
+        stack = LiveStack(config, input_file=str(clip), loop=True)
+        stack.start()
+        assert stack.encoder_info["node_id"] == ns_node_id and stack.encoder_info["local"] is False
+        assert wait_until(lambda: counter(stack.stats(), "oracle", "percepts") >= 8, timeout_s=60), stack.stats()
+        stats = stack.stats()
+        assert stats["oracle"]["encoder_node"] == ns_node_id  # Percepts stamped by the namespace's node
+        assert stats["encoder"]["node_id"] == ns_node_id and stats["encoder"]["local"] is False
+        assert counter(stats, "encoder", "remote_calls") >= counter(stats, "oracle", "percepts")
+        assert not stats["oracle"]["encoder_lost"]
+        assert reader.wait_for(1, timeout_s=30), "no MIDI before the cut"
+
+        _ip("link", "set", host_veth, "down")  # cut the link to the encoder's node
+        assert wait_until(lambda: stack.stats()["oracle"].get("encoder_lost") is True, timeout_s=20), stack.stats()
+        cut = stack.stats()
+        assert counter(cut, "oracle", "encoder_misses") > 0
+        notes_at_cut = ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons
+        assert wait_until(lambda: ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons > notes_at_cut,
+                          timeout_s=30), "MIDI stopped when the link was cut"
+        after = stack.stats()
+        assert counter(after, "oracle", "fallback_local") > counter(stats, "oracle", "fallback_local")
+        assert counter(after, "oracle", "notes_while_lost") > 0
+        assert after["oracle"]["error"] is None
+        assert LiveStack.status_line(after, 0.0).count("LOST") == 1
+        stack.stop(graceful=True, drain_s=3.0)
+    finally:
+        if stack is not None:
+            stack.stop(graceful=False)
+        if ray.is_initialized():
+            ray.shutdown()
+        if worker is not None:
+            _stop_process_group(worker)
+        log.close()
+        messages = reader.wait_for(0, timeout_s=0)
+        reader.close()
+    assert worker.poll() is not None
+    assert ReceiverModel().feed_all(messages).on == set(), "hung notes after the cut and stop"
