@@ -104,6 +104,8 @@ class EncoderActor:
 
     def _encode(self, event: Event, window: np.ndarray) -> Percept:
         t0 = time.monotonic()
+        if event.t_detected:
+            self.latency.add("detected_to_encoder", t0 - event.t_detected)  # segmenter + events ring (+ Ray if remote)
         with self._lock:
             percept = self.stage.process((event, window))
         t1 = time.monotonic()

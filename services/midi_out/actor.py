@@ -39,6 +39,8 @@ class _MeasuredStage:
         stamps = note.stamps or {}
         if "t_detected" in stamps and stamps.get("first_of_response"):
             self.latency.add("pipeline", now - stamps["t_detected"])
+            if "t_decided" in stamps:
+                self.latency.add("decision_to_note_on", now - stamps["t_decided"])
             if "onset_wall" in stamps:
                 self.latency.add("onset_to_note", now - stamps["onset_wall"])
         self.latency.add("schedule_error", now - note.t_on)
@@ -84,6 +86,8 @@ class MidiOutActor:
                 note = message_from_bytes(payload)
                 if isinstance(note, NoteEvent):
                     self.received += 1
+                    if note.stamps and "t_decided" in note.stamps:
+                        self.latency.add("oracle_to_midi_out", time.monotonic() - note.stamps["t_decided"])
                     self.scheduler.schedule(note)
         except BaseException as error:
             self.error = f"midi loop failed: {type(error).__name__}: {error}"

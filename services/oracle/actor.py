@@ -226,6 +226,8 @@ class OracleActor:
             t0 = time.monotonic()
             notes = self.stage.process(percept, now_s=time.monotonic())
             self.latency.add("oracle", time.monotonic() - t0)
+        if event.t_detected:  # every event, whether or not it starts a phrase (the benchmark's per-event series)
+            self.latency.add("detected_to_decision", time.monotonic() - event.t_detected)
         self._send_notes(notes, event)
 
     def _respond(self) -> list[NoteEvent]:
@@ -240,6 +242,7 @@ class OracleActor:
                 stamps["onset_wall"] = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
                 stamps["first_of_response"] = index == 0
                 stamps["input_event_id"] = event.event_id
+            stamps["t_decided"] = time.monotonic()
             self.notes.send_message(replace(note, stamps=stamps))
             self.counters["notes"] += 1
             if self.encoder_lost:
