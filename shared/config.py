@@ -36,6 +36,7 @@ __all__ = [
     "GenerationConfig",
     "MidiConfig",
     "ClusterConfig",
+    "ControlConfig",
     "MusicHalConfig",
     "INTERNAL_SAMPLE_RATE_HZ",
     "dataclass_from_mapping",
@@ -216,6 +217,48 @@ class ClusterConfig:
         _check(self.max_events_in_flight >= 1, "cluster.max_events_in_flight must be >= 1")
 
 
+@dataclass(frozen=True)
+class ControlConfig:
+    """Live performer control (OSC, MIDI controller input), feedback protection and the too-slow guard.
+
+    ``cc_map`` / ``note_map`` override the default MIDI map (``services.control.state.DEFAULT_CC_MAP``):
+    ``{"continuity": 20}`` moves continuity to CC20; ``{"mute": 36}`` puts the mute toggle on note 36.
+    """
+
+    osc_port: Optional[int] = None  # None: no OSC server
+    osc_host: str = "127.0.0.1"
+    midi_in_port: Optional[str] = None  # None: no MIDI controller input
+    midi_in_api: str = "auto"
+    midi_in_channel: Optional[int] = None  # 0..15; None: any channel
+    cc_map: dict[str, int] = field(default_factory=dict)
+    note_map: dict[str, int] = field(default_factory=dict)
+    input_gate: bool = True  # ignore input events whose onsets fall while MusicHal's own notes sound
+    gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
+    gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
+    slow_guard: bool = True  # switch to the traditional view when the encoder cannot keep up
+    slow_window_events: int = 8
+    slow_recover_events: int = 16
+    test_encoder_delay_ms: float = 0.0  # test-only: the encoder sleeps this long per event
+
+    def __post_init__(self) -> None:
+        _check(self.osc_port is None or 0 <= self.osc_port <= 65535, "control.osc_port must be in 0..65535 or unset")
+        _check(bool(self.osc_host), "control.osc_host must not be empty")
+        _check(self.midi_in_api in ("auto", "jack", "alsa", "coremidi", "winmm"),
+               f"control.midi_in_api must be auto, jack, alsa, coremidi or winmm, got {self.midi_in_api!r}")
+        _check(self.midi_in_channel is None or 0 <= self.midi_in_channel <= 15, "control.midi_in_channel must be in 0..15")
+        for name in ("cc_map", "note_map"):
+            table = getattr(self, name)
+            _check(isinstance(table, Mapping), f"control.{name} must be a table of name = number")
+            for key, value in table.items():
+                _check(isinstance(value, int) and 0 <= value <= 127, f"control.{name}.{key} must be in 0..127")
+        _check(self.gate_pre_ms >= 0.0 and self.gate_release_ms >= 0.0, "control.gate_*_ms must be >= 0")
+        _check(self.slow_window_events >= 1 and self.slow_recover_events >= 1, "control.slow_*_events must be >= 1")
+        _check(self.test_encoder_delay_ms >= 0.0, "control.test_encoder_delay_ms must be >= 0")
+
+    def __hash__(self) -> int:  # dict fields: hash by identity (frozen dataclasses are otherwise unhashable)
+        return id(self)
+
+
 _SECTIONS: dict[str, type] = {
     "audio": AudioConfig,
     "segmenter": SegmenterConfig,
@@ -226,6 +269,7 @@ _SECTIONS: dict[str, type] = {
     "generation": GenerationConfig,
     "midi": MidiConfig,
     "cluster": ClusterConfig,
+    "control": ControlConfig,
 }
 
 
@@ -262,6 +306,7 @@ class MusicHalConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "MusicHalConfig":
