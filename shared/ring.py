@@ -276,29 +276,32 @@ class AudioRing:
 
     # -- writer -------------------------------------------------------------------------------
     def write(self, block: np.ndarray) -> int:
-        """Append ``block`` (1-D float32; longer than the ring keeps its tail). Returns the new write counter."""
+        """Append ``block`` (1-D, cast to the ring's dtype; longer than the ring keeps its tail).
+
+        Returns the new write counter. The hot path is a handful of header stores and one slice copy.
+        """
         if self._closed:
             raise RingBufferError("ring is closed")
-        if type(block) is not np.ndarray or block.dtype != self.dtype or block.ndim != 1:
+        if type(block) is not np.ndarray or block.ndim != 1:
             block = np.asarray(block, dtype=self.dtype)
             if block.ndim != 1:
                 raise ParameterError(f"ring blocks must be 1-D mono, got shape {block.shape}")
         n = block.shape[0]
         words = self._words
         start = words[_H_COMMITTED]
+        capacity = self.capacity
         if n == 0:
             return start
-        capacity = self.capacity
         if n > capacity:  # only the newest ``capacity`` samples can survive
+            block = np.asarray(block, dtype=self.dtype)[n - capacity:]
             start += n - capacity
-            block = block[n - capacity:]
             words[_H_COMMITTED] = start
             n = capacity
         end = start + n
         words[_H_RESERVED] = end  # claim first: readers treat these slots as overwritten from now on
         offset = start % capacity
         if n <= capacity - offset:
-            self._data[offset:offset + n] = block
+            self._data[offset:offset + n] = block  # numpy casts to the ring's dtype
         else:
             first = capacity - offset
             self._data[offset:] = block[:first]
