@@ -27,7 +27,7 @@ from typing import Any, Optional
 from shared.config import GENERATION_MODES, MIDI_PROFILES, MusicHalConfig
 from shared.errors import MusicHalError
 
-__all__ = ["build_parser", "config_from_args", "LiveStack", "main"]
+__all__ = ["build_parser", "config_from_args", "preflight", "LiveStack", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +91,55 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
     })
 
 
+def _wav2vec_available(model: str) -> None:
+    """Raise DeviceError (one line) when the wav2vec checkpoint is neither a local directory nor in the HF cache."""
+    from shared.errors import DeviceError
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise DeviceError(f"wav2vec model directory {model} has no config.json: save it with save_pretrained")
+        return
+    if path.is_absolute() or model.startswith((".", "~")) or path.exists():
+        raise DeviceError(f"wav2vec model directory {model} does not exist: pass a directory saved with save_pretrained, "
+                          "or a hub name that is in the Hugging Face cache")
+    from services.encoder.wav2vec import _how_to_provide, hub_offline
+
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise DeviceError(_how_to_provide(model))
+
+
+def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input_device: Any = None,
+              model_path: Optional[str] = None) -> None:
+    """Check every input a user names before Ray or any actor starts; raise a MusicHalError with one line.
+
+    Input file header, model file, MIDI API and named port, audio input device (when no file is given) and the
+    wav2vec checkpoint (when wav2vec features are used). Cheap: nothing is loaded beyond headers and port lists.
+    """
+    if input_file is not None:
+        from shared.audio import probe_audio_file
+
+        probe_audio_file(input_file)
+    if model_path is not None:
+        from services.model_file import load_musichal_model
+
+        load_musichal_model(model_path)
+    from services.midi_out.ports import _choose_port, list_output_ports, resolve_api
+
+    api = resolve_api(config.midi.api)
+    if config.midi.port is not None:
+        _choose_port(list_output_ports(api), config.midi.port)
+    if input_file is None:
+        from services.capture.devices import _choose, list_input_devices
+
+        _choose(list_input_devices(), input_device)
+    if config.features.kind == "wav2vec":
+        _wav2vec_available(config.wav2vec.model)
+
+
 @dataclass
 class LiveStack:
     """The running system: Ray, the rings and the four actors. Used by ``main`` and by the tests."""
@@ -118,14 +167,7 @@ class LiveStack:
         from services.ray_support import pin_to_node
 
         remove_stale_rings()  # segments of a predecessor that was killed
-        if self.input_file is not None:
-            from shared.audio import probe_audio_file
-
-            probe_audio_file(self.input_file)  # one clear line before anything starts
-        if self.model_path is not None:
-            from services.model_file import load_musichal_model
-
-            load_musichal_model(self.model_path)  # validate before starting actors
+        preflight(self.config, input_file=self.input_file, input_device=self.input_device, model_path=self.model_path)
         if not ray.is_initialized():
             address = self.config.cluster.address
             if address:
@@ -293,6 +335,20 @@ def _tool_commands(args: argparse.Namespace, config: MusicHalConfig) -> Optional
     return None
 
 
+def _one_line(error: BaseException) -> str:
+    """The innermost ``SomeError: message`` line of a (Ray-wrapped) exception, else its type and first line."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException) and cause is not error:
+        return _one_line(cause)
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        head, sep, message = line.partition(": ")
+        if sep and head.split(".")[-1].endswith("Error") and " " not in head:
+            return message
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -313,7 +369,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         stack = LiveStack(config, input_file=args.input_file, input_device=args.input_device, loop=args.loop,
                           model_path=args.model, checkpoint_path=args.save_learned)
         t0 = time.monotonic()
-        stack.start()
+        try:
+            stack.start()
+        except MusicHalError:
+            raise
+        except Exception as error:  # an actor died while starting: report its reason in one line
+            raise MusicHalError(f"could not start the stack: {_one_line(error)}") from None
         if not args.quiet:
             info = stack.encoder_info
             print(f"musichal: running (encoder on node {info.get('node_id', '?')[:8]}, "

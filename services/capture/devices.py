@@ -11,11 +11,34 @@ from shared.errors import DeviceError
 __all__ = ["list_input_devices", "list_input_devices_text", "AudioInputStream"]
 
 
+_ALSA_QUIET: list[Any] = []  # keeps the no-op ALSA error handler alive
+
+
+def _silence_alsa_probe_messages() -> None:
+    """PortAudio's ALSA probe prints dozens of 'ALSA lib ... cannot find card' lines to stderr; drop them."""
+    if _ALSA_QUIET:
+        return
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("asound")
+        if not name:
+            return
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+        handler = handler_type(lambda *args: None)
+        ctypes.cdll.LoadLibrary(name).snd_lib_error_set_handler(handler)
+        _ALSA_QUIET.append(handler)
+    except (OSError, AttributeError):
+        pass
+
+
 def _pyaudio():
     try:
         import pyaudio
     except ImportError as error:  # pragma: no cover - pyaudio is a dependency
         raise DeviceError(f"PyAudio is not available ({error}); install portaudio19-dev and pyaudio") from None
+    _silence_alsa_probe_messages()
     return pyaudio
 
 
