@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from shared.errors import ModelFormatError, ParameterError
 from shared.model_io import load_model, save_model
 from services.oracle.factor_oracle import FactorOracle
+from tests.oracle.reference_factor_oracle import ReferenceFactorOracle, reference_model_parts
 
 vmo = pytest.importorskip("vmo")
 
@@ -101,6 +102,76 @@ def test_brute_force_properties(seq):
             assert fo.symbols[target] == symbol and target > s
 
 
+def tables(fo):
+    n = fo.n_states
+    return (fo.sfx.tolist(), fo.lrs.tolist(), fo.symbols.tolist(), [fo.transitions(s) for s in range(n)],
+            [fo.rsfx(s) for s in range(n)])
+
+
+def reference_tables(ref):
+    return ref.sfx, ref.lrs, ref.symbols, ref.trn, ref.rsfx
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=0, max_size=120), st.integers(1, 9), st.booleans())
+def test_array_layout_equals_pure_python_reference(seq, alphabet, one_by_one):
+    """The numba/array oracle has the same tables as the plain dict implementation, also across growth."""
+    seq = [s % alphabet for s in seq]
+    fo = FactorOracle(capacity=2)  # forces several doublings and rehashes
+    if one_by_one:
+        for s in seq:
+            fo.add(s)
+    else:
+        fo.extend(seq)
+    ref = ReferenceFactorOracle()
+    ref.extend(seq)
+    assert tables(fo) == reference_tables(ref)
+    for s in range(fo.n_states):
+        for symbol in range(alphabet + 1):
+            assert fo.transition(s, symbol) == ref.trn[s].get(symbol, -1)
+
+
+def test_large_random_equals_reference_and_big_symbols():
+    rng = np.random.default_rng(11)
+    seq = rng.integers(0, 40, 20_000)
+    seq[::97] = 1 << 40  # symbols beyond 32 bits (the improviser's "unknown token")
+    fo = FactorOracle()
+    fo.extend(seq)
+    ref = ReferenceFactorOracle()
+    ref.extend(seq.tolist())
+    assert tables(fo) == reference_tables(ref)
+    context = seq[5000:5006].tolist()
+    end = fo.find_context(context)
+    assert end > 0 and fo.symbols[end - 5:end + 1].tolist() == context
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=60), st.lists(st.integers(0, 4), max_size=20))
+def test_loads_files_of_the_previous_implementation(seq, more):
+    """Models written by the dict implementation (same schema) load to identical tables and keep learning."""
+    ref = ReferenceFactorOracle()
+    ref.extend(seq)
+    meta, arrays = reference_model_parts(ref)
+    fo = FactorOracle.from_model_parts(meta, arrays)
+    assert tables(fo) == reference_tables(ref)
+    meta2, arrays2 = fo.to_model_parts()
+    assert meta2 == meta and all(np.array_equal(arrays2[k], arrays[k]) for k in arrays)
+    fo.extend(more)
+    ref.extend(more)
+    assert tables(fo) == reference_tables(ref)
+
+
+def test_extend_rejects_bad_symbols():
+    fo = FactorOracle()
+    with pytest.raises(ParameterError):
+        fo.extend([1, -2, 3])
+    with pytest.raises(ParameterError):
+        fo.extend(np.array([0.5, 1.0]))
+    assert fo.n_states == 1
+    fo.extend(iter([1, 2, 1]))
+    assert fo.symbols.tolist() == [-1, 1, 2, 1]
+
+
 def test_build_100k_and_round_trip(tmp_path):
     rng = np.random.default_rng(3)
     seq = rng.integers(0, 16, 100_000).tolist()
@@ -129,6 +200,12 @@ def test_rejects_bad_data():
     broken = dict(arrays)
     broken["oracle.sfx"] = arrays["oracle.sfx"][::-1].copy()
     with pytest.raises(ModelFormatError):
+        FactorOracle.from_model_parts(meta, broken)
+    broken = dict(arrays)
+    broken["oracle.trn_src"] = np.r_[arrays["oracle.trn_src"], arrays["oracle.trn_src"][:1]]
+    broken["oracle.trn_symbol"] = np.r_[arrays["oracle.trn_symbol"], arrays["oracle.trn_symbol"][:1]]
+    broken["oracle.trn_dst"] = np.r_[arrays["oracle.trn_dst"], arrays["oracle.trn_dst"][:1]]
+    with pytest.raises(ModelFormatError):  # the same transition twice
         FactorOracle.from_model_parts(meta, broken)
     broken = dict(arrays)
     broken["oracle.trn_dst"] = arrays["oracle.trn_dst"] + 100
