@@ -125,8 +125,14 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
         probe_audio_file(input_file)
     if model_path is not None:
         from services.model_file import load_musichal_model
+        from services.oracle.stage import OracleStage
+        from shared.errors import ModelFormatError
 
-        load_musichal_model(model_path)
+        model = load_musichal_model(model_path)
+        try:  # the oracle's own consistency checks (the actor would otherwise die at start and restart forever)
+            OracleStage(config, model=model.oracle_parts)
+        except ModelFormatError as error:
+            raise ModelFormatError(f"{model_path}: {error}") from None
     from services.midi_out.ports import _choose_port, list_output_ports, resolve_api
 
     api = resolve_api(config.midi.api)
