@@ -12,6 +12,7 @@ indices are unchanged so the improviser keeps its place). The Ray actor may run 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
@@ -146,6 +147,16 @@ class OracleStage:
 
     def set_mode(self, mode: str) -> None:
         self.improviser.set_mode(mode)
+        self.config = replace(self.config, generation=replace(self.config.generation, mode=mode))
+
+    def set_generation(self, **changes: Any) -> None:
+        """Change generation settings live (``continuity``, ``density``, ...): validated, the walk keeps its place."""
+        try:
+            generation = replace(self.config.generation, **changes)
+        except TypeError as error:
+            raise ParameterError(f"set_generation: {error}") from None
+        self.config = replace(self.config, generation=generation)
+        self.improviser.config = generation
 
     def reset(self) -> None:
         """Forget the live input and the walk position (keeps the memory and parameters)."""

@@ -1,0 +1,246 @@
+"""Session log (JSONL) and deterministic replay.
+
+The oracle actor writes one JSON object per line, in the exact order it did things, under its lock:
+
+- ``header``: schema, wall and monotonic start time, the whole config (seeds included), model paths, resume path;
+- ``event``: an input event arrived (id, onset sample, detection time);
+- ``percept``: the percept the oracle processed (token, features, descriptors, view), ``now_s`` passed to
+  the stage and whether the input gate blocked it (``gated``: not learned, not imitated);
+- ``respond``: an autonomous continuation (``now_s``);
+- ``notes``: the notes decided (ids, pitches, times, oracle states and the walk's last move — forward, jump
+  with its pivot, anchor or restart);
+- ``control``: a control change applied (``name``, ``value``) with its time;
+- ``stop``: the end of the session.
+
+:func:`replay_session` feeds the logged percepts, continuations and controls into a fresh
+:class:`~services.oracle.stage.OracleStage` built from the logged config and models; the decisions are
+deterministic, so it reproduces the logged notes exactly (checked). :func:`render_notes` schedules them like the
+live MIDI-out (same ordering: due time, then arrival order) through a :class:`MidiOutStage` into an SMF, so the
+note messages equal the live recording byte for byte.
+"""
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import orjson
+
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
+from shared.messages import EventDescriptors, NoteEvent, Percept
+
+__all__ = ["SessionLog", "SESSION_SCHEMA", "read_session", "replay_session", "ReplayResult", "render_notes",
+           "note_to_record", "percept_to_record", "percept_from_record"]
+
+SESSION_SCHEMA = "musichal-session/1"
+
+
+def percept_to_record(percept: Percept) -> dict[str, Any]:
+    d = percept.descriptors
+    return {"event_id": percept.event_id, "token": percept.token, "view": percept.view,
+            "features": np.asarray(percept.features, dtype=np.float32).ravel().tolist(),
+            "descriptors": None if d is None else {
+                "onset_s": d.onset_s, "duration_s": d.duration_s, "rms": d.rms, "velocity": d.velocity, "f0_hz": d.f0_hz,
+                "f0_confidence": d.f0_confidence, "chroma_peaks": list(d.chroma_peaks)}}
+
+
+def percept_from_record(record: dict[str, Any]) -> Percept:
+    d = record.get("descriptors")
+    descriptors = None if d is None else EventDescriptors(
+        onset_s=d["onset_s"], duration_s=d["duration_s"], rms=d["rms"], velocity=d["velocity"], f0_hz=d["f0_hz"],
+        f0_confidence=d["f0_confidence"], chroma_peaks=tuple(d["chroma_peaks"]))
+    return Percept(event_id=record["event_id"], token=record["token"], view=record["view"],
+                   features=np.asarray(record["features"], dtype=np.float32), descriptors=descriptors)
+
+
+def note_to_record(note: NoteEvent) -> dict[str, Any]:
+    return {"note_id": note.note_id, "pitch": note.pitch, "velocity": note.velocity, "t_on": note.t_on,
+            "t_off": note.t_off, "voice": note.voice, "source_state": note.source_state,
+            "source_event_id": note.source_event_id, "bend": note.bend_semitones, "pressure": note.pressure,
+            "timbre": note.timbre}
+
+
+def _note_from_record(r: dict[str, Any]) -> NoteEvent:
+    return NoteEvent(note_id=r["note_id"], pitch=r["pitch"], velocity=r["velocity"], t_on=r["t_on"], t_off=r["t_off"],
+                     voice=r["voice"], source_state=r["source_state"], source_event_id=r["source_event_id"],
+                     bend_semitones=r["bend"], pressure=r["pressure"], timbre=r["timbre"])
+
+
+class SessionLog:
+    """Thread-safe JSONL writer (line-buffered: a crash loses at most the line being written)."""
+
+    def __init__(self, path: str | Path, *, config: MusicHalConfig, models: list[str] | tuple[str, ...] = (),
+                 resume: Optional[str] = None, clock=time.monotonic) -> None:
+        if not isinstance(config, MusicHalConfig):
+            raise ParameterError("config must be a MusicHalConfig")
+        self.path = Path(path)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._file = open(self.path, "wb", buffering=0)
+        self.records = 0
+        self.write("header", schema=SESSION_SCHEMA, wall_time=time.time(), t0=clock(), config=config.to_dict(),
+                   seed=config.generation.seed, models=[str(m) for m in models], resume=resume)
+
+    def write(self, kind: str, **fields: Any) -> None:
+        record = {"kind": kind, "t": self.clock(), **fields}
+        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        with self._lock:
+            if self._file is not None:
+                self._file.write(line)
+                self.records += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def read_session(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a session log; raises ParameterError on a missing file or a bad header."""
+    path = Path(path)
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        raise ParameterError(f"session log not found: {path}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            if number == len(lines):
+                break  # a crash mid-line: keep what is complete
+            raise ParameterError(f"{path}:{number}: not JSON") from None
+    if not records or records[0].get("kind") != "header" or records[0].get("schema") != SESSION_SCHEMA:
+        raise ParameterError(f"{path}: not a MusicHal session log ({SESSION_SCHEMA})")
+    return records
+
+
+@dataclass
+class ReplayResult:
+    notes: list[NoteEvent]
+    logged_notes: list[NoteEvent]
+    controls: list[dict[str, Any]]
+    config: MusicHalConfig
+    t0: float
+    t_end: Optional[float] = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def identical(self) -> bool:
+        key = lambda n: (n.note_id, n.pitch, n.velocity, n.t_on, n.t_off, n.voice, n.source_state)  # noqa: E731
+        return [key(n) for n in self.notes] == [key(n) for n in self.logged_notes]
+
+
+def _apply_control(stage: Any, name: str, value: Any) -> None:
+    if name == "mode":
+        stage.set_mode(value)
+    elif name in ("continuity", "density"):
+        stage.set_generation(**{name: float(value)})
+    elif name == "learning":
+        stage.set_learning(bool(value))
+
+
+def replay_session(path: str | Path) -> ReplayResult:
+    """Re-run a session's decisions on a fresh OracleStage; returns the notes (and the logged ones to compare)."""
+    from services.control.corpus import load_corpora
+    from services.oracle.stage import OracleStage
+
+    records = read_session(path)
+    header = records[0]
+    config = MusicHalConfig.from_mapping(header["config"])
+    model = None
+    if header.get("models"):
+        model, _ = load_corpora(config, header["models"])
+    elif header.get("resume"):
+        model = header["resume"]
+    stage = OracleStage(config, model=model)
+    notes: list[NoteEvent] = []
+    logged: list[NoteEvent] = []
+    controls: list[dict[str, Any]] = []
+    counters = {"percepts": 0, "gated": 0, "responds": 0, "controls": 0}
+    t_end = None
+    for record in records[1:]:
+        kind = record["kind"]
+        if kind == "percept":
+            percept = percept_from_record(record)
+            counters["percepts"] += 1
+            if record.get("gated"):
+                counters["gated"] += 1
+                notes += stage.respond(record["now_s"])
+            else:
+                notes += stage.process(percept, now_s=record["now_s"])
+        elif kind == "respond":
+            counters["responds"] += 1
+            notes += stage.respond(record["now_s"])
+        elif kind == "control":
+            counters["controls"] += 1
+            controls.append(record)
+            _apply_control(stage, record["name"], record["value"])
+        elif kind == "notes":
+            logged += [_note_from_record(r) for r in record["notes"]]
+        elif kind == "stop":
+            t_end = record["t"]
+    return ReplayResult(notes=notes, logged_notes=logged, controls=controls, config=config, t0=header["t0"],
+                        t_end=t_end, counters=counters)
+
+
+def render_notes(notes: list[NoteEvent], config: MusicHalConfig, *, t_start: float, controls: list[dict[str, Any]] = (),
+                 t_end: Optional[float] = None):
+    """Play ``notes`` like the live MIDI-out would, into an in-memory recorder; returns the :class:`SmfRecorder`.
+
+    Order: start (panic + profile setup) at ``t_start``; then note-ons/offs by due time, ties in arrival order
+    (on before off per note), as :class:`NoteScheduler`; logged ``mute`` and ``profile`` controls apply at their
+    times (a muted note-on is dropped; a profile switch panics and sends the new setup); close (panic) at the end.
+    """
+    from dataclasses import replace
+
+    from services.midi_out.engine import ListSink, MidiOutStage
+    from services.midi_out.recorder import SmfRecorder
+
+    clock = {"t": float(t_start)}
+    recorder = SmfRecorder(clock=lambda: clock["t"])
+    midi = replace(config.midi, record_path=None)
+    stage = MidiOutStage(midi, ListSink(), recorder=recorder, clock=lambda: clock["t"])
+    stage.start()
+    heap: list[tuple[float, int, int, Any]] = []
+    seq = 0
+    for note in notes:
+        for due, action in ((note.t_on, 0), (note.t_off, 1)):
+            heapq.heappush(heap, (due, seq, action, note))
+            seq += 1
+    changes = sorted((c for c in controls if c["name"] in ("mute", "profile")), key=lambda c: c["t"])
+    muted = False
+    while heap:
+        due, _, action, note = heapq.heappop(heap)
+        if t_end is not None and due > t_end:
+            break
+        while changes and changes[0]["t"] <= due:
+            change = changes.pop(0)
+            clock["t"] = change["t"]
+            if change["name"] == "mute":
+                muted = bool(change["value"])
+                if muted:
+                    stage.panic()
+            else:
+                stage.close()
+                stage = MidiOutStage(replace(midi, profile=change["value"]), ListSink(), recorder=recorder,
+                                     clock=lambda: clock["t"])
+                stage.start()
+        clock["t"] = due
+        if action == 0:
+            if not muted:
+                stage.note_on(note)
+        else:
+            stage.note_off(note.note_id)
+    if t_end is not None:
+        clock["t"] = max(clock["t"], t_end)
+    stage.close()
+    return recorder
