@@ -40,24 +40,31 @@ class _Pending:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class OracleActor:
-    def __init__(self, config: MusicHalConfig, rings: dict[str, str], *, model_path: Optional[str] = None,
-                 encoder: Any = None, checkpoint_path: Optional[str] = None) -> None:
+    def __init__(self, config: MusicHalConfig, rings: dict[str, str], *, model_path: Any = None,
+                 encoder: Any = None, checkpoint_path: Optional[str] = None, session_log: Optional[str] = None) -> None:
         self.config = config
         self.node_id = current_node_id()
         self.model_path = model_path
         self.checkpoint_path = checkpoint_path
         model_parts = None
         self.perception_model = None
-        if model_path:
-            from services.model_file import load_musichal_model
+        model_paths = [model_path] if isinstance(model_path, str) else list(model_path or [])
+        resume = None
+        if model_paths:
+            from services.control.corpus import load_corpora
 
-            model = load_musichal_model(model_path)
-            model_parts = model.oracle_parts
-            self.perception_model = model.perception
+            model_parts, self.perception_model = load_corpora(config, model_paths)  # several: one merged memory
         elif checkpoint_path and os.path.exists(checkpoint_path):
-            model_parts = checkpoint_path  # restarted after a crash: resume the live-learned memory
+            model_parts = resume = checkpoint_path  # restarted after a crash: resume the live-learned memory
         self._warm_up(config)
         self.stage = OracleStage(config, model=model_parts)
+        from services.control.gate import FeedbackGate
+        from services.control.session import SessionLog
+
+        control = config.control
+        self.gate = FeedbackGate(pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms, enabled=control.input_gate)
+        self.muted = False
+        self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
         self.audio = AudioRing.attach(rings["audio"])
         self.events = MessageRing.attach(rings["events"])
         self.percepts = MessageRing.attach(rings["percepts"])
@@ -70,7 +77,7 @@ class OracleActor:
         self.latency = LatencyRecorder()
         self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
                          "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0, "checkpoints": 0,
-                         "encoder_lost_periods": 0, "notes_while_lost": 0}
+                         "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0}
         self.encoder_lost = False
         self.last_encoder_node: Optional[str] = None
         self.error: Optional[str] = None
@@ -129,6 +136,9 @@ class OracleActor:
         for payload in self.events_reader.drain():
             event = message_from_bytes(payload)
             self.counters["events"] += 1
+            if self.session is not None:
+                self.session.write("event", event_id=event.event_id, onset_sample=event.onset_sample,
+                                   t_detected=event.t_detected)
             pending = _Pending(event, time.monotonic() + deadline_s)
             if self.encoder is not None:
                 in_flight = sum(1 for p in self.pending.values() if p.ref is not None)
@@ -222,17 +232,42 @@ class OracleActor:
             self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"])
         if event.t_detected:
             self.latency.add("detected_to_oracle", now - event.t_detected)
+        onset_wall = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
         with self._lock:
             t0 = time.monotonic()
-            notes = self.stage.process(percept, now_s=time.monotonic())
+            gated = bool(event.t_detected) and self.gate.blocks(onset_wall)  # our own notes heard back
+            now_s = time.monotonic()
+            if gated:
+                self.counters["gated"] += 1
+                notes = self.stage.respond(now_s)  # neither learned nor imitated; keep playing
+            else:
+                notes = self.stage.process(percept, now_s=now_s)
             self.latency.add("oracle", time.monotonic() - t0)
+            if self.session is not None:
+                from services.control.session import percept_to_record
+
+                self.session.write("percept", now_s=now_s, gated=gated, onset_wall=onset_wall, **percept_to_record(percept))
+                self._log_notes(notes)
         if event.t_detected:  # every event, whether or not it starts a phrase (the benchmark's per-event series)
             self.latency.add("detected_to_decision", time.monotonic() - event.t_detected)
         self._send_notes(notes, event)
 
     def _respond(self) -> list[NoteEvent]:
         with self._lock:
-            return self.stage.respond(time.monotonic())
+            now_s = time.monotonic()
+            notes = self.stage.respond(now_s)
+            if self.session is not None:
+                self.session.write("respond", now_s=now_s)
+                self._log_notes(notes)
+            return notes
+
+    def _log_notes(self, notes: list[NoteEvent]) -> None:
+        if notes:
+            from services.control.session import note_to_record
+
+            walk = self.stage.improviser
+            self.session.write("notes", notes=[note_to_record(n) for n in notes], last_move=walk.last_kind,
+                               last_pivot=int(walk.last_pivot), walk=dict(walk.counters))
 
     def _send_notes(self, notes: list[NoteEvent], event: Optional[Event]) -> None:
         for index, note in enumerate(notes):
@@ -244,6 +279,8 @@ class OracleActor:
                 stamps["input_event_id"] = event.event_id
             stamps["t_decided"] = time.monotonic()
             self.notes.send_message(replace(note, stamps=stamps))
+            if not self.muted:
+                self.gate.note_sent(note.t_on, note.t_off)
             self.counters["notes"] += 1
             if self.encoder_lost:
                 self.counters["notes_while_lost"] += 1
@@ -270,22 +307,52 @@ class OracleActor:
         return self.node_id
 
     def set_mode(self, mode: str) -> None:
-        with self._lock:
-            self.stage.set_mode(mode)
+        self.control("mode", mode)
 
     def set_learning(self, enabled: bool) -> None:
+        self.control("learning", bool(enabled))
+
+    def control(self, name: str, value: Any) -> dict[str, Any]:
+        """Apply one control (mode, continuity, density, learning, gate, mute) in the decision sequence; logged."""
         with self._lock:
-            self.stage.set_learning(enabled)
+            if name == "mode":
+                self.stage.set_mode(value)
+            elif name in ("continuity", "density"):
+                self.stage.set_generation(**{name: float(value)})
+            elif name == "learning":
+                self.stage.set_learning(bool(value))
+            elif name == "gate":
+                self.gate.enabled = bool(value)
+            elif name == "mute":
+                self.muted = bool(value)  # muted notes do not sound, so they open no gate
+            elif name == "profile":
+                pass  # midi_out's business; logged for the replay
+            else:
+                from shared.errors import ParameterError
+
+                raise ParameterError(f"oracle has no control {name!r}")
+            self.counters["controls"] += 1
+            if self.session is not None:
+                self.session.write("control", name=name, value=value)
+            return self.control_state()
+
+    def control_state(self) -> dict[str, Any]:
+        generation = self.stage.config.generation
+        return {"mode": self.stage.improviser.mode, "continuity": generation.continuity, "density": generation.density,
+                "learning": self.stage.learning, "gate": self.gate.enabled, "muted": self.muted}
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             stage_counters = dict(self.stage.stats())
+            control = self.control_state()
         counters = dict(self.counters)
         counters.update({f"stage_{k}": v for k, v in stage_counters.items()})
         counters["pending"] = len(self.pending)
         counters["message_overruns"] = self.events_reader.overruns + self.percepts_reader.overruns
+        counters["gate_blocked"] = self.gate.counters["blocked"]
         return {"stage": "oracle", "node_id": self.node_id, "counters": counters, "latency_ms": self.latency.summary(),
-                "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error}
+                "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error,
+                "control": control}
 
     def stop(self, *, checkpoint: bool = True) -> dict[str, Any]:
         self._stop.set()
@@ -293,6 +360,9 @@ class OracleActor:
         if checkpoint and self.checkpoint_path:
             self.checkpoint()
         stats = self.stats()
+        if self.session is not None:
+            self.session.write("stop")
+            self.session.close()
         for ring in (self.audio, self.events, self.percepts, self.notes):
             ring.close()
         return stats
