@@ -32,8 +32,13 @@ class _MeasuredStage:
         self.latency = latency
         self.clock = clock
         self.sent_notes: list[dict[str, Any]] = []
+        self.muted = False
+        self.dropped_muted = 0
 
     def note_on(self, note: NoteEvent) -> int:
+        if self.muted:  # performer mute: new notes are dropped (their note-offs are ignored by the stage)
+            self.dropped_muted += 1
+            return -1
         channel = self.stage.note_on(note)
         now = self.clock()
         stamps = note.stamps or {}
@@ -99,14 +104,42 @@ class MidiOutActor:
     def port_name(self) -> str:
         return self.port.port_name
 
+    # ------------------------------------------------------------------ performer controls
+    def set_muted(self, muted: bool) -> bool:
+        """Mute: drop new notes and silence the sounding ones (panic); unmute: play again."""
+        self.measured.muted = bool(muted)
+        if muted:
+            self.stage.panic()
+        return self.measured.muted
+
+    def panic(self) -> None:
+        self.stage.panic()
+
+    def set_profile(self, profile: str) -> str:
+        """Switch MIDI profile live: panic, then the new profile's setup on the same port (and recording)."""
+        from dataclasses import replace
+
+        old = self.stage
+        if profile == old.config.profile:
+            return profile
+        new = MidiOutStage(replace(old.config, profile=profile), self.port, recorder=old.recorder)
+        with old._lock:
+            old.panic()
+            new.start()
+            self.stage = new
+            self.measured.stage = new
+        return profile
+
     def stats(self) -> dict[str, Any]:
         counters = dict(self.stage.stats() if callable(getattr(self.stage, "stats", None)) else {})
         counters.update({f"scheduler_{k}": v for k, v in self.scheduler.counters.items()})
         counters["notes_received"] = self.received
         counters["message_overruns"] = self.reader.overruns
         counters["sounding"] = len(self.stage.sounding)
+        counters["dropped_muted"] = self.measured.dropped_muted
         return {"stage": "midi_out", "node_id": self.node_id, "counters": counters,
-                "latency_ms": self.latency.summary(), "error": self.error, "port": self.port.port_name}
+                "latency_ms": self.latency.summary(), "error": self.error, "port": self.port.port_name,
+                "muted": self.measured.muted, "profile": self.stage.config.profile}
 
     def traced_notes(self) -> list[dict[str, Any]]:
         return list(self.measured.sent_notes)
