@@ -54,10 +54,12 @@ class EncoderActor:
         t0 = time.monotonic()
         self.stage = build_encoder_stage(config, model_path, node_id=self.node_id)
         self._warm_up()
+        self.guarded = self._make_guard(config, model_path)
         self.load_seconds = time.monotonic() - t0
         self.latency = LatencyRecorder()
         self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0}
         self.error: Optional[str] = None
+        self.warning: Optional[str] = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.local = bool(rings) and local_node_id == self.node_id
@@ -78,6 +80,34 @@ class EncoderActor:
         n = int(round(self.config.segmenter.window_ms * 1e-3 * sr))
         noise = np.random.default_rng(0).standard_normal(n).astype(np.float32) * 0.1
         analyze_windows([noise], None, sample_rate_hz=sr, perception=self.stage.perception)
+
+    def _make_guard(self, config: MusicHalConfig, model_path: Optional[str]):
+        """The too-slow guard: a traditional-view stage to switch to when the primary (wav2vec) cannot keep up.
+
+        Built when the primary computes wav2vec (and the model has a traditional view), or when the test-only
+        ``control.test_encoder_delay_ms`` slows the primary down; otherwise the guard is off.
+        """
+        from services.control.guard import GuardedEncoder, OverloadGuard
+
+        control = config.control
+        wants = "wav2vec" in self.stage.perception.views or control.test_encoder_delay_ms > 0
+        if not control.slow_guard or not wants:
+            return None
+        fallback = None
+        try:
+            traditional = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
+            fallback = build_encoder_stage(traditional, model_path, node_id=self.node_id)
+        except Exception:  # the model has no traditional view: warn only
+            fallback = None
+        guard = OverloadGuard(window_events=control.slow_window_events, recover_events=control.slow_recover_events)
+        return GuardedEncoder(self.stage, fallback, guard, deadline_s=config.cluster.encoder_deadline_ms / 1000.0,
+                              delay_s=control.test_encoder_delay_ms / 1000.0, warn=self._warn)
+
+    def _warn(self, line: str) -> None:
+        import sys
+
+        self.warning = line
+        print(f"musichal: warning: {line}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ local data plane
     def _loop(self) -> None:
@@ -107,7 +137,7 @@ class EncoderActor:
         if event.t_detected:
             self.latency.add("detected_to_encoder", t0 - event.t_detected)  # segmenter + events ring (+ Ray if remote)
         with self._lock:
-            percept = self.stage.process((event, window))
+            percept = (self.guarded or self.stage).process((event, window))
         t1 = time.monotonic()
         self.latency.add("encode", t1 - t0)
         self.counters["encoded"] += 1
@@ -129,8 +159,13 @@ class EncoderActor:
         counters.update({f"stage_{k}": v for k, v in self.stage.counters.items()})
         if self.local:
             counters["message_overruns"] = self.reader.overruns
+        guard = None
+        if self.guarded is not None:
+            guard = {"degraded": self.guarded.guard.degraded, "using_fallback": self.guarded.using_fallback,
+                     **self.guarded.guard.counters, **{f"encoded_{k}": v for k, v in self.guarded.counters.items()}}
         return {"stage": "encoder", "node_id": self.node_id, "local": self.local, "counters": counters,
-                "latency_ms": self.latency.summary(), "error": self.error, "degraded": self.stage.degraded}
+                "latency_ms": self.latency.summary(), "error": self.error, "degraded": self.stage.degraded,
+                "slow_guard": guard, "warning": self.warning}
 
     def stop(self) -> None:
         self._stop.set()
