@@ -134,6 +134,21 @@ def print_summary(result: Any) -> None:
     Console(stderr=True).print(table)
 
 
+def _fail_if_nothing_readable(paths: list[Path]) -> None:
+    """Raise ParameterError (one line) when no file has a readable audio header; unreadable ones are skipped later."""
+    from shared.audio import probe_audio_file
+
+    reasons = []
+    for path in paths:
+        try:
+            probe_audio_file(path)
+            return
+        except MusicHalError as error:
+            if len(reasons) < 3:
+                reasons.append(str(error).replace(str(path), path.name))
+    raise ParameterError(f"nothing usable to train on ({len(paths)} file(s) skipped: {'; '.join(reasons)})")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     started_ray = False
@@ -144,9 +159,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.workers is not None and args.workers < 1:
             raise ParameterError(f"--workers must be >= 1, got {args.workers}")
         config = config_from_args(args)
+        missing = [name for name in args.file if not Path(name).expanduser().exists()]
+        if missing:
+            raise ParameterError(f"{missing[0]}: no such file")
         paths = discover_audio_files(args.file, args.dir)
         if not paths:
             raise ParameterError("no audio files found (give --file or --dir with wav/flac/ogg/mp3/aiff files)")
+        _fail_if_nothing_readable(paths)  # header checks only, before Ray starts
         from services.trainer.distributed import ensure_ray, ray_analyze_many
 
         started_ray = ensure_ray(address=args.ray_address, num_cpus=args.workers)
