@@ -305,6 +305,39 @@ class AudioOracle:
         self._allocate(max(2, frames.shape[0] + 1))
         self._run(frames)
 
+    @classmethod
+    def links_for(cls, frames: np.ndarray, threshold: float) -> "AudioOracle":
+        """An oracle holding only links (no event metadata) for ``frames`` (rows of states 1..n) at ``threshold``.
+
+        Meant for a background rebuild: it reads ``frames`` only and holds the GIL just for set-up (the
+        construction kernel releases it); hand the result to :meth:`adopt_links` on the live oracle.
+        """
+        rows = np.asarray(frames, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] < 1:
+            raise ParameterError(f"frames must have shape (n, dim), got {np.shape(frames)}")
+        oracle = cls(threshold, rows.shape[1], capacity=max(2, rows.shape[0] + 1))
+        oracle._run(np.ascontiguousarray(rows))
+        return oracle
+
+    def adopt_links(self, other: "AudioOracle") -> None:
+        """Replace this oracle's links by ``other``'s (built by :meth:`links_for` on a prefix of this oracle's
+        frames, possibly at another threshold): the states added since are re-added to ``other`` first, so the
+        result is exactly the oracle of all frames at ``other.threshold``. States, indices and metadata stay.
+
+        Raises
+        ------
+        ParameterError
+            If ``other`` has another dimension or more states than this oracle.
+        """
+        if not isinstance(other, AudioOracle) or other.dim != self.dim or other.n_states > self.n_states:
+            raise ParameterError("adopt_links takes an AudioOracle of the same dim built on a prefix of these frames")
+        if other.n_states < self.n_states:
+            other._run(np.ascontiguousarray(self._frames[other.n_states:self.n_states]))
+        for name in ("_frames", "_sfx", "_lrs", "_labels", "_trn_head", "_trn_tail", "_rs_head", "_rs_tail", "_rs_next",
+                     "_edge_dst", "_edge_next", "_better", "_counters"):
+            setattr(self, name, getattr(other, name))
+        self.threshold = other.threshold
+
     # ------------------------------------------------------------------ queries
     @property
     def n_states(self) -> int:

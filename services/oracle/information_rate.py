@@ -24,7 +24,7 @@ from shared.errors import ParameterError
 __all__ = ["information_rate", "total_information_rate", "default_candidates", "select_threshold"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _ir_cum(lrs, alpha):
     n = lrs.shape[0]  # n_states
     m = n - 1

@@ -7,12 +7,20 @@ the symbolic mode. State ``i`` of both is event ``i`` (1-based), so indices are 
 Threshold: ``config.oracle.threshold`` when set, else the trained model's; with neither, the live oracle
 starts at threshold 0 (a plain chain) and every ``oracle.rebuild_every_events`` events the threshold is
 re-estimated by Information Rate over the last ``IR_WINDOW_EVENTS`` events and, if it changed by more than
-5 %, the Audio Oracle is rebuilt in place (synchronous, numba, a few ms per thousand events; states and
-indices are unchanged so the improviser keeps its place). The Ray actor may run ``process`` in a thread.
+5 %, the Audio Oracle is rebuilt for the new threshold. Both happen **in the background** (``background=True``,
+the default): a worker thread reads a snapshot of the frames (rows already written never change, so no copy
+is needed), sweeps the threshold and builds the new links (the numba kernels release the GIL); the next
+:meth:`OracleStage.process` call (or :meth:`OracleStage.join`) adopts them, re-adding the events learned
+meanwhile, so the result is exactly the oracle of all events at the new threshold. States and indices are
+unchanged, so the improviser keeps its place. While a rebuild runs, a due re-estimation is skipped (counted
+in ``rebuilds_skipped``). ``background=False`` runs the same work synchronously (deterministic, for tests;
+the result is adopted at the same point, the next ``process`` call).
+The Ray actor may run ``process`` in a thread.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+import threading
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
@@ -35,6 +43,32 @@ _AUDIO_PREFIX = "oracle.audio."
 _TOKENS_PREFIX = "oracle.tokens."
 
 
+class _RebuildJob:
+    """Threshold re-estimation + rebuild over a frozen prefix of the live oracle's frames."""
+
+    def __init__(self, frames: np.ndarray, n_states: int, old_threshold: float) -> None:
+        self.frames = frames  # the live oracle's frame buffer; rows 1..n_states-1 are never written again
+        self.n_states = n_states
+        self.old_threshold = old_threshold
+        self.threshold: Optional[float] = None
+        self.result: Optional[AudioOracle] = None
+        self.error: Optional[BaseException] = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            recent = self.frames[max(1, self.n_states - IR_WINDOW_EVENTS):self.n_states]
+            threshold, _ = select_threshold(recent)
+            self.threshold = threshold
+            old = self.old_threshold
+            if old == 0.0 or abs(threshold - old) > 0.05 * old:
+                self.result = AudioOracle.links_for(self.frames[1:self.n_states], threshold)
+        except Exception as error:  # surfaced by OracleStage._collect
+            self.error = error
+        finally:
+            self.done.set()
+
+
 class OracleStage:
     """Live memory + improviser.
 
@@ -43,18 +77,23 @@ class OracleStage:
     config : MusicHalConfig
     model : str, Path or (meta, arrays), optional
         A model written by :meth:`checkpoint` / the trainer (``meta["oracle"]`` + ``oracle.*`` arrays).
+    background : bool
+        Run live threshold re-estimation and oracle rebuilds in a worker thread (default) or synchronously.
     """
 
     is_online: ClassVar[bool] = True
 
-    def __init__(self, config: MusicHalConfig, model: Any = None) -> None:
+    def __init__(self, config: MusicHalConfig, model: Any = None, *, background: bool = True) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
         self.learning = True
         self.playing = "audio"
         self.counters = {"events": 0, "learned": 0, "responses": 0, "notes": 0, "rebuilds": 0, "checkpoints": 0,
-                         "dim_mismatch": 0}
+                         "dim_mismatch": 0, "reestimates": 0, "rebuilds_skipped": 0, "rebuild_errors": 0}
+        self.background = bool(background)
+        self.last_rebuild_error: Optional[str] = None
+        self._job: Optional[_RebuildJob] = None
         self._busy_until_s = -np.inf
         self.audio: Optional[AudioOracle] = None
         self.tokens = FactorOracle()
@@ -127,7 +166,10 @@ class OracleStage:
         return stage
 
     def checkpoint(self, path: str | Path) -> None:
-        """Save the live memory (atomic; call every ``oracle.checkpoint_seconds``)."""
+        """Save the live memory (atomic; call every ``oracle.checkpoint_seconds``).
+
+        A rebuild still running in the background is not waited for: the saved oracle is the one playing.
+        """
         meta, arrays = self.to_model_parts()
         save_model(path, meta, arrays)
         self.counters["checkpoints"] += 1
@@ -191,13 +233,41 @@ class OracleStage:
             self._reestimate()
 
     def _reestimate(self) -> None:
-        recent = self.audio.frames[-IR_WINDOW_EVENTS:]
-        threshold, _ = select_threshold(recent)
-        old = self.audio.threshold
-        if old == 0.0 or abs(threshold - old) > 0.05 * old:
-            self.audio.rebuild(threshold)
+        if self._job is not None:
+            self.counters["rebuilds_skipped"] += 1
+            return
+        job = _RebuildJob(self.audio._frames, self.audio.n_states, self.audio.threshold)
+        self._job = job
+        if self.background:
+            threading.Thread(target=job.run, name="oracle-rebuild", daemon=True).start()
+        else:
+            job.run()  # adopted at the start of the next process() (or join()), like a background rebuild
+
+    def _collect(self) -> None:
+        """Adopt a finished rebuild (re-adding the events learned meanwhile); cheap when none is ready."""
+        job = self._job
+        if job is None or not job.done.is_set():
+            return
+        self._job = None
+        self.counters["reestimates"] += 1
+        if job.error is not None:
+            self.counters["rebuild_errors"] += 1
+            self.last_rebuild_error = f"{type(job.error).__name__}: {job.error}"
+            return
+        if job.result is not None:
+            self.audio.adopt_links(job.result)
             self.counters["rebuilds"] += 1
         self.threshold_source = "ir-live"
+
+    def join(self, timeout_s: Optional[float] = None) -> bool:
+        """Wait for a running rebuild and adopt it; returns False if it did not finish within ``timeout_s``."""
+        job = self._job
+        if job is None:
+            return True
+        if not job.done.wait(timeout_s):
+            return False
+        self._collect()
+        return True
 
     # ------------------------------------------------------------------ answering
     def process(self, percept: Percept, *, now_s: float, reset: bool = False) -> list[NoteEvent]:
@@ -206,6 +276,8 @@ class OracleStage:
             raise ParameterError("process() takes a shared.messages.Percept")
         if reset:
             self.reset()
+        if self._job is not None:
+            self._collect()
         self.counters["events"] += 1
         features = np.asarray(percept.features, dtype=np.float64).ravel()
         if features.size == 0 or not np.isfinite(features).all():

@@ -9,6 +9,7 @@ from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
+from services.oracle.audio_oracle import AudioOracle
 from services.oracle.stage import OracleStage
 
 
@@ -30,10 +31,11 @@ def config(**overrides):
 
 
 def test_learns_answers_and_reestimates_threshold():
-    stage = OracleStage(config())
+    stage = OracleStage(config(), background=False)
     notes = []
     for i, p in enumerate(percepts(200)):
         notes += stage.process(p, now_s=0.25 * i)
+    assert stage.join()
     stats = stage.stats()
     assert stats["learned"] == 200 and stats["states"] == 200 and stage.audio.n_states == 201
     assert stats["rebuilds"] >= 1 and stage.audio.threshold > 0
@@ -58,7 +60,7 @@ def test_learning_off_and_fixed_threshold():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    stage = OracleStage(config())
+    stage = OracleStage(config(), background=False)
     for i, p in enumerate(percepts(120, seed=3)):
         stage.process(p, now_s=float(i))
     path = tmp_path / "live.json"
@@ -99,3 +101,50 @@ def test_bad_models(tmp_path):
         OracleStage(config(), model=(meta, stage.to_model_parts()[1]))
     with pytest.raises(ParameterError):
         stage.process("not a percept", now_s=0.0)
+
+
+def links(ao):
+    n = ao.n_states
+    return (ao.threshold, ao.sfx.tolist(), ao.lrs.tolist(), ao.labels.tolist(),
+            [ao.transition_targets(s) for s in range(n)], [ao.rsfx(s) for s in range(n)])
+
+
+def test_background_rebuild_joined_each_event_equals_synchronous():
+    sync = OracleStage(config(), background=False)
+    bg = OracleStage(config(), background=True)
+    for i, p in enumerate(percepts(260, seed=5)):
+        a = sync.process(p, now_s=0.25 * i)
+        b = bg.process(p, now_s=0.25 * i)
+        assert bg.join(timeout_s=60.0)
+        assert a == b
+    assert sync.join() and bg.join(timeout_s=60.0)
+    assert sync.stats()["rebuilds"] >= 1 and sync.stats() == bg.stats()
+    assert links(bg.audio) == links(sync.audio)
+
+
+def test_background_rebuild_adopts_events_learned_meanwhile():
+    """However the worker thread and the learning interleave, the adopted oracle is exactly the oracle of all
+    events at the adopted threshold, and states keep their events."""
+    stage = OracleStage(config(**{"oracle.rebuild_every_events": 20}), background=True)
+    items = list(percepts(400, seed=8))
+    for i, p in enumerate(items):
+        stage.process(p, now_s=0.25 * i)
+    assert stage.join(timeout_s=60.0)
+    stats = stage.stats()
+    assert stats["rebuild_errors"] == 0 and stats["rebuilds"] >= 1
+    assert stats["reestimates"] + stats["rebuilds_skipped"] == 400 // 20
+    ao = stage.audio
+    fresh = AudioOracle(ao.threshold, ao.dim)
+    fresh.extend(np.stack([np.asarray(p.features, dtype=np.float64) for p in items]))
+    assert links(ao) == links(fresh)
+    assert ao.state_info(123).event_id == items[122].event_id
+    assert stage.threshold_source == "ir-live"
+
+
+def test_adopt_links_rejects_mismatch():
+    ao = AudioOracle(0.0, 3)
+    ao.extend(np.zeros((5, 3)))
+    with pytest.raises(ParameterError):
+        ao.adopt_links(AudioOracle.links_for(np.zeros((6, 3)), 0.5))
+    with pytest.raises(ParameterError):
+        ao.adopt_links(AudioOracle.links_for(np.zeros((2, 4)), 0.5))
