@@ -64,6 +64,7 @@ class _MeasuredStage:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class MidiOutActor:
     def __init__(self, config: MusicHalConfig, notes_ring_name: str) -> None:
+        self.started_monotonic = time.monotonic()  # (re)start time, system-wide clock: the panic follows it
         self.config = config
         self.node_id = current_node_id()
         self.port = open_output(config.midi.api, config.midi.port, virtual_name=config.midi.virtual_port_name)
