@@ -376,6 +376,10 @@ class AudioOracle:
     def features_of(self, state: int) -> np.ndarray:
         return self._frames[state]
 
+    def features_rows(self, states: np.ndarray) -> np.ndarray:
+        """Feature rows of ``states`` (an integer array), shape ``(len(states), dim)`` (a copy)."""
+        return self._frames[states]
+
     def label(self, state: int) -> int:
         return int(self._labels[state])
 

@@ -140,15 +140,26 @@ class Improviser:
             return 0.0
         return float(np.linalg.norm(f - self._live_features))
 
+    def _distances(self, states: Any) -> np.ndarray:
+        """Euclidean distances from the live feature row to the features of ``states`` (one numpy pass)."""
+        index = np.asarray(states, dtype=np.int64)
+        live = self._live_features
+        getter = getattr(self.oracle, "features_rows", None)
+        if getter is None or live is None:
+            return np.zeros(index.size)
+        rows = getter(index)
+        if rows.shape[1] != live.size:
+            return np.zeros(index.size)
+        diff = rows - live
+        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
     def _sync_tokens(self) -> FactorOracle:
         if self._token_oracle is None:
             self._token_oracle = FactorOracle()
         fo = self._token_oracle
-        if fo is not self.oracle:
-            tokens = self.oracle.states.token
-            for index in range(fo.n_states, self.oracle.n_states):
-                token = tokens[index]
-                fo.add(token if token >= 0 else _UNKNOWN_TOKEN)
+        if fo is not self.oracle and fo.n_states < self.oracle.n_states:
+            tokens = np.array(self.oracle.states.token[fo.n_states:self.oracle.n_states], dtype=np.int64)
+            fo.extend(np.where(tokens >= 0, tokens, _UNKNOWN_TOKEN))
         return fo
 
     def pivots(self, state: int) -> list[int]:
@@ -176,8 +187,7 @@ class Improviser:
 
     def _choose(self, candidates: list[int]) -> int:
         if self.mode == "contrast" and self._live_features is not None:
-            distances = [self._distance(c) for c in candidates]
-            return candidates[int(np.argmax(distances))]
+            return candidates[int(np.argmax(self._distances(candidates)))]
         return candidates[int(self.rng.integers(len(candidates)))]
 
     def _anchor(self) -> int:
@@ -204,7 +214,7 @@ class Improviser:
     def _contrast_radius(self) -> float:
         n = self.oracle.n_states
         sample = self.rng.integers(1, n, size=min(16, n - 1))
-        return float(np.median([self._distance(int(s)) for s in sample]))
+        return float(np.median(self._distances(sample)))
 
     def step(self) -> int:
         """Advance one state and return it (-1 while the oracle is empty)."""

@@ -114,6 +114,16 @@ def test_contrast_farther_than_imitate_and_random():
     assert contrast > random_walk
 
 
+def test_contrast_distances_vectorised_equal_per_state():
+    ao, x, tokens = structured_oracle()
+    imp = Improviser(ao, GenerationConfig(mode="contrast", seed=0))
+    imp.observe(int(tokens[10]), x[10] + 0.5)
+    states = np.random.default_rng(4).integers(1, ao.n_states, 64)
+    np.testing.assert_allclose(imp._distances(states), [imp._distance(int(s)) for s in states], rtol=1e-12)
+    symbolic_imp = Improviser(FactorOracle(), GenerationConfig(mode="contrast"))
+    assert symbolic_imp._distances([1, 2]).tolist() == [0.0, 0.0]  # no features: no preference
+
+
 def test_imitate_continues_longest_live_context(symbolic):
     seq, fo = symbolic
     imp = Improviser(fo, GenerationConfig(mode="imitate", seed=1, min_context=1))
