@@ -46,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-mpe", action="store_true", help="one MIDI channel (same as --midi-profile mono)")
     io.add_argument("--record", help="write the performance as a Standard MIDI File")
     model = parser.add_argument_group("model and perception")
-    model.add_argument("--model", help="model.json written by musichal-train (default: learn live)")
-    model.add_argument("--save-learned", help="checkpoint the live-learned oracle here (every oracle.checkpoint_seconds)")
+    model.add_argument("--model", action="append", help="model.json written by musichal-train (default: learn live); "
+                       "repeat to play from several corpora merged into one memory (the first model's perception)")
+    model.add_argument("--save-learned", help="checkpoint the live-learned oracle here (atomic, every "
+                       "oracle.checkpoint_seconds and at stop; resumed from after a crash)")
     model.add_argument("--hybrid-perception", action="store_true", help="keep both views: traditional 22-D and wav2vec")
     model.add_argument("--wav2vec", action="store_true", help="Wav2Vec 2.0 features")
     model.add_argument("--wav2vec-model", help="checkpoint name or local directory (default facebook/wav2vec2-base)")
@@ -57,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--continuity", type=float, help="probability of a forward step in the oracle (0..1)")
     play.add_argument("--density", type=float, help="note density factor (0..4)")
     play.add_argument("--seed", type=int, help="random seed of the improviser")
+    live = parser.add_argument_group("live control (musichal --controls prints the OSC address and MIDI CC/note map)")
+    live.add_argument("--osc-port", type=int, help="listen for OSC control messages on this UDP port (0: any free port)")
+    live.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1)")
+    live.add_argument("--midi-in", help="MIDI controller input port by name/substring/index, or 'virtual' for a port of our own")
+    live.add_argument("--midi-in-api", choices=["auto", "jack", "alsa", "coremidi", "winmm"], help="MIDI API of --midi-in")
+    live.add_argument("--no-input-gate", action="store_true",
+                      help="learn from everything heard, even while MusicHal's own notes sound (feedback protection off)")
+    live.add_argument("--gate-release-ms", type=float, help="the input gate stays closed this long after each own note-off")
+    live.add_argument("--session-log", help="write a JSONL log of every event, percept, decision, note and control change "
+                      "(replay it with: musichal replay LOG --record out.mid)")
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray on 127.0.0.1)")
     cluster.add_argument("--encoder-resource", help="place the encoder on a node that offers this custom resource")
@@ -65,19 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stats", action="store_true", help="print per-stage latency p50/p95/p99 at the end and write JSON")
     run.add_argument("--stats-file", default="musichal_stats.json", help="where --stats writes its JSON (default %(default)s)")
     run.add_argument("--quiet", action="store_true", help="no status line")
-    run.add_argument("--config", help="TOML config file (sections: audio, segmenter, features, wav2vec, quantizer, oracle, generation, midi, cluster)")
+    run.add_argument("--config", help="TOML config file (sections: audio, segmenter, features, wav2vec, quantizer, oracle, generation, midi, cluster, control)")
     tools = parser.add_argument_group("tools (print and exit)")
     tools.add_argument("--list-midi", action="store_true", help="list MIDI output ports")
     tools.add_argument("--list-devices", action="store_true", help="list audio input devices")
     tools.add_argument("--panic", action="store_true", help="send all-notes-off (CC123/CC120 on every channel) to --midi-port")
+    tools.add_argument("--controls", action="store_true", help="print the OSC address map and the MIDI CC/note map")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
     config = MusicHalConfig.from_toml(args.config) if args.config else MusicHalConfig()
-    for name in ("input_file", "record", "model", "save_learned"):  # actors run in other working directories
-        if getattr(args, name):
+    for name in ("input_file", "record", "save_learned", "session_log"):  # actors run in other working directories
+        if getattr(args, name, None):
             setattr(args, name, os.path.abspath(getattr(args, name)))
+    if args.model:
+        args.model = [os.path.abspath(path) for path in args.model]
     profile = "mono" if args.no_mpe else args.midi_profile
     kind = "wav2vec" if args.wav2vec else None
     return config.with_overrides({
@@ -88,6 +103,9 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
         "generation.mode": args.mode, "generation.continuity": args.continuity, "generation.density": args.density,
         "generation.seed": args.seed,
         "cluster.address": args.ray_address, "cluster.encoder_resource": args.encoder_resource,
+        "control.osc_port": args.osc_port, "control.osc_host": args.osc_host, "control.midi_in_port": args.midi_in,
+        "control.midi_in_api": args.midi_in_api, "control.input_gate": False if args.no_input_gate else None,
+        "control.gate_release_ms": args.gate_release_ms,
     })
 
 
@@ -154,9 +172,12 @@ class LiveStack:
     input_file: Optional[str] = None
     input_device: Any = None
     loop: bool = False
-    model_path: Optional[str] = None
+    model_path: Any = None  # a path, or a list of paths (several corpora merged into one memory)
     checkpoint_path: Optional[str] = None
+    session_log: Optional[str] = None
     actors: dict[str, Any] = field(default_factory=dict)
+    control: Any = None  # services.control.hub.ControlHub once started
+    control_inputs: list[Any] = field(default_factory=list)
     rings: dict[str, Any] = field(default_factory=dict)
     started_ray: bool = False
     encoder_info: dict[str, Any] = field(default_factory=dict)
@@ -173,7 +194,13 @@ class LiveStack:
         from services.ray_support import pin_to_node
 
         remove_stale_rings()  # segments of a predecessor that was killed
-        preflight(self.config, input_file=self.input_file, input_device=self.input_device, model_path=self.model_path)
+        models = self.model_paths
+        preflight(self.config, input_file=self.input_file, input_device=self.input_device,
+                  model_path=models[0] if models else None)
+        if len(models) > 1:
+            from services.control.corpus import load_corpora
+
+            load_corpora(self.config, models)  # every corpus valid and mergeable before Ray starts
         if not ray.is_initialized():
             address = self.config.cluster.address
             if address:
@@ -184,6 +211,7 @@ class LiveStack:
             self.started_ray = True
         try:
             self._start_actors(ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node)
+            self._start_controls()
         except BaseException:
             self.stop(graceful=False)
             raise
@@ -206,18 +234,64 @@ class LiveStack:
             encoder_options = {"resources": {self.config.cluster.encoder_resource: 1}}
         elif self.config.wav2vec.use_gpu and ray.cluster_resources().get("GPU", 0) >= 1:
             encoder_options = {"num_gpus": 1}
+        models = self.model_paths
         self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(
-            self.config, model_path=self.model_path, rings=names, local_node_id=self.driver_node)
+            self.config, model_path=models[0] if models else None, rings=names, local_node_id=self.driver_node)
         ray.get(self.actors["midi_out"].ready.remote(), timeout=60)
         self.encoder_info = ray.get(self.actors["encoder"].ready.remote(), timeout=300)
         remote_encoder = None if self.encoder_info["local"] else self.actors["encoder"]
         self.actors["oracle"] = OracleActor.options(**local).remote(
-            self.config, names, model_path=self.model_path, encoder=remote_encoder, checkpoint_path=self.checkpoint_path)
+            self.config, names, model_path=models or None, encoder=remote_encoder, checkpoint_path=self.checkpoint_path,
+            session_log=self.session_log)
         ray.get(self.actors["oracle"].ready.remote(), timeout=60)
         self.actors["capture"] = CaptureActor.options(**local).remote(
             self.config, names["audio"], names["events"], input_file=self.input_file, input_device=self.input_device,
             loop=self.loop)
         ray.get(self.actors["capture"].ready.remote(), timeout=60)
+
+    @property
+    def model_paths(self) -> list[str]:
+        if not self.model_path:
+            return []
+        return [self.model_path] if isinstance(self.model_path, (str, os.PathLike)) else [str(p) for p in self.model_path]
+
+    # ------------------------------------------------------------------ performer controls
+    def _start_controls(self) -> None:
+        """The control hub (always; ``apply_control`` works without servers) and the OSC/MIDI inputs asked for."""
+        from services.control.hub import ControlHub
+        from services.control.servers import open_controls
+
+        self.control = ControlHub(self.config, self._apply_control)
+        self.control_inputs = open_controls(self.control)
+
+    def _apply_control(self, name: str, value: Any) -> None:
+        """Control plane: one effective change → plain actor calls (waited for, so the order is kept)."""
+        import ray
+
+        oracle, midi_out = self.actors.get("oracle"), self.actors.get("midi_out")
+        refs = []
+        if name in ("mode", "continuity", "density", "learning", "gate") and oracle is not None:
+            refs.append(oracle.control.remote(name, value))
+        elif name == "mute":
+            refs += [a for a in (oracle and oracle.control.remote("mute", value),
+                                 midi_out and midi_out.set_muted.remote(value)) if a is not None]
+        elif name == "profile":
+            refs += [a for a in (oracle and oracle.control.remote("profile", value),
+                                 midi_out and midi_out.set_profile.remote(value)) if a is not None]
+        elif name == "panic" and midi_out is not None:
+            refs.append(midi_out.panic.remote())
+        elif name == "save" and oracle is not None:
+            refs.append(oracle.checkpoint.remote())
+        if refs:
+            ray.get(refs, timeout=5.0)
+
+    def set_control(self, name: str, value: Any = None) -> dict[str, Any]:
+        """Apply one control from Python (as OSC/MIDI would); raises ParameterError on a bad value."""
+        from services.control.state import ControlChange
+
+        if self.control is None:
+            raise MusicHalError("the stack is not running")
+        return self.control.handle(ControlChange(name, value, source="api"))
 
     # ------------------------------------------------------------------ monitoring
     def stats(self, *, timeout_s: float = 1.0) -> dict[str, Any]:
@@ -225,8 +299,10 @@ class LiveStack:
         import ray
 
         refs = {name: actor.stats.remote() for name, actor in self.actors.items()}
-        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
         out: dict[str, Any] = {}
+        if self.control is not None:
+            out["control"] = self.control.snapshot()
         for name, ref in refs.items():
             if ref in ready:
                 try:
@@ -260,9 +336,15 @@ class LiveStack:
         drops = sum(int(counter(stage, key)) for stage, key in (("encoder", "dropped_backlog"), ("oracle", "dropped_in_flight"),
                                                                   ("capture", "samples_lost")) if isinstance(counter(stage, key), int))
         p99 = stats.get("midi_out", {}).get("latency_ms", {}).get("pipeline", {}).get("p99")
+        guard = encoder.get("slow_guard") or {}
+        if guard.get("using_fallback"):
+            where += " TOO SLOW->traditional"
+        control = stats.get("control", {}).get("summary")
+        gated = counter("oracle", "gated")
         return (f"[{elapsed_s:6.1f}s] events {counter('capture', 'events')}  percepts {counter('oracle', 'percepts')}  "
                 f"states {counter('oracle', 'stage_states')}  notes {counter('midi_out', 'notes_received')}  drops {drops}  "
-                f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms")
+                f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms"
+                + (f"  gated {gated}" if gated not in (0, "?") else "") + (f"  | {control}" if control else ""))
 
     # ------------------------------------------------------------------ shutdown
     def stop(self, *, graceful: bool = True, drain_s: float = 0.0) -> dict[str, Any]:
@@ -271,6 +353,12 @@ class LiveStack:
 
         final: dict[str, Any] = {}
         order = ["capture", "oracle", "encoder", "midi_out"]
+        for server in self.control_inputs:  # no control change may arrive while the actors stop
+            try:
+                server.close()
+            except Exception:
+                pass
+        self.control_inputs = []
         if graceful and "capture" in self.actors:
             try:
                 ray.get(self.actors["capture"].stop.remote(), timeout=1.0)
@@ -332,6 +420,11 @@ def _tool_commands(args: argparse.Namespace, config: MusicHalConfig) -> Optional
 
         print(list_input_devices_text())
         return 0
+    if args.controls:
+        from services.control.state import controls_text
+
+        print(controls_text(config))
+        return 0
     if args.panic:
         from services.midi_out.cli import panic_port
 
@@ -355,7 +448,55 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
+def build_replay_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musichal replay",
+        description="Re-run the decisions of a session logged with --session-log (no Ray, no audio): the logged "
+                    "percepts and control changes go into a fresh oracle with the logged config, seed and models; "
+                    "the notes come out as they did live.")
+    parser.add_argument("session_log", help="the JSONL file written by musichal --session-log")
+    parser.add_argument("--record", help="write the replayed performance as a Standard MIDI File")
+    parser.add_argument("--midi-port", help="also play it to this MIDI output port, at the logged pace")
+    parser.add_argument("--midi-api", choices=["auto", "jack", "alsa", "coremidi", "winmm"], default="auto")
+    return parser
+
+
+def replay_main(argv: list[str]) -> int:
+    from services.control.session import render_notes, replay_session
+
+    args = build_replay_parser().parse_args(argv)
+    try:
+        result = replay_session(args.session_log)
+        print(f"musichal replay: {result.counters['percepts']} percepts ({result.counters['gated']} gated), "
+              f"{result.counters['controls']} control changes, {len(result.notes)} notes; "
+              + ("identical to the logged decisions" if result.identical else "DIFFERENT from the logged decisions"))
+        recorder = render_notes(result.notes, result.config, t_start=result.t0, controls=result.controls,
+                                t_end=result.t_end)
+        if args.record:
+            recorder.save(args.record)
+            print(f"MIDI written to {args.record}")
+        if args.midi_port:
+            from services.midi_out.ports import open_output
+
+            port = open_output(args.midi_api, args.midi_port)
+            try:
+                events = recorder.events
+                start = time.monotonic() - (events[0][0] if events else 0.0)
+                for stamp, message in events:
+                    time.sleep(max(0.0, start + stamp - time.monotonic()))
+                    port.send(message)
+            finally:
+                port.close()
+        return 0 if result.identical else 1
+    except MusicHalError as error:
+        print(f"musichal replay: error: {error}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["replay"]:
+        return replay_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
@@ -373,7 +514,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         stack = LiveStack(config, input_file=args.input_file, input_device=args.input_device, loop=args.loop,
-                          model_path=args.model, checkpoint_path=args.save_learned)
+                          model_path=args.model, checkpoint_path=args.save_learned, session_log=args.session_log)
         t0 = time.monotonic()
         try:
             stack.start()
@@ -383,6 +524,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise MusicHalError(f"could not start the stack: {_one_line(error)}") from None
         if not args.quiet:
             info = stack.encoder_info
+            for server in stack.control_inputs:
+                where = f"OSC on {server.host}:{server.port}" if hasattr(server, "host") else f"MIDI control on {server.port_name}"
+                print(f"musichal: {where} (musichal --controls prints the map)", flush=True)
             print(f"musichal: running (encoder on node {info.get('node_id', '?')[:8]}, "
                   f"{'local rings' if info.get('local') else 'remote, windows by value'}); Ctrl-C to stop", flush=True)
         try:
