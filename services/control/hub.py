@@ -1,0 +1,97 @@
+"""The control hub: one place where OSC, MIDI and API changes meet, are validated and are applied.
+
+:class:`ControlHub` owns a :class:`ControlState`; :meth:`ControlHub.handle` applies a change and calls
+``apply(name, value)`` for each *effective* change (``learn``/``freeze`` become one ``learning`` flag; commands
+pass through). ``launch.py`` passes an ``apply`` that calls the actors. Thread-safe: the OSC server's threads
+and the MIDI callback may call it at once. Errors in a message are counted and kept, never raised into a server.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from shared.config import MusicHalConfig
+from shared.errors import MusicHalError, ParameterError
+from services.control.state import ControlChange, ControlState, midi_to_change, osc_to_change
+
+__all__ = ["ControlHub"]
+
+
+class ControlHub:
+    """Validated control changes → ``apply(name, value)`` calls, with a history and error counters.
+
+    Parameters
+    ----------
+    config : MusicHalConfig
+        Initial state and the MIDI map overrides (``[control]``).
+    apply : callable, optional
+        ``apply(name, value)``; names: mode, continuity, density, learning, gate, mute, profile, panic, save.
+    """
+
+    def __init__(self, config: MusicHalConfig, apply: Optional[Callable[[str, Any], Any]] = None) -> None:
+        self.config = config
+        self.state = ControlState(config)
+        self.apply = apply or (lambda name, value: None)
+        self.history: list[dict[str, Any]] = []
+        self.errors = 0
+        self.last_error: Optional[str] = None
+        self.ignored = 0
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+
+    def handle(self, change: ControlChange) -> dict[str, Any]:
+        """Apply one change; returns the effective changes (``{}`` when nothing changed)."""
+        with self._lock:
+            learning_before = self.state.learning
+            changed = self.state.apply(change)
+            effective: dict[str, Any] = {}
+            for name, value in changed.items():
+                if name in ("learn", "freeze"):
+                    if self.state.learning != learning_before:
+                        effective["learning"] = self.state.learning
+                else:
+                    effective[name] = value
+            for name, value in effective.items():
+                self.apply(name, value)
+            self.history.append({"t": time.monotonic(), "name": change.name, "value": change.value,
+                                 "source": change.source, "effective": effective})
+            self._changed.notify_all()
+            return effective
+
+    def _guarded(self, make: Callable[[], Optional[ControlChange]]) -> dict[str, Any]:
+        try:
+            change = make()
+            if change is None:
+                with self._lock:
+                    self.ignored += 1
+                return {}
+            return self.handle(change)
+        except (MusicHalError, ValueError, TypeError) as error:
+            with self._lock:
+                self.errors += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+                self._changed.notify_all()
+            return {}
+
+    def handle_osc(self, address: str, *args: Any) -> dict[str, Any]:
+        """One OSC message (bad ones are counted in :attr:`errors`)."""
+        return self._guarded(lambda: osc_to_change(address, args))
+
+    def handle_midi(self, message: list[int]) -> dict[str, Any]:
+        """One raw MIDI message from the controller input (unmapped ones are counted in :attr:`ignored`)."""
+        control = self.config.control
+        return self._guarded(lambda: midi_to_change(message, cc_map=control.cc_map, note_map=control.note_map,
+                                                    channel=control.midi_in_channel))
+
+    def wait_for(self, predicate: Callable[["ControlHub"], bool], timeout_s: float) -> bool:
+        """Block until ``predicate(hub)`` holds after some change (tests), or the timeout."""
+        if timeout_s < 0:
+            raise ParameterError("timeout_s must be >= 0")
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout=timeout_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.state.as_dict(), "changes": len(self.history), "errors": self.errors,
+                    "summary": self.state.summary()}
