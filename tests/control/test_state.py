@@ -1,0 +1,80 @@
+"""Control state, OSC/MIDI maps, hub, config section and the --controls text (pure, no servers)."""
+from __future__ import annotations
+
+import pytest
+
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
+from services.control.hub import ControlHub
+from services.control.state import (DEFAULT_CC_MAP, OSC_MAP, ControlChange, ControlState, controls_text, midi_to_change,
+                                    osc_to_change)
+
+
+def test_state_validates_and_reports_only_real_changes():
+    state = ControlState(MusicHalConfig().with_overrides({"generation.density": 1.5}))
+    assert state.density == 1.5 and state.learning and not state.mute
+    assert state.apply(ControlChange("density", 0.5)) == {"density": 0.5}
+    assert state.apply(ControlChange("density", 0.5)) == {}
+    assert state.apply(ControlChange("mode", 2)) == {"mode": "lead"}
+    for bad in (ControlChange("density", 5.0), ControlChange("continuity", -0.1), ControlChange("mode", "loud"),
+                ControlChange("profile", "gm"), ControlChange("mute", 7), ControlChange("density", "x")):
+        with pytest.raises(ParameterError):
+            state.apply(bad)
+    with pytest.raises(ParameterError):
+        ControlChange("volume", 1)
+    assert state.apply(ControlChange("mute", None)) == {"mute": True}  # toggle
+    assert state.apply(ControlChange("mute", None)) == {"mute": False}
+    state.apply(ControlChange("freeze", 1))
+    assert state.learn and not state.learning and "FROZEN" in state.summary()
+
+
+def test_osc_addresses_map_to_changes():
+    assert osc_to_change("/musichal/density", [0.25]) == ControlChange("density", 0.25, source="osc")
+    assert osc_to_change("/musichal/panic").name == "panic"
+    assert set(OSC_MAP) >= {"mode", "continuity", "density", "mute", "learn", "freeze", "profile", "panic"}
+    for address, args in (("/other/density", [1]), ("/musichal/volume", [1]), ("/musichal/density", [])):
+        with pytest.raises(ParameterError):
+            osc_to_change(address, args)
+
+
+def test_midi_map_defaults_overrides_and_channel_filter():
+    cc = DEFAULT_CC_MAP
+    assert midi_to_change([0xB0, cc["continuity"], 127]).value == 1.0
+    assert midi_to_change([0xB0, cc["density"], 0]).value == 0.0
+    assert midi_to_change([0xB0, cc["mode"], 100]).value == "lead"
+    assert midi_to_change([0xB0, cc["learn"], 0]).value is False
+    assert midi_to_change([0x90, 37, 100]).name == "panic"
+    assert midi_to_change([0x90, 36, 100]) == ControlChange("mute", None, source="midi")  # toggle
+    assert midi_to_change([0x90, 36, 0]) is None  # note-off
+    assert midi_to_change([0xB0, 99, 10]) is None
+    moved = midi_to_change([0xB3, 30, 127], cc_map={"density": 30})
+    assert moved.name == "density" and moved.value == 4.0
+    assert midi_to_change([0xB3, 30, 127], cc_map={"density": 30}, channel=0) is None
+
+
+def test_hub_turns_learn_and_freeze_into_one_learning_flag_and_counts_bad_messages():
+    applied = []
+    hub = ControlHub(MusicHalConfig(), lambda name, value: applied.append((name, value)))
+    hub.handle_osc("/musichal/freeze", 1)
+    hub.handle_osc("/musichal/learn", 0)  # already not learning: nothing effective
+    hub.handle_osc("/musichal/freeze", 0)
+    hub.handle_osc("/musichal/learn", 1)
+    hub.handle_osc("/musichal/density", 9.0)
+    hub.handle_osc("/musichal/nothing")
+    hub.handle_midi([0xB0, 21, 64])
+    hub.handle_midi([0xF8])
+    assert applied == [("learning", False), ("learning", True), ("density", round(4 * 64 / 127, 4))]
+    assert hub.errors == 2 and "nothing" in hub.last_error and hub.ignored == 1
+    assert hub.snapshot()["learning"] is True
+
+
+def test_control_config_section_and_controls_text(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[control]\nosc_port = 9100\ncc_map = { density = 30 }\nnote_map = { panic = 48 }\ninput_gate = false\n')
+    config = MusicHalConfig.from_toml(toml)
+    assert config.control.osc_port == 9100 and config.control.cc_map == {"density": 30}
+    text = controls_text(config)
+    assert "127.0.0.1:9100" in text and "CC30  density" in text and "note 48  panic" in text and "input gate: off" in text
+    for bad in ({"osc_port": 70000}, {"cc_map": {"density": 200}}, {"gate_release_ms": -1}, {"midi_in_api": "x"}):
+        with pytest.raises(ParameterError):
+            MusicHalConfig.from_mapping({"control": bad})
