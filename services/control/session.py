@@ -34,10 +34,22 @@ from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept
 
-__all__ = ["SessionLog", "SESSION_SCHEMA", "read_session", "replay_session", "ReplayResult", "render_notes",
+__all__ = ["make_stage", "SessionLog", "SESSION_SCHEMA", "read_session", "replay_session", "ReplayResult", "render_notes",
            "note_to_record", "percept_to_record", "percept_from_record"]
 
 SESSION_SCHEMA = "musichal-session/1"
+
+
+def make_stage(config: MusicHalConfig, model: Any = None):
+    """An OracleStage whose threshold re-estimates run synchronously (when the stage supports background work),
+    so that its decisions depend only on its inputs: used for logged sessions and their replay."""
+    import inspect
+
+    from services.oracle.stage import OracleStage
+
+    if "background" in inspect.signature(OracleStage.__init__).parameters:
+        return OracleStage(config, model=model, background=False)
+    return OracleStage(config, model=model)
 
 
 def percept_to_record(percept: Percept) -> dict[str, Any]:
@@ -151,7 +163,6 @@ def _apply_control(stage: Any, name: str, value: Any) -> None:
 def replay_session(path: str | Path) -> ReplayResult:
     """Re-run a session's decisions on a fresh OracleStage; returns the notes (and the logged ones to compare)."""
     from services.control.corpus import load_corpora
-    from services.oracle.stage import OracleStage
 
     records = read_session(path)
     header = records[0]
@@ -161,7 +172,7 @@ def replay_session(path: str | Path) -> ReplayResult:
         model, _ = load_corpora(config, header["models"])
     elif header.get("resume"):
         model = header["resume"]
-    stage = OracleStage(config, model=model)
+    stage = make_stage(config, model)
     notes: list[NoteEvent] = []
     logged: list[NoteEvent] = []
     controls: list[dict[str, Any]] = []

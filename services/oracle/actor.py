@@ -57,9 +57,11 @@ class OracleActor:
         elif checkpoint_path and os.path.exists(checkpoint_path):
             model_parts = resume = checkpoint_path  # restarted after a crash: resume the live-learned memory
         self._warm_up(config)
-        self.stage = OracleStage(config, model=model_parts)
         from services.control.gate import FeedbackGate
-        from services.control.session import SessionLog
+        from services.control.session import SessionLog, make_stage
+
+        # a logged session must replay identically: its threshold re-estimates run in the decision sequence
+        self.stage = make_stage(config, model_parts) if session_log else OracleStage(config, model=model_parts)
 
         control = config.control
         self.gate = FeedbackGate(pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms, enabled=control.input_gate)
