@@ -1,15 +1,19 @@
-"""Oracle benchmark: build µs/event (continuous 22-D and symbolic), 1M symbolic, generation, memory, vs vmo.
+"""Oracle benchmark: build µs/event (continuous 22-D and symbolic), 1M symbolic, generation, memory, vs vmo,
+and the live stage's per-event latency with synchronous vs background threshold re-estimation.
 
 Prints one JSON object. Features: 22-D frames drawn from 64 cluster centres along a Markov chain plus
 noise (music-like repetition), threshold chosen by Information Rate on the first 2,000 frames.
+"Before" figures come from the same run: ``reference_python_*`` is the previous dict-based factor oracle
+(kept as the test reference, tests/oracle/reference_factor_oracle.py) and ``live_sync_*`` the previous
+synchronous rebuild. ``load_average_1min`` is the machine's load when the run started (the CPU is shared).
 """
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.config import GenerationConfig  # noqa: E402
+from shared.config import GenerationConfig, MusicHalConfig  # noqa: E402
+from shared.messages import EventDescriptors, Percept  # noqa: E402
+from services.oracle.stage import OracleStage  # noqa: E402
+from tests.oracle.reference_factor_oracle import ReferenceFactorOracle  # noqa: E402
 from services.oracle.audio_oracle import AudioOracle  # noqa: E402
 from services.oracle.factor_oracle import FactorOracle  # noqa: E402
 from services.oracle.generation import Improviser  # noqa: E402
@@ -54,8 +61,39 @@ def build_fo(symbols):
     return fo
 
 
+def build_reference(symbols):
+    fo = ReferenceFactorOracle()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        fo.extend(symbols)
+    finally:
+        if was:
+            gc.enable()
+    return fo
+
+
+def live_latency(x, labels, *, background, n=3000):
+    """Per-event OracleStage.process wall time (µs) learning live with IR re-estimation every 64 events."""
+    config = MusicHalConfig().with_overrides({"oracle.rebuild_every_events": 64})
+    stage = OracleStage(config, background=background)
+    times = np.zeros(n)
+    for i in range(n):
+        p = Percept(event_id=i, token=int(labels[i]), features=x[i].astype(np.float32),
+                    descriptors=EventDescriptors(onset_s=0.25 * i, duration_s=0.25, rms=0.1, velocity=80, f0_hz=220.0,
+                                                 f0_confidence=0.9, chroma_peaks=(int(labels[i]) % 12,)))
+        t0 = time.perf_counter()
+        stage.process(p, now_s=0.25 * i)
+        times[i] = time.perf_counter() - t0
+    stage.join()
+    us = times * 1e6
+    return {"p50_us": round(float(np.percentile(us, 50)), 1), "p99_us": round(float(np.percentile(us, 99)), 1),
+            "max_us": round(float(us.max()), 1), "rebuilds": stage.counters["rebuilds"],
+            "rebuilds_skipped": stage.counters["rebuilds_skipped"]}
+
+
 def main() -> None:
-    out: dict = {}
+    out: dict = {"load_average_1min": round(os.getloadavg()[0], 2)}
     x, labels = features(100_000)
     threshold, _ = select_threshold(x[:2000])
     out["threshold"] = round(threshold, 4)
@@ -79,24 +117,33 @@ def main() -> None:
     out["identical_to_vmo_10k"] = bool(same)
 
     rng = np.random.default_rng(1)
-    symbols = rng.integers(0, 64, 1_000_000).tolist()
+    symbols_np = rng.integers(0, 64, 1_000_000)
+    symbols = symbols_np.tolist()
+    build_fo(symbols[:100])  # load the numba cache
     for n in (10_000, 100_000):
         seconds, _ = timed(lambda: build_fo(symbols[:n]), repeat=3)
         out[f"symbolic_build_us_per_event_{n // 1000}k"] = round(seconds / n * 1e6, 3)
-    tracemalloc.start()
-    seconds, fo = timed(lambda: build_fo(symbols))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    # tracemalloc slows the build; time it again without it
-    del fo
-    seconds, fo = timed(lambda: build_fo(symbols))
+    seconds, fo = timed(lambda: build_fo(symbols), repeat=2)
     out["symbolic_build_us_per_event_1M"] = round(seconds / 1e6 * 1e6, 3)
     out["symbolic_1M_over_10k_ratio"] = round(out["symbolic_build_us_per_event_1M"] / out["symbolic_build_us_per_event_10k"], 3)
-    out["symbolic_1M_peak_python_alloc_mb"] = round(peak / 2**20, 1)
+    out["symbolic_1M_array_mb"] = round(fo.nbytes / 2**20, 1)
+    seconds, _ = timed(lambda: FactorOracle().extend(symbols_np), repeat=2)
+    out["symbolic_build_from_ndarray_us_per_event_1M"] = round(seconds / 1e6 * 1e6, 3)
+    one = FactorOracle()
+    seconds, _ = timed(lambda: [one.add(s) for s in symbols[:20_000]])
+    out["symbolic_add_one_us_per_event_20k"] = round(seconds / 20_000 * 1e6, 3)
+    del fo, one
+    for n in (10_000, 1_000_000):
+        seconds, ref = timed(lambda: build_reference(symbols[:n]), repeat=3 if n == 10_000 else 1)
+        out[f"reference_python_symbolic_build_us_per_event_{n // 1000}k" if n < 10**6 else
+            "reference_python_symbolic_build_us_per_event_1M"] = round(seconds / n * 1e6, 3)
+        del ref
+        gc.collect()
+    out["reference_python_1M_over_10k_ratio"] = round(out["reference_python_symbolic_build_us_per_event_1M"] /
+                                                       out["reference_python_symbolic_build_us_per_event_10k"], 3)
 
     ao100 = build_ao(x, threshold)
-    ao100_bytes = sum(getattr(ao100, k).nbytes for k in ("_frames", "_sfx", "_lrs", "_labels", "_trn_head", "_trn_tail",
-                                                          "_rs_head", "_rs_tail", "_rs_next", "_edge_dst", "_edge_next"))
+    ao100_bytes = sum(getattr(ao100, k).nbytes for k in ("_frames", "_st", "_edges", "_better"))
     out["continuous22_100k_array_mb"] = round(ao100_bytes / 2**20, 1)
     for mode in ("lead", "imitate", "contrast"):
         imp = Improviser(ao100, GenerationConfig(mode=mode, seed=0))
@@ -113,6 +160,8 @@ def main() -> None:
     imp = Improviser(ao100, GenerationConfig(mode="lead", seed=0))
     seconds, _ = timed(lambda: [imp.next_notes(now_s=float(i)) for i in range(2000)])
     out["next_notes_us_per_phrase"] = round(seconds / 2000 * 1e6, 3)
+    for background in (False, True):
+        out[f"live_{'background' if background else 'sync'}_process"] = live_latency(x, labels, background=background)
     out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(orjson.dumps(out).decode())
 

@@ -31,32 +31,50 @@ from typing import Any, Iterable, Optional
 
 import numba
 import numpy as np
-from numba import types
-from numba.typed import Dict
 
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
+from services.oracle.factor_oracle import _aligned, _probe, _rehash
 from services.oracle.states import StateInfo, StateStore
 
 __all__ = ["AudioOracle", "AO_SCHEMA"]
 
 AO_SCHEMA = "musichal-audio-oracle/1"
 
-_KEY = types.UniTuple(types.int64, 3)
-
+# per-state row columns of ``_st`` (one 64-byte line per state)
+_SFX, _LRS, _LAB, _THEAD, _TTAIL, _RSHEAD, _RSTAIL, _RSNEXT = range(8)
 # counters layout: [n_states, n_edges, n_labels]
 _N, _E, _L = 0, 1, 2
 
 
+@numba.njit(cache=True, fastmath=True)
+def _squared_distance_fast(frames, i, j):
+    """Squared distance with reassociated (SIMD) summation: a prefilter only, within ~1e-14 relative."""
+    acc = 0.0
+    for d in range(frames.shape[1]):
+        diff = frames[i, d] - frames[j, d]
+        acc += diff * diff
+    return acc
+
+
 @numba.njit(cache=True, nogil=True)
-def _extend_kernel(frames, sfx, lrs, labels, trn_head, trn_tail, edge_dst, edge_next,
-                   rs_head, rs_tail, rs_next, better, counters, x_rows, start, threshold):
-    """Add rows ``x_rows[start:]``; stops early (returns the next row) when capacity runs short."""
+def _extend_kernel(frames, st, edges, better, counters, x_rows, start, threshold):
+    """Add rows ``x_rows[start:]``; stops early (returns the next row) when capacity runs short.
+
+    Returns ``-1`` (adding nothing) if a row is not finite. Targets are first screened with a vectorised
+    squared distance against ``threshold**2`` (with a relative margin far above its rounding error); the few
+    that pass get the exact sequential distance and vmo's ``dist < threshold`` / ``dist < best`` tests.
+    """
     dim = frames.shape[1]
     capacity = frames.shape[0]
-    edge_capacity = edge_dst.shape[0]
-    row = start
+    edge_capacity = edges.shape[0]
     n_rows = x_rows.shape[0]
+    for r in range(start, n_rows):
+        for d in range(dim):
+            if not np.isfinite(x_rows[r, d]):
+                return -1
+    bound = threshold * threshold * (1.0 + 1e-9) + 1e-300
+    row = start
     while row < n_rows:
         i = counters[_N]
         # room for the state and for the worst-case number of new edges (one per state on the chain)
@@ -65,109 +83,107 @@ def _extend_kernel(frames, sfx, lrs, labels, trn_head, trn_tail, edge_dst, edge_
         for d in range(dim):
             frames[i, d] = x_rows[row, d]
         counters[_N] = i + 1
-        trn_head[i] = -1
-        trn_tail[i] = -1
-        rs_head[i] = -1
-        rs_tail[i] = -1
-        rs_next[i] = -1
+        st[i, _THEAD] = -1
+        st[i, _TTAIL] = -1
+        st[i, _RSHEAD] = -1
+        st[i, _RSTAIL] = -1
+        st[i, _RSNEXT] = -1
         # forward link i-1 -> i
         e = counters[_E]
         counters[_E] = e + 1
-        edge_dst[e] = i
-        edge_next[e] = -1
-        if trn_tail[i - 1] == -1:
-            trn_head[i - 1] = e
+        edges[e, 0] = i
+        edges[e, 1] = -1
+        if st[i - 1, _TTAIL] == -1:
+            st[i - 1, _THEAD] = e
         else:
-            edge_next[trn_tail[i - 1]] = e
-        trn_tail[i - 1] = e
-        k = sfx[i - 1]
+            edges[st[i - 1, _TTAIL], 1] = e
+        st[i - 1, _TTAIL] = e
+        k = st[i - 1, _SFX]
         pi_1 = i - 1
         candidate = 0
         while k != -1:
             best = np.inf
             best_target = -1
-            edge = trn_head[k]
+            edge = st[k, _THEAD]
             while edge != -1:
-                target = edge_dst[edge]
-                acc = 0.0
-                for d in range(dim):
-                    diff = frames[i, d] - frames[target, d]
-                    acc += diff * diff
-                dist = np.sqrt(acc)
-                if dist < threshold and dist < best:
-                    best = dist
-                    best_target = target
-                edge = edge_next[edge]
+                target = edges[edge, 0]
+                if _squared_distance_fast(frames, i, target) <= bound:
+                    acc = 0.0  # exact, in vmo's order, for the few targets near or inside the threshold
+                    for d in range(dim):
+                        diff = frames[i, d] - frames[target, d]
+                        acc += diff * diff
+                    dist = np.sqrt(acc)
+                    if dist < threshold and dist < best:
+                        best = dist
+                        best_target = target
+                edge = edges[edge, 1]
             if best_target == -1:
                 e = counters[_E]
                 counters[_E] = e + 1
-                edge_dst[e] = i
-                edge_next[e] = -1
-                if trn_tail[k] == -1:
-                    trn_head[k] = e
+                edges[e, 0] = i
+                edges[e, 1] = -1
+                if st[k, _TTAIL] == -1:
+                    st[k, _THEAD] = e
                 else:
-                    edge_next[trn_tail[k]] = e
-                trn_tail[k] = e
+                    edges[st[k, _TTAIL], 1] = e
+                st[k, _TTAIL] = e
                 pi_1 = k
-                k = sfx[k]
+                k = st[k, _SFX]
             else:
                 candidate = best_target
                 break
         if k == -1:
             s_i = 0
             l_i = 0
-            labels[i] = counters[_L]
+            st[i, _LAB] = counters[_L]
             counters[_L] += 1
         else:
             s_i = candidate
             p2 = candidate - 1
-            s_p1 = sfx[pi_1]
+            s_p1 = st[pi_1, _SFX]
             if p2 == s_p1:
-                common = lrs[pi_1]
+                common = st[pi_1, _LRS]
             else:
-                while sfx[p2] != s_p1 and p2 != 0:
-                    p2 = sfx[p2]
-                common = min(lrs[pi_1], lrs[p2])
+                while st[p2, _SFX] != s_p1 and p2 != 0:
+                    p2 = st[p2, _SFX]
+                common = min(st[pi_1, _LRS], st[p2, _LRS])
             l_i = common + 1
-            labels[i] = labels[candidate]
-        key = (s_i, l_i, labels[i - l_i])
-        if key in better:
-            s_i = better[key]
+            st[i, _LAB] = st[candidate, _LAB]
+        slot = _probe(better, s_i, l_i, st[i - l_i, _LAB])
+        if better[slot, 0] != -1:
+            s_i = better[slot, 3]
             l_i += 1
-        sfx[i] = s_i
-        lrs[i] = l_i
-        if rs_tail[s_i] == -1:
-            rs_head[s_i] = i
-        else:
-            rs_next[rs_tail[s_i]] = i
-        rs_tail[s_i] = i
-        key = (s_i, l_i, labels[i - l_i])
-        if key not in better:
-            better[key] = i
+        st[i, _SFX] = s_i
+        st[i, _LRS] = l_i
+        _index_state(st, better, s_i, l_i, i)
         row += 1
     return row
 
 
-@numba.njit(cache=True)
-def _rebuild_index(sfx, lrs, labels, n, rs_head, rs_tail, rs_next, better):
+@numba.njit(cache=True, inline="always")
+def _index_state(st, better, s_i, l_i, i):
+    tail = st[s_i, _RSTAIL]
+    if tail == -1:
+        st[s_i, _RSHEAD] = i
+    else:
+        st[tail, _RSNEXT] = i
+    st[s_i, _RSTAIL] = i
+    slot = _probe(better, s_i, l_i, st[i - l_i, _LAB])
+    if better[slot, 0] == -1:
+        better[slot, 0] = s_i
+        better[slot, 1] = l_i
+        better[slot, 2] = st[i - l_i, _LAB]
+        better[slot, 3] = i
+
+
+@numba.njit(cache=True, nogil=True)
+def _rebuild_index(st, n, better):
     for i in range(n):
-        rs_head[i] = -1
-        rs_tail[i] = -1
-        rs_next[i] = -1
+        st[i, _RSHEAD] = -1
+        st[i, _RSTAIL] = -1
+        st[i, _RSNEXT] = -1
     for i in range(1, n):
-        s_i = sfx[i]
-        if rs_tail[s_i] == -1:
-            rs_head[s_i] = i
-        else:
-            rs_next[rs_tail[s_i]] = i
-        rs_tail[s_i] = i
-        key = (s_i, lrs[i], labels[i - lrs[i]])
-        if key not in better:
-            better[key] = i
-
-
-def _new_better():
-    return Dict.empty(key_type=_KEY, value_type=types.int64)
+        _index_state(st, better, st[i, _SFX], st[i, _LRS], i)
 
 
 class AudioOracle:
@@ -202,52 +218,51 @@ class AudioOracle:
 
     # ------------------------------------------------------------------ storage
     def _allocate(self, capacity: int) -> None:
+        capacity = 1 << max(1, (capacity - 1).bit_length())
         self._frames = np.zeros((capacity, self.dim), dtype=np.float64)
-        self._sfx = np.zeros(capacity, dtype=np.int64)
-        self._lrs = np.zeros(capacity, dtype=np.int64)
-        self._labels = np.zeros(capacity, dtype=np.int64)
-        self._trn_head = np.full(capacity, -1, dtype=np.int64)
-        self._trn_tail = np.full(capacity, -1, dtype=np.int64)
-        self._rs_head = np.full(capacity, -1, dtype=np.int64)
-        self._rs_tail = np.full(capacity, -1, dtype=np.int64)
-        self._rs_next = np.full(capacity, -1, dtype=np.int64)
-        self._edge_dst = np.zeros(2 * capacity, dtype=np.int64)
-        self._edge_next = np.full(2 * capacity, -1, dtype=np.int64)
-        self._better = _new_better()
+        self._set_st(_aligned((capacity, 8), -1))
+        self._st[:, _LRS] = 0
+        self._st[:, _LAB] = 0
+        self._set_edges(np.full((2 * capacity, 2), -1, dtype=np.int64))
+        self._better = np.full((2 * capacity, 4), -1, dtype=np.int64)  # <= 1 entry per state: load <= 1/2
         self._counters = np.array([1, 0, 0], dtype=np.int64)
         self._sfx[0] = -1
         self._labels[0] = -1
+
+    def _set_st(self, st: np.ndarray) -> None:
+        self._st = st
+        (self._sfx, self._lrs, self._labels, self._trn_head, self._trn_tail, self._rs_head, self._rs_tail,
+         self._rs_next) = (st[:, c] for c in range(8))
+
+    def _set_edges(self, edges: np.ndarray) -> None:
+        self._edges = edges
+        self._edge_dst, self._edge_next = edges[:, 0], edges[:, 1]
 
     def _grow_states(self, needed: int) -> None:
         capacity = self._frames.shape[0]
         if needed <= capacity:
             return
-        new = max(needed, 2 * capacity)
+        new = 1 << (max(needed, 2 * capacity) - 1).bit_length()
         n = self.n_states
-
-        def grow(a, fill):
-            out = np.full((new,) + a.shape[1:], fill, dtype=a.dtype)
-            out[:n] = a[:n]
-            return out
-
-        self._frames = grow(self._frames, 0.0)
-        self._sfx = grow(self._sfx, 0)
-        self._lrs = grow(self._lrs, 0)
-        self._labels = grow(self._labels, 0)
-        for name in ("_trn_head", "_trn_tail", "_rs_head", "_rs_tail", "_rs_next"):
-            setattr(self, name, grow(getattr(self, name), -1))
+        frames = np.zeros((new, self.dim), dtype=np.float64)
+        frames[:n] = self._frames[:n]
+        self._frames = frames
+        st = _aligned((new, 8), -1)
+        st[:n] = self._st[:n]
+        self._set_st(st)
+        better = np.full((2 * new, 4), -1, dtype=np.int64)
+        _rehash(self._better, better)
+        self._better = better
 
     def _grow_edges(self, needed: int) -> None:
-        capacity = self._edge_dst.shape[0]
+        capacity = self._edges.shape[0]
         if needed <= capacity:
             return
         new = max(needed, 2 * capacity)
         used = int(self._counters[_E])
-        dst = np.zeros(new, dtype=np.int64)
-        nxt = np.full(new, -1, dtype=np.int64)
-        dst[:used] = self._edge_dst[:used]
-        nxt[:used] = self._edge_next[:used]
-        self._edge_dst, self._edge_next = dst, nxt
+        edges = np.full((new, 2), -1, dtype=np.int64)
+        edges[:used] = self._edges[:used]
+        self._set_edges(edges)
 
     def _run(self, rows: np.ndarray) -> None:
         row = 0
@@ -255,9 +270,10 @@ class AudioOracle:
         while row < total:
             self._grow_states(self.n_states + (total - row))
             self._grow_edges(int(self._counters[_E]) + self.n_states + 1)
-            row = _extend_kernel(self._frames, self._sfx, self._lrs, self._labels, self._trn_head, self._trn_tail,
-                                 self._edge_dst, self._edge_next, self._rs_head, self._rs_tail, self._rs_next,
-                                 self._better, self._counters, rows, row, self.threshold)
+            row = _extend_kernel(self._frames, self._st, self._edges, self._better, self._counters, rows, row,
+                                 self.threshold)
+            if row < 0:
+                raise ParameterError("frames must be finite (no NaN or inf)")
 
     def _check_rows(self, frames: Any) -> np.ndarray:
         rows = np.asarray(frames, dtype=np.float64)
@@ -273,12 +289,20 @@ class AudioOracle:
     def add(self, features: Any, *, token: int = -1, descriptors: Optional[EventDescriptors] = None,
             event_id: int = -1, source: str = "") -> int:
         """Append one event (its feature row and metadata); returns the new state's index."""
-        rows = self._check_rows(features)
-        if rows.shape[0] != 1:
-            raise ParameterError("add() takes one feature row; use extend() for many")
+        rows = np.ascontiguousarray(features, dtype=np.float64).reshape(1, -1) if np.ndim(features) == 1 else None
+        if rows is None or rows.shape[1] != self.dim:
+            rows = self._check_rows(features)
+            if rows.shape[0] != 1:
+                raise ParameterError("add() takes one feature row; use extend() for many")
+        i = self.n_states
+        if i >= self._frames.shape[0] or int(self._counters[_E]) + i + 1 > self._edges.shape[0]:
+            self._grow_states(i + 1)
+            self._grow_edges(int(self._counters[_E]) + i + 2)
+        # the kernel checks finiteness before changing anything
+        if _extend_kernel(self._frames, self._st, self._edges, self._better, self._counters, rows, 0, self.threshold) < 0:
+            raise ParameterError("frames must be finite (no NaN or inf)")
         self.states.append(token=token, descriptors=descriptors, event_id=event_id, source=source)
-        self._run(rows)
-        return self.n_states - 1
+        return i
 
     def extend(self, frames: Any, *, tokens: Optional[Iterable[int]] = None,
                descriptors: Optional[Iterable[Optional[EventDescriptors]]] = None,
@@ -333,9 +357,11 @@ class AudioOracle:
             raise ParameterError("adopt_links takes an AudioOracle of the same dim built on a prefix of these frames")
         if other.n_states < self.n_states:
             other._run(np.ascontiguousarray(self._frames[other.n_states:self.n_states]))
-        for name in ("_frames", "_sfx", "_lrs", "_labels", "_trn_head", "_trn_tail", "_rs_head", "_rs_tail", "_rs_next",
-                     "_edge_dst", "_edge_next", "_better", "_counters"):
-            setattr(self, name, getattr(other, name))
+        self._frames = other._frames
+        self._set_st(other._st)
+        self._set_edges(other._edges)
+        self._better = other._better
+        self._counters = other._counters
         self.threshold = other.threshold
 
     # ------------------------------------------------------------------ queries
@@ -496,8 +522,7 @@ class AudioOracle:
             head[src[firsts]] = firsts
             tail[src[lasts]] = lasts
         oracle._counters[:] = (n, e, n_labels)
-        _rebuild_index(oracle._sfx, oracle._lrs, oracle._labels, n, oracle._rs_head, oracle._rs_tail, oracle._rs_next,
-                       oracle._better)
+        _rebuild_index(oracle._st, n, oracle._better)
         return oracle
 
 
