@@ -310,14 +310,20 @@ class AudioOracle:
         """Append many frames at once (the fast path for training); metadata is optional per column."""
         rows = self._check_rows(frames)
         n = rows.shape[0]
-        tokens_l = [-1] * n if tokens is None else [int(t) for t in tokens]
-        desc_l = [None] * n if descriptors is None else list(descriptors)
-        ids_l = [-1] * n if event_ids is None else [int(e) for e in event_ids]
-        if not (len(tokens_l) == len(desc_l) == len(ids_l) == n):
+        tokens_a = np.full(n, -1, dtype=np.int64) if tokens is None else np.fromiter((int(t) for t in tokens), dtype=np.int64)
+        ids_a = np.full(n, -1, dtype=np.int64) if event_ids is None else np.fromiter((int(e) for e in event_ids), dtype=np.int64)
+        desc_l = None if descriptors is None else list(descriptors)
+        if tokens_a.size != n or ids_a.size != n or (desc_l is not None and len(desc_l) != n):
             raise ParameterError("tokens, descriptors and event_ids must have one entry per frame")
-        for t, d, e in zip(tokens_l, desc_l, ids_l):
-            self.states.append(token=t, descriptors=d, event_id=e, source=source)
+        if n and tokens_a.min() < -1:
+            raise ParameterError(f"token must be >= 0 (or -1 for unknown), got {int(tokens_a.min())}")
+        self._grow_states(self.n_states + n)  # one allocation for the whole batch
         self._run(rows)
+        if desc_l is None:
+            self.states.extend_plain(tokens_a, ids_a, source=source)
+        else:
+            for t, d, e in zip(tokens_a.tolist(), desc_l, ids_a.tolist()):
+                self.states.append(token=t, descriptors=d, event_id=e, source=source)
 
     def rebuild(self, threshold: float) -> None:
         """Rebuild every link for a new threshold, keeping the same states (indices stay valid)."""

@@ -322,15 +322,21 @@ class FactorOracle:
         self._better = np.full((2 * capacity, 4), -1, dtype=np.int64)
 
     def _grow(self) -> None:
-        n, e = self.n_states, int(self._counters[_E])
-        rows, edges, jumps, better = self._rows, self._edges, self._jumps, self._better
-        self._allocate(2 * rows.shape[0])
-        self._rows[:n] = rows[:n]
-        self._edges[:e] = edges[:e]
-        _rehash(jumps, self._jumps)
-        _rehash(better, self._better)
+        self._reserve(2 * self._rows.shape[0])
+
+    def _reserve(self, n_states: int) -> None:
+        """Make room for ``n_states`` states with a single reallocation (and rehash)."""
+        if n_states > self._rows.shape[0]:
+            n, e = self.n_states, int(self._counters[_E])
+            rows, edges, jumps, better = self._rows, self._edges, self._jumps, self._better
+            self._allocate(n_states)
+            self._rows[:n] = rows[:n]
+            self._edges[:e] = edges[:e]
+            _rehash(jumps, self._jumps)
+            _rehash(better, self._better)
 
     def _run(self, symbols: np.ndarray) -> None:
+        self._reserve(self.n_states + symbols.shape[0])
         pos = 0
         while pos < symbols.shape[0]:
             if self.n_states >= self._rows.shape[0]:

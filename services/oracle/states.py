@@ -84,6 +84,34 @@ class StateStore:
             peaks = list(descriptors.chroma_peaks)[:MAX_CHROMA_PEAKS]
             self.chroma.extend(peaks + [-1] * (MAX_CHROMA_PEAKS - len(peaks)))
 
+    def extend_plain(self, tokens: Any, event_ids: Any, *, source: str = "") -> None:
+        """Append rows without descriptors (default velocity/duration) in one pass per column.
+
+        Raises
+        ------
+        ParameterError
+            If ``tokens`` and ``event_ids`` differ in length or a token is below -1.
+        """
+        tok = np.ascontiguousarray(tokens, dtype=np.int64).ravel()
+        ids = np.ascontiguousarray(event_ids, dtype=np.int64).ravel()
+        n = tok.size
+        if ids.size != n:
+            raise ParameterError("tokens and event_ids must have one entry per row")
+        if n and tok.min() < -1:
+            raise ParameterError(f"token must be >= 0 (or -1 for unknown), got {int(tok.min())}")
+        index = self._source_ids.get(source)
+        if index is None:
+            index = self._source_ids[source] = len(self.sources)
+            self.sources.append(source)
+        self.token.frombytes(tok.tobytes())
+        self.event_id.frombytes(ids.tobytes())
+        self.source_index.extend(array("q", [index]) * n)
+        self.velocity.extend(array("q", [_DEFAULT_VELOCITY]) * n)
+        self.onset_s.extend(array("d", [0.0]) * n)
+        self.duration_s.extend(array("d", [_DEFAULT_DURATION_S]) * n)
+        self.f0_hz.extend(array("d", [0.0]) * n)
+        self.chroma.extend(array("b", [-1]) * (n * MAX_CHROMA_PEAKS))
+
     def chroma_peaks(self, state: int) -> tuple[int, ...]:
         row = self.chroma[state * MAX_CHROMA_PEAKS:(state + 1) * MAX_CHROMA_PEAKS]
         return tuple(pc for pc in row if pc >= 0)
