@@ -522,6 +522,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise
         except Exception as error:  # an actor died while starting: report its reason in one line
             raise MusicHalError(f"could not start the stack: {_one_line(error)}") from None
+        for sig in previous:  # ray.init installs its own C-level SIGTERM handler (abort, shm left behind): ours again
+            signal.signal(sig, on_signal)
         if not args.quiet:
             info = stack.encoder_info
             for server in stack.control_inputs:
