@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import subprocess
+import sys
 import threading
 
-import rtmidi
-
 _counter = itertools.count()
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def unique_name(prefix: str) -> str:
@@ -16,14 +18,19 @@ def unique_name(prefix: str) -> str:
 
 
 class JackReader:
-    """A python-rtmidi JACK input that collects every message it receives (callback + condition, no sleeps)."""
+    """A JACK MIDI input (in a child process, see ``tests/jack_midi_reader.py``) that collects every message.
+
+    Messages arrive through a pipe on a reader thread and are handed to :meth:`_callback` (subclasses may
+    override it); :meth:`wait_for` blocks on a condition — no sleeps. :meth:`close` kills the child process,
+    which sidesteps RtMidi's unsynchronised JACK port close.
+    """
 
     def __init__(self, client_name: str | None = None) -> None:
         self.client_name = client_name or unique_name("mh-reader")
-        self.midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client_name)
-        self.midi_in.ignore_types(sysex=False, timing=True, active_sense=True)
         self.messages: list[list[int]] = []
         self._condition = threading.Condition()
+        self._process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
 
     def _callback(self, event, _data=None) -> None:
         message, _delta = event
@@ -31,20 +38,33 @@ class JackReader:
             self.messages.append(list(message))
             self._condition.notify_all()
 
+    def _start(self, mode: str, port: str) -> str:
+        self._process = subprocess.Popen([sys.executable, "-m", "tests.jack_midi_reader", self.client_name, mode, port],
+                                         cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        first = self._process.stdout.readline().strip()
+        if not first.startswith("READY "):
+            self.close()
+            raise RuntimeError(f"JACK MIDI reader did not start: {first!r}")
+        self._thread = threading.Thread(target=self._pump, name="jack-reader-pipe", daemon=True)
+        self._thread.start()
+        return first[len("READY "):]
+
+    def _pump(self) -> None:
+        for line in self._process.stdout:
+            try:
+                _t, message = json.loads(line)
+            except ValueError:
+                continue
+            self._callback((message, 0.0))
+
     def connect_from(self, port_name: str) -> None:
         """Connect this input to the JACK MIDI output ``port_name`` (``client:port``)."""
-        ports = self.midi_in.get_ports()
-        matches = [i for i, name in enumerate(ports) if name == port_name]
-        if not matches:
-            raise RuntimeError(f"JACK source {port_name!r} not found among {ports}")
-        self.midi_in.set_callback(self._callback)
-        self.midi_in.open_port(matches[0], name="in")
+        self._start("connect", port_name)
 
     def open_virtual(self, port_name: str = "in") -> str:
         """Expose a JACK MIDI input port that outputs can open; returns its full name."""
-        self.midi_in.set_callback(self._callback)
-        self.midi_in.open_virtual_port(port_name)
-        return f"{self.client_name}:{port_name}"
+        return self._start("virtual", port_name)
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> list[list[int]]:
         """Block until ``count`` messages arrived (or the timeout) and return a copy of them."""
@@ -57,9 +77,16 @@ class JackReader:
             self.messages.clear()
 
     def close(self) -> None:
-        self.midi_in.cancel_callback()
-        self.midi_in.close_port()
-        self.midi_in.delete()
+        """Kill the reader process (idempotent); messages already received stay in :attr:`messages`."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
 
 class ReceiverModel:
