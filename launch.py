@@ -194,6 +194,8 @@ class LiveStack:
         from services.ray_support import pin_to_node
 
         remove_stale_rings()  # segments of a predecessor that was killed
+        if self.config.control.input_gate is None:  # auto: a microphone hears our synth, a file does not
+            self.config = self.config.with_overrides({"control.input_gate": self.input_file is None})
         models = self.model_paths
         preflight(self.config, input_file=self.input_file, input_device=self.input_device,
                   model_path=models[0] if models else None)

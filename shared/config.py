@@ -232,7 +232,7 @@ class ControlConfig:
     midi_in_channel: Optional[int] = None  # 0..15; None: any channel
     cc_map: dict[str, int] = field(default_factory=dict)
     note_map: dict[str, int] = field(default_factory=dict)
-    input_gate: bool = True  # ignore input events whose onsets fall while MusicHal's own notes sound
+    input_gate: Optional[bool] = None  # ignore input onsets while own notes sound; None: on for a device, off for a file
     gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
     gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
     slow_guard: bool = True  # switch to the traditional view when the encoder cannot keep up

@@ -253,5 +253,6 @@ def render_notes(notes: list[NoteEvent], config: MusicHalConfig, *, t_start: flo
             stage.note_off(note.note_id)
     if t_end is not None:
         clock["t"] = max(clock["t"], t_end)
+    stage.panic()  # as the live MIDI-out's stop: the scheduler's panic, then close (panic again)
     stage.close()
     return recorder

@@ -234,6 +234,7 @@ def controls_text(config: MusicHalConfig) -> str:
         lines.append(f"  CC{cc:<3d} {name:11s} {ranges.get(name, '>= 64 on, < 64 off')}")
     for name, note in sorted(notes.items(), key=lambda item: item[1]):
         lines.append(f"  note {note:<3d} {name:9s} {'command' if name in COMMANDS else 'toggle'}")
-    lines.append(f"input gate: {'on' if control.input_gate else 'off'} (note-on - {control.gate_pre_ms:g} ms .. "
+    gate = {None: "auto (on for a device input, off for --input-file)", True: "on", False: "off"}[control.input_gate]
+    lines.append(f"input gate: {gate} (note-on - {control.gate_pre_ms:g} ms .. "
                  f"note-off + {control.gate_release_ms:g} ms)")
     return "\n".join(lines)
