@@ -82,6 +82,36 @@ class MidiOutActor:
         atexit.register(self._close_quietly)
         self._thread = threading.Thread(target=self._loop, name="musichal-midi-in", daemon=True)
         self._thread.start()
+        self.port_lost = False
+        self.port_counters = {"port_losses": 0, "port_reconnects": 0}
+        if not self.port.is_virtual:  # a named destination (synth, DAW) may vanish and return: watch it
+            threading.Thread(target=self._watch_port, name="musichal-midi-port", daemon=True).start()
+
+    PORT_CHECK_S = 0.25
+
+    def _watch_port(self) -> None:
+        """Notice the destination port disappearing (reported in stats) and reconnect when it is back."""
+        while not self._stop.wait(self.PORT_CHECK_S):
+            try:
+                present = self.port.port_name in self.port.destinations()
+                if not present and not self.port_lost:
+                    self.port_lost = True
+                    self.port_counters["port_losses"] += 1
+                elif present and self.port_lost:
+                    self._reconnect()
+            except Exception as error:  # keep watching; report
+                self.error = f"MIDI port watch: {type(error).__name__}: {error}"
+
+    def _reconnect(self) -> None:
+        new = open_output(self.port.api, self.port.port_name, virtual_name=self.config.midi.virtual_port_name)
+        old = self.port
+        with self.stage._lock:
+            self.stage.sink = new
+            self.port = new
+            old.close()
+            self.stage.start()  # panic + the profile's setup on the returned synth
+        self.port_lost = False
+        self.port_counters["port_reconnects"] += 1
 
     def _loop(self) -> None:
         try:
@@ -138,8 +168,10 @@ class MidiOutActor:
         counters["message_overruns"] = self.reader.overruns
         counters["sounding"] = len(self.stage.sounding)
         counters["dropped_muted"] = self.measured.dropped_muted
+        counters.update(getattr(self, "port_counters", {}))
         return {"stage": "midi_out", "node_id": self.node_id, "counters": counters,
                 "latency_ms": self.latency.summary(), "error": self.error, "port": self.port.port_name,
+                "port_lost": getattr(self, "port_lost", False),
                 "muted": self.measured.muted, "profile": self.stage.config.profile}
 
     def traced_notes(self) -> list[dict[str, Any]]:

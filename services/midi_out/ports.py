@@ -152,6 +152,11 @@ class RtMidiOutput:
     def closed(self) -> bool:
         return self._closed
 
+    def destinations(self) -> list[str]:
+        """The ports this API can send to now (used to notice a named destination vanishing and returning)."""
+        with self._lock:
+            return [] if self._closed else list(self._midi_out.get_ports())
+
     def __enter__(self) -> "RtMidiOutput":
         return self
 

@@ -29,8 +29,8 @@ PANIC_BOUND_S = 1.0  # the property the issue demands: panic within 1 s of a mid
 class TimedReader(JackReader):
     """A JackReader that also keeps each message's receive time (``time.monotonic``, comparable across processes)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, client_name: str | None = None) -> None:
+        super().__init__(client_name)
         self.times: list[float] = []
 
     def _callback(self, event, _data=None) -> None:
@@ -223,3 +223,38 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
     assert not leftover, f"shared memory left behind: {leftover}"
     assert descendants and wait_until(lambda: not [p for p in descendants if psutil.pid_exists(p)], timeout_s=30), \
         f"Ray processes outlived musichal: {[p for p in descendants if psutil.pid_exists(p)]}"
+
+
+def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack_server, ray_local, clip):
+    from launch import LiveStack
+
+    reader = TimedReader()
+    name = reader.client_name
+    port = reader.open_virtual("in")
+    config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe",
+                                              "generation.density": 4.0, "generation.seed": 8})
+    stack = LiveStack(config, input_file=str(clip), loop=True)
+    returned = None
+    try:
+        stack.start()
+        assert wait_until(lambda: note_ons(reader) >= 2, timeout_s=60)
+        reader.close()  # the synth goes away
+        assert wait_until(lambda: stack.stats()["midi_out"].get("port_lost") is True, timeout_s=20), stack.stats()
+        assert counter(stack.stats(), "midi_out", "port_losses") == 1
+        returned = TimedReader(client_name=name)  # the synth comes back under the same JACK name
+        assert returned.open_virtual("in") == port
+        assert wait_until(lambda: stack.stats()["midi_out"].get("port_lost") is False, timeout_s=20), stack.stats()
+        assert counter(stack.stats(), "midi_out", "port_reconnects") == 1
+        # the returned synth is panicked first, then notes flow to it again
+        assert wait_until(lambda: note_ons(returned) >= 2, timeout_s=60), "no notes after the port came back"
+        stats = stack.stats()
+        assert stats["midi_out"]["error"] is None
+        stack.stop(graceful=True, drain_s=3.0)
+    finally:
+        stack.stop(graceful=False)
+        messages = returned.snapshot()[1] if returned is not None else []
+        if returned is not None:
+            returned.close()
+    first_on = next(i for i, m in enumerate(messages) if (m[0] & 0xF0) == 0x90 and m[2] > 0)
+    assert {m[0] & 0x0F for m in messages[:first_on] if (m[0] & 0xF0) == 0xB0 and m[1] == 123} == set(range(16))
+    assert ReceiverModel().feed_all(messages).on == set()
