@@ -181,6 +181,7 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
         stack.stop(graceful=False)
         messages = reader.snapshot()[1]
         reader.close()
+    print(f"faults: panic after midi_out restart (s): {panic_delays}")
     assert all(delay < PANIC_BOUND_S for delay in panic_delays.values()), f"panic after restart took {panic_delays} s"
     model = ReceiverModel().feed_all(messages)
     assert model.on == set(), f"notes left sounding after the faults and stop: {model.on}"
