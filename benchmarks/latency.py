@@ -85,7 +85,7 @@ def run(*, seconds: float, ioi_ms: float, window_ms: float, density: float, api:
                 pause.wait(0.5)
             ray.get(stack.actors["midi_out"].wait_idle.remote(5.0), timeout=10)
             series = {}
-            for actor, names in (("encoder", ("detected_to_encoder", "encode")),
+            for actor, names in (("encoder", ("detected_to_encoder", "events_ring", "encode")),
                                  ("oracle", ("encoder_to_oracle", "detected_to_oracle", "detected_to_decision", "oracle")),
                                  ("midi_out", ("pipeline", "onset_to_note", "decision_to_note_on", "oracle_to_midi_out",
                                                "schedule_error"))):
@@ -102,7 +102,7 @@ def run(*, seconds: float, ioi_ms: float, window_ms: float, density: float, api:
         return stats.get(stage, {}).get("counters", {}).get(key)
 
     events = series["detected_to_decision"]
-    hops = [series["detected_to_encoder"], series["encoder_to_oracle"]]
+    hops = [series["events_ring"], series["encoder_to_oracle"]]
     n = min(len(h) for h in hops)
     # per-event transport: the two ring hops every event takes (same order in both series: one encoder, FIFO rings),
     # plus the notes-ring hop drawn from the measured notes
@@ -122,7 +122,8 @@ def run(*, seconds: float, ioi_ms: float, window_ms: float, density: float, api:
         "detected_to_decision_ms": percentiles_ms(events),
         "decision_to_note_on_ms": percentiles_ms(series["decision_to_note_on"]),
         "transport_ms": {
-            "events_ring_detected_to_encoder": percentiles_ms(series["detected_to_encoder"]),
+            "events_ring_sent_to_encoder": percentiles_ms(series["events_ring"]),
+            "segmenter_and_events_ring_detected_to_encoder": percentiles_ms(series["detected_to_encoder"]),
             "percepts_ring_encoder_to_oracle": percentiles_ms(series["encoder_to_oracle"]),
             "notes_ring_oracle_to_midi_out": percentiles_ms(series["oracle_to_midi_out"]),
             "per_event_total": sum_percentiles(per_event_rings, series["oracle_to_midi_out"]),
@@ -146,15 +147,13 @@ def main() -> None:
     parser.add_argument("--ioi-ms", type=float, default=120.0, help="time between input notes (default %(default)s)")
     parser.add_argument("--window-ms", type=float, default=500.0, help="analysis window (default %(default)s)")
     parser.add_argument("--density", type=float, default=4.0, help="generation.density (default %(default)s)")
-    parser.add_argument("--midi-api", default=None, help="MIDI API (default: jack when a JACK server runs, else auto)")
+    parser.add_argument("--midi-api", default=None, help="MIDI API (default: jack; a dummy JACK server is started if none runs)")
     args = parser.parse_args()
-    api = args.midi_api
-    if api is None:
-        from services.midi_out.ports import jack_server_running
+    from shared.jack_server import dummy_jack_server
 
-        api = "jack" if jack_server_running() else "auto"
-    print(json.dumps(run(seconds=args.seconds, ioi_ms=args.ioi_ms, window_ms=args.window_ms, density=args.density,
-                         api=api), indent=2))
+    with dummy_jack_server():  # a running JACK server, or a dummy one for the run
+        print(json.dumps(run(seconds=args.seconds, ioi_ms=args.ioi_ms, window_ms=args.window_ms, density=args.density,
+                             api=args.midi_api or "jack"), indent=2))
 
 
 if __name__ == "__main__":

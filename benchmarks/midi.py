@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -35,39 +33,7 @@ from services.midi_out.scheduler import NoteScheduler  # noqa: E402
 from shared.config import MidiConfig  # noqa: E402
 from shared.messages import NoteEvent  # noqa: E402
 
-JACK_COMMAND = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
-
-
-def jack_running() -> bool:
-    result = subprocess.run(["jack_wait", "--check"], capture_output=True, text=True, timeout=10)
-    return "running" in result.stdout and "not running" not in result.stdout
-
-
-def start_jack() -> subprocess.Popen | None:
-    """Start a JACK dummy server unless one runs; returns the process we started (or None)."""
-    if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
-        raise SystemExit("jackd / jack_wait not installed")
-    if jack_running():
-        return None
-    process = subprocess.Popen(JACK_COMMAND, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    ready = subprocess.run(["jack_wait", "--wait", "--timeout", "15"], capture_output=True, text=True)
-    if "available" not in ready.stdout:
-        process.kill()
-        process.wait(timeout=5)
-        raise SystemExit(f"JACK dummy server did not come up: {ready.stdout.strip()}")
-    return process
-
-
-def stop_jack(process: subprocess.Popen | None) -> None:
-    if process is None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+from shared.jack_server import start_dummy_jack as start_jack, stop_jack  # noqa: E402
 
 
 class TimingSink:

@@ -28,6 +28,7 @@ os.environ.setdefault("JACK_NO_START_SERVER", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from shared.config import MusicHalConfig  # noqa: E402
+from shared.jack_server import start_dummy_jack, stop_jack  # noqa: E402
 
 DROP_KEYS = (("capture", "samples_lost"), ("encoder", "dropped_backlog"), ("oracle", "dropped_in_flight"))
 OVERRUN_KEYS = (("capture", "segmenter_overruns"), ("capture", "late_blocks"), ("capture", "input_overflows"),
@@ -43,16 +44,6 @@ def _counter(stats: dict, stage: str, key: str) -> int:
 
 def _sum(stats: dict, keys) -> int:
     return sum(_counter(stats, stage, key) for stage, key in keys)
-
-
-def _ensure_jack() -> subprocess.Popen | None:
-    check = subprocess.run(["jack_wait", "--check"], capture_output=True, text=True)
-    if "running" in check.stdout and "not running" not in check.stdout:
-        return None
-    process = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    subprocess.run(["jack_wait", "--wait", "--timeout", "15"], capture_output=True)
-    return process
 
 
 def _render_default(folder: Path) -> Path:
@@ -88,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from launch import LiveStack
 
-    jack = _ensure_jack()
+    jack = start_dummy_jack()
     tmp = Path(tempfile.mkdtemp(prefix="musichal_soak_"))
     clip = Path(args.input_file) if args.input_file else _render_default(tmp)
     config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.profile": "gm-safe", "generation.seed": 1})
@@ -129,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         final = stack.stop(graceful=True, drain_s=3.0)
     finally:
         stack.stop(graceful=False)
-        if jack is not None:
-            jack.terminate()
-            jack.wait(timeout=10)
+        stop_jack(jack)
         shutil.rmtree(tmp, ignore_errors=True)
     total = lambda s: sum(v for v in s["rss_mb"].values() if v == v)  # noqa: E731
     # growth measured after a one-sample warm-up (first allocations, numba/JIT caches)

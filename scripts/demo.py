@@ -36,13 +36,6 @@ def render(midi: Path, wav: Path) -> None:
         sys.exit(f"demo: fluidsynth failed: {result.stderr.strip()}")
 
 
-def jack_running() -> bool:
-    if shutil.which("jack_wait") is None:
-        return False
-    out = subprocess.run(["jack_wait", "--check"], capture_output=True, text=True, timeout=10).stdout
-    return "running" in out and "not running" not in out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", default="imitate", choices=["imitate", "contrast", "lead"])
@@ -60,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     jackd = None
     midi_api = "auto"
     if sys.platform.startswith("linux") and shutil.which("jackd"):
+        from shared.jack_server import jack_running, start_dummy_jack
+
         if not jack_running():
             print("demo: starting a JACK dummy server (no audio hardware needed)", flush=True)
-            jackd = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            subprocess.run(["jack_wait", "--wait", "--timeout", "15"], capture_output=True, timeout=30)
+            jackd = start_dummy_jack()
         midi_api = "jack"
     output = Path(args.output).resolve()
     try:
@@ -74,12 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                             "--midi-api", midi_api, "--mode", args.mode, "--stats",
                             "--stats-file", str(output.with_suffix(".stats.json"))])
     finally:
-        if jackd is not None:
-            jackd.terminate()
-            try:
-                jackd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                jackd.kill()
+        from shared.jack_server import stop_jack
+
+        stop_jack(jackd)
     if code != 0:
         return code
     wav = output.with_suffix(".wav")

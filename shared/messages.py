@@ -45,7 +45,8 @@ class Event:
     window_end: int
     sample_rate_hz: int
     strength: float = 0.0
-    t_detected: float = 0.0  # monotonic time the event was emitted (last window sample written)
+    t_detected: float = 0.0  # monotonic time the last sample of the analysis window was written to the ring
+    t_sent: float = 0.0  # monotonic time capture put the event on the events ring (after segmentation)
     source: str = ""  # file name or device name the audio came from
 
     def __post_init__(self) -> None:

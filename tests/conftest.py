@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +14,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-
-JACK_COMMAND = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
-
-
-def _jack_running() -> bool:
-    if shutil.which("jack_wait") is None:
-        return False
-    result = subprocess.run(["jack_wait", "--check"], capture_output=True, text=True, timeout=10)
-    return "running" in result.stdout and "not running" not in result.stdout
-
 
 class JackServer:
     """Handle on the session's JACK server (started here or already running)."""
@@ -46,27 +35,18 @@ class JackServer:
 @pytest.fixture(scope="session")
 def jack_server():
     """A JACK dummy server for the whole session: reuse a running one, else start and later stop our own."""
-    if shutil.which("jackd") is None:
-        pytest.fail("jackd is not installed (run `make test`, which installs jackd2)")
-    if _jack_running():
-        yield JackServer(None)
-        return
-    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"musichal_jackd_{os.getpid()}.log"), "w")
-    process = subprocess.Popen(JACK_COMMAND, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ready = subprocess.run(["jack_wait", "--wait", "--timeout", "15"], capture_output=True, text=True)
-    if "available" not in ready.stdout:
-        process.kill()
-        pytest.fail(f"JACK dummy server did not come up: {ready.stdout.strip()} {ready.stderr.strip()}")
+    from shared.errors import DeviceError
+    from shared.jack_server import start_dummy_jack, stop_jack
+
+    log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"musichal_jackd_{os.getpid()}.log")
+    try:
+        process = start_dummy_jack(log_path=log)
+    except DeviceError as error:
+        pytest.fail(f"{error} (run `make test`, which installs jackd2)")
     try:
         yield JackServer(process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+        stop_jack(process)
 
 
 def _creator_alive_elsewhere(name: str) -> bool:

@@ -6,6 +6,7 @@ player or a PyAudio device in callback mode) and a segmenter thread that turns r
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 import time
 from typing import Any, Optional
 
@@ -62,7 +63,7 @@ class CaptureActor:
         try:
             while not self._stop.is_set():
                 for event in self.stage.segment(timeout_s=4 * block_s):
-                    self.events.send_message(event)
+                    self.events.send_message(replace(event, t_sent=time.monotonic()))
                 if self.stage.exhausted:
                     return
                 if self.player is not None and self.player.error is not None:

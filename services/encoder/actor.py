@@ -136,6 +136,8 @@ class EncoderActor:
         t0 = time.monotonic()
         if event.t_detected:
             self.latency.add("detected_to_encoder", t0 - event.t_detected)  # segmenter + events ring (+ Ray if remote)
+        if event.t_sent:
+            self.latency.add("events_ring", t0 - event.t_sent)  # the hop alone (+ Ray if remote)
         with self._lock:
             percept = (self.guarded or self.stage).process((event, window))
         t1 = time.monotonic()

@@ -1,0 +1,74 @@
+"""A JACK dummy server for machines without audio hardware (demo, benchmarks, tests).
+
+``jackd -r -d dummy -r 48000 -p 256`` gives real-time-paced JACK audio ports (PyAudio's JACK host API) and JACK
+MIDI ports (python-rtmidi's JACK API) with no sound card.
+
+>>> with dummy_jack_server() as server:   # doctest: +SKIP
+...     print(server.started_here)
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from typing import Iterator, Optional
+
+from shared.errors import DeviceError
+
+__all__ = ["JACK_DUMMY_COMMAND", "jack_running", "start_dummy_jack", "stop_jack", "dummy_jack_server", "DummyJack"]
+
+JACK_DUMMY_COMMAND = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
+
+
+def jack_running() -> bool:
+    """True when a JACK server answers (never starts one)."""
+    if shutil.which("jack_wait") is None:
+        return False
+    result = subprocess.run(["jack_wait", "--check"], capture_output=True, text=True, timeout=10)
+    return "running" in result.stdout and "not running" not in result.stdout
+
+
+def start_dummy_jack(*, log_path: Optional[str] = None, timeout_s: float = 15.0) -> Optional[subprocess.Popen]:
+    """Start a JACK dummy server unless one runs; returns the process started here (None if one was running)."""
+    if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
+        raise DeviceError("jackd is not installed (Debian/Ubuntu: apt-get install jackd2)")
+    if jack_running():
+        return None
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(JACK_DUMMY_COMMAND, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ready = subprocess.run(["jack_wait", "--wait", "--timeout", str(int(timeout_s))], capture_output=True, text=True)
+    if "available" not in ready.stdout:
+        stop_jack(process)
+        raise DeviceError(f"the JACK dummy server did not come up: {ready.stdout.strip() or ready.stderr.strip()}")
+    return process
+
+
+def stop_jack(process: Optional[subprocess.Popen]) -> None:
+    """Stop a server started by :func:`start_dummy_jack` (None: nothing to do)."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+class DummyJack:
+    def __init__(self, process: Optional[subprocess.Popen]) -> None:
+        self.process = process
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
+
+
+@contextlib.contextmanager
+def dummy_jack_server(*, log_path: Optional[str] = None) -> Iterator[DummyJack]:
+    """Use a running JACK server, or start a dummy one for the block and stop it after."""
+    process = start_dummy_jack(log_path=log_path)
+    try:
+        yield DummyJack(process)
+    finally:
+        stop_jack(process)
