@@ -465,15 +465,15 @@ class RingReader:
         return self.read(n, timeout_s=0.0)
 
     def skip_to_oldest(self) -> int:
-        oldest = self.ring.oldest_available
-        if oldest > self.cursor:
-            self.lost_samples += oldest - self.cursor
-            self.cursor = oldest
-        return self.cursor
+        """Move past overwritten samples to the oldest one still held (the loss is counted)."""
+        return self._skip_to(self.ring.oldest_available)
 
     def skip_to_latest(self) -> int:
-        latest = self.ring.write_counter
-        if latest > self.cursor:
-            self.lost_samples += latest - self.cursor
-            self.cursor = latest
+        """Drop everything not yet read and continue from the newest sample (the loss is counted)."""
+        return self._skip_to(self.ring.write_counter)
+
+    def _skip_to(self, index: int) -> int:
+        if index > self.cursor:
+            self.lost_samples += index - self.cursor
+            self.cursor = index
         return self.cursor

@@ -6,7 +6,7 @@ process (their own threads) and never block the audio path.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from shared.errors import MidiPortError, ParameterError
 from services.control.hub import ControlHub

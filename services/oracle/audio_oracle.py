@@ -472,14 +472,10 @@ class AudioOracle:
     @classmethod
     def from_model_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle.") -> "AudioOracle":
         """Inverse of :meth:`to_model_parts`; inconsistent data raises ModelFormatError (one line)."""
-        from services.oracle.factor_oracle import _validate_links
+        from services.oracle.factor_oracle import _require_parts, _validate_links
 
-        if not isinstance(meta, dict) or meta.get("schema") != AO_SCHEMA:
-            raise ModelFormatError(f"audio oracle: schema {meta.get('schema') if isinstance(meta, dict) else None!r} is not {AO_SCHEMA!r}")
         names = ["sfx", "lrs", "labels", "frames", "trn_src", "trn_dst"]
-        missing = [prefix + n for n in names if prefix + n not in arrays]
-        if missing:
-            raise ModelFormatError(f"audio oracle: arrays missing: {', '.join(missing)}")
+        _require_parts("audio oracle", meta, arrays, schema=AO_SCHEMA, names=names, prefix=prefix)
         try:
             n = int(meta["n_states"])
             dim = int(meta["dim"])

@@ -494,12 +494,8 @@ class FactorOracle:
     @classmethod
     def from_model_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle.") -> "FactorOracle":
         """Inverse of :meth:`to_model_parts`; inconsistent data raises ModelFormatError (one line)."""
-        if not isinstance(meta, dict) or meta.get("schema") != FO_SCHEMA:
-            raise ModelFormatError(f"factor oracle: schema {meta.get('schema') if isinstance(meta, dict) else None!r} is not {FO_SCHEMA!r}")
         names = ["sfx", "lrs", "symbols", "trn_src", "trn_symbol", "trn_dst"]
-        missing = [prefix + n for n in names if prefix + n not in arrays]
-        if missing:
-            raise ModelFormatError(f"factor oracle: arrays missing: {', '.join(missing)}")
+        _require_parts("factor oracle", meta, arrays, schema=FO_SCHEMA, names=names, prefix=prefix)
         try:
             sfx, lrs, symbols, src, sym, dst = (np.asarray(arrays[prefix + n]).astype(np.int64, casting="same_kind") for n in names)
         except TypeError as error:
@@ -537,6 +533,16 @@ def _validate_links(sfx: np.ndarray, lrs: np.ndarray, n: int, *, what: str) -> N
     index = np.arange(n)
     if n > 1 and ((sfx[1:] < 0).any() or (sfx[1:] >= index[1:]).any() or (lrs[1:] < 0).any() or (lrs[1:] >= index[1:]).any()):
         raise ModelFormatError(f"{what}: suffix links must point backwards and LRS must be in 0..i-1")
+
+
+def _require_parts(kind: str, meta: Any, arrays: dict[str, np.ndarray], *, schema: str, names: list[str],
+                   prefix: str) -> None:
+    """Check a stored oracle's schema and that its arrays are all there (ModelFormatError, one line)."""
+    if not isinstance(meta, dict) or meta.get("schema") != schema:
+        raise ModelFormatError(f"{kind}: schema {meta.get('schema') if isinstance(meta, dict) else None!r} is not {schema!r}")
+    missing = [prefix + n for n in names if prefix + n not in arrays]
+    if missing:
+        raise ModelFormatError(f"{kind}: arrays missing: {', '.join(missing)}")
 
 
 def add_state(oracle: FactorOracle, symbol: int) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import numpy as np
 
 from shared.config import MusicHalConfig
+from shared.audio import AUDIO_FILE_SUFFIXES
 from shared.errors import MusicHalError, ParameterError
 from shared.messages import EventDescriptors
 
@@ -52,7 +53,7 @@ __all__ = [
     "train",
 ]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+AUDIO_EXTENSIONS = AUDIO_FILE_SUFFIXES  # what the front end decodes
 FEATURE_CACHE_VERSION = 1
 #: Events up to which PCA + k-means are fitted on all features at once; larger corpora stream (partial fit).
 IN_MEMORY_EVENTS = 250_000

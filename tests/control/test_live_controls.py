@@ -1,27 +1,16 @@
 """Live controls on the whole stack: OSC over a real UDP socket, MIDI CCs through a real JACK port; session replay."""
 from __future__ import annotations
 
-import time
 
-import mido
 import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, unique_name
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
-
-
-def wait_until(predicate, timeout_s: float, poll_s: float = 0.2) -> bool:
-    """Poll the actors' state (other processes) with a bound; not used as synchronisation between threads."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ rings); on node 2 it must receive windows by value from the oracle and stamp its
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -15,24 +13,9 @@ import pytest
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, ReceiverModel
+from tests.waiting import wait_until, stage_counter
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
-
-
-def wait_until(predicate, timeout_s: float, poll_s: float = 0.2) -> bool:
-    """Poll the state of other processes (Ray actors) until ``predicate`` holds or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(poll_s)
-    return bool(predicate())
-
-
-def counter(stats: dict, stage: str, key: str) -> int:
-    value = stats.get(stage, {}).get("counters", {}).get(key, 0)
-    return int(value) if isinstance(value, (int, float)) else 0
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +73,13 @@ def test_encoder_on_node_two_percepts_stamped_notes_out_clean_stop(jack_server, 
         assert {head_id, node2_id} <= alive
         assert stack.driver_node == head_id
         assert stack.encoder_info["node_id"] == node2_id and stack.encoder_info["local"] is False
-        assert wait_until(lambda: counter(stack.stats(), "oracle", "percepts") >= 10, timeout_s=40), stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") >= 10, timeout_s=40), stack.stats()
         assert reader.wait_for(1, timeout_s=30), "no MIDI from the stack"
         stats = stack.stats()
         # Percepts carry the node that computed them: node 2, not the driver's node
         assert stats["oracle"]["encoder_node"] == node2_id
         assert stats["encoder"]["node_id"] == node2_id and stats["encoder"]["local"] is False
-        assert counter(stats, "encoder", "remote_calls") >= counter(stats, "oracle", "percepts") > 0
+        assert stage_counter(stats, "encoder", "remote_calls") >= stage_counter(stats, "oracle", "percepts") > 0
         assert stats["capture"]["node_id"] == stats["oracle"]["node_id"] == stats["midi_out"]["node_id"] == head_id
         assert [stats[name].get("error") for name in ("capture", "encoder", "oracle", "midi_out")] == [None] * 4
         final = stack.stop(graceful=True, drain_s=5.0)
@@ -107,7 +90,7 @@ def test_encoder_on_node_two_percepts_stamped_notes_out_clean_stop(jack_server, 
     model = ReceiverModel().feed_all(messages)
     assert model.note_ons > 0
     assert model.on == set(), f"notes left sounding after stop: {model.on}"
-    assert counter(final, "midi_out", "notes_received") >= model.note_ons
+    assert stage_counter(final, "midi_out", "notes_received") >= model.note_ons
     assert not [name for name in rings if os.path.exists(f"/dev/shm/{name}")]
     assert not stack.actors and not ray.is_initialized()
 
@@ -122,31 +105,31 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
     try:
         stack.start()
         assert stack.encoder_info["node_id"] == (node2_id if remote else head_id)
-        assert wait_until(lambda: counter(stack.stats(), "oracle", "percepts") >= 5, timeout_s=40), stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") >= 5, timeout_s=40), stack.stats()
         encoder = stack.actors["encoder"]
         pid_before = ray.get(encoder.__ray_call__.remote(lambda self: os.getpid()), timeout=10)
 
         ray.kill(encoder, no_restart=False)
         # the loss is noticed by event deadlines, and events are answered without the encoder
-        assert wait_until(lambda: counter(stack.stats(), "oracle", "encoder_misses") > 0, timeout_s=30), stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "encoder_misses") > 0, timeout_s=30), stack.stats()
         down = stack.stats()
         notes_at_loss = note_on_count(reader)
-        assert counter(down, "oracle", "fallback_local") + counter(down, "oracle", "fallback_autonomous") > 0
+        assert stage_counter(down, "oracle", "fallback_local") + stage_counter(down, "oracle", "fallback_autonomous") > 0
         # MIDI keeps flowing: more note-ons arrive at the JACK port after the loss was noticed
         assert wait_until(lambda: note_on_count(reader) > notes_at_loss, timeout_s=30), "MIDI stopped with the encoder"
 
         # the encoder comes back (a new process) and listening resumes: percepts from the encoder again
         pid_after = ray.get(encoder.__ray_call__.remote(lambda self: os.getpid()), timeout=120)
         assert pid_after != pid_before
-        percepts_back = counter(stack.stats(), "oracle", "percepts")
-        assert wait_until(lambda: counter(stack.stats(), "oracle", "percepts") > percepts_back + 3, timeout_s=40), \
+        percepts_back = stage_counter(stack.stats(), "oracle", "percepts")
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") > percepts_back + 3, timeout_s=40), \
             stack.stats()
         stats = stack.stats()
         assert stats["encoder"]["node_id"] == (node2_id if remote else head_id)
         assert stats["encoder"]["local"] is (not remote)
-        assert counter(stats, "encoder", "encoded") > 0  # counted by the restarted process
+        assert stage_counter(stats, "encoder", "encoded") > 0  # counted by the restarted process
         assert wait_until(lambda: not stack.stats()["oracle"]["encoder_lost"], timeout_s=20)
-        assert counter(stack.stats(), "oracle", "notes_while_lost") > 0  # notes were played while it was down
+        assert stage_counter(stack.stats(), "oracle", "notes_while_lost") > 0  # notes were played while it was down
         assert stack.stats()["oracle"]["error"] is None
         stack.stop(graceful=True, drain_s=3.0)
     finally:

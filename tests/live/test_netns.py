@@ -13,8 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import pytest
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, ReceiverModel
+from tests.waiting import wait_until, stage_counter
 
 pytestmark = [pytest.mark.netns, pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
@@ -42,22 +41,6 @@ def _netns_usable() -> str:
     if probe.returncode != 0:
         return f"`ip netns` unavailable: {probe.stderr.strip()}"
     return ""
-
-
-def wait_until(predicate, timeout_s: float, poll_s: float = 0.2) -> bool:
-    """Poll the state of other processes (Ray nodes and actors) until ``predicate`` holds or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(poll_s)
-    return bool(predicate())
-
-
-def counter(stats: dict, stage: str, key: str) -> int:
-    value = stats.get(stage, {}).get("counters", {}).get(key, 0)
-    return int(value) if isinstance(value, (int, float)) else 0
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -177,24 +160,24 @@ def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_name
         stack = LiveStack(config, input_file=str(clip), loop=True)
         stack.start()
         assert stack.encoder_info["node_id"] == ns_node_id and stack.encoder_info["local"] is False
-        assert wait_until(lambda: counter(stack.stats(), "oracle", "percepts") >= 8, timeout_s=60), stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") >= 8, timeout_s=60), stack.stats()
         stats = stack.stats()
         assert stats["oracle"]["encoder_node"] == ns_node_id  # Percepts stamped by the namespace's node
         assert stats["encoder"]["node_id"] == ns_node_id and stats["encoder"]["local"] is False
-        assert counter(stats, "encoder", "remote_calls") >= counter(stats, "oracle", "percepts")
+        assert stage_counter(stats, "encoder", "remote_calls") >= stage_counter(stats, "oracle", "percepts")
         assert not stats["oracle"]["encoder_lost"]
         assert reader.wait_for(1, timeout_s=30), "no MIDI before the cut"
 
         _ip("link", "set", host_veth, "down")  # cut the link to the encoder's node
         assert wait_until(lambda: stack.stats()["oracle"].get("encoder_lost") is True, timeout_s=20), stack.stats()
         cut = stack.stats()
-        assert counter(cut, "oracle", "encoder_misses") > 0
+        assert stage_counter(cut, "oracle", "encoder_misses") > 0
         notes_at_cut = ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons
         assert wait_until(lambda: ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons > notes_at_cut,
                           timeout_s=30), "MIDI stopped when the link was cut"
         after = stack.stats()
-        assert counter(after, "oracle", "fallback_local") > counter(stats, "oracle", "fallback_local")
-        assert counter(after, "oracle", "notes_while_lost") > 0
+        assert stage_counter(after, "oracle", "fallback_local") > stage_counter(stats, "oracle", "fallback_local")
+        assert stage_counter(after, "oracle", "notes_while_lost") > 0
         assert after["oracle"]["error"] is None
         assert LiveStack.status_line(after, 0.0).count("LOST") == 1
         stack.stop(graceful=True, drain_s=3.0)

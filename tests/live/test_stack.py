@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 
 import mido
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, ReceiverModel
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,16 +43,6 @@ def pitch_class_histogram(pitches) -> np.ndarray:
 
 def note_ons(messages) -> list[int]:
     return [m[1] for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]
-
-
-def wait_until(predicate, timeout_s: float, poll_s: float = 0.2) -> bool:
-    """Wait for an external process's state (Ray actors) with a bound; the poll is not used as synchronisation."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return predicate()
 
 
 def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, ray_local, clips, tmp_path):

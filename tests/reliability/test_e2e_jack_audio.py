@@ -9,9 +9,7 @@ a delayed copy of the input (few verbatim 4-grams), and the SMF holds what was s
 """
 from __future__ import annotations
 
-import os
 import threading
-import time
 
 import mido
 import numpy as np
@@ -20,6 +18,7 @@ import pytest
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, ReceiverModel, unique_name
+from tests.waiting import wait_until
 
 jack = pytest.importorskip("jack", reason="JACK-Client (pip install JACK-Client) plays audio into a JACK port")
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -75,16 +74,6 @@ class WavPlayer:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
-
-
-def wait_until(predicate, timeout_s: float, poll_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(poll_s)
-    return bool(predicate())
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, ReceiverModel
+from tests.waiting import wait_until, stage_counter
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,24 +45,8 @@ class TimedReader(JackReader):
             return list(self.times), [list(m) for m in self.messages]
 
 
-def wait_until(predicate, timeout_s: float, poll_s: float = 0.2) -> bool:
-    """Poll other processes' state (Ray actors, JACK) until ``predicate`` holds or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(poll_s)
-    return bool(predicate())
-
-
 def note_ons(reader: TimedReader) -> int:
     return ReceiverModel().feed_all(reader.snapshot()[1]).note_ons
-
-
-def counter(stats: dict, stage: str, key: str) -> int:
-    value = stats.get(stage, {}).get("counters", {}).get(key, 0)
-    return int(value) if isinstance(value, (int, float)) else 0
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +124,12 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
         pids.add(after)
         assert after != before
         notes = note_ons(reader)
-        assert wait_until(lambda: counter(stack.stats(), "capture", "events") >= 3, timeout_s=60), stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "capture", "events") >= 3, timeout_s=60), stack.stats()
         assert wait_until(lambda: note_ons(reader) > notes, timeout_s=60), "no notes after the capture restart"
 
         # oracle: restored from its last checkpoint
         oracle = stack.actors["oracle"]
-        assert wait_until(lambda: counter(stack.stats(), "oracle", "checkpoints") >= 1 and learned.exists(), timeout_s=30)
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "checkpoints") >= 1 and learned.exists(), timeout_s=30)
         checkpointed = OracleStage(config, model=str(learned)).stats()["states"]
         assert checkpointed >= 2
         before = actor_pid(oracle)
@@ -152,7 +137,7 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
         after = restarted_pid(oracle, before)
         pids.add(after)
         assert after != before
-        restored = counter(stack.stats(), "oracle", "stage_states")
+        restored = stage_counter(stack.stats(), "oracle", "stage_states")
         assert restored >= checkpointed, f"oracle restarted with {restored} states, checkpoint had {checkpointed}"
         notes = note_ons(reader)
         assert wait_until(lambda: note_ons(reader) > notes, timeout_s=60), "no notes after the oracle restart"
@@ -241,11 +226,11 @@ def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack
         assert wait_until(lambda: note_ons(reader) >= 2, timeout_s=60)
         reader.close()  # the synth goes away
         assert wait_until(lambda: stack.stats()["midi_out"].get("port_lost") is True, timeout_s=20), stack.stats()
-        assert counter(stack.stats(), "midi_out", "port_losses") == 1
+        assert stage_counter(stack.stats(), "midi_out", "port_losses") == 1
         returned = TimedReader(client_name=name)  # the synth comes back under the same JACK name
         assert returned.open_virtual("in") == port
         assert wait_until(lambda: stack.stats()["midi_out"].get("port_lost") is False, timeout_s=20), stack.stats()
-        assert counter(stack.stats(), "midi_out", "port_reconnects") == 1
+        assert stage_counter(stack.stats(), "midi_out", "port_reconnects") == 1
         # the returned synth is panicked first, then notes flow to it again
         assert wait_until(lambda: note_ons(returned) >= 2, timeout_s=60), "no notes after the port came back"
         stats = stack.stats()
