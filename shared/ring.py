@@ -54,6 +54,7 @@ RING_NAME_PREFIX = "musichal_ring_"
 _MAGIC = 0x4D55534943484131  # "MUSICHA1"
 _HEADER_BYTES = 64
 _H_MAGIC, _H_CAPACITY, _H_RATE, _H_RESERVED, _H_COMMITTED, _H_CLOSED, _H_ITEMSIZE, _H_WAITERS = range(8)
+assert (_H_RESERVED, _H_COMMITTED, _H_WAITERS) == (3, 4, 7)  # AudioRing.write uses these as literals
 _DTYPES = {4: np.dtype(np.float32), 1: np.dtype(np.uint8)}
 _MAX_SLEEP_S = 0.02  # a sleeping reader re-checks at least this often, so a missed wake-up costs at most this
 
@@ -278,27 +279,29 @@ class AudioRing:
     def write(self, block: np.ndarray) -> int:
         """Append ``block`` (1-D, cast to the ring's dtype; longer than the ring keeps its tail).
 
-        Returns the new write counter. The hot path is a handful of header stores and one slice copy.
+        Returns the new write counter. The hot path is a handful of header stores and one slice copy; header
+        word indices are literals here (3 reserved, 4 committed, 7 waiters) because it runs once per audio block.
         """
-        if self._closed:
-            raise RingBufferError("ring is closed")
         if type(block) is not np.ndarray or block.ndim != 1:
             block = np.asarray(block, dtype=self.dtype)
             if block.ndim != 1:
                 raise ParameterError(f"ring blocks must be 1-D mono, got shape {block.shape}")
-        n = block.shape[0]
-        words = self._words
-        start = words[_H_COMMITTED]
+        try:
+            words = self._words
+        except AttributeError:  # views are released on close
+            raise RingBufferError("ring is closed") from None
+        n = len(block)
+        start = words[4]
         capacity = self.capacity
-        if n == 0:
-            return start
-        if n > capacity:  # only the newest ``capacity`` samples can survive
-            block = np.asarray(block, dtype=self.dtype)[n - capacity:]
+        if n > capacity or n == 0:
+            if n == 0:
+                return start
+            block = np.asarray(block, dtype=self.dtype)[n - capacity:]  # only the newest ``capacity`` survive
             start += n - capacity
-            words[_H_COMMITTED] = start
+            words[4] = start
             n = capacity
         end = start + n
-        words[_H_RESERVED] = end  # claim first: readers treat these slots as overwritten from now on
+        words[3] = end  # reserved_end first: readers treat these slots as overwritten from now on
         offset = start % capacity
         if n <= capacity - offset:
             self._data[offset:offset + n] = block  # numpy casts to the ring's dtype
@@ -306,8 +309,8 @@ class AudioRing:
             first = capacity - offset
             self._data[offset:] = block[:first]
             self._data[: n - first] = block[first:]
-        words[_H_COMMITTED] = end  # publish after the data (its low half is the futex word)
-        if words[_H_WAITERS]:
+        words[4] = end  # committed after the data (its low half is the futex word)
+        if words[7]:  # a reader sleeps
             self._wake()
         return end
 
