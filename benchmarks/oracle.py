@@ -129,6 +129,18 @@ def main() -> None:
     out["symbolic_1M_array_mb"] = round(fo.nbytes / 2**20, 1)
     seconds, _ = timed(lambda: FactorOracle().extend(symbols_np), repeat=2)
     out["symbolic_build_from_ndarray_us_per_event_1M"] = round(seconds / 1e6 * 1e6, 3)
+    # music-like token streams (the same motif generator as the continuous data above): the goal
+    _, motif_labels = features(1_000_000, dim=1, seed=2)
+    motif_labels = motif_labels.astype(np.int64)
+    FactorOracle().extend(motif_labels[:100])
+    for n in (10_000, 1_000_000):
+        seconds, _ = timed(lambda: FactorOracle().extend(motif_labels[:n]), repeat=3 if n == 10_000 else 2)
+        out[f"symbolic_motif_build_us_per_event_{n // 1000}k" if n < 10**6 else
+            "symbolic_motif_build_us_per_event_1M"] = round(seconds / n * 1e6, 3)
+    out["symbolic_motif_1M_over_10k_ratio"] = round(out["symbolic_motif_build_us_per_event_1M"] /
+                                                    out["symbolic_motif_build_us_per_event_10k"], 3)
+    out["symbolic_note"] = ("symbolic_* uses uniformly random tokens (worst case: suffix links spread over the whole "
+                            "oracle, so 1M pays cache misses); symbolic_motif_* uses motif-structured tokens like music")
     one = FactorOracle()
     seconds, _ = timed(lambda: [one.add(s) for s in symbols[:20_000]])
     out["symbolic_add_one_us_per_event_20k"] = round(seconds / 20_000 * 1e6, 3)
