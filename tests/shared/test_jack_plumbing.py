@@ -41,27 +41,24 @@ def test_jack_input_device_visible_and_streams_through_pyaudio(jack_server):
 
 
 def test_rtmidi_jack_port_pair_passes_a_message(jack_server):
+    """A python-rtmidi JACK output opens a python-rtmidi JACK input (in its own process, see tests/jack_midi_reader.py)."""
     import rtmidi
 
-    midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="musichal-test-in")
+    from tests.midi_out.helpers import JackReader
+
+    reader = JackReader()
+    port = reader.open_virtual("in")
     midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="musichal-test-out")
-    received: list[list[int]] = []
-    got = threading.Event()
-
-    def on_message(event, data=None):
-        received.append(event[0])
-        got.set()
-
     try:
-        midi_in.open_virtual_port("in")
-        midi_in.set_callback(on_message)
-        ports = midi_out.get_ports()
-        target = next(i for i, name in enumerate(ports) if "musichal-test-in" in name)
+        target = next(i for i, name in enumerate(midi_out.get_ports()) if name == port)
         midi_out.open_port(target)
-        midi_out.send_message([0x90, 60, 100])
-        assert got.wait(5), "message not delivered through JACK"
-        assert received[0] == [0x90, 60, 100]
+        # a new JACK connection carries data from the next period on: resend until the first message lands
+        for _ in range(50):
+            midi_out.send_message([0x90, 60, 100])
+            if reader.wait_for(1, timeout_s=0.1):
+                break
+        assert reader.wait_for(1, timeout_s=5)[0] == [0x90, 60, 100], "message not delivered through JACK"
     finally:
+        reader.close()
         midi_out.close_port()
-        midi_in.close_port()
-        del midi_out, midi_in
+        del midi_out
