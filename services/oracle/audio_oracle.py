@@ -34,7 +34,7 @@ import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
-from services.oracle.factor_oracle import _aligned, _probe, _rehash
+from services.oracle.factor_oracle import _aligned, _lrs_after_jump, _probe, _rehash
 from services.oracle.states import StateInfo, StateStore
 
 __all__ = ["AudioOracle", "AO_SCHEMA"]
@@ -139,15 +139,7 @@ def _extend_kernel(frames, st, edges, better, counters, x_rows, start, threshold
             counters[_L] += 1
         else:
             s_i = candidate
-            p2 = candidate - 1
-            s_p1 = st[pi_1, _SFX]
-            if p2 == s_p1:
-                common = st[pi_1, _LRS]
-            else:
-                while st[p2, _SFX] != s_p1 and p2 != 0:
-                    p2 = st[p2, _SFX]
-                common = min(st[pi_1, _LRS], st[p2, _LRS])
-            l_i = common + 1
+            l_i = _lrs_after_jump(st, _SFX, _LRS, pi_1, candidate)
             st[i, _LAB] = st[candidate, _LAB]
         slot = _probe(better, s_i, l_i, st[i - l_i, _LAB])
         if better[slot, 0] != -1:

@@ -116,16 +116,7 @@ def _extend_kernel(rows, edges, jumps, better, counters, symbols, start):
             l_i = 0
         else:
             s_i = target
-            # length of the common suffix of pi_1 and target - 1 (Lefebvre & Lecroq)
-            p2 = target - 1
-            s_p1 = rows[pi_1, _SFX]
-            if p2 == s_p1:
-                common = rows[pi_1, _LRS]
-            else:
-                while rows[p2, _SFX] != s_p1 and p2 != 0:
-                    p2 = rows[p2, _SFX]
-                common = min(rows[pi_1, _LRS], rows[p2, _LRS])
-            l_i = common + 1
+            l_i = _lrs_after_jump(rows, _SFX, _LRS, pi_1, target)
         # "find better": a sibling with the same LRS whose preceding symbol matches extends the suffix by one
         slot = _probe(better, s_i, l_i, rows[i - l_i, _SYM])
         if better[slot, 0] != -1:
@@ -137,6 +128,21 @@ def _extend_kernel(rows, edges, jumps, better, counters, symbols, start):
         _remember_better(better, counters, s_i, l_i, rows[i - l_i, _SYM], i)
         pos += 1
     return pos
+
+
+@numba.njit(cache=True, inline="always")
+def _lrs_after_jump(table, sfx_col, lrs_col, pi_1, target):
+    """LRS of the new state whose suffix link is ``target``: one more than the common suffix of ``pi_1`` (the last
+    state of the suffix chain walked) and ``target - 1`` (Lefebvre & Lecroq 2000). Shared by both oracles."""
+    p2 = target - 1
+    s_p1 = table[pi_1, sfx_col]
+    if p2 == s_p1:
+        common = table[pi_1, lrs_col]
+    else:
+        while table[p2, sfx_col] != s_p1 and p2 != 0:
+            p2 = table[p2, sfx_col]
+        common = min(table[pi_1, lrs_col], table[p2, lrs_col])
+    return common + 1
 
 
 @numba.njit(cache=True, inline="always")
