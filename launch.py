@@ -134,8 +134,8 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
               model_path: Optional[str] = None) -> None:
     """Check every input a user names before Ray or any actor starts; raise a MusicHalError with one line.
 
-    Input file header, model file, MIDI API and named port, audio input device (when no file is given) and the
-    wav2vec checkpoint (when wav2vec features are used). Cheap: nothing is loaded beyond headers and port lists.
+    Input file header, the model (loaded and checked as the oracle actor will check it), MIDI API and named port,
+    audio input device (when no file is given) and the wav2vec checkpoint (when wav2vec features are used).
     """
     if input_file is not None:
         from shared.audio import probe_audio_file

@@ -97,20 +97,25 @@ class MessageReader:
         self.received = 0
         self.overruns = 0
 
+    def wait(self, *, timeout_s: float) -> bool:
+        """Block until a record is available (True) or ``timeout_s`` passes / the writer closed (False)."""
+        ring = self.ring.ring
+        if ring.write_counter >= self.cursor + _LEN_BYTES:
+            return True
+        if timeout_s <= 0 or ring.writer_closed:
+            return False
+        try:
+            return ring.wait_for(self.cursor + _LEN_BYTES, timeout_s=timeout_s) >= self.cursor + _LEN_BYTES
+        except RingTimeoutError:
+            return False
+
     def receive(self, *, timeout_s: float = 0.0) -> Optional[bytes]:
         """The next record, or None if none arrives within ``timeout_s``. Overruns skip ahead and are counted."""
         ring = self.ring.ring
         deadline = time.monotonic() + timeout_s
         while True:
-            if ring.write_counter < self.cursor + _LEN_BYTES:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or ring.writer_closed:
-                    return None
-                try:
-                    ring.wait_for(self.cursor + _LEN_BYTES, timeout_s=remaining)
-                except RingTimeoutError:
-                    return None
-                continue
+            if not self.wait(timeout_s=deadline - time.monotonic()):
+                return None
             try:
                 length = int.from_bytes(ring.read(self.cursor, self.cursor + _LEN_BYTES).tobytes(), "little")
                 end = self.cursor + _LEN_BYTES + length

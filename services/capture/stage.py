@@ -116,7 +116,7 @@ class CaptureStage:
     @property
     def exhausted(self) -> bool:
         """The input ended and every sample has been segmented."""
-        return self.finished.is_set() and self.reader.available() == 0 and self.segmenter._finished
+        return self.finished.is_set() and self.reader.available() == 0 and self.segmenter.finished
 
 
 class FilePlayer:

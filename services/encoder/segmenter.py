@@ -110,6 +110,11 @@ class OnsetSegmenter:
         self._finished = False
 
     @property
+    def finished(self) -> bool:
+        """True after :meth:`finish` (until :meth:`reset`)."""
+        return self._finished
+
+    @property
     def samples_received(self) -> int:
         """Samples given to :meth:`process` since the last reset."""
         return self._received

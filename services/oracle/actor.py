@@ -20,7 +20,7 @@ from typing import Any, Optional
 import ray
 
 from shared.config import MusicHalConfig
-from shared.errors import MusicHalError, RingBufferError, RingTimeoutError
+from shared.errors import MusicHalError, RingBufferError
 from shared.message_ring import MessageRing
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
@@ -170,11 +170,7 @@ class OracleActor:
             return
         refs = [p.ref for p in self.pending.values() if p.ref is not None]
         if not refs:
-            if timeout:
-                try:  # sleep until the next event is written (or the deadline of a pending one)
-                    self.events_reader.ring.ring.wait_for(self.events_reader.cursor + 1, timeout_s=timeout)
-                except RingTimeoutError:
-                    pass
+            self.events_reader.wait(timeout_s=timeout)  # until the next event (or a pending one's deadline)
             return
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         for ref in ready:
