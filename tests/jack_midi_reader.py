@@ -5,7 +5,9 @@ Usage: python -m tests.jack_midi_reader CLIENT virtual PORT   (expose an input p
 
 Why a process: RtMidi's JACK input unregisters its port while JACK's process thread may still be using it
 (``MidiInJack::closePort`` has no synchronisation), which crashed pytest now and then. The test kills this process
-instead of closing the port; the JACK server cleans up after a dead client.
+instead of closing the port; the JACK server cleans up after a dead client. The input is the product's own
+:func:`services.midi_out.ports.open_input` (RtMidi's queue drained on a thread, never a Python callback on JACK's
+process thread: that garbled messages under load).
 """
 from __future__ import annotations
 
@@ -16,35 +18,28 @@ import time
 
 
 def main() -> int:
-    import rtmidi
+    from services.midi_out.ports import open_input
+    from shared.errors import MidiPortError
 
     client, mode, port = sys.argv[1:4]
-    midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=client)
-    midi_in.ignore_types(sysex=False, timing=True, active_sense=True)
-    lock = threading.Lock()
     out = sys.stdout
+    ready = threading.Event()
 
-    def on_message(event, _data=None) -> None:
-        line = json.dumps([time.monotonic(), list(event[0])])
-        with lock:
-            out.write(line + "\n")
-            out.flush()
-
-    midi_in.set_callback(on_message)
-    if mode == "virtual":
-        midi_in.open_virtual_port(port)
-        name = f"{client}:{port}"
-    else:
-        ports = midi_in.get_ports()
-        matches = [i for i, candidate in enumerate(ports) if candidate == port]
-        if not matches:
-            print(f"ERROR JACK source {port!r} not found among {ports}", flush=True)
-            return 1
-        midi_in.open_port(matches[0], name="in")
-        name = port
-    with lock:
-        out.write(f"READY {name}\n")
+    def on_message(message: list[int]) -> None:  # only ever called from the input's one drain thread
+        line = json.dumps([time.monotonic(), message])
+        ready.wait()  # a connected source may send before READY is out: READY stays the first line
+        out.write(line + "\n")
         out.flush()
+
+    virtual = mode == "virtual"
+    try:
+        midi_input = open_input(on_message, "jack", None if virtual else port, virtual_name=port if virtual else "in",
+                                client_name=client, ignore_sysex=False, queue_size=65536)
+    except MidiPortError as error:
+        print(f"ERROR {error}", flush=True)
+        return 1
+    print(f"READY {midi_input.port_name}", flush=True)
+    ready.set()
     threading.Event().wait()  # until the test kills us
     return 0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from shared.errors import MidiPortError, ParameterError
+from shared.errors import ParameterError
 from services.control.hub import ControlHub
 from services.control.state import OSC_PREFIX
 
@@ -50,41 +50,27 @@ class OscControlServer:
 
 class MidiControlInput:
     """A MIDI input for a controller: ``port`` = a source port by name/substring/index, or ``"virtual"`` for a
-    port of our own named ``virtual_name`` that controllers connect to."""
+    port of our own named ``virtual_name`` that controllers connect to. Messages reach the hub from the input's
+    own drain thread (:func:`services.midi_out.ports.open_input`), never from the MIDI driver's thread."""
 
     def __init__(self, hub: ControlHub, *, api: str = "auto", port: str = "virtual",
                  client_name: str = "MusicHal-control", virtual_name: str = "control") -> None:
-        import rtmidi
-
-        from services.midi_out.ports import _api_constant, _choose_port, resolve_api
+        from services.midi_out.ports import open_input
 
         self.hub = hub
-        self.messages = 0
-        api_name = resolve_api(api)
-        try:
-            self.midi_in = rtmidi.MidiIn(_api_constant(api_name), name=client_name)
-        except rtmidi.RtMidiError as error:
-            raise MidiPortError(f"cannot open a MIDI input on {api_name}: {error}") from None
-        self.midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
-        self.midi_in.set_callback(self._callback)
-        if port == "virtual":
-            self.midi_in.open_virtual_port(virtual_name)
-            self.port_name = f"{client_name}:{virtual_name}" if api_name == "jack" else virtual_name
-        else:
-            ports = self.midi_in.get_ports()
-            index = _choose_port(ports, port)
-            self.midi_in.open_port(index, name=virtual_name)
-            self.port_name = ports[index]
+        self.midi_input = open_input(self._on_message, api, None if port == "virtual" else port,
+                                     virtual_name=virtual_name, client_name=client_name)
+        self.port_name = self.midi_input.port_name
 
-    def _callback(self, event, _data=None) -> None:
-        message, _delta = event
-        self.messages += 1
-        self.hub.handle_midi(list(message))
+    @property
+    def messages(self) -> int:
+        return self.midi_input.messages
+
+    def _on_message(self, message: list[int]) -> None:
+        self.hub.handle_midi(message)
 
     def close(self) -> None:
-        self.midi_in.cancel_callback()
-        self.midi_in.close_port()
-        self.midi_in.delete()
+        self.midi_input.close()
 
 
 def open_controls(hub: ControlHub) -> list[Any]:
