@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from typing import Optional, Union
 
 from shared.errors import MidiPortError, ParameterError
@@ -123,22 +124,31 @@ def _listing(ports: list[str]) -> str:
     return ", ".join(f"[{i}] {name}" for i, name in enumerate(ports)) if ports else "none"
 
 
-class RtMidiOutput:
-    """An open python-rtmidi output: ``send(list[int])`` under a lock, idempotent ``close()``, context manager."""
+@contextmanager
+def _deleted_on_failure(handle, what: str, api: str):
+    """While a new RtMidi object is being set up: any failure deletes it; RtMidi's own errors become one line."""
+    rtmidi = _rtmidi()
+    try:
+        yield
+    except rtmidi.RtMidiError as error:
+        handle.delete()
+        raise MidiPortError(f"cannot open MIDI {what} on {api}: {error}") from None
+    except BaseException:
+        handle.delete()
+        raise
 
-    def __init__(self, midi_out, *, api: str, port_name: str, is_virtual: bool) -> None:
-        self._midi_out = midi_out
+
+class _RtMidiPort:
+    """What an open python-rtmidi port has, in or out: api, port name, virtual or not; an idempotent ``close()``
+    under a lock that closes and deletes the RtMidi object once; context manager."""
+
+    def __init__(self, handle, *, api: str, port_name: str, is_virtual: bool) -> None:
+        self._handle = handle
         self.api = api
         self.port_name = port_name
         self.is_virtual = is_virtual
         self._lock = threading.Lock()
         self._closed = False
-
-    def send(self, message: list[int]) -> None:
-        with self._lock:
-            if self._closed:
-                raise MidiPortError(f"MIDI output {self.port_name!r} is closed")
-            self._midi_out.send_message(message)
 
     def close(self) -> None:
         with self._lock:
@@ -146,20 +156,15 @@ class RtMidiOutput:
                 return
             self._closed = True
             try:
-                self._midi_out.close_port()
+                self._handle.close_port()
             finally:
-                self._midi_out.delete()
+                self._handle.delete()
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def destinations(self) -> list[str]:
-        """The ports this API can send to now (used to notice a named destination vanishing and returning)."""
-        with self._lock:
-            return [] if self._closed else list(self._midi_out.get_ports())
-
-    def __enter__(self) -> "RtMidiOutput":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -167,7 +172,22 @@ class RtMidiOutput:
 
     def __repr__(self) -> str:
         kind = "virtual" if self.is_virtual else "port"
-        return f"RtMidiOutput({self.api}, {kind} {self.port_name!r}{', closed' if self._closed else ''})"
+        return f"{type(self).__name__}({self.api}, {kind} {self.port_name!r}{', closed' if self._closed else ''})"
+
+
+class RtMidiOutput(_RtMidiPort):
+    """An open python-rtmidi output: ``send(list[int])`` under a lock, idempotent ``close()``, context manager."""
+
+    def send(self, message: list[int]) -> None:
+        with self._lock:
+            if self._closed:
+                raise MidiPortError(f"MIDI output {self.port_name!r} is closed")
+            self._handle.send_message(message)
+
+    def destinations(self) -> list[str]:
+        """The ports this API can send to now (used to notice a named destination vanishing and returning)."""
+        with self._lock:
+            return [] if self._closed else list(self._handle.get_ports())
 
 
 JACK_CONNECT_SETTLE_S = 0.025
@@ -188,9 +208,8 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
     if not virtual_name or not client_name:
         raise ParameterError("virtual_name and client_name must be non-empty")
     api = resolve_api(api)
-    rtmidi = _rtmidi()
     midi_out = _new_midi_out(api, client_name)
-    try:
+    with _deleted_on_failure(midi_out, "output", api):
         if port is None:
             if api == "winmm":
                 raise MidiPortError("Windows MM cannot create virtual MIDI ports; pick an output with --midi-port "
@@ -205,15 +224,9 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
             # (measured: 1 start-up burst in 25 lost its first messages). Let two periods (~11 ms at 256/48k) pass.
             time.sleep(JACK_CONNECT_SETTLE_S)
         return RtMidiOutput(midi_out, api=api, port_name=ports[index], is_virtual=False)
-    except rtmidi.RtMidiError as error:
-        midi_out.delete()
-        raise MidiPortError(f"cannot open MIDI output on {api}: {error}") from None
-    except BaseException:
-        midi_out.delete()
-        raise
 
 
-class RtMidiInput:
+class RtMidiInput(_RtMidiPort):
     """A python-rtmidi input whose messages are handed to ``on_message(list[int])`` on a thread of our own.
 
     RtMidi queues incoming messages in C++ (``queue_size_limit`` of them); the thread drains that queue every
@@ -229,21 +242,16 @@ class RtMidiInput:
             raise ParameterError("on_message must be callable")
         if not 0 < poll_interval_s <= 0.1:
             raise ParameterError(f"poll_interval_s must be in (0, 0.1], got {poll_interval_s}")
-        self._midi_in = midi_in
-        self.api = api
-        self.port_name = port_name
-        self.is_virtual = is_virtual
+        super().__init__(midi_in, api=api, port_name=port_name, is_virtual=is_virtual)
         self.messages = 0
         self._on_message = on_message
         self._poll_interval_s = poll_interval_s
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._closed = False
         self._thread = threading.Thread(target=self._drain, name=f"midi-in-{port_name}", daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
-        get_message = self._midi_in.get_message
+        get_message = self._handle.get_message
         while True:
             with self._lock:
                 if self._closed:
@@ -261,28 +269,7 @@ class RtMidiInput:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._midi_in.close_port()
-            finally:
-                self._midi_in.delete()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> "RtMidiInput":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        kind = "virtual" if self.is_virtual else "port"
-        return f"RtMidiInput({self.api}, {kind} {self.port_name!r}{', closed' if self._closed else ''})"
+        super().close()
 
 
 def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = None, *,
@@ -307,7 +294,7 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
     except rtmidi.RtMidiError as error:
         hint = " (is the JACK server running?)" if api == "jack" else ""
         raise MidiPortError(f"cannot open a MIDI input on {api!r}{hint}: {error}") from None
-    try:
+    with _deleted_on_failure(midi_in, "input", api):
         midi_in.ignore_types(sysex=ignore_sysex, timing=True, active_sense=True)
         if port is None:
             if api == "winmm":
@@ -322,9 +309,3 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
             port_name, is_virtual = ports[index], False
         return RtMidiInput(midi_in, api=api, port_name=port_name, is_virtual=is_virtual, on_message=on_message,
                            poll_interval_s=poll_interval_s)
-    except rtmidi.RtMidiError as error:
-        midi_in.delete()
-        raise MidiPortError(f"cannot open MIDI input on {api}: {error}") from None
-    except BaseException:
-        midi_in.delete()
-        raise
