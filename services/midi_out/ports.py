@@ -231,8 +231,8 @@ class RtMidiInput(_RtMidiPort):
 
     RtMidi queues incoming messages in C++ (``queue_size_limit`` of them); the thread drains that queue every
     ``poll_interval_s``. Why not ``MidiIn.set_callback``: a Python callback runs on the driver's thread and must take
-    the GIL there; with JACK that thread is the real-time process thread, and a late reader reads a port buffer the
-    sender is already refilling. Measured on this 2-core machine under CPU load, 13,500 numbered messages in bursts
+    the GIL there; with JACK that thread is the real-time process thread, and a late reader (likely) reads a port
+    buffer the sender is already refilling. Measured on this 2-core machine under CPU load, 13,500 numbered messages in bursts
     of 45: callback mode lost or garbled 29 to 11,208 of them per run, this queue-and-drain design none.
     """
 

@@ -13,7 +13,7 @@ import pytest
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, ReceiverModel
-from tests.waiting import wait_until, stage_counter
+from tests.waiting import actor_pid, restarted_pid, stage_counter, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
@@ -107,7 +107,7 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
         assert stack.encoder_info["node_id"] == (node2_id if remote else head_id)
         assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") >= 5, timeout_s=40), stack.stats()
         encoder = stack.actors["encoder"]
-        pid_before = ray.get(encoder.__ray_call__.remote(lambda self: os.getpid()), timeout=10)
+        pid_before = actor_pid(encoder, timeout_s=10)
 
         ray.kill(encoder, no_restart=False)
         # the loss is noticed by event deadlines, and events are answered without the encoder
@@ -119,7 +119,7 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
         assert wait_until(lambda: note_on_count(reader) > notes_at_loss, timeout_s=30), "MIDI stopped with the encoder"
 
         # the encoder comes back (a new process) and listening resumes: percepts from the encoder again
-        pid_after = ray.get(encoder.__ray_call__.remote(lambda self: os.getpid()), timeout=120)
+        pid_after = restarted_pid(encoder, pid_before)
         assert pid_after != pid_before
         percepts_back = stage_counter(stack.stats(), "oracle", "percepts")
         assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") > percepts_back + 3, timeout_s=40), \

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -20,7 +19,7 @@ import pytest
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
 from tests.midi_out.helpers import JackReader, ReceiverModel
-from tests.waiting import wait_until, stage_counter
+from tests.waiting import actor_call, actor_pid, restarted_pid, stage_counter, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,35 +53,6 @@ def clip(tmp_path_factory):
     rng = np.random.default_rng(11)
     notes = [(int(rng.choice([57, 60, 62, 64, 67, 69])), 0.1 + i * 0.2, 0.15, 95) for i in range(40)]
     return render_midi_notes(notes, tmp_path_factory.mktemp("faults") / "clip.wav")
-
-
-def actor_call(actor, fn, timeout_s: float = 120.0):
-    """``fn(actor_instance)`` on the actor, retried while Ray reports the actor as restarting."""
-    import ray
-    from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return ray.get(actor.__ray_call__.remote(fn), timeout=max(1.0, deadline - time.monotonic()))
-        except (ActorUnavailableError, RayActorError, GetTimeoutError):
-            if time.monotonic() >= deadline:
-                raise
-            threading.Event().wait(0.1)
-
-
-def actor_pid(actor, timeout_s: float = 120.0) -> int:
-    return int(actor_call(actor, lambda self: os.getpid(), timeout_s))
-
-
-def restarted_pid(actor, before: int, timeout_s: float = 120.0) -> int:
-    """The actor's pid once it runs in a new process (a kill is asynchronous: calls may still reach the old one)."""
-    deadline = time.monotonic() + timeout_s
-    pid = actor_pid(actor, timeout_s)
-    while pid == before and time.monotonic() < deadline:
-        threading.Event().wait(0.1)
-        pid = actor_pid(actor, max(1.0, deadline - time.monotonic()))
-    return pid
 
 
 def panic_delay_after(reader: TimedReader, started: float) -> float:
