@@ -82,9 +82,14 @@ def resolve_api(api: str = "auto") -> str:
 
 
 def _new_midi_out(api: str, client_name: str):
+    return _new_rtmidi("MidiOut", api, client_name)
+
+
+def _new_rtmidi(kind: str, api: str, client_name: str, **options):
+    """A python-rtmidi ``MidiOut`` or ``MidiIn`` on ``api``; failure is one MidiPortError line."""
     rtmidi = _rtmidi()
     try:
-        return rtmidi.MidiOut(_api_constant(api), name=client_name)
+        return getattr(rtmidi, kind)(_api_constant(api), name=client_name, **options)
     except rtmidi.RtMidiError as error:
         hint = " (is the JACK server running?)" if api == "jack" else ""
         raise MidiPortError(f"cannot open the MIDI API {api!r}{hint}: {error}") from None
@@ -100,14 +105,14 @@ def list_output_ports(api: str = "auto") -> list[str]:
         midi_out.delete()
 
 
-def _choose_port(ports: list[str], port: Union[str, int]) -> int:
+def _choose_port(ports: list[str], port: Union[str, int], what: str = "output") -> int:
     if isinstance(port, bool):
         raise ParameterError(f"port must be a name, a substring or an index, got {port!r}")
     if isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit() and port not in ports):
         index = int(port)
         if 0 <= index < len(ports):
             return index
-        raise MidiPortError(f"MIDI output port index {index} out of range; available: {_listing(ports)}")
+        raise MidiPortError(f"MIDI {what} port index {index} out of range; available: {_listing(ports)}")
     if not isinstance(port, str) or not port:
         raise ParameterError(f"port must be a non-empty name, a substring or an index, got {port!r}")
     if port in ports:
@@ -116,8 +121,9 @@ def _choose_port(ports: list[str], port: Union[str, int]) -> int:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise MidiPortError(f"MIDI output port {port!r} not found; available: {_listing(ports)}")
-    raise MidiPortError(f"MIDI output port {port!r} is ambiguous ({len(matches)} matches); available: {_listing(ports)}")
+        raise MidiPortError(f"MIDI {what} port {port!r} not found; available: {_listing(ports)}")
+    raise MidiPortError(f"MIDI {what} port {port!r} is ambiguous ({len(matches)} matches); "
+                        f"available: {_listing(ports)}")
 
 
 def _listing(ports: list[str]) -> str:
@@ -232,8 +238,8 @@ class RtMidiInput(_RtMidiPort):
     RtMidi queues incoming messages in C++ (``queue_size_limit`` of them); the thread drains that queue every
     ``poll_interval_s``. Why not ``MidiIn.set_callback``: a Python callback runs on the driver's thread and must take
     the GIL there; with JACK that thread is the real-time process thread, and a late reader (likely) reads a port
-    buffer the sender is already refilling. Measured on this 2-core machine under CPU load, 13,500 numbered messages in bursts
-    of 45: callback mode lost or garbled 29 to 11,208 of them per run, this queue-and-drain design none.
+    buffer the sender is already refilling. Measured on this 2-core machine under CPU load, 13,500 numbered messages
+    in bursts of 45: callback mode lost or garbled 29 to 11,208 of them per run, this queue-and-drain design none.
     """
 
     def __init__(self, midi_in, *, api: str, port_name: str, is_virtual: bool, on_message,
@@ -288,12 +294,7 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
     if not 1 <= int(queue_size) <= 1 << 20:
         raise ParameterError(f"queue_size must be in 1..{1 << 20}, got {queue_size}")
     api = resolve_api(api)
-    rtmidi = _rtmidi()
-    try:
-        midi_in = rtmidi.MidiIn(_api_constant(api), name=client_name, queue_size_limit=int(queue_size))
-    except rtmidi.RtMidiError as error:
-        hint = " (is the JACK server running?)" if api == "jack" else ""
-        raise MidiPortError(f"cannot open a MIDI input on {api!r}{hint}: {error}") from None
+    midi_in = _new_rtmidi("MidiIn", api, client_name, queue_size_limit=int(queue_size))
     with _deleted_on_failure(midi_in, "input", api):
         midi_in.ignore_types(sysex=ignore_sysex, timing=True, active_sense=True)
         if port is None:
@@ -304,7 +305,7 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
             port_name, is_virtual = (f"{client_name}:{virtual_name}" if api == "jack" else virtual_name), True
         else:
             ports = list(midi_in.get_ports())
-            index = _choose_port(ports, port)
+            index = _choose_port(ports, port, "input")
             midi_in.open_port(index, name=virtual_name)
             port_name, is_virtual = ports[index], False
         return RtMidiInput(midi_in, api=api, port_name=port_name, is_virtual=is_virtual, on_message=on_message,
