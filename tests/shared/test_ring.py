@@ -41,6 +41,19 @@ def test_wrap_around_returns_exact_samples(ring):
     assert ring.write_counter == written
 
 
+@pytest.mark.parametrize("convert", [
+    lambda a: a.astype(np.float64), lambda a: a.astype(">f4"), lambda a: a.astype(np.int32),
+    lambda a: a, lambda a: np.repeat(a, 2)[::2], lambda a: a.tolist(),
+], ids=["float64", "big-endian", "int32", "float32", "strided", "list"])
+def test_blocks_of_any_numeric_type_and_layout_are_stored_as_the_ring_dtype(ring, convert):
+    """The writer's fast copy only takes float32 blocks as they are; others are converted, not rejected or garbled."""
+    written = 0
+    for size in (256, 600, 256):  # the last block wraps: slots 856..999 then 0..111
+        ring.write(convert(ramp(written, size)))
+        written += size
+    np.testing.assert_array_equal(ring.read(written - 800, written), ramp(written - 800, 800))
+
+
 def test_window_spanning_the_wrap_has_two_segments(ring):
     ring.write(ramp(0, 900))
     ring.write(ramp(900, 300))  # slots 900..999 then 0..199
