@@ -153,8 +153,10 @@ def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_l
     replayed = [bytes(m) for _, m in read_smf_messages(replay_mid)]
     assert sum(1 for m in live if m[0] & 0xF0 == 0x90) >= 10
     assert replayed == live, "the replayed MIDI bytes differ from the live recording"
-    def on_times(path):  # note-on times from the first note-on (the two files start at different setup times)
-        times = np.array([t for t, m in read_smf_messages(path) if m[0] & 0xF0 == 0x90])
-        return times - times[0]
+    def on_times(path):
+        return np.array([t for t, m in read_smf_messages(path) if m[0] & 0xF0 == 0x90])
 
-    assert np.allclose(on_times(replay_mid), on_times(live_mid), atol=0.05)  # live scheduling jitter only
+    # the two files start at different setup times: align them on the median difference, not on the first note-on
+    # (a response's first note is decided for "now" and may reach the live scheduler late)
+    offsets = on_times(live_mid) - on_times(replay_mid)
+    assert np.abs(offsets - np.median(offsets)).max() <= 0.05  # live scheduling jitter only
