@@ -34,7 +34,7 @@ import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
-from services.oracle.factor_oracle import _aligned, _lrs_after_jump, _probe, _rehash
+from services.oracle.factor_oracle import _aligned, _find_better, _link_state, _lrs_after_jump, _rehash
 from services.oracle.states import StateInfo, StateStore
 
 __all__ = ["AudioOracle", "AO_SCHEMA"]
@@ -141,31 +141,12 @@ def _extend_kernel(frames, st, edges, better, counters, x_rows, start, threshold
             s_i = candidate
             l_i = _lrs_after_jump(st, _SFX, _LRS, pi_1, candidate)
             st[i, _LAB] = st[candidate, _LAB]
-        slot = _probe(better, s_i, l_i, st[i - l_i, _LAB])
-        if better[slot, 0] != -1:
-            s_i = better[slot, 3]
-            l_i += 1
+        s_i, l_i = _find_better(st, _LAB, better, s_i, l_i, i)
         st[i, _SFX] = s_i
         st[i, _LRS] = l_i
-        _index_state(st, better, s_i, l_i, i)
+        _link_state(st, _LAB, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
         row += 1
     return row
-
-
-@numba.njit(cache=True, inline="always")
-def _index_state(st, better, s_i, l_i, i):
-    tail = st[s_i, _RSTAIL]
-    if tail == -1:
-        st[s_i, _RSHEAD] = i
-    else:
-        st[tail, _RSNEXT] = i
-    st[s_i, _RSTAIL] = i
-    slot = _probe(better, s_i, l_i, st[i - l_i, _LAB])
-    if better[slot, 0] == -1:
-        better[slot, 0] = s_i
-        better[slot, 1] = l_i
-        better[slot, 2] = st[i - l_i, _LAB]
-        better[slot, 3] = i
 
 
 @numba.njit(cache=True, nogil=True)
@@ -175,7 +156,7 @@ def _rebuild_index(st, n, better):
         st[i, _RSTAIL] = -1
         st[i, _RSNEXT] = -1
     for i in range(1, n):
-        _index_state(st, better, st[i, _SFX], st[i, _LRS], i)
+        _link_state(st, _LAB, _RSHEAD, _RSTAIL, _RSNEXT, better, st[i, _SFX], st[i, _LRS], i)
 
 
 class AudioOracle:

@@ -117,15 +117,10 @@ def _extend_kernel(rows, edges, jumps, better, counters, symbols, start):
         else:
             s_i = target
             l_i = _lrs_after_jump(rows, _SFX, _LRS, pi_1, target)
-        # "find better": a sibling with the same LRS whose preceding symbol matches extends the suffix by one
-        slot = _probe(better, s_i, l_i, rows[i - l_i, _SYM])
-        if better[slot, 0] != -1:
-            s_i = better[slot, 3]
-            l_i += 1
+        s_i, l_i = _find_better(rows, _SYM, better, s_i, l_i, i)
         rows[i, _SFX] = s_i
         rows[i, _LRS] = l_i
-        _append_child(rows, s_i, i)
-        _remember_better(better, counters, s_i, l_i, rows[i - l_i, _SYM], i)
+        counters[_B] += _link_state(rows, _SYM, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
         pos += 1
     return pos
 
@@ -146,24 +141,35 @@ def _lrs_after_jump(table, sfx_col, lrs_col, pi_1, target):
 
 
 @numba.njit(cache=True, inline="always")
-def _append_child(rows, parent, child):
-    tail = rows[parent, _RSTAIL]
-    if tail == -1:
-        rows[parent, _RSHEAD] = child
-    else:
-        rows[tail, _RSNEXT] = child
-    rows[parent, _RSTAIL] = child
+def _find_better(table, label_col, better, s_i, l_i, i):
+    """vmo's "find better": the first state with suffix link ``s_i`` and LRS ``l_i`` whose symbol before its repeated
+    suffix is the new state's makes a suffix one longer; returns the (possibly improved) ``(s_i, l_i)``. Shared by
+    both oracles (the label column differs)."""
+    slot = _probe(better, s_i, l_i, table[i - l_i, label_col])
+    if better[slot, 0] != -1:
+        return better[slot, 3], l_i + 1
+    return s_i, l_i
 
 
 @numba.njit(cache=True, inline="always")
-def _remember_better(better, counters, a, b, c, value):
-    slot = _probe(better, a, b, c)
-    if better[slot, 0] == -1:
-        better[slot, 0] = a
-        better[slot, 1] = b
-        better[slot, 2] = c
-        better[slot, 3] = value
-        counters[_B] += 1
+def _link_state(table, label_col, head_col, tail_col, next_col, better, s_i, l_i, i):
+    """Append state ``i`` to the reverse-suffix list of ``s_i`` and index it for :func:`_find_better` (the first
+    state per key stays); returns 1 when a new index entry was stored, else 0. Shared by both oracles."""
+    tail = table[s_i, tail_col]
+    if tail == -1:
+        table[s_i, head_col] = i
+    else:
+        table[tail, next_col] = i
+    table[s_i, tail_col] = i
+    label = table[i - l_i, label_col]
+    slot = _probe(better, s_i, l_i, label)
+    if better[slot, 0] != -1:
+        return 0
+    better[slot, 0] = s_i
+    better[slot, 1] = l_i
+    better[slot, 2] = label
+    better[slot, 3] = i
+    return 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,8 +209,7 @@ def _load_kernel(rows, edges, jumps, better, counters, n, src, sym, dst):
     for i in range(1, n):
         s_i = rows[i, _SFX]
         l_i = rows[i, _LRS]
-        _append_child(rows, s_i, i)
-        _remember_better(better, counters, s_i, l_i, rows[i - l_i, _SYM], i)
+        counters[_B] += _link_state(rows, _SYM, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
     return -1
 
 
