@@ -26,38 +26,48 @@ from shared.messages import Event, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
 from services.encoder.perception import HybridPerceptionModule
-from services.encoder.stage import EncoderStage
+from services.encoder.stage import EncoderStage, stage_from_spec
 from services.ray_support import current_node_id, set_torch_threads
 
 __all__ = ["EncoderActor", "build_encoder_stage"]
 
 
-def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str], *, node_id: str = "") -> EncoderStage:
-    """The encoder's pure stage from the config and (optionally) a model file (shared with the oracle's fallback)."""
-    perception_model = None
-    if model_path:
+def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str] = None, *, node_id: str = "",
+                        spec: Any = None, traditional_only: bool = False) -> EncoderStage:
+    """The encoder's pure stage: from the model's perception record when there is a model (``spec``, sent by
+    value, or read from ``model_path`` on this node), else from the config (learning tokens live)."""
+    if spec is None and model_path:
         from services.model_file import load_musichal_model
 
-        perception_model = load_musichal_model(model_path).perception
-    perception = HybridPerceptionModule.from_config(config)
-    return EncoderStage(perception, perception_model, node_id=node_id)
+        spec = load_musichal_model(model_path).spec
+    if spec is not None:
+        return stage_from_spec(spec, config, node_id=node_id, traditional_only=traditional_only)
+    if traditional_only:
+        config = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
+    return EncoderStage(HybridPerceptionModule.from_config(config), None, node_id=node_id)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class EncoderActor:
-    def __init__(self, config: MusicHalConfig, *, model_path: Optional[str] = None,
+    def __init__(self, config: MusicHalConfig, *, model_path: Optional[str] = None, perception_spec: Any = None,
                  rings: Optional[dict[str, str]] = None, local_node_id: Optional[str] = None,
                  torch_threads: int = 1) -> None:
         set_torch_threads(torch_threads)
         self.config = config
         self.node_id = current_node_id()
         t0 = time.monotonic()
-        self.stage = build_encoder_stage(config, model_path, node_id=self.node_id)
+        if perception_spec is None and model_path:
+            from services.model_file import load_musichal_model
+
+            perception_spec = load_musichal_model(model_path).spec
+        self.spec = perception_spec
+        self.stage = build_encoder_stage(config, node_id=self.node_id, spec=perception_spec)
         self._warm_up()
-        self.guarded = self._make_guard(config, model_path)
+        self.guarded = self._make_guard(config)
         self.load_seconds = time.monotonic() - t0
         self.latency = LatencyRecorder()
-        self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0}
+        self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0, "exceptions": 0}
+        self.first_exception: Optional[str] = None  # "Type: message" of the first event that failed
         self.error: Optional[str] = None
         self.warning: Optional[str] = None
         self._stop = threading.Event()
@@ -81,11 +91,11 @@ class EncoderActor:
         noise = np.random.default_rng(0).standard_normal(n).astype(np.float32) * 0.1
         analyze_windows([noise], None, sample_rate_hz=sr, perception=self.stage.perception)
 
-    def _make_guard(self, config: MusicHalConfig, model_path: Optional[str]):
+    def _make_guard(self, config: MusicHalConfig):
         """The too-slow guard: a traditional-view stage to switch to when the primary (wav2vec) cannot keep up.
 
-        Built when the primary computes wav2vec (and the model has a traditional view), or when the test-only
-        ``control.test_encoder_delay_ms`` slows the primary down; otherwise the guard is off.
+        Built when the primary computes wav2vec and the memory can use traditional percepts, or when the
+        test-only ``control.test_encoder_delay_ms`` slows the primary down; otherwise the guard only warns.
         """
         from services.control.guard import GuardedEncoder, OverloadGuard
 
@@ -95,9 +105,8 @@ class EncoderActor:
             return None
         fallback = None
         try:
-            traditional = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
-            fallback = build_encoder_stage(traditional, model_path, node_id=self.node_id)
-        except Exception:  # the model has no traditional view: warn only
+            fallback = build_encoder_stage(config, node_id=self.node_id, spec=self.spec, traditional_only=True)
+        except Exception:  # the memory cannot use the traditional view: warn only
             fallback = None
         guard = OverloadGuard(window_events=control.slow_window_events, recover_events=control.slow_recover_events)
         return GuardedEncoder(self.stage, fallback, guard, deadline_s=config.cluster.encoder_deadline_ms / 1000.0,
@@ -128,9 +137,19 @@ class EncoderActor:
                     except RingBufferError:
                         self.counters["window_overruns"] += 1
                         continue
-                    self.percepts.send_message(self._encode(event, window))
+                    try:
+                        percept = self._encode(event, window)
+                    except Exception as error:  # this event is lost (answered by the oracle's deadline); counted, shown
+                        self._count_exception(error)
+                        continue
+                    self.percepts.send_message(percept)
         except BaseException as error:
             self.error = f"encoder loop failed: {type(error).__name__}: {error}"
+
+    def _count_exception(self, error: BaseException) -> None:
+        self.counters["exceptions"] += 1
+        if self.first_exception is None:
+            self.first_exception = f"{type(error).__name__}: {error}"
 
     def _encode(self, event: Event, window: np.ndarray) -> Percept:
         t0 = time.monotonic()
@@ -151,10 +170,17 @@ class EncoderActor:
     def encode(self, event: Event, window: np.ndarray) -> Percept:
         """Encode one window sent by value (the remote-encoder hop)."""
         self.counters["remote_calls"] += 1
-        return self._encode(event, np.asarray(window, dtype=np.float32))
+        try:
+            return self._encode(event, np.asarray(window, dtype=np.float32))
+        except Exception as error:
+            self._count_exception(error)
+            raise
 
     def ready(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "local": self.local, "load_seconds": round(self.load_seconds, 3)}
+        spec = self.spec
+        return {"node_id": self.node_id, "local": self.local, "load_seconds": round(self.load_seconds, 3),
+                "views": list(self.stage.perception.views), "memory_dimension": spec.memory_dimension if spec else None,
+                "wav2vec": self.stage.perception.wav2vec.encoder.model_name if self.stage.perception.wav2vec else None}
 
     def stats(self) -> dict[str, Any]:
         counters = dict(self.counters)
@@ -167,7 +193,7 @@ class EncoderActor:
                      **self.guarded.guard.counters, **{f"encoded_{k}": v for k, v in self.guarded.counters.items()}}
         return {"stage": "encoder", "node_id": self.node_id, "local": self.local, "counters": counters,
                 "latency_ms": self.latency.summary(), "error": self.error, "degraded": self.stage.degraded,
-                "slow_guard": guard, "warning": self.warning}
+                "slow_guard": guard, "warning": self.warning, "first_exception": self.first_exception}
 
     def stop(self) -> None:
         self._stop.set()
