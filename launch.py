@@ -522,12 +522,16 @@ def _tool_commands(args: argparse.Namespace, config: MusicHalConfig) -> Optional
             raise MusicHalError("--describe needs --model m.json")
         from services.model_file import describe_model, load_musichal_model
 
+        from services.encoder.spec import resolve_checkpoint
+
         for index, path in enumerate(args.model):
             model = load_musichal_model(path)
-            if index == 0:  # how this invocation would listen: contradictions and the checkpoint, checked
-                plan_listening(config, model, checkpoint=args.wav2vec_model, other_checkpoint=args.other_checkpoint,
-                               resolve_here=not config.cluster.encoder_resource)
-            print(describe_model(model))
+            print(describe_model(model), flush=True)
+            if index == 0 and model.spec is not None:  # how this invocation would listen, checked
+                spec = plan_listening(config, model, checkpoint=args.wav2vec_model,
+                                      other_checkpoint=args.other_checkpoint, resolve_here=False)
+                if spec.wav2vec is not None and not config.cluster.encoder_resource:
+                    print(f"checkpoint on this machine: {resolve_checkpoint(spec)} (verified)")
         return 0
     if args.panic:
         from services.midi_out.cli import panic_port
@@ -636,7 +640,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 where = f"OSC on {server.host}:{server.port}" if hasattr(server, "host") else f"MIDI control on {server.port_name}"
                 print(f"musichal: {where} (musichal --controls prints the map)", flush=True)
             print(f"musichal: running (encoder on node {info.get('node_id', '?')[:8]}, "
-                  f"{'local rings' if info.get('local') else 'remote, windows by value'}); Ctrl-C to stop", flush=True)
+                  f"{'local rings' if info.get('local') else 'remote, windows by value'}; listening with "
+                  f"{' + '.join(info.get('views') or ['?'])}"
+                  + (f", {info['wav2vec']}" if info.get("wav2vec") else "")
+                  + (" as the model was trained" if stack.perception_spec is not None else ", learning live")
+                  + "); Ctrl-C to stop", flush=True)
         shown: set[str] = set()  # warnings printed once
 
         def warn_once(key: str, line: Optional[str]) -> None:
