@@ -168,8 +168,10 @@ def plan_listening(config: MusicHalConfig, model: Any, *, checkpoint: Optional[s
     request = listening_request(config, checkpoint=checkpoint, other_checkpoint=other_checkpoint)
     check_live_request(spec, **request)
     spec = spec.with_request(checkpoint=request["checkpoint"], allow_other_checkpoint=request["allow_other_checkpoint"])
-    if resolve_here:
-        resolve_checkpoint(spec)
+    if resolve_here:  # found and verified here: the encoder (same node, another working directory) loads that folder
+        found = resolve_checkpoint(spec)
+        if found is not None:
+            spec = spec.with_request(checkpoint=found, allow_other_checkpoint=request["allow_other_checkpoint"])
     return spec
 
 
