@@ -212,7 +212,8 @@ class ClusterConfig:
     encoder_resource: Optional[str] = None
     encoder_deadline_ms: float = 250.0  # the longest wait for a remote Percept (the adaptive deadline's ceiling)
     encoder_deadline_floor_ms: float = 40.0  # the adaptive deadline's floor (2 x p90 round trip + 10 ms, clamped)
-    encoder_miss_limit: int = 2  # deadline misses in a row that mark a remote encoder down (a death: at once)
+    encoder_miss_limit: int = 1  # deadline misses in a row that mark a remote encoder down (a death: at once); a probe
+    # goes out at once and resumes it within one round trip if it was only slow
     encoder_probe_ms: float = 500.0  # while down, one cheap probe per this interval; the first answer resumes
     encoder_num_gpus: float = 1.0  # with --gpu: GPUs (or a fraction) requested for the encoder actor
     max_events_in_flight: int = 4  # unfinished remote encode calls (expired ones count until Ray ends them)

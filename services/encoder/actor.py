@@ -226,7 +226,9 @@ class EncoderActor:
 
     @ray.method(concurrency_group="control")
     def ready(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "node_ip": self.node_ip, "local": self.local,
+        import os
+
+        return {"node_id": self.node_id, "node_ip": self.node_ip, "local": self.local, "pid": os.getpid(),
                 "load_seconds": round(self.load_seconds, 3), "device": self.device, "input_rate_hz": self.input_rate_hz,
                 "views": list(self.stage.perception.views), "warning": self.warning}
 

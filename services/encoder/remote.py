@@ -55,7 +55,7 @@ class RemoteEncoderLink:
     """
 
     def __init__(self, *, max_in_flight: int = 4, floor_s: float = 0.05, ceiling_s: float = 0.25, factor: float = 2.0,
-                 margin_s: float = 0.01, miss_limit: int = 2, probe_interval_s: float = 0.5, window: int = 64,
+                 margin_s: float = 0.01, miss_limit: int = 1, probe_interval_s: float = 0.5, window: int = 64,
                  min_samples: int = 8, clock: Callable[[], float] = time.monotonic) -> None:
         if max_in_flight < 1:
             raise ParameterError("max_in_flight must be >= 1")

@@ -323,16 +323,21 @@ class OracleActor:
     def _expire(self) -> None:
         now = time.monotonic()
         for event_id in [k for k, p in self.pending.items() if p.deadline <= now]:
-            pending = self.pending.pop(event_id)
+            pending = self.pending.pop(event_id, None)
+            if pending is None:  # answered already when the encoder went down
+                continue
             self.counters["encoder_misses"] += 1
-            if self.encoder is not None:
-                self.link.expired(now)
-                if pending.ref is not None:
-                    self._cancel(pending.ref)
             if not self.encoder_lost:
                 self.encoder_lost = True
                 self.counters["encoder_lost_periods"] += 1
             self._answer_without_encoder(pending)
+            if self.encoder is not None:
+                was_up = self.link.up
+                self.link.expired(now)
+                if pending.ref is not None:
+                    self._cancel(pending.ref)
+                if was_up and not self.link.up:  # down: nothing else waits on it (a probe decides when to resume)
+                    self._encoder_down()
 
     def _answer_without_encoder(self, pending: _Pending) -> None:
         """Answer one event with the local traditional analysis, else by autonomous continuation."""

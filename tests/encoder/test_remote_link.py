@@ -58,7 +58,7 @@ def test_in_flight_bound_with_a_slow_encoder_counts_expired_calls_until_they_end
 
 def test_cancelled_call_leaves_the_count_only_when_ray_reports_it_over():
     clock = FakeClock()
-    link = RemoteEncoderLink(max_in_flight=1, clock=clock)
+    link = RemoteEncoderLink(max_in_flight=1, miss_limit=2, clock=clock)
     link.sent("a")
     link.expired()  # the caller cancels it here ...
     assert link.unfinished == 1 and not link.can_send()
