@@ -27,7 +27,12 @@ from typing import Any, Optional
 from shared.config import GENERATION_MODES, MIDI_PROFILES, MusicHalConfig
 from shared.errors import MusicHalError
 
-__all__ = ["build_parser", "config_from_args", "preflight", "LiveStack", "main"]
+__all__ = ["build_parser", "config_from_args", "listening_request", "plan_listening", "preflight", "LiveStack", "main"]
+
+#: ``learned 0 of N events`` is reported once this much time has passed with onsets heard …
+DEAF_AFTER_S = 10.0
+#: … and, at the end of a run that heard at least this many onsets, makes the exit status 1.
+DEAF_MIN_EVENTS = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "repeat to play from several corpora merged into one memory (the first model's perception)")
     model.add_argument("--save-learned", help="checkpoint the live-learned oracle here (atomic, every "
                        "oracle.checkpoint_seconds and at stop; resumed from after a crash)")
-    model.add_argument("--hybrid-perception", action="store_true", help="keep both views: traditional 22-D and wav2vec")
-    model.add_argument("--wav2vec", action="store_true", help="Wav2Vec 2.0 features")
-    model.add_argument("--wav2vec-model", help="checkpoint name or local directory (default facebook/wav2vec2-base)")
+    model.add_argument("--hybrid-perception", action="store_true", help="keep both views: traditional 22-D and wav2vec "
+                       "(learning live; a --model listens as it was trained, these flags may only repeat that)")
+    model.add_argument("--wav2vec", action="store_true", help="Wav2Vec 2.0 features (learning live; see --hybrid-perception)")
+    model.add_argument("--wav2vec-model", help="checkpoint name or local directory (default facebook/wav2vec2-base); with "
+                       "--model: where the model's own checkpoint is, when it moved (its content hash is checked)")
+    model.add_argument("--other-checkpoint", action="store_true", help="with --model and --wav2vec-model: use that "
+                       "checkpoint although its weights differ from the model's (its dimension and layer must fit)")
     model.add_argument("--gpu", action="store_true", help="run wav2vec on a GPU: the encoder requests cluster.encoder_num_gpus "
                        "GPUs (default 1) and the stack refuses to start when the encoder's node has none")
     model.add_argument("--gpu-fallback", action="store_true", help="with --gpu: use the CPU (with a warning) where no GPU is found")
@@ -86,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--list-devices", action="store_true", help="list audio input devices")
     tools.add_argument("--panic", action="store_true", help="send all-notes-off (CC123/CC120 on every channel) to --midi-port")
     tools.add_argument("--controls", action="store_true", help="print the OSC address map and the MIDI CC/note map")
+    tools.add_argument("--describe", action="store_true", help="with --model: print what the model contains and how "
+                       "it will listen (views, checkpoint, dimension, vocabulary, threshold, states, source files)")
     return parser
 
 
@@ -96,6 +107,8 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
             setattr(args, name, os.path.abspath(getattr(args, name)))
     if args.model:
         args.model = [os.path.abspath(path) for path in args.model]
+    if args.wav2vec_model and Path(args.wav2vec_model).expanduser().is_dir():  # the encoder runs elsewhere
+        args.wav2vec_model = str(Path(args.wav2vec_model).expanduser().resolve())
     profile = "mono" if args.no_mpe else args.midi_profile
     kind = "wav2vec" if args.wav2vec else None
     return config.with_overrides({
@@ -198,13 +211,46 @@ def _gpu_placement(ray: Any, config: MusicHalConfig) -> tuple[bool, str]:
     return bool(fits), f"{where} has {need:g} GPU(s) in Ray (GPUs seen: {sum(n['Resources'].get('GPU', 0) for n in nodes):g})"
 
 
+def listening_request(config: MusicHalConfig, *, checkpoint: Optional[str] = None,
+                      other_checkpoint: bool = False) -> dict[str, Any]:
+    """The live perception the user asked for (flags or config file): only what differs from the defaults counts."""
+    from shared.config import Wav2VecConfig
+
+    default = Wav2VecConfig()
+    if checkpoint is None and config.wav2vec.model != default.model:
+        checkpoint = config.wav2vec.model
+    return {"wav2vec": config.features.kind == "wav2vec", "hybrid": bool(config.features.hybrid),
+            "checkpoint": checkpoint, "allow_other_checkpoint": bool(other_checkpoint or config.wav2vec.other_checkpoint),
+            "layer": config.wav2vec.layer if config.wav2vec.layer != default.layer else None}
+
+
+def plan_listening(config: MusicHalConfig, model: Any, *, checkpoint: Optional[str] = None, other_checkpoint: bool = False,
+                   resolve_here: bool = True) -> Any:
+    """The model's PerceptionSpec with the live request attached; contradicting flags and a missing or different
+    checkpoint raise one line (ParameterError / DeviceError). ``resolve_here``: the encoder runs on this node."""
+    from services.encoder.spec import check_live_request, resolve_checkpoint
+
+    spec = model.spec
+    if spec is None:
+        return None
+    request = listening_request(config, checkpoint=checkpoint, other_checkpoint=other_checkpoint)
+    check_live_request(spec, **request)
+    spec = spec.with_request(checkpoint=request["checkpoint"], allow_other_checkpoint=request["allow_other_checkpoint"])
+    if resolve_here:
+        resolve_checkpoint(spec)
+    return spec
+
+
 def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input_device: Any = None,
-              model_path: Optional[str] = None) -> None:
+              model_path: Optional[str] = None, checkpoint: Optional[str] = None, other_checkpoint: bool = False) -> Any:
     """Check every input a user names before Ray or any actor starts; raise a MusicHalError with one line.
 
-    Input file header, the model (loaded and checked as the oracle actor will check it), MIDI API and named port,
-    audio input device (when no file is given) and the wav2vec checkpoint (when wav2vec features are used).
+    Input file header, the model (loaded and checked as the oracle actor will check it) and how it listens
+    (:func:`plan_listening`: flags that contradict it, its wav2vec checkpoint found and verified), MIDI API and
+    named port, audio input device (when no file is given) and, learning live, the wav2vec checkpoint.
+    Returns the model's PerceptionSpec (None without a model, or a model without fitted perception).
     """
+    spec = None
     if input_file is not None:
         from shared.audio import probe_audio_file
 
@@ -219,6 +265,8 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
             OracleStage(config, model=model.oracle_parts)
         except ModelFormatError as error:
             raise ModelFormatError(f"{model_path}: {error}") from None
+        spec = plan_listening(config, model, checkpoint=checkpoint, other_checkpoint=other_checkpoint,
+                              resolve_here=not config.cluster.encoder_resource)
     from services.midi_out.ports import _choose_port, list_output_ports, resolve_api
 
     api = resolve_api(config.midi.api)
@@ -228,8 +276,9 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
         from services.capture.devices import _choose, list_input_devices
 
         _choose(list_input_devices(), input_device)
-    if config.features.kind == "wav2vec":
-        _wav2vec_available(config.wav2vec.model)
+    if model_path is None and config.features.kind == "wav2vec" and not config.cluster.encoder_resource:
+        _wav2vec_available(config.wav2vec.model)  # a remote encoder resolves it on its own node (one line naming it)
+    return spec
 
 
 @dataclass
@@ -249,28 +298,33 @@ class LiveStack:
     rings: dict[str, Any] = field(default_factory=dict)
     started_ray: bool = False
     encoder_info: dict[str, Any] = field(default_factory=dict)
+    wav2vec_checkpoint: Optional[str] = None  # --wav2vec-model with --model: where the model's checkpoint is
+    other_checkpoint: bool = False  # --other-checkpoint
+    perception_spec: Any = None  # the first model's PerceptionSpec (what the encoder is built from)
 
     def start(self) -> "LiveStack":
-        import ray
-
         from shared.message_ring import MessageRing
         from shared.ring import AudioRing, remove_stale_rings
+
+        remove_stale_rings()  # segments of a predecessor that was killed
+        if self.config.control.input_gate is None:  # auto: a microphone hears our synth, a file does not
+            self.config = self.config.with_overrides({"control.input_gate": self.input_file is None})
+        models = self.model_paths
+        self.perception_spec = preflight(self.config, input_file=self.input_file, input_device=self.input_device,
+                                         model_path=models[0] if models else None, checkpoint=self.wav2vec_checkpoint,
+                                         other_checkpoint=self.other_checkpoint)
+        if len(models) > 1:
+            from services.control.corpus import load_corpora
+
+            load_corpora(self.config, models)  # every corpus valid and mergeable before Ray starts
+        import ray  # only now: every error above is one line before Ray is even imported
+
         from services.capture.actor import CaptureActor
         from services.encoder.actor import EncoderActor
         from services.midi_out.actor import MidiOutActor
         from services.oracle.actor import OracleActor
         from services.ray_support import pin_to_node
 
-        remove_stale_rings()  # segments of a predecessor that was killed
-        if self.config.control.input_gate is None:  # auto: a microphone hears our synth, a file does not
-            self.config = self.config.with_overrides({"control.input_gate": self.input_file is None})
-        models = self.model_paths
-        preflight(self.config, input_file=self.input_file, input_device=self.input_device,
-                  model_path=models[0] if models else None)
-        if len(models) > 1:
-            from services.control.corpus import load_corpora
-
-            load_corpora(self.config, models)  # every corpus valid and mergeable before Ray starts
         if not ray.is_initialized():
             address = self.config.cluster.address
             if address:
@@ -321,12 +375,9 @@ class LiveStack:
             else:
                 print(f"musichal: warning: --gpu: {seen}; wav2vec runs on the CPU (--gpu-fallback)", file=sys.stderr)
         models = self.model_paths
-        from services.encoder.actor import perception_parts_of
-
-        # by value: the encoder's node needs neither the model file nor its path (only a wav2vec checkpoint of its own)
-        self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(
-            self.config, perception_parts=perception_parts_of(models[0]) if models else None, rings=names,
-            local_node_id=self.driver_node)
+        self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(  # the model's perception, by value
+            self.config, model_path=None,  # never a head path: a model without a perception record gives spec None too
+            perception_spec=self.perception_spec, rings=names, local_node_id=self.driver_node)
         ray.get(self.actors["midi_out"].ready.remote(), timeout=60)
         self.encoder_info = ray.get(self.actors["encoder"].ready.remote(), timeout=300)
         remote_encoder = None if self.encoder_info["local"] else self.actors["encoder"]
@@ -431,10 +482,45 @@ class LiveStack:
             where += " TOO SLOW->traditional"
         control = stats.get("control", {}).get("summary")
         gated = counter("oracle", "gated")
+        failed = counter("encoder", "exceptions")
+        mismatch = counter("oracle", "stage_dim_mismatch")
         return (f"[{elapsed_s:6.1f}s] events {counter('capture', 'events')}  percepts {counter('oracle', 'percepts')}  "
+                f"learned {counter('oracle', 'stage_learned')}  "
                 f"states {counter('oracle', 'stage_states')}  notes {counter('midi_out', 'notes_received')}  drops {drops}  "
                 f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms"
+                + (f"  ENCODER ERRORS {failed}" if failed not in (0, "?") else "")
+                + (f"  DIM MISMATCH {mismatch}" if mismatch not in (0, "?") else "")
                 + (f"  gated {gated}" if gated not in (0, "?") else "") + (f"  | {control}" if control else ""))
+
+    @staticmethod
+    def deafness(stats: dict[str, Any]) -> Optional[str]:
+        """``"learned 0 of N events: <likely cause>"`` when onsets were heard and none was learned, else None."""
+        def counter(stage: str, key: str) -> int:
+            value = stats.get(stage, {}).get("counters", {}).get(key, 0)
+            return int(value) if isinstance(value, (int, float)) else 0
+
+        events = counter("capture", "events")
+        oracle = stats.get("oracle", {})
+        if events == 0 or counter("oracle", "stage_learned") > 0 or "counters" not in oracle:
+            return None
+        if (oracle.get("control") or {}).get("learning") is False:
+            return None  # learning switched off on purpose
+        encoder = stats.get("encoder", {})
+        if counter("encoder", "exceptions"):
+            cause = f"the encoder failed on {counter('encoder', 'exceptions')} event(s) (first: {encoder.get('first_exception')})"
+        elif counter("oracle", "stage_dim_mismatch"):
+            cause = (f"{counter('oracle', 'stage_dim_mismatch')} percept(s) did not have the memory's dimension "
+                     "(the perception is not the model's)")
+        elif counter("oracle", "gated") and counter("oracle", "gated") >= counter("oracle", "events"):
+            cause = "the input gate blocked every event (MusicHal heard only itself? try --no-input-gate)"
+        elif counter("oracle", "encoder_misses"):
+            cause = (f"the encoder missed its deadline on {counter('oracle', 'encoder_misses')} event(s) "
+                     "(too slow or lost: see the encoder column)")
+        elif counter("oracle", "events") == 0:
+            cause = "no event reached the oracle"
+        else:
+            cause = "no percept reached the oracle"
+        return f"learned 0 of {events} events: {cause}"
 
     # ------------------------------------------------------------------ shutdown
     def stop(self, *, graceful: bool = True, drain_s: float = 0.0) -> dict[str, Any]:
@@ -514,6 +600,18 @@ def _tool_commands(args: argparse.Namespace, config: MusicHalConfig) -> Optional
         from services.control.state import controls_text
 
         print(controls_text(config))
+        return 0
+    if args.describe:
+        if not args.model:
+            raise MusicHalError("--describe needs --model m.json")
+        from services.model_file import describe_model, load_musichal_model
+
+        for index, path in enumerate(args.model):
+            model = load_musichal_model(path)
+            if index == 0:  # how this invocation would listen: contradictions and the checkpoint, checked
+                plan_listening(config, model, checkpoint=args.wav2vec_model, other_checkpoint=args.other_checkpoint,
+                               resolve_here=not config.cluster.encoder_resource)
+            print(describe_model(model))
         return 0
     if args.panic:
         from services.midi_out.cli import panic_port
@@ -604,7 +702,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         stack = LiveStack(config, input_file=args.input_file, input_device=args.input_device, loop=args.loop,
-                          model_path=args.model, checkpoint_path=args.save_learned, session_log=args.session_log)
+                          model_path=args.model, checkpoint_path=args.save_learned, session_log=args.session_log,
+                          wav2vec_checkpoint=args.wav2vec_model if args.model else None,
+                          other_checkpoint=args.other_checkpoint)
         t0 = time.monotonic()
         try:
             stack.start()
@@ -622,11 +722,23 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"musichal: running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
                   f"{'local rings' if info.get('local') else 'remote, windows by value at ' + str(info.get('input_rate_hz')) + ' Hz'}, "
                   f"device {info.get('device', '?')}); Ctrl-C to stop", flush=True)
+        shown: set[str] = set()  # warnings printed once
+
+        def warn_once(key: str, line: Optional[str]) -> None:
+            if line and key not in shown:
+                shown.add(key)
+                print(f"musichal: warning: {line}", file=sys.stderr, flush=True)
+
         try:
             while not stop.wait(1.0):
                 elapsed = time.monotonic() - t0
+                stats = stack.stats(timeout_s=0.5)
                 if not args.quiet:
-                    print(stack.status_line(stack.stats(timeout_s=0.5), elapsed), flush=True)
+                    print(stack.status_line(stats, elapsed), flush=True)
+                first = stats.get("encoder", {}).get("first_exception")
+                warn_once("encoder", first and f"the encoder failed on an event: {first}")
+                if elapsed >= DEAF_AFTER_S:
+                    warn_once("deaf", stack.deafness(stats))
                 if args.duration is not None and elapsed >= args.duration:
                     reason["why"] = "duration reached"
                     break
@@ -641,10 +753,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not args.quiet:
             print(f"musichal: stopped ({reason['why']}) in {time.monotonic() - t_stop:.2f} s; all notes off"
                   + (f"; MIDI written to {args.record}" if args.record else ""))
+        first = final.get("encoder", {}).get("first_exception")
+        warn_once("encoder", first and f"the encoder failed on an event: {first}")
         if args.stats:
             _print_latency_table(final)
             Path(args.stats_file).write_text(json.dumps(final, indent=2, default=str))
             print(f"stats written to {args.stats_file}")
+        deaf = stack.deafness(final) if final else None
+        if deaf and final.get("capture", {}).get("counters", {}).get("events", 0) >= DEAF_MIN_EVENTS:
+            warn_once("deaf", deaf)
+            return 1  # never a clean exit while deaf
         return 0
     except MusicHalError as error:
         print(f"musichal: error: {error}", file=sys.stderr)

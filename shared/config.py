@@ -120,6 +120,7 @@ class Wav2VecConfig:
     int8: bool = False
     fallback: str = "none"  # "none" | "traditional"
     batch_size: int = 16
+    other_checkpoint: bool = False  # playing a model: use ``model`` although its weights differ from the trained ones
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "wav2vec.model must be a name or a directory")

@@ -5,8 +5,8 @@
   Backlog beyond ``cluster.max_events_in_flight`` is dropped, oldest first, and counted — never audio.
 * **Remote** (another node, placed by a custom resource or a GPU): no rings; the oracle actor sends each window
   by value through Ray (``encode``) with a deadline, resampled on the head to :attr:`input_rate_hz` (16 kHz when
-  every view is wav2vec). The perception model comes by value too (``perception_parts``: settings and arrays,
-  a few KB, loaded on the head); only the wav2vec checkpoint is resolved on the encoder's own node.
+  every view is wav2vec). The perception comes by value too (``perception_spec``: settings and arrays, a few KB,
+  read on the head); only the wav2vec checkpoint is resolved on the encoder's own node.
 
 Clock domains: an encoder on another node has its own monotonic clock. A remote Percept therefore carries only
 *durations* measured here (``stamps["encode_s"]``) plus the head's own ``t_detected`` passed through untouched;
@@ -34,51 +34,38 @@ from shared.messages import Event, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
 from services.encoder.perception import HybridPerceptionModule
-from services.encoder.stage import EncoderStage
+from services.encoder.stage import EncoderStage, stage_from_spec
 from services.ray_support import current_node_id, set_torch_threads
 
 __all__ = ["EncoderActor", "build_encoder_stage"]
 
 
 def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str] = None, *, node_id: str = "",
-                        perception_parts: Optional[tuple[dict, dict]] = None) -> EncoderStage:
-    """The encoder's pure stage from the config and the model's perception (by value: ``perception_parts`` =
-    ``PerceptionModel.to_model_parts()``; or read from ``model_path`` on this node). Shared with the oracle's fallback."""
-    perception_model = None
-    if perception_parts is not None:
-        from services.encoder.perception import PerceptionModel
-
-        perception_model = PerceptionModel.from_model_parts(*perception_parts)
-    elif model_path:
+                        spec: Any = None, traditional_only: bool = False) -> EncoderStage:
+    """The encoder's pure stage: from the model's perception record when there is a model (``spec``, sent by
+    value, or read from ``model_path`` on this node), else from the config (learning tokens live)."""
+    if spec is None and model_path:
         from services.model_file import load_musichal_model
 
-        perception_model = load_musichal_model(model_path).perception
-    perception = HybridPerceptionModule.from_config(config)
-    return EncoderStage(perception, perception_model, node_id=node_id)
-
-
-def perception_parts_of(model_path: Optional[str]) -> Optional[tuple[dict, dict]]:
-    """Load a model file on this node and return its perception by value (``None`` when it has none)."""
-    if not model_path:
-        return None
-    from services.model_file import load_musichal_model
-
-    perception = load_musichal_model(model_path).perception
-    return None if perception is None else perception.to_model_parts()
+        spec = load_musichal_model(model_path).spec
+    if spec is not None:
+        return stage_from_spec(spec, config, node_id=node_id, traditional_only=traditional_only)
+    if traditional_only:
+        config = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
+    return EncoderStage(HybridPerceptionModule.from_config(config), None, node_id=node_id)
 
 
 def input_rate_for(perception: HybridPerceptionModule, analysis_rate_hz: int) -> int:
     """The rate a remote window should travel at: 16 kHz when wav2vec is the only view (it resamples to 16 kHz
     anyway), else the analysis rate (the traditional view and the descriptors are computed at that rate)."""
     if tuple(perception.views) == ("wav2vec",) and perception.wav2vec is not None:
-        return int(perception.wav2vec.target_rate_hz)
+        return int(perception.wav2vec.encoder.target_rate_hz)
     return int(analysis_rate_hz)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, concurrency_groups={"control": 1})
 class EncoderActor:
-    def __init__(self, config: MusicHalConfig, *, model_path: Optional[str] = None,
-                 perception_parts: Optional[tuple[dict, dict]] = None,
+    def __init__(self, config: MusicHalConfig, *, model_path: Optional[str] = None, perception_spec: Any = None,
                  rings: Optional[dict[str, str]] = None, local_node_id: Optional[str] = None,
                  torch_threads: int = 1) -> None:
         set_torch_threads(torch_threads)
@@ -88,16 +75,22 @@ class EncoderActor:
         self.warning: Optional[str] = None
         t0 = time.monotonic()
         try:  # this node's own preflight: checkpoint, device, model arrays; one line naming the node
-            self.stage = build_encoder_stage(config, model_path, node_id=self.node_id, perception_parts=perception_parts)
+            if perception_spec is None and model_path:
+                from services.model_file import load_musichal_model
+
+                perception_spec = load_musichal_model(model_path).spec
+            self.spec = perception_spec
+            self.stage = build_encoder_stage(config, node_id=self.node_id, spec=perception_spec)
             self.device = self._check_device(config)
             self._warm_up()
-            self.guarded = self._make_guard(config, model_path, perception_parts)
+            self.guarded = self._make_guard(config)
         except MusicHalError as error:
             raise type(error)(f"encoder node {self.node_ip}: {error}") from None
         self.load_seconds = time.monotonic() - t0
         self.input_rate_hz = input_rate_for(self.stage.perception, config.audio.sample_rate_hz)
         self.latency = LatencyRecorder()
-        self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0}
+        self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0, "exceptions": 0}
+        self.first_exception: Optional[str] = None  # "Type: message" of the first event that failed
         self.error: Optional[str] = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -114,7 +107,7 @@ class EncoderActor:
     def _check_device(self, config: MusicHalConfig) -> str:
         """The device wav2vec runs on; ``--gpu`` without a GPU here is an error unless ``wav2vec.gpu_fallback``."""
         wav2vec = self.stage.perception.wav2vec
-        device = str(getattr(wav2vec, "device", "cpu")) if wav2vec is not None else "cpu"
+        device = str(wav2vec.encoder.device) if wav2vec is not None else "cpu"
         if config.wav2vec.use_gpu and wav2vec is not None and device == "cpu":
             import os
 
@@ -135,11 +128,11 @@ class EncoderActor:
         noise = np.random.default_rng(0).standard_normal(n).astype(np.float32) * 0.1
         analyze_windows([noise], None, sample_rate_hz=sr, perception=self.stage.perception)
 
-    def _make_guard(self, config: MusicHalConfig, model_path: Optional[str], perception_parts=None):
+    def _make_guard(self, config: MusicHalConfig):
         """The too-slow guard: a traditional-view stage to switch to when the primary (wav2vec) cannot keep up.
 
-        Built when the primary computes wav2vec (and the model has a traditional view), or when the test-only
-        ``control.test_encoder_delay_ms`` slows the primary down; otherwise the guard is off.
+        Built when the primary computes wav2vec and the memory can use traditional percepts, or when the
+        test-only ``control.test_encoder_delay_ms`` slows the primary down; otherwise the guard only warns.
         """
         from services.control.guard import GuardedEncoder, OverloadGuard
 
@@ -149,9 +142,8 @@ class EncoderActor:
             return None
         fallback = None
         try:
-            traditional = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
-            fallback = build_encoder_stage(traditional, model_path, node_id=self.node_id, perception_parts=perception_parts)
-        except Exception:  # the model has no traditional view: warn only
+            fallback = build_encoder_stage(config, node_id=self.node_id, spec=self.spec, traditional_only=True)
+        except Exception:  # the memory cannot use the traditional view: warn only
             fallback = None
         guard = OverloadGuard(window_events=control.slow_window_events, recover_events=control.slow_recover_events)
         return GuardedEncoder(self.stage, fallback, guard, deadline_s=config.cluster.encoder_deadline_ms / 1000.0,
@@ -182,9 +174,19 @@ class EncoderActor:
                     except RingBufferError:
                         self.counters["window_overruns"] += 1
                         continue
-                    self.percepts.send_message(self._encode(event, window))
+                    try:
+                        percept = self._encode(event, window)
+                    except Exception as error:  # this event is lost (answered by the oracle's deadline); counted, shown
+                        self._count_exception(error)
+                        continue
+                    self.percepts.send_message(percept)
         except BaseException as error:
             self.error = f"encoder loop failed: {type(error).__name__}: {error}"
+
+    def _count_exception(self, error: BaseException) -> None:
+        self.counters["exceptions"] += 1
+        if self.first_exception is None:
+            self.first_exception = f"{type(error).__name__}: {error}"
 
     def _encode(self, event: Event, window: np.ndarray, *, lag_s: Optional[float] = None,
                 window_rate_hz: Optional[int] = None) -> Percept:
@@ -216,8 +218,12 @@ class EncoderActor:
         """Encode one window sent by value (the remote-encoder hop). ``lag_s``: the event's age when the head sent
         it (head clock); ``window_rate_hz``: the window's rate when the head resampled it (else the event's)."""
         self.counters["remote_calls"] += 1
-        return self._encode(event, np.asarray(window, dtype=np.float32), lag_s=max(0.0, float(lag_s)),
-                            window_rate_hz=window_rate_hz)
+        try:
+            return self._encode(event, np.asarray(window, dtype=np.float32), lag_s=max(0.0, float(lag_s)),
+                                window_rate_hz=window_rate_hz)
+        except Exception as error:
+            self._count_exception(error)
+            raise
 
     @ray.method(concurrency_group="control")
     def ping(self) -> str:
@@ -228,9 +234,12 @@ class EncoderActor:
     def ready(self) -> dict[str, Any]:
         import os
 
+        spec = self.spec
         return {"node_id": self.node_id, "node_ip": self.node_ip, "local": self.local, "pid": os.getpid(),
                 "load_seconds": round(self.load_seconds, 3), "device": self.device, "input_rate_hz": self.input_rate_hz,
-                "views": list(self.stage.perception.views), "warning": self.warning}
+                "views": list(self.stage.perception.views), "memory_dimension": spec.memory_dimension if spec else None,
+                "wav2vec": self.stage.perception.wav2vec.encoder.model_name if self.stage.perception.wav2vec else None,
+                "warning": self.warning}
 
     @ray.method(concurrency_group="control")
     def stats(self) -> dict[str, Any]:
@@ -244,7 +253,8 @@ class EncoderActor:
                      **self.guarded.guard.counters, **{f"encoded_{k}": v for k, v in self.guarded.counters.items()}}
         return {"stage": "encoder", "node_id": self.node_id, "local": self.local, "counters": counters,
                 "latency_ms": self.latency.summary(), "error": self.error, "degraded": self.stage.degraded,
-                "slow_guard": guard, "warning": self.warning, "device": self.device, "input_rate_hz": self.input_rate_hz}
+                "slow_guard": guard, "warning": self.warning, "first_exception": self.first_exception,
+                "device": self.device, "input_rate_hz": self.input_rate_hz}
 
     @ray.method(concurrency_group="control")
     def stop(self) -> None:

@@ -394,14 +394,16 @@ class PerceptionModel:
     # ------------------------------------------------------------------ compatibility and storage
     def check_compatible(self, perception: HybridPerceptionModule) -> list[str]:
         """Views this live perception can produce for the model; raises ParameterError when none or the
-        wav2vec settings differ from training's (different checkpoint, layer, rate or dimension)."""
+        wav2vec settings differ from training's (layer, rate, normalisation or dimension). The checkpoint's
+        identity is its content hash, checked by :func:`services.encoder.spec.resolve_checkpoint` (the same
+        weights may live under another name or directory)."""
         live = perception.describe()
         usable = [view for view in self.views if view in live["views"] or view == "traditional"]
         if not usable:
             raise ParameterError(f"the model needs view(s) {list(self.views)}; live perception provides {live['views']}")
         if "wav2vec" in self.views and "wav2vec" in live["views"]:
             trained, now = self.feature_info.get("wav2vec") or {}, live["wav2vec"] or {}
-            for key in ("model", "layer", "sample_rate_hz", "dimension", "do_normalize"):
+            for key in ("layer", "sample_rate_hz", "dimension", "do_normalize"):
                 if trained.get(key) != now.get(key):
                     raise ParameterError(f"wav2vec {key} differs between training ({trained.get(key)!r}) and live ({now.get(key)!r})")
         return usable

@@ -28,9 +28,13 @@ from shared.messages import Event, Percept
 from services.encoder.perception import HybridPerceptionModule, PerceptionModel, analyze_windows
 from services.encoder.quantizer import l2_normalize_rows, usage_stats
 
-__all__ = ["EncoderStage", "OnlineQuantizer"]
+__all__ = ["EncoderStage", "OnlineQuantizer", "DimensionMismatchError", "stage_from_spec"]
 
 log = logging.getLogger(__name__)
+
+
+class DimensionMismatchError(ParameterError):
+    """A percept would not have the dimension of the oracle's memory (it is never made)."""
 
 
 class OnlineQuantizer:
@@ -91,15 +95,22 @@ class EncoderStage:
         Stamped into every Percept.
     online_radius:
         Leader-clustering radius (on L2-normalised vectors) while learning live.
+    memory_dimension:
+        The oracle memory's feature dimension (``PerceptionSpec.memory_dimension``). When given, a percept of
+        any other dimension is never made: the constructor refuses a perception that cannot produce it, and
+        :meth:`process_batch` raises :class:`DimensionMismatchError` rather than emit one (so it cannot reach
+        the oracle). A hybrid model then does not degrade to its traditional view (whose vectors the memory
+        cannot use): an encoder failure propagates to the caller, which counts and reports it.
     """
 
     is_online: ClassVar[bool] = True
 
     def __init__(self, perception: HybridPerceptionModule, model: Optional[PerceptionModel] = None, *, node_id: str = "",
-                 online_radius: float = 0.35) -> None:
+                 online_radius: float = 0.35, memory_dimension: Optional[int] = None) -> None:
         self.perception = perception
         self.model = model
         self.node_id = str(node_id)
+        self.memory_dimension = int(memory_dimension) if memory_dimension is not None else None
         self.counters: dict[str, int] = {"events": 0, "degraded_events": 0, "encoder_failures": 0}
         self.degraded = False
         if model is not None:
@@ -110,6 +121,12 @@ class EncoderStage:
                 log.warning("model primary view %s is not available live; using its traditional view", model.primary_view)
                 self.degraded = True
             self._usable = usable
+            if self.memory_dimension is not None:
+                view = "traditional" if self.degraded else model.primary_view
+                produced = model.quantizers[view].dimension
+                if produced != self.memory_dimension:
+                    raise DimensionMismatchError(f"this perception makes {produced}-D {view} vectors; the model's memory "
+                                                 f"holds {self.memory_dimension}-D ones")
         self.online = {view: OnlineQuantizer(perception.vocabulary_size, radius=online_radius,
                                              l2_normalize=perception.l2_normalize) for view in perception.views}
 
@@ -153,12 +170,23 @@ class EncoderStage:
         except ParameterError:
             raise
         except Exception as error:  # the wav2vec encoder failed (device lost, OOM …)
-            if self.perception.wav2vec is None or (self.model is not None and "traditional" not in self.model.views):
+            if self.perception.wav2vec is None or (self.model is not None and "traditional" not in self.model.views) \
+                    or not self._traditional_fits_memory():
                 raise
             self.counters["encoder_failures"] += 1
             log.warning("wav2vec encoder failed (%s); continuing on the traditional view", error)
             self.degrade_to_traditional()
             return analyze_windows(windows, events, sample_rate_hz=sr, perception=self.perception, durations_s=durations)
+
+    def _traditional_fits_memory(self) -> bool:
+        """Whether percepts of the traditional view can feed the memory (no memory dimension given: unknown, yes)."""
+        if self.memory_dimension is None:
+            return True
+        if self.model is not None:
+            return self.model.quantizers["traditional"].dimension == self.memory_dimension
+        from services.encoder.features import FEATURE_DIMENSION
+
+        return FEATURE_DIMENSION == self.memory_dimension
 
     def process_batch(self, events: Sequence[Event], windows: Sequence[np.ndarray], *,
                       window_rate_hz: Optional[int] = None) -> list[Percept]:
@@ -177,6 +205,12 @@ class EncoderStage:
             percepts = self.model.percepts(events, analyses, self.node_id, view=view)
         else:
             percepts = self._learn_live(events, analyses)
+        if self.memory_dimension is not None:
+            for percept in percepts:
+                size = int(np.asarray(percept.features).size)
+                if size != self.memory_dimension:
+                    raise DimensionMismatchError(f"a {percept.view} percept of {size} values cannot feed the model's "
+                                                 f"{self.memory_dimension}-D memory")
         self.counters["events"] += len(percepts)
         if self.degraded:
             self.counters["degraded_events"] += len(percepts)
@@ -195,3 +229,39 @@ class EncoderStage:
             out.append(Percept(event_id=event.event_id, token=tokens[view], features=np.asarray(vectors[view], dtype=np.float32),
                                descriptors=descriptors, view=view, traditional_token=traditional, node_id=self.node_id))
         return out
+
+
+def stage_from_spec(spec: Any, config: Any = None, *, node_id: str = "", traditional_only: bool = False) -> EncoderStage:
+    """The encoder stage a model was trained for, built from its :class:`~services.encoder.spec.PerceptionSpec`.
+
+    Runs on the node that builds the encoder: the wav2vec checkpoint is found and verified there
+    (:func:`~services.encoder.spec.resolve_checkpoint`), loaded with the recorded layer (never the
+    ``traditional`` fallback of the config) and checked to give the recorded dimension. Only runtime settings
+    come from ``config`` (``wav2vec.use_gpu``, ``fp16``, ``int8``). ``traditional_only`` builds the cheap
+    traditional view alone (the too-slow guard's stand-in); it raises :class:`DimensionMismatchError` when the
+    memory cannot use that view.
+    """
+    from shared.config import MusicHalConfig
+    from shared.errors import DeviceError
+    from services.encoder.spec import DEFAULT_WAV2VEC, resolve_checkpoint
+
+    config = config or MusicHalConfig()
+    model = spec.perception_model()
+    use_wav2vec = spec.wav2vec is not None and not traditional_only
+    if traditional_only and ("traditional" not in model.views
+                             or model.quantizers["traditional"].dimension != spec.memory_dimension):
+        raise DimensionMismatchError(f"the model's memory holds {spec.memory_dimension}-D {spec.primary_view} vectors; "
+                                     "the traditional view cannot feed it")
+    checkpoint = resolve_checkpoint(spec) if use_wav2vec else None
+    perception = HybridPerceptionModule(
+        vocabulary_size=spec.vocabulary_size, enable_wav2vec=use_wav2vec, wav2vec_model=checkpoint or DEFAULT_WAV2VEC,
+        use_gpu=config.wav2vec.use_gpu, hybrid=spec.hybrid and use_wav2vec,
+        wav2vec_layer=spec.wav2vec.layer if spec.wav2vec is not None else -1, fp16=config.wav2vec.fp16,
+        int8=config.wav2vec.int8, fallback="none", pca_components=0, l2_normalize=model.l2_normalize, seed=model.seed)
+    if use_wav2vec:
+        if perception.wav2vec is None:
+            raise DeviceError(f"the wav2vec checkpoint {checkpoint} could not be loaded")
+        if perception.wav2vec.dimension != spec.wav2vec.dimension:
+            raise DeviceError(f"the wav2vec checkpoint {checkpoint} gives {perception.wav2vec.dimension}-D vectors; "
+                              f"the model was trained on {spec.wav2vec.dimension}-D")
+    return EncoderStage(perception, model, node_id=node_id, memory_dimension=spec.memory_dimension)

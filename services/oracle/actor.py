@@ -140,9 +140,13 @@ class OracleActor:
         if model is not None and "traditional" not in model.views:
             return None
         config = self.config
+        if model is None and config.features.kind == "wav2vec":
+            return None  # a memory learned live from wav2vec vectors cannot use traditional ones
         traditional = dc_replace(config, features=dc_replace(config.features, kind="traditional", hybrid=False))
-        try:
-            return EncoderStage(HybridPerceptionModule.from_config(traditional), model, node_id=self.node_id)
+        memory = model.quantizers[model.primary_view].dimension if model is not None else None
+        try:  # refused (DimensionMismatchError) when the memory holds another view's vectors
+            return EncoderStage(HybridPerceptionModule.from_config(traditional), model, node_id=self.node_id,
+                                memory_dimension=memory)
         except MusicHalError:
             return None
 
