@@ -212,7 +212,7 @@ class ClusterConfig:
     address: Optional[str] = None  # None: start a local Ray bound to 127.0.0.1
     encoder_resource: Optional[str] = None
     encoder_deadline_ms: float = 250.0  # the longest wait for a remote Percept (the adaptive deadline's ceiling)
-    encoder_deadline_floor_ms: float = 40.0  # the adaptive deadline's floor (2 x p90 round trip + 10 ms, clamped)
+    encoder_deadline_floor_ms: float = 50.0  # the adaptive deadline's floor (2 x p90 round trip + 10 ms, clamped)
     encoder_miss_limit: int = 1  # deadline misses in a row that mark a remote encoder down (a death: at once); a probe
     # goes out at once and resumes it within one round trip if it was only slow
     encoder_probe_ms: float = 500.0  # while down, one cheap probe per this interval; the first answer resumes
