@@ -92,3 +92,15 @@ def test_local_run_listens_on_loopback_only(jack_server, tmp_path):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
         log.close()
+
+
+def test_gpu_where_the_encoders_node_has_none_is_a_one_line_error_before_running(jack_server, tiny_wav2vec_dir, tmp_path):
+    clip = render_midi_notes([(60, 0.1, 0.3, 90)], tmp_path / "clip.wav")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", CUDA_VISIBLE_DEVICES="")  # no GPU for Ray to find
+    result = subprocess.run([sys.executable, "-m", "launch", "--input-file", str(clip), "--duration", "5", "--midi-api", "jack",
+                             "--wav2vec", "--wav2vec-model", str(tiny_wav2vec_dir), "--gpu"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("musichal: error:")]
+    assert len(errors) == 1 and "--gpu" in errors[0] and "--gpu-fallback" in errors[0], result.stderr
+    assert "musichal: running" not in result.stdout
