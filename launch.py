@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "--model: where the model's own checkpoint is, when it moved (its content hash is checked)")
     model.add_argument("--other-checkpoint", action="store_true", help="with --model and --wav2vec-model: use that "
                        "checkpoint although its weights differ from the model's (its dimension and layer must fit)")
-    model.add_argument("--gpu", action="store_true", help="run wav2vec on a GPU if there is one (warns and uses the CPU otherwise)")
+    model.add_argument("--gpu", action="store_true", help="run wav2vec on a GPU: the encoder requests cluster.encoder_num_gpus "
+                       "GPUs (default 1) and the stack refuses to start when the encoder's node has none")
+    model.add_argument("--gpu-fallback", action="store_true", help="with --gpu: use the CPU (with a warning) where no GPU is found")
     play = parser.add_argument_group("playing")
     play.add_argument("--mode", choices=list(GENERATION_MODES), help="imitate (default), contrast or lead")
     play.add_argument("--continuity", type=float, help="probability of a forward step in the oracle (0..1)")
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--session-log", help="write a JSONL log of every event, percept, decision, note and control change "
                       "(replay it with: musichal replay LOG --record out.mid)")
     cluster = parser.add_argument_group("cluster")
-    cluster.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray on 127.0.0.1)")
+    cluster.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray listening on 127.0.0.1 only); "
+                         "a head on another machine needs token auth: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (see README)")
     cluster.add_argument("--encoder-resource", help="place the encoder on a node that offers this custom resource")
     run = parser.add_argument_group("run")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -113,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
         "midi.port": args.midi_port, "midi.api": args.midi_api, "midi.profile": profile, "midi.record_path": args.record,
         "features.kind": kind, "features.hybrid": True if args.hybrid_perception else None,
         "wav2vec.model": args.wav2vec_model, "wav2vec.use_gpu": True if args.gpu else None,
+        "wav2vec.gpu_fallback": True if getattr(args, "gpu_fallback", False) else None,
         "generation.mode": args.mode, "generation.continuity": args.continuity, "generation.density": args.density,
         "generation.seed": args.seed,
         "cluster.address": args.ray_address, "cluster.encoder_resource": args.encoder_resource,
@@ -141,6 +145,70 @@ def _wav2vec_available(model: str) -> None:
 
         if not isinstance(try_to_load_from_cache(model, "config.json"), str):
             raise DeviceError(_how_to_provide(model))
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _address_host(address: str) -> str:
+    text = address.split("://", 1)[-1]
+    if text.startswith("["):
+        return text[: text.index("]") + 1]
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def require_token_auth(address: Optional[str]) -> None:
+    """``--ray-address`` to a non-loopback head: refuse unless Ray token authentication is configured here
+    (``RAY_AUTH_MODE`` not ``disabled`` and a token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``)."""
+    if not address or address == "auto" or _address_host(address) in LOOPBACK_HOSTS:
+        return
+    mode = os.environ.get("RAY_AUTH_MODE", "token")
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    if mode != "token" or not (token or (path.is_file() and path.read_text().strip())):
+        raise MusicHalError(f"--ray-address {address} is not loopback and Ray token auth is not configured: set "
+                            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the head's token (ray get-auth-token on the head)>")
+
+
+class _LoopbackOnly:
+    """Make a local Ray listen on 127.0.0.1 only (all of its gRPC servers and agents).
+
+    Ray 2.60 on Linux ignores ``_node_ip_address="127.0.0.1"`` for a new local cluster (it resolves "localhost" to
+    the host's external address) and its gRPC servers then listen on every interface. With
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray's own "no multi-node cluster" switch) the node address is the
+    loopback and gcs_server, raylet, the runtime-env and dashboard agents and every worker bind to 127.0.0.1.
+    The setting is inherited by the processes ``ray.init`` starts and restored in this process afterwards.
+    """
+
+    NAME = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+    def __enter__(self) -> "_LoopbackOnly":
+        from ray._private import ray_constants
+
+        self._env = os.environ.get(self.NAME)
+        self._constant = ray_constants.ENABLE_RAY_CLUSTER
+        os.environ[self.NAME] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = self._constant
+        if self._env is None:
+            os.environ.pop(self.NAME, None)
+        else:
+            os.environ[self.NAME] = self._env
+
+
+def _gpu_placement(ray: Any, config: MusicHalConfig) -> tuple[bool, str]:
+    """(a node can host the encoder with its GPUs, a description of what Ray sees) for ``--gpu``."""
+    resource, need = config.cluster.encoder_resource, config.cluster.encoder_num_gpus
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    fits = [n for n in nodes if n["Resources"].get("GPU", 0) >= need and (not resource or n["Resources"].get(resource, 0) >= 1)]
+    where = f"no node offering resource {resource!r}" if resource else "no node"
+    return bool(fits), f"{where} has {need:g} GPU(s) in Ray (GPUs seen: {sum(n['Resources'].get('GPU', 0) for n in nodes):g})"
 
 
 def listening_request(config: MusicHalConfig, *, checkpoint: Optional[str] = None,
@@ -210,8 +278,8 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
         from services.capture.devices import _choose, list_input_devices
 
         _choose(list_input_devices(), input_device)
-    if model_path is None and config.features.kind == "wav2vec":
-        _wav2vec_available(config.wav2vec.model)
+    if model_path is None and config.features.kind == "wav2vec" and not config.cluster.encoder_resource:
+        _wav2vec_available(config.wav2vec.model)  # a remote encoder resolves it on its own node (one line naming it)
     return spec
 
 
@@ -262,10 +330,12 @@ class LiveStack:
         if not ray.is_initialized():
             address = self.config.cluster.address
             if address:
+                require_token_auth(address)
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
-                ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                         num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
+                with _LoopbackOnly():
+                    ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+                             num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
             self.started_ray = True
         try:
             self._start_actors(ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node)
@@ -288,20 +358,34 @@ class LiveStack:
         local = pin_to_node(self.driver_node)
         self.actors["midi_out"] = MidiOutActor.options(**local).remote(self.config, names["notes"])
         encoder_options: dict[str, Any] = dict(local)
-        if self.config.cluster.encoder_resource:
-            encoder_options = {"resources": {self.config.cluster.encoder_resource: 1}}
-        elif self.config.wav2vec.use_gpu and ray.cluster_resources().get("GPU", 0) >= 1:
-            encoder_options = {"num_gpus": 1}
+        cluster = self.config.cluster
+        if cluster.encoder_resource:
+            encoder_options = {"resources": {cluster.encoder_resource: 1}}
+        if self.config.wav2vec.use_gpu and self.config.features.kind == "wav2vec":
+            fits, seen = _gpu_placement(ray, self.config)
+            if fits:
+                encoder_options["num_gpus"] = cluster.encoder_num_gpus
+                if not cluster.encoder_resource and ray.available_resources().get("GPU", 0) >= cluster.encoder_num_gpus:
+                    local_gpu = any(n["NodeID"] == self.driver_node and n["Resources"].get("GPU", 0) >= cluster.encoder_num_gpus
+                                    for n in ray.nodes() if n.get("Alive"))
+                    if not local_gpu:  # the GPU is on another node: place by GPU, not on the driver's node
+                        encoder_options = {"num_gpus": cluster.encoder_num_gpus}
+            elif not self.config.wav2vec.gpu_fallback:
+                from shared.errors import DeviceError
+
+                raise DeviceError(f"--gpu: {seen}; start the worker with a GPU, or add --gpu-fallback to use the CPU")
+            else:
+                print(f"musichal: warning: --gpu: {seen}; wav2vec runs on the CPU (--gpu-fallback)", file=sys.stderr)
         models = self.model_paths
         self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(  # the model's perception, by value
-            self.config, model_path=None if self.perception_spec is not None else (models[0] if models else None),
+            self.config, model_path=None,  # never a head path: a model without a perception record gives spec None too
             perception_spec=self.perception_spec, rings=names, local_node_id=self.driver_node)
         ray.get(self.actors["midi_out"].ready.remote(), timeout=60)
         self.encoder_info = ray.get(self.actors["encoder"].ready.remote(), timeout=300)
         remote_encoder = None if self.encoder_info["local"] else self.actors["encoder"]
         self.actors["oracle"] = OracleActor.options(**local).remote(
             self.config, names, model_path=models or None, encoder=remote_encoder, checkpoint_path=self.checkpoint_path,
-            session_log=self.session_log)
+            session_log=self.session_log, encoder_rate_hz=self.encoder_info.get("input_rate_hz"))
         ray.get(self.actors["oracle"].ready.remote(), timeout=60)
         self.actors["capture"] = CaptureActor.options(**local).remote(
             self.config, names["audio"], names["events"], input_file=self.input_file, input_device=self.input_device,
@@ -641,8 +725,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for server in stack.control_inputs:
                 where = f"OSC on {server.host}:{server.port}" if hasattr(server, "host") else f"MIDI control on {server.port_name}"
                 print(f"musichal: {where} (musichal --controls prints the map)", flush=True)
-            print(f"musichal: running (encoder on node {info.get('node_id', '?')[:8]}, "
-                  f"{'local rings' if info.get('local') else 'remote, windows by value'}; listening with "
+            print(f"musichal: running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
+                  f"{'local rings' if info.get('local') else 'remote, windows by value at ' + str(info.get('input_rate_hz')) + ' Hz'}, "
+                  f"device {info.get('device', '?')}; listening with "
                   f"{' + '.join(info.get('views') or ['?'])}"
                   + (f", {info['wav2vec']}" if info.get("wav2vec") else "")
                   + (" as the model was trained" if stack.perception_spec is not None else ", learning live")

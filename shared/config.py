@@ -115,6 +115,7 @@ class Wav2VecConfig:
     model: str = "facebook/wav2vec2-base"
     layer: int = -1
     use_gpu: bool = False
+    gpu_fallback: bool = False  # with use_gpu: run on the CPU (warning) when the encoder's node has no GPU, not an error
     fp16: bool = False
     int8: bool = False
     fallback: str = "none"  # "none" | "traditional"
@@ -210,11 +211,21 @@ class ClusterConfig:
 
     address: Optional[str] = None  # None: start a local Ray bound to 127.0.0.1
     encoder_resource: Optional[str] = None
-    encoder_deadline_ms: float = 250.0
-    max_events_in_flight: int = 4
+    encoder_deadline_ms: float = 250.0  # the longest wait for a remote Percept (the adaptive deadline's ceiling)
+    encoder_deadline_floor_ms: float = 50.0  # the adaptive deadline's floor (2 x p90 round trip + 10 ms, clamped)
+    encoder_miss_limit: int = 1  # deadline misses in a row that mark a remote encoder down (a death: at once); a probe
+    # goes out at once and resumes it within one round trip if it was only slow
+    encoder_probe_ms: float = 500.0  # while down, one cheap probe per this interval; the first answer resumes
+    encoder_num_gpus: float = 1.0  # with --gpu: GPUs (or a fraction) requested for the encoder actor
+    max_events_in_flight: int = 4  # unfinished remote encode calls (expired ones count until Ray ends them)
 
     def __post_init__(self) -> None:
         _check(self.encoder_deadline_ms > 0, "cluster.encoder_deadline_ms must be > 0")
+        _check(0 < self.encoder_deadline_floor_ms <= self.encoder_deadline_ms,
+               "cluster.encoder_deadline_floor_ms must be > 0 and <= cluster.encoder_deadline_ms")
+        _check(self.encoder_miss_limit >= 1, "cluster.encoder_miss_limit must be >= 1")
+        _check(self.encoder_probe_ms > 0, "cluster.encoder_probe_ms must be > 0")
+        _check(0 < self.encoder_num_gpus, "cluster.encoder_num_gpus must be > 0")
         _check(self.max_events_in_flight >= 1, "cluster.max_events_in_flight must be >= 1")
 
 

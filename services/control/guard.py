@@ -6,6 +6,11 @@ every one of the last ``window_events`` events was overloaded the guard says ``"
 warning); the caller then encodes with its traditional stage. It says ``"recover"`` only after
 ``recover_events`` events in a row whose budget would have fitted the slow encoder's typical time (the median
 encode time of the window that tripped it) with a 25 % margin. Pure logic; :class:`GuardedEncoder` applies it.
+
+Clock domains: ``encode_s`` is a duration on the encoder's clock, ``budget_s`` comes from the events' own sample
+positions (no clock at all), and ``lag_s`` — how old the event already was — must be measured on the clock that
+stamped the event: locally ``now - event.t_detected`` (one node, one clock); for a remote encoder the head passes
+the event's age when it sent it (its own clock) as ``lag_s``, because the encoder's clock is unrelated to the head's.
 """
 from __future__ import annotations
 
@@ -101,17 +106,22 @@ class GuardedEncoder:
     def using_fallback(self) -> bool:
         return self.guard.degraded and self.fallback is not None
 
-    def process(self, item: tuple[Any, np.ndarray]) -> Any:
+    def process(self, item: tuple[Any, np.ndarray], *, lag_s: Optional[float] = None,
+                window_rate_hz: Optional[int] = None) -> Any:
+        """Encode one ``(event, window)``. ``lag_s``: the event's age measured on the clock that stamped it (the
+        head's, for a remote encoder); None = same node, computed here from ``event.t_detected``."""
         event, _ = item
         t0 = self.clock()
-        lag_s = max(0.0, t0 - event.t_detected) if event.t_detected else 0.0
+        if lag_s is None:
+            lag_s = max(0.0, t0 - event.t_detected) if event.t_detected else 0.0
+        extra = {} if window_rate_hz is None else {"window_rate_hz": window_rate_hz}
         if self.using_fallback:
-            percept = self.fallback.process(item)
+            percept = self.fallback.process(item, **extra)
             self.counters["fallback"] += 1
         else:
             if self.delay_s:
                 time.sleep(self.delay_s)  # test-only: an encoder that is too slow
-            percept = self.primary.process(item)
+            percept = self.primary.process(item, **extra)
             self.counters["primary"] += 1
         encode_s = self.clock() - t0
         onset_s = event.onset_sample / event.sample_rate_hz

@@ -4,7 +4,15 @@
   audio ring (validated zero-copy view → copy), encodes it and writes the Percept to the percepts ring.
   Backlog beyond ``cluster.max_events_in_flight`` is dropped, oldest first, and counted — never audio.
 * **Remote** (another node, placed by a custom resource or a GPU): no rings; the oracle actor sends each window
-  by value through Ray (``encode``) with a deadline.
+  by value through Ray (``encode``) with a deadline, resampled on the head to :attr:`input_rate_hz` (16 kHz when
+  every view is wav2vec). The perception comes by value too (``perception_spec``: settings and arrays, a few KB,
+  read on the head); only the wav2vec checkpoint is resolved on the encoder's own node.
+
+Clock domains: an encoder on another node has its own monotonic clock. A remote Percept therefore carries only
+*durations* measured here (``stamps["encode_s"]``) plus the head's own ``t_detected`` passed through untouched;
+the encoder never subtracts a head timestamp from its clock. Locally (same node, same clock) it also records the
+ring-hop latencies. Control calls (``ready``, ``ping``, ``stats``, ``stop``) run in their own concurrency group,
+so they answer while an encode is running.
 
 The model is loaded and the wav2vec encoder warmed up in ``__init__`` — never on the first live event.
 Every Percept is stamped with the node that computed it.
@@ -20,7 +28,7 @@ import numpy as np
 import ray
 
 from shared.config import MusicHalConfig
-from shared.errors import RingBufferError
+from shared.errors import DeviceError, MusicHalError, RingBufferError
 from shared.message_ring import MessageRing
 from shared.messages import Event, Percept, message_from_bytes
 from shared.ring import AudioRing
@@ -47,7 +55,15 @@ def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str] = None
     return EncoderStage(HybridPerceptionModule.from_config(config), None, node_id=node_id)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+def input_rate_for(perception: HybridPerceptionModule, analysis_rate_hz: int) -> int:
+    """The rate a remote window should travel at: 16 kHz when wav2vec is the only view (it resamples to 16 kHz
+    anyway), else the analysis rate (the traditional view and the descriptors are computed at that rate)."""
+    if tuple(perception.views) == ("wav2vec",) and perception.wav2vec is not None:
+        return int(perception.wav2vec.encoder.target_rate_hz)
+    return int(analysis_rate_hz)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, concurrency_groups={"control": 1})
 class EncoderActor:
     def __init__(self, config: MusicHalConfig, *, model_path: Optional[str] = None, perception_spec: Any = None,
                  rings: Optional[dict[str, str]] = None, local_node_id: Optional[str] = None,
@@ -55,21 +71,27 @@ class EncoderActor:
         set_torch_threads(torch_threads)
         self.config = config
         self.node_id = current_node_id()
+        self.node_ip = ray.util.get_node_ip_address()
+        self.warning: Optional[str] = None
         t0 = time.monotonic()
-        if perception_spec is None and model_path:
-            from services.model_file import load_musichal_model
+        try:  # this node's own preflight: checkpoint, device, model arrays; one line naming the node
+            if perception_spec is None and model_path:
+                from services.model_file import load_musichal_model
 
-            perception_spec = load_musichal_model(model_path).spec
-        self.spec = perception_spec
-        self.stage = build_encoder_stage(config, node_id=self.node_id, spec=perception_spec)
-        self._warm_up()
-        self.guarded = self._make_guard(config)
+                perception_spec = load_musichal_model(model_path).spec
+            self.spec = perception_spec
+            self.stage = build_encoder_stage(config, node_id=self.node_id, spec=perception_spec)
+            self.device = self._check_device(config)
+            self._warm_up()
+            self.guarded = self._make_guard(config)
+        except MusicHalError as error:
+            raise type(error)(f"encoder node {self.node_ip}: {error}") from None
         self.load_seconds = time.monotonic() - t0
+        self.input_rate_hz = input_rate_for(self.stage.perception, config.audio.sample_rate_hz)
         self.latency = LatencyRecorder()
         self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0, "exceptions": 0}
         self.first_exception: Optional[str] = None  # "Type: message" of the first event that failed
         self.error: Optional[str] = None
-        self.warning: Optional[str] = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.local = bool(rings) and local_node_id == self.node_id
@@ -81,6 +103,21 @@ class EncoderActor:
             self.reader = self.events.reader()
             self._thread = threading.Thread(target=self._loop, name="musichal-encoder", daemon=True)
             self._thread.start()
+
+    def _check_device(self, config: MusicHalConfig) -> str:
+        """The device wav2vec runs on; ``--gpu`` without a GPU here is an error unless ``wav2vec.gpu_fallback``."""
+        wav2vec = self.stage.perception.wav2vec
+        device = str(wav2vec.encoder.device) if wav2vec is not None else "cpu"
+        if config.wav2vec.use_gpu and wav2vec is not None and device == "cpu":
+            import os
+
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            line = (f"--gpu: no CUDA or MPS device is visible to the encoder (CUDA_VISIBLE_DEVICES={visible!r}); "
+                    "use a node with a GPU, or add --gpu-fallback to run wav2vec on the CPU")
+            if not config.wav2vec.gpu_fallback:
+                raise DeviceError(line)
+            self._warn(line.split(";")[0] + "; running wav2vec on the CPU (--gpu-fallback)")
+        return device
 
     def _warm_up(self) -> None:
         """Run the feature code once on a throwaway window (first calls pay imports and caches), not on a live event."""
@@ -151,37 +188,60 @@ class EncoderActor:
         if self.first_exception is None:
             self.first_exception = f"{type(error).__name__}: {error}"
 
-    def _encode(self, event: Event, window: np.ndarray) -> Percept:
+    def _encode(self, event: Event, window: np.ndarray, *, lag_s: Optional[float] = None,
+                window_rate_hz: Optional[int] = None) -> Percept:
+        """Encode one window. Local (``lag_s`` None): the event's head stamps share this node's clock. Remote: the
+        head says how old the event was when sent (``lag_s``, its clock); only durations are measured here."""
         t0 = time.monotonic()
-        if event.t_detected:
-            self.latency.add("detected_to_encoder", t0 - event.t_detected)  # segmenter + events ring (+ Ray if remote)
-        if event.t_sent:
-            self.latency.add("events_ring", t0 - event.t_sent)  # the hop alone (+ Ray if remote)
+        if self.local and lag_s is None and event.t_detected:
+            self.latency.add("detected_to_encoder", t0 - event.t_detected)  # segmenter + events ring
+            if event.t_sent:
+                self.latency.add("events_ring", t0 - event.t_sent)  # the hop alone
         with self._lock:
-            percept = (self.guarded or self.stage).process((event, window))
+            if self.guarded is not None:
+                percept = self.guarded.process((event, window), lag_s=lag_s, window_rate_hz=window_rate_hz)
+            else:
+                percept = self.stage.process((event, window), window_rate_hz=window_rate_hz)
         t1 = time.monotonic()
         self.latency.add("encode", t1 - t0)
         self.counters["encoded"] += 1
-        stamps = dict(percept.stamps or {})
-        stamps.update({"t_detected": event.t_detected, "t_encoded": t1})
+        if self.local:
+            stamps = dict(percept.stamps or {})
+            stamps.update({"t_detected": event.t_detected, "t_encoded": t1})
+        else:  # another clock: pass the head's stamp through, add durations only
+            stamps = {"t_detected": event.t_detected, "encode_s": t1 - t0, "clock": self.node_id}
         return replace(percept, node_id=self.node_id, stamps=stamps)
 
     # ------------------------------------------------------------------ remote data plane / control
-    def encode(self, event: Event, window: np.ndarray) -> Percept:
-        """Encode one window sent by value (the remote-encoder hop)."""
+    def encode(self, event: Event, window: np.ndarray, *, lag_s: float = 0.0,
+               window_rate_hz: Optional[int] = None) -> Percept:
+        """Encode one window sent by value (the remote-encoder hop). ``lag_s``: the event's age when the head sent
+        it (head clock); ``window_rate_hz``: the window's rate when the head resampled it (else the event's)."""
         self.counters["remote_calls"] += 1
         try:
-            return self._encode(event, np.asarray(window, dtype=np.float32))
+            return self._encode(event, np.asarray(window, dtype=np.float32), lag_s=max(0.0, float(lag_s)),
+                                window_rate_hz=window_rate_hz)
         except Exception as error:
             self._count_exception(error)
             raise
 
-    def ready(self) -> dict[str, Any]:
-        spec = self.spec
-        return {"node_id": self.node_id, "local": self.local, "load_seconds": round(self.load_seconds, 3),
-                "views": list(self.stage.perception.views), "memory_dimension": spec.memory_dimension if spec else None,
-                "wav2vec": self.stage.perception.wav2vec.encoder.model_name if self.stage.perception.wav2vec else None}
+    @ray.method(concurrency_group="control")
+    def ping(self) -> str:
+        """The cheap probe the oracle sends while it considers this encoder down."""
+        return self.node_id
 
+    @ray.method(concurrency_group="control")
+    def ready(self) -> dict[str, Any]:
+        import os
+
+        spec = self.spec
+        return {"node_id": self.node_id, "node_ip": self.node_ip, "local": self.local, "pid": os.getpid(),
+                "load_seconds": round(self.load_seconds, 3), "device": self.device, "input_rate_hz": self.input_rate_hz,
+                "views": list(self.stage.perception.views), "memory_dimension": spec.memory_dimension if spec else None,
+                "wav2vec": self.stage.perception.wav2vec.encoder.model_name if self.stage.perception.wav2vec else None,
+                "warning": self.warning}
+
+    @ray.method(concurrency_group="control")
     def stats(self) -> dict[str, Any]:
         counters = dict(self.counters)
         counters.update({f"stage_{k}": v for k, v in self.stage.counters.items()})
@@ -193,8 +253,10 @@ class EncoderActor:
                      **self.guarded.guard.counters, **{f"encoded_{k}": v for k, v in self.guarded.counters.items()}}
         return {"stage": "encoder", "node_id": self.node_id, "local": self.local, "counters": counters,
                 "latency_ms": self.latency.summary(), "error": self.error, "degraded": self.stage.degraded,
-                "slow_guard": guard, "warning": self.warning, "first_exception": self.first_exception}
+                "slow_guard": guard, "warning": self.warning, "first_exception": self.first_exception,
+                "device": self.device, "input_rate_hz": self.input_rate_hz}
 
+    @ray.method(concurrency_group="control")
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

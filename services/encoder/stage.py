@@ -148,20 +148,22 @@ class EncoderStage:
         self.online = {view: q for view, q in self.online.items() if view == "traditional"} or {
             "traditional": OnlineQuantizer(self.perception.vocabulary_size, l2_normalize=self.perception.l2_normalize)}
 
-    def process(self, item: tuple[Event, np.ndarray], *, reset: bool = False) -> Percept:
-        """One ``(event, window)`` → its Percept."""
+    def process(self, item: tuple[Event, np.ndarray], *, reset: bool = False,
+                window_rate_hz: Optional[int] = None) -> Percept:
+        """One ``(event, window)`` → its Percept (``window_rate_hz``: the window's rate when it was resampled,
+        e.g. to 16 kHz for a remote wav2vec encoder; default the event's rate)."""
         if reset:
             self.reset()
         try:
             event, window = item
         except (TypeError, ValueError):
             raise ParameterError("EncoderStage.process expects an (Event, window) pair") from None
-        return self.process_batch([event], [window])[0]
+        return self.process_batch([event], [window], window_rate_hz=window_rate_hz)[0]
 
     __call__ = process
 
-    def _analyze(self, events: Sequence[Event], windows: Sequence[np.ndarray]) -> list:
-        sr = events[0].sample_rate_hz
+    def _analyze(self, events: Sequence[Event], windows: Sequence[np.ndarray], window_rate_hz: Optional[int] = None) -> list:
+        sr = int(window_rate_hz or events[0].sample_rate_hz)
         durations = [np.asarray(w).shape[0] / sr for w in windows]  # live: next onset unknown
         try:
             return analyze_windows(windows, events, sample_rate_hz=sr, perception=self.perception, durations_s=durations)
@@ -186,14 +188,15 @@ class EncoderStage:
 
         return FEATURE_DIMENSION == self.memory_dimension
 
-    def process_batch(self, events: Sequence[Event], windows: Sequence[np.ndarray]) -> list[Percept]:
+    def process_batch(self, events: Sequence[Event], windows: Sequence[np.ndarray], *,
+                      window_rate_hz: Optional[int] = None) -> list[Percept]:
         """Percepts for many events at once (wav2vec runs one forward per equal-length group)."""
         if len(events) != len(windows):
             raise ParameterError(f"got {len(windows)} windows for {len(events)} events")
         if not events:
             return []
         t_start = time.monotonic()
-        analyses = self._analyze(events, windows)
+        analyses = self._analyze(events, windows, window_rate_hz)
         t_features = time.monotonic()
         if self.model is not None:
             view = self.model.primary_view if (not self.degraded and self.model.primary_view in self.perception.views) else "traditional"

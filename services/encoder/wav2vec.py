@@ -112,6 +112,22 @@ def _how_to_provide(model: str) -> str:
             f"access (`huggingface-cli download {model}`) and copy the cache (HF_HOME) here")
 
 
+def _bin_only(source: str) -> bool:
+    """A local directory (or a cached hub snapshot) with ``*.bin`` weights and no ``*.safetensors``."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(source, "config.json")
+            path = Path(found).parent if isinstance(found, str) else path
+        except Exception:
+            return False
+    if not path.is_dir():
+        return False
+    return any(path.glob("*.bin")) and not any(path.glob("*.safetensors"))
+
+
 def load_wav2vec_checkpoint(model: str, *, local_files_only: Optional[bool] = None) -> tuple[Any, Any, bool]:
     """Load ``(Wav2Vec2Model, Wav2Vec2FeatureExtractor, extractor_found)`` from a hub name or a local directory.
 
@@ -140,9 +156,13 @@ def load_wav2vec_checkpoint(model: str, *, local_files_only: Optional[bool] = No
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        try:
-            network = Wav2Vec2Model.from_pretrained(source, local_files_only=offline)
+        try:  # safetensors only: a pickled .bin checkpoint could run code while loading
+            network = Wav2Vec2Model.from_pretrained(source, local_files_only=offline, use_safetensors=True)
         except (OSError, ValueError, EnvironmentError) as error:
+            if _bin_only(source):
+                raise DeviceError(f"wav2vec checkpoint {model} has only pickled PyTorch weights (.bin), no .safetensors: "
+                                  "convert it once where you trust it (Wav2Vec2Model.from_pretrained(dir)"
+                                  ".save_pretrained(dir, safe_serialization=True))") from None
             raise DeviceError(_how_to_provide(model) + f" ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
         try:
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(source, local_files_only=offline)

@@ -7,6 +7,12 @@ deadline is answered anyway — from a local traditional analysis of the ring (w
 only, the traditional view) or by autonomous continuation from the oracle — and the encoder is reported lost
 until a Percept arrives in time again. A lost encoder is therefore noticed within one event, not after Ray's
 node health checks.
+
+The remote hop's flow control is :class:`services.encoder.remote.RemoteEncoderLink` (pure): unfinished calls
+bounded (expired calls are cancelled and still count until Ray ends them), a deadline adapted to the measured
+round trips, and down/probe/resume — after the encoder dies every event is answered locally at once, a cheap
+``ping`` goes out now and then, and the first answer resumes sending. Clocks: everything here is on this (the
+head's) node's clock; from the encoder only durations (``stamps["encode_s"]``) are used.
 """
 from __future__ import annotations
 
@@ -36,12 +42,18 @@ class _Pending:
     event: Event
     deadline: float
     ref: Any = None
+    sent_at: float = 0.0
+
+
+def _is_cancelled(error: BaseException) -> bool:
+    return type(error).__name__ in ("TaskCancelledError",)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class OracleActor:
     def __init__(self, config: MusicHalConfig, rings: dict[str, str], *, model_path: Any = None,
-                 encoder: Any = None, checkpoint_path: Optional[str] = None, session_log: Optional[str] = None) -> None:
+                 encoder: Any = None, checkpoint_path: Optional[str] = None, session_log: Optional[str] = None,
+                 encoder_rate_hz: Optional[int] = None) -> None:
         self.config = config
         self.node_id = current_node_id()
         self.model_path = model_path
@@ -74,12 +86,25 @@ class OracleActor:
         self.events_reader = self.events.reader()
         self.percepts_reader = self.percepts.reader()
         self.encoder = encoder  # a remote encoder's handle; None when the encoder uses the rings
+        self.encoder_rate_hz = int(encoder_rate_hz or config.audio.sample_rate_hz)  # windows travel at this rate
+        from services.encoder.remote import RemoteEncoderLink
+
+        cluster = config.cluster
+        self.link = RemoteEncoderLink(max_in_flight=cluster.max_events_in_flight,
+                                      floor_s=cluster.encoder_deadline_floor_ms / 1000.0,
+                                      ceiling_s=cluster.encoder_deadline_ms / 1000.0, miss_limit=cluster.encoder_miss_limit,
+                                      probe_interval_s=cluster.encoder_probe_ms / 1000.0)
+        self._calls: dict[Any, int] = {}  # in-flight encode ref -> event id (expired, cancelled ones included)
+        self._probe: Any = None
+        self._probe_sent_at = 0.0
+        self.payload = {"windows_sent": 0, "bytes_sent": 0}
         self.fallback = self._make_fallback()
         self.pending: "OrderedDict[int, _Pending]" = OrderedDict()
         self.latency = LatencyRecorder()
         self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
                          "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0, "checkpoints": 0,
-                         "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0}
+                         "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0,
+                         "answered_while_down": 0, "encoder_deaths": 0, "cancelled": 0}
         self.encoder_lost = False
         self.last_encoder_node: Optional[str] = None
         self.error: Optional[str] = None
@@ -145,18 +170,40 @@ class OracleActor:
             if self.session is not None:
                 self.session.write("event", event_id=event.event_id, onset_sample=event.onset_sample,
                                    t_detected=event.t_detected)
-            pending = _Pending(event, time.monotonic() + deadline_s)
-            if self.encoder is not None:
-                in_flight = sum(1 for p in self.pending.values() if p.ref is not None)
-                if in_flight >= self.config.cluster.max_events_in_flight:
-                    self.counters["dropped_in_flight"] += 1  # answered by fallback at its deadline
-                else:
-                    try:
-                        window = self.audio.read(event.window_start, event.window_end)
-                        pending.ref = self.encoder.encode.remote(event, window)
-                    except RingBufferError:
-                        pass
+            now = time.monotonic()
+            pending = _Pending(event, now + (self.link.deadline_s() if self.encoder is not None else deadline_s))
             self.pending[event.event_id] = pending
+            if self.encoder is not None:
+                self._send_remote(pending, now)
+
+    def _send_remote(self, pending: _Pending, now: float) -> None:
+        """Send one window to the remote encoder, or answer at once when it is down or the in-flight cap is full."""
+        event = pending.event
+        if not self.link.up:
+            self.counters["answered_while_down"] += 1
+            self._answer_without_encoder(self.pending.pop(event.event_id))
+            return
+        if not self.link.can_send():
+            self.counters["dropped_in_flight"] += 1  # unfinished calls at the cap: answered locally now
+            self._answer_without_encoder(self.pending.pop(event.event_id))
+            return
+        try:
+            window = self.audio.read(event.window_start, event.window_end)
+        except RingBufferError:
+            return  # answered by the fallback at its deadline
+        rate = None
+        if self.encoder_rate_hz != event.sample_rate_hz:  # wav2vec only: send 16 kHz, not 48 kHz
+            import soxr
+
+            window = soxr.resample(window, event.sample_rate_hz, self.encoder_rate_hz, quality="HQ").astype("float32")
+            rate = self.encoder_rate_hz
+        lag_s = max(0.0, now - event.t_detected) if event.t_detected else 0.0  # both on this node's clock
+        pending.ref = self.encoder.encode.remote(event, window, lag_s=lag_s, window_rate_hz=rate)
+        pending.sent_at = time.monotonic()
+        self.link.sent(pending.ref, pending.sent_at)
+        self._calls[pending.ref] = event.event_id
+        self.payload["windows_sent"] += 1
+        self.payload["bytes_sent"] += int(window.nbytes)
 
     def _wait_timeout(self) -> float:
         if not self.pending:
@@ -172,20 +219,92 @@ class OracleActor:
                 self._on_percept(message_from_bytes(payload))
                 payload = self.percepts_reader.receive(timeout_s=0.0)
             return
-        refs = [p.ref for p in self.pending.values() if p.ref is not None]
+        self._maybe_probe()
+        refs = list(self._calls) + ([self._probe] if self._probe is not None else [])
         if not refs:
             self.events_reader.wait(timeout_s=timeout)  # until the next event (or a pending one's deadline)
             return
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in ready:
-            try:
-                percept = ray.get(ref)
-            except Exception:  # the encoder died with this call in flight: its event falls back at the deadline
-                for p in self.pending.values():
-                    if p.ref == ref:
-                        p.ref = None
-                continue
+            if ref is self._probe or ref == self._probe:
+                self._probe_done(ref)
+            else:
+                self._encode_done(ref)
+
+    def _encode_done(self, ref: Any) -> None:
+        event_id = self._calls.pop(ref, None)
+        try:
+            percept = ray.get(ref)
+        except Exception as error:
+            if _is_cancelled(error):
+                self.counters["cancelled"] += 1
+                self.link.failed(ref, encoder_dead=False)
+                return
+            was_up = self.link.up  # the encoder died with this call in flight: answer everything it held, now
+            self.link.failed(ref, encoder_dead=True)
+            if was_up and not self.link.up:
+                self.counters["encoder_deaths"] += 1
+                self._encoder_down()
+            pending = self.pending.pop(event_id, None) if event_id is not None else None
+            if pending is not None:
+                self._answer_without_encoder(pending)
+            return
+        in_time = event_id in self.pending
+        encode_s = (percept.stamps or {}).get("encode_s")
+        rtt = self.link.finished(ref, encode_s=encode_s, in_time=in_time)
+        if rtt is not None:
+            self.latency.add("remote_round_trip", rtt)  # send -> result, this node's clock
+            if encode_s is not None:
+                self.latency.add("remote_encode", encode_s)  # measured on the encoder's node
+                self.latency.add("remote_transport", max(0.0, rtt - encode_s))
+        if in_time:
             self._on_percept(percept)
+        else:
+            self.counters["late_percepts"] += 1
+            self._encoder_back(percept)
+
+    def _encoder_down(self) -> None:
+        """The encoder died: every event still waiting on it is answered locally now (its calls are cancelled)."""
+        if not self.encoder_lost:
+            self.encoder_lost = True
+            self.counters["encoder_lost_periods"] += 1
+        for event_id in [k for k, p in self.pending.items() if p.ref is not None]:
+            pending = self.pending.pop(event_id)
+            self._cancel(pending.ref)
+            self._answer_without_encoder(pending)
+
+    def _cancel(self, ref: Any) -> None:
+        try:
+            ray.cancel(ref)  # it stays in flight (counted) until Ray reports it over
+        except Exception:
+            pass
+
+    def _maybe_probe(self) -> None:
+        now = time.monotonic()
+        if self._probe is not None:
+            limit = max(4 * self.link.probe_interval_s, 2 * self.link.ceiling_s)
+            if now - self._probe_sent_at > limit:  # no answer (node unreachable): give up on this probe
+                self._cancel(self._probe)
+                self._probe = None
+                self.link.probe_failed()
+            return
+        if self.link.should_probe(now):
+            self._probe = self.encoder.ping.remote()
+            self._probe_sent_at = now
+            self.link.probe_sent(now)
+
+    def _probe_done(self, ref: Any) -> None:
+        self._probe = None
+        try:
+            node = ray.get(ref)
+        except Exception:
+            self.link.probe_failed()
+            return
+        self.link.probe_answered()
+        self.last_encoder_node = node
+        self.encoder_lost = False
 
     def _on_percept(self, percept: Percept) -> None:
         if percept.event_id not in self.pending:
@@ -208,25 +327,38 @@ class OracleActor:
     def _expire(self) -> None:
         now = time.monotonic()
         for event_id in [k for k, p in self.pending.items() if p.deadline <= now]:
-            pending = self.pending.pop(event_id)
+            pending = self.pending.pop(event_id, None)
+            if pending is None:  # answered already when the encoder went down
+                continue
             self.counters["encoder_misses"] += 1
             if not self.encoder_lost:
                 self.encoder_lost = True
                 self.counters["encoder_lost_periods"] += 1
-            percept = None
-            if self.fallback is not None:
-                try:
-                    window = self.audio.read(pending.event.window_start, pending.event.window_end)
-                    percept = self.fallback.process((pending.event, window))
-                    percept = replace(percept, stamps={"t_detected": pending.event.t_detected})
-                    self.counters["fallback_local"] += 1
-                except RingBufferError:
-                    percept = None
-            if percept is not None:
-                self._answer(pending.event, percept)
-            else:
-                self.counters["fallback_autonomous"] += 1
-                self._send_notes(self._respond(), pending.event)
+            self._answer_without_encoder(pending)
+            if self.encoder is not None:
+                was_up = self.link.up
+                self.link.expired(now)
+                if pending.ref is not None:
+                    self._cancel(pending.ref)
+                if was_up and not self.link.up:  # down: nothing else waits on it (a probe decides when to resume)
+                    self._encoder_down()
+
+    def _answer_without_encoder(self, pending: _Pending) -> None:
+        """Answer one event with the local traditional analysis, else by autonomous continuation."""
+        percept = None
+        if self.fallback is not None:
+            try:
+                window = self.audio.read(pending.event.window_start, pending.event.window_end)
+                percept = self.fallback.process((pending.event, window))
+                percept = replace(percept, stamps={"t_detected": pending.event.t_detected})
+                self.counters["fallback_local"] += 1
+            except RingBufferError:
+                percept = None
+        if percept is not None:
+            self._answer(pending.event, percept)
+        else:
+            self.counters["fallback_autonomous"] += 1
+            self._send_notes(self._respond(), pending.event)
 
     def _answer(self, event: Event, percept: Percept) -> None:
         now = time.monotonic()
@@ -352,9 +484,14 @@ class OracleActor:
         counters["pending"] = len(self.pending)
         counters["message_overruns"] = self.events_reader.overruns + self.percepts_reader.overruns
         counters["gate_blocked"] = self.gate.counters["blocked"]
+        remote = None
+        if self.encoder is not None:
+            sent = self.payload["windows_sent"]
+            remote = {**self.link.summary(), **self.payload, "window_rate_hz": self.encoder_rate_hz,
+                      "bytes_per_event": round(self.payload["bytes_sent"] / sent, 1) if sent else None}
         return {"stage": "oracle", "node_id": self.node_id, "counters": counters, "latency_ms": self.latency.summary(),
                 "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error,
-                "control": control}
+                "control": control, "remote_encoder": remote}
 
     def stop(self, *, checkpoint: bool = True) -> dict[str, Any]:
         self._stop.set()

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from tests.waiting import wait_until, stage_counter
 pytestmark = [pytest.mark.netns, pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
+# this interpreter's own `ray` CLI (a venv without the console script still has the module)
+RAY_CLI = [RAY_BIN] if Path(RAY_BIN).is_file() else [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
 
 
 def _netns_usable() -> str:
@@ -140,7 +143,7 @@ def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_name
         gcs_address = ray.get_runtime_context().gcs_address
         env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
         worker = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, RAY_BIN, "start", f"--address={gcs_address}",
+            ["ip", "netns", "exec", namespace, *RAY_CLI, "start", f"--address={gcs_address}",
              f"--node-ip-address={ns_ip}", "--resources=" + json.dumps({"encoder": 1}), "--num-cpus=1", "--block",
              "--disable-usage-stats"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -193,3 +196,147 @@ def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_name
         reader.close()
     assert worker.poll() is not None
     assert ReceiverModel().feed_all(messages).on == set(), "hung notes after the cut and stop"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A GPU box as the README describes it: its own network, its own clock, its own filesystem view, token auth.
+CLOCK_OFFSET_S = 1_000_000  # the worker's CLOCK_MONOTONIC = ours + 10^6 s (Linux time namespace)
+
+
+def _latency_p99(stats: dict, stage: str, name: str) -> float:
+    return float(stats.get(stage, {}).get("latency_ms", {}).get(name, {}).get("p99", float("nan")))
+
+
+def _remote(stats: dict) -> dict:
+    return stats.get("oracle", {}).get("remote_encoder") or {}
+
+
+@pytest.mark.parametrize("kind", ["traditional", "wav2vec"])
+def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death_and_resumes(
+        jack_server, veth_namespace, clip, tmp_path, tiny_wav2vec_dir, kind):
+    """The worker node runs in its own network namespace (veth), its own time namespace (monotonic + 10^6 s) and a
+    mount namespace where the head's model folder is an empty tmpfs; it joins with the head's token. The stack plays
+    from the model: Percepts come from the worker's encoder, the too-slow guard never counts an overload over >= 30
+    events and latencies are plausible (< 1 s; mixing the two clocks would give ~10^9 ms). The encoder process is
+    then killed: the next events are answered locally at once, notes keep flowing, and the restarted encoder is
+    heard again (probe, resume). ``wav2vec``: a model trained on a tiny wav2vec checkpoint (a directory the worker
+    sees at the same path); its windows travel at 16 kHz."""
+    import ray
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    from launch import LiveStack
+    from services.trainer.pipeline import train
+
+    namespace, host_veth, host_ip, ns_ip = veth_namespace
+    if shutil.which("unshare") is None:
+        pytest.fail("util-linux `unshare` is required for the time-namespace test")
+    model_dir = tmp_path / "head_only_models"
+    model_dir.mkdir()
+    model = model_dir / "model.json"
+    overrides = {"quantizer.vocabulary_size": 8}
+    if kind == "wav2vec":
+        overrides.update({"features.kind": "wav2vec", "wav2vec.model": str(tiny_wav2vec_dir)})
+    train([clip], config=MusicHalConfig().with_overrides(overrides), output=model)
+    worker_cwd = tmp_path / "worker_cwd"
+    worker_cwd.mkdir()
+    if ray.is_initialized():
+        ray.shutdown()
+    worker = None
+    stack = None
+    reader = JackReader()
+    log = open(tmp_path / "worker.log", "w")
+    try:
+        ray.init(address="local", _node_ip_address=host_ip, num_cpus=2, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+        assert get_authentication_mode() == AuthenticationMode.TOKEN  # the head requires the token
+        head_id = ray.get_runtime_context().get_node_id()
+        gcs_address = ray.get_runtime_context().gcs_address
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
+        script = 'mount -t tmpfs musichal-hidden "$1" && cd "$2" && shift 2 && exec "$@"'
+        worker = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, "unshare", "--time", "--monotonic", str(CLOCK_OFFSET_S), "--mount",
+             "--propagation", "private", "--fork", "sh", "-c", script, "sh", str(model_dir), str(worker_cwd),
+             *RAY_CLI, "start", f"--address={gcs_address}", f"--node-ip-address={ns_ip}",
+             "--resources=" + json.dumps({"encoder": 1}), "--num-cpus=1", "--block", "--disable-usage-stats"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def ns_node():
+            nodes = [n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == ns_ip]
+            return nodes[0]["NodeID"] if nodes else None
+
+        assert wait_until(lambda: ns_node() is not None or worker.poll() is not None, timeout_s=90)
+        assert ns_node() is not None, f"worker node did not join: {(tmp_path / 'worker.log').read_text()[-2000:]}"
+        ns_node_id = ns_node()
+
+        config = MusicHalConfig().with_overrides({
+            "cluster.encoder_resource": "encoder", "midi.api": "jack", "midi.port": reader.open_virtual("in"),
+            "midi.profile": "gm-safe", "generation.density": 4.0, "generation.seed": 9,
+            # traditional: 1 ms of test delay builds the too-slow guard on the encoder (wav2vec builds it anyway)
+            "control.test_encoder_delay_ms": 1.0 if kind == "traditional" else 0.0})
+        stack = LiveStack(config, input_file=str(clip), loop=True, model_path=str(model))
+        stack.start()
+        encoder = stack.actors["encoder"]
+        assert stack.encoder_info["node_id"] == ns_node_id and stack.encoder_info["local"] is False
+        # the preconditions really hold on the encoder's node: another clock, no model file
+        node_clock, node_sees_model = ray.get(encoder.__ray_call__.remote(
+            lambda self: (time.monotonic(), os.path.exists(str(model)))), timeout=30)
+        assert abs(node_clock - time.monotonic() - CLOCK_OFFSET_S) < 60
+        assert node_sees_model is False
+
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") >= 30, timeout_s=90), stack.stats()
+        stats = stack.stats()
+        assert stats["oracle"]["encoder_node"] == ns_node_id
+        guard = stats["encoder"]["slow_guard"]
+        assert guard is not None and guard["observed"] >= 30
+        assert guard["overloaded"] == 0 and not guard["degraded"], guard
+        for stage, name in (("oracle", "remote_round_trip"), ("oracle", "remote_encode"), ("oracle", "remote_transport"),
+                            ("oracle", "detected_to_oracle"), ("encoder", "encode"), ("midi_out", "pipeline")):
+            assert 0 <= _latency_p99(stats, stage, name) < 1000.0, (stage, name, stats[stage]["latency_ms"])
+        assert "detected_to_encoder" not in stats["encoder"]["latency_ms"]  # never across clocks
+        rate = 48_000 if kind == "traditional" else 16_000  # wav2vec: the head sends 16 kHz
+        assert stack.encoder_info["input_rate_hz"] == rate and _remote(stats)["window_rate_hz"] == rate
+        assert _remote(stats)["bytes_per_event"] == rate // 2 * 4  # 500 ms of float32
+        assert stage_counter(stats, "encoder", "exceptions") == 0, stats["encoder"].get("first_exception")
+        assert reader.wait_for(1, timeout_s=30), "no MIDI before the kill"
+
+        # ---- the encoder dies
+        pid = stack.encoder_info["pid"]
+        before = stack.stats()
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: _remote(stack.stats()).get("downs", 0) >= 1, timeout_s=30), _remote(stack.stats())
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "answered_while_down") >= 3, timeout_s=30)
+        down = stack.stats()
+        # at most the events already in flight at the death waited: later ones were answered locally at once
+        misses = stage_counter(down, "oracle", "encoder_misses") - stage_counter(before, "oracle", "encoder_misses")
+        assert misses <= 1, (misses, _remote(down), down["oracle"]["counters"])
+        # a traditional memory is answered from a local analysis; a wav2vec memory by autonomous continuation
+        answer = "fallback_local" if kind == "traditional" else "fallback_autonomous"
+        assert stage_counter(down, "oracle", answer) > stage_counter(before, "oracle", answer)
+        notes_at_death = ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons
+        assert wait_until(lambda: ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons > notes_at_death,
+                          timeout_s=30), "MIDI stopped when the encoder died"
+
+        # ---- it comes back (Ray restarts it on the worker node); a probe answers; percepts flow from it again
+        assert wait_until(lambda: _remote(stack.stats()).get("ups", 0) >= 1, timeout_s=120), _remote(stack.stats())
+        resumed = stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts")
+                          > stage_counter(resumed, "oracle", "percepts") + 5, timeout_s=60), stack.stats()
+        after = stack.stats()
+        assert after["oracle"]["encoder_node"] == ns_node_id and not after["oracle"]["encoder_lost"]
+        assert after["oracle"]["error"] is None
+        assert ray.get(encoder.ready.remote(), timeout=30)["pid"] != pid  # a new encoder process
+        print("remote encoder figures:", json.dumps({"before_kill": _remote(stats), "after": _remote(after),
+                                                     "misses_at_death": misses}))
+        stack.stop(graceful=True, drain_s=3.0)
+    finally:
+        if stack is not None:
+            stack.stop(graceful=False)
+        if ray.is_initialized():
+            ray.shutdown()
+        if worker is not None:
+            _stop_process_group(worker)
+        log.close()
+        messages = reader.wait_for(0, timeout_s=0)
+        reader.close()
+    assert worker.poll() is not None
+    assert ReceiverModel().feed_all(messages).on == set(), "hung notes after the kill and stop"
