@@ -151,3 +151,19 @@ def test_fitting_sample_and_oracle_cap_are_recorded_and_the_model_loads(corpus_d
     model = load_musichal_model(tmp_path / "capped" / "model.json")
     assert model.meta["oracle"]["audio"]["n_states"] == capped.training["states"] + 1
     assert stats_path_for(tmp_path / "capped" / "model.json").is_file()
+
+
+def test_shards_the_driver_cannot_see_stop_the_run_with_the_reason(corpus_dir, tmp_path):
+    """Workers that wrote their shards to a node-local folder (not the shared cache): one clear error, no model."""
+    from functools import partial
+
+    from services.trainer.pipeline import _serial_analyze
+
+    def node_local(items, *, config, cache_dir, progress, elsewhere):
+        return _serial_analyze(items, config=config, cache_dir=str(elsewhere), progress=progress)
+
+    paths = discover_audio_files(dirs=[corpus_dir])
+    output = tmp_path / "out" / "model.json"
+    with pytest.raises(ParameterError, match="--cache-dir must be a folder every node shares"):
+        train(paths, config=CONFIG, output=output, analyze_many=partial(node_local, elsewhere=tmp_path / "node2"))
+    assert not output.exists() and not output.with_suffix(".safetensors").exists()
