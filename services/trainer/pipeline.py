@@ -221,6 +221,7 @@ class FileOutcome:
     size: int = -1
     mtime_ns: int = -1
     error: Optional[str] = None
+    settings_key: str = ""  # sha256 of the settings (a worker sends the full settings once per batch)
 
     def __post_init__(self) -> None:
         if self.columns and not self.events:
@@ -435,13 +436,19 @@ def analyze_batch(items: Sequence[Sequence[Any]], *, config: MusicHalConfig, per
         except AttributeError:
             pass
     cache = FeatureCache(cache_dir) if cache_dir else None
-    out = []
+    digest = hashlib.sha256(_canonical(settings)).hexdigest()
+    out: list[FileOutcome] = []
+    sent = False
     for item in items:
         index, path, name = item[0], item[1], item[2]
         known = item[3] if len(item) > 3 else None
         outcome = analyze_path(path, index=index, name=name, config=config, perception=perception,
                                settings=settings, cache=cache, known=known)
         outcome.node = node
+        outcome.settings_key = digest
+        if sent:
+            outcome.settings = None  # one outcome per batch carries them
+        sent = sent or outcome.settings is not None
         out.append(outcome)
     return out
 
@@ -732,8 +739,9 @@ def train(paths: Sequence[str | Path], *, config: MusicHalConfig, output: str | 
     if not usable:
         reasons = "; ".join(f"{o.name}: {o.reason}" for o in outcomes[:3])
         raise ParameterError(f"nothing usable to train on ({len(outcomes)} file(s) skipped: {reasons})")
-    settings = usable[0].settings
-    if any(o.settings != settings for o in usable):
+    settings = next((o.settings for o in outcomes if o.settings is not None and o.settings_key == usable[0].settings_key),
+                    None)
+    if settings is None or any(o.settings_key != usable[0].settings_key for o in usable):
         raise ParameterError("workers computed features with different settings (mixed checkpoints or configs?)")
     invisible = [o for o in usable if o.key not in cache]
     if invisible:
