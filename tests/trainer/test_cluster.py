@@ -6,6 +6,7 @@ import json
 import pytest
 
 from shared.config import MusicHalConfig
+from shared.errors import ParameterError
 from services.trainer.cli import main
 from services.model_file import load_musichal_model
 from services.trainer.pipeline import discover_audio_files, stats_path_for, train
@@ -196,3 +197,32 @@ def test_a_worker_node_killed_mid_run_changes_no_byte(tmp_path):
     assert set(per_node) == {victim.node_id, events["replacement"]} and per_node[events["replacement"]] >= 4
     assert output.read_bytes() == reference.read_bytes()
     assert output.with_suffix(".safetensors").read_bytes() == reference.with_suffix(".safetensors").read_bytes()
+
+
+@pytest.mark.ray
+def test_a_hung_decoder_times_out_is_rescheduled_and_then_named(tmp_path, corpus_dir):
+    """A named pipe with no writer blocks ``open`` forever, like a stalled network disk: each attempt runs past
+    the timeout, is cancelled and rescheduled; after ``max_attempts`` the run fails naming the file, and the
+    cluster is free for the next run."""
+    import ray
+
+    from services.trainer.distributed import ray_analyze_many, ray_map
+
+    stalled = tmp_path / "stalled.wav"
+    os.mkfifo(stalled)
+    config = CONFIG.with_overrides({"trainer.task_timeout_s": 2.0, "trainer.max_attempts": 2})
+    assert not ray.is_initialized()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
+    try:
+        runner = {"analyze_many": partial(ray_analyze_many, workers=2, batch_files=1),
+                  "map_groups": partial(ray_map, config=config, workers=2)}
+        with pytest.raises(ParameterError, match=r"^stalled.wav: ran past trainer.task_timeout_s \(2 s\) 2 time"):
+            train([stalled], config=config, output=tmp_path / "hung" / "model.json", **runner)
+        assert not (tmp_path / "hung" / "model.json").exists()
+        paths = discover_audio_files(dirs=[corpus_dir])
+        result = train(paths, config=config.with_overrides({"trainer.task_timeout_s": 900.0}),
+                       output=tmp_path / "after" / "model.json", **runner)
+        assert result.training["events"] > 0
+    finally:
+        ray.shutdown()
