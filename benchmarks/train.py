@@ -1,47 +1,60 @@
-"""Trainer benchmark: prints ONE JSON object.
+"""Trainer benchmark at two corpus sizes: prints ONE JSON object with ``goals`` and a ``met`` flag.
 
-* a generated corpus (default 24 files × 30 s = 12 min of plucked notes at 48 kHz, cached in a temp dir);
-* wall time of :func:`services.trainer.pipeline.train` through the Ray fan-out with 1 and 2 workers (fresh feature
-  cache each; Ray already started, its start-up time reported separately) and the speed-up;
-* audio-hours per hour for the traditional features, and for a random-weight wav2vec2-base-size checkpoint
-  (``Wav2Vec2Config()`` saved to a temp dir) on a short subset, extrapolated;
-* the driver's peak RSS.
+* Corpora (generated once, cached in the temp dir): 1× = ``--minutes`` of plucked, varied notes at 48 kHz in
+  30 s files, 4× = four times as many files. Default 15 and 60 minutes.
+* Each training runs in its own driver process that joins one local 2-CPU Ray (started here, its start-up
+  reported separately), so the driver's peak RSS (``ru_maxrss``) is per run. Goal: the 4× corpus' driver peak
+  RSS ≤ 1.2× the 1× corpus' (no driver funnel: the driver holds summaries, the fitting sample and the oracle).
+* Audio-hours per hour, traditional features, 1 vs 2 workers on the 1× corpus (fresh cache each). Goal ≥ 1.6×.
+* The same for wav2vec with a tiny and a base-size (``Wav2Vec2Config()``, 95M) random-weight checkpoint on a
+  subset (``--w2v-files`` × ``--w2v-seconds``). Goal ≥ 1.6× each.
+* Audio Oracle build at ``--oracle-states`` (default 10^6) 16-D states (clustered frames, per-state metadata
+  as columns): states per second for the build and for writing its arrays, and bytes per state in memory and
+  in the model file.
+* 1 and 2 workers must give byte-identical models.
 
-Run: ``.venv/bin/python benchmarks/train.py [--files 24 --seconds 30 --w2v-files 2 --w2v-seconds 20]``.
+Run: ``.venv/bin/python benchmarks/train.py [--minutes 15 --w2v-files 2 --w2v-seconds 20 --oracle-states 1000000]``
+(reduced check: ``--minutes 2 --w2v-files 2 --w2v-seconds 6 --oracle-states 100000``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from shared.config import MusicHalConfig  # noqa: E402
-
 SR = 48_000
+FILE_SECONDS = 30.0
+GOAL_RSS_RATIO = 1.2
+GOAL_SPEEDUP = 1.6
 
 
 def _note_file(seed: int, seconds: float) -> np.ndarray:
+    """Varied material: random pitch, register, timbre (harmonic weights), decay and inter-onset times."""
     rng = np.random.default_rng(seed)
     out = np.zeros(int(seconds * SR), dtype=np.float32)
     onset = 0.05
     t = np.arange(int(0.4 * SR)) / SR
+    centre = int(rng.integers(-12, 6))
+    weights = rng.uniform(0.1, 1.0, 4)
     while onset < seconds - 0.5:
-        freq = 440.0 * 2.0 ** (int(rng.integers(-18, 15)) / 12.0)
+        freq = 440.0 * 2.0 ** ((centre + int(rng.integers(-9, 10))) / 12.0)
         env = np.exp(-t * float(rng.uniform(4, 9))) * np.minimum(1.0, t * 300.0)
-        tone = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3))
+        tone = sum(w * np.sin(2 * np.pi * freq * h * t) / h for h, w in zip((1, 2, 3, 4), weights))
         start = int(onset * SR)
-        out[start:start + t.size] += (0.25 * env * tone).astype(np.float32)
+        out[start:start + t.size] += (0.2 * float(rng.uniform(0.4, 1.0)) * env * tone).astype(np.float32)
         onset += float(rng.uniform(0.2, 0.6))
     return out
 
@@ -61,72 +74,161 @@ def corpus(files: int, seconds: float) -> list[Path]:
     return paths
 
 
-def _run(paths, config, workers, out_dir) -> dict:
-    from services.trainer.distributed import ray_analyze_many
+# ---------------------------------------------------------------------------------------------- one driver
+def _driver(spec: dict) -> dict:
+    """One training run as its own driver process (joins the benchmark's Ray)."""
+    from functools import partial
+
+    import ray
+
+    from shared.config import MusicHalConfig
+    from services.trainer.distributed import ray_analyze_many, ray_map
     from services.trainer.pipeline import train
 
+    ray.init(address=spec["address"], log_to_driver=False, configure_logging=False)
+    config = MusicHalConfig().with_overrides(spec["overrides"])
+    out = Path(spec["out"])
     start = time.perf_counter()
-    result = train(paths, config=config, output=out_dir / "model.json", cache_dir=out_dir / "cache",
-                   analyze_many=partial(ray_analyze_many, workers=workers))
+    result = train([Path(p) for p in spec["paths"]], config=config, output=out / "model.json", cache_dir=out / "cache",
+                   analyze_many=partial(ray_analyze_many, workers=spec["workers"]),
+                   map_groups=partial(ray_map, config=config, workers=spec["workers"]))
     wall = time.perf_counter() - start
+    ray.shutdown()
+    import hashlib
+
+    digest = hashlib.sha256((out / "model.json").read_bytes() + (out / "model.safetensors").read_bytes()).hexdigest()
     return {"wall_s": wall, "audio_s": result.training["audio_seconds"], "events": result.training["events"],
-            "timings": result.stats["timings"], "bytes": (out_dir / "model.json").read_bytes()}
+            "timings": result.stats["timings"], "model_sha256": digest,
+            "audio_hours_per_hour": result.training["audio_seconds"] / wall,
+            "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def _run(address: str, paths: list[Path], workers: int, out: Path, overrides: dict | None = None) -> dict:
+    spec = {"address": address, "paths": [str(p) for p in paths], "workers": workers, "out": str(out),
+            "overrides": overrides or {}}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--driver", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=7200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"driver failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------- oracle
+def oracle_build(states: int, dim: int = 16, seed: int = 0) -> dict:
+    from services.oracle.audio_oracle import AudioOracle
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(256, dim))
+    labels = rng.integers(0, centres.shape[0], states)
+    frames = centres[labels] + 0.05 * rng.normal(size=(states, dim))
+    columns = {"onset_s": np.arange(states) * 0.3, "duration_s": np.full(states, 0.3), "rms": np.full(states, 0.1),
+               "velocity": rng.integers(30, 120, states), "f0_hz": rng.uniform(80, 800, states),
+               "chroma": np.tile(np.arange(3, dtype=np.int8), (states, 1))}
+    warm = AudioOracle(0.5, dim)
+    warm.extend(frames[:64], tokens=labels[:64], columns={k: v[:64] for k, v in columns.items()},
+                event_ids=np.arange(64))
+    warm.to_model_parts()  # numba kernels compiled before timing
+    oracle = AudioOracle(0.5, dim, capacity=states + 1)
+    start = time.perf_counter()
+    per_file = 100  # appended file by file, as the trainer does
+    for begin in range(0, states, per_file):
+        end = min(states, begin + per_file)
+        oracle.extend(frames[begin:end], tokens=labels[begin:end], event_ids=np.arange(begin, end),
+                      columns={k: v[begin:end] for k, v in columns.items()}, source=f"file{begin // per_file}")
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    meta, arrays = oracle.to_model_parts()
+    parts_s = time.perf_counter() - start
+    memory = (oracle._frames.nbytes + oracle._st.nbytes + oracle._edges.nbytes + oracle._better.nbytes
+              + oracle.states.nbytes())
+    stored = sum(a.nbytes for a in arrays.values())
+    return {"states": states, "dim": dim, "build_s": build_s, "states_per_s": states / build_s,
+            "to_model_parts_s": parts_s, "transitions": oracle.n_transitions,
+            "bytes_per_state_in_memory": memory / states, "bytes_per_state_in_model_file": stored / states,
+            "note": "in-memory bytes include the growth headroom of the preallocated arrays"}
+
+
+# ---------------------------------------------------------------------------------------------- main
+def _save_w2v(directory: Path, tiny: bool) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    import torch
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2) if tiny else Wav2Vec2Config()
+    Wav2Vec2Model(config).eval().save_pretrained(directory, safe_serialization=True)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=False).save_pretrained(directory)
+    return directory
+
+
+def _pair(address: str, paths: list[Path], tmp: Path, tag: str, overrides: dict | None = None) -> dict:
+    runs = {w: _run(address, paths, w, tmp / f"{tag}_w{w}", overrides) for w in (1, 2)}
+    return {"audio_s": runs[1]["audio_s"], "events": runs[1]["events"],
+            "wall_s_1_worker": runs[1]["wall_s"], "wall_s_2_workers": runs[2]["wall_s"],
+            "audio_hours_per_hour_1_worker": runs[1]["audio_hours_per_hour"],
+            "audio_hours_per_hour_2_workers": runs[2]["audio_hours_per_hour"],
+            "speedup": runs[1]["wall_s"] / runs[2]["wall_s"],
+            "analysis_speedup": runs[1]["timings"]["analysis_s"] / runs[2]["timings"]["analysis_s"],
+            "timings_2_workers": runs[2]["timings"],
+            "identical_model_bytes": runs[1]["model_sha256"] == runs[2]["model_sha256"],
+            "driver_peak_rss_mb_2_workers": runs[2]["driver_peak_rss_mb"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--files", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--minutes", type=float, default=15.0, help="the 1x corpus (the 4x one is four times it)")
     parser.add_argument("--w2v-files", type=int, default=2)
     parser.add_argument("--w2v-seconds", type=float, default=20.0)
+    parser.add_argument("--oracle-states", type=int, default=1_000_000)
+    parser.add_argument("--driver", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.driver:
+        print(json.dumps(_driver(json.loads(args.driver))))
+        return
     import ray
 
-    paths = corpus(args.files, args.seconds)
+    files_1x = max(1, round(args.minutes * 60.0 / FILE_SECONDS))
+    paths_4x = corpus(4 * files_1x, FILE_SECONDS)
+    paths_1x = paths_4x[:files_1x]
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
-    ray_start_s = time.perf_counter() - t0
-    config = MusicHalConfig()
-    report: dict = {"files": len(paths), "audio_minutes": args.files * args.seconds / 60.0, "cpu_count": os.cpu_count(),
-                    "ray_start_s": ray_start_s, "load_average_before": os.getloadavg()}
+    address = ray.get_runtime_context().gcs_address
+    report: dict = {"corpus_1x_minutes": files_1x * FILE_SECONDS / 60.0, "corpus_4x_minutes": 4 * files_1x * FILE_SECONDS / 60.0,
+                    "cpu_count": os.cpu_count(), "ray_start_s": time.perf_counter() - t0,
+                    "load_average_before": os.getloadavg()}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            _run(paths[:2], config, 2, tmp / "warm")  # start workers, compile numba kernels
-            runs = {w: _run(paths, config, w, tmp / f"w{w}") for w in (1, 2)}
-            report["traditional"] = {
-                "events": runs[1]["events"],
-                "wall_s_1_worker": runs[1]["wall_s"], "wall_s_2_workers": runs[2]["wall_s"],
-                "speedup": runs[1]["wall_s"] / runs[2]["wall_s"],
-                "analysis_speedup": runs[1]["timings"]["analysis_s"] / runs[2]["timings"]["analysis_s"],
-                "stage_timings_2_workers": runs[2]["timings"],
-                "identical_model_bytes": runs[1]["bytes"] == runs[2]["bytes"],
-                "audio_hours_per_hour_2_workers": runs[2]["audio_s"] / runs[2]["wall_s"],
-            }
-            from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-            import torch
-
-            torch.manual_seed(0)
-            ckpt = tmp / "w2v_base_random"
-            Wav2Vec2Model(Wav2Vec2Config()).eval().save_pretrained(ckpt, safe_serialization=True)
-            Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                                     return_attention_mask=False).save_pretrained(ckpt)
+            _run(address, paths_1x[:2], 2, tmp / "warm")  # workers started, numba kernels compiled
+            report["traditional"] = _pair(address, paths_1x, tmp, "trad")
+            big = _run(address, paths_4x, 2, tmp / "trad4x")
+            report["driver_rss"] = {"mb_1x": report["traditional"]["driver_peak_rss_mb_2_workers"],
+                                    "mb_4x": big["driver_peak_rss_mb"], "events_4x": big["events"],
+                                    "audio_hours_per_hour_4x_2_workers": big["audio_hours_per_hour"]}
+            report["driver_rss"]["ratio_4x_over_1x"] = report["driver_rss"]["mb_4x"] / report["driver_rss"]["mb_1x"]
             w2v_paths = corpus(args.w2v_files, args.w2v_seconds)
-            w2v_config = config.with_overrides({"features.kind": "wav2vec", "wav2vec.model": str(ckpt)})
-            w2v = _run(w2v_paths, w2v_config, 2, tmp / "w2v")
-            per_hour = w2v["audio_s"] / w2v["wall_s"]
-            report["wav2vec_base"] = {
-                "subset_audio_s": w2v["audio_s"], "events": w2v["events"], "wall_s_2_workers": w2v["wall_s"],
-                "stage_timings": w2v["timings"], "audio_hours_per_hour_2_workers": per_hour,
-                "extrapolated_wall_s_for_corpus": report["audio_minutes"] * 60.0 / per_hour,
-                "note": "random-weight Wav2Vec2Config() (95M params), CPU, actors keep the model loaded; "
-                        "includes model load per actor",
-            }
+            for name, tiny in (("wav2vec_tiny", True), ("wav2vec_base", False)):
+                ckpt = _save_w2v(tmp / f"{name}_ckpt", tiny)
+                report[name] = _pair(address, w2v_paths, tmp, name,
+                                     {"features.kind": "wav2vec", "wav2vec.model": str(ckpt)})
     finally:
         ray.shutdown()
-    report["peak_driver_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report["oracle"] = oracle_build(args.oracle_states)
     report["load_average_after"] = os.getloadavg()
+    goals = {
+        "driver_rss_4x_over_1x": {"goal": f"<= {GOAL_RSS_RATIO}", "value": report["driver_rss"]["ratio_4x_over_1x"],
+                                  "met": report["driver_rss"]["ratio_4x_over_1x"] <= GOAL_RSS_RATIO},
+    }
+    for name in ("traditional", "wav2vec_tiny", "wav2vec_base"):
+        goals[f"{name}_speedup_2_workers"] = {"goal": f">= {GOAL_SPEEDUP}", "value": report[name]["speedup"],
+                                              "met": report[name]["speedup"] >= GOAL_SPEEDUP}
+        goals[f"{name}_identical_bytes"] = {"goal": True, "value": report[name]["identical_model_bytes"],
+                                            "met": bool(report[name]["identical_model_bytes"])}
+    report["goals"] = goals
+    report["met"] = all(g["met"] for g in goals.values())
     print(orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode())
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Wav2VecConfig",
     "QuantizerConfig",
     "OracleConfig",
+    "TrainerConfig",
     "GenerationConfig",
     "MidiConfig",
     "ClusterConfig",
@@ -152,6 +153,23 @@ class OracleConfig:
         _check(self.threshold is None or self.threshold >= 0.0, "oracle.threshold must be >= 0 or unset (auto)")
         _check(self.rebuild_every_events >= 1, "oracle.rebuild_every_events must be >= 1")
         _check(self.checkpoint_seconds > 0.0, "oracle.checkpoint_seconds must be > 0")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """``musichal-train`` at corpus scale (see docs/architecture.md, "Trainer")."""
+
+    fit_sample_events: int = 200_000  # PCA + k-means are fitted on this many events, drawn with the quantizer seed
+    oracle_max_states: int = 4_000_000  # above this the oracle holds whole files spread evenly over the corpus
+    task_timeout_s: float = 900.0  # a unit of work (a batch of files) running longer is cancelled and rescheduled
+    max_attempts: int = 3  # per unit (timeouts, lost workers/nodes), then the run fails naming the files
+    skip_unreadable: bool = False  # a file a worker cannot open: error (default) or skip and list it
+
+    def __post_init__(self) -> None:
+        _check(self.fit_sample_events >= 2, "trainer.fit_sample_events must be >= 2")
+        _check(self.oracle_max_states >= 1, "trainer.oracle_max_states must be >= 1")
+        _check(self.task_timeout_s > 0.0, "trainer.task_timeout_s must be > 0")
+        _check(self.max_attempts >= 1, "trainer.max_attempts must be >= 1")
 
 
 GENERATION_MODES = ("imitate", "contrast", "lead")
@@ -282,6 +300,7 @@ _SECTIONS: dict[str, type] = {
     "midi": MidiConfig,
     "cluster": ClusterConfig,
     "control": ControlConfig,
+    "trainer": TrainerConfig,
 }
 
 
@@ -319,6 +338,7 @@ class MusicHalConfig:
     midi: MidiConfig = field(default_factory=MidiConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "MusicHalConfig":

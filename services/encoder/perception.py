@@ -344,8 +344,16 @@ class PerceptionModel:
         """Fit PCA (for ``pca_views`` when ``pca_components``) and a quantizer per view on ``[{view: vector}]``."""
         if len(feature_dicts) == 0:
             raise ParameterError("cannot fit perception on zero events")
+        return self.fit_arrays({view: self._stack(feature_dicts, view) for view in self.views})
+
+    def fit_arrays(self, features: Mapping[str, np.ndarray]) -> "PerceptionModel":
+        """:meth:`fit` on ``{view: (n, d) array}`` (rows in corpus order) — the trainer's sample."""
         for view in self.views:
-            x = self._stack(feature_dicts, view)
+            if view not in features:
+                raise ParameterError(f"features lack the {view!r} view")
+            x = np.asarray(features[view], dtype=np.float32)
+            if x.ndim != 2 or x.shape[0] == 0:
+                raise ParameterError("cannot fit perception on zero events")
             if view in self.pca_views and self.pca_components and x.shape[0] >= 2 and x.shape[1] > self.pca_components:
                 self.pca[view] = PCAReducer(self.pca_components).fit(x)
                 x = self.pca[view].transform(x)

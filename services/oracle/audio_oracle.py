@@ -150,6 +150,20 @@ def _extend_kernel(frames, st, edges, better, counters, x_rows, start, threshold
 
 
 @numba.njit(cache=True, nogil=True)
+def _flatten_transitions(st, edges, n, src, dst):
+    """Transitions as (src, dst) pairs grouped by source state, each in insertion order; returns the count."""
+    e = 0
+    for state in range(n):
+        edge = st[state, _THEAD]
+        while edge != -1:
+            src[e] = state
+            dst[e] = edges[edge, 0]
+            e += 1
+            edge = edges[edge, 1]
+    return e
+
+
+@numba.njit(cache=True, nogil=True)
 def _rebuild_index(st, n, better):
     for i in range(n):
         st[i, _RSHEAD] = -1
@@ -279,12 +293,27 @@ class AudioOracle:
 
     def extend(self, frames: Any, *, tokens: Optional[Iterable[int]] = None,
                descriptors: Optional[Iterable[Optional[EventDescriptors]]] = None,
-               event_ids: Optional[Iterable[int]] = None, source: str = "") -> None:
-        """Append many frames at once (the fast path for training); metadata is optional per column."""
+               event_ids: Optional[Iterable[int]] = None, source: str = "",
+               columns: Optional[dict[str, np.ndarray]] = None) -> None:
+        """Append many frames at once (the fast path for training); metadata is optional per column.
+
+        ``columns`` (descriptor columns, see :meth:`StateStore.extend_columns`) instead of ``descriptors`` keeps
+        the whole append in numpy: no Python work per state.
+        """
         rows = self._check_rows(frames)
         n = rows.shape[0]
-        tokens_a = np.full(n, -1, dtype=np.int64) if tokens is None else np.fromiter((int(t) for t in tokens), dtype=np.int64)
-        ids_a = np.full(n, -1, dtype=np.int64) if event_ids is None else np.fromiter((int(e) for e in event_ids), dtype=np.int64)
+        tokens_a = np.full(n, -1, dtype=np.int64) if tokens is None else _int_array(tokens)
+        ids_a = np.full(n, -1, dtype=np.int64) if event_ids is None else _int_array(event_ids)
+        if columns is not None:
+            if descriptors is not None:
+                raise ParameterError("give descriptors or columns, not both")
+            prepared = StateStore.prepare_columns(tokens_a, ids_a, columns)  # validates before anything changes
+            if prepared["token"].size != n:
+                raise ParameterError("tokens, event_ids and descriptor columns must have one entry per frame")
+            self._grow_states(self.n_states + n)
+            self._run(rows)
+            self.states.append_prepared(prepared, source=source)
+            return
         desc_l = None if descriptors is None else list(descriptors)
         if tokens_a.size != n or ids_a.size != n or (desc_l is not None and len(desc_l) != n):
             raise ParameterError("tokens, descriptors and event_ids must have one entry per frame")
@@ -414,16 +443,11 @@ class AudioOracle:
     # ------------------------------------------------------------------ persistence
     def _flat_transitions(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.n_states
-        src: list[int] = []
-        dst: list[int] = []
-        head, nxt, edst = self._trn_head, self._edge_next, self._edge_dst
-        for state in range(n):
-            edge = head[state]
-            while edge != -1:
-                src.append(state)
-                dst.append(int(edst[edge]))
-                edge = nxt[edge]
-        return np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+        total = int(self._counters[_E])
+        src = np.empty(total, dtype=np.int64)
+        dst = np.empty(total, dtype=np.int64)
+        e = _flatten_transitions(self._st, self._edges, n, src, dst)
+        return src[:e], dst[:e]
 
     def to_model_parts(self, *, prefix: str = "oracle.") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``(meta, arrays)`` for :func:`shared.model_io.save_model` (transitions as flat src/dst arrays)."""
@@ -499,6 +523,14 @@ class AudioOracle:
         oracle._counters[:] = (n, e, n_labels)
         _rebuild_index(oracle._st, n, oracle._better)
         return oracle
+
+
+def _int_array(values: Any) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return np.ascontiguousarray(values, dtype=np.int64).ravel()
+    if isinstance(values, range):
+        return np.arange(values.start, values.stop, values.step, dtype=np.int64)
+    return np.fromiter((int(v) for v in values), dtype=np.int64)
 
 
 def _ro(a: np.ndarray) -> np.ndarray:

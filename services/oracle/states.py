@@ -112,6 +112,60 @@ class StateStore:
         self.f0_hz.extend(array("d", [0.0]) * n)
         self.chroma.extend(array("b", [-1]) * (n * MAX_CHROMA_PEAKS))
 
+    def extend_columns(self, tokens: Any, event_ids: Any, columns: Any, *, source: str = "") -> None:
+        """Append rows from descriptor columns in one pass per column (the trainer's path: no Python per state).
+
+        ``columns`` maps ``onset_s``, ``duration_s``, ``velocity``, ``f0_hz`` to ``(n,)`` arrays and ``chroma`` to
+        ``(n, k)`` pitch classes (``-1`` = none; at most :data:`MAX_CHROMA_PEAKS` columns are kept).
+
+        Raises
+        ------
+        ParameterError
+            Lengths differ, a token is below -1, a velocity is outside 1..127 or a pitch class outside -1..11.
+        """
+        self.append_prepared(self.prepare_columns(tokens, event_ids, columns), source=source)
+
+    @classmethod
+    def prepare_columns(cls, tokens: Any, event_ids: Any, columns: Any) -> dict[str, np.ndarray]:
+        """Validated, typed columns for :meth:`append_prepared` (see :meth:`extend_columns`); changes nothing."""
+        tok = np.ascontiguousarray(tokens, dtype=np.int64).ravel()
+        ids = np.ascontiguousarray(event_ids, dtype=np.int64).ravel()
+        n = tok.size
+        try:
+            out = {"token": tok, "event_id": ids,
+                   "velocity": np.ascontiguousarray(columns["velocity"], dtype=np.int64).ravel()}
+            out.update({name: np.ascontiguousarray(columns[name], dtype=np.float64).ravel() for name in cls._FLOAT_COLUMNS})
+            chroma = np.asarray(columns["chroma"], dtype=np.int64).reshape(n, -1)
+        except (KeyError, ValueError, TypeError) as error:
+            raise ParameterError(f"descriptor columns are missing or malformed: {error}") from None
+        if any(a.size != n for a in out.values()):
+            raise ParameterError("tokens, event_ids and descriptor columns must have one entry per row")
+        if n and tok.min() < -1:
+            raise ParameterError(f"token must be >= 0 (or -1 for unknown), got {int(tok.min())}")
+        if n and (out["velocity"].min() < 1 or out["velocity"].max() > 127 or chroma.min(initial=0) < -1
+                  or chroma.max(initial=0) > 11 or not all(np.isfinite(out[k]).all() for k in cls._FLOAT_COLUMNS)):
+            raise ParameterError("velocity must be in 1..127, chroma pitch classes in -1..11, times finite")
+        padded = np.full((n, MAX_CHROMA_PEAKS), -1, dtype=np.int8)
+        k = min(MAX_CHROMA_PEAKS, chroma.shape[1])
+        padded[:, :k] = chroma[:, :k]
+        out["chroma"] = padded
+        return out
+
+    def append_prepared(self, prepared: dict[str, np.ndarray], *, source: str = "") -> None:
+        n = prepared["token"].size
+        index = self._source_ids.get(source)
+        if index is None:
+            index = self._source_ids[source] = len(self.sources)
+            self.sources.append(source)
+        self.source_index.extend(array("q", [index]) * n)
+        for name, values in prepared.items():
+            getattr(self, name).frombytes(values.tobytes())
+
+    def nbytes(self) -> int:
+        """Bytes held by the columns (the per-state metadata cost)."""
+        return sum(getattr(self, name).itemsize * len(getattr(self, name))
+                   for name in self._INT_COLUMNS + self._FLOAT_COLUMNS + ("chroma",))
+
     def chroma_peaks(self, state: int) -> tuple[int, ...]:
         row = self.chroma[state * MAX_CHROMA_PEAKS:(state + 1) * MAX_CHROMA_PEAKS]
         return tuple(pc for pc in row if pc >= 0)
@@ -153,16 +207,16 @@ class StateStore:
             a = np.asarray(arrays[prefix + name])
             if a.dtype.kind not in "iu" or a.shape != (n_states,):
                 raise ModelFormatError(f"oracle states: {prefix + name} must be {n_states} integers")
-            setattr(store, name, array("q", a.astype(np.int64).tolist()))
+            setattr(store, name, array("q", np.ascontiguousarray(a, dtype=np.int64).tobytes()))
         for name in cls._FLOAT_COLUMNS:
             a = np.asarray(arrays[prefix + name])
             if a.dtype.kind != "f" or a.shape != (n_states,) or not np.isfinite(a).all():
                 raise ModelFormatError(f"oracle states: {prefix + name} must be {n_states} finite floats")
-            setattr(store, name, array("d", a.astype(np.float64).tolist()))
+            setattr(store, name, array("d", np.ascontiguousarray(a, dtype=np.float64).tobytes()))
         chroma = np.asarray(arrays[prefix + "chroma"])
         if chroma.dtype.kind not in "iu" or chroma.shape != (n_states, MAX_CHROMA_PEAKS) or (chroma < -1).any() or (chroma > 11).any():
             raise ModelFormatError(f"oracle states: {prefix}chroma must be ({n_states}, {MAX_CHROMA_PEAKS}) pitch classes or -1")
-        store.chroma = array("b", chroma.astype(np.int8).ravel().tolist())
+        store.chroma = array("b", np.ascontiguousarray(chroma, dtype=np.int8).tobytes())
         velocity = np.frombuffer(store.velocity, dtype=np.int64)
         sources = np.frombuffer(store.source_index, dtype=np.int64)
         if n_states and ((velocity < 1).any() or (velocity > 127).any() or (sources < 0).any() or (sources >= len(store.sources)).any()):

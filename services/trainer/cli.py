@@ -18,13 +18,20 @@ Train a MusicHal model offline from audio files, in parallel on Ray.
 
 Every file goes through the same front end, onset segmenter and feature code as the live system
 (traditional 22-D chroma features, or Wav2Vec 2.0 embeddings with --wav2vec). Files are analysed as Ray
-tasks (wav2vec: a pool of actors that keep the model loaded), features are cached per file under
-<output stem>.cache/ (keyed by file content + feature settings, so an interrupted run resumes), the
-quantizers are fitted on the whole corpus and the Audio Oracle is built in corpus order (sorted paths).
-Writes <output> (model.json), its .safetensors arrays, and <stem>.stats.json (timings, which node did
-which file). The same corpus and seed give byte-identical model files with any number of workers or nodes.
-Unreadable or empty files are skipped and listed; if nothing is usable the exit status is 1 and no model
-is written."""
+tasks (wav2vec: a pool of actors that keep the model loaded); each worker writes the file's features as a
+safetensors shard into the cache folder (<output stem>.cache/ unless --cache-dir; on a cluster it must be
+a folder every node shares) and returns a small summary, so the driver's memory does not grow with the
+corpus. Shards are keyed by file content + feature settings and file hashes by (path, size, mtime), so an
+interrupted run resumes without re-analysing or rehashing unchanged files. PCA and the quantizers are
+fitted on a deterministic sample of events ([trainer] fit_sample_events), tokens are computed in parallel
+tasks and the Audio Oracle is built in corpus order (sorted paths) by numba kernels. Writes <output>
+(model.json), its .safetensors arrays, and <stem>.stats.json (timings, which node did which file). The
+same corpus and seed give byte-identical model files with any number of workers or nodes, after a resume,
+and after a lost worker node (its work is rescheduled; units past --task-timeout are cancelled and run
+again, up to [trainer] max_attempts).
+A file some worker cannot open is an error naming the file and the node (the model must not depend on
+where files landed) unless --skip-unreadable; corrupt, empty or silent files are skipped and listed. If
+nothing is usable the exit status is 1 and no model is written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default=None, help="TOML config file")
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--cache-dir", default=None, help="per-file feature cache (default: <output stem>.cache/)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="feature shards + hash index (default: <output stem>.cache/; shared by every node on a cluster)")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="skip (and list) files a worker cannot open instead of failing")
+    parser.add_argument("--task-timeout", type=float, default=None,
+                        help="seconds before a unit of work is cancelled and rescheduled (default: [trainer] task_timeout_s)")
     return parser
 
 
@@ -72,6 +84,12 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
         overrides["wav2vec.model"] = args.wav2vec_model
     if args.gpu:
         overrides["wav2vec.use_gpu"] = True
+    if args.skip_unreadable:
+        overrides["trainer.skip_unreadable"] = True
+    if args.task_timeout is not None:
+        if not args.task_timeout > 0:
+            raise ParameterError(f"--task-timeout must be > 0, got {args.task_timeout}")
+        overrides["trainer.task_timeout_s"] = float(args.task_timeout)
     return config.with_overrides(overrides)
 
 
@@ -131,6 +149,8 @@ def print_summary(result: Any) -> None:
     table.add_row("nodes", ", ".join(f"{node[:12] or '?'}: {n} file(s)" for node, n in sorted(stats["files_per_node"].items())))
     for skipped in training["skipped"]:
         table.add_row("skipped", f"{skipped['name']}: {skipped['reason']}")
+    for skipped in stats.get("unreadable_skipped", []):
+        table.add_row("unreadable", f"{skipped['name']} on node {skipped['node'][:12] or 'local'}")
     Console(stderr=True).print(table)
 
 
@@ -166,13 +186,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not paths:
             raise ParameterError("no audio files found (give --file or --dir with wav/flac/ogg/mp3/aiff files)")
         _fail_if_nothing_readable(paths)  # header checks only, before Ray starts
-        from services.trainer.distributed import ensure_ray, ray_analyze_many
+        from services.trainer.distributed import ensure_ray, ray_analyze_many, ray_map
 
         started_ray = ensure_ray(address=args.ray_address, num_cpus=args.workers)
         progress = _Progress(len(paths), quiet=args.quiet)
         try:
             result = train(paths, config=config, output=args.output, threshold=threshold, cache_dir=args.cache_dir,
                            analyze_many=partial(ray_analyze_many, workers=args.workers, gpu=args.gpu), progress=progress,
+                           map_groups=partial(ray_map, config=config, workers=args.workers),
                            extra_stats={"workers": args.workers, "ray_address": args.ray_address})
         finally:
             progress.stop()

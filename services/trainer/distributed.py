@@ -1,27 +1,40 @@
-"""The trainer's Ray fan-out: file analysis as tasks over batches of files, wav2vec in a pool of model-holding actors.
+"""The trainer's Ray fan-out: file analysis as tasks over batches of files, wav2vec in a pool of model-holding
+actors, sampling and tokenisation as tasks over groups of feature shards.
 
-Only scheduling lives here; the work is :func:`services.trainer.pipeline.analyze_batch`. Results are gathered
-as they finish but merged in corpus order (the driver sorts by file index), so the model does not depend on
-the number of workers or nodes. A worker writes the features to the cache folder it sees and returns them;
-the driver writes them to its own cache when that entry is missing (a cluster without a shared disk) and
-keeps only the small per-file summary, so a large corpus streams to disk.
+Only scheduling lives here; the work is :mod:`services.trainer.pipeline`. Workers write each file's features as
+a safetensors shard into the run's cache folder (one path every node shares on a cluster) and return small
+summaries, so nothing proportional to the corpus passes through the driver. Results are gathered as they
+finish but put back in corpus order, so the model does not depend on the number of workers or nodes.
+
+Faults (:func:`services.trainer.schedule.run_units`): a unit running past ``trainer.task_timeout_s`` is
+cancelled and resubmitted; a unit whose worker, actor or node was lost is resubmitted (tasks also carry Ray's
+own ``max_retries``; encoder actors restart, ``max_restarts=-1``); after ``trainer.max_attempts`` the run fails
+naming the files. Shards are written atomically under content keys, so a unit that ran twice writes the
+same bytes.
 """
 from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any, Callable, Optional
 
 import ray
+import ray.exceptions as rex
 
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.ray_support import current_node_id, set_torch_threads
-from services.trainer.pipeline import FeatureCache, FileOutcome, analyze_batch, make_perception
+from services.trainer.pipeline import FileOutcome, analyze_batch, make_perception
+from services.trainer.schedule import Retry, run_units
 
-__all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many"]
+__all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]
 
 _PERCEPTIONS: dict[str, Any] = {}  # per worker process: the perception for a config (cheap for traditional)
+#: A unit's worker, actor or node went away: run the unit again.
+_LOST = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError, rex.OwnerDiedError,
+         rex.TaskCancelledError, rex.LocalRayletDiedError, rex.ObjectReconstructionFailedError,
+         rex.ActorUnavailableError)
 
 
 def ensure_ray(*, address: Optional[str] = None, num_cpus: Optional[int] = None) -> bool:
@@ -41,8 +54,8 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-@ray.remote(num_cpus=1)
-def _analyze_task(items: list[tuple[int, str, str]], config: MusicHalConfig, cache_dir: Optional[str]) -> list[FileOutcome]:
+@ray.remote(num_cpus=1, max_retries=3)
+def _analyze_task(items: list[tuple[Any, ...]], config: MusicHalConfig, cache_dir: Optional[str]) -> list[FileOutcome]:
     set_torch_threads(1)
     key = repr(config)
     perception = _PERCEPTIONS.get(key)
@@ -51,7 +64,12 @@ def _analyze_task(items: list[tuple[int, str, str]], config: MusicHalConfig, cac
     return analyze_batch(items, config=config, perception=perception, cache_dir=cache_dir, node=current_node_id())
 
 
-@ray.remote
+@ray.remote(num_cpus=1, max_retries=3)
+def _map_task(fn: Callable[..., Any], arguments: tuple) -> Any:
+    return fn(*arguments)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)  # a lost call is resubmitted by run_units (counted, bounded)
 class _EncoderWorker:
     """Keeps one wav2vec model loaded and analyses whole files (decode, segment, batched windows)."""
 
@@ -61,71 +79,132 @@ class _EncoderWorker:
         self.perception = make_perception(config, torch_threads=torch_threads)
         self.node = current_node_id()
 
-    def analyze(self, items: list[tuple[int, str, str]], cache_dir: Optional[str]) -> list[FileOutcome]:
+    def analyze(self, items: list[tuple[Any, ...]], cache_dir: Optional[str]) -> list[FileOutcome]:
         return analyze_batch(items, config=self.config, perception=self.perception, cache_dir=cache_dir, node=self.node)
 
 
-def _batches(items: list[tuple[int, str, str]], workers: int, batch_files: Optional[int]) -> list[list[tuple[int, str, str]]]:
+def _batches(items: list[tuple[Any, ...]], workers: int, batch_files: Optional[int]) -> list[list[tuple[Any, ...]]]:
     size = batch_files or max(1, min(8, math.ceil(len(items) / (4 * workers))))
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def ray_analyze_many(items: list[tuple[int, str, str]], *, config: MusicHalConfig, cache_dir: Optional[str],
+def _ready(handles: list[Any], wait_s: float) -> list[Any]:
+    done, _ = ray.wait(handles, num_returns=1, timeout=wait_s)
+    return done
+
+
+def _get(handle: Any) -> Any:
+    try:
+        return ray.get(handle)
+    except _LOST as error:
+        raise Retry(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+
+
+def _cancel(handle: Any) -> None:
+    try:
+        ray.cancel(handle, force=True)
+    except Exception:  # already finished or its worker is gone: nothing to stop
+        pass
+
+
+def _describe_batch(batch: list[tuple[Any, ...]]) -> str:
+    names = [item[2] for item in batch]
+    return ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+
+
+def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, cache_dir: Optional[str],
                      progress: Callable[[FileOutcome], None], workers: Optional[int] = None, gpu: bool = False,
-                     batch_files: Optional[int] = None) -> list[FileOutcome]:
+                     batch_files: Optional[int] = None, clock: Callable[[], float] = time.monotonic) -> list[FileOutcome]:
     """Analyse ``items`` on the running Ray cluster with at most ``workers`` batches in flight.
 
     With ``config.features.kind == "wav2vec"`` a pool of ``workers`` encoder actors (one per GPU with ``gpu``)
-    does the work; otherwise stateless tasks spread over the nodes.
+    does the work; otherwise stateless tasks spread over the nodes. Returns the small outcomes (the features
+    are in shards under ``cache_dir``).
     """
     if not ray.is_initialized():
         raise ParameterError("Ray is not running (call ensure_ray first)")
     workers = int(workers or cluster_cpus())
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
-    cache = FeatureCache(cache_dir) if cache_dir else None
     batches = _batches(items, workers, batch_files)
     outcomes: list[FileOutcome] = []
 
-    def take(result: list[FileOutcome]) -> None:
+    def take(_: int, result: list[FileOutcome]) -> None:
         for outcome in result:
-            if cache is not None and outcome.ok and outcome.views and outcome.key not in cache:
-                cache.store(outcome)
             progress(outcome)
-            outcomes.append(outcome.without_arrays() if cache is not None and outcome.ok else outcome)
+            outcomes.append(outcome)
 
-    if config.features.kind == "wav2vec":
-        if gpu:
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-            count, options = (max(1, gpus), {"num_gpus": 1, "num_cpus": 1}) if gpus else (workers, {"num_cpus": 1})
-        else:
-            count, options = workers, {"num_cpus": 1}
-        count = min(count, len(batches))
-        threads = 1 if not gpu else 2
-        actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD").remote(config, threads)
-                  for _ in range(count)]
-        try:
-            queue = list(batches)
-            pending: dict[Any, Any] = {}
-            for actor in actors:
-                if queue:
-                    pending[actor.analyze.remote(queue.pop(0), cache_dir)] = actor
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                actor = pending.pop(done[0])
-                take(ray.get(done[0]))
-                if queue:
-                    pending[actor.analyze.remote(queue.pop(0), cache_dir)] = actor
-        finally:
-            for actor in actors:
-                ray.kill(actor)
+    common = {"ready": _ready, "on_result": take, "clock": clock, "timeout_s": config.trainer.task_timeout_s,
+              "max_attempts": config.trainer.max_attempts, "describe": _describe_batch}
+    config_ref = ray.put(config)
+    if config.features.kind != "wav2vec":
+        def submit(batch: list[tuple[Any, ...]]) -> Any:
+            return _analyze_task.options(scheduling_strategy="SPREAD").remote(batch, config_ref, cache_dir)
+
+        def restart(handle: Any, batch: list[tuple[Any, ...]]) -> Any:
+            _cancel(handle)
+            return submit(batch)
+
+        run_units(batches, slots=workers, submit=submit, result=_get, restart=restart, **common)
         return outcomes
 
-    queue = list(batches)
-    running: list[Any] = []
-    while queue or running:
-        while queue and len(running) < workers:
-            running.append(_analyze_task.options(scheduling_strategy="SPREAD").remote(queue.pop(0), config, cache_dir))
-        done, running = ray.wait(running, num_returns=1)
-        take(ray.get(done[0]))
+    if gpu:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        count, options = (max(1, gpus), {"num_gpus": 1, "num_cpus": 1}) if gpus else (workers, {"num_cpus": 1})
+    else:
+        count, options = workers, {"num_cpus": 1}
+    count = max(1, min(count, len(batches)))
+    threads = 1 if not gpu else 2
+    actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD").remote(config, threads)
+              for _ in range(count)]
+    free = list(actors)
+    owner: dict[Any, Any] = {}
+
+    def submit_actor(batch: list[tuple[Any, ...]], actor: Any = None) -> Any:
+        actor = actor if actor is not None else free.pop()
+        handle = actor.analyze.remote(batch, cache_dir)
+        owner[handle] = actor
+        return handle
+
+    def result_actor(handle: Any) -> Any:
+        free.append(owner.pop(handle))
+        return _get(handle)
+
+    def restart_actor(handle: Any, batch: list[tuple[Any, ...]]) -> Any:
+        actor = owner.pop(handle, None)
+        if actor is None:  # lost: result_actor already freed it
+            return submit_actor(batch)
+        try:
+            ray.kill(actor, no_restart=False)  # a hung call: restart the actor (Ray re-creates it), run again
+        except Exception:
+            pass
+        return submit_actor(batch, actor)
+
+    try:
+        run_units(batches, slots=len(actors), submit=submit_actor, result=result_actor, restart=restart_actor, **common)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
     return outcomes
+
+
+def ray_map(fn: Callable[..., Any], arguments: list[tuple], *, config: MusicHalConfig,
+            workers: Optional[int] = None, clock: Callable[[], float] = time.monotonic) -> list[Any]:
+    """``[fn(*args) for args in arguments]`` as Ray tasks (at most ``workers`` in flight), results in order."""
+    workers = int(workers or cluster_cpus())
+    results: list[Any] = [None] * len(arguments)
+
+    def submit(args: tuple) -> Any:
+        return _map_task.options(scheduling_strategy="SPREAD").remote(fn, args)
+
+    def restart(handle: Any, args: tuple) -> Any:
+        _cancel(handle)
+        return submit(args)
+
+    def store(index: int, value: Any) -> None:
+        results[index] = value
+
+    run_units(arguments, slots=workers, submit=submit, ready=_ready, result=_get, restart=restart, on_result=store,
+              clock=clock, timeout_s=config.trainer.task_timeout_s, max_attempts=config.trainer.max_attempts,
+              describe=lambda args: f"{fn.__name__} over {len(args[1])} file(s)")
+    return results

@@ -68,7 +68,8 @@ def test_one_and_two_workers_and_a_rerun_give_identical_bytes(traditional_runs, 
     assert _train(corpus_dir, one, "--workers", "2") == 0  # re-run: everything from the cache, same bytes
     assert _bytes(one) == first
     files = len(discover_audio_files(dirs=[corpus_dir]))
-    assert _stats(one)["cache"] == {"directory": str(one.with_name("model.cache")), "hits": files, "misses": 0}
+    assert _stats(one)["cache"] == {"directory": str(one.with_name("model.cache")), "hits": files, "misses": 0,
+                                    "hashed": 0}
     # the serial, Ray-free path computes the same model
     serial = one.parent.parent / "serial" / "model.json"
     config = MusicHalConfig().with_overrides({"quantizer.vocabulary_size": int(VOCAB)})
@@ -105,7 +106,7 @@ def test_interrupted_run_resumes_from_the_cache(ray_up, corpus_dir, traditional_
     # a run that stopped after two files left their features in the cache
     assert main(["--file", str(paths[0]), "--file", str(paths[1]), "--output", str(part), "--cache-dir", str(cache),
                  "--vocabulary-size", VOCAB, "--quiet"]) == 0
-    assert len(list(cache.glob("*.json"))) == 2
+    assert len(list(cache.glob("*.safetensors"))) == 2
     full = tmp_path / "full" / "model.json"
     assert _train(corpus_dir, full, "--cache-dir", str(cache)) == 0
     files = {f["name"]: f for f in _stats(full)["files"]}
@@ -122,17 +123,24 @@ def test_feature_cache_round_trip_and_truncated_entries(corpus_dir, tmp_path):
     perception = make_perception(config)
     settings = feature_settings(config, perception)
     path = discover_audio_files(dirs=[corpus_dir])[0]
+    direct = analyze_path(path, index=0, name="a", config=config, perception=perception, settings=settings, cache=None)
     cache = FeatureCache(tmp_path)
     fresh = analyze_path(path, index=0, name="a", config=config, perception=perception, settings=settings, cache=cache)
     again = analyze_path(path, index=0, name="a", config=config, perception=perception, settings=settings, cache=cache)
     assert fresh.ok and not fresh.from_cache and again.from_cache
-    assert again.descriptors == fresh.descriptors
-    assert np.array_equal(again.views["traditional"], fresh.views["traditional"])
+    assert not fresh.views and not again.views  # a worker returns a summary; the features are in the shard
+    assert fresh.n_events == again.n_events == direct.n_events > 0
+    loaded = cache.load(fresh.key)
+    assert loaded.descriptors == direct.descriptors
+    assert np.array_equal(loaded.views["traditional"], direct.views["traditional"])
     # other segmentation settings give another key (no stale features)
     other = MusicHalConfig().with_overrides({"segmenter.window_ms": 250.0})
     assert feature_settings(other, perception) != settings
-    (tmp_path / f"{fresh.key}.traditional.npy").write_bytes(b"\x93NUMPY broken")
-    assert cache.load(fresh.key) is None
+    shard = cache.path(fresh.key)
+    shard.write_bytes(shard.read_bytes()[:-10])  # a truncated copy reads as absent, and is analysed again
+    assert cache.load(fresh.key) is None and fresh.key not in cache
+    redo = analyze_path(path, index=0, name="a", config=config, perception=perception, settings=settings, cache=cache)
+    assert not redo.from_cache and fresh.key in cache
 
 
 @pytest.mark.ray

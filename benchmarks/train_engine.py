@@ -1,0 +1,88 @@
+"""Ray Data vs Ray core tasks for the trainer's analysis step, same work side by side: prints ONE JSON object.
+
+Both run :func:`services.trainer.pipeline.analyze_batch` on one file per unit (decode, front end, segmentation,
+traditional features, shard written to a fresh cache) over the same generated corpus on a local 2-CPU Ray:
+
+* core: one ``@ray.remote(num_cpus=1)`` task per file, at most 2 in flight, small summaries returned;
+* data: ``ray.data.from_items(items).map_batches(fn, batch_size=1, num_cpus=1)`` consumed with ``iter_rows``.
+
+Ray Data needs pandas and pyarrow, which MusicHal does not depend on; install them out of the tree
+(``pip install --target /tmp/raydata pandas pyarrow`` then ``PYTHONPATH=/tmp/raydata``).
+Run: ``PYTHONPATH=/tmp/raydata .venv/bin/python benchmarks/train_engine.py [--files 8 --seconds 30]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    import ray
+
+    from benchmarks.train import corpus
+    from shared.config import MusicHalConfig
+    from services.trainer.pipeline import analyze_batch, make_perception
+
+    paths = corpus(args.files, args.seconds)
+    items = [(i, str(p), p.name) for i, p in enumerate(paths)]
+    config = MusicHalConfig()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
+    report: dict = {"files": len(paths), "audio_s": args.files * args.seconds, "load_average_before": os.getloadavg()}
+
+    @ray.remote(num_cpus=1)
+    def core_task(item, cache_dir):
+        out = analyze_batch([item], config=config, perception=make_perception(config), cache_dir=cache_dir)
+        return [o.index for o in out]
+
+    def data_fn(batch, cache_dir):
+        out = analyze_batch([(int(i), str(p), str(n)) for i, p, n in zip(batch["index"], batch["path"], batch["name"])],
+                            config=config, perception=make_perception(config), cache_dir=cache_dir)
+        return {"index": [o.index for o in out]}
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ray.get([core_task.remote(items[0], f"{tmp}/warm") for _ in range(2)])  # workers up, numba compiled
+            t0 = time.perf_counter()
+            running, queue, done = [], list(items), []
+            while queue or running:
+                while queue and len(running) < 2:
+                    running.append(core_task.remote(queue.pop(0), f"{tmp}/core"))
+                ready, running = ray.wait(running, num_returns=1)
+                done.extend(ray.get(ready[0]))
+            core_s = time.perf_counter() - t0
+            import ray.data
+
+            t0 = time.perf_counter()
+            ds = ray.data.from_items([{"index": i, "path": p, "name": n} for i, p, n in items])
+            rows = [r["index"] for r in ds.map_batches(data_fn, batch_size=1, num_cpus=1,
+                                                       fn_kwargs={"cache_dir": f"{tmp}/data"}).iter_rows()]
+            data_s = time.perf_counter() - t0
+            report.update({"core_tasks_s": core_s, "ray_data_s": data_s, "ray_data_over_core": data_s / core_s,
+                           "core_files": sorted(done) == list(range(len(items))),
+                           "data_files": sorted(rows) == list(range(len(items)))})
+    finally:
+        ray.shutdown()
+    report["peak_driver_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report["load_average_after"] = os.getloadavg()
+    report["goals"] = {"measure both engines on the same work": True}
+    report["met"] = bool(report["core_files"] and report["data_files"])
+    print(orjson.dumps(report).decode())
+
+
+if __name__ == "__main__":
+    main()
