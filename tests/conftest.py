@@ -10,6 +10,11 @@ import pytest
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")  # clients must never auto-start a server behind our back
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The tests' own JACK server (started by the ``jack_server`` fixture, in --sync mode, see shared/jack_server.py), named
+# per session so a machine's own server (maybe asynchronous) or a parallel run is never used or disturbed. Every JACK
+# client of the run (this process, Ray workers, subprocesses) inherits the name. MUSICHAL_TEST_JACK_SERVER=NAME reuses
+# a running server of that name instead.
+os.environ["JACK_DEFAULT_SERVER"] = os.environ.get("MUSICHAL_TEST_JACK_SERVER") or f"musichal-test-{os.getpid()}"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -99,7 +104,8 @@ class JackServer:
 
 @pytest.fixture(scope="session")
 def jack_server():
-    """A JACK dummy server for the whole session: reuse a running one, else start and later stop our own."""
+    """The session's JACK dummy server (``JACK_DEFAULT_SERVER``): started here in --sync mode and stopped after,
+    or reused when one of that name runs (MUSICHAL_TEST_JACK_SERVER)."""
     from shared.errors import DeviceError
     from shared.jack_server import start_dummy_jack, stop_jack
 

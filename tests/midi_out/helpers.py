@@ -72,6 +72,15 @@ class JackReader:
             self._condition.wait_for(lambda: len(self.messages) >= count, timeout=timeout_s)
             return [list(m) for m in self.messages]
 
+    def wait_for_stop_panic(self, timeout_s: float = 20.0) -> list[list[int]]:
+        """Block until a full panic block arrived after the last note-on (the stop's), or the timeout; return a copy.
+
+        The reader is another process behind a pipe: what the stack sent at its stop arrives a little later.
+        """
+        with self._condition:
+            self._condition.wait_for(lambda: stop_panic_received(self.messages), timeout=timeout_s)
+            return [list(m) for m in self.messages]
+
     def clear(self) -> None:
         with self._condition:
             self.messages.clear()
@@ -127,7 +136,7 @@ class ReceiverModel:
         return self
 
 
-def _panic_starts(messages: list[list[int]]) -> list[int]:
+def panic_starts(messages: list[list[int]]) -> list[int]:
     """Indices where a full panic block (CC123 then CC120 on channels 0..15, in that order) begins."""
     block = expected_panic()
     starts = []
@@ -141,6 +150,15 @@ def _panic_starts(messages: list[list[int]]) -> list[int]:
     return starts
 
 
+def stop_panic_received(messages: list[list[int]]) -> bool:
+    """True when a full panic block follows the last note-on (what every stop sends last)."""
+    starts = panic_starts(messages)
+    if not starts:
+        return False
+    last_on = max((i for i, m in enumerate(messages) if (m[0] & 0xF0) == 0x90 and len(m) > 2 and m[2] > 0), default=-1)
+    return starts[-1] > last_on
+
+
 def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, require_stop_panic: bool = True) -> list[str]:
     """Hung-note check on the stream *played*, i.e. received before the stop's panic (the last full panic block).
 
@@ -152,7 +170,7 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
     A note-off the stop sends for a note still sounding (the engine's panic ends each voice by its own note-off
     before CC123) counts as that note's off; a graceful, drained stop sends none.
     """
-    starts = _panic_starts(messages)
+    starts = panic_starts(messages)
     problems: list[str] = []
     if not starts:
         if require_stop_panic:
@@ -192,7 +210,8 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
         problems.append(f"note {key} (on at message {index}) never ended by its own note-off before the stop's panic")
     late = [i for i in range(stop + 32, len(messages)) if starts and (messages[i][0] & 0xF0) == 0x90 and messages[i][2] > 0]
     if late:
-        problems.append(f"{len(late)} note-on(s) after the stop's panic (first at message {late[0]})")
+        problems.append(f"{len(late)} note-on(s) after the last panic (first at message {late[0]}): "
+                        "no stop panic after them")
     return problems
 
 

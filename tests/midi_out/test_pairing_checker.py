@@ -1,7 +1,7 @@
 """The hung-note checker the full-stack tests use: it must fail on each kind of broken stream, and pass a good one."""
 from __future__ import annotations
 
-from tests.midi_out.helpers import expected_panic, note_pairing_problems
+from tests.midi_out.helpers import expected_panic, note_pairing_problems, stop_panic_received
 
 
 def on(channel, pitch, velocity=90):
@@ -59,6 +59,12 @@ def test_missing_stop_panic_and_lone_cc123_are_reported():
 
 def test_only_the_stream_before_the_stop_panic_is_play_and_nothing_may_start_after_it():
     problems = note_pairing_problems(START + [on(0, 60), off(0, 60)] + STOP + [on(0, 61)])
-    assert len(problems) == 1 and "after the stop's panic" in problems[0]
+    assert len(problems) == 1 and "no stop panic after them" in problems[0]
     problems = note_pairing_problems(START + [on(0, 60)] + STOP + [off(0, 60)])
     assert len(problems) == 1 and "never ended" in problems[0]
+
+
+def test_stop_panic_received_only_when_a_full_panic_follows_the_last_note_on():
+    assert not stop_panic_received(START + [on(0, 60), off(0, 60)])
+    assert not stop_panic_received(START + [on(0, 60), off(0, 60)] + STOP[:-1])
+    assert stop_panic_received(START + [on(0, 60), off(0, 60)] + STOP)
