@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from shared.config import GENERATION_MODES, MIDI_PROFILES, MusicHalConfig
-from shared.errors import MusicHalError
+from shared.errors import MusicHalError, ParameterError
 
 __all__ = ["build_parser", "config_from_args", "listening_request", "plan_listening", "preflight", "LiveStack", "main"]
 
@@ -109,6 +110,9 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
         args.model = [os.path.abspath(path) for path in args.model]
     if args.wav2vec_model and Path(args.wav2vec_model).expanduser().is_dir():  # the encoder runs elsewhere
         args.wav2vec_model = str(Path(args.wav2vec_model).expanduser().resolve())
+    duration = getattr(args, "duration", None)
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ParameterError(f"--duration must be a number of seconds > 0, got {duration:g}")
     profile = "mono" if args.no_mpe else args.midi_profile
     kind = "wav2vec" if args.wav2vec else None
     return config.with_overrides({
@@ -767,7 +771,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         warn_once("encoder", first and f"the encoder failed on an event: {first}")
         if args.stats:
             _print_latency_table(final)
-            Path(args.stats_file).write_text(json.dumps(final, indent=2, default=str))
+            from shared.model_io import atomic_write_bytes
+
+            atomic_write_bytes(args.stats_file, json.dumps(final, indent=2, default=str).encode())
             print(f"stats written to {args.stats_file}")
         deaf = stack.deafness(final) if final else None
         if deaf and final.get("capture", {}).get("counters", {}).get("events", 0) >= DEAF_MIN_EVENTS:

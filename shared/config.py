@@ -310,6 +310,28 @@ def _coerce(value: Any, annotation: Any) -> Any:
     return value
 
 
+def _check_value_type(where: str, value: Any, annotation: Any) -> None:
+    """One-line ParameterError for a value of the wrong kind: numbers must be finite, ints whole, flags booleans."""
+    import math
+    import numbers
+
+    annotation = str(annotation).replace("typing.", "")
+    optional = annotation.startswith("Optional[")
+    base = annotation[len("Optional["):-1] if optional else annotation
+    if value is None:
+        _check(optional, f"{where} must be set")
+        return
+    if base == "float":
+        _check(isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)),
+               f"{where} must be a finite number, got {value!r}")
+    elif base == "int":
+        _check(isinstance(value, numbers.Integral) and not isinstance(value, bool), f"{where} must be a whole number, got {value!r}")
+    elif base == "bool":
+        _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
+    elif base == "str":
+        _check(isinstance(value, str), f"{where} must be text, got {value!r}")
+
+
 def dataclass_from_mapping(cls: type, values: Mapping[str, Any], *, base: Any = None, section: str = "") -> Any:
     """Build (or update ``base`` of) dataclass ``cls`` from ``values``; unknown keys raise ParameterError."""
     known = {f.name: f for f in fields(cls)}
@@ -318,6 +340,8 @@ def dataclass_from_mapping(cls: type, values: Mapping[str, Any], *, base: Any = 
         where = f"[{section}] " if section else ""
         raise ParameterError(f"unknown config key {where}{', '.join(unknown)}; known: {', '.join(sorted(known))}")
     kwargs = {key: _coerce(value, known[key].type) for key, value in values.items()}
+    for key, value in kwargs.items():
+        _check_value_type(f"{section}.{key}" if section else key, value, known[key].type)
     try:
         return replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as error:

@@ -1,7 +1,14 @@
 """A JACK dummy server for machines without audio hardware (demo, benchmarks, tests).
 
-``jackd -r -d dummy -r 48000 -p 256`` gives real-time-paced JACK audio ports (PyAudio's JACK host API) and JACK
-MIDI ports (python-rtmidi's JACK API) with no sound card.
+``jackd --no-realtime --sync -d dummy -r 48000 -p 256`` gives real-time-paced JACK audio ports (PyAudio's JACK host
+API) and JACK MIDI ports (python-rtmidi's JACK API) with no sound card.
+
+``--sync``: the server waits for every client to finish a period before the next one starts. In JACK2's default
+asynchronous mode a client that runs late on a loaded machine reads a port buffer its source is already refilling:
+measured here, a JACK MIDI reader behind the live stack received the 122-message start-up burst as 122 copies of its
+first message, and note-offs with another note's bytes (2 of 2 runs of the encoder-kill test under load; 0 of 2 with
+``--sync``). The client timeout is generous (5 s) so a slow machine stalls a period instead of dropping a client.
+The server's name follows ``JACK_DEFAULT_SERVER`` like every JACK client (the tests run their own, named, server).
 
 >>> with dummy_jack_server() as server:   # doctest: +SKIP
 ...     print(server.started_here)
@@ -17,7 +24,7 @@ from shared.errors import DeviceError
 
 __all__ = ["JACK_DUMMY_COMMAND", "jack_running", "start_dummy_jack", "stop_jack", "dummy_jack_server", "DummyJack"]
 
-JACK_DUMMY_COMMAND = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
+JACK_DUMMY_COMMAND = ["jackd", "--no-realtime", "--sync", "--timeout", "5000", "-d", "dummy", "-r", "48000", "-p", "256"]
 
 
 def jack_running() -> bool:

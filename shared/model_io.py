@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,7 +27,8 @@ import orjson
 
 from shared.errors import ModelFormatError, ParameterError
 
-__all__ = ["FORMAT_VERSION", "MODEL_KIND", "save_model", "load_model", "arrays_path_for", "atomic_write_bytes"]
+__all__ = ["FORMAT_VERSION", "MODEL_KIND", "save_model", "load_model", "arrays_path_for", "atomic_write_bytes",
+           "current_umask"]
 
 FORMAT_VERSION = 1
 MODEL_KIND = "musichal-model"
@@ -38,12 +40,35 @@ def arrays_path_for(json_path: str | Path) -> Path:
     return json_path.with_suffix(".safetensors")
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux reports it (else set and restored under a lock)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    """Write ``payload`` to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    The file gets the permissions any new file of the user gets (0666 less the umask), like ``open(path, "w")``:
+    ``mkstemp`` alone would leave it 0600. Used for every output MusicHal writes whole (models, SMF, stats).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

@@ -10,10 +10,80 @@ import pytest
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")  # clients must never auto-start a server behind our back
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The tests' own JACK server (started by the ``jack_server`` fixture, in --sync mode, see shared/jack_server.py), named
+# per session so a machine's own server (maybe asynchronous) or a parallel run is never used or disturbed. Every JACK
+# client of the run (this process, Ray workers, subprocesses) inherits the name. MUSICHAL_TEST_JACK_SERVER=NAME reuses
+# a running server of that name instead.
+os.environ["JACK_DEFAULT_SERVER"] = os.environ.get("MUSICHAL_TEST_JACK_SERVER") or f"musichal-test-{os.getpid()}"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+# ---------------------------------------------------------------------------- no silent skips
+# Required dev dependencies (pyproject's [dev] extra, apt packages from scripts/setup.sh): a missing one fails the
+# session (the tests still run, so the output shows everything that depends on it), it never skips tests.
+def _module_present(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _missing_dev_dependencies() -> list[str]:
+    import shutil
+
+    from tests.audio_fixtures import SOUNDFONT
+
+    checks = {
+        "vmo (pip: vmo)": lambda: _module_present("vmo"),
+        "librosa (pip: librosa)": lambda: _module_present("librosa"),
+        "JACK-Client (pip: JACK-Client)": lambda: _module_present("jack"),
+        "hypothesis (pip: hypothesis)": lambda: _module_present("hypothesis"),
+        "fluidsynth (apt: fluidsynth)": lambda: shutil.which("fluidsynth") is not None,
+        f"{SOUNDFONT} (apt: fluid-soundfont-gm)": SOUNDFONT.is_file,
+        "jackd (apt: jackd2)": lambda: shutil.which("jackd") is not None,
+    }
+    return [name for name, present in checks.items() if not present()]
+
+
+# A skip is allowed only where the platform itself lacks the feature (the test says so with a marker):
+# ``netns`` (needs root and ip netns) and ``platform_skip`` (e.g. a CPU-only check on a machine with a GPU).
+ALLOWED_SKIP_MARKERS = ("netns", "platform_skip")
+_forbidden_skips: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        if not any(item.get_closest_marker(name) for name in ALLOWED_SKIP_MARKERS):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            _forbidden_skips.append(f"{item.nodeid}: {reason}")
+
+
+def pytest_collectreport(report):
+    if report.skipped:  # a module-level skip (e.g. importorskip) would hide a whole file
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _forbidden_skips.append(f"{report.nodeid} (whole module): {reason}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    missing = _missing_dev_dependencies()
+    if missing:
+        terminalreporter.section("missing required dev dependencies", sep="=", red=True)
+        for name in missing:
+            terminalreporter.line(f"missing: {name} — run `make test` (scripts/setup.sh installs it)", red=True)
+    if _forbidden_skips:
+        terminalreporter.section("required tests skipped (a failure)", sep="=", red=True)
+        for line in _forbidden_skips:
+            terminalreporter.line(f"SKIPPED {line}", red=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if (_forbidden_skips or _missing_dev_dependencies()) and session.exitstatus == 0:
+        session.exitstatus = 1
+
 
 class JackServer:
     """Handle on the session's JACK server (started here or already running)."""
@@ -34,7 +104,8 @@ class JackServer:
 
 @pytest.fixture(scope="session")
 def jack_server():
-    """A JACK dummy server for the whole session: reuse a running one, else start and later stop our own."""
+    """The session's JACK dummy server (``JACK_DEFAULT_SERVER``): started here in --sync mode and stopped after,
+    or reused when one of that name runs (MUSICHAL_TEST_JACK_SERVER)."""
     from shared.errors import DeviceError
     from shared.jack_server import start_dummy_jack, stop_jack
 

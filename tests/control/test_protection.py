@@ -15,7 +15,7 @@ from services.control.session import make_stage
 from services.encoder.perception import HybridPerceptionModule
 from services.encoder.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage
-from tests.audio_fixtures import fluidsynth_available, render_midi_notes
+from tests.audio_fixtures import render_midi_notes
 
 SR = 48_000
 
@@ -62,7 +62,6 @@ def closed_loop(signal: np.ndarray, *, protect: bool, seconds: float = 9.0):
     return learned_onsets, echo_onsets, gate
 
 
-@pytest.mark.skipif(not fluidsynth_available(), reason="fluidsynth not installed")
 def test_oracle_does_not_learn_its_own_notes_heard_back_when_the_gate_is_on(tmp_path):
     import soundfile
 

@@ -108,6 +108,7 @@ def test_missing_model_is_one_clear_line_and_fallback_warns(tmp_path, monkeypatc
     assert features.fallback and features.vector.shape == (22,)
 
 
+@pytest.mark.platform_skip  # checks the CPU-only path: skips where a GPU is present
 def test_gpu_request_without_gpu_warns_and_int8_is_close(tiny_wav2vec_dir):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

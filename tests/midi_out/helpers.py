@@ -72,6 +72,15 @@ class JackReader:
             self._condition.wait_for(lambda: len(self.messages) >= count, timeout=timeout_s)
             return [list(m) for m in self.messages]
 
+    def wait_for_stop_panic(self, timeout_s: float = 20.0) -> list[list[int]]:
+        """Block until a full panic block arrived after the last note-on (the stop's), or the timeout; return a copy.
+
+        The reader is another process behind a pipe: what the stack sent at its stop arrives a little later.
+        """
+        with self._condition:
+            self._condition.wait_for(lambda: stop_panic_received(self.messages), timeout=timeout_s)
+            return [list(m) for m in self.messages]
+
     def clear(self) -> None:
         with self._condition:
             self.messages.clear()
@@ -125,6 +134,85 @@ class ReceiverModel:
         for message in messages:
             self.feed(message)
         return self
+
+
+def panic_starts(messages: list[list[int]]) -> list[int]:
+    """Indices where a full panic block (CC123 then CC120 on channels 0..15, in that order) begins."""
+    block = expected_panic()
+    starts = []
+    i = 0
+    while i <= len(messages) - len(block):
+        if list(messages[i]) == block[0] and [list(m) for m in messages[i:i + len(block)]] == block:
+            starts.append(i)
+            i += len(block)
+        else:
+            i += 1
+    return starts
+
+
+def stop_panic_received(messages: list[list[int]]) -> bool:
+    """True when a full panic block follows the last note-on (what every stop sends last)."""
+    starts = panic_starts(messages)
+    if not starts:
+        return False
+    last_on = max((i for i, m in enumerate(messages) if (m[0] & 0xF0) == 0x90 and len(m) > 2 and m[2] > 0), default=-1)
+    return starts[-1] > last_on
+
+
+def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, require_stop_panic: bool = True) -> list[str]:
+    """Hung-note check on the stream *played*, i.e. received before the stop's panic (the last full panic block).
+
+    Per channel and pitch, in arrival order: a note-on while that note sounds is a double on, a note-off (or note-on
+    velocity 0) for a note not sounding is a stray off, and every note-on must be ended by its own note-off before the
+    stop's panic — a note only CC123/CC120 silences is reported as never ended. Earlier panic blocks (the start-up
+    panic, a restarted midi_out's panic) reset the state; ``allowed_cuts`` of them may cut sounding notes (a restarted
+    midi_out whose predecessor died with notes on, a mute), any other cut is a problem. Returns a list of one-line problems (empty: ok).
+    A note-off the stop sends for a note still sounding (the engine's panic ends each voice by its own note-off
+    before CC123) counts as that note's off; a graceful, drained stop sends none.
+    """
+    starts = panic_starts(messages)
+    problems: list[str] = []
+    if not starts:
+        if require_stop_panic:
+            problems.append("no stop panic (CC123/CC120 on all 16 channels) in the stream")
+        stop = len(messages)
+    else:
+        stop = starts[-1]
+    earlier = set(starts[:-1]) if starts else set()
+    sounding: dict[tuple[int, int], int] = {}
+    cuts = 0
+    i = 0
+    while i < stop:
+        if i in earlier:
+            if sounding:
+                cuts += 1
+                if cuts > allowed_cuts:
+                    problems.append(f"panic at message {i} cut sounding notes {sorted(sounding)} (more cuts than the {allowed_cuts} allowed)")
+                sounding.clear()
+            i += 32
+            continue
+        message = messages[i]
+        kind, channel = message[0] & 0xF0, message[0] & 0x0F
+        if kind == 0x90 and len(message) > 2 and message[2] > 0:
+            key = (channel, message[1])
+            if key in sounding:
+                problems.append(f"double note-on {key} at message {i} (first at {sounding[key]})")
+            sounding[key] = i
+        elif kind == 0x80 or (kind == 0x90 and len(message) > 2 and message[2] == 0):
+            key = (channel, message[1])
+            if key not in sounding:
+                problems.append(f"stray note-off {key} at message {i}")
+            sounding.pop(key, None)
+        elif kind == 0xB0 and message[1] in (120, 123):
+            problems.append(f"lone CC{message[1]} on channel {channel} at message {i}, outside a full panic")
+        i += 1
+    for key, index in sorted(sounding.items()):
+        problems.append(f"note {key} (on at message {index}) never ended by its own note-off before the stop's panic")
+    late = [i for i in range(stop + 32, len(messages)) if starts and (messages[i][0] & 0xF0) == 0x90 and messages[i][2] > 0]
+    if late:
+        problems.append(f"{len(late)} note-on(s) after the last panic (first at message {late[0]}): "
+                        "no stop panic after them")
+    return problems
 
 
 def expected_panic() -> list[list[int]]:

@@ -33,7 +33,8 @@ def corpus_dir(tmp_path_factory) -> Path:
     (root / "sub").mkdir()
     for index in range(3):
         sf.write(root / ("sub" if index == 2 else ".") / f"take{index}.wav", note_sequence(index, 3.0), SR)
-    if fluidsynth_available():
-        notes = [(p, 0.2 + 0.3 * i, 0.25, 90) for i, p in enumerate([60, 64, 67, 72, 67, 64, 62, 65, 69])]
-        render_midi_notes(notes, root / "piano.wav", 44100)  # stereo 44.1 kHz: the front end resamples/down-mixes
+    if not fluidsynth_available():
+        pytest.fail("fluidsynth and FluidR3_GM.sf2 are required (run `make test` to install them)")
+    notes = [(p, 0.2 + 0.3 * i, 0.25, 90) for i, p in enumerate([60, 64, 67, 72, 67, 64, 62, 65, 69])]
+    render_midi_notes(notes, root / "piano.wav", 44100)  # stereo 44.1 kHz: the front end resamples/down-mixes
     return root
