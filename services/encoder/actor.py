@@ -137,7 +137,7 @@ class EncoderActor:
         if event.t_detected:
             self.latency.add("detected_to_encoder", t0 - event.t_detected)  # segmenter + events ring (+ Ray if remote)
         if event.t_sent:
-            self.latency.add("events_ring", t0 - event.t_sent)  # the hop alone (+ Ray if remote)
+            self.latency.add("events_ring", t0 - event.t_sent, key=event.event_id)  # the hop alone (+ Ray if remote)
         with self._lock:
             percept = (self.guarded or self.stage).process((event, window))
         t1 = time.monotonic()
