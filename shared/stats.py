@@ -21,19 +21,36 @@ def percentiles_ms(values_s: Iterable[float]) -> dict[str, float]:
 
 
 class LatencyRecorder:
-    """Named latency series (seconds in, milliseconds out), each keeping its last ``max_samples`` values."""
+    """Named latency series (seconds in, milliseconds out), each keeping its last ``max_samples`` values.
+
+    A sample may carry a ``key`` (the input event's id) so that series recorded in different actors can be joined
+    per event (:meth:`keyed`); samples without one are keyed ``None``.
+    """
 
     def __init__(self, *, max_samples: int = 20_000) -> None:
         self._series: dict[str, deque[float]] = {}
+        self._keys: dict[str, deque] = {}
         self._max = max_samples
         self._lock = threading.Lock()
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, *, key: int | None = None) -> None:
         with self._lock:
             series = self._series.get(name)
             if series is None:
                 series = self._series[name] = deque(maxlen=self._max)
+                self._keys[name] = deque(maxlen=self._max)
             series.append(float(seconds))
+            self._keys[name].append(key)
+
+    def keyed(self, name: str) -> dict[int, float]:
+        """``{key: seconds}`` of the samples recorded with a key (the first sample per key)."""
+        with self._lock:
+            pairs = list(zip(self._keys.get(name, ()), self._series.get(name, ())))
+        out: dict[int, float] = {}
+        for key, value in pairs:
+            if key is not None and key not in out:
+                out[key] = value
+        return out
 
     def summary(self) -> dict[str, dict[str, float]]:
         with self._lock:

@@ -196,7 +196,7 @@ class EncoderActor:
         if self.local and lag_s is None and event.t_detected:
             self.latency.add("detected_to_encoder", t0 - event.t_detected)  # segmenter + events ring
             if event.t_sent:
-                self.latency.add("events_ring", t0 - event.t_sent)  # the hop alone
+                self.latency.add("events_ring", t0 - event.t_sent, key=event.event_id)  # the hop alone
         with self._lock:
             if self.guarded is not None:
                 percept = self.guarded.process((event, window), lag_s=lag_s, window_rate_hz=window_rate_hz)

@@ -43,9 +43,10 @@ class _MeasuredStage:
         now = self.clock()
         stamps = note.stamps or {}
         if "t_detected" in stamps and stamps.get("first_of_response"):
-            self.latency.add("pipeline", now - stamps["t_detected"])
+            event_id = stamps.get("input_event_id")  # joins the other actors' series per event
+            self.latency.add("pipeline", now - stamps["t_detected"], key=event_id)
             if "t_decided" in stamps:
-                self.latency.add("decision_to_note_on", now - stamps["t_decided"])
+                self.latency.add("decision_to_note_on", now - stamps["t_decided"], key=event_id)
             if "onset_wall" in stamps:
                 self.latency.add("onset_to_note", now - stamps["onset_wall"])
         self.latency.add("schedule_error", now - note.t_on)
@@ -123,7 +124,8 @@ class MidiOutActor:
                 if isinstance(note, NoteEvent):
                     self.received += 1
                     if note.stamps and "t_decided" in note.stamps:
-                        self.latency.add("oracle_to_midi_out", time.monotonic() - note.stamps["t_decided"])
+                        self.latency.add("oracle_to_midi_out", time.monotonic() - note.stamps["t_decided"],
+                                         key=note.stamps.get("input_event_id"))
                     self.scheduler.schedule(note)
         except BaseException as error:
             self.error = f"midi loop failed: {type(error).__name__}: {error}"

@@ -363,7 +363,7 @@ class OracleActor:
     def _answer(self, event: Event, percept: Percept) -> None:
         now = time.monotonic()
         if "t_encoded" in (percept.stamps or {}):
-            self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"])
+            self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"], key=event.event_id)
         if event.t_detected:
             self.latency.add("detected_to_oracle", now - event.t_detected)
         onset_wall = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
@@ -383,7 +383,7 @@ class OracleActor:
                 self.session.write("percept", now_s=now_s, gated=gated, onset_wall=onset_wall, **percept_to_record(percept))
                 self._log_notes(notes)
         if event.t_detected:  # every event, whether or not it starts a phrase (the benchmark's per-event series)
-            self.latency.add("detected_to_decision", time.monotonic() - event.t_detected)
+            self.latency.add("detected_to_decision", time.monotonic() - event.t_detected, key=event.event_id)
         self._send_notes(notes, event)
 
     def _respond(self) -> list[NoteEvent]:

@@ -29,6 +29,7 @@ import numpy as np
 from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import NoteEvent, Percept
+from shared.memory import fix_malloc_thresholds
 from shared.model_io import load_model, save_model
 from services.oracle.audio_oracle import AudioOracle
 from services.oracle.factor_oracle import FactorOracle
@@ -87,6 +88,7 @@ class OracleStage:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
+        fix_malloc_thresholds()  # multi-MB oracle arrays are swapped and freed for hours: keep them off the heap
         self.learning = True
         self.playing = "audio"
         self.counters = {"events": 0, "learned": 0, "responses": 0, "notes": 0, "rebuilds": 0, "checkpoints": 0,
@@ -204,6 +206,21 @@ class OracleStage:
         """Forget the live input and the walk position (keeps the memory and parameters)."""
         self._busy_until_s = -np.inf
         self._make_improviser()
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes the memory's own data holds (allocated capacity of the oracles' arrays and the per-state metadata
+        columns) and a rebuild in flight; what a soak subtracts from RSS growth to see everything else."""
+        audio = self.audio
+        arrays = self.tokens.nbytes
+        if audio is not None:
+            arrays += sum(a.nbytes for a in (audio._frames, audio._st, audio._edges, audio._better))
+            arrays += audio.states.nbytes
+        job = self._job
+        rebuild = 0
+        if job is not None and job.result is not None:
+            other = job.result
+            rebuild = sum(a.nbytes for a in (other._frames, other._st, other._edges, other._better))
+        return {"oracle_arrays": int(arrays), "rebuild_in_flight": int(rebuild)}
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)

@@ -58,6 +58,12 @@ class StateStore:
     def __len__(self) -> int:
         return len(self.token)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the metadata columns (allocated capacity; the source-name table not counted)."""
+        columns = (*self._INT_COLUMNS, *self._FLOAT_COLUMNS, "chroma")
+        return sum(getattr(self, c).buffer_info()[1] * getattr(self, c).itemsize for c in columns)
+
     def append(self, *, token: int = -1, descriptors: Optional[EventDescriptors] = None, event_id: int = -1,
                source: str = "") -> None:
         """Append the row for the next state."""
