@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musichal",
         description="MusicHal: a real-time AI co-improviser. Listens to audio, learns an Audio Oracle, answers in MIDI/MPE.",
-        epilog="Without --model MusicHal learns live from what it hears. Ctrl-C stops cleanly (all notes off).")
+        epilog="Without --model MusicHal learns live from what it hears; with --model it listens as the model was trained "
+               "(musichal --model m.json --describe shows how). Ctrl-C stops cleanly (all notes off). Exit status: 0 "
+               "played; 1 heard onsets but learned none of them (the warning names the likely cause); 2 error.")
     io = parser.add_argument_group("input and output")
     io.add_argument("--input-file", help="play this audio file into the stack at real-time pace (instead of a device)")
     io.add_argument("--loop", action="store_true", help="repeat --input-file")
