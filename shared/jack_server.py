@@ -1,14 +1,15 @@
 """A JACK dummy server for machines without audio hardware (demo, benchmarks, tests).
 
-``jackd --no-realtime --sync -d dummy -r 48000 -p 256`` gives real-time-paced JACK audio ports (PyAudio's JACK host
-API) and JACK MIDI ports (python-rtmidi's JACK API) with no sound card.
+``jackd --no-realtime -d dummy -r 48000 -p 256`` gives real-time-paced JACK audio ports (PyAudio's JACK host API) and
+JACK MIDI ports (python-rtmidi's JACK API) with no sound card. The server's name follows ``JACK_DEFAULT_SERVER`` like
+every JACK client's (the tests run their own, named, servers).
 
-``--sync``: the server waits for every client to finish a period before the next one starts. In JACK2's default
-asynchronous mode a client that runs late on a loaded machine reads a port buffer its source is already refilling:
-measured here, a JACK MIDI reader behind the live stack received the 122-message start-up burst as 122 copies of its
-first message, and note-offs with another note's bytes (2 of 2 runs of the encoder-kill test under load; 0 of 2 with
-``--sync``). The client timeout is generous (5 s) so a slow machine stalls a period instead of dropping a client.
-The server's name follows ``JACK_DEFAULT_SERVER`` like every JACK client (the tests run their own, named, server).
+``sync=True`` adds ``--sync``: the server starts a period only once every client has finished the previous one. In
+JACK2's default asynchronous mode, on a loaded machine, a JACK MIDI reader behind the live stack received garbled
+MIDI: the 122-message start-up burst as 122 copies of its first message, note-offs with another note's bytes (the
+encoder-kill test: 6 of 6 runs on async servers, one with the reader SCHED_FIFO; none in 8 runs with ``--sync``).
+The price: a killed client stalls a sync server until it is dropped (measured alone: 0.6 s with JACK's default 500 ms
+client timeout, 50 s with 5 s; under load a restarted midi_out's panic came 3.3-4.3 s after its restart).
 
 >>> with dummy_jack_server() as server:   # doctest: +SKIP
 ...     print(server.started_here)
@@ -24,7 +25,8 @@ from shared.errors import DeviceError
 
 __all__ = ["JACK_DUMMY_COMMAND", "jack_running", "start_dummy_jack", "stop_jack", "dummy_jack_server", "DummyJack"]
 
-JACK_DUMMY_COMMAND = ["jackd", "--no-realtime", "--sync", "--timeout", "5000", "-d", "dummy", "-r", "48000", "-p", "256"]
+JACK_DUMMY_COMMAND = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
+JACK_SYNC_OPTION = "--sync"
 
 
 def jack_running() -> bool:
@@ -35,14 +37,18 @@ def jack_running() -> bool:
     return "running" in result.stdout and "not running" not in result.stdout
 
 
-def start_dummy_jack(*, log_path: Optional[str] = None, timeout_s: float = 15.0) -> Optional[subprocess.Popen]:
-    """Start a JACK dummy server unless one runs; returns the process started here (None if one was running)."""
+def start_dummy_jack(*, log_path: Optional[str] = None, timeout_s: float = 15.0,
+                     sync: bool = False) -> Optional[subprocess.Popen]:
+    """Start a JACK dummy server unless one runs; returns the process started here (None if one was running).
+
+    ``sync``: synchronous mode (see the module's notes)."""
     if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
         raise DeviceError("jackd is not installed (Debian/Ubuntu: apt-get install jackd2)")
     if jack_running():
         return None
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(JACK_DUMMY_COMMAND, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    command = JACK_DUMMY_COMMAND[:2] + [JACK_SYNC_OPTION] + JACK_DUMMY_COMMAND[2:] if sync else JACK_DUMMY_COMMAND
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     ready = subprocess.run(["jack_wait", "--wait", "--timeout", str(int(timeout_s))], capture_output=True, text=True)
     if "available" not in ready.stdout:
         stop_jack(process)

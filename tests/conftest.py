@@ -10,8 +10,8 @@ import pytest
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")  # clients must never auto-start a server behind our back
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# The tests' own JACK server (started by the ``jack_server`` fixture, in --sync mode, see shared/jack_server.py), named
-# per session so a machine's own server (maybe asynchronous) or a parallel run is never used or disturbed. Every JACK
+# The tests' own JACK server (started by the ``jack_server`` fixture, in --sync mode: see shared/jack_server.py), named
+# per session so a machine's own server or a parallel run is never used or disturbed. Every JACK
 # client of the run (this process, Ray workers, subprocesses) inherits the name. MUSICHAL_TEST_JACK_SERVER=NAME reuses
 # a running server of that name instead.
 os.environ["JACK_DEFAULT_SERVER"] = os.environ.get("MUSICHAL_TEST_JACK_SERVER") or f"musichal-test-{os.getpid()}"
@@ -111,13 +111,37 @@ def jack_server():
 
     log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"musichal_jackd_{os.getpid()}.log")
     try:
-        process = start_dummy_jack(log_path=log)
+        process = start_dummy_jack(log_path=log, sync=True)
     except DeviceError as error:
         pytest.fail(f"{error} (run `make test`, which installs jackd2)")
     try:
         yield JackServer(process)
     finally:
         stop_jack(process)
+
+
+@pytest.fixture(scope="module")
+def async_jack_server():
+    """A JACK dummy server in JACK's default (asynchronous) mode for one module, under its own name: for tests that
+    kill JACK clients and time what follows (a sync server stalls on a killed client). Every JACK client started while
+    it runs (this process, Ray started afterwards, subprocesses) uses it; the session's name is restored after."""
+    from shared.errors import DeviceError
+    from shared.jack_server import start_dummy_jack, stop_jack
+
+    previous = os.environ["JACK_DEFAULT_SERVER"]
+    os.environ["JACK_DEFAULT_SERVER"] = f"{previous}-async"
+    try:
+        try:
+            process = start_dummy_jack(log_path=os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                             f"musichal_jackd_async_{os.getpid()}.log"))
+        except DeviceError as error:
+            pytest.fail(f"{error} (run `make test`, which installs jackd2)")
+        try:
+            yield JackServer(process)
+        finally:
+            stop_jack(process)
+    finally:
+        os.environ["JACK_DEFAULT_SERVER"] = previous
 
 
 def _creator_alive_elsewhere(name: str) -> bool:

@@ -51,7 +51,7 @@ class _MeasuredStage:
                 self.latency.add("onset_to_note", now - stamps["onset_wall"])
         self.latency.add("schedule_error", now - note.t_on)
         if len(self.sent_notes) < 100_000:
-            self.sent_notes.append({"note_id": note.note_id, "pitch": note.pitch, "channel": channel,
+            self.sent_notes.append({"note_id": note.note_id, "pitch": note.pitch, "channel": channel, "voice": note.voice,
                                     "source_state": note.source_state, "source_event_id": note.source_event_id})
         return channel
 

@@ -203,8 +203,6 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
             if key not in sounding:
                 problems.append(f"stray note-off {key} at message {i}")
             sounding.pop(key, None)
-        elif kind == 0xB0 and message[1] in (120, 123):
-            problems.append(f"lone CC{message[1]} on channel {channel} at message {i}, outside a full panic")
         i += 1
     for key, index in sorted(sounding.items()):
         problems.append(f"note {key} (on at message {index}) never ended by its own note-off before the stop's panic")

@@ -18,12 +18,18 @@ import pytest
 
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
-from tests.midi_out.helpers import JackReader, ReceiverModel
+from tests.midi_out.helpers import JackReader, ReceiverModel, note_pairing_problems, panic_starts
 from tests.waiting import actor_call, actor_pid, restarted_pid, stage_counter, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PANIC_BOUND_S = 1.0  # the property the issue demands: panic within 1 s of a midi_out restart
+
+
+@pytest.fixture(scope="module")
+def jack_server(async_jack_server):
+    """JACK's default mode for this module: a killed midi_out stalls a --sync server for seconds (shared/jack_server)."""
+    return async_jack_server
 
 
 class TimedReader(JackReader):
@@ -134,12 +140,12 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
         stack.stop(graceful=True, drain_s=3.0)
     finally:
         stack.stop(graceful=False)
-        messages = reader.snapshot()[1]
+        messages = reader.wait_for_stop_panic(timeout_s=20)
         reader.close()
     print(f"faults: panic after midi_out restart (s): {panic_delays}")
     assert all(delay < PANIC_BOUND_S for delay in panic_delays.values()), f"panic after restart took {panic_delays} s"
-    model = ReceiverModel().feed_all(messages)
-    assert model.on == set(), f"notes left sounding after the faults and stop: {model.on}"
+    # no hung note during play; only the two midi_out restarts' panics may cut notes its dead predecessor left on
+    assert note_pairing_problems(messages, allowed_cuts=2) == []
     assert not [name for name in rings if os.path.exists(f"/dev/shm/{name}")], "rings left in /dev/shm"
     assert wait_until(lambda: not [p for p in pids if psutil.pid_exists(p)], timeout_s=30), \
         f"actor processes outlived the stack: {[p for p in pids if psutil.pid_exists(p)]}"
@@ -164,7 +170,7 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate(timeout=10)
-        messages = reader.snapshot()[1]
+        messages = reader.wait_for_stop_panic(timeout_s=20)
         reader.close()
     assert process.returncode == 0, err
     assert "Traceback" not in err
@@ -173,7 +179,7 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
     assert "all notes off" in stopped[0] and str(record) in stopped[0]
     assert out.strip().splitlines()[-1] == stopped[0]
     assert record.exists() and record.stat().st_size > 0
-    assert ReceiverModel().feed_all(messages).on == set(), "notes left sounding after SIGTERM"
+    assert note_pairing_problems(messages) == []  # no hung note during play; SIGTERM's stop ends the rest
     leftover = [n for n in os.listdir("/dev/shm") if n.startswith((f"musichal_ring_{process.pid}_",
                                                                     f"musichal_ring_msg_{process.pid}_"))]
     assert not leftover, f"shared memory left behind: {leftover}"
@@ -208,9 +214,11 @@ def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack
         stack.stop(graceful=True, drain_s=3.0)
     finally:
         stack.stop(graceful=False)
-        messages = returned.snapshot()[1] if returned is not None else []
+        messages = returned.wait_for_stop_panic(timeout_s=20) if returned is not None else []
         if returned is not None:
             returned.close()
     first_on = next(i for i, m in enumerate(messages) if (m[0] & 0xF0) == 0x90 and m[2] > 0)
     assert {m[0] & 0x0F for m in messages[:first_on] if (m[0] & 0xF0) == 0xB0 and m[1] == 123} == set(range(16))
-    assert ReceiverModel().feed_all(messages).on == set()
+    # on the returned synth, from its panic on: every note ended by its own note-off during play. (Before that panic
+    # midi_out may send note-offs for notes the synth never got, sounding while it was gone: harmless, not judged.)
+    assert note_pairing_problems(messages[panic_starts(messages)[0]:]) == []
