@@ -8,7 +8,8 @@ finish but put back in corpus order, so the model does not depend on the number 
 
 Faults (:func:`services.trainer.schedule.run_units`): a unit running past ``trainer.task_timeout_s`` is
 cancelled and resubmitted; a unit whose worker, actor or node was lost is resubmitted (tasks also carry Ray's
-own ``max_retries``; encoder actors restart, ``max_restarts=-1``); after ``trainer.max_attempts`` the run fails
+own ``max_retries``; encoder actors restart, ``max_restarts=-1``, and Ray reruns their lost calls,
+``max_task_retries=3``; a hung call's actor is killed with ``no_restart=False`` so Ray restarts it and reruns it); after ``trainer.max_attempts`` the run fails
 naming the files. Shards are written atomically under content keys, so a unit that ran twice writes the
 same bytes.
 """
@@ -30,6 +31,8 @@ from services.trainer.schedule import Retry, run_units
 
 __all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]
 
+#: Encoder actors are named ``<prefix><run>-<i>`` (operators and tests can find them with ``ray.util.list_named_actors``).
+ENCODER_NAME_PREFIX = "musichal-train-encoder-"
 _PERCEPTIONS: dict[str, Any] = {}  # per worker process: the perception for a config (cheap for traditional)
 #: A unit's worker, actor or node went away: run the unit again.
 _LOST = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError, rex.OwnerDiedError,
@@ -69,7 +72,7 @@ def _map_task(fn: Callable[..., Any], arguments: tuple) -> Any:
     return fn(*arguments)
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)  # a lost call is resubmitted by run_units (counted, bounded)
+@ray.remote(max_restarts=-1, max_task_retries=3)  # Ray reruns a lost call on the restarted actor
 class _EncoderWorker:
     """Keeps one wav2vec model loaded and analyses whole files (decode, segment, batched windows)."""
 
@@ -155,8 +158,9 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
         count, options = workers, {"num_cpus": 1}
     count = max(1, min(count, len(batches)))
     threads = 1 if not gpu else 2
-    actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD").remote(config, threads)
-              for _ in range(count)]
+    run = f"{os.getpid()}-{time.monotonic_ns()}"
+    actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD", name=f"{ENCODER_NAME_PREFIX}{run}-{i}")
+              .remote(config, threads) for i in range(count)]
     free = list(actors)
     owner: dict[Any, Any] = {}
 
@@ -171,14 +175,14 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
         return _get(handle)
 
     def restart_actor(handle: Any, batch: list[tuple[Any, ...]]) -> Any:
-        actor = owner.pop(handle, None)
-        if actor is None:  # lost: result_actor already freed it
+        actor = owner.get(handle)
+        if actor is None:  # lost even after Ray's own retries (result_actor freed its actor): submit it again
             return submit_actor(batch)
         try:
-            ray.kill(actor, no_restart=False)  # a hung call: restart the actor (Ray re-creates it), run again
+            ray.kill(actor, no_restart=False)  # a hung call: Ray restarts the actor and reruns the call
         except Exception:
             pass
-        return submit_actor(batch, actor)
+        return handle
 
     try:
         run_units(batches, slots=len(actors), submit=submit_actor, result=result_actor, restart=restart_actor, **common)
