@@ -26,7 +26,8 @@ import ray.exceptions as rex
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.ray_support import current_node_id, set_torch_threads
-from services.trainer.pipeline import FileOutcome, analyze_batch, make_perception
+from services.trainer.pipeline import (FileOutcome, analyze_batch, encode_pending, feature_settings,
+                                       make_perception, segment_batch, segmentation_config)
 from services.trainer.schedule import Retry, run_units
 
 __all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]
@@ -72,18 +73,38 @@ def _map_task(fn: Callable[..., Any], arguments: tuple) -> Any:
     return fn(*arguments)
 
 
+@ray.remote(num_cpus=1, max_retries=3, num_returns=2)
+def _segment_task(items: list[tuple[Any, ...]], config: MusicHalConfig, settings: dict[str, Any],
+                  cache_dir: str) -> tuple[list[FileOutcome], list[dict]]:
+    """The wav2vec path's CPU stage: decode, segment, descriptors, traditional view; windows to the encoders."""
+    set_torch_threads(1)
+    stage_config = segmentation_config(config)
+    key = repr(stage_config)
+    perception = _PERCEPTIONS.get(key)
+    if perception is None:
+        perception = _PERCEPTIONS[key] = make_perception(stage_config, torch_threads=1)
+    return segment_batch(items, config=stage_config, perception=perception, settings=settings, cache_dir=cache_dir,
+                         node=current_node_id())
+
+
 @ray.remote(max_restarts=-1, max_task_retries=3)  # Ray reruns a lost call on the restarted actor
 class _EncoderWorker:
-    """Keeps one wav2vec model loaded and analyses whole files (decode, segment, batched windows)."""
+    """Keeps one wav2vec model loaded and encodes the windows the CPU stage cut (its own node's CPU is not
+    spent on decoding)."""
 
     def __init__(self, config: MusicHalConfig, torch_threads: int) -> None:
         set_torch_threads(torch_threads)
         self.config = config
         self.perception = make_perception(config, torch_threads=torch_threads)
+        self.settings = feature_settings(config, self.perception)
         self.node = current_node_id()
 
-    def analyze(self, items: list[tuple[Any, ...]], cache_dir: Optional[str]) -> list[FileOutcome]:
-        return analyze_batch(items, config=self.config, perception=self.perception, cache_dir=cache_dir, node=self.node)
+    def feature_settings(self) -> dict[str, Any]:
+        return self.settings
+
+    def encode(self, summaries: list[FileOutcome], payloads: list[dict], cache_dir: str) -> list[FileOutcome]:
+        return encode_pending(summaries, payloads, perception=self.perception, settings=self.settings,
+                              cache_dir=cache_dir, sample_rate_hz=self.config.audio.sample_rate_hz, node=self.node)
 
 
 def _batches(items: list[tuple[Any, ...]], workers: int, batch_files: Optional[int]) -> list[list[tuple[Any, ...]]]:
@@ -151,11 +172,12 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
         run_units(batches, slots=workers, submit=submit, result=_get, restart=restart, **common)
         return outcomes
 
-    if gpu:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        count, options = (max(1, gpus), {"num_gpus": 1, "num_cpus": 1}) if gpus else (workers, {"num_cpus": 1})
+    if gpu and int(ray.cluster_resources().get("GPU", 0)):
+        count, options = int(ray.cluster_resources()["GPU"]), {"num_gpus": 1, "num_cpus": 0}
     else:
-        count, options = workers, {"num_cpus": 1}
+        # num_cpus=0: the encoders must not starve the CPU stage of the slots Ray accounts (the two stages are
+        # bounded by run_units instead: ``workers`` CPU units and ``count`` encoder calls in flight)
+        count, options = workers, {"num_cpus": 0}
     count = max(1, min(count, len(batches)))
     threads = 1 if not gpu else 2
     run = f"{os.getpid()}-{time.monotonic_ns()}"
@@ -163,33 +185,72 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
               .remote(config, threads) for i in range(count)]
     free = list(actors)
     owner: dict[Any, Any] = {}
+    payload_of: dict[Any, Any] = {}
 
-    def submit_actor(batch: list[tuple[Any, ...]], actor: Any = None) -> Any:
+    def stage(unit: tuple) -> str:
+        return unit[0]
+
+    def submit_unit(unit: tuple, actor: Any = None) -> Any:
+        if unit[0] == "cpu":
+            summaries_ref, payloads_ref = _segment_task.options(scheduling_strategy="SPREAD").remote(
+                unit[1], config_ref, settings, cache_dir)
+            payload_of[summaries_ref] = payloads_ref
+            return summaries_ref
         actor = actor if actor is not None else free.pop()
-        handle = actor.analyze.remote(batch, cache_dir)
+        handle = actor.encode.remote(unit[1], unit[2], cache_dir)
         owner[handle] = actor
         return handle
 
-    def result_actor(handle: Any) -> Any:
-        free.append(owner.pop(handle))
-        return _get(handle)
+    def result_unit(handle: Any) -> Any:
+        if handle in owner:
+            free.append(owner.pop(handle))
+            return _get(handle)
+        return _get(handle), payload_of.pop(handle)  # the CPU stage: summaries + the (unfetched) windows
 
-    def restart_actor(handle: Any, batch: list[tuple[Any, ...]]) -> Any:
+    def restart_unit(handle: Any, unit: tuple) -> Any:
+        if unit[0] == "cpu":
+            _cancel(handle)
+            payload_of.pop(handle, None)
+            return submit_unit(unit)
         actor = owner.get(handle)
-        if actor is None:  # lost even after Ray's own retries (result_actor freed its actor): submit it again
-            return submit_actor(batch)
+        if actor is None:  # lost even after Ray's own retries (result_unit freed its actor): submit it again
+            return submit_unit(unit)
         try:
             ray.kill(actor, no_restart=False)  # a hung call: Ray restarts the actor and reruns the call
         except Exception:
             pass
         return handle
 
+    def take_stage(index: int, value: Any) -> Optional[list]:
+        unit = units[index]
+        if unit[0] == "enc":
+            take(index, value)
+            return None
+        summaries, payloads_ref = value
+        pending = [o for o in summaries if o.pending]
+        take(index, [o for o in summaries if not o.pending])
+        return [("enc", pending, payloads_ref)] if pending else None
+
+    units: list[tuple] = [("cpu", batch) for batch in batches]
+
     try:
-        run_units(batches, slots=len(actors), submit=submit_actor, result=result_actor, restart=restart_actor, **common)
+        settings = _get_settings(actors[0], config.trainer.task_timeout_s)
+        run_units(units, slots={"cpu": workers, "enc": len(actors)}, pool=stage, submit=submit_unit,
+                  result=result_unit, restart=restart_unit,
+                  **{**common, "on_result": take_stage,
+                     "describe": lambda unit: _describe_batch(unit[1]) if unit[0] == "cpu"
+                     else ", ".join(o.name for o in unit[1][:3])})
     finally:
         for actor in actors:
             ray.kill(actor)
     return outcomes
+
+
+def _get_settings(actor: Any, timeout_s: float) -> dict[str, Any]:
+    try:
+        return ray.get(actor.feature_settings.remote(), timeout=timeout_s)
+    except rex.GetTimeoutError:
+        raise ParameterError(f"the wav2vec encoder did not load within {timeout_s:g} s") from None
 
 
 def ray_map(fn: Callable[..., Any], arguments: list[tuple], *, config: MusicHalConfig,
