@@ -1,5 +1,5 @@
-"""The trainer's Ray fan-out: file analysis as tasks over batches of files, wav2vec in a pool of model-holding
-actors, sampling and tokenisation as tasks over groups of feature shards.
+"""The trainer's Ray fan-out: file analysis as tasks over batches of files (wav2vec: CPU tasks decode and segment,
+a pool of model-holding actors encodes their windows), sampling and tokenisation as tasks over groups of shards.
 
 Only scheduling lives here; the work is :mod:`services.trainer.pipeline`. Workers write each file's features as
 a safetensors shard into the run's cache folder (one path every node shares on a cluster) and return small

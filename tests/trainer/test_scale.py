@@ -196,3 +196,37 @@ def test_oracle_columns_path_equals_the_descriptor_path_and_rejects_bad_columns_
     with pytest.raises(ParameterError, match="velocity"):
         by_columns.extend(frames[:3], tokens=tokens[:3], columns=bad, event_ids=np.arange(3))
     assert by_columns.n_states == n + 1 and len(by_columns.states) == n + 1  # nothing was added
+
+
+def test_two_stages_with_their_own_slots_and_follow_up_units():
+    """CPU units (2 slots) each queue an encode unit (1 slot); a lost encode runs again; all finish, in bounds."""
+    workers = FakeWorkers(hang={}, lose={"enc-b": 1})
+    in_flight = {"cpu": 0, "enc": 0}
+    peak = {"cpu": 0, "enc": 0}
+    results: dict[int, str] = {}
+    units = ["cpu-a", "cpu-b", "cpu-c"]
+
+    def submit(unit):
+        in_flight[unit[:3]] += 1
+        peak[unit[:3]] = max(peak[unit[:3]], in_flight[unit[:3]])
+        return workers.submit(unit)
+
+    def result(handle):
+        unit = workers.handles[handle][0]
+        in_flight[unit[:3]] -= 1
+        return workers.result(handle)
+
+    def restart(handle, unit):
+        in_flight[unit[:3]] += 1
+        return workers.restart(handle, unit)
+
+    def on_result(index, value):
+        results[index] = value
+        return [value.lower().replace("cpu", "enc")] if value.startswith("CPU") else None
+
+    counters = run_units(units, slots={"cpu": 2, "enc": 1}, pool=lambda unit: unit[:3], submit=submit,
+                         ready=workers.ready, result=result, restart=restart, on_result=on_result,
+                         clock=workers.clock, timeout_s=60.0, max_attempts=3)
+    assert sorted(results.values()) == ["CPU-A", "CPU-B", "CPU-C", "ENC-A", "ENC-B", "ENC-C"]
+    assert units[3:] == ["enc-a", "enc-b", "enc-c"] and counters["lost"] == 1
+    assert peak == {"cpu": 2, "enc": 1}
