@@ -8,8 +8,8 @@
 * Audio-hours per hour, traditional features, 1 vs 2 workers on the 1× corpus (fresh cache each). Goal ≥ 1.6×.
 * The same for wav2vec with a tiny and a base-size (``Wav2Vec2Config()``, 95M) random-weight checkpoint on a
   subset (``--w2v-files`` × ``--w2v-seconds``). Goal ≥ 1.6× each.
-* Audio Oracle build at ``--oracle-states`` (default 10^6) 16-D states (clustered frames, per-state metadata
-  as columns): states per second for the build and for writing its arrays, and bytes per state in memory and
+* Audio Oracle build at ``--oracle-states`` (default 10^6) 16-D states (music-like frames from
+  ``benchmarks/oracle.py``, per-state metadata as columns): states per second for the build and for writing its arrays, and bytes per state in memory and
   in the model file.
 * 1 and 2 workers must give byte-identical models.
 
@@ -115,20 +115,23 @@ def _run(address: str, paths: list[Path], workers: int, out: Path, overrides: di
 
 # ---------------------------------------------------------------------------------------------- oracle
 def oracle_build(states: int, dim: int = 16, seed: int = 0) -> dict:
+    """Music-like frames (``benchmarks/oracle.py``'s motif generator: 16 motifs of 8 over 64 centres, noise), the
+    threshold by Information Rate on the first 2,000, appended file by file (100 states each) with metadata columns."""
+    from benchmarks.oracle import features
     from services.oracle.audio_oracle import AudioOracle
+    from services.oracle.information_rate import select_threshold
 
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(256, dim))
-    labels = rng.integers(0, centres.shape[0], states)
-    frames = centres[labels] + 0.05 * rng.normal(size=(states, dim))
+    frames, labels = features(states, dim=dim, seed=seed)
+    threshold, _ = select_threshold(frames[:2000])
     columns = {"onset_s": np.arange(states) * 0.3, "duration_s": np.full(states, 0.3), "rms": np.full(states, 0.1),
                "velocity": rng.integers(30, 120, states), "f0_hz": rng.uniform(80, 800, states),
                "chroma": np.tile(np.arange(3, dtype=np.int8), (states, 1))}
-    warm = AudioOracle(0.5, dim)
+    warm = AudioOracle(threshold, dim)
     warm.extend(frames[:64], tokens=labels[:64], columns={k: v[:64] for k, v in columns.items()},
                 event_ids=np.arange(64))
     warm.to_model_parts()  # numba kernels compiled before timing
-    oracle = AudioOracle(0.5, dim, capacity=states + 1)
+    oracle = AudioOracle(threshold, dim, capacity=states + 1)
     start = time.perf_counter()
     per_file = 100  # appended file by file, as the trainer does
     for begin in range(0, states, per_file):
@@ -142,7 +145,7 @@ def oracle_build(states: int, dim: int = 16, seed: int = 0) -> dict:
     memory = (oracle._frames.nbytes + oracle._st.nbytes + oracle._edges.nbytes + oracle._better.nbytes
               + oracle.states.nbytes())
     stored = sum(a.nbytes for a in arrays.values())
-    return {"states": states, "dim": dim, "build_s": build_s, "states_per_s": states / build_s,
+    return {"states": states, "dim": dim, "threshold": threshold, "labels": oracle.n_labels, "build_s": build_s, "states_per_s": states / build_s,
             "to_model_parts_s": parts_s, "transitions": oracle.n_transitions,
             "bytes_per_state_in_memory": memory / states, "bytes_per_state_in_model_file": stored / states,
             "note": "in-memory bytes include the growth headroom of the preallocated arrays"}

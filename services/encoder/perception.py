@@ -250,12 +250,13 @@ class _History:
 
 
 def analyze_file(path: str | Path, config: MusicHalConfig, perception: HybridPerceptionModule, *,
-                 block_frames: int = 4096) -> tuple[list[Event], list[Analysis]]:
+                 block_frames: int = 4096, window_batches: Optional[list] = None) -> tuple[list[Event], list[Analysis]]:
     """The trainer's path: decode ``path`` block by block through the shared front end, segment with
     :class:`OnsetSegmenter`, analyse the windows in batches of ``config.wav2vec.batch_size``.
 
     Durations are the time to the next onset (the last event: its window length). Raises
-    :class:`~shared.errors.AudioInputError` for unreadable files.
+    :class:`~shared.errors.AudioInputError` for unreadable files. ``window_batches``, when given, receives each
+    batch's windows (copies) as analysed — the trainer hands them to a separate wav2vec stage.
     """
     sr = config.audio.sample_rate_hz
     segmenter = OnsetSegmenter(config.segmenter, sample_rate_hz=sr, source=str(path), clock=None)
@@ -267,6 +268,8 @@ def analyze_file(path: str | Path, config: MusicHalConfig, perception: HybridPer
 
     def flush() -> None:
         if batch_events:
+            if window_batches is not None:
+                window_batches.append(list(batch_windows))
             analyses.extend(analyze_windows(batch_windows, batch_events, sample_rate_hz=sr, perception=perception,
                                             durations_s=[e.window_samples / sr for e in batch_events]))
             batch_events.clear()

@@ -1,5 +1,5 @@
-"""The trainer's Ray fan-out: file analysis as tasks over batches of files, wav2vec in a pool of model-holding
-actors, sampling and tokenisation as tasks over groups of feature shards.
+"""The trainer's Ray fan-out: file analysis as tasks over batches of files (wav2vec: CPU tasks decode and segment,
+a pool of model-holding actors encodes their windows), sampling and tokenisation as tasks over groups of shards.
 
 Only scheduling lives here; the work is :mod:`services.trainer.pipeline`. Workers write each file's features as
 a safetensors shard into the run's cache folder (one path every node shares on a cluster) and return small
@@ -8,7 +8,8 @@ finish but put back in corpus order, so the model does not depend on the number 
 
 Faults (:func:`services.trainer.schedule.run_units`): a unit running past ``trainer.task_timeout_s`` is
 cancelled and resubmitted; a unit whose worker, actor or node was lost is resubmitted (tasks also carry Ray's
-own ``max_retries``; encoder actors restart, ``max_restarts=-1``); after ``trainer.max_attempts`` the run fails
+own ``max_retries``; encoder actors restart, ``max_restarts=-1``, and Ray reruns their lost calls,
+``max_task_retries=3``; a hung call's actor is killed with ``no_restart=False`` so Ray restarts it and reruns it); after ``trainer.max_attempts`` the run fails
 naming the files. Shards are written atomically under content keys, so a unit that ran twice writes the
 same bytes.
 """
@@ -25,11 +26,14 @@ import ray.exceptions as rex
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.ray_support import current_node_id, set_torch_threads
-from services.trainer.pipeline import FileOutcome, analyze_batch, make_perception
+from services.trainer.pipeline import (FileOutcome, analyze_batch, encode_pending, feature_settings,
+                                       make_perception, segment_batch, segmentation_config)
 from services.trainer.schedule import Retry, run_units
 
 __all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]
 
+#: Encoder actors are named ``<prefix><run>-<i>`` (operators and tests can find them with ``ray.util.list_named_actors``).
+ENCODER_NAME_PREFIX = "musichal-train-encoder-"
 _PERCEPTIONS: dict[str, Any] = {}  # per worker process: the perception for a config (cheap for traditional)
 #: A unit's worker, actor or node went away: run the unit again.
 _LOST = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError, rex.OwnerDiedError,
@@ -69,18 +73,38 @@ def _map_task(fn: Callable[..., Any], arguments: tuple) -> Any:
     return fn(*arguments)
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)  # a lost call is resubmitted by run_units (counted, bounded)
+@ray.remote(num_cpus=1, max_retries=3, num_returns=2)
+def _segment_task(items: list[tuple[Any, ...]], config: MusicHalConfig, settings: dict[str, Any],
+                  cache_dir: str) -> tuple[list[FileOutcome], list[dict]]:
+    """The wav2vec path's CPU stage: decode, segment, descriptors, traditional view; windows to the encoders."""
+    set_torch_threads(1)
+    stage_config = segmentation_config(config)
+    key = repr(stage_config)
+    perception = _PERCEPTIONS.get(key)
+    if perception is None:
+        perception = _PERCEPTIONS[key] = make_perception(stage_config, torch_threads=1)
+    return segment_batch(items, config=stage_config, perception=perception, settings=settings, cache_dir=cache_dir,
+                         node=current_node_id())
+
+
+@ray.remote(max_restarts=-1, max_task_retries=3)  # Ray reruns a lost call on the restarted actor
 class _EncoderWorker:
-    """Keeps one wav2vec model loaded and analyses whole files (decode, segment, batched windows)."""
+    """Keeps one wav2vec model loaded and encodes the windows the CPU stage cut (its own node's CPU is not
+    spent on decoding)."""
 
     def __init__(self, config: MusicHalConfig, torch_threads: int) -> None:
         set_torch_threads(torch_threads)
         self.config = config
         self.perception = make_perception(config, torch_threads=torch_threads)
+        self.settings = feature_settings(config, self.perception)
         self.node = current_node_id()
 
-    def analyze(self, items: list[tuple[Any, ...]], cache_dir: Optional[str]) -> list[FileOutcome]:
-        return analyze_batch(items, config=self.config, perception=self.perception, cache_dir=cache_dir, node=self.node)
+    def feature_settings(self) -> dict[str, Any]:
+        return self.settings
+
+    def encode(self, summaries: list[FileOutcome], payloads: list[dict], cache_dir: str) -> list[FileOutcome]:
+        return encode_pending(summaries, payloads, perception=self.perception, settings=self.settings,
+                              cache_dir=cache_dir, sample_rate_hz=self.config.audio.sample_rate_hz, node=self.node)
 
 
 def _batches(items: list[tuple[Any, ...]], workers: int, batch_files: Optional[int]) -> list[list[tuple[Any, ...]]]:
@@ -148,44 +172,85 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
         run_units(batches, slots=workers, submit=submit, result=_get, restart=restart, **common)
         return outcomes
 
-    if gpu:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        count, options = (max(1, gpus), {"num_gpus": 1, "num_cpus": 1}) if gpus else (workers, {"num_cpus": 1})
+    if gpu and int(ray.cluster_resources().get("GPU", 0)):
+        count, options = int(ray.cluster_resources()["GPU"]), {"num_gpus": 1, "num_cpus": 0}
     else:
-        count, options = workers, {"num_cpus": 1}
+        # num_cpus=0: the encoders must not starve the CPU stage of the slots Ray accounts (the two stages are
+        # bounded by run_units instead: ``workers`` CPU units and ``count`` encoder calls in flight)
+        count, options = workers, {"num_cpus": 0}
     count = max(1, min(count, len(batches)))
     threads = 1 if not gpu else 2
-    actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD").remote(config, threads)
-              for _ in range(count)]
+    run = f"{os.getpid()}-{time.monotonic_ns()}"
+    actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD", name=f"{ENCODER_NAME_PREFIX}{run}-{i}")
+              .remote(config, threads) for i in range(count)]
     free = list(actors)
     owner: dict[Any, Any] = {}
+    payload_of: dict[Any, Any] = {}
 
-    def submit_actor(batch: list[tuple[Any, ...]], actor: Any = None) -> Any:
+    def stage(unit: tuple) -> str:
+        return unit[0]
+
+    def submit_unit(unit: tuple, actor: Any = None) -> Any:
+        if unit[0] == "cpu":
+            summaries_ref, payloads_ref = _segment_task.options(scheduling_strategy="SPREAD").remote(
+                unit[1], config_ref, settings, cache_dir)
+            payload_of[summaries_ref] = payloads_ref
+            return summaries_ref
         actor = actor if actor is not None else free.pop()
-        handle = actor.analyze.remote(batch, cache_dir)
+        handle = actor.encode.remote(unit[1], unit[2], cache_dir)
         owner[handle] = actor
         return handle
 
-    def result_actor(handle: Any) -> Any:
-        free.append(owner.pop(handle))
-        return _get(handle)
+    def result_unit(handle: Any) -> Any:
+        if handle in owner:
+            free.append(owner.pop(handle))
+            return _get(handle)
+        return _get(handle), payload_of.pop(handle)  # the CPU stage: summaries + the (unfetched) windows
 
-    def restart_actor(handle: Any, batch: list[tuple[Any, ...]]) -> Any:
-        actor = owner.pop(handle, None)
-        if actor is None:  # lost: result_actor already freed it
-            return submit_actor(batch)
+    def restart_unit(handle: Any, unit: tuple) -> Any:
+        if unit[0] == "cpu":
+            _cancel(handle)
+            payload_of.pop(handle, None)
+            return submit_unit(unit)
+        actor = owner.get(handle)
+        if actor is None:  # lost even after Ray's own retries (result_unit freed its actor): submit it again
+            return submit_unit(unit)
         try:
-            ray.kill(actor, no_restart=False)  # a hung call: restart the actor (Ray re-creates it), run again
+            ray.kill(actor, no_restart=False)  # a hung call: Ray restarts the actor and reruns the call
         except Exception:
             pass
-        return submit_actor(batch, actor)
+        return handle
+
+    def take_stage(index: int, value: Any) -> Optional[list]:
+        unit = units[index]
+        if unit[0] == "enc":
+            take(index, value)
+            return None
+        summaries, payloads_ref = value
+        pending = [o for o in summaries if o.pending]
+        take(index, [o for o in summaries if not o.pending])
+        return [("enc", pending, payloads_ref)] if pending else None
+
+    units: list[tuple] = [("cpu", batch) for batch in batches]
 
     try:
-        run_units(batches, slots=len(actors), submit=submit_actor, result=result_actor, restart=restart_actor, **common)
+        settings = _get_settings(actors[0], config.trainer.task_timeout_s)
+        run_units(units, slots={"cpu": workers, "enc": len(actors)}, pool=stage, submit=submit_unit,
+                  result=result_unit, restart=restart_unit,
+                  **{**common, "on_result": take_stage,
+                     "describe": lambda unit: _describe_batch(unit[1]) if unit[0] == "cpu"
+                     else ", ".join(o.name for o in unit[1][:3])})
     finally:
         for actor in actors:
             ray.kill(actor)
     return outcomes
+
+
+def _get_settings(actor: Any, timeout_s: float) -> dict[str, Any]:
+    try:
+        return ray.get(actor.feature_settings.remote(), timeout=timeout_s)
+    except rex.GetTimeoutError:
+        raise ParameterError(f"the wav2vec encoder did not load within {timeout_s:g} s") from None
 
 
 def ray_map(fn: Callable[..., Any], arguments: list[tuple], *, config: MusicHalConfig,

@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -222,6 +222,7 @@ class FileOutcome:
     mtime_ns: int = -1
     error: Optional[str] = None
     settings_key: str = ""  # sha256 of the settings (a worker sends the full settings once per batch)
+    pending: bool = False  # decoded and segmented; the wav2vec stage still has to add its view
 
     def __post_init__(self) -> None:
         if self.columns and not self.events:
@@ -366,13 +367,15 @@ def _one_line(error: BaseException, path: Path, name: str) -> str:
 
 def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalConfig, perception: Any,
                  settings: Mapping[str, Any], cache: Optional[FeatureCache],
-                 known: Optional[Sequence[Any]] = None) -> FileOutcome:
+                 known: Optional[Sequence[Any]] = None, window_batches: Optional[list] = None) -> FileOutcome:
     """Features of one file, written as a shard to ``cache`` (a summary without arrays is returned then).
 
     ``known`` = ``(size, mtime_ns, sha256)`` from the driver's :class:`HashIndex`: when size and mtime still
     match, the file is not hashed again. A cached shard is only checked (its header), not read.
     Never raises for bad audio: the outcome carries a one-line ``reason``; ``unreadable`` when the file cannot
-    be opened here (missing on this node, no permission).
+    be opened here (missing on this node, no permission). With ``window_batches`` (the wav2vec path's first
+    stage, ``perception`` without wav2vec) the windows are collected there in analysis batches and the outcome
+    is returned with its arrays and ``pending`` set, unstored: :func:`encode_pending` finishes it.
     """
     from shared.audio import probe_audio_file
     from services.encoder.perception import analyze_file
@@ -405,7 +408,7 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
                                from_cache=True, seconds=time.perf_counter() - start)
     try:
         duration_s = probe_audio_file(path).duration_s
-        events, analyses = analyze_file(path, config, perception)
+        events, analyses = analyze_file(path, config, perception, window_batches=window_batches)
     except MusicHalError as error:
         return FileOutcome(**common, reason=_one_line(error, path, name))
     except Exception as error:  # a decoder's own failure on a corrupt file
@@ -416,6 +419,9 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
              for view in analyses[0][1]}
     outcome = FileOutcome(**common, key=key, duration_s=duration_s, columns=descriptor_columns([d for d, _ in analyses]),
                           views=views, seconds=time.perf_counter() - start)
+    if window_batches is not None:
+        outcome.pending = True
+        return outcome
     if cache is None:
         return outcome
     try:
@@ -450,6 +456,64 @@ def analyze_batch(items: Sequence[Sequence[Any]], *, config: MusicHalConfig, per
             outcome.settings = None  # one outcome per batch carries them
         sent = sent or outcome.settings is not None
         out.append(outcome)
+    return out
+
+
+def segmentation_config(config: MusicHalConfig) -> MusicHalConfig:
+    """The wav2vec path's first stage: the same front end, segmenter and traditional features, no wav2vec."""
+    return config.with_overrides({"features.kind": "traditional", "features.hybrid": False})
+
+
+def segment_batch(items: Sequence[Sequence[Any]], *, config: MusicHalConfig, perception: Any,
+                  settings: Mapping[str, Any], cache_dir: str, node: str = "") -> tuple[list[FileOutcome], list[dict]]:
+    """First stage of the wav2vec path (a CPU task): decode, segment, descriptors and traditional features.
+
+    ``perception`` is built from :func:`segmentation_config`; ``settings`` are the full feature settings (with
+    the wav2vec checkpoint), so cache keys are those of :func:`analyze_batch`. Returns the summaries (files
+    already cached, skipped or unreadable are final; the others are ``pending``) and one payload per pending
+    file (``index``, descriptor ``columns``, the ``traditional`` view, the windows in their analysis ``batches``).
+    """
+    cache = FeatureCache(cache_dir)
+    digest = hashlib.sha256(_canonical(settings)).hexdigest()
+    summaries: list[FileOutcome] = []
+    payloads: list[dict] = []
+    for item in items:
+        batches: list = []
+        outcome = analyze_path(item[1], index=item[0], name=item[2], config=config, perception=perception,
+                               settings=settings, cache=cache, known=item[3] if len(item) > 3 else None,
+                               window_batches=batches)
+        outcome.node = node
+        outcome.settings_key = digest
+        if outcome.pending:
+            payloads.append({"index": outcome.index, "columns": outcome.columns,
+                             "traditional": outcome.views.get("traditional"), "batches": batches})
+            outcome = outcome.without_arrays()
+        summaries.append(outcome)
+    return summaries, payloads
+
+
+def encode_pending(summaries: Sequence[FileOutcome], payloads: Sequence[dict], *, perception: Any,
+                   settings: Mapping[str, Any], cache_dir: str, sample_rate_hz: int, node: str = "") -> list[FileOutcome]:
+    """Second stage of the wav2vec path (an encoder actor): the wav2vec view of each pending file, batch by batch
+    exactly as :func:`analyze_path` would, then the shard is written. Returns the final summaries."""
+    cache = FeatureCache(cache_dir)
+    by_index = {payload["index"]: payload for payload in payloads}
+    out = []
+    for summary in summaries:
+        payload = by_index[summary.index]
+        start = time.perf_counter()
+        rows = [np.asarray(row, dtype=np.float32) for batch in payload["batches"]
+                for row in perception.wav2vec.extract_batch(list(batch), sample_rate_hz)]
+        views = {"wav2vec": np.stack(rows).astype(np.float32)}
+        if "traditional" in settings["views"]:
+            views["traditional"] = payload["traditional"]
+        outcome = dataclasses.replace(summary, views=views, columns=payload["columns"], pending=False, node=node,
+                                      seconds=summary.seconds + time.perf_counter() - start, settings=dict(settings))
+        try:
+            cache.store(outcome)
+        except OSError as error:
+            outcome.error = f"cannot write the features of {summary.name} to {cache.directory}: {error}"
+        out.append(outcome.without_arrays())
     return out
 
 

@@ -10,7 +10,7 @@ injected so the timing logic is tested with a fake clock.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
 
 from shared.errors import ParameterError
 
@@ -21,42 +21,53 @@ class Retry(Exception):
     """Raised by ``result`` when a unit's worker was lost (the unit is run again)."""
 
 
-def run_units(units: Sequence[Any], *, slots: int, submit: Callable[[Any], Hashable],
+def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: Callable[[Any], Hashable],
               ready: Callable[[list[Hashable], float], list[Hashable]], result: Callable[[Hashable], Any],
-              restart: Callable[[Hashable, Any], Hashable], on_result: Callable[[int, Any], None],
+              restart: Callable[[Hashable, Any], Hashable], on_result: Callable[[int, Any], Optional[Sequence[Any]]],
               clock: Callable[[], float], timeout_s: float, max_attempts: int,
-              describe: Callable[[Any], str] = str) -> dict[str, int]:
+              describe: Callable[[Any], str] = str, pool: Callable[[Any], str] = lambda unit: "") -> dict[str, int]:
     """Run every unit to completion; returns counters ``{"timeouts", "lost", "attempts"}``.
 
     ``submit(unit)`` → handle; ``ready(handles, wait_s)`` → the handles finished within ``wait_s``;
     ``result(handle)`` → the unit's value (raises :class:`Retry` when its worker was lost);
-    ``restart(handle, unit)`` → a new handle for the unit (the old one is abandoned).
+    ``restart(handle, unit)`` → a handle for the unit's next attempt (a new one, or the same one when the
+    runtime reruns it itself). ``on_result(index, value)`` may return new units (a next stage), which run too.
+    ``slots`` bounds the units in flight: one number, or one per ``pool(unit)`` name (stages that use
+    different workers, e.g. CPU tasks and encoder actors, each with its own bound).
 
     Raises
     ------
     ParameterError
         A unit failed ``max_attempts`` times (timed out or lost its worker each time).
     """
-    if slots < 1 or max_attempts < 1 or not timeout_s > 0:
+    limits = dict(slots) if isinstance(slots, Mapping) else {"": int(slots)}
+    if any(n < 1 for n in limits.values()) or max_attempts < 1 or not timeout_s > 0:
         raise ParameterError("slots and max_attempts must be >= 1 and timeout_s > 0")
+    units = units if isinstance(units, list) else list(units)  # new units are appended to the caller's list
     queue = deque(range(len(units)))
-    running: dict[Hashable, list[Any]] = {}  # handle -> [unit index, deadline, attempts]
+    running: dict[Hashable, list[Any]] = {}  # handle -> [unit index, deadline, attempts, pool]
+    busy = {name: 0 for name in limits}
     counters = {"timeouts": 0, "lost": 0, "attempts": 0}
 
     def retry(handle: Hashable, why: str) -> None:
-        index, _, attempts = running.pop(handle)
+        index, _, attempts, name = running.pop(handle)
         if attempts >= max_attempts:
             raise ParameterError(f"{describe(units[index])}: {why} {attempts} time(s); giving up "
                                  f"(trainer.max_attempts = {max_attempts})")
         new = restart(handle, units[index])
         counters["attempts"] += 1
-        running[new] = [index, clock() + timeout_s, attempts + 1]
+        running[new] = [index, clock() + timeout_s, attempts + 1, name]
 
     while queue or running:
-        while queue and len(running) < slots:
-            index = queue.popleft()
-            counters["attempts"] += 1
-            running[submit(units[index])] = [index, clock() + timeout_s, 1]
+        for index in list(queue):
+            name = pool(units[index])
+            if busy[name] < limits[name]:
+                queue.remove(index)
+                busy[name] += 1
+                counters["attempts"] += 1
+                running[submit(units[index])] = [index, clock() + timeout_s, 1, name]
+        if not running:
+            raise ParameterError("no worker pool can take the queued work")
         wait_s = max(0.0, min(entry[1] for entry in running.values()) - clock())
         for handle in ready(list(running), wait_s):
             index = running[handle][0]
@@ -66,8 +77,10 @@ def run_units(units: Sequence[Any], *, slots: int, submit: Callable[[Any], Hasha
                 counters["lost"] += 1
                 retry(handle, "lost its worker")
                 continue
-            running.pop(handle)
-            on_result(index, value)
+            busy[running.pop(handle)[3]] -= 1
+            for unit in on_result(index, value) or ():
+                units.append(unit)
+                queue.append(len(units) - 1)
         now = clock()
         for handle in [h for h, entry in running.items() if entry[1] <= now]:
             counters["timeouts"] += 1

@@ -226,3 +226,39 @@ def test_a_hung_decoder_times_out_is_rescheduled_and_then_named(tmp_path, corpus
         assert result.training["events"] > 0
     finally:
         ray.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_path, corpus_dir, tiny_wav2vec_dir):
+    import ray
+
+    from services.trainer.distributed import ENCODER_NAME_PREFIX, ray_analyze_many, ray_map
+
+    config = CONFIG.with_overrides({"features.kind": "wav2vec", "features.hybrid": True,
+                                    "wav2vec.model": str(tiny_wav2vec_dir)})
+    paths = discover_audio_files(dirs=[corpus_dir])
+    assert not ray.is_initialized()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
+    killed: list[str] = []
+    try:
+        reference = tmp_path / "reference" / "model.json"  # undisturbed, same actors (one torch thread each)
+        train(paths, config=config, output=reference, analyze_many=partial(ray_analyze_many, workers=2, batch_files=1),
+              map_groups=partial(ray_map, config=config, workers=2))
+
+        def progress(outcome):
+            if not killed:  # after the first file: every encoder actor dies (Ray restarts them), work in flight is lost
+                killed.extend(n for n in ray.util.list_named_actors() if n.startswith(ENCODER_NAME_PREFIX))
+                for name in killed:
+                    ray.kill(ray.get_actor(name), no_restart=False)
+
+        output = tmp_path / "disturbed" / "model.json"
+        train(paths, config=config, output=output, progress=progress,
+              analyze_many=partial(ray_analyze_many, workers=2, batch_files=1),
+              map_groups=partial(ray_map, config=config, workers=2))
+    finally:
+        ray.shutdown()
+    assert len(killed) == 2
+    assert output.read_bytes() == reference.read_bytes()
+    assert output.with_suffix(".safetensors").read_bytes() == reference.with_suffix(".safetensors").read_bytes()

@@ -167,3 +167,66 @@ def test_shards_the_driver_cannot_see_stop_the_run_with_the_reason(corpus_dir, t
     with pytest.raises(ParameterError, match="--cache-dir must be a folder every node shares"):
         train(paths, config=CONFIG, output=output, analyze_many=partial(node_local, elsewhere=tmp_path / "node2"))
     assert not output.exists() and not output.with_suffix(".safetensors").exists()
+
+
+def test_oracle_columns_path_equals_the_descriptor_path_and_rejects_bad_columns_unchanged():
+    from services.oracle.audio_oracle import AudioOracle
+    from services.trainer.pipeline import descriptor_columns
+    from shared.messages import EventDescriptors
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frames = rng.normal(size=(4, 4))[rng.integers(0, 4, n)] + 0.1 * rng.normal(size=(n, 4))
+    descriptors = [EventDescriptors(onset_s=0.3 * i, duration_s=0.1 + 0.001 * i, rms=0.1, velocity=1 + i % 127,
+                                    f0_hz=100.0 + i, f0_confidence=0.5, chroma_peaks=tuple(range(i % 5)))
+                   for i in range(n)]
+    tokens = rng.integers(0, 8, n)
+    by_rows, by_columns = AudioOracle(0.5, 4), AudioOracle(0.5, 4)
+    by_rows.extend(frames, tokens=tokens, descriptors=descriptors, event_ids=range(n), source="a.wav")
+    by_columns.extend(frames, tokens=tokens, columns=descriptor_columns(descriptors), event_ids=np.arange(n),
+                      source="a.wav")
+    (meta_r, arrays_r), (meta_c, arrays_c) = by_rows.to_model_parts(), by_columns.to_model_parts()
+    assert meta_r == meta_c and arrays_r.keys() == arrays_c.keys()
+    assert all(np.array_equal(arrays_r[k], arrays_c[k]) for k in arrays_r)
+    loaded = AudioOracle.from_model_parts(meta_c, arrays_c)
+    assert all(np.array_equal(loaded.to_model_parts()[1][k], arrays_c[k]) for k in arrays_c)
+    assert loaded.state_info(7).chroma_peaks == descriptors[6].chroma_peaks
+    bad = descriptor_columns(descriptors[:3])
+    bad["velocity"][1] = 0
+    with pytest.raises(ParameterError, match="velocity"):
+        by_columns.extend(frames[:3], tokens=tokens[:3], columns=bad, event_ids=np.arange(3))
+    assert by_columns.n_states == n + 1 and len(by_columns.states) == n + 1  # nothing was added
+
+
+def test_two_stages_with_their_own_slots_and_follow_up_units():
+    """CPU units (2 slots) each queue an encode unit (1 slot); a lost encode runs again; all finish, in bounds."""
+    workers = FakeWorkers(hang={}, lose={"enc-b": 1})
+    in_flight = {"cpu": 0, "enc": 0}
+    peak = {"cpu": 0, "enc": 0}
+    results: dict[int, str] = {}
+    units = ["cpu-a", "cpu-b", "cpu-c"]
+
+    def submit(unit):
+        in_flight[unit[:3]] += 1
+        peak[unit[:3]] = max(peak[unit[:3]], in_flight[unit[:3]])
+        return workers.submit(unit)
+
+    def result(handle):
+        unit = workers.handles[handle][0]
+        in_flight[unit[:3]] -= 1
+        return workers.result(handle)
+
+    def restart(handle, unit):
+        in_flight[unit[:3]] += 1
+        return workers.restart(handle, unit)
+
+    def on_result(index, value):
+        results[index] = value
+        return [value.lower().replace("cpu", "enc")] if value.startswith("CPU") else None
+
+    counters = run_units(units, slots={"cpu": 2, "enc": 1}, pool=lambda unit: unit[:3], submit=submit,
+                         ready=workers.ready, result=result, restart=restart, on_result=on_result,
+                         clock=workers.clock, timeout_s=60.0, max_attempts=3)
+    assert sorted(results.values()) == ["CPU-A", "CPU-B", "CPU-C", "ENC-A", "ENC-B", "ENC-C"]
+    assert units[3:] == ["enc-a", "enc-b", "enc-c"] and counters["lost"] == 1
+    assert peak == {"cpu": 2, "enc": 1}
