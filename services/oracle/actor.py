@@ -98,6 +98,10 @@ class OracleActor:
         self._probe: Any = None
         self._probe_sent_at = 0.0
         self.payload = {"windows_sent": 0, "bytes_sent": 0}
+        from collections import deque
+
+        # (answered at, event detected at, how) for the last answers made without the encoder; this node's clock
+        self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
         self.fallback = self._make_fallback()
         self.pending: "OrderedDict[int, _Pending]" = OrderedDict()
         self.latency = LatencyRecorder()
@@ -359,6 +363,7 @@ class OracleActor:
         else:
             self.counters["fallback_autonomous"] += 1
             self._send_notes(self._respond(), pending.event)
+        self.recent_fallbacks.append((time.monotonic(), pending.event.t_detected, "local" if percept is not None else "autonomous"))
 
     def _answer(self, event: Event, percept: Percept) -> None:
         now = time.monotonic()
@@ -488,6 +493,7 @@ class OracleActor:
         if self.encoder is not None:
             sent = self.payload["windows_sent"]
             remote = {**self.link.summary(), **self.payload, "window_rate_hz": self.encoder_rate_hz,
+                      "down_since": self.link.down_since, "recent_fallbacks": list(self.recent_fallbacks),
                       "bytes_per_event": round(self.payload["bytes_sent"] / sent, 1) if sent else None}
         return {"stage": "oracle", "node_id": self.node_id, "counters": counters, "latency_ms": self.latency.summary(),
                 "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error,
