@@ -211,7 +211,7 @@ def _remote(stats: dict) -> dict:
     return stats.get("oracle", {}).get("remote_encoder") or {}
 
 
-@pytest.mark.parametrize("kind", ["traditional", "wav2vec"])
+@pytest.mark.parametrize("kind", ["traditional", "wav2vec", "hybrid"])
 def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death_and_resumes(
         jack_server, veth_namespace, clip, tmp_path, tiny_wav2vec_dir, kind):
     """The worker node runs in its own network namespace (veth), its own time namespace (monotonic + 10^6 s) and a
@@ -220,7 +220,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
     events and latencies are plausible (< 1 s; mixing the two clocks would give ~10^9 ms). The encoder process is
     then killed: the next events are answered locally at once, notes keep flowing, and the restarted encoder is
     heard again (probe, resume). ``wav2vec``: a model trained on a tiny wav2vec checkpoint (a directory the worker
-    sees at the same path); its windows travel at 16 kHz."""
+    sees at the same path); its windows travel at 16 kHz. ``hybrid``: the issue's case (both views, wav2vec primary)."""
     import ray
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
@@ -234,8 +234,10 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
     model_dir.mkdir()
     model = model_dir / "model.json"
     overrides = {"quantizer.vocabulary_size": 8}
-    if kind == "wav2vec":
+    if kind != "traditional":
         overrides.update({"features.kind": "wav2vec", "wav2vec.model": str(tiny_wav2vec_dir)})
+    if kind == "hybrid":  # the issue's case: both views trained, wav2vec primary
+        overrides["features.hybrid"] = True
     train([clip], config=MusicHalConfig().with_overrides(overrides), output=model)
     worker_cwd = tmp_path / "worker_cwd"
     worker_cwd.mkdir()
@@ -293,7 +295,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
                             ("oracle", "detected_to_oracle"), ("encoder", "encode"), ("midi_out", "pipeline")):
             assert 0 <= _latency_p99(stats, stage, name) < 1000.0, (stage, name, stats[stage]["latency_ms"])
         assert "detected_to_encoder" not in stats["encoder"]["latency_ms"]  # never across clocks
-        rate = 48_000 if kind == "traditional" else 16_000  # wav2vec: the head sends 16 kHz
+        rate = 16_000 if kind == "wav2vec" else 48_000  # wav2vec only: the head sends 16 kHz; hybrid needs 48 kHz
         assert stack.encoder_info["input_rate_hz"] == rate and _remote(stats)["window_rate_hz"] == rate
         assert _remote(stats)["bytes_per_event"] == rate // 2 * 4  # 500 ms of float32
         assert stage_counter(stats, "encoder", "exceptions") == 0, stats["encoder"].get("first_exception")
