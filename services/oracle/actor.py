@@ -103,6 +103,7 @@ class OracleActor:
         # (answered at, event detected at, how) for the last answers made without the encoder; this node's clock
         self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
         self.fallback = self._make_fallback()
+        self._warm_up_remote_path(config)
         self.pending: "OrderedDict[int, _Pending]" = OrderedDict()
         self.latency = LatencyRecorder()
         self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
@@ -132,6 +133,23 @@ class OracleActor:
                                            f0_confidence=0.9, chroma_peaks=(i % 12,))
             scratch.process(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
                                     descriptors=descriptors), now_s=float(i))
+
+    def _warm_up_remote_path(self, config: MusicHalConfig) -> None:
+        """Run the fallback's feature code (and the resampler) once on noise: their first call costs ~0.1-0.5 s
+        (imports, caches), which would otherwise land on the first event answered after the encoder is lost."""
+        import numpy as np
+
+        sr = config.audio.sample_rate_hz
+        noise = np.random.default_rng(0).standard_normal(int(round(config.segmenter.window_ms * 1e-3 * sr)))
+        noise = (noise * 0.1).astype(np.float32)
+        if self.fallback is not None:
+            from services.encoder.perception import analyze_windows
+
+            analyze_windows([noise], None, sample_rate_hz=sr, perception=self.fallback.perception)
+        if self.encoder is not None and self.encoder_rate_hz != sr:
+            import soxr
+
+            soxr.resample(noise, sr, self.encoder_rate_hz, quality="HQ")
 
     def _make_fallback(self):
         """A local traditional analyser, when its tokens mean something to the model (or no model is loaded)."""
