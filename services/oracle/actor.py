@@ -98,7 +98,12 @@ class OracleActor:
         self._probe: Any = None
         self._probe_sent_at = 0.0
         self.payload = {"windows_sent": 0, "bytes_sent": 0}
+        from collections import deque
+
+        # (answered at, event detected at, how) for the last answers made without the encoder; this node's clock
+        self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
         self.fallback = self._make_fallback()
+        self._warm_up_remote_path(config)
         self.pending: "OrderedDict[int, _Pending]" = OrderedDict()
         self.latency = LatencyRecorder()
         self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
@@ -128,6 +133,23 @@ class OracleActor:
                                            f0_confidence=0.9, chroma_peaks=(i % 12,))
             scratch.process(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
                                     descriptors=descriptors), now_s=float(i))
+
+    def _warm_up_remote_path(self, config: MusicHalConfig) -> None:
+        """Run the fallback's feature code (and the resampler) once on noise: their first call costs ~0.1-0.5 s
+        (imports, caches), which would otherwise land on the first event answered after the encoder is lost."""
+        import numpy as np
+
+        sr = config.audio.sample_rate_hz
+        noise = np.random.default_rng(0).standard_normal(int(round(config.segmenter.window_ms * 1e-3 * sr)))
+        noise = (noise * 0.1).astype(np.float32)
+        if self.fallback is not None:
+            from services.encoder.perception import analyze_windows
+
+            analyze_windows([noise], None, sample_rate_hz=sr, perception=self.fallback.perception)
+        if self.encoder is not None and self.encoder_rate_hz != sr:
+            import soxr
+
+            soxr.resample(noise, sr, self.encoder_rate_hz, quality="HQ")
 
     def _make_fallback(self):
         """A local traditional analyser, when its tokens mean something to the model (or no model is loaded)."""
@@ -359,6 +381,7 @@ class OracleActor:
         else:
             self.counters["fallback_autonomous"] += 1
             self._send_notes(self._respond(), pending.event)
+        self.recent_fallbacks.append((time.monotonic(), pending.event.t_detected, "local" if percept is not None else "autonomous"))
 
     def _answer(self, event: Event, percept: Percept) -> None:
         now = time.monotonic()
@@ -488,6 +511,7 @@ class OracleActor:
         if self.encoder is not None:
             sent = self.payload["windows_sent"]
             remote = {**self.link.summary(), **self.payload, "window_rate_hz": self.encoder_rate_hz,
+                      "down_since": self.link.down_since, "recent_fallbacks": list(self.recent_fallbacks),
                       "bytes_per_event": round(self.payload["bytes_sent"] / sent, 1) if sent else None}
         return {"stage": "oracle", "node_id": self.node_id, "counters": counters, "latency_ms": self.latency.summary(),
                 "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error,

@@ -211,7 +211,7 @@ def _remote(stats: dict) -> dict:
     return stats.get("oracle", {}).get("remote_encoder") or {}
 
 
-@pytest.mark.parametrize("kind", ["traditional", "wav2vec"])
+@pytest.mark.parametrize("kind", ["traditional", "wav2vec", "hybrid"])
 def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death_and_resumes(
         jack_server, veth_namespace, clip, tmp_path, tiny_wav2vec_dir, kind):
     """The worker node runs in its own network namespace (veth), its own time namespace (monotonic + 10^6 s) and a
@@ -220,7 +220,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
     events and latencies are plausible (< 1 s; mixing the two clocks would give ~10^9 ms). The encoder process is
     then killed: the next events are answered locally at once, notes keep flowing, and the restarted encoder is
     heard again (probe, resume). ``wav2vec``: a model trained on a tiny wav2vec checkpoint (a directory the worker
-    sees at the same path); its windows travel at 16 kHz."""
+    sees at the same path); its windows travel at 16 kHz. ``hybrid``: the issue's case (both views, wav2vec primary)."""
     import ray
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
@@ -234,8 +234,10 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
     model_dir.mkdir()
     model = model_dir / "model.json"
     overrides = {"quantizer.vocabulary_size": 8}
-    if kind == "wav2vec":
+    if kind != "traditional":
         overrides.update({"features.kind": "wav2vec", "wav2vec.model": str(tiny_wav2vec_dir)})
+    if kind == "hybrid":  # the issue's case: both views trained, wav2vec primary
+        overrides["features.hybrid"] = True
     train([clip], config=MusicHalConfig().with_overrides(overrides), output=model)
     worker_cwd = tmp_path / "worker_cwd"
     worker_cwd.mkdir()
@@ -293,7 +295,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
                             ("oracle", "detected_to_oracle"), ("encoder", "encode"), ("midi_out", "pipeline")):
             assert 0 <= _latency_p99(stats, stage, name) < 1000.0, (stage, name, stats[stage]["latency_ms"])
         assert "detected_to_encoder" not in stats["encoder"]["latency_ms"]  # never across clocks
-        rate = 48_000 if kind == "traditional" else 16_000  # wav2vec: the head sends 16 kHz
+        rate = 16_000 if kind == "wav2vec" else 48_000  # wav2vec only: the head sends 16 kHz; hybrid needs 48 kHz
         assert stack.encoder_info["input_rate_hz"] == rate and _remote(stats)["window_rate_hz"] == rate
         assert _remote(stats)["bytes_per_event"] == rate // 2 * 4  # 500 ms of float32
         assert stage_counter(stats, "encoder", "exceptions") == 0, stats["encoder"].get("first_exception")
@@ -340,3 +342,50 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
         reader.close()
     assert worker.poll() is not None
     assert ReceiverModel().feed_all(messages).on == set(), "hung notes after the kill and stop"
+
+
+def test_checkpoint_missing_on_the_encoders_node_is_one_line_naming_the_node(jack_server, veth_namespace, clip, tmp_path,
+                                                                             tiny_wav2vec_dir):
+    """The model and its wav2vec checkpoint exist on the head only (hidden on the worker by an empty tmpfs): the
+    stack does not start, and the one error line names the encoder's node."""
+    import ray
+
+    from launch import LiveStack, _one_line
+    from services.trainer.pipeline import train
+
+    namespace, host_veth, host_ip, ns_ip = veth_namespace
+    model_dir = tmp_path / "head_only"
+    shutil.copytree(tiny_wav2vec_dir, model_dir / "checkpoint")
+    model = model_dir / "model.json"
+    train([clip], config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 8, "features.kind": "wav2vec",
+                                                          "wav2vec.model": str(model_dir / "checkpoint")}), output=model)
+    if ray.is_initialized():
+        ray.shutdown()
+    worker = None
+    stack = None
+    log = open(tmp_path / "worker.log", "w")
+    try:
+        ray.init(address="local", _node_ip_address=host_ip, num_cpus=2, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
+        script = 'mount -t tmpfs musichal-hidden "$1" && shift 1 && exec "$@"'
+        worker = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, "unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c",
+             script, "sh", str(model_dir), *RAY_CLI, "start", f"--address={ray.get_runtime_context().gcs_address}",
+             f"--node-ip-address={ns_ip}", "--resources=" + json.dumps({"encoder": 1}), "--num-cpus=1", "--block",
+             "--disable-usage-stats"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        assert wait_until(lambda: any(n["Alive"] and n["NodeManagerAddress"] == ns_ip for n in ray.nodes())
+                          or worker.poll() is not None, timeout_s=90), (tmp_path / "worker.log").read_text()[-2000:]
+        config = MusicHalConfig().with_overrides({"cluster.encoder_resource": "encoder", "midi.api": "jack"})
+        stack = LiveStack(config, input_file=str(clip), model_path=str(model))
+        with pytest.raises(Exception) as caught:
+            stack.start()
+        line = _one_line(caught.value)
+        assert "\n" not in line and f"encoder node {ns_ip}" in line and "checkpoint" in line, line
+        assert not stack.actors and not stack.rings  # nothing left running
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if worker is not None:
+            _stop_process_group(worker)
+        log.close()
