@@ -200,6 +200,7 @@ def test_a_worker_node_killed_mid_run_changes_no_byte(tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_a_hung_decoder_times_out_is_rescheduled_and_then_named(tmp_path, corpus_dir):
     """A named pipe with no writer blocks ``open`` forever, like a stalled network disk: each attempt runs past
     the timeout, is cancelled and rescheduled; after ``max_attempts`` the run fails naming the file, and the
