@@ -307,7 +307,9 @@ class LiveStack:
         cluster = self.config.cluster
         if cluster.encoder_resource:
             encoder_options = {"resources": {cluster.encoder_resource: 1}}
-        if self.config.wav2vec.use_gpu and self.config.features.kind == "wav2vec":
+        spec = self.perception_spec  # a model listens as it was trained: its record says whether wav2vec runs
+        uses_wav2vec = self.config.features.kind == "wav2vec" or (spec is not None and spec.wav2vec is not None)
+        if self.config.wav2vec.use_gpu and uses_wav2vec:
             fits, seen = _gpu_placement(ray, self.config)
             if fits:
                 encoder_options["num_gpus"] = cluster.encoder_num_gpus
