@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from shared.config import GENERATION_MODES, MIDI_PROFILES, MusicHalConfig
+from shared.cluster_security import require_token_auth
 from shared.errors import MusicHalError, ParameterError
 
 __all__ = ["build_parser", "config_from_args", "listening_request", "plan_listening", "preflight", "LiveStack", "main"]
@@ -151,61 +152,6 @@ def _wav2vec_available(model: str) -> None:
 
         if not isinstance(try_to_load_from_cache(model, "config.json"), str):
             raise DeviceError(_how_to_provide(model))
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def _address_host(address: str) -> str:
-    text = address.split("://", 1)[-1]
-    if text.startswith("["):
-        return text[: text.index("]") + 1]
-    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
-
-
-def require_token_auth(address: Optional[str]) -> None:
-    """``--ray-address`` to a non-loopback head: refuse unless Ray token authentication is configured here
-    (``RAY_AUTH_MODE`` not ``disabled`` and a token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
-    ``~/.ray/auth_token``)."""
-    if not address or address == "auto" or _address_host(address) in LOOPBACK_HOSTS:
-        return
-    mode = os.environ.get("RAY_AUTH_MODE", "token")
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
-    if mode != "token" or not (token or (path.is_file() and path.read_text().strip())):
-        raise MusicHalError(f"--ray-address {address} is not loopback and Ray token auth is not configured: set "
-                            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the head's token (ray get-auth-token on the head)>")
-
-
-class _LoopbackOnly:
-    """Make a local Ray listen on 127.0.0.1 only (all of its gRPC servers and agents).
-
-    Ray 2.60 on Linux ignores ``_node_ip_address="127.0.0.1"`` for a new local cluster (it resolves "localhost" to
-    the host's external address) and its gRPC servers then listen on every interface. With
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray's own "no multi-node cluster" switch) the node address is the
-    loopback and gcs_server, raylet, the runtime-env and dashboard agents and every worker bind to 127.0.0.1.
-    The setting is inherited by the processes ``ray.init`` starts and restored in this process afterwards.
-    """
-
-    NAME = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-    def __enter__(self) -> "_LoopbackOnly":
-        from ray._private import ray_constants
-
-        self._env = os.environ.get(self.NAME)
-        self._constant = ray_constants.ENABLE_RAY_CLUSTER
-        os.environ[self.NAME] = "0"
-        ray_constants.ENABLE_RAY_CLUSTER = False
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = self._constant
-        if self._env is None:
-            os.environ.pop(self.NAME, None)
-        else:
-            os.environ[self.NAME] = self._env
 
 
 def _gpu_placement(ray: Any, config: MusicHalConfig) -> tuple[bool, str]:
@@ -339,7 +285,9 @@ class LiveStack:
                 require_token_auth(address)
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
-                with _LoopbackOnly():
+                from services.ray_support import loopback_only
+
+                with loopback_only():
                     ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
                              num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
             self.started_ray = True
@@ -367,7 +315,9 @@ class LiveStack:
         cluster = self.config.cluster
         if cluster.encoder_resource:
             encoder_options = {"resources": {cluster.encoder_resource: 1}}
-        if self.config.wav2vec.use_gpu and self.config.features.kind == "wav2vec":
+        spec = self.perception_spec  # a model listens as it was trained: its record says whether wav2vec runs
+        uses_wav2vec = self.config.features.kind == "wav2vec" or (spec is not None and spec.wav2vec is not None)
+        if self.config.wav2vec.use_gpu and uses_wav2vec:
             fits, seen = _gpu_placement(ray, self.config)
             if fits:
                 encoder_options["num_gpus"] = cluster.encoder_num_gpus

@@ -7,7 +7,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-__all__ = ["current_node_id", "pin_to_node", "set_torch_threads"]
+__all__ = ["current_node_id", "pin_to_node", "set_torch_threads", "loopback_only"]
 
 
 def current_node_id() -> str:
@@ -28,3 +28,34 @@ def set_torch_threads(n: int) -> None:
         torch.set_num_threads(max(1, n))
     except Exception:  # torch missing or already initialised with another count: harmless
         pass
+
+
+class loopback_only:
+    """Make a local Ray listen on 127.0.0.1 only (all of its gRPC servers and agents).
+
+    Ray 2.60 on Linux ignores ``_node_ip_address="127.0.0.1"`` for a new local cluster (it resolves "localhost" to
+    the host's external address) and its gRPC servers then listen on every interface. With
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray's own "no multi-node cluster" switch) the node address is the
+    loopback and gcs_server, raylet, the runtime-env and dashboard agents and every worker bind to 127.0.0.1.
+    The setting is inherited by the processes ``ray.init`` starts and restored in this process afterwards.
+    """
+
+    NAME = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+    def __enter__(self) -> "loopback_only":
+        from ray._private import ray_constants
+
+        self._env = os.environ.get(self.NAME)
+        self._constant = ray_constants.ENABLE_RAY_CLUSTER
+        os.environ[self.NAME] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = self._constant
+        if self._env is None:
+            os.environ.pop(self.NAME, None)
+        else:
+            os.environ[self.NAME] = self._env

@@ -47,10 +47,16 @@ def ensure_ray(*, address: Optional[str] = None, num_cpus: Optional[int] = None)
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
+        from shared.cluster_security import require_token_auth
+
+        require_token_auth(address)
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+        from services.ray_support import loopback_only
+
+        with loopback_only():  # listen on 127.0.0.1 only (see services.ray_support.loopback_only)
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
     return True
 
 

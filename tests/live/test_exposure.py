@@ -104,3 +104,22 @@ def test_gpu_where_the_encoders_node_has_none_is_a_one_line_error_before_running
     errors = [line for line in result.stderr.splitlines() if line.startswith("musichal: error:")]
     assert len(errors) == 1 and "--gpu" in errors[0] and "--gpu-fallback" in errors[0], result.stderr
     assert "musichal: running" not in result.stdout
+
+
+def test_trainer_local_ray_listens_on_loopback_only():
+    import ray
+
+    from services.trainer.distributed import ensure_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    started = ensure_ray(num_cpus=1)
+    try:
+        assert started
+        sockets = listening(stack_processes(psutil.Process()))
+        assert len(sockets) >= 4, sockets
+        exposed = [s for s in sockets if not _is_loopback(s[2])]
+        assert exposed == [], f"listening beyond loopback: {exposed}"
+        assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") is None  # restored in this process
+    finally:
+        ray.shutdown()

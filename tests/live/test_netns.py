@@ -290,7 +290,11 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
         assert stats["oracle"]["encoder_node"] == ns_node_id
         guard = stats["encoder"]["slow_guard"]
         assert guard is not None and guard["observed"] >= 30
-        assert guard["overloaded"] == 0 and not guard["degraded"], guard
+        # never degraded; with the clocks mixed (+10^6 s) every event would count as overloaded and the guard would
+        # switch after 8. A single event can be truly late on this shared 2-core machine (a >150 ms stall at load ~15
+        # was seen once in a run): at most one in ten is allowed.
+        assert guard["degrades"] == 0 and not guard["degraded"], guard
+        assert guard["overloaded"] <= guard["observed"] // 10, guard
         for stage, name in (("oracle", "remote_round_trip"), ("oracle", "remote_encode"), ("oracle", "remote_transport"),
                             ("oracle", "detected_to_oracle"), ("encoder", "encode"), ("midi_out", "pipeline")):
             assert 0 <= _latency_p99(stats, stage, name) < 1000.0, (stage, name, stats[stage]["latency_ms"])
