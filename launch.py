@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musichal",
         description="MusicHal: a real-time AI co-improviser. Listens to audio, learns an Audio Oracle, answers in MIDI/MPE.",
-        epilog="Without --model MusicHal learns live from what it hears. Ctrl-C stops cleanly (all notes off).")
+        epilog="Without --model MusicHal learns live from what it hears; with --model it listens as the model was trained "
+               "(musichal --model m.json --describe shows how). Ctrl-C stops cleanly (all notes off). Exit status: 0 "
+               "played; 1 heard onsets but learned none of them (the warning names the likely cause); 2 error.")
     io = parser.add_argument_group("input and output")
     io.add_argument("--input-file", help="play this audio file into the stack at real-time pace (instead of a device)")
     io.add_argument("--loop", action="store_true", help="repeat --input-file")
@@ -182,8 +184,10 @@ def plan_listening(config: MusicHalConfig, model: Any, *, checkpoint: Optional[s
     request = listening_request(config, checkpoint=checkpoint, other_checkpoint=other_checkpoint)
     check_live_request(spec, **request)
     spec = spec.with_request(checkpoint=request["checkpoint"], allow_other_checkpoint=request["allow_other_checkpoint"])
-    if resolve_here:
-        resolve_checkpoint(spec)
+    if resolve_here:  # found and verified here: the encoder (same node, another working directory) loads that folder
+        found = resolve_checkpoint(spec)
+        if found is not None:
+            spec = spec.with_request(checkpoint=found, allow_other_checkpoint=request["allow_other_checkpoint"])
     return spec
 
 
@@ -556,12 +560,16 @@ def _tool_commands(args: argparse.Namespace, config: MusicHalConfig) -> Optional
             raise MusicHalError("--describe needs --model m.json")
         from services.model_file import describe_model, load_musichal_model
 
+        from services.encoder.spec import resolve_checkpoint
+
         for index, path in enumerate(args.model):
             model = load_musichal_model(path)
-            if index == 0:  # how this invocation would listen: contradictions and the checkpoint, checked
-                plan_listening(config, model, checkpoint=args.wav2vec_model, other_checkpoint=args.other_checkpoint,
-                               resolve_here=not config.cluster.encoder_resource)
-            print(describe_model(model))
+            print(describe_model(model), flush=True)
+            if index == 0 and model.spec is not None:  # how this invocation would listen, checked
+                spec = plan_listening(config, model, checkpoint=args.wav2vec_model,
+                                      other_checkpoint=args.other_checkpoint, resolve_here=False)
+                if spec.wav2vec is not None and not config.cluster.encoder_resource:
+                    print(f"checkpoint on this machine: {resolve_checkpoint(spec)} (verified)")
         return 0
     if args.panic:
         from services.midi_out.cli import panic_port
@@ -671,7 +679,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"musichal: {where} (musichal --controls prints the map)", flush=True)
             print(f"musichal: running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
                   f"{'local rings' if info.get('local') else 'remote, windows by value at ' + str(info.get('input_rate_hz')) + ' Hz'}, "
-                  f"device {info.get('device', '?')}); Ctrl-C to stop", flush=True)
+                  f"device {info.get('device', '?')}; listening with "
+                  f"{' + '.join(info.get('views') or ['?'])}"
+                  + (f", {info['wav2vec']}" if info.get("wav2vec") else "")
+                  + (" as the model was trained" if stack.perception_spec is not None else ", learning live")
+                  + "); Ctrl-C to stop", flush=True)
         shown: set[str] = set()  # warnings printed once
 
         def warn_once(key: str, line: Optional[str]) -> None:

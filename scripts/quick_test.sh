@@ -80,8 +80,8 @@ if [[ $TRAIN_OK == 1 ]]; then
         jack_wait --wait --timeout 15 >/dev/null 2>&1 || { echo "FAIL live     (could not start a JACK dummy server)"; FAILED=1; }
     fi
     live() {
-        .venv/bin/musichal --input-file "$WORK/clip.wav" --model "$WORK/model.json" --wav2vec --hybrid-perception \
-            --wav2vec-model "$W2V" --duration 8 --record "$WORK/out.mid" --midi-api jack --quiet || return 1
+        .venv/bin/musichal --input-file "$WORK/clip.wav" --model "$WORK/model.json" \
+            --duration 8 --record "$WORK/out.mid" --midi-api jack --quiet || return 1  # the model says how to listen
         "$PY" -c "
 import sys, mido
 notes = sum(1 for m in mido.MidiFile(sys.argv[1]) if m.type == 'note_on' and m.velocity > 0)

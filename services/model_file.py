@@ -134,8 +134,9 @@ def describe_model(model: MusicHalModel) -> str:
     else:
         lines.append("listens with: no fitted perception (tokens are learned live)")
     states = audio.get("n_states", (oracle.get("tokens") or {}).get("n_states"))
+    threshold = training.get("threshold", audio.get("threshold"))
     lines.append(f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing {oracle.get('playing', '?')}, "
-                 f"threshold {training.get('threshold', audio.get('threshold', '?'))} "
+                 f"threshold {f'{float(threshold):.4g}' if threshold is not None else '?'} "
                  f"({training.get('threshold_source', oracle.get('threshold_source', '?'))})")
     for view, usage in sorted((training.get("vocabulary_usage") or {}).items()):
         lines.append(f"vocabulary {view}: {usage.get('used', '?')} of {model.spec.vocabulary_size if model.spec else '?'} "

@@ -50,9 +50,16 @@ def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str] = None
         spec = load_musichal_model(model_path).spec
     if spec is not None:
         return stage_from_spec(spec, config, node_id=node_id, traditional_only=traditional_only)
+    from services.encoder.features import FEATURE_DIMENSION
+    from services.encoder.stage import DimensionMismatchError
+
     if traditional_only:
+        if config.features.kind == "wav2vec":
+            raise DimensionMismatchError("a memory learned live from wav2vec vectors cannot use traditional ones")
         config = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
-    return EncoderStage(HybridPerceptionModule.from_config(config), None, node_id=node_id)
+    perception = HybridPerceptionModule.from_config(config)
+    memory = perception.wav2vec.dimension if perception.wav2vec is not None else FEATURE_DIMENSION
+    return EncoderStage(perception, None, node_id=node_id, memory_dimension=memory)  # learning live
 
 
 def input_rate_for(perception: HybridPerceptionModule, analysis_rate_hz: int) -> int:

@@ -240,8 +240,8 @@ def resolve_checkpoint(spec: PerceptionSpec) -> Optional[str]:
     w = spec.wav2vec
     if w is None:
         if spec.checkpoint:
-            raise ParameterError(f"--wav2vec-model {spec.checkpoint} was given but the model {spec.source or ''} "
-                                 "listens without wav2vec (it was trained with the traditional view)".replace("  ", " "))
+            raise ParameterError(f"--wav2vec-model {spec.checkpoint} was given but the model listens without wav2vec "
+                                 "(it was trained on the traditional view)")
         return None
     wanted = spec.checkpoint or w.model
     root = locate_checkpoint(wanted)

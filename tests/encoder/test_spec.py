@@ -153,3 +153,13 @@ def test_deafness_names_the_likely_cause():
     assert LiveStack.deafness(quiet) is None
     line = LiveStack.status_line(stats(exceptions=2, stage_dim_mismatch=1), 3.0)
     assert "learned 0" in line and "ENCODER ERRORS 2" in line and "DIM MISMATCH 1" in line
+
+
+def test_learning_live_the_stage_knows_its_memory_dimension(tiny_wav2vec_dir):
+    from services.encoder.actor import build_encoder_stage
+
+    config = MusicHalConfig().with_overrides({"features.kind": "wav2vec", "wav2vec.model": str(tiny_wav2vec_dir)})
+    assert build_encoder_stage(config).memory_dimension == 32
+    with pytest.raises(DimensionMismatchError):  # the too-slow guard gets no 22-D stand-in for a wav2vec memory
+        build_encoder_stage(config, traditional_only=True)
+    assert build_encoder_stage(MusicHalConfig(), traditional_only=True).memory_dimension == 22

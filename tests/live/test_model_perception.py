@@ -236,3 +236,44 @@ def test_readme_play_command_for_a_hybrid_model_exits_0_having_learned(jack_serv
     assert stage_counter(final, "oracle", "stage_dim_mismatch") == 0
     assert stage_counter(final, "encoder", "exceptions") == 0
     assert "warning" not in result.stderr
+
+
+def _break_wav2vec(self):
+    """Runs inside the encoder actor: every wav2vec forward from now on raises (a lost device)."""
+    def lost(*args, **kwargs):
+        raise RuntimeError("CUDA error: device lost")
+
+    self.stage.perception.wav2vec.encoder._forward = lost
+    return True
+
+
+@pytest.mark.ray
+@pytest.mark.jack
+@pytest.mark.slow
+def test_encoder_exceptions_are_counted_shown_and_never_turn_into_mismatched_percepts(jack_server, ray_module, world):
+    from launch import LiveStack
+    from tests.waiting import actor_call
+
+    config = _live_config("hybrid", "no-flags", world["checkpoint"])
+    stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"]["hybrid"]))
+    try:
+        stack.start()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "stage_learned") >= 2, timeout_s=90), stack.stats()
+        assert actor_call(stack.actors["encoder"], _break_wav2vec)
+        before = stack.stats()
+        failing = lambda: stage_counter(stack.stats(), "encoder", "exceptions") >= 3  # noqa: E731
+        assert wait_until(failing, timeout_s=60), stack.stats()
+        # the events keep being answered (autonomously: the memory cannot use traditional vectors)
+        answered = lambda: stage_counter(stack.stats(), "oracle", "fallback_autonomous") > \
+            stage_counter(before, "oracle", "fallback_autonomous")  # noqa: E731
+        assert wait_until(answered, timeout_s=30), stack.stats()
+        stats = stack.stats()
+    finally:
+        stack.stop(graceful=False)
+    encoder = stats["encoder"]
+    assert encoder["error"] is None  # the encoder loop survives a failing event
+    assert encoder["first_exception"] == "RuntimeError: CUDA error: device lost"
+    assert stage_counter(stats, "oracle", "stage_dim_mismatch") == 0
+    assert stage_counter(stats, "oracle", "fallback_local") == 0
+    line = LiveStack.status_line(stats, 1.0)
+    assert f"ENCODER ERRORS {stage_counter(stats, 'encoder', 'exceptions')}" in line
