@@ -143,7 +143,7 @@ def oracle_build(states: int, dim: int = 16, seed: int = 0) -> dict:
     meta, arrays = oracle.to_model_parts()
     parts_s = time.perf_counter() - start
     memory = (oracle._frames.nbytes + oracle._st.nbytes + oracle._edges.nbytes + oracle._better.nbytes
-              + oracle.states.nbytes())
+              + oracle.states.nbytes)
     stored = sum(a.nbytes for a in arrays.values())
     return {"states": states, "dim": dim, "threshold": threshold, "labels": oracle.n_labels, "build_s": build_s, "states_per_s": states / build_s,
             "to_model_parts_s": parts_s, "transitions": oracle.n_transitions,

@@ -167,11 +167,6 @@ class StateStore:
         for name, values in prepared.items():
             getattr(self, name).frombytes(values.tobytes())
 
-    def nbytes(self) -> int:
-        """Bytes held by the columns (the per-state metadata cost)."""
-        return sum(getattr(self, name).itemsize * len(getattr(self, name))
-                   for name in self._INT_COLUMNS + self._FLOAT_COLUMNS + ("chroma",))
-
     def chroma_peaks(self, state: int) -> tuple[int, ...]:
         row = self.chroma[state * MAX_CHROMA_PEAKS:(state + 1) * MAX_CHROMA_PEAKS]
         return tuple(pc for pc in row if pc >= 0)
