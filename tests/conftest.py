@@ -118,6 +118,15 @@ def jack_server():
         yield JackServer(process)
     finally:
         stop_jack(process)
+        if process is not None:  # jackd leaves its socket and semaphore files named after the server: ours, per session
+            import glob
+
+            name = os.environ["JACK_DEFAULT_SERVER"]
+            for leftover in glob.glob(f"/dev/shm/jack_{name}_*") + glob.glob(f"/dev/shm/jack_sem.*_{name}_*"):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
 
 
 def _creator_alive_elsewhere(name: str) -> bool:
