@@ -118,30 +118,15 @@ def jack_server():
         yield JackServer(process)
     finally:
         stop_jack(process)
+        if process is not None:  # jackd leaves its socket and semaphore files named after the server: ours, per session
+            import glob
 
-
-@pytest.fixture(scope="module")
-def async_jack_server():
-    """A JACK dummy server in JACK's default (asynchronous) mode for one module, under its own name: for tests that
-    kill JACK clients and time what follows (a sync server stalls on a killed client). Every JACK client started while
-    it runs (this process, Ray started afterwards, subprocesses) uses it; the session's name is restored after."""
-    from shared.errors import DeviceError
-    from shared.jack_server import start_dummy_jack, stop_jack
-
-    previous = os.environ["JACK_DEFAULT_SERVER"]
-    os.environ["JACK_DEFAULT_SERVER"] = f"{previous}-async"
-    try:
-        try:
-            process = start_dummy_jack(log_path=os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                                             f"musichal_jackd_async_{os.getpid()}.log"))
-        except DeviceError as error:
-            pytest.fail(f"{error} (run `make test`, which installs jackd2)")
-        try:
-            yield JackServer(process)
-        finally:
-            stop_jack(process)
-    finally:
-        os.environ["JACK_DEFAULT_SERVER"] = previous
+            name = os.environ["JACK_DEFAULT_SERVER"]
+            for leftover in glob.glob(f"/dev/shm/jack_{name}_*") + glob.glob(f"/dev/shm/jack_sem.*_{name}_*"):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
 
 
 def _creator_alive_elsewhere(name: str) -> bool:

@@ -69,6 +69,7 @@ class MidiOutActor:
         self.config = config
         self.node_id = current_node_id()
         self.port = open_output(config.midi.api, config.midi.port, virtual_name=config.midi.virtual_port_name)
+        self.port_open_monotonic = time.monotonic()  # the port is ours from here: the panic is the next thing sent
         self.stage = MidiOutStage(config.midi, self.port)
         self.stage.start()  # panic first, then the profile's setup
         self.latency = LatencyRecorder()

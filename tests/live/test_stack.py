@@ -81,7 +81,7 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
     for message in received:
         model.feed(message)
     assert model.note_ons >= 5, f"too few notes came out: {model.note_ons}"
-    assert note_pairing_problems(received) == []  # every note ended by its own note-off during play
+    assert note_pairing_problems(received, require_stop_panic=False) == []  # every note ended by its own note-off
     assert 9 not in model.channels_used  # gm-safe never plays channel 10
     # each note traced to an oracle state and the input event it was learned from
     memory = OracleStage(config, model=str(learned))
@@ -151,4 +151,4 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
     import psutil
 
     alive = lambda: [pid for pid in started if psutil.pid_exists(pid)]  # noqa: E731
-    assert started and wait_until(lambda: not alive(), timeout_s=30), f"Ray processes outlived the CLI: {alive()}"
+    assert started and wait_until(lambda: not alive(), timeout_s=60), f"Ray processes outlived the CLI: {alive()}"

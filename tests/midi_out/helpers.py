@@ -164,7 +164,8 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
 
     Per channel and pitch, in arrival order: a note-on while that note sounds is a double on, a note-off (or note-on
     velocity 0) for a note not sounding is a stray off, and every note-on must be ended by its own note-off before the
-    stop's panic — a note only CC123/CC120 silences is reported as never ended. Earlier panic blocks (the start-up
+    stop's panic — a note only CC123/CC120 silences is reported as never ended. Without a full panic after the last
+    note-on the whole stream is judged (and, with ``require_stop_panic``, the missing stop panic is a problem). Earlier panic blocks (the start-up
     panic, a restarted midi_out's panic) reset the state; ``allowed_cuts`` of them may cut sounding notes (a restarted
     midi_out whose predecessor died with notes on, a mute), any other cut is a problem. Returns a list of one-line problems (empty: ok).
     A note-off the stop sends for a note still sounding (the engine's panic ends each voice by its own note-off
@@ -172,13 +173,14 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
     """
     starts = panic_starts(messages)
     problems: list[str] = []
-    if not starts:
+    if not stop_panic_received(messages):  # no full panic after the last note-on: judge the whole stream
         if require_stop_panic:
-            problems.append("no stop panic (CC123/CC120 on all 16 channels) in the stream")
+            problems.append("no stop panic (CC123/CC120 on all 16 channels) after the last note-on")
         stop = len(messages)
+        earlier = set(starts)
     else:
         stop = starts[-1]
-    earlier = set(starts[:-1]) if starts else set()
+        earlier = set(starts[:-1])
     sounding: dict[tuple[int, int], int] = {}
     cuts = 0
     i = 0
@@ -206,10 +208,6 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
         i += 1
     for key, index in sorted(sounding.items()):
         problems.append(f"note {key} (on at message {index}) never ended by its own note-off before the stop's panic")
-    late = [i for i in range(stop + 32, len(messages)) if starts and (messages[i][0] & 0xF0) == 0x90 and messages[i][2] > 0]
-    if late:
-        problems.append(f"{len(late)} note-on(s) after the last panic (first at message {late[0]}): "
-                        "no stop panic after them")
     return problems
 
 

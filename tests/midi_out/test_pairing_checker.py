@@ -51,7 +51,12 @@ def test_a_mid_stream_panic_may_cut_notes_only_when_allowed():
 
 
 def test_missing_stop_panic_is_reported_and_a_lone_cc123_does_not_end_a_note():
-    assert note_pairing_problems([on(0, 60), off(0, 60)]) == ["no stop panic (CC123/CC120 on all 16 channels) in the stream"]
+    assert note_pairing_problems([on(0, 60), off(0, 60)]) == [
+        "no stop panic (CC123/CC120 on all 16 channels) after the last note-on"]
+    assert note_pairing_problems(START + [on(0, 60), off(0, 60)]) == [
+        "no stop panic (CC123/CC120 on all 16 channels) after the last note-on"]
+    assert note_pairing_problems(START + [on(0, 60), off(0, 60)], require_stop_panic=False) == []
+    assert len(note_pairing_problems(START + [on(0, 60)], require_stop_panic=False)) == 1  # never ended
     assert note_pairing_problems([on(0, 60), off(0, 60)], require_stop_panic=False) == []
     assert note_pairing_problems(START + [on(0, 60), [0xB0, 123, 0], off(0, 60)] + STOP) == []
     problems = note_pairing_problems(START + [on(0, 60), [0xB0, 123, 0]] + STOP)
@@ -60,7 +65,7 @@ def test_missing_stop_panic_is_reported_and_a_lone_cc123_does_not_end_a_note():
 
 def test_only_the_stream_before_the_stop_panic_is_play_and_nothing_may_start_after_it():
     problems = note_pairing_problems(START + [on(0, 60), off(0, 60)] + STOP + [on(0, 61)])
-    assert len(problems) == 1 and "no stop panic after them" in problems[0]
+    assert problems[0].startswith("no stop panic") and "(0, 61)" in problems[1] and "never ended" in problems[1]
     problems = note_pairing_problems(START + [on(0, 60)] + STOP + [off(0, 60)])
     assert len(problems) == 1 and "never ended" in problems[0]
 

@@ -173,7 +173,7 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
     assert final["capture"].get("error") is None
     model = ReceiverModel().feed_all(messages)
     assert model.note_ons >= 8, f"too few notes: {model.note_ons}"
-    assert note_pairing_problems(messages) == []  # every note ended by its own note-off during play
+    assert note_pairing_problems(messages, require_stop_panic=False) == []  # every note ended by its own note-off
     out_pitches = [m[1] for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]
     smf_pitches = [m.note for m in mido.MidiFile(record) if m.type == "note_on" and m.velocity > 0]
     assert smf_pitches == out_pitches  # the SMF holds exactly what was sent
