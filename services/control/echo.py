@@ -129,8 +129,9 @@ class EchoGate:
         self._slices += 1
         for n in notes:
             start = float(onset_s) + float(n[1])
-            end = start + float(n[2])
-            self._heard.append((start, end, int(n[0]), float(n[1]) + float(n[2]) >= float(window_s) - 0.03, self._slices))
+            duration = float(n[2]) if len(n) > 2 else 0.0
+            self._heard.append((start, start + duration, int(n[0]), float(n[1]) + duration >= float(window_s) - 0.03,
+                                self._slices))
 
     def held(self, onset_s: float) -> tuple[int, ...]:
         """Input pitches already sounding just before ``onset_s`` (from the slices :meth:`heard` before it)."""

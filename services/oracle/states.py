@@ -56,10 +56,10 @@ def slice_columns(descriptors: Any) -> dict[str, np.ndarray]:
     descriptors = list(descriptors)
     n = len(descriptors)
     out: dict[str, np.ndarray] = {name: np.full((n, MAX_SLICE_NOTES), -1 if name in _NOTE_INT_COLUMNS else 0.0,
-                                                dtype=np.int16 if name in _NOTE_INT_COLUMNS else np.float32)
+                                                dtype=np.int16 if name in _NOTE_INT_COLUMNS else np.float64)
                                   for name in _NOTE_FIELDS}
     out["pressure"] = np.zeros((n, EXPRESSION_POINTS), dtype=np.int16)
-    out["f0_cents"] = np.zeros((n, EXPRESSION_POINTS), dtype=np.float32)
+    out["f0_cents"] = np.zeros((n, EXPRESSION_POINTS), dtype=np.float64)
     out["timbre"] = np.full(n, _DEFAULT_TIMBRE, dtype=np.int64)
     for row, d in enumerate(descriptors):
         notes = sorted(d.notes, key=lambda note: (note[1], note[0]))[:MAX_SLICE_NOTES]
@@ -67,7 +67,7 @@ def slice_columns(descriptors: Any) -> dict[str, np.ndarray]:
             for name, value in zip(_NOTE_FIELDS, note):
                 out[name][row, k] = value
         out["pressure"][row] = _fit_curve(d.pressure, dtype=np.int16)
-        out["f0_cents"][row] = _fit_curve(d.f0_cents, dtype=np.float32)
+        out["f0_cents"][row] = _fit_curve(d.f0_cents, dtype=np.float64)
         out["timbre"][row] = int(d.timbre)
     return out
 
