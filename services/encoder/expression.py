@@ -29,7 +29,7 @@ import numpy as np
 from shared.errors import ParameterError
 from services.encoder.features import _spectrum, _validate, estimate_f0
 
-__all__ = ["EXPRESSION_POINTS", "pressure_envelope", "f0_cents_curve", "timbre_cc74", "slice_expression"]
+__all__ = ["EXPRESSION_POINTS", "pressure_envelope", "f0_cents_curve", "timbre_cc74", "slice_expression", "DynamicsFollower"]
 
 EXPRESSION_POINTS = 8
 _FLOOR_DB = -60.0
@@ -90,3 +90,58 @@ def slice_expression(window: np.ndarray, *, sample_rate_hz: int, points: int = E
     return {"pressure": pressure_envelope(window, sample_rate_hz=sample_rate_hz, points=points),
             "f0_cents": f0_cents_curve(window, sample_rate_hz=sample_rate_hz, points=points),
             "timbre": timbre_cc74(window, sample_rate_hz=sample_rate_hz)}
+
+
+class DynamicsFollower:
+    """Dynamics follow the musician: a velocity scale that tracks the live input's loudness.
+
+    Each input event's velocity (``EventDescriptors.velocity``, from its RMS) updates an exponential average with a
+    ``half_life_s`` in the input's own time (onset seconds: deterministic, no wall clock). :meth:`apply` scales a stored
+    velocity by ``average / reference`` (clipped to ``min_scale .. max_scale`` and 1..127), so a memory learned loud
+    plays soft when the musician plays soft. Before any input the scale is 1.
+
+    >>> follow = DynamicsFollower(reference=80, half_life_s=2.0)
+    >>> follow.apply(80)
+    80
+    >>> follow.update(0.0, 100)       # the musician starts loud
+    >>> follow.apply(80)
+    100
+    >>> for t in range(1, 9):         # then plays soft for 8 s (4 half-lives)
+    ...     follow.update(float(t), 40)
+    >>> follow.apply(80), round(follow.scale, 2)
+    (44, 0.55)
+    """
+
+    def __init__(self, *, reference: float = 80.0, half_life_s: float = 4.0, min_scale: float = 0.25,
+                 max_scale: float = 1.6) -> None:
+        if not 1.0 <= float(reference) <= 127.0:
+            raise ParameterError(f"reference must be a velocity in 1..127, got {reference}")
+        if not float(half_life_s) > 0.0 or not 0.0 < float(min_scale) <= 1.0 <= float(max_scale):
+            raise ParameterError("need half_life_s > 0 and 0 < min_scale <= 1 <= max_scale")
+        self.reference = float(reference)
+        self.half_life_s = float(half_life_s)
+        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
+        self.average: float | None = None
+        self._last_s: float | None = None
+
+    def update(self, onset_s: float, velocity: int) -> None:
+        """One input event at ``onset_s`` (seconds, non-decreasing) with MIDI ``velocity`` 1..127."""
+        if not 1 <= int(velocity) <= 127:
+            raise ParameterError(f"velocity must be in 1..127, got {velocity}")
+        if self.average is None or self._last_s is None:
+            self.average = float(velocity)
+        else:
+            dt = max(0.0, float(onset_s) - self._last_s)
+            keep = 0.5 ** (dt / self.half_life_s)
+            self.average = keep * self.average + (1.0 - keep) * float(velocity)
+        self._last_s = float(onset_s) if self._last_s is None else max(self._last_s, float(onset_s))
+
+    @property
+    def scale(self) -> float:
+        if self.average is None:
+            return 1.0
+        return float(np.clip(self.average / self.reference, self.min_scale, self.max_scale))
+
+    def apply(self, velocity: int) -> int:
+        """``velocity`` scaled to the musician's current dynamics (1..127)."""
+        return int(np.clip(np.rint(int(velocity) * self.scale), 1, 127))

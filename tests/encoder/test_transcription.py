@@ -133,3 +133,26 @@ def test_descriptors_with_notes_round_trip_as_messages():
     with pytest.raises(ParameterError):
         EventDescriptors(onset_s=0.0, duration_s=0.5, rms=0.1, velocity=80, f0_hz=0.0, f0_confidence=0.0,
                          notes=((200, 0.0, 0.5, 90, 0.0, 0.0),))
+
+
+def test_dynamics_follow_the_musician_in_input_time():
+    from services.encoder.expression import DynamicsFollower
+
+    follow = DynamicsFollower(reference=80, half_life_s=1.0)
+    assert follow.apply(100) == 100  # no input yet: unchanged
+    follow.update(0.0, 30)
+    assert follow.apply(80) == 30 and follow.apply(1) == 1
+    follow.update(1.0, 120)  # one half-life later: halfway
+    assert follow.apply(80) == 75
+    follow.update(1.0, 120)  # same instant: no decay of the old value
+    assert follow.apply(80) == 75
+    for t in range(2, 30):
+        follow.update(float(t), 127)
+    assert follow.apply(100) == 127 and follow.scale == pytest.approx(127 / 80, abs=1e-6)
+    loud = DynamicsFollower(reference=40)
+    loud.update(0.0, 127)
+    assert loud.scale == 1.6  # capped at max_scale
+    with pytest.raises(ParameterError):
+        follow.update(31.0, 0)
+    with pytest.raises(ParameterError):
+        DynamicsFollower(half_life_s=0.0)
