@@ -1,8 +1,8 @@
 """The whole MusicHal model file: perception (features, PCA, quantizers) + oracle, in one container.
 
-``model.json`` meta (schema 2)::
+``model.json`` meta (schema 3)::
 
-    {"musichal_model": 2, "perception": {...PerceptionModel meta...} | null,
+    {"musichal_model": 3, "perception": {...PerceptionModel meta...} | null,
      "perception_spec": {...PerceptionSpec.record(): views, hybrid, wav2vec checkpoint identity, memory dimension...} | null,
      "oracle": {...OracleStage meta...}, "config": {...segmenter/features/quantizer sections...},
      "training": {...deterministic facts: files, events, vocabulary usage...}}
@@ -11,6 +11,8 @@ Arrays: ``perception.*`` and ``oracle.*`` in the sibling ``.safetensors``. Timin
 
 Schema 1 files (before the perception record) still load: the record is inferred from the perception meta
 (views, checkpoint name, layer, dimension and — when the trainer could hash it — the checkpoint's sha256).
+Schema 3 adds what each state's slice holds (``oracle.audio.state.note_*`` CSR note columns, ``pressure``,
+``f0_cents``, ``timbre``; see :mod:`services.oracle.states`); schema 1 and 2 files load with no slice notes.
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ from shared.model_io import load_model, save_model
 
 __all__ = ["MusicHalModel", "load_musichal_model", "save_musichal_model", "describe_model", "MODEL_SCHEMA"]
 
-MODEL_SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+MODEL_SCHEMA = 3  # 3: per-state slice notes and expression
+READABLE_SCHEMAS = (1, 2, 3)
 
 
 @dataclass
@@ -135,6 +137,9 @@ def describe_model(model: MusicHalModel) -> str:
         lines.append("listens with: no fitted perception (tokens are learned live)")
     states = audio.get("n_states", (oracle.get("tokens") or {}).get("n_states"))
     threshold = training.get("threshold", audio.get("threshold"))
+    offsets = next((a for k, a in model.arrays.items() if k.endswith("state.note_offsets")), None)
+    if offsets is not None and len(offsets):
+        lines.append(f"slice notes: {int(offsets[-1])} transcribed notes in the memory's slices")
     lines.append(f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing {oracle.get('playing', '?')}, "
                  f"threshold {f'{float(threshold):.4g}' if threshold is not None else '?'} "
                  f"({training.get('threshold_source', oracle.get('threshold_source', '?'))})")

@@ -74,11 +74,22 @@ class EventDescriptors:
     f0_hz: float  # 0.0 when unvoiced
     f0_confidence: float
     chroma_peaks: tuple[int, ...] = ()  # pitch classes by decreasing strength
+    # the notes sounding in the slice (services.encoder.transcription): (pitch, onset_s in the slice, duration_s,
+    # velocity, bend_cents, glide_cents) each
+    notes: tuple[tuple[int, float, float, int, float, float], ...] = ()
+    # expression over the slice (services.encoder.expression): pressure envelope 0..127 (from loudness), f0
+    # deviation curve in cents from the nearest semitone (0 where unvoiced), CC74 0..127 (from spectral centroid)
+    pressure: tuple[int, ...] = ()
+    f0_cents: tuple[float, ...] = ()
+    timbre: int = 64
 
     def __post_init__(self) -> None:
         _check(1 <= self.velocity <= 127, f"velocity must be in 1..127, got {self.velocity}")
         _check(self.duration_s >= 0.0, "duration_s must be >= 0")
         _check(all(0 <= pc < 12 for pc in self.chroma_peaks), "chroma_peaks must be pitch classes 0..11")
+        _check(all(len(n) == 6 and 0 <= n[0] <= 127 and n[1] >= 0.0 and n[2] >= 0.0 and 1 <= n[3] <= 127 for n in self.notes),
+               "notes must be (pitch 0..127, onset_s >= 0, duration_s >= 0, velocity 1..127, bend_cents, glide_cents)")
+        _check(all(0 <= p <= 127 for p in self.pressure) and 0 <= self.timbre <= 127, "pressure and timbre must be in 0..127")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +176,9 @@ def _from_plain(data: dict[str, Any]) -> Any:
         data["features"] = np.asarray(data["features"], dtype=np.float32)
     if cls is EventDescriptors:
         data["chroma_peaks"] = tuple(data["chroma_peaks"])
+        data["notes"] = tuple((int(n[0]), float(n[1]), float(n[2]), int(n[3]), float(n[4]), float(n[5])) for n in data.get("notes", ()))
+        data["pressure"] = tuple(int(p) for p in data.get("pressure", ()))
+        data["f0_cents"] = tuple(float(c) for c in data.get("f0_cents", ()))
     return cls(**data)
 
 

@@ -13,7 +13,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["SOUNDFONT", "sine_tone", "render_midi_notes", "write_midi_notes", "fluidsynth_available"]
+__all__ = ["SOUNDFONT", "sine_tone", "render_midi_notes", "write_midi_notes", "fluidsynth_available", "chorale_notes",
+           "two_line_scene", "CHORALES"]
+
+#: music21 corpus chorales used as transcription ground truth
+CHORALES = ("bach/bwv66.6", "bach/bwv26.6", "bach/bwv253", "bach/bwv1.6")
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 
@@ -72,3 +76,38 @@ def render_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, sample
     if result.returncode != 0 or not path.is_file():
         raise RuntimeError(f"fluidsynth failed: {result.stderr.strip() or result.stdout.strip()}")
     return path
+
+
+def chorale_notes(name: str, *, seconds: float = 24.0, bpm: float = 80.0, velocity: int = 80) -> list[tuple[int, float, float, int]]:
+    """``(pitch, start_s, dur_s, velocity)`` of a music21 corpus chorale's first ``seconds`` (all voices; each note held
+    95 % of its written length so repeated notes are re-struck)."""
+    import music21
+
+    score = music21.corpus.parse(name)
+    beat = 60.0 / bpm
+    notes = []
+    for n in score.flatten().notes:
+        start = float(n.offset) * beat
+        if start >= seconds:
+            continue
+        for p in n.pitches:
+            notes.append((int(p.midi), start, float(n.quarterLength) * beat * 0.95, int(velocity)))
+    return notes
+
+
+def two_line_scene(seed: int, *, seconds: float = 20.0) -> tuple[list[tuple], list[tuple]]:
+    """An "own" legato melody (C4-C5) and a "musician" line two octaves lower whose onsets never fall within 80 ms
+    of an own onset: ``(own_notes, musician_notes)`` as ``(pitch, start_s, dur_s, velocity)``."""
+    rng = np.random.default_rng(int(seed))
+    own, t = [], 0.3
+    while t < seconds:
+        d = float(rng.choice([0.4, 0.6, 0.8]))
+        own.append((int(rng.choice([60, 62, 64, 65, 67, 69, 71, 72])), t, d, 80))
+        t += d
+    musician, t = [], 0.5
+    while t < seconds:
+        d = float(rng.choice([0.5, 0.7, 0.9]))
+        if min(abs(t - o[1]) for o in own) > 0.08:
+            musician.append((int(rng.choice([36, 38, 40, 41, 43, 45, 47, 48])), t, d * 0.9, 90))
+        t += d
+    return own, musician

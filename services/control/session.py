@@ -58,14 +58,19 @@ def percept_to_record(percept: Percept) -> dict[str, Any]:
             "features": np.asarray(percept.features, dtype=np.float32).ravel().tolist(),
             "descriptors": None if d is None else {
                 "onset_s": d.onset_s, "duration_s": d.duration_s, "rms": d.rms, "velocity": d.velocity, "f0_hz": d.f0_hz,
-                "f0_confidence": d.f0_confidence, "chroma_peaks": list(d.chroma_peaks)}}
+                "f0_confidence": d.f0_confidence, "chroma_peaks": list(d.chroma_peaks),
+                "notes": [list(n) for n in d.notes], "pressure": list(d.pressure), "f0_cents": list(d.f0_cents),
+                "timbre": d.timbre}}
 
 
 def percept_from_record(record: dict[str, Any]) -> Percept:
     d = record.get("descriptors")
     descriptors = None if d is None else EventDescriptors(
         onset_s=d["onset_s"], duration_s=d["duration_s"], rms=d["rms"], velocity=d["velocity"], f0_hz=d["f0_hz"],
-        f0_confidence=d["f0_confidence"], chroma_peaks=tuple(d["chroma_peaks"]))
+        f0_confidence=d["f0_confidence"], chroma_peaks=tuple(d["chroma_peaks"]),
+        notes=tuple((int(n[0]), float(n[1]), float(n[2]), int(n[3]), float(n[4]), float(n[5])) for n in d.get("notes", ())),
+        pressure=tuple(int(p) for p in d.get("pressure", ())), f0_cents=tuple(float(c) for c in d.get("f0_cents", ())),
+        timbre=int(d.get("timbre", 64)))
     return Percept(event_id=record["event_id"], token=record["token"], view=record["view"],
                    features=np.asarray(record["features"], dtype=np.float32), descriptors=descriptors)
 

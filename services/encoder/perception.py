@@ -29,6 +29,7 @@ from shared.audio import iter_file_blocks
 from shared.config import INTERNAL_SAMPLE_RATE_HZ, MusicHalConfig, SegmenterConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import Event, EventDescriptors, Percept
+from services.encoder.expression import slice_expression
 from services.encoder.features import FEATURE_DIMENSION, FEATURE_NAMES, describe_event, traditional_features
 from services.encoder.quantizer import PCAReducer, SymbolQuantizer
 from services.encoder.segmenter import OnsetSegmenter
@@ -118,7 +119,7 @@ class HybridPerceptionModule:
     def __init__(self, vocabulary_size: int = 64, enable_wav2vec: bool = False, wav2vec_model: str = "facebook/wav2vec2-base",
                  use_gpu: bool = False, hybrid: bool = False, *, wav2vec_layer: int = -1, fp16: bool = False,
                  int8: bool = False, fallback: str = "none", pca_components: int = 0, l2_normalize: bool = True,
-                 seed: int = 0, torch_threads: Optional[int] = None, wav2vec: Any = None) -> None:
+                 seed: int = 0, torch_threads: Optional[int] = None, wav2vec: Any = None, slice_notes: bool = True) -> None:
         if not 2 <= int(vocabulary_size) <= 65_536:
             raise ParameterError(f"vocabulary_size must be in 2..65536, got {vocabulary_size}")
         self.vocabulary_size = int(vocabulary_size)
@@ -138,6 +139,13 @@ class HybridPerceptionModule:
             else:
                 self.wav2vec = module
         self.wav2vec_requested = bool(enable_wav2vec or wav2vec is not None)
+        #: transcribe each slice's notes and expression (services.encoder.transcription / expression)
+        self.slice_notes = bool(slice_notes)
+        self.transcriber = None
+        if self.slice_notes:
+            from services.encoder.transcription import default_transcriber
+
+            self.transcriber = default_transcriber()
 
     @classmethod
     def from_config(cls, config: MusicHalConfig, **overrides: Any) -> "HybridPerceptionModule":
@@ -169,7 +177,8 @@ class HybridPerceptionModule:
         """Feature settings a model must match (recorded in the model meta)."""
         return {"views": list(self.views), "primary_view": self.primary_view, "hybrid": self.hybrid,
                 "wav2vec": self.wav2vec.encoder.describe() if self.wav2vec is not None else None,
-                "traditional": {"dimension": FEATURE_DIMENSION, "names": list(FEATURE_NAMES)}}
+                "traditional": {"dimension": FEATURE_DIMENSION, "names": list(FEATURE_NAMES)},
+                "slice_notes": self.transcriber.describe() if self.transcriber is not None else None}
 
     def extract_features(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         """``{view: vector}`` for one mono window at ``sr``."""
@@ -217,6 +226,13 @@ def analyze_windows(windows: Sequence[np.ndarray], events: Optional[Sequence[Eve
         results.append((describe_event(window, sample_rate_hz=sr, onset_s=onset_s, duration_s=duration), {}))
         if "traditional" in vectors:
             vectors["traditional"].append(traditional_features(window, sample_rate_hz=sr))
+    if perception.transcriber is not None and windows:
+        # what the slice holds: its notes and expression, by the same calls offline and live
+        slice_notes = perception.transcriber.transcribe_windows(list(windows), sample_rate_hz=sr)
+        for index, window in enumerate(windows):
+            notes = tuple((n.pitch, n.onset_s, n.duration_s, n.velocity, n.bend_cents, n.glide_cents) for n in slice_notes[index])
+            results[index] = (dataclasses.replace(results[index][0], notes=notes, **slice_expression(window, sample_rate_hz=sr)),
+                              results[index][1])
     if "wav2vec" in vectors and windows:
         if perception.wav2vec is None:
             raise ParameterError("the wav2vec view was asked for but no encoder is loaded")

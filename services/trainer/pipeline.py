@@ -35,7 +35,7 @@ from shared.config import MusicHalConfig
 from shared.audio import AUDIO_FILE_SUFFIXES
 from shared.errors import MusicHalError, ParameterError
 from shared.messages import EventDescriptors
-from services.oracle.states import MAX_CHROMA_PEAKS
+from services.oracle.states import MAX_CHROMA_PEAKS, SLICE_COLUMNS, slice_columns, slice_fields
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 AUDIO_EXTENSIONS = AUDIO_FILE_SUFFIXES  # what the front end decodes
-FEATURE_CACHE_VERSION = 2
+FEATURE_CACHE_VERSION = 3  # 3: slice notes and expression columns
 #: Events the Information Rate threshold sweep looks at (a contiguous prefix of the oracle's states).
 IR_MAX_EVENTS = 20_000
 #: A unit of parallel sampling/tokenisation work: consecutive files up to this many events (or files).
@@ -149,6 +149,7 @@ def feature_settings(config: MusicHalConfig, perception: Any) -> dict[str, Any]:
         wav2vec["batch_size"] = config.wav2vec.batch_size
     return {"cache_version": FEATURE_CACHE_VERSION, "views": info["views"], "primary_view": info["primary_view"],
             "hybrid": info["hybrid"], "traditional": info["traditional"], "wav2vec": wav2vec,
+            "slice_notes": info.get("slice_notes"),
             "sample_rate_hz": config.audio.sample_rate_hz, "input_channel": config.audio.input_channel,
             "segmenter": dataclasses.asdict(config.segmenter)}
 
@@ -181,16 +182,18 @@ def descriptor_columns(descriptors: Sequence[EventDescriptors]) -> dict[str, np.
         peaks = d.chroma_peaks[:MAX_CHROMA_PEAKS]
         chroma[row, :len(peaks)] = peaks
     columns["chroma"] = chroma
+    columns.update(slice_columns(descriptors))
     return columns
 
 
 def descriptors_from_columns(columns: Mapping[str, np.ndarray]) -> list[EventDescriptors]:
     floats = {name: columns[name].tolist() for name in DESCRIPTOR_FLOATS}
     velocity = columns["velocity"].tolist()
+    slices = slice_fields(columns)
     out = []
     for row, peaks in enumerate(columns["chroma"].tolist()):
         out.append(EventDescriptors(**{name: floats[name][row] for name in DESCRIPTOR_FLOATS}, velocity=int(velocity[row]),
-                                    chroma_peaks=tuple(int(pc) for pc in peaks if pc >= 0)))
+                                    chroma_peaks=tuple(int(pc) for pc in peaks if pc >= 0), **slices[row]))
     return out
 
 
@@ -294,7 +297,7 @@ class FeatureCache:
         try:
             with safe_open(str(self.path(key)), framework="numpy") as handle:
                 arrays = {view: handle.get_tensor(f"view.{view}") for view in wanted}
-                cols = {name: handle.get_tensor(f"desc.{name}") for name in DESCRIPTOR_FLOATS + ("velocity", "chroma")} \
+                cols = {name: handle.get_tensor(f"desc.{name}") for name in DESCRIPTOR_FLOATS + ("velocity", "chroma") + SLICE_COLUMNS} \
                     if columns else {}
         except Exception:  # noqa: BLE001 - safetensors raises its own errors for a broken file
             return None

@@ -1,0 +1,195 @@
+"""Listening while playing: echo-aware rejection of input onsets (pure logic, no Ray).
+
+The microphone hears MusicHal's own synth. The blanket :class:`~services.control.gate.FeedbackGate` drops every onset
+from ``pre_ms`` before each own note to ``release_ms`` after it; with legato output that is nearly every onset, so the
+musician is neither learned nor imitated while MusicHal plays. :class:`EchoGate` drops an onset that falls during
+MusicHal's own notes **only when its pitch content is explained by the notes MusicHal is sounding then**:
+
+* ``content`` mode, with the slice's transcribed notes (``EventDescriptors.notes``): the notes that *start* in the
+  onset's early window (``onset_s <= early_ms``) are the onset's content; the onset is an echo when each such note's
+  pitch is one MusicHal is sounding (within ``pre_ms``/``release_ms`` of the note's life), or one of its upper
+  partials (+12, +19, +24 semitones: the ghost notes a transcriber reports above a loud tone; ``octave_tolerant``).
+  Input notes already sounding before the onset (remembered from the previous slices by :meth:`EchoGate.heard`, and
+  their upper partials) are not new. Any unexplained new note → the musician.
+* ``content`` mode with only the onset's early-window chroma (no notes): the share of chroma energy on the pitch
+  classes of the sounding notes' first six harmonics; ``>= chroma_explained`` → echo.
+* ``time`` mode: the blanket gate (the old behaviour, kept as an option).
+
+An onset while nothing of ours sounds is always the musician's. Times are seconds on one clock.
+
+>>> gate = EchoGate()
+>>> gate.note_sent(10.0, 11.0, pitch=60)
+>>> gate.blocks(10.0, notes=((60, 0.0, 0.4, 80, 0.0, 0.0),))                                   # our C4 heard back
+True
+>>> gate.blocks(10.5, notes=((60, 0.0, 0.4, 80, 0.0, 0.0), (43, 0.01, 0.4, 70, 0.0, 0.0)))   # a G2 under it
+False
+>>> timed = EchoGate(mode="time")
+>>> timed.note_sent(10.0, 11.0, pitch=60)
+>>> timed.blocks(10.5, notes=((43, 0.01, 0.4, 70, 0.0, 0.0),))                                 # the old blanket gate
+True
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from shared.errors import ParameterError
+
+__all__ = ["EchoGate", "EchoDecision", "harmonic_chroma", "MODES"]
+
+MODES = ("content", "time")
+_HARMONICS = np.arange(1, 7)
+#: semitones of the 2nd, 3rd and 4th partials: a transcriber hears them as ghost notes above a loud tone
+_PARTIALS = (12, 19, 24)
+_HARMONIC_WEIGHTS = 1.0 / _HARMONICS
+
+
+def harmonic_chroma(pitches: Iterable[int]) -> np.ndarray:
+    """12-bin chroma a set of harmonic tones is expected to give (first six partials, weights 1/h), max 1."""
+    out = np.zeros(12)
+    for pitch in pitches:
+        classes = np.mod(np.rint(int(pitch) + 12.0 * np.log2(_HARMONICS)).astype(int), 12)
+        np.add.at(out, classes, _HARMONIC_WEIGHTS)
+    top = out.max()
+    return out / top if top > 0 else out
+
+
+@dataclass(frozen=True, slots=True)
+class EchoDecision:
+    """Why an onset was kept or dropped. ``echo`` True means: drop it (neither learn nor imitate)."""
+
+    echo: bool
+    reason: str  # "silent" (none of ours sounding), "time", "explained", "unexplained", "no-content"
+    sounding: tuple[int, ...] = ()
+    unexplained: tuple[int, ...] = ()
+    explained_share: Optional[float] = None
+
+
+class EchoGate:
+    """Remembers MusicHal's recent notes (pitch and sounding interval) and classifies input onsets.
+
+    Parameters
+    ----------
+    mode:
+        ``"content"`` (echo-aware, default) or ``"time"`` (blanket gate).
+    pre_ms, release_ms:
+        A note counts as sounding from ``pre_ms`` before its note-on to ``release_ms`` after its note-off.
+    early_ms:
+        Transcribed notes starting within this much of the onset are the onset's content.
+    chroma_explained:
+        Chroma mode: share of the onset's chroma energy the sounding notes must explain for an echo.
+    octave_tolerant:
+        A new note at an upper partial (+12, +19, +24 semitones) of a sounding or held note counts as explained.
+    no_content_is_echo:
+        What to do with an onset during our notes that carries neither notes nor chroma (True: drop, as the time gate).
+    enabled:
+        Off: nothing is dropped (notes are still registered).
+    """
+
+    def __init__(self, *, mode: str = "content", pre_ms: float = 20.0, release_ms: float = 250.0, early_ms: float = 60.0,
+                 chroma_explained: float = 0.8, octave_tolerant: bool = True, no_content_is_echo: bool = True,
+                 enabled: bool = True, max_notes: int = 4096) -> None:
+        if mode not in MODES:
+            raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if pre_ms < 0 or release_ms < 0 or early_ms < 0:
+            raise ParameterError(f"pre_ms, release_ms and early_ms must be >= 0, got {pre_ms}, {release_ms}, {early_ms}")
+        if not 0.0 < chroma_explained <= 1.0:
+            raise ParameterError(f"chroma_explained must be in (0, 1], got {chroma_explained}")
+        if max_notes < 1:
+            raise ParameterError(f"max_notes must be >= 1, got {max_notes}")
+        self.mode = mode
+        self.pre_s, self.release_s, self.early_s = pre_ms / 1000.0, release_ms / 1000.0, early_ms / 1000.0
+        self.chroma_explained = float(chroma_explained)
+        self.octave_tolerant = bool(octave_tolerant)
+        self.no_content_is_echo = bool(no_content_is_echo)
+        self.enabled = bool(enabled)
+        self._notes: deque[tuple[float, float, int]] = deque(maxlen=int(max_notes))
+        # input slice notes heard so far: (start, end, pitch, open-ended) — a note still sounding when the next onset
+        # comes shows up again at that onset's window start; it is not new content
+        self._heard: deque[tuple[float, float, int, bool, int]] = deque(maxlen=int(max_notes))
+        self._slices = 0
+        self.counters = {"registered": 0, "checked": 0, "blocked": 0, "kept_during_own_notes": 0}
+
+    def note_sent(self, t_on_s: float, t_off_s: float, pitch: Optional[int] = None) -> None:
+        """Register one own note sounding from ``t_on_s`` to ``t_off_s`` (``pitch`` None: unknown, content mode then
+        treats it like the time gate does)."""
+        if not t_off_s >= t_on_s:
+            raise ParameterError(f"t_off_s must be >= t_on_s, got {t_on_s}..{t_off_s}")
+        if pitch is not None and not 0 <= int(pitch) <= 127:
+            raise ParameterError(f"pitch must be in 0..127, got {pitch}")
+        self._notes.append((float(t_on_s) - self.pre_s, float(t_off_s) + self.release_s, -1 if pitch is None else int(pitch)))
+        self.counters["registered"] += 1
+
+    def heard(self, onset_s: float, notes: Sequence[Sequence[Any]], *, window_s: float) -> None:
+        """Remember an input slice's notes (``(pitch, onset_s_in_slice, duration_s, ...)``; the slice is ``window_s``
+        long): a note reaching the window's end is taken to sound on until the next slice."""
+        self._slices += 1
+        for n in notes:
+            start = float(onset_s) + float(n[1])
+            duration = float(n[2]) if len(n) > 2 else 0.0
+            self._heard.append((start, start + duration, int(n[0]), float(n[1]) + duration >= float(window_s) - 0.03,
+                                self._slices))
+
+    def held(self, onset_s: float) -> tuple[int, ...]:
+        """Input pitches already sounding just before ``onset_s`` (from the slices :meth:`heard` before it)."""
+        return tuple(sorted({p for start, end, p, open_ended, index in self._heard
+                             if start < onset_s - 0.03 and (end >= onset_s - 0.05 or (open_ended and index == self._slices))}))
+
+    def sounding(self, onset_s: float) -> tuple[int, ...]:
+        """Pitches of own notes sounding (with margins) at ``onset_s`` (-1 for a note registered without pitch)."""
+        return tuple(sorted({p for start, end, p in self._notes if start <= onset_s <= end}))
+
+    def classify(self, onset_s: float, *, notes: Optional[Sequence[Sequence[Any]]] = None,
+                 chroma: Optional[Sequence[float]] = None) -> EchoDecision:
+        """Echo or musician for an onset at ``onset_s`` (see the module docstring). ``notes``: the onset's slice notes
+        as ``(pitch, onset_s_in_slice, ...)``; ``chroma``: its early-window chroma (12 values)."""
+        sounding = self.sounding(float(onset_s))
+        if not sounding:
+            return EchoDecision(False, "silent")
+        if self.mode == "time" or -1 in sounding:
+            return EchoDecision(True, "time", sounding)
+        if notes is not None:
+            held = set(self.held(float(onset_s)))
+            if self.octave_tolerant:
+                held |= {p + k for p in held for k in _PARTIALS}
+            new = sorted({int(n[0]) for n in notes if float(n[1]) <= self.early_s} - held)
+            if new:
+                allowed = set(sounding)
+                if self.octave_tolerant:
+                    allowed |= {p + k for p in sounding for k in _PARTIALS}
+                unexplained = tuple(p for p in new if p not in allowed)
+                return EchoDecision(not unexplained, "unexplained" if unexplained else "explained", sounding, unexplained)
+        if chroma is not None:
+            c = np.asarray(chroma, dtype=np.float64).ravel()
+            if c.shape != (12,) or not np.isfinite(c).all() or (c < 0).any():
+                raise ParameterError("chroma must be 12 finite non-negative values")
+            energy = float(np.sum(c * c))
+            if energy > 0.0:
+                expected = harmonic_chroma(sounding) >= 0.15
+                share = float(np.sum((c * c)[expected]) / energy)
+                echo = share >= self.chroma_explained
+                return EchoDecision(echo, "explained" if echo else "unexplained", sounding, explained_share=share)
+        return EchoDecision(self.no_content_is_echo, "no-content", sounding)
+
+    def blocks(self, onset_s: float, *, notes: Optional[Sequence[Sequence[Any]]] = None,
+               chroma: Optional[Sequence[float]] = None, window_s: float = 0.5) -> bool:
+        """True when the onset should be dropped (an echo of our own notes); the :class:`FeedbackGate` interface.
+        The slice's ``notes`` are remembered (:meth:`heard`) whatever the decision."""
+        self.counters["checked"] += 1
+        decision = self.classify(onset_s, notes=notes, chroma=chroma)
+        if notes is not None:
+            self.heard(onset_s, notes, window_s=window_s)
+        if not self.enabled:
+            return False
+        if decision.echo:
+            self.counters["blocked"] += 1
+        elif decision.sounding:
+            self.counters["kept_during_own_notes"] += 1
+        return decision.echo
+
+    def clear(self) -> None:
+        self._notes.clear()
+        self._heard.clear()

@@ -1,0 +1,102 @@
+"""Echo-aware listening: an onset during MusicHal's own notes is dropped only when its pitch content is explained by them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from shared.config import SegmenterConfig
+from shared.errors import ParameterError
+from services.control.echo import EchoGate, harmonic_chroma
+from services.encoder.features import chroma
+from services.encoder.segmenter import segment_signal
+from services.encoder.transcription import transcribe_windows
+from tests.audio_fixtures import fluidsynth_available, render_midi_notes, two_line_scene
+
+SR = 48000
+
+
+def test_content_mode_decisions_from_notes():
+    gate = EchoGate()
+    gate.note_sent(10.0, 11.0, pitch=64)
+    assert not gate.classify(9.0, notes=[(60, 0.0)]).echo  # nothing of ours sounding
+    assert gate.classify(10.0, notes=[(64, 0.0), (76, 0.01)]).echo  # our E4 and its octave partial
+    decision = gate.classify(10.4, notes=[(64, 0.0), (40, 0.012)])
+    assert not decision.echo and decision.unexplained == (40,)
+    assert gate.classify(10.4, notes=[(64, 0.0), (40, 0.3)]).echo  # a note starting late is not this onset's
+    assert gate.classify(11.2, notes=[(64, 0.0)]).echo  # within the release margin
+    assert not gate.classify(11.3, notes=[(64, 0.0)]).echo  # after it
+
+
+def test_held_input_notes_are_not_new_content():
+    gate = EchoGate()
+    gate.note_sent(1.0, 3.0, pitch=67)
+    gate.heard(0.5, [(43, 0.0, 0.5)], window_s=0.5)  # the musician's G2 reaches the window's end: still sounding
+    assert gate.held(1.2) == (43,)
+    assert gate.classify(1.2, notes=[(43, 0.0), (67, 0.0)]).echo  # our G4 starting over the held G2
+    gate.heard(1.2, [(67, 0.0, 0.5)], window_s=0.5)  # the next slice no longer holds the G2
+    assert gate.held(2.0) == (67,)
+
+
+def test_time_mode_chroma_and_no_content():
+    timed = EchoGate(mode="time")
+    timed.note_sent(0.0, 1.0, pitch=60)
+    assert timed.blocks(0.5, notes=[(30, 0.0)]) and not timed.blocks(2.0)
+    gate = EchoGate()
+    gate.note_sent(0.0, 1.0, pitch=60)
+    assert gate.classify(0.5, chroma=harmonic_chroma([60])).echo
+    assert not gate.classify(0.5, chroma=np.eye(12)[1]).echo  # C# is not in C's partials
+    assert gate.classify(0.5).echo
+    lenient = EchoGate(no_content_is_echo=False)
+    lenient.note_sent(0.0, 1.0, pitch=60)
+    assert not lenient.classify(0.5).echo
+    unknown = EchoGate()
+    unknown.note_sent(0.0, 1.0)  # no pitch known: behaves as the time gate
+    assert unknown.classify(0.5, notes=[(30, 0.0)]).reason == "time"
+    off = EchoGate(enabled=False)
+    off.note_sent(0.0, 1.0, pitch=60)
+    assert not off.blocks(0.5, notes=[(60, 0.0)])
+    with pytest.raises(ParameterError):
+        EchoGate(mode="loud")
+    with pytest.raises(ParameterError):
+        gate.classify(0.5, chroma=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rendered_scene_keeps_the_musician_and_drops_the_echo(tmp_path, seed):
+    """Own legato melody rendered + a musician's line two octaves lower, through the segmenter and slice notes."""
+    if not fluidsynth_available():
+        pytest.fail("fluidsynth and FluidR3_GM.sf2 are required")
+    own, musician = two_line_scene(seed)
+    a = sf.read(str(render_midi_notes(own, tmp_path / "own.wav")), dtype="float32")[0]
+    b = sf.read(str(render_midi_notes(musician, tmp_path / "musician.wav")), dtype="float32")[0]
+    a, b = (x.mean(axis=1) if x.ndim > 1 else x for x in (a, b))
+    mix = a[:min(a.size, b.size)] + b[:min(a.size, b.size)]
+    config = SegmenterConfig()
+    events = segment_signal(mix, config, sample_rate_hz=SR)
+    slices = transcribe_windows([mix[e.window_start:e.window_end] for e in events], sample_rate_hz=SR)
+    results = {}
+    for mode in ("content", "time"):
+        gate = EchoGate(mode=mode)
+        for pitch, start, duration, _ in own:
+            gate.note_sent(start, start + duration, pitch=pitch)
+        kept = {"musician": [], "echo": []}
+        for event, notes in zip(events, slices):
+            blocked = gate.blocks(event.onset_s, notes=[(n.pitch, n.onset_s, n.duration_s) for n in notes], window_s=0.5)
+            if min(abs(event.onset_s - m[1]) for m in musician) < 0.05:
+                kept["musician"].append(not blocked)
+            elif min(abs(event.onset_s - o[1]) for o in own) < 0.05:
+                kept["echo"].append(not blocked)
+        results[mode] = kept
+    assert len(results["content"]["musician"]) >= 15 and len(results["content"]["echo"]) >= 25
+    assert np.mean(results["content"]["musician"]) >= 0.9, results["content"]
+    assert np.mean(results["content"]["echo"]) <= 0.1, results["content"]
+    assert np.mean(results["time"]["musician"]) <= 0.1  # the blanket gate drops the musician while we play legato
+    # the early-window chroma alone (no notes) is weaker but still separates the two
+    gate = EchoGate()
+    for pitch, start, duration, _ in own:
+        gate.note_sent(start, start + duration, pitch=pitch)
+    early = [chroma(mix[e.window_start:e.window_start + int(0.08 * SR)], sample_rate_hz=SR) for e in events]
+    musician_kept = [not gate.classify(e.onset_s, chroma=c).echo for e, c in zip(events, early)
+                     if min(abs(e.onset_s - m[1]) for m in musician) < 0.05]
+    assert np.mean(musician_kept) >= 0.5
