@@ -77,7 +77,7 @@ def measure_pieces(names, root: Path) -> dict:
     from tests.audio_fixtures import chorale_notes, render_midi_notes
 
     config = MusicHalConfig()
-    perception = HybridPerceptionModule()
+    perception = HybridPerceptionModule(slice_notes=True)
     window_s = config.segmenter.window_ms / 1000.0
     pieces = {}
     for name in names:

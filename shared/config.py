@@ -103,6 +103,9 @@ class FeatureConfig:
     kind: str = "traditional"  # "traditional" | "wav2vec"
     hybrid: bool = False  # keep both views (traditional always + wav2vec when enabled)
     pca_components: int = 16  # 0 disables PCA for the continuous oracle
+    # transcribe the notes sounding in each slice (docs/transcription.md): off by default while no player uses them,
+    # since it costs a 2 s Basic Pitch model run per event (25 ms idle, ~100 ms loaded, on 2 CPU cores)
+    slice_notes: bool = False
 
     def __post_init__(self) -> None:
         _check(self.kind in ("traditional", "wav2vec"), f"features.kind must be 'traditional' or 'wav2vec', got {self.kind!r}")

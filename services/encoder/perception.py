@@ -119,7 +119,7 @@ class HybridPerceptionModule:
     def __init__(self, vocabulary_size: int = 64, enable_wav2vec: bool = False, wav2vec_model: str = "facebook/wav2vec2-base",
                  use_gpu: bool = False, hybrid: bool = False, *, wav2vec_layer: int = -1, fp16: bool = False,
                  int8: bool = False, fallback: str = "none", pca_components: int = 0, l2_normalize: bool = True,
-                 seed: int = 0, torch_threads: Optional[int] = None, wav2vec: Any = None, slice_notes: bool = True) -> None:
+                 seed: int = 0, torch_threads: Optional[int] = None, wav2vec: Any = None, slice_notes: bool = False) -> None:
         if not 2 <= int(vocabulary_size) <= 65_536:
             raise ParameterError(f"vocabulary_size must be in 2..65536, got {vocabulary_size}")
         self.vocabulary_size = int(vocabulary_size)
@@ -155,7 +155,8 @@ class HybridPerceptionModule:
             wav2vec_model=config.wav2vec.model, use_gpu=config.wav2vec.use_gpu, hybrid=config.features.hybrid,
             wav2vec_layer=config.wav2vec.layer, fp16=config.wav2vec.fp16, int8=config.wav2vec.int8,
             fallback=config.wav2vec.fallback, pca_components=config.features.pca_components,
-            l2_normalize=config.quantizer.l2_normalize, seed=config.quantizer.seed)
+            l2_normalize=config.quantizer.l2_normalize, seed=config.quantizer.seed,
+            slice_notes=config.features.slice_notes)
         kwargs.update(overrides)
         return cls(**kwargs)
 

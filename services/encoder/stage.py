@@ -257,7 +257,8 @@ def stage_from_spec(spec: Any, config: Any = None, *, node_id: str = "", traditi
         vocabulary_size=spec.vocabulary_size, enable_wav2vec=use_wav2vec, wav2vec_model=checkpoint or DEFAULT_WAV2VEC,
         use_gpu=config.wav2vec.use_gpu, hybrid=spec.hybrid and use_wav2vec,
         wav2vec_layer=spec.wav2vec.layer if spec.wav2vec is not None else -1, fp16=config.wav2vec.fp16,
-        int8=config.wav2vec.int8, fallback="none", pca_components=0, l2_normalize=model.l2_normalize, seed=model.seed)
+        int8=config.wav2vec.int8, fallback="none", pca_components=0, l2_normalize=model.l2_normalize, seed=model.seed,
+        slice_notes=config.features.slice_notes)
     if use_wav2vec:
         if perception.wav2vec is None:
             raise DeviceError(f"the wav2vec checkpoint {checkpoint} could not be loaded")

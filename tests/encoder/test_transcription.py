@@ -51,7 +51,7 @@ def _harmonic_tone(freq_hz: float, seconds: float = 0.5, *, decay: float = 3.0) 
 
 def test_chord_pitch_classes_are_in_their_slice_notes(chords_wav):
     path, notes = chords_wav
-    events, analyses = analyze_file(path, MusicHalConfig(), HybridPerceptionModule())
+    events, analyses = analyze_file(path, MusicHalConfig(), HybridPerceptionModule(slice_notes=True))
     onsets = np.array([e.onset_s for e in events])
     missed = []
     for i, chord in enumerate(CHORDS):
@@ -72,7 +72,7 @@ def test_note_f1_on_a_rendered_piano_chorale(chorale):
     audio = audio.mean(axis=1) if audio.ndim > 1 else audio
     whole = transcribe_audio(audio, sample_rate_hz=rate)
     assert _mir_f1(reference, whole) >= 0.8
-    events, analyses = analyze_file(path, MusicHalConfig(), HybridPerceptionModule())
+    events, analyses = analyze_file(path, MusicHalConfig(), HybridPerceptionModule(slice_notes=True))
     descriptors = [d for d, _ in analyses]
     stitched = stitch_slices([d.onset_s for d in descriptors], [d.duration_s for d in descriptors],
                              [tuple(SliceNote(*n) for n in d.notes) for d in descriptors], window_s=0.5)
@@ -83,7 +83,7 @@ def test_note_f1_on_a_rendered_piano_chorale(chorale):
 def test_slice_notes_identical_through_trainer_and_live_block_paths(chorale):
     path, _ = chorale
     config = MusicHalConfig()
-    perception = HybridPerceptionModule(vocabulary_size=8)
+    perception = HybridPerceptionModule(vocabulary_size=8, slice_notes=True)
     events, analyses = analyze_file(path, config, perception)
     live_events, percepts = _live_path(path, config, lambda: EncoderStage(perception, None))
     assert [e.window_start for e in live_events] == [e.window_start for e in events]
