@@ -67,7 +67,10 @@ class OracleActor:
 
             model_parts, self.perception_model = load_corpora(config, model_paths)  # several: one merged memory
         elif checkpoint_path and os.path.exists(checkpoint_path):
-            model_parts = resume = checkpoint_path  # restarted after a crash: resume the live-learned memory
+            from services.model_file import load_musichal_model
+
+            resumed = load_musichal_model(checkpoint_path)  # restarted after a crash: resume the live-learned memory
+            model_parts, self.perception_model, resume = resumed.oracle_parts, resumed.perception, checkpoint_path
         self._warm_up(config)
         from services.control.gate import FeedbackGate
         from services.control.session import SessionLog, make_stage
@@ -456,7 +459,7 @@ class OracleActor:
         if not path:
             return None
         with self._lock:
-            self.stage.checkpoint(path)
+            self.stage.checkpoint(path, perception=self.perception_model)  # a model file: --model path plays it
         self.counters["checkpoints"] += 1
         return path
 

@@ -30,7 +30,7 @@ from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import NoteEvent, Percept
 from shared.memory import fix_malloc_thresholds
-from shared.model_io import load_model, save_model
+from shared.model_io import load_model
 from services.oracle.audio_oracle import AudioOracle
 from services.oracle.factor_oracle import FactorOracle
 from services.oracle.generation import Improviser
@@ -167,13 +167,23 @@ class OracleStage:
         stage._make_improviser()
         return stage
 
-    def checkpoint(self, path: str | Path) -> None:
-        """Save the live memory (atomic; call every ``oracle.checkpoint_seconds``).
+    def checkpoint(self, path: str | Path, *, perception: Any = None) -> None:
+        """Save the live memory as a MusicHal model file (atomic; call every ``oracle.checkpoint_seconds``).
 
-        A rebuild still running in the background is not waited for: the saved oracle is the one playing.
+        ``perception`` is the fitted PerceptionModel the stack listens with (None when tokens are learned live);
+        it is recorded so ``musichal --model path`` rebuilds that perception. The file also records the live
+        config's perception sections. A rebuild still running in the background is not waited for: the saved
+        oracle is the one playing.
         """
-        meta, arrays = self.to_model_parts()
-        save_model(path, meta, arrays)
+        import dataclasses
+
+        from services.model_file import save_musichal_model
+
+        config = {name: dataclasses.asdict(getattr(self.config, name))
+                  for name in ("audio", "segmenter", "features", "wav2vec", "quantizer", "oracle")}
+        config["wav2vec"].pop("use_gpu", None)
+        save_musichal_model(path, oracle_parts=self.to_model_parts(), perception=perception, config=config,
+                            training={"live_learned": True, "events": int(self.tokens.n_states - 1)})
         self.counters["checkpoints"] += 1
 
     # ------------------------------------------------------------------ control

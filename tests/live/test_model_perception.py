@@ -277,3 +277,38 @@ def test_encoder_exceptions_are_counted_shown_and_never_turn_into_mismatched_per
     assert stage_counter(stats, "oracle", "fallback_local") == 0
     line = LiveStack.status_line(stats, 1.0)
     assert f"ENCODER ERRORS {stage_counter(stats, 'encoder', 'exceptions')}" in line
+
+
+@pytest.mark.ray
+@pytest.mark.jack
+@pytest.mark.slow
+def test_save_learned_checkpoint_is_a_model_that_describes_and_plays(jack_server, ray_module, world, tmp_path):
+    """``--save-learned L`` then ``--model L``: L records the perception the stack listened with, describes, plays."""
+    from launch import LiveStack
+    from services.model_file import load_musichal_model
+
+    learned_file = tmp_path / "live.json"
+    trained = load_musichal_model(world["models"]["traditional"])
+    config = _live_config("traditional", "no-flags", world["checkpoint"])
+    stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"]["traditional"]),
+                      checkpoint_path=str(learned_file))
+    try:
+        stack.start()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "stage_learned") >= LEARNED, timeout_s=90)
+    finally:
+        stack.stop()  # graceful: the oracle writes its checkpoint
+    live = load_musichal_model(learned_file)
+    assert live.spec is not None and live.spec.matches(trained.spec)  # the same perception, recorded
+    assert live.meta["oracle"]["audio"]["n_states"] > trained.meta["oracle"]["audio"]["n_states"]  # + what it learned
+    described = _cli_without_ray(["--model", str(learned_file), "--describe"], world["root"])
+    assert described.returncode == 0, described.stderr
+    assert "listens with: traditional (primary traditional)" in described.stdout
+    again = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(learned_file))
+    try:
+        again.start()
+        assert wait_until(lambda: stage_counter(again.stats(), "oracle", "stage_learned") >= LEARNED, timeout_s=90)
+        stats = again.stats()
+    finally:
+        again.stop(graceful=False)
+    assert stage_counter(stats, "oracle", "stage_dim_mismatch") == 0
+    assert stage_counter(stats, "oracle", "percepts") >= LEARNED

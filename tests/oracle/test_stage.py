@@ -80,6 +80,25 @@ def test_checkpoint_round_trip(tmp_path):
     assert back.respond(0.0)
 
 
+def test_live_checkpoint_is_a_model_file_that_loads_and_describes(tmp_path):
+    """``--save-learned`` writes what ``--model`` reads: same states, the live config recorded, no perception."""
+    from services.model_file import describe_model, load_musichal_model
+
+    stage = OracleStage(config(), background=False)
+    for i, p in enumerate(percepts(60, seed=4)):
+        stage.process(p, now_s=float(i))
+    path = tmp_path / "live.json"
+    stage.checkpoint(path)
+    model = load_musichal_model(path)
+    assert model.perception is None and model.spec is None  # tokens were learned live: none fitted
+    assert model.meta["config"]["features"]["kind"] == stage.config.features.kind
+    assert model.meta["training"] == {"live_learned": True, "events": 60}
+    back = OracleStage(config(), model=model.oracle_parts)
+    assert back.audio.n_states == stage.audio.n_states == 61
+    assert back.audio.sfx.tolist() == stage.audio.sfx.tolist() and list(back.tokens.sfx) == list(stage.tokens.sfx)
+    assert "oracle: 60 states" in describe_model(model)
+
+
 def test_bad_models(tmp_path):
     path = tmp_path / "nonsense.json"
     path.write_bytes(b"{not json")
