@@ -233,9 +233,9 @@ class LiveStack:
         self.actors["midi_out"] = MidiOutActor.options(**local).remote(self.config, names["notes"])
         encoder_options: dict[str, Any] = dict(local)
         if self.config.cluster.encoder_resource:
-            encoder_options = {"resources": {self.config.cluster.encoder_resource: 1}}
+            encoder_options = {"resources": {self.config.cluster.encoder_resource: 1}, "runtime_env": local["runtime_env"]}
         elif self.config.wav2vec.use_gpu and ray.cluster_resources().get("GPU", 0) >= 1:
-            encoder_options = {"num_gpus": 1}
+            encoder_options = {"num_gpus": 1, "runtime_env": local["runtime_env"]}
         models = self.model_paths
         self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(
             self.config, model_path=models[0] if models else None, rings=names, local_node_id=self.driver_node)
