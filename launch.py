@@ -314,7 +314,7 @@ class LiveStack:
         encoder_options: dict[str, Any] = dict(local)
         cluster = self.config.cluster
         if cluster.encoder_resource:
-            encoder_options = {"resources": {cluster.encoder_resource: 1}}
+            encoder_options = {"resources": {cluster.encoder_resource: 1}, "runtime_env": local["runtime_env"]}
         spec = self.perception_spec  # a model listens as it was trained: its record says whether wav2vec runs
         uses_wav2vec = self.config.features.kind == "wav2vec" or (spec is not None and spec.wav2vec is not None)
         if self.config.wav2vec.use_gpu and uses_wav2vec:
@@ -325,7 +325,7 @@ class LiveStack:
                     local_gpu = any(n["NodeID"] == self.driver_node and n["Resources"].get("GPU", 0) >= cluster.encoder_num_gpus
                                     for n in ray.nodes() if n.get("Alive"))
                     if not local_gpu:  # the GPU is on another node: place by GPU, not on the driver's node
-                        encoder_options = {"num_gpus": cluster.encoder_num_gpus}
+                        encoder_options = {"num_gpus": cluster.encoder_num_gpus, "runtime_env": local["runtime_env"]}
             elif not self.config.wav2vec.gpu_fallback:
                 from shared.errors import DeviceError
 
