@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -72,3 +72,29 @@ def render_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, sample
     if result.returncode != 0 or not path.is_file():
         raise RuntimeError(f"fluidsynth failed: {result.stderr.strip() or result.stdout.strip()}")
     return path
+
+
+def chorale_notes(name: str, *, bpm: float = 100.0, seconds: Optional[float] = None, velocity: int = 80,
+                  transpose: int = 0) -> list[tuple[int, float, float, int]]:
+    """``(pitch, start_s, dur_s, velocity)`` of a music21 corpus piece (e.g. ``"bach/bwv269"``) at ``bpm`` quarter
+    notes per minute; with ``seconds``, the piece repeats until that length and is cut there."""
+    from music21 import corpus
+
+    beat_s = 60.0 / float(bpm)
+    score = corpus.parse(name)
+    notes: list[tuple[int, float, float, int]] = []
+    for element in score.flatten().notes:
+        start = float(element.offset) * beat_s
+        duration = float(element.quarterLength) * beat_s
+        for pitch in element.pitches:
+            notes.append((int(pitch.midi) + transpose, start, duration, velocity))
+    notes.sort(key=lambda n: (n[1], n[0]))
+    if seconds is None:
+        return notes
+    length = float(score.highestTime) * beat_s
+    out: list[tuple[int, float, float, int]] = []
+    offset = 0.0
+    while offset < seconds:
+        out += [(p, s + offset, min(d, seconds - s - offset), v) for p, s, d, v in notes if s + offset < seconds]
+        offset += length
+    return out

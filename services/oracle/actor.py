@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Optional
 
 import ray
@@ -25,17 +24,11 @@ from shared.message_ring import MessageRing
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
+from services.oracle.live import LiveOracle, onset_wall
 from services.oracle.stage import OracleStage
 from services.ray_support import current_node_id
 
 __all__ = ["OracleActor"]
-
-
-@dataclass
-class _Pending:
-    event: Event
-    deadline: float
-    ref: Any = None
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -57,16 +50,12 @@ class OracleActor:
         elif checkpoint_path and os.path.exists(checkpoint_path):
             model_parts = resume = checkpoint_path  # restarted after a crash: resume the live-learned memory
         self._warm_up(config)
-        from services.control.gate import FeedbackGate
         from services.control.session import SessionLog, make_stage
 
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleStage(config, model=model_parts)
-
-        control = config.control
-        self.gate = FeedbackGate(pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms, enabled=control.input_gate)
-        self.muted = False
         self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
+        self.live = LiveOracle(config, self.stage, session=self.session)  # every decision; the actor moves messages
         self.audio = AudioRing.attach(rings["audio"])
         self.events = MessageRing.attach(rings["events"])
         self.percepts = MessageRing.attach(rings["percepts"])
@@ -75,11 +64,12 @@ class OracleActor:
         self.percepts_reader = self.percepts.reader()
         self.encoder = encoder  # a remote encoder's handle; None when the encoder uses the rings
         self.fallback = self._make_fallback()
-        self.pending: "OrderedDict[int, _Pending]" = OrderedDict()
+        self.early_analyser = self._make_fallback(descriptors_only=True)
+        self.refs: dict[int, Any] = {}  # event id -> remote encoder call in flight
         self.latency = LatencyRecorder()
-        self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
-                         "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0, "checkpoints": 0,
-                         "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0}
+        self.counters = {"events": 0, "early_events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0,
+                         "fallback_local": 0, "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0,
+                         "checkpoints": 0, "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0}
         self.encoder_lost = False
         self.last_encoder_node: Optional[str] = None
         self.error: Optional[str] = None
@@ -96,16 +86,22 @@ class OracleActor:
 
         from shared.messages import EventDescriptors
 
-        scratch = OracleStage(config)
+        scratch = LiveOracle(config, OracleStage(config, background=False))
         rng = np.random.default_rng(0)
         for i in range(8):
             descriptors = EventDescriptors(onset_s=i * 0.5, duration_s=0.5, rms=0.1, velocity=64, f0_hz=220.0 * (1 + i % 3),
                                            f0_confidence=0.9, chroma_peaks=(i % 12,))
-            scratch.process(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
-                                    descriptors=descriptors), now_s=float(i))
+            scratch.on_percept(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
+                                       descriptors=descriptors), float(i))
+            scratch.learn_queued()
+            scratch.tick(float(i) + 0.5)
 
-    def _make_fallback(self):
-        """A local traditional analyser, when its tokens mean something to the model (or no model is loaded)."""
+    def _make_fallback(self, *, descriptors_only: bool = False):
+        """A local traditional analyser, when its tokens mean something to the model (or no model is loaded).
+
+        ``descriptors_only``: for early views (pitch and chroma of an onset's first ~90 ms, never learned), so any
+        model will do.
+        """
         from dataclasses import replace as dc_replace
 
         from services.encoder.perception import HybridPerceptionModule
@@ -113,7 +109,9 @@ class OracleActor:
 
         model = self.perception_model
         if model is not None and "traditional" not in model.views:
-            return None
+            if not descriptors_only:
+                return None
+            model = None
         config = self.config
         traditional = dc_replace(config, features=dc_replace(config.features, kind="traditional", hybrid=False))
         try:
@@ -123,42 +121,56 @@ class OracleActor:
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
-        deadline_s = self.config.cluster.encoder_deadline_ms / 1000.0
         while not self._stop.is_set():
             try:
-                self._take_events(deadline_s)
+                self._take_events()
                 self._receive_percepts()
                 self._expire()
+                with self._lock:
+                    notes = self.live.tick(time.monotonic())
+                self._send_notes(notes)
                 self._maybe_checkpoint()
             except BaseException as error:  # keep playing; report
                 self.error = f"oracle loop: {type(error).__name__}: {error}"
                 self._stop.wait(0.05)
 
-    def _take_events(self, deadline_s: float) -> None:
+    def _take_events(self) -> None:
         for payload in self.events_reader.drain():
             event = message_from_bytes(payload)
+            if getattr(event, "early", False):
+                self._early_view(event)
+                continue
             self.counters["events"] += 1
-            if self.session is not None:
-                self.session.write("event", event_id=event.event_id, onset_sample=event.onset_sample,
-                                   t_detected=event.t_detected)
-            pending = _Pending(event, time.monotonic() + deadline_s)
+            with self._lock:
+                self.live.on_event(event, time.monotonic())
             if self.encoder is not None:
-                in_flight = sum(1 for p in self.pending.values() if p.ref is not None)
-                if in_flight >= self.config.cluster.max_events_in_flight:
+                if len(self.refs) >= self.config.cluster.max_events_in_flight:
                     self.counters["dropped_in_flight"] += 1  # answered by fallback at its deadline
                 else:
                     try:
                         window = self.audio.read(event.window_start, event.window_end)
-                        pending.ref = self.encoder.encode.remote(event, window)
+                        self.refs[event.event_id] = self.encoder.encode.remote(event, window)
                     except RingBufferError:
                         pass
-            self.pending[event.event_id] = pending
+
+    def _early_view(self, event: Event) -> None:
+        """An onset's first ~90 ms: pitch and chroma from the traditional path influence the player at once."""
+        self.counters["early_events"] += 1
+        if self.early_analyser is None:
+            return
+        try:
+            window = self.audio.read(event.window_start, event.window_end)
+        except RingBufferError:
+            return
+        percept = self.early_analyser.process((event, window))
+        with self._lock:
+            notes = self.live.on_percept(percept, time.monotonic(), event=event, early=True)
+        self._send_notes(notes)
 
     def _wait_timeout(self) -> float:
-        if not self.pending:
-            return 0.02
-        earliest = min(p.deadline for p in self.pending.values())
-        return max(0.0, min(0.02, earliest - time.monotonic()))
+        with self._lock:
+            wait = self.live.seconds_to_next(time.monotonic())
+        return max(0.0, min(0.02, wait))  # bounded: events arrive on another ring
 
     def _receive_percepts(self) -> None:
         timeout = self._wait_timeout()
@@ -168,33 +180,31 @@ class OracleActor:
                 self._on_percept(message_from_bytes(payload))
                 payload = self.percepts_reader.receive(timeout_s=0.0)
             return
-        refs = [p.ref for p in self.pending.values() if p.ref is not None]
+        refs = list(self.refs.values())
         if not refs:
-            self.events_reader.wait(timeout_s=timeout)  # until the next event (or a pending one's deadline)
+            self.events_reader.wait(timeout_s=timeout)  # until the next event (or the next step)
             return
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         for ref in ready:
+            event_id = next((k for k, r in self.refs.items() if r == ref), None)
+            self.refs.pop(event_id, None)
             try:
                 percept = ray.get(ref)
             except Exception:  # the encoder died with this call in flight: its event falls back at the deadline
-                for p in self.pending.values():
-                    if p.ref == ref:
-                        p.ref = None
                 continue
             self._on_percept(percept)
 
     def _on_percept(self, percept: Percept) -> None:
-        if percept.event_id not in self.pending:
+        if not self.live.waiting_for(percept.event_id):
             # the encoder can answer before this loop has read the event itself: read the events ring first
-            self._take_events(self.config.cluster.encoder_deadline_ms / 1000.0)
-        pending = self.pending.pop(percept.event_id, None)
-        if pending is None:
+            self._take_events()
+        if not self.live.waiting_for(percept.event_id):
             self.counters["late_percepts"] += 1
             self._encoder_back(percept)
             return
         self.counters["percepts"] += 1
         self._encoder_back(percept)
-        self._answer(pending.event, percept)
+        self._answer(percept)
 
     def _encoder_back(self, percept: Percept) -> None:
         self.last_encoder_node = percept.node_id
@@ -202,9 +212,10 @@ class OracleActor:
             self.encoder_lost = False
 
     def _expire(self) -> None:
-        now = time.monotonic()
-        for event_id in [k for k, p in self.pending.items() if p.deadline <= now]:
-            pending = self.pending.pop(event_id)
+        with self._lock:
+            expired = self.live.expired(time.monotonic())
+        for event in expired:
+            self.refs.pop(event.event_id, None)
             self.counters["encoder_misses"] += 1
             if not self.encoder_lost:
                 self.encoder_lost = True
@@ -212,73 +223,44 @@ class OracleActor:
             percept = None
             if self.fallback is not None:
                 try:
-                    window = self.audio.read(pending.event.window_start, pending.event.window_end)
-                    percept = self.fallback.process((pending.event, window))
-                    percept = replace(percept, stamps={"t_detected": pending.event.t_detected})
+                    window = self.audio.read(event.window_start, event.window_end)
+                    percept = self.fallback.process((event, window))
+                    percept = replace(percept, stamps={"t_detected": event.t_detected})
                     self.counters["fallback_local"] += 1
                 except RingBufferError:
                     percept = None
             if percept is not None:
-                self._answer(pending.event, percept)
+                with self._lock:
+                    self.live.pending[event.event_id] = (event, float("inf"))
+                self._answer(percept, event=event)
             else:
-                self.counters["fallback_autonomous"] += 1
-                self._send_notes(self._respond(), pending.event)
+                self.counters["fallback_autonomous"] += 1  # the player keeps playing on its own clock
 
-    def _answer(self, event: Event, percept: Percept) -> None:
+    def _answer(self, percept: Percept, *, event: Optional[Event] = None) -> None:
         now = time.monotonic()
         if "t_encoded" in (percept.stamps or {}):
             self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"])
-        if event.t_detected:
-            self.latency.add("detected_to_oracle", now - event.t_detected)
-        onset_wall = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
         with self._lock:
+            if event is None:
+                event = self.live.pending[percept.event_id][0]
+            if event.t_detected:
+                self.latency.add("detected_to_oracle", now - event.t_detected)
+            gated_before = self.live.counters["gated"]
             t0 = time.monotonic()
-            gated = bool(event.t_detected) and self.gate.blocks(onset_wall)  # our own notes heard back
-            now_s = time.monotonic()
-            if gated:
-                self.counters["gated"] += 1
-                notes = self.stage.respond(now_s)  # neither learned nor imitated; keep playing
-            else:
-                notes = self.stage.process(percept, now_s=now_s)
+            notes = self.live.on_percept(percept, time.monotonic(), event=event)
             self.latency.add("oracle", time.monotonic() - t0)
-            if self.session is not None:
-                from services.control.session import percept_to_record
-
-                self.session.write("percept", now_s=now_s, gated=gated, onset_wall=onset_wall, **percept_to_record(percept))
-                self._log_notes(notes)
-        if event.t_detected:  # every event, whether or not it starts a phrase (the benchmark's per-event series)
+            self.counters["gated"] += self.live.counters["gated"] - gated_before
+        if event.t_detected:  # every event (the benchmark's per-event series)
             self.latency.add("detected_to_decision", time.monotonic() - event.t_detected)
-        self._send_notes(notes, event)
-
-    def _respond(self) -> list[NoteEvent]:
+        self._send_notes(notes)
         with self._lock:
-            now_s = time.monotonic()
-            notes = self.stage.respond(now_s)
-            if self.session is not None:
-                self.session.write("respond", now_s=now_s)
-                self._log_notes(notes)
-            return notes
+            self.live.learn_queued()  # after the notes left: learning never delays a reaction
 
-    def _log_notes(self, notes: list[NoteEvent]) -> None:
-        if notes:
-            from services.control.session import note_to_record
-
-            walk = self.stage.improviser
-            self.session.write("notes", notes=[note_to_record(n) for n in notes], last_move=walk.last_kind,
-                               last_pivot=int(walk.last_pivot), walk=dict(walk.counters))
-
-    def _send_notes(self, notes: list[NoteEvent], event: Optional[Event]) -> None:
-        for index, note in enumerate(notes):
+    def _send_notes(self, notes: list[NoteEvent]) -> None:
+        for note in notes:
             stamps = dict(note.stamps or {})
-            if event is not None and event.t_detected:
-                stamps["t_detected"] = event.t_detected
-                stamps["onset_wall"] = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
-                stamps["first_of_response"] = index == 0
-                stamps["input_event_id"] = event.event_id
             stamps["t_decided"] = time.monotonic()
             self.notes.send_message(replace(note, stamps=stamps))
-            if not self.muted:
-                self.gate.note_sent(note.t_on, note.t_off)
             self.counters["notes"] += 1
             if self.encoder_lost:
                 self.counters["notes_while_lost"] += 1
@@ -311,43 +293,26 @@ class OracleActor:
         self.control("learning", bool(enabled))
 
     def control(self, name: str, value: Any) -> dict[str, Any]:
-        """Apply one control (mode, continuity, density, learning, gate, mute) in the decision sequence; logged."""
+        """Apply one control in the decision sequence (the decision object's table); logged."""
         with self._lock:
-            if name == "mode":
-                self.stage.set_mode(value)
-            elif name in ("continuity", "density"):
-                self.stage.set_generation(**{name: float(value)})
-            elif name == "learning":
-                self.stage.set_learning(bool(value))
-            elif name == "gate":
-                self.gate.enabled = bool(value)
-            elif name == "mute":
-                self.muted = bool(value)  # muted notes do not sound, so they open no gate
-            elif name == "profile":
-                pass  # midi_out's business; logged for the replay
-            else:
-                from shared.errors import ParameterError
-
-                raise ParameterError(f"oracle has no control {name!r}")
-            self.counters["controls"] += 1
-            if self.session is not None:
-                self.session.write("control", name=name, value=value)
-            return self.control_state()
+            state = self.live.apply_control(name, value, time.monotonic())
+        self.counters["controls"] += 1
+        return state
 
     def control_state(self) -> dict[str, Any]:
-        generation = self.stage.config.generation
-        return {"mode": self.stage.improviser.mode, "continuity": generation.continuity, "density": generation.density,
-                "learning": self.stage.learning, "gate": self.gate.enabled, "muted": self.muted}
+        with self._lock:
+            return self.live.control_state()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             stage_counters = dict(self.stage.stats())
-            control = self.control_state()
+            stage_counters.update(self.live.stats())
+            control = self.live.control_state()
         counters = dict(self.counters)
         counters.update({f"stage_{k}": v for k, v in stage_counters.items()})
-        counters["pending"] = len(self.pending)
+        counters["pending"] = len(self.live.pending)
         counters["message_overruns"] = self.events_reader.overruns + self.percepts_reader.overruns
-        counters["gate_blocked"] = self.gate.counters["blocked"]
+        counters["gate_blocked"] = self.live.gate.counters["blocked"]
         return {"stage": "oracle", "node_id": self.node_id, "counters": counters, "latency_ms": self.latency.summary(),
                 "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error,
                 "control": control}
@@ -359,7 +324,8 @@ class OracleActor:
             self.checkpoint()
         stats = self.stats()
         if self.session is not None:
-            self.session.write("stop")
+            # the decided notes sound to their ends (LiveStack.stop drains midi_out after stopping the oracle)
+            self.session.write("stop", t_end=max(time.monotonic(), self.live.last_t_off))
             self.session.close()
         for ring in (self.audio, self.events, self.percepts, self.notes):
             ring.close()

@@ -223,6 +223,12 @@ class OracleStage:
             if self.playing == "audio":
                 self._make_improviser()
         source = ""
+        states = self.audio.states
+        prev = self.audio.n_states - 1
+        if prev >= 1 and percept.descriptors is not None and states.sources[states.source_index[prev]] == source:
+            gap = float(percept.descriptors.onset_s) - float(states.onset_s[prev])
+            if 0.0 < gap < float(states.duration_s[prev]):
+                states.duration_s[prev] = gap  # learned time: the real IOI replaces the window length
         self.audio.add(features, token=percept.token, descriptors=percept.descriptors, event_id=percept.event_id,
                        source=source)
         self.tokens.add(percept.token)
@@ -270,12 +276,25 @@ class OracleStage:
         return True
 
     # ------------------------------------------------------------------ answering
-    def process(self, percept: Percept, *, now_s: float, reset: bool = False) -> list[NoteEvent]:
-        """Learn ``percept`` (when learning is on) and answer with a phrase if the previous one has ended."""
+    # ------------------------------------------------------------------ the player's view of the memory
+    @property
+    def walk(self) -> Any:
+        """The oracle the player walks (the Audio Oracle, or the token oracle in the symbolic mode)."""
+        return self.audio if (self.playing == "audio" and self.audio is not None) else self.tokens
+
+    @property
+    def store(self) -> Any:
+        """The events' descriptors (state ``i`` = event ``i``), or None before any feature row was learned."""
+        return None if self.audio is None else self.audio.states
+
+    def learn(self, percept: Percept) -> Optional[np.ndarray]:
+        """Learn ``percept`` when learning is on; returns its feature row (None on a dimension mismatch).
+
+        The previous live state gets its real inter-onset interval now: its duration becomes at most the time
+        to this onset (until then it is the analysis window length).
+        """
         if not isinstance(percept, Percept):
-            raise ParameterError("process() takes a shared.messages.Percept")
-        if reset:
-            self.reset()
+            raise ParameterError("learn() takes a shared.messages.Percept")
         if self._job is not None:
             self._collect()
         self.counters["events"] += 1
@@ -287,6 +306,19 @@ class OracleStage:
             features = None
         if self.learning and features is not None:
             self._learn(percept, features)
+        return features
+
+    def process(self, percept: Percept, *, now_s: float, reset: bool = False) -> list[NoteEvent]:
+        """Learn ``percept`` (when learning is on) and answer with a phrase if the previous one has ended.
+
+        The phrase improviser (:class:`~services.oracle.generation.Improviser`) is the offline/analysis walk;
+        the live stack plays through :class:`~services.oracle.live.LiveOracle` (a clocked player).
+        """
+        if not isinstance(percept, Percept):
+            raise ParameterError("process() takes a shared.messages.Percept")
+        if reset:
+            self.reset()
+        features = self.learn(percept)
         self.improviser.observe(percept.token, features)
         return self.respond(now_s)
 
