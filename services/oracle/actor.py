@@ -99,8 +99,8 @@ class OracleActor:
     def _make_fallback(self, *, descriptors_only: bool = False):
         """A local traditional analyser, when its tokens mean something to the model (or no model is loaded).
 
-        ``descriptors_only``: for early views (pitch and chroma of an onset's first ~90 ms, never learned), so any
-        model will do.
+        ``descriptors_only``: for early views (pitch and chroma of an onset's first ``segmenter.early_ms``, never
+        learned), so any model will do.
         """
         from dataclasses import replace as dc_replace
 
@@ -154,7 +154,7 @@ class OracleActor:
                         pass
 
     def _early_view(self, event: Event) -> None:
-        """An onset's first ~90 ms: pitch and chroma from the traditional path influence the player at once."""
+        """An onset's first ``segmenter.early_ms``: traditional pitch and chroma influence the player at once."""
         self.counters["early_events"] += 1
         if self.early_analyser is None:
             return

@@ -8,8 +8,8 @@ take the time ``now`` (``time.monotonic`` seconds live; logged values on replay)
 - :meth:`on_event` — an input event arrived (it must be answered by a percept before its deadline);
 - :meth:`on_percept` — a percept: unless the gate blocks it, it influences the player at once, its onset
   feeds the tempo tracker, and (when it is a full-window percept and learning is on) it is queued for
-  learning (:meth:`learn_queued`, called once its notes are sent); an *early* percept (the first ~90 ms of an
-  onset, traditional pitch and chroma) only influences;
+  learning (:meth:`learn_queued`, called once its notes are sent); an *early* percept (the first
+  ``segmenter.early_ms`` of an onset, traditional pitch and chroma) only influences;
 - :meth:`expired` — events whose percept missed the deadline (the actor answers them from a local analysis
   or lets the player continue on its own);
 - :meth:`tick` — the player's clock: the steps due up to ``now + lookahead_s``.

@@ -53,7 +53,8 @@ is not) and no transposition towards the input; ``lead`` couples weakly (0.2) an
 
 Pitch
 -----
-A state's pitch is its learned f0 (else its strongest chroma peak placed next to the previous note); a state
+A state's pitch is its strongest chroma class placed in the register of its learned f0 (the nearest such
+pitch; f0 alone when it has no chroma, the chroma class next to the previous note when it has no f0); a state
 with neither plays a rest. Pitches are never folded note by note: when a run starts (any step that is not
 forward) the player picks the octave offset that puts the run's next ``max_continuity`` learned pitches inside
 ``melody_range`` (zero when they already are), and keeps it while the run goes forward, so intervals keep
@@ -161,7 +162,14 @@ class _Columns:
         chroma = np.frombuffer(store.chroma, dtype=np.int8).reshape(-1, 12)[self.n:n, 0].astype(np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             pitch = np.where(f0 > 0, np.round(69.0 + 12.0 * np.log2(np.where(f0 > 0, f0, 1.0) / 440.0)), np.nan)
-        pc = np.where(f0 > 0, np.nan_to_num(pitch, nan=0).astype(np.int64) % 12, chroma)
+        # the slice's strongest pitch class, in the register of its f0 (on polyphonic input f0 follows one voice,
+        # often the bass; the chroma peak is what sounds most — measured: pitch-class correlation with the score
+        # 0.64 -> 0.82 on four rendered chorales, see benchmarks/musical.py)
+        use = (f0 > 0) & (chroma >= 0)
+        base = np.nan_to_num(pitch, nan=60.0)
+        placed = base + ((chroma - base.astype(np.int64) + 6) % 12 - 6)
+        pitch = np.where(use, placed, pitch)
+        pc = np.where(chroma >= 0, chroma, np.where(f0 > 0, np.nan_to_num(pitch, nan=0).astype(np.int64) % 12, -1))
         self.pitch = np.concatenate([self.pitch, pitch])
         self.pc = np.concatenate([self.pc, pc])
         self.n = n
