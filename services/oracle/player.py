@@ -96,7 +96,7 @@ class ModeWeights:
 
     coupling: float
     w_context: float = 1.0
-    w_chroma: float = 0.6
+    w_chroma: float = 1.0
     w_register: float = 0.3
     w_continuity: float = 0.8
     w_pivot: float = 0.3
