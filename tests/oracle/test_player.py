@@ -224,3 +224,21 @@ def test_gated_percepts_are_neither_learned_nor_listened_to():
     assert live.stage.walk.n_states == n and live.player.counters["influences"] == influences
     feed(live, percept(51, 61, 1.2), 1.2, early=True)  # an early view influences but is never learned
     assert live.stage.walk.n_states == n and live.player.counters["influences"] == influences + 1
+
+
+def test_beat_aligned_steps_fall_on_the_tracked_grid():
+    live = make_live(mode="lead")
+    learn_melody(live, C_MAJOR * 3, ioi=0.45)  # the memory's own time is off the input's grid
+    t = 100.0
+    for i, p in enumerate(C_MAJOR):  # the input: one onset every 0.5 s (120 BPM), phase 100.0
+        live.on_percept(percept(200 + i, p, t), t, early=True)
+        t += 0.5
+    assert live.tempo.bpm == pytest.approx(120.0, rel=0.01)
+    free = run_clock(live, t, t + 5.0)
+    offsets = [((n.t_on - 100.0) / 0.25) % 1.0 for n in free[2:]]
+    assert max(min(o, 1 - o) for o in offsets) > 0.05  # on its own time the player is off the grid
+    assert live.apply_control("beat", True, t + 5.0)["beat"] is True
+    aligned = run_clock(live, t + 5.0, t + 10.0)
+    offsets = [((n.t_on - 100.0) / 0.25) % 1.0 for n in aligned[1:]]
+    assert aligned and max(min(o, 1 - o) for o in offsets) < 0.02
+    assert live.apply_control("tempo", 2.0)["tempo"] == 2.0 and live.apply_control("wait", True)["wait"] is True
