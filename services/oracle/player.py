@@ -456,7 +456,7 @@ class Player:
             self.octave = self._octave_for_run(state, transpose, n)
         p = int(raw) + transpose + self.octave
         low, high = self.config.melody_range
-        if p < low - 12 or p > high + 12:  # a run that leaves the range by more than an octave: re-place it
+        if p < low or p > high:  # the run leaves the range: move it by octaves from here on
             self.octave = self._octave_for_run(state, transpose, n)
             p = int(raw) + transpose + self.octave
         return int(min(127, max(0, p)))
