@@ -18,7 +18,7 @@ session log (every percept with its onset time and every decided note, on one cl
 - ``busy_share``: share of the input's 1-s bins that hold an output onset;
 - ``silence_notes`` / ``silence_notes_per_s``: notes decided during the input's final silence;
 - ``reaction_ms``: onset → first note whose choice used that onset's influence (p50/p95, measured by midi_out
-  at note-on).
+  at note-on), and its part after the (early) event was detected.
 
 Goals (issue 14): mean own_corr (imitate) ≥ the vmo anchor's mean; margin ≥ 0.3 on every piece (imitate);
 repeat_share ≤ the input's + 0.10; lead ≥ 1 note/s during silence; reaction p95 ≤ 150 ms; output IOI CV within
@@ -133,12 +133,12 @@ def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int) -> dict
         while not stack.finished() and time.monotonic() < deadline:
             pause.wait(0.25)
         ray.get(stack.actors["midi_out"].wait_idle.remote(5.0), timeout=10)
-        reaction = ray.get(stack.actors["midi_out"].__ray_call__.remote(lambda self: self.latency.values("onset_to_note")),
-                           timeout=10)
+        reaction = ray.get(stack.actors["midi_out"].latency_values.remote("onset_to_note"), timeout=10)
+        pipeline = ray.get(stack.actors["midi_out"].latency_values.remote("pipeline"), timeout=10)
     finally:
         stack.stop(graceful=True)
     percepts, notes = read_log(log)
-    return {"percepts": percepts, "notes": notes, "reaction_s": list(reaction)}
+    return {"percepts": percepts, "notes": notes, "reaction_s": list(reaction), "pipeline_s": list(pipeline)}
 
 
 def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: float) -> dict:
@@ -160,6 +160,7 @@ def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: 
         bins[int(t)] = True
     in_silence = int(np.sum((on >= seconds) & (on < seconds + silence)))
     reaction = np.asarray(result["reaction_s"]) * 1000
+    pipeline = np.asarray(result["pipeline_s"]) * 1000
     in_onsets = [n[1] for n in piece_notes]
     return {
         "notes": len(notes), "percepts": len(full), "early_views": len(percepts) - len(full),
@@ -171,7 +172,11 @@ def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: 
         "silence_notes": in_silence, "silence_notes_per_s": round(in_silence / silence, 2),
         "reaction_ms": {"count": int(reaction.size),
                         "p50": round(float(np.percentile(reaction, 50)), 1) if reaction.size else None,
-                        "p95": round(float(np.percentile(reaction, 95)), 1) if reaction.size else None},
+                        "p95": round(float(np.percentile(reaction, 95)), 1) if reaction.size else None,
+                        "over_150": int(np.sum(reaction > 150.0)),
+                        # the part after the onset's (early) event was detected: processing and transport
+                        "detected_to_note_p50": round(float(np.percentile(pipeline, 50)), 1) if pipeline.size else None,
+                        "detected_to_note_p95": round(float(np.percentile(pipeline, 95)), 1) if pipeline.size else None},
     }
 
 

@@ -65,6 +65,7 @@ class OracleActor:
         self.encoder = encoder  # a remote encoder's handle; None when the encoder uses the rings
         self.fallback = self._make_fallback()
         self.early_analyser = self._make_fallback(descriptors_only=True)
+        self._warm_up_early(config)
         self.refs: dict[int, Any] = {}  # event id -> remote encoder call in flight
         self.latency = LatencyRecorder()
         self.counters = {"events": 0, "early_events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0,
@@ -95,6 +96,21 @@ class OracleActor:
                                        descriptors=descriptors), float(i))
             scratch.learn_queued()
             scratch.tick(float(i) + 0.5)
+
+    def _warm_up_early(self, config: MusicHalConfig) -> None:
+        """Run the early analyser once on a throwaway window (its first call otherwise delays the first reaction)."""
+        import numpy as np
+
+        if self.early_analyser is None:
+            return
+        sr = config.audio.sample_rate_hz
+        n = max(64, int(config.segmenter.early_ms * sr / 1000) or int(0.06 * sr))
+        tone = (0.1 * np.sin(2 * np.pi * 220.0 * np.arange(n) / sr)).astype(np.float32)
+        try:
+            self.early_analyser.process((Event(event_id=0, onset_sample=0, window_start=0, window_end=n,
+                                               sample_rate_hz=sr, early=True), tone))
+        except MusicHalError:
+            pass
 
     def _make_fallback(self, *, descriptors_only: bool = False):
         """A local traditional analyser, when its tokens mean something to the model (or no model is loaded).
