@@ -41,15 +41,11 @@ SESSION_SCHEMA = "musichal-session/1"
 
 
 def make_stage(config: MusicHalConfig, model: Any = None):
-    """An OracleStage whose threshold re-estimates run synchronously (when the stage supports background work),
+    """An OracleStage whose threshold re-estimates run in the background but are adopted at a fixed event count,
     so that its decisions depend only on its inputs: used for logged sessions and their replay."""
-    import inspect
-
     from services.oracle.stage import OracleStage
 
-    if "background" in inspect.signature(OracleStage.__init__).parameters:
-        return OracleStage(config, model=model, background=False)
-    return OracleStage(config, model=model)
+    return OracleStage(config, model=model, background=True, deterministic=True)
 
 
 def percept_to_record(percept: Percept) -> dict[str, Any]:

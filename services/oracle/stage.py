@@ -14,7 +14,10 @@ is needed), sweeps the threshold and builds the new links (the numba kernels rel
 meanwhile, so the result is exactly the oracle of all events at the new threshold. States and indices are
 unchanged, so the improviser keeps its place. While a rebuild runs, a due re-estimation is skipped (counted
 in ``rebuilds_skipped``). ``background=False`` runs the same work synchronously (deterministic, for tests;
-the result is adopted at the same point, the next ``process`` call).
+the result is adopted at the same point, the next ``process`` call). ``deterministic=True`` (logged sessions and
+their replay) runs the work in the background but adopts it exactly ``ADOPT_AFTER_EVENTS`` learned events after it
+started (waiting for it then if it is not finished), so decisions depend only on the inputs and learning never
+stalls the live loop.
 The Ray actor may run ``process`` in a thread.
 """
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = ["OracleStage", "STAGE_SCHEMA", "IR_WINDOW_EVENTS"]
 
 STAGE_SCHEMA = "musichal-oracle-stage/1"
 IR_WINDOW_EVENTS = 1024
+ADOPT_AFTER_EVENTS = 8
 _AUDIO_PREFIX = "oracle.audio."
 _TOKENS_PREFIX = "oracle.tokens."
 
@@ -54,6 +58,7 @@ class _RebuildJob:
         self.result: Optional[AudioOracle] = None
         self.error: Optional[BaseException] = None
         self.done = threading.Event()
+        self.adopt_at = 0  # deterministic stages adopt the result when this many events have been learned
 
     def run(self) -> None:
         try:
@@ -79,11 +84,14 @@ class OracleStage:
         A model written by :meth:`checkpoint` / the trainer (``meta["oracle"]`` + ``oracle.*`` arrays).
     background : bool
         Run live threshold re-estimation and oracle rebuilds in a worker thread (default) or synchronously.
+    deterministic : bool
+        Adopt a background rebuild at a fixed event count (replayable) instead of as soon as it is done.
     """
 
     is_online: ClassVar[bool] = True
 
-    def __init__(self, config: MusicHalConfig, model: Any = None, *, background: bool = True) -> None:
+    def __init__(self, config: MusicHalConfig, model: Any = None, *, background: bool = True,
+                 deterministic: bool = False) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
@@ -92,6 +100,7 @@ class OracleStage:
         self.counters = {"events": 0, "learned": 0, "responses": 0, "notes": 0, "rebuilds": 0, "checkpoints": 0,
                          "dim_mismatch": 0, "reestimates": 0, "rebuilds_skipped": 0, "rebuild_errors": 0}
         self.background = bool(background)
+        self.deterministic = bool(deterministic)
         self.last_rebuild_error: Optional[str] = None
         self._job: Optional[_RebuildJob] = None
         self._busy_until_s = -np.inf
@@ -243,6 +252,7 @@ class OracleStage:
             self.counters["rebuilds_skipped"] += 1
             return
         job = _RebuildJob(self.audio._frames, self.audio.n_states, self.audio.threshold)
+        job.adopt_at = self.counters["learned"] + ADOPT_AFTER_EVENTS
         self._job = job
         if self.background:
             threading.Thread(target=job.run, name="oracle-rebuild", daemon=True).start()
@@ -252,7 +262,13 @@ class OracleStage:
     def _collect(self) -> None:
         """Adopt a finished rebuild (re-adding the events learned meanwhile); cheap when none is ready."""
         job = self._job
-        if job is None or not job.done.is_set():
+        if job is None:
+            return
+        if self.deterministic:  # adopted at a fixed event count, whatever the machine's speed
+            if self.counters["learned"] < job.adopt_at:
+                return
+            job.done.wait()
+        elif not job.done.is_set():
             return
         self._job = None
         self.counters["reestimates"] += 1

@@ -189,12 +189,12 @@ def test_runs_out_of_range_move_by_octaves_keeping_their_contour():
 
 
 def test_a_session_log_replays_to_the_same_midi_bytes(tmp_path):
-    from services.control.session import SessionLog, render_notes, replay_session
+    from services.control.session import SessionLog, make_stage, render_notes, replay_session
 
-    config = MusicHalConfig().with_overrides({"generation.seed": 5, "oracle.rebuild_every_events": 16})
+    config = MusicHalConfig().with_overrides({"generation.seed": 5, "oracle.rebuild_every_events": 8})
     clock = {"t": 0.0}
     log = SessionLog(tmp_path / "s.jsonl", config=config, clock=lambda: clock["t"])
-    live = LiveOracle(config, OracleStage(config, background=False), session=log)
+    live = LiveOracle(config, make_stage(config), session=log)  # as the actor does for a logged session
     notes, t = [], 0.0
     for i, p in enumerate(C_MAJOR * 3):
         clock["t"] = t
@@ -208,6 +208,7 @@ def test_a_session_log_replays_to_the_same_midi_bytes(tmp_path):
         notes += live.tick(t + 0.1 * k)
     log.write("stop")
     log.close()
+    assert live.stage.counters["rebuilds"] + live.stage.counters["reestimates"] >= 2  # rebuilds were adopted
     result = replay_session(tmp_path / "s.jsonl")
     assert result.notes and result.identical
     live_bytes = [bytes(m) for _, m in render_notes(notes, config, t_start=0.0).events]
