@@ -191,7 +191,11 @@ class OracleActor:
     def _receive_percepts(self) -> None:
         timeout = self._wait_timeout()
         if self.encoder is None:
-            payload = self.percepts_reader.receive(timeout_s=timeout)
+            # wait on the events ring: an onset's early view arrives there and is the reaction's path; full-window
+            # percepts (learned, refining) are taken at most one bounded wait later
+            if not self.percepts_reader.pending():
+                self.events_reader.wait(timeout_s=timeout)
+            payload = self.percepts_reader.receive(timeout_s=0.0)
             while payload is not None:
                 self._on_percept(message_from_bytes(payload))
                 payload = self.percepts_reader.receive(timeout_s=0.0)
