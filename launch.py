@@ -369,7 +369,7 @@ class LiveStack:
 
         oracle, midi_out = self.actors.get("oracle"), self.actors.get("midi_out")
         refs = []
-        if name in ("mode", "continuity", "density", "learning", "gate") and oracle is not None:
+        if name in ("mode", "continuity", "density", "learning", "gate", "tempo", "wait", "beat") and oracle is not None:
             refs.append(oracle.control.remote(name, value))
         elif name == "mute":
             refs += [a for a in (oracle and oracle.control.remote("mute", value),
@@ -498,18 +498,26 @@ class LiveStack:
                 ray.get(self.actors["capture"].stop.remote(), timeout=1.0)
             except Exception:
                 pass
-            if drain_s > 0 and "midi_out" in self.actors:
-                try:
-                    ray.get(self.actors["midi_out"].wait_idle.remote(drain_s), timeout=drain_s + 1)
-                except Exception:
-                    pass
             if "oracle" in self.actors or "midi_out" in self.actors:
                 try:
                     final = self.stats(timeout_s=1.0)
                 except Exception:
                     final = {}
+            # the player plays on by itself: stop deciding first, then let the decided notes finish (bounded)
+            # before midi_out stops, so a session log's replay ends as the live recording did
+            if "oracle" in self.actors:
+                try:
+                    ray.get(self.actors["oracle"].stop.remote(), timeout=5.0)
+                except Exception:
+                    pass
+            if "midi_out" in self.actors:
+                drain = max(drain_s, 2.5)  # notes last at most MAX_IOI_S (2 s)
+                try:
+                    ray.get(self.actors["midi_out"].wait_idle.remote(drain), timeout=drain + 1)
+                except Exception:
+                    pass
             refs = []
-            for name in ("oracle", "encoder", "midi_out"):
+            for name in ("encoder", "midi_out"):
                 if name in self.actors:
                     refs.append(self.actors[name].stop.remote())
             if refs:
