@@ -505,15 +505,18 @@ class LiveStack:
                     final = {}
             # the player plays on by itself: stop deciding first, then let the decided notes finish (bounded)
             # before midi_out stops, so a session log's replay ends as the live recording did
+            # the final figures are taken once each has finished: the oracle's as it stops (its last decisions
+            # counted), midi_out's after the drain (every decided note received)
             if "oracle" in self.actors:
                 try:
-                    ray.get(self.actors["oracle"].stop.remote(), timeout=5.0)
+                    final["oracle"] = ray.get(self.actors["oracle"].stop.remote(), timeout=5.0)
                 except Exception:
                     pass
             if "midi_out" in self.actors:
                 drain = max(drain_s, 2.5)  # notes last at most MAX_IOI_S (2 s)
                 try:
                     ray.get(self.actors["midi_out"].wait_idle.remote(drain), timeout=drain + 1)
+                    final["midi_out"] = ray.get(self.actors["midi_out"].stats.remote(), timeout=1.0)
                 except Exception:
                     pass
             refs = []
