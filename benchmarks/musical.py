@@ -22,10 +22,11 @@ session log (every percept with its onset time and every decided note, on one cl
 
 Goals (issue 14): mean own_corr (imitate) ≥ the vmo anchor's mean; margin ≥ 0.3 on every piece (imitate);
 repeat_share ≤ the input's + 0.10; lead ≥ 1 note/s during silence; reaction p95 ≤ 150 ms; output IOI CV within
-±50 % of the input's. One JSON object is printed (per piece and mode, means, goals, ``met``).
+±50 % of the input's. One JSON object (per piece and mode, means, goals, ``met``) is printed and saved to
+``benchmarks/results/musical.json`` through ``_common.emit`` (``--no-save``: printed only).
 
     .venv/bin/python benchmarks/musical.py [--pieces 4] [--seconds 30] [--silence 10] [--modes imitate,contrast,lead]
-        [--plots DIR]
+        [--plots DIR] [--no-save]
 """
 from __future__ import annotations
 
