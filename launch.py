@@ -314,7 +314,7 @@ class LiveStack:
         encoder_options: dict[str, Any] = dict(local)
         cluster = self.config.cluster
         if cluster.encoder_resource:
-            encoder_options = {"resources": {cluster.encoder_resource: 1}}
+            encoder_options = {"resources": {cluster.encoder_resource: 1}, "runtime_env": local["runtime_env"]}
         spec = self.perception_spec  # a model listens as it was trained: its record says whether wav2vec runs
         uses_wav2vec = self.config.features.kind == "wav2vec" or (spec is not None and spec.wav2vec is not None)
         if self.config.wav2vec.use_gpu and uses_wav2vec:
@@ -325,7 +325,7 @@ class LiveStack:
                     local_gpu = any(n["NodeID"] == self.driver_node and n["Resources"].get("GPU", 0) >= cluster.encoder_num_gpus
                                     for n in ray.nodes() if n.get("Alive"))
                     if not local_gpu:  # the GPU is on another node: place by GPU, not on the driver's node
-                        encoder_options = {"num_gpus": cluster.encoder_num_gpus}
+                        encoder_options = {"num_gpus": cluster.encoder_num_gpus, "runtime_env": local["runtime_env"]}
             elif not self.config.wav2vec.gpu_fallback:
                 from shared.errors import DeviceError
 
@@ -369,7 +369,7 @@ class LiveStack:
 
         oracle, midi_out = self.actors.get("oracle"), self.actors.get("midi_out")
         refs = []
-        if name in ("mode", "continuity", "density", "learning", "gate") and oracle is not None:
+        if name in ("mode", "continuity", "density", "learning", "gate", "tempo", "wait", "beat") and oracle is not None:
             refs.append(oracle.control.remote(name, value))
         elif name == "mute":
             refs += [a for a in (oracle and oracle.control.remote("mute", value),
@@ -498,18 +498,29 @@ class LiveStack:
                 ray.get(self.actors["capture"].stop.remote(), timeout=1.0)
             except Exception:
                 pass
-            if drain_s > 0 and "midi_out" in self.actors:
-                try:
-                    ray.get(self.actors["midi_out"].wait_idle.remote(drain_s), timeout=drain_s + 1)
-                except Exception:
-                    pass
             if "oracle" in self.actors or "midi_out" in self.actors:
                 try:
                     final = self.stats(timeout_s=1.0)
                 except Exception:
                     final = {}
+            # the player plays on by itself: stop deciding first, then let the decided notes finish (bounded)
+            # before midi_out stops, so a session log's replay ends as the live recording did
+            # the final figures are taken once each has finished: the oracle's as it stops (its last decisions
+            # counted), midi_out's after the drain (every decided note received)
+            if "oracle" in self.actors:
+                try:
+                    final["oracle"] = ray.get(self.actors["oracle"].stop.remote(), timeout=5.0)
+                except Exception:
+                    pass
+            if "midi_out" in self.actors:
+                drain = max(drain_s, 2.5)  # notes last at most MAX_IOI_S (2 s)
+                try:
+                    ray.get(self.actors["midi_out"].wait_idle.remote(drain), timeout=drain + 1)
+                    final["midi_out"] = ray.get(self.actors["midi_out"].stats.remote(), timeout=1.0)
+                except Exception:
+                    pass
             refs = []
-            for name in ("oracle", "encoder", "midi_out"):
+            for name in ("encoder", "midi_out"):
                 if name in self.actors:
                     refs.append(self.actors[name].stop.remote())
             if refs:

@@ -5,7 +5,11 @@
   ``encode`` vs the raw model forward on the same prepared tensor, ``encode_batch(16)`` per window vs the raw
   batched forward and vs 16 single calls, int8 dynamic quantisation speed-up and cosine vs fp32, model memory.
 
-Run: ``.venv/bin/python benchmarks/features.py [--repeats N]`` (about a minute or two on 2 CPU cores).
+Goals: traditional ≥ 3× faster than librosa ``chroma_stft``; ``encode`` and ``encode_batch`` within 10 % of the raw
+forward; int8 ≥ 1.5× faster than fp32 at cosine ≥ 0.99.
+
+Run: ``.venv/bin/python benchmarks/features.py [--repeats N] [--skip-wav2vec] [--no-save]`` (a minute or two on 2
+CPU cores).
 """
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ import time
 import warnings
 
 import numpy as np
-import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import emit, goal, strip_no_save  # noqa: E402
 
 from services.encoder.features import traditional_features  # noqa: E402
 from services.encoder.wav2vec import Wav2VecMusicEncoder  # noqa: E402
@@ -111,17 +115,26 @@ def bench_wav2vec(windows: list[np.ndarray], repeats: int) -> dict:
     }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-wav2vec", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(strip_no_save())
     windows = _windows(32)
-    result = {"traditional": bench_traditional(windows, max(3, args.repeats // 2))}
+    figures = {"traditional": bench_traditional(windows, max(3, args.repeats // 2))}
+    trad = figures["traditional"]
+    goals = [goal("traditional 22-D vs librosa chroma_stft", trad["speedup_vs_librosa"], ">=", 3.0, unit="x")]
     if not args.skip_wav2vec:
-        result["wav2vec"] = bench_wav2vec(windows, args.repeats)
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        figures["wav2vec"] = w = bench_wav2vec(windows, args.repeats)
+        goals += [
+            goal("wav2vec-base encode / raw forward", w["encode_vs_raw_ratio"], "<=", 1.1),
+            goal("encode_batch(16) / raw batched forward", w["encode_batch_vs_raw_batch_ratio"], "<=", 1.1),
+            goal("encode_batch(16) vs 16 single calls", w["batch_speedup_vs_single_calls"], "report", unit="x"),
+            goal("int8 vs fp32 speed-up (CPU)", w["int8_speedup_vs_fp32"], ">=", 1.5, unit="x"),
+            goal("int8 vs fp32 cosine, worst window", w["int8_cosine_min"], ">=", 0.99),
+        ]
+    return emit("features", figures, goals)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

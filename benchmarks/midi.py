@@ -8,13 +8,13 @@ MidiOutStage (MPE, 15 member channels) → a python-rtmidi JACK output connected
   JACK hands MIDI over once per period (256 frames @ 48 kHz = 5.3 ms), which bounds it.
 
 Starts its own JACK dummy server when none is running and stops it afterwards. Prints one JSON object.
+Goal: scheduling error p99 ≤ 1 ms; the JACK delivery latency is reported (one period bounds it).
 
-    .venv/bin/python benchmarks/midi.py [--notes 5000] [--spacing-ms 5]
+    .venv/bin/python benchmarks/midi.py [--notes 5000] [--spacing-ms 5] [--no-save]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -34,6 +34,7 @@ from shared.config import MidiConfig  # noqa: E402
 from shared.messages import NoteEvent  # noqa: E402
 
 from shared.jack_server import start_dummy_jack as start_jack, stop_jack  # noqa: E402
+from _common import emit, goal, strip_no_save  # noqa: E402
 
 
 class TimingSink:
@@ -160,20 +161,26 @@ def run(notes: int, spacing_ms: float, seed: int) -> dict:
     }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=5000, help="notes to play (each = one note-on + one note-off event)")
     parser.add_argument("--spacing-ms", type=float, default=5.0, help="time between note-ons")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(strip_no_save())
     jack = start_jack()
     try:
         result = run(args.notes, args.spacing_ms, args.seed)
         result["jack_started_by_benchmark"] = jack is not None
     finally:
         stop_jack(jack)
-    print(json.dumps(result))
+    goals = [
+        goal("scheduling error p99 at send_message", result["scheduling_error_at_send_message"]["p99_ms"], "<=", 1.0,
+             unit="ms"),
+        goal("JACK delivery to a reader, p99", result["delivery_latency_jack"]["p99_ms"], "report", unit="ms",
+             note=f"one JACK period = {result['jack_period_ms']} ms"),
+    ]
+    return emit("midi", result, goals)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

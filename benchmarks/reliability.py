@@ -1,6 +1,8 @@
 """Bad-input reliability report: run the whole case matrix and print JSON (cases tried / passed, per category).
 
-    .venv/bin/python benchmarks/reliability.py [--verbose]
+    .venv/bin/python benchmarks/reliability.py [--verbose] [--no-save]
+
+Goal: every case passes (exit status 1 otherwise).
 
 The matrix is ``tests/reliability/cases.py`` (WAV damage, channels 1–8, 8–192 kHz, sample formats, non-audio files
 with audio names, damaged models, missing MIDI port / audio device / wav2vec model). Device cases need a JACK server
@@ -9,7 +11,6 @@ for the MIDI port checks; without one they report the error they get (still a on
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -21,12 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 
 from tests.reliability.cases import all_cases, make_model, run_case  # noqa: E402
+from _common import emit, goal, strip_no_save  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="list every case with its outcome")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(strip_no_save(argv))
     started = time.perf_counter()
     per_category: dict[str, dict[str, int]] = defaultdict(lambda: {"tried": 0, "passed": 0})
     failures, listing = [], []
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.verbose:
         report["cases"] = listing
-    print(json.dumps(report, indent=2))
+    goals = [goal("bad-input cases passing", report["cases_passed"], "==", report["cases_tried"], unit="cases")]
+    emit("reliability", report, goals)
     return 0 if not failures else 1
 
 

@@ -74,14 +74,14 @@ def measure_pieces(names, root: Path) -> dict:
     from shared.config import MusicHalConfig
     from services.encoder.perception import HybridPerceptionModule, analyze_file
     from services.encoder.transcription import SliceNote, stitch_slices, transcribe_audio
-    from tests.audio_fixtures import chorale_notes, render_midi_notes
+    from tests.audio_fixtures import chorale_opening, render_midi_notes
 
     config = MusicHalConfig()
     perception = HybridPerceptionModule(slice_notes=True)
     window_s = config.segmenter.window_ms / 1000.0
     pieces = {}
     for name in names:
-        reference = chorale_notes(name)
+        reference = chorale_opening(name)
         path = render_midi_notes(reference, root / f"{name.replace('/', '_')}.wav")
         audio, sr = sf.read(str(path), dtype="float32")
         audio = audio.mean(axis=1) if audio.ndim > 1 else audio

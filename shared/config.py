@@ -84,6 +84,7 @@ class SegmenterConfig:
     threshold_window_frames: int = 32
     min_flux: float = 0.08
     silence_db: float = -50.0
+    early_ms: float = 60.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
 
     def __post_init__(self) -> None:
         _check(self.frame_samples >= 64 and self.frame_samples & (self.frame_samples - 1) == 0,
@@ -94,6 +95,7 @@ class SegmenterConfig:
         _check(self.threshold_k > 0.0, "segmenter.threshold_k must be > 0")
         _check(self.threshold_window_frames >= 3, "segmenter.threshold_window_frames must be >= 3")
         _check(-120.0 <= self.silence_db <= 0.0, "segmenter.silence_db must be in -120..0")
+        _check(0.0 <= self.early_ms <= 1000.0, "segmenter.early_ms must be in 0..1000 (0: no early events)")
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,11 @@ class GenerationConfig:
     seed: int = 0
     melody_range: tuple[int, int] = (48, 72)
     bass_range: tuple[int, int] = (36, 60)
+    half_life_s: float = 2.0  # how fast live influence peaks decay (services.oracle.player)
+    tempo: float = 1.0  # speed factor on the learned inter-onset intervals (with density)
+    max_transpose: int = 6  # semitones a memory run may be transposed towards the live harmony (0: never)
+    wait_for_input: bool = False  # imitate/contrast stop stepping once the musician has rested WAIT_S seconds
+    beat_aligned: bool = False  # steps fall on the tracked beat grid of the live input (when a tempo is tracked)
 
     def __post_init__(self) -> None:
         _check(self.mode in GENERATION_MODES, f"generation.mode must be one of {', '.join(GENERATION_MODES)}, got {self.mode!r}")
@@ -199,6 +206,9 @@ class GenerationConfig:
         _check(self.min_context >= 0, "generation.min_context must be >= 0")
         _check(self.taboo_length >= 0, "generation.taboo_length must be >= 0")
         _check(0.0 <= self.density <= 4.0, f"generation.density must be in 0..4, got {self.density}")
+        _check(self.half_life_s > 0.0, f"generation.half_life_s must be > 0, got {self.half_life_s}")
+        _check(0.25 <= self.tempo <= 4.0, f"generation.tempo must be in 0.25..4, got {self.tempo}")
+        _check(0 <= self.max_transpose <= 6, f"generation.max_transpose must be in 0..6, got {self.max_transpose}")
         for name in ("melody_range", "bass_range"):
             low, high = getattr(self, name)
             _check(0 <= low <= high <= 127, f"generation.{name} must be two MIDI notes low <= high in 0..127")

@@ -48,6 +48,7 @@ class Event:
     t_detected: float = 0.0  # monotonic time the last sample of the analysis window was written to the ring
     t_sent: float = 0.0  # monotonic time capture put the event on the events ring (after segmentation)
     source: str = ""  # file name or device name the audio came from
+    early: bool = False  # an early view: the first ``segmenter.early_ms`` after the onset (influence only, not learned)
 
     def __post_init__(self) -> None:
         _check(self.event_id >= 0, "event_id must be >= 0")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
 __all__ = ["SOUNDFONT", "sine_tone", "render_midi_notes", "write_midi_notes", "fluidsynth_available", "chorale_notes",
-           "two_line_scene", "CHORALES"]
+           "chorale_opening", "two_line_scene", "CHORALES"]
 
 #: music21 corpus chorales used as transcription ground truth
 CHORALES = ("bach/bwv66.6", "bach/bwv26.6", "bach/bwv253", "bach/bwv1.6")
@@ -78,9 +78,37 @@ def render_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, sample
     return path
 
 
-def chorale_notes(name: str, *, seconds: float = 24.0, bpm: float = 80.0, velocity: int = 80) -> list[tuple[int, float, float, int]]:
+def chorale_notes(name: str, *, bpm: float = 100.0, seconds: Optional[float] = None, velocity: int = 80,
+                  transpose: int = 0) -> list[tuple[int, float, float, int]]:
+    """``(pitch, start_s, dur_s, velocity)`` of a music21 corpus piece (e.g. ``"bach/bwv269"``) at ``bpm`` quarter
+    notes per minute; with ``seconds``, the piece repeats until that length and is cut there."""
+    from music21 import corpus
+
+    beat_s = 60.0 / float(bpm)
+    score = corpus.parse(name)
+    notes: list[tuple[int, float, float, int]] = []
+    for element in score.flatten().notes:
+        start = float(element.offset) * beat_s
+        duration = float(element.quarterLength) * beat_s
+        for pitch in element.pitches:
+            notes.append((int(pitch.midi) + transpose, start, duration, velocity))
+    notes.sort(key=lambda n: (n[1], n[0]))
+    if seconds is None:
+        return notes
+    length = float(score.highestTime) * beat_s
+    out: list[tuple[int, float, float, int]] = []
+    offset = 0.0
+    while offset < seconds:
+        out += [(p, s + offset, min(d, seconds - s - offset), v) for p, s, d, v in notes if s + offset < seconds]
+        offset += length
+    return out
+
+
+def chorale_opening(name: str, *, seconds: float = 24.0, bpm: float = 80.0, velocity: int = 80) -> list[tuple[int, float, float, int]]:
     """``(pitch, start_s, dur_s, velocity)`` of a music21 corpus chorale's first ``seconds`` (all voices; each note held
-    95 % of its written length so repeated notes are re-struck)."""
+    95 % of its written length so repeated notes are re-struck; notes are not cut at ``seconds``, the piece does not
+    repeat) — the transcription tests' and benchmark's reference. :func:`chorale_notes` holds notes their full length
+    and repeats the piece."""
     import music21
 
     score = music21.corpus.parse(name)

@@ -32,6 +32,12 @@ from services.encoder.segmenter import OnsetSegmenter
 __all__ = ["CaptureStage", "FilePlayer"]
 
 
+def _early_ms(config) -> float:
+    """The live segmenter's early view (none when it would not be shorter than the analysis window)."""
+    early = config.segmenter.early_ms
+    return early if early < config.segmenter.window_ms else 0.0
+
+
 class CaptureStage:
     """Front end + ring writer + streaming segmenter for one input stream."""
 
@@ -53,7 +59,8 @@ class CaptureStage:
         self._log_lock = threading.Lock()
         start = ring.write_counter
         self.segmenter = OnsetSegmenter(config.segmenter, sample_rate_hz=config.audio.sample_rate_hz,
-                                        start_sample=start, source=source, clock=None)
+                                        start_sample=start, source=source, clock=None,
+                                        early_ms=_early_ms(config))
         self.reader = ring.reader(start=start)
         self.counters = {"blocks_written": 0, "samples_written": 0, "events": 0, "segmenter_overruns": 0,
                          "samples_lost": 0, "input_overflows": 0}
@@ -102,7 +109,8 @@ class CaptureStage:
             start = self.reader.skip_to_latest()
             self.counters["samples_lost"] += self.reader.lost_samples - before
             self.segmenter = OnsetSegmenter(self.config.segmenter, sample_rate_hz=self.config.audio.sample_rate_hz,
-                                            start_sample=start, source=self.source, clock=None)
+                                            start_sample=start, source=self.source, clock=None,
+                                            early_ms=_early_ms(self.config))
             return []
         events = self.segmenter.process(block) if block.size else []
         if self.finished.is_set() and self.reader.available() == 0:

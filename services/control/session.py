@@ -5,16 +5,16 @@ The oracle actor writes one JSON object per line, in the exact order it did thin
 - ``header``: schema, wall and monotonic start time, the whole config (seeds included), model paths, resume path;
 - ``event``: an input event arrived (id, onset sample, detection time);
 - ``percept``: the percept the oracle processed (token, features, descriptors, view), ``now_s`` passed to
-  the stage and whether the input gate blocked it (``gated``: not learned, not imitated);
-- ``respond``: an autonomous continuation (``now_s``);
-- ``notes``: the notes decided (ids, pitches, times, oracle states and the walk's last move — forward, jump
-  with its pivot, anchor or restart);
+  the decision object, whether the input gate blocked it (``gated``: neither learned nor listened to) and
+  whether it was an onset's early view (``early``: influence only, never learned);
+- ``tick``: the player's clock took steps at ``now_s``;
+- ``notes``: the notes decided (ids, pitches, times, oracle states and the player's last move);
 - ``control``: a control change applied (``name``, ``value``) with its time;
 - ``stop``: the end of the session.
 
-:func:`replay_session` feeds the logged percepts, continuations and controls into a fresh
-:class:`~services.oracle.stage.OracleStage` built from the logged config and models; the decisions are
-deterministic, so it reproduces the logged notes exactly (checked). :func:`render_notes` schedules them like the
+:func:`replay_session` feeds the logged percepts, ticks and controls into a fresh
+:class:`~services.oracle.live.LiveOracle` (the object the live oracle actor drives) built from the logged config
+and models; the decisions are deterministic, so it reproduces the logged notes exactly (checked). :func:`render_notes` schedules them like the
 live MIDI-out (same ordering: due time, then arrival order) through a :class:`MidiOutStage` into an SMF, so the
 note messages equal the live recording byte for byte.
 """
@@ -41,15 +41,11 @@ SESSION_SCHEMA = "musichal-session/1"
 
 
 def make_stage(config: MusicHalConfig, model: Any = None):
-    """An OracleStage whose threshold re-estimates run synchronously (when the stage supports background work),
+    """An OracleStage whose threshold re-estimates run in the background but are adopted at a fixed event count,
     so that its decisions depend only on its inputs: used for logged sessions and their replay."""
-    import inspect
-
     from services.oracle.stage import OracleStage
 
-    if "background" in inspect.signature(OracleStage.__init__).parameters:
-        return OracleStage(config, model=model, background=False)
-    return OracleStage(config, model=model)
+    return OracleStage(config, model=model, background=True, deterministic=True)
 
 
 def percept_to_record(percept: Percept) -> dict[str, Any]:
@@ -156,18 +152,11 @@ class ReplayResult:
         return [key(n) for n in self.notes] == [key(n) for n in self.logged_notes]
 
 
-def _apply_control(stage: Any, name: str, value: Any) -> None:
-    if name == "mode":
-        stage.set_mode(value)
-    elif name in ("continuity", "density"):
-        stage.set_generation(**{name: float(value)})
-    elif name == "learning":
-        stage.set_learning(bool(value))
-
-
 def replay_session(path: str | Path) -> ReplayResult:
-    """Re-run a session's decisions on a fresh OracleStage; returns the notes (and the logged ones to compare)."""
+    """Re-run a session's decisions on a fresh :class:`~services.oracle.live.LiveOracle` (the live decision object)
+    at the logged times; returns the notes (and the logged ones to compare)."""
     from services.control.corpus import load_corpora
+    from services.oracle.live import LiveOracle
 
     records = read_session(path)
     header = records[0]
@@ -177,33 +166,31 @@ def replay_session(path: str | Path) -> ReplayResult:
         model, _ = load_corpora(config, header["models"])
     elif header.get("resume"):
         model = header["resume"]
-    stage = make_stage(config, model)
+    live = LiveOracle(config, make_stage(config, model))
     notes: list[NoteEvent] = []
     logged: list[NoteEvent] = []
     controls: list[dict[str, Any]] = []
-    counters = {"percepts": 0, "gated": 0, "responds": 0, "controls": 0}
+    counters = {"percepts": 0, "gated": 0, "ticks": 0, "controls": 0}
     t_end = None
     for record in records[1:]:
         kind = record["kind"]
         if kind == "percept":
-            percept = percept_from_record(record)
             counters["percepts"] += 1
-            if record.get("gated"):
-                counters["gated"] += 1
-                notes += stage.respond(record["now_s"])
-            else:
-                notes += stage.process(percept, now_s=record["now_s"])
-        elif kind == "respond":
-            counters["responds"] += 1
-            notes += stage.respond(record["now_s"])
+            counters["gated"] += bool(record.get("gated"))
+            notes += live.on_percept(percept_from_record(record), record["now_s"], early=bool(record.get("early")),
+                                     gated=bool(record.get("gated")), wall=record.get("onset_wall"))
+            live.learn_queued()
+        elif kind == "tick":
+            counters["ticks"] += 1
+            notes += live.tick(record["now_s"])
         elif kind == "control":
             counters["controls"] += 1
             controls.append(record)
-            _apply_control(stage, record["name"], record["value"])
+            live.apply_control(record["name"], record["value"], record.get("now_s"))
         elif kind == "notes":
             logged += [_note_from_record(r) for r in record["notes"]]
         elif kind == "stop":
-            t_end = record["t"]
+            t_end = record.get("t_end", record["t"])
     return ReplayResult(notes=notes, logged_notes=logged, controls=controls, config=config, t0=header["t0"],
                         t_end=t_end, counters=counters)
 

@@ -17,6 +17,9 @@ address                    args  effect
 ``/musichal/freeze``       i     1 = learning frozen, keep playing (overrides learn)
 ``/musichal/gate``         i     1 = input gate on (ignore input while own notes sound)
 ``/musichal/profile``      s     mpe, gm-safe, mono (panic + the new profile's setup)
+``/musichal/tempo``        f     speed factor on the learned time 0.25..4 (next step)
+``/musichal/wait``         i     1 = imitate/contrast stop once you rest, 0 = play on through your rests
+``/musichal/beat``         i     1 = steps fall on the tracked beat of the input, 0 = learned time alone
 ``/musichal/panic``              all notes off now
 ``/musichal/save``               checkpoint the learned memory now (``--save-learned``)
 =========================  ====  =======================================================
@@ -51,6 +54,9 @@ OSC_MAP: dict[str, tuple[str, str]] = {
     "freeze": ("i", "1 = learning frozen, keep playing (overrides learn)"),
     "gate": ("i", "1 = input gate on: ignore input while own notes sound"),
     "profile": ("s", "mpe, gm-safe, mono (panic + the new profile's setup)"),
+    "tempo": ("f", "speed factor on the learned time 0.25..4 (next step)"),
+    "wait": ("i", "1 = imitate/contrast stop once you rest, 0 = play on through your rests"),
+    "beat": ("i", "1 = steps fall on the tracked beat of the input, 0 = learned time alone"),
     "panic": ("", "all notes off now"),
     "save": ("", "checkpoint the learned memory now (--save-learned)"),
 }
@@ -58,7 +64,7 @@ OSC_MAP: dict[str, tuple[str, str]] = {
 DEFAULT_CC_MAP: dict[str, int] = {"continuity": 20, "density": 21, "mode": 22, "profile": 23, "learn": 64, "freeze": 65,
                                   "gate": 66}
 DEFAULT_NOTE_MAP: dict[str, int] = {"mute": 36, "panic": 37, "freeze": 38, "save": 39}
-_TOGGLES = ("mute", "learn", "freeze", "gate")
+_TOGGLES = ("mute", "learn", "freeze", "gate", "wait", "beat")
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,9 @@ class ControlState:
         self.learn = True
         self.freeze = False
         self.gate = bool(config.control.input_gate)
+        self.tempo = float(config.generation.tempo)
+        self.wait = bool(config.generation.wait_for_input)
+        self.beat = bool(config.generation.beat_aligned)
         self.changes = 0
 
     @property
@@ -131,14 +140,14 @@ class ControlState:
             if value not in MIDI_PROFILES:
                 raise ParameterError(f"profile must be one of {', '.join(MIDI_PROFILES)}, got {value!r}")
             new = value
-        else:  # continuity, density
+        else:  # continuity, density, tempo
             try:
                 new = float(value)
             except (TypeError, ValueError):
                 raise ParameterError(f"{name} takes a number, got {value!r}") from None
-            high = 1.0 if name == "continuity" else 4.0
-            if not 0.0 <= new <= high:
-                raise ParameterError(f"{name} must be in 0..{high:g}, got {new}")
+            low, high = {"continuity": (0.0, 1.0), "density": (0.0, 4.0), "tempo": (0.25, 4.0)}[name]
+            if not low <= new <= high:
+                raise ParameterError(f"{name} must be in {low:g}..{high:g}, got {new}")
         if getattr(self, name) == new:
             return {}
         setattr(self, name, new)
@@ -148,7 +157,7 @@ class ControlState:
     def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "continuity": self.continuity, "density": self.density, "mute": self.mute,
                 "learn": self.learn, "freeze": self.freeze, "learning": self.learning, "gate": self.gate,
-                "profile": self.profile}
+                "profile": self.profile, "tempo": self.tempo, "wait": self.wait, "beat": self.beat}
 
     def summary(self) -> str:
         """Short form for the status line."""

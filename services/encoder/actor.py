@@ -171,11 +171,11 @@ class EncoderActor:
                 if payload is None:
                     continue
                 backlog = [payload] + self.reader.drain()
+                backlog = [e for e in map(message_from_bytes, backlog) if not e.early]  # early views: the oracle's
                 if len(backlog) > limit:  # overload: keep the newest events, count the rest
                     self.counters["dropped_backlog"] += len(backlog) - limit
                     backlog = backlog[-limit:]
-                for item in backlog:
-                    event = message_from_bytes(item)
+                for event in backlog:
                     try:
                         window = self.audio.read(event.window_start, event.window_end)
                     except RingBufferError:

@@ -65,12 +65,16 @@ class OnsetSegmenter:
     clock:
         Called to stamp ``Event.t_detected`` when an event is emitted; ``None`` stamps 0.0 (reproducible
         offline events). Defaults to ``time.monotonic``.
+    early_ms:
+        When > 0, every onset also yields an *early* event (``Event.early``) as soon as its first ``early_ms``
+        have arrived, with that short window (the live oracle's early view: pitch and chroma, influence only).
+        It carries the id its full event will have. The trainer and offline analysis leave it at 0.
     """
 
     is_online = True
 
     def __init__(self, config: SegmenterConfig, *, sample_rate_hz: int, start_sample: int = 0, source: str = "",
-                 clock: Optional[Callable[[], float]] = time.monotonic) -> None:
+                 clock: Optional[Callable[[], float]] = time.monotonic, early_ms: float = 0.0) -> None:
         if not isinstance(config, SegmenterConfig):
             raise ParameterError(f"config must be a SegmenterConfig, got {type(config).__name__}")
         if not 1_000 <= int(sample_rate_hz) <= 384_000:
@@ -84,6 +88,9 @@ class OnsetSegmenter:
         self.clock = clock
         self.window_samples = max(1, int(round(config.window_ms * 1e-3 * self.sample_rate_hz)))
         self.min_gap_samples = int(round(config.min_gap_ms * 1e-3 * self.sample_rate_hz))
+        if early_ms < 0 or early_ms * 1e-3 * self.sample_rate_hz >= self.window_samples:
+            raise ParameterError(f"early_ms must be in 0..window_ms, got {early_ms}")
+        self.early_samples = int(round(early_ms * 1e-3 * self.sample_rate_hz))
         self._frame = config.frame_samples
         self._hop = config.hop_samples
         self._half = config.frame_samples // 2
@@ -105,7 +112,8 @@ class OnsetSegmenter:
         self._flux: deque[float] = deque(maxlen=max(self.config.threshold_window_frames, _PRE_MAX_FRAMES + _LOOKAHEAD_FRAMES + 1))
         self._flux_first_frame = 0  # frame index of _flux[0]
         self._last_onset: Optional[int] = None
-        self._pending: list[tuple[int, float]] = []  # (stream-relative onset, strength), window not yet complete
+        self._pending: list[tuple[int, float, int]] = []  # (stream-relative onset, strength, id), window not complete
+        self._early: list[tuple[int, float, int]] = []  # the same, early window not yet complete
         self._next_event_id = 0
         self._finished = False
 
@@ -161,6 +169,7 @@ class OnsetSegmenter:
         self._received = received
         events = self._emit()
         self._pending.clear()
+        self._early.clear()
         self._finished = True
         return events
 
@@ -219,20 +228,23 @@ class OnsetSegmenter:
         if self._last_onset is not None and onset - self._last_onset < self.min_gap_samples:
             return
         self._last_onset = onset
-        self._pending.append((onset, candidate))
+        self._pending.append((onset, candidate, self._next_event_id))
+        if self.early_samples:
+            self._early.append((onset, candidate, self._next_event_id))
+        self._next_event_id += 1
 
     def _emit(self) -> list[Event]:
         events: list[Event] = []
-        while self._pending and self._pending[0][0] + self.window_samples <= self._received:
-            onset, strength = self._pending.pop(0)
-            absolute = self.start_sample + onset
-            events.append(Event(
-                event_id=self._next_event_id, onset_sample=absolute, window_start=absolute,
-                window_end=absolute + self.window_samples, sample_rate_hz=self.sample_rate_hz,
-                strength=float(strength), t_detected=self.clock() if self.clock is not None else 0.0,
-                source=self.source,
-            ))
-            self._next_event_id += 1
+        for queue, length, early in ((self._early, self.early_samples, True), (self._pending, self.window_samples, False)):
+            while queue and queue[0][0] + length <= self._received:
+                onset, strength, event_id = queue.pop(0)
+                absolute = self.start_sample + onset
+                events.append(Event(
+                    event_id=event_id, onset_sample=absolute, window_start=absolute,
+                    window_end=absolute + length, sample_rate_hz=self.sample_rate_hz,
+                    strength=float(strength), t_detected=self.clock() if self.clock is not None else 0.0,
+                    source=self.source, early=early,
+                ))
         return events
 
 

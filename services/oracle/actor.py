@@ -1,12 +1,19 @@
 """The oracle actor: events + percepts in, notes out; it also supervises the encoder hop.
 
-It reads the events ring itself, so it knows every event that should come back as a Percept and gives each a
-deadline (``cluster.encoder_deadline_ms``). Percepts arrive through the percepts ring (local encoder) or as Ray
-object refs (remote encoder, window sent by value, bounded in flight). An event whose Percept misses its
-deadline is answered anyway — from a local traditional analysis of the ring (when the model has, or needs
-only, the traditional view) or by autonomous continuation from the oracle — and the encoder is reported lost
-until a Percept arrives in time again. A lost encoder is therefore noticed within one event, not after Ray's
-node health checks.
+Every decision is :class:`services.oracle.live.LiveOracle`'s (pure): the events waiting for their percepts and
+their deadlines, the gate, mute, the controls, the session log and the clocked player. This actor only moves
+messages between the rings (or the remote encoder) and that object, and waits on the events ring with the
+player's next step as the timeout.
+
+It reads the events ring itself, so it knows every event that should come back as a Percept and hands each to
+the decision object with a deadline (``cluster.encoder_deadline_ms``; for a remote encoder the link's adaptive
+one). An onset's *early view* (``Event.early``) is analysed here at once (traditional pitch and chroma) and only
+influences the player; it is never sent to the encoder. Percepts arrive through the percepts ring (local
+encoder) or as Ray object refs (remote encoder, window sent by value, bounded in flight). An event whose Percept
+misses its deadline is answered anyway — from a local traditional analysis of the ring (when the model has, or
+needs only, the traditional view) or by the player continuing on its own clock — and the encoder is reported
+lost until a Percept arrives in time again. A lost encoder is therefore noticed within one event, not after
+Ray's node health checks.
 
 The remote hop's flow control is :class:`services.encoder.remote.RemoteEncoderLink` (pure): unfinished calls
 bounded (expired calls are cancelled and still count until Ray ends them), a deadline adapted to the measured
@@ -19,8 +26,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import replace
 from typing import Any, Optional
 
 import ray
@@ -31,18 +38,11 @@ from shared.message_ring import MessageRing
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
+from services.oracle.live import LiveOracle
 from services.oracle.stage import OracleStage
 from services.ray_support import current_node_id
 
 __all__ = ["OracleActor"]
-
-
-@dataclass
-class _Pending:
-    event: Event
-    deadline: float
-    ref: Any = None
-    sent_at: float = 0.0
 
 
 def _is_cancelled(error: BaseException) -> bool:
@@ -72,16 +72,12 @@ class OracleActor:
             resumed = load_musichal_model(checkpoint_path)  # restarted after a crash: resume the live-learned memory
             model_parts, self.perception_model, resume = resumed.oracle_parts, resumed.perception, checkpoint_path
         self._warm_up(config)
-        from services.control.gate import FeedbackGate
         from services.control.session import SessionLog, make_stage
 
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleStage(config, model=model_parts)
-
-        control = config.control
-        self.gate = FeedbackGate(pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms, enabled=control.input_gate)
-        self.muted = False
         self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
+        self.live = LiveOracle(config, self.stage, session=self.session)  # every decision; the actor moves messages
         self.audio = AudioRing.attach(rings["audio"])
         self.events = MessageRing.attach(rings["events"])
         self.percepts = MessageRing.attach(rings["percepts"])
@@ -98,20 +94,20 @@ class OracleActor:
                                       ceiling_s=cluster.encoder_deadline_ms / 1000.0, miss_limit=cluster.encoder_miss_limit,
                                       probe_interval_s=cluster.encoder_probe_ms / 1000.0)
         self._calls: dict[Any, int] = {}  # in-flight encode ref -> event id (expired, cancelled ones included)
+        self._refs: dict[int, Any] = {}  # event id -> its encode call, while the event waits for it
         self._probe: Any = None
         self._probe_sent_at = 0.0
         self.payload = {"windows_sent": 0, "bytes_sent": 0}
-        from collections import deque
-
         # (answered at, event detected at, how) for the last answers made without the encoder; this node's clock
         self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
         self.fallback = self._make_fallback()
         self._warm_up_remote_path(config)
-        self.pending: "OrderedDict[int, _Pending]" = OrderedDict()
+        self.early_analyser = self._make_fallback(descriptors_only=True)
+        self._warm_up_early(config)
         self.latency = LatencyRecorder()
-        self.counters = {"events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0, "fallback_local": 0,
-                         "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0, "checkpoints": 0,
-                         "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0,
+        self.counters = {"events": 0, "early_events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0,
+                         "fallback_local": 0, "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0,
+                         "checkpoints": 0, "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0,
                          "answered_while_down": 0, "encoder_deaths": 0, "cancelled": 0}
         self.encoder_lost = False
         self.last_encoder_node: Optional[str] = None
@@ -129,13 +125,15 @@ class OracleActor:
 
         from shared.messages import EventDescriptors
 
-        scratch = OracleStage(config)
+        scratch = LiveOracle(config, OracleStage(config, background=False))
         rng = np.random.default_rng(0)
         for i in range(8):
             descriptors = EventDescriptors(onset_s=i * 0.5, duration_s=0.5, rms=0.1, velocity=64, f0_hz=220.0 * (1 + i % 3),
                                            f0_confidence=0.9, chroma_peaks=(i % 12,))
-            scratch.process(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
-                                    descriptors=descriptors), now_s=float(i))
+            scratch.on_percept(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
+                                       descriptors=descriptors), float(i))
+            scratch.learn_queued()
+            scratch.tick(float(i) + 0.5)
 
     def _warm_up_remote_path(self, config: MusicHalConfig) -> None:
         """Run the fallback's feature code (and the resampler) once on noise: their first call costs ~0.1-0.5 s
@@ -154,19 +152,39 @@ class OracleActor:
 
             soxr.resample(noise, sr, self.encoder_rate_hz, quality="HQ")
 
-    def _make_fallback(self):
-        """A local traditional analyser, when its tokens mean something to the model (or no model is loaded)."""
+    def _warm_up_early(self, config: MusicHalConfig) -> None:
+        """Run the early analyser once on a throwaway window (its first call otherwise delays the first reaction)."""
+        import numpy as np
+
+        if self.early_analyser is None:
+            return
+        sr = config.audio.sample_rate_hz
+        n = max(64, int(config.segmenter.early_ms * sr / 1000) or int(0.06 * sr))
+        tone = (0.1 * np.sin(2 * np.pi * 220.0 * np.arange(n) / sr)).astype(np.float32)
+        try:
+            self.early_analyser.process((Event(event_id=0, onset_sample=0, window_start=0, window_end=n,
+                                               sample_rate_hz=sr, early=True), tone))
+        except MusicHalError:
+            pass
+
+    def _make_fallback(self, *, descriptors_only: bool = False):
+        """A local traditional analyser, when its tokens mean something to the model (or no model is loaded).
+
+        ``descriptors_only``: for early views (pitch and chroma of an onset's first ``segmenter.early_ms``, never
+        learned), so any model — or memory — will do: no model's tokens are involved.
+        """
         from dataclasses import replace as dc_replace
 
         from services.encoder.perception import HybridPerceptionModule
         from services.encoder.stage import EncoderStage
 
-        model = self.perception_model
-        if model is not None and "traditional" not in model.views:
-            return None
         config = self.config
-        if model is None and config.features.kind == "wav2vec":
-            return None  # a memory learned live from wav2vec vectors cannot use traditional ones
+        model = None if descriptors_only else self.perception_model
+        if not descriptors_only:
+            if model is not None and "traditional" not in model.views:
+                return None
+            if model is None and config.features.kind == "wav2vec":
+                return None  # a memory learned live from wav2vec vectors cannot use traditional ones
         traditional = dc_replace(config, features=dc_replace(config.features, kind="traditional", hybrid=False))
         memory = model.quantizers[model.primary_view].dimension if model is not None else None
         try:  # refused (DimensionMismatchError) when the memory holds another view's vectors
@@ -177,40 +195,56 @@ class OracleActor:
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
-        deadline_s = self.config.cluster.encoder_deadline_ms / 1000.0
         while not self._stop.is_set():
             try:
-                self._take_events(deadline_s)
+                self._take_events()
                 self._receive_percepts()
                 self._expire()
+                with self._lock:
+                    notes = self.live.tick(time.monotonic())
+                self._send_notes(notes)
                 self._maybe_checkpoint()
             except BaseException as error:  # keep playing; report
                 self.error = f"oracle loop: {type(error).__name__}: {error}"
                 self._stop.wait(0.05)
 
-    def _take_events(self, deadline_s: float) -> None:
+    def _take_events(self) -> None:
         for payload in self.events_reader.drain():
             event = message_from_bytes(payload)
+            if getattr(event, "early", False):
+                self._early_view(event)  # never sent to the encoder
+                continue
             self.counters["events"] += 1
-            if self.session is not None:
-                self.session.write("event", event_id=event.event_id, onset_sample=event.onset_sample,
-                                   t_detected=event.t_detected)
             now = time.monotonic()
-            pending = _Pending(event, now + (self.link.deadline_s() if self.encoder is not None else deadline_s))
-            self.pending[event.event_id] = pending
+            deadline_s = self.link.deadline_s() if self.encoder is not None else None  # None: the configured one
+            with self._lock:
+                self.live.on_event(event, now, deadline_s=deadline_s)
             if self.encoder is not None:
-                self._send_remote(pending, now)
+                self._send_remote(event, now)
 
-    def _send_remote(self, pending: _Pending, now: float) -> None:
+    def _early_view(self, event: Event) -> None:
+        """An onset's first ``segmenter.early_ms``: traditional pitch and chroma influence the player at once."""
+        self.counters["early_events"] += 1
+        if self.early_analyser is None:
+            return
+        try:
+            window = self.audio.read(event.window_start, event.window_end)
+        except RingBufferError:
+            return
+        percept = self.early_analyser.process((event, window))
+        with self._lock:
+            notes = self.live.on_percept(percept, time.monotonic(), event=event, early=True)
+        self._send_notes(notes)
+
+    def _send_remote(self, event: Event, now: float) -> None:
         """Send one window to the remote encoder, or answer at once when it is down or the in-flight cap is full."""
-        event = pending.event
         if not self.link.up:
             self.counters["answered_while_down"] += 1
-            self._answer_without_encoder(self.pending.pop(event.event_id))
+            self._answer_without_encoder(event)
             return
         if not self.link.can_send():
             self.counters["dropped_in_flight"] += 1  # unfinished calls at the cap: answered locally now
-            self._answer_without_encoder(self.pending.pop(event.event_id))
+            self._answer_without_encoder(event)
             return
         try:
             window = self.audio.read(event.window_start, event.window_end)
@@ -223,23 +257,26 @@ class OracleActor:
             window = soxr.resample(window, event.sample_rate_hz, self.encoder_rate_hz, quality="HQ").astype("float32")
             rate = self.encoder_rate_hz
         lag_s = max(0.0, now - event.t_detected) if event.t_detected else 0.0  # both on this node's clock
-        pending.ref = self.encoder.encode.remote(event, window, lag_s=lag_s, window_rate_hz=rate)
-        pending.sent_at = time.monotonic()
-        self.link.sent(pending.ref, pending.sent_at)
-        self._calls[pending.ref] = event.event_id
+        ref = self.encoder.encode.remote(event, window, lag_s=lag_s, window_rate_hz=rate)
+        self.link.sent(ref, time.monotonic())
+        self._calls[ref] = event.event_id
+        self._refs[event.event_id] = ref
         self.payload["windows_sent"] += 1
         self.payload["bytes_sent"] += int(window.nbytes)
 
     def _wait_timeout(self) -> float:
-        if not self.pending:
-            return 0.02
-        earliest = min(p.deadline for p in self.pending.values())
-        return max(0.0, min(0.02, earliest - time.monotonic()))
+        with self._lock:
+            wait = self.live.seconds_to_next(time.monotonic())  # the next step or a pending deadline
+        return max(0.0, min(0.02, wait))  # bounded: events arrive on another ring
 
     def _receive_percepts(self) -> None:
         timeout = self._wait_timeout()
         if self.encoder is None:
-            payload = self.percepts_reader.receive(timeout_s=timeout)
+            # wait on the events ring: an onset's early view arrives there and is the reaction's path; full-window
+            # percepts (learned, refining) are taken at most one bounded wait later
+            if not self.percepts_reader.pending():
+                self.events_reader.wait(timeout_s=timeout)
+            payload = self.percepts_reader.receive(timeout_s=0.0)
             while payload is not None:
                 self._on_percept(message_from_bytes(payload))
                 payload = self.percepts_reader.receive(timeout_s=0.0)
@@ -247,7 +284,7 @@ class OracleActor:
         self._maybe_probe()
         refs = list(self._calls) + ([self._probe] if self._probe is not None else [])
         if not refs:
-            self.events_reader.wait(timeout_s=timeout)  # until the next event (or a pending one's deadline)
+            self.events_reader.wait(timeout_s=timeout)  # until the next event (or the next step / deadline)
             return
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         if ready:
@@ -260,6 +297,8 @@ class OracleActor:
 
     def _encode_done(self, ref: Any) -> None:
         event_id = self._calls.pop(ref, None)
+        if event_id is not None and self._refs.get(event_id) == ref:
+            del self._refs[event_id]
         try:
             percept = ray.get(ref)
         except Exception as error:
@@ -272,11 +311,12 @@ class OracleActor:
             if was_up and not self.link.up:
                 self.counters["encoder_deaths"] += 1
                 self._encoder_down()
-            pending = self.pending.pop(event_id, None) if event_id is not None else None
-            if pending is not None:
-                self._answer_without_encoder(pending)
+            if event_id is not None:
+                event = self._take_waiting(event_id)
+                if event is not None:
+                    self._answer_without_encoder(event)
             return
-        in_time = event_id in self.pending
+        in_time = event_id is not None and self.live.waiting_for(event_id)
         encode_s = (percept.stamps or {}).get("encode_s")
         rtt = self.link.finished(ref, encode_s=encode_s, in_time=in_time)
         if rtt is not None:
@@ -290,15 +330,22 @@ class OracleActor:
             self.counters["late_percepts"] += 1
             self._encoder_back(percept)
 
+    def _take_waiting(self, event_id: int) -> Optional[Event]:
+        """Take an event off the decision object's waiting list (it is answered here, not by its percept)."""
+        self._refs.pop(event_id, None)
+        with self._lock:
+            return self.live.take(event_id)
+
     def _encoder_down(self) -> None:
         """The encoder died: every event still waiting on it is answered locally now (its calls are cancelled)."""
         if not self.encoder_lost:
             self.encoder_lost = True
             self.counters["encoder_lost_periods"] += 1
-        for event_id in [k for k, p in self.pending.items() if p.ref is not None]:
-            pending = self.pending.pop(event_id)
-            self._cancel(pending.ref)
-            self._answer_without_encoder(pending)
+        for event_id, ref in list(self._refs.items()):
+            self._cancel(ref)
+            event = self._take_waiting(event_id)
+            if event is not None:
+                self._answer_without_encoder(event)
 
     def _cancel(self, ref: Any) -> None:
         try:
@@ -332,17 +379,17 @@ class OracleActor:
         self.encoder_lost = False
 
     def _on_percept(self, percept: Percept) -> None:
-        if percept.event_id not in self.pending:
+        if not self.live.waiting_for(percept.event_id):
             # the encoder can answer before this loop has read the event itself: read the events ring first
-            self._take_events(self.config.cluster.encoder_deadline_ms / 1000.0)
-        pending = self.pending.pop(percept.event_id, None)
-        if pending is None:
+            self._take_events()
+        if not self.live.waiting_for(percept.event_id):
             self.counters["late_percepts"] += 1
             self._encoder_back(percept)
             return
+        self._refs.pop(percept.event_id, None)
         self.counters["percepts"] += 1
         self._encoder_back(percept)
-        self._answer(pending.event, percept)
+        self._answer(percept)
 
     def _encoder_back(self, percept: Percept) -> None:
         self.last_encoder_node = percept.node_id
@@ -351,96 +398,68 @@ class OracleActor:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for event_id in [k for k, p in self.pending.items() if p.deadline <= now]:
-            pending = self.pending.pop(event_id, None)
-            if pending is None:  # answered already when the encoder went down
-                continue
+        with self._lock:
+            expired = self.live.expired(now)
+        for event in expired:
+            ref = self._refs.pop(event.event_id, None)
             self.counters["encoder_misses"] += 1
             if not self.encoder_lost:
                 self.encoder_lost = True
                 self.counters["encoder_lost_periods"] += 1
-            self._answer_without_encoder(pending)
+            self._answer_without_encoder(event)
             if self.encoder is not None:
                 was_up = self.link.up
                 self.link.expired(now)
-                if pending.ref is not None:
-                    self._cancel(pending.ref)
+                if ref is not None:
+                    self._cancel(ref)
                 if was_up and not self.link.up:  # down: nothing else waits on it (a probe decides when to resume)
                     self._encoder_down()
 
-    def _answer_without_encoder(self, pending: _Pending) -> None:
-        """Answer one event with the local traditional analysis, else by autonomous continuation."""
+    def _answer_without_encoder(self, event: Event) -> None:
+        """Answer one event with the local traditional analysis, else let the player continue on its own clock."""
         percept = None
         if self.fallback is not None:
             try:
-                window = self.audio.read(pending.event.window_start, pending.event.window_end)
-                percept = self.fallback.process((pending.event, window))
-                percept = replace(percept, stamps={"t_detected": pending.event.t_detected})
+                window = self.audio.read(event.window_start, event.window_end)
+                percept = self.fallback.process((event, window))
+                percept = replace(percept, stamps={"t_detected": event.t_detected})
                 self.counters["fallback_local"] += 1
             except RingBufferError:
                 percept = None
         if percept is not None:
-            self._answer(pending.event, percept)
+            self._answer(percept, event=event)
         else:
+            with self._lock:
+                self.live.take(event.event_id)  # nothing will answer it; the player keeps its own clock
             self.counters["fallback_autonomous"] += 1
-            self._send_notes(self._respond(), pending.event)
-        self.recent_fallbacks.append((time.monotonic(), pending.event.t_detected, "local" if percept is not None else "autonomous"))
+        self.recent_fallbacks.append((time.monotonic(), event.t_detected, "local" if percept is not None else "autonomous"))
 
-    def _answer(self, event: Event, percept: Percept) -> None:
+    def _answer(self, percept: Percept, *, event: Optional[Event] = None) -> None:
         now = time.monotonic()
-        if "t_encoded" in (percept.stamps or {}):
-            self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"], key=event.event_id)
-        if event.t_detected:
-            self.latency.add("detected_to_oracle", now - event.t_detected)
-        onset_wall = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
         with self._lock:
+            if event is None:
+                event = self.live.pending[percept.event_id][0]
+            if "t_encoded" in (percept.stamps or {}):
+                self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"], key=event.event_id)
+            if event.t_detected:
+                self.latency.add("detected_to_oracle", now - event.t_detected)
+            gated_before = self.live.counters["gated"]
             t0 = time.monotonic()
-            gated = bool(event.t_detected) and self.gate.blocks(onset_wall)  # our own notes heard back
-            now_s = time.monotonic()
-            if gated:
-                self.counters["gated"] += 1
-                notes = self.stage.respond(now_s)  # neither learned nor imitated; keep playing
-            else:
-                notes = self.stage.process(percept, now_s=now_s)
+            # an event answered without its percept was taken off the waiting list: it is still this event's answer
+            notes = self.live.on_percept(percept, time.monotonic(), event=event, announced=True)
             self.latency.add("oracle", time.monotonic() - t0)
-            if self.session is not None:
-                from services.control.session import percept_to_record
-
-                self.session.write("percept", now_s=now_s, gated=gated, onset_wall=onset_wall, **percept_to_record(percept))
-                self._log_notes(notes)
-        if event.t_detected:  # every event, whether or not it starts a phrase (the benchmark's per-event series)
+            self.counters["gated"] += self.live.counters["gated"] - gated_before
+        if event.t_detected:  # every event (the benchmark's per-event series)
             self.latency.add("detected_to_decision", time.monotonic() - event.t_detected, key=event.event_id)
-        self._send_notes(notes, event)
-
-    def _respond(self) -> list[NoteEvent]:
+        self._send_notes(notes)
         with self._lock:
-            now_s = time.monotonic()
-            notes = self.stage.respond(now_s)
-            if self.session is not None:
-                self.session.write("respond", now_s=now_s)
-                self._log_notes(notes)
-            return notes
+            self.live.learn_queued()  # after the notes left: learning never delays a reaction
 
-    def _log_notes(self, notes: list[NoteEvent]) -> None:
-        if notes:
-            from services.control.session import note_to_record
-
-            walk = self.stage.improviser
-            self.session.write("notes", notes=[note_to_record(n) for n in notes], last_move=walk.last_kind,
-                               last_pivot=int(walk.last_pivot), walk=dict(walk.counters))
-
-    def _send_notes(self, notes: list[NoteEvent], event: Optional[Event]) -> None:
-        for index, note in enumerate(notes):
+    def _send_notes(self, notes: list[NoteEvent]) -> None:
+        for note in notes:
             stamps = dict(note.stamps or {})
-            if event is not None and event.t_detected:
-                stamps["t_detected"] = event.t_detected
-                stamps["onset_wall"] = event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
-                stamps["first_of_response"] = index == 0
-                stamps["input_event_id"] = event.event_id
             stamps["t_decided"] = time.monotonic()
             self.notes.send_message(replace(note, stamps=stamps))
-            if not self.muted:
-                self.gate.note_sent(note.t_on, note.t_off)
             self.counters["notes"] += 1
             if self.encoder_lost:
                 self.counters["notes_while_lost"] += 1
@@ -473,43 +492,27 @@ class OracleActor:
         self.control("learning", bool(enabled))
 
     def control(self, name: str, value: Any) -> dict[str, Any]:
-        """Apply one control (mode, continuity, density, learning, gate, mute) in the decision sequence; logged."""
+        """Apply one control in the decision sequence (the decision object's table); logged."""
         with self._lock:
-            if name == "mode":
-                self.stage.set_mode(value)
-            elif name in ("continuity", "density"):
-                self.stage.set_generation(**{name: float(value)})
-            elif name == "learning":
-                self.stage.set_learning(bool(value))
-            elif name == "gate":
-                self.gate.enabled = bool(value)
-            elif name == "mute":
-                self.muted = bool(value)  # muted notes do not sound, so they open no gate
-            elif name == "profile":
-                pass  # midi_out's business; logged for the replay
-            else:
-                from shared.errors import ParameterError
-
-                raise ParameterError(f"oracle has no control {name!r}")
-            self.counters["controls"] += 1
-            if self.session is not None:
-                self.session.write("control", name=name, value=value)
-            return self.control_state()
+            state = self.live.apply_control(name, value, time.monotonic())
+        self.counters["controls"] += 1
+        return state
 
     def control_state(self) -> dict[str, Any]:
-        generation = self.stage.config.generation
-        return {"mode": self.stage.improviser.mode, "continuity": generation.continuity, "density": generation.density,
-                "learning": self.stage.learning, "gate": self.gate.enabled, "muted": self.muted}
+        with self._lock:
+            return self.live.control_state()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             stage_counters = dict(self.stage.stats())
-            control = self.control_state()
+            stage_counters.update(self.live.stats())
+            control = self.live.control_state()
+            pending = len(self.live.pending)
         counters = dict(self.counters)
         counters.update({f"stage_{k}": v for k, v in stage_counters.items()})
-        counters["pending"] = len(self.pending)
+        counters["pending"] = pending
         counters["message_overruns"] = self.events_reader.overruns + self.percepts_reader.overruns
-        counters["gate_blocked"] = self.gate.counters["blocked"]
+        counters["gate_blocked"] = self.live.gate.counters["blocked"]
         remote = None
         if self.encoder is not None:
             sent = self.payload["windows_sent"]
@@ -527,7 +530,8 @@ class OracleActor:
             self.checkpoint()
         stats = self.stats()
         if self.session is not None:
-            self.session.write("stop")
+            # the decided notes sound to their ends (LiveStack.stop drains midi_out after stopping the oracle)
+            self.session.write("stop", t_end=max(time.monotonic(), self.live.last_t_off))
             self.session.close()
         for ring in (self.audio, self.events, self.percepts, self.notes):
             ring.close()

@@ -1,4 +1,8 @@
-"""The improviser: a seeded walk over an oracle that turns states back into notes.
+"""The phrase improviser: a seeded walk over an oracle that turns states back into phrases of notes.
+
+Used by :meth:`OracleStage.process` / :meth:`OracleStage.respond` (offline analysis and the pure stage tests).
+The live stack plays through :class:`services.oracle.player.Player` (own clock, influence, learned time),
+driven by :class:`services.oracle.live.LiveOracle`.
 
 Each :meth:`Improviser.step` moves from the current state ``s``:
 

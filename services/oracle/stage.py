@@ -14,7 +14,10 @@ is needed), sweeps the threshold and builds the new links (the numba kernels rel
 meanwhile, so the result is exactly the oracle of all events at the new threshold. States and indices are
 unchanged, so the improviser keeps its place. While a rebuild runs, a due re-estimation is skipped (counted
 in ``rebuilds_skipped``). ``background=False`` runs the same work synchronously (deterministic, for tests;
-the result is adopted at the same point, the next ``process`` call).
+the result is adopted at the same point, the next ``process`` call). ``deterministic=True`` (logged sessions and
+their replay) runs the work in the background but adopts it exactly ``ADOPT_AFTER_EVENTS`` learned events after it
+started (waiting for it then if it is not finished), so decisions depend only on the inputs and learning never
+stalls the live loop.
 The Ray actor may run ``process`` in a thread.
 """
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = ["OracleStage", "STAGE_SCHEMA", "IR_WINDOW_EVENTS"]
 
 STAGE_SCHEMA = "musichal-oracle-stage/1"
 IR_WINDOW_EVENTS = 1024
+ADOPT_AFTER_EVENTS = 8
 _AUDIO_PREFIX = "oracle.audio."
 _TOKENS_PREFIX = "oracle.tokens."
 
@@ -55,6 +59,7 @@ class _RebuildJob:
         self.result: Optional[AudioOracle] = None
         self.error: Optional[BaseException] = None
         self.done = threading.Event()
+        self.adopt_at = 0  # deterministic stages adopt the result when this many events have been learned
 
     def run(self) -> None:
         try:
@@ -80,11 +85,14 @@ class OracleStage:
         A model written by :meth:`checkpoint` / the trainer (``meta["oracle"]`` + ``oracle.*`` arrays).
     background : bool
         Run live threshold re-estimation and oracle rebuilds in a worker thread (default) or synchronously.
+    deterministic : bool
+        Adopt a background rebuild at a fixed event count (replayable) instead of as soon as it is done.
     """
 
     is_online: ClassVar[bool] = True
 
-    def __init__(self, config: MusicHalConfig, model: Any = None, *, background: bool = True) -> None:
+    def __init__(self, config: MusicHalConfig, model: Any = None, *, background: bool = True,
+                 deterministic: bool = False) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
@@ -94,6 +102,7 @@ class OracleStage:
         self.counters = {"events": 0, "learned": 0, "responses": 0, "notes": 0, "rebuilds": 0, "checkpoints": 0,
                          "dim_mismatch": 0, "reestimates": 0, "rebuilds_skipped": 0, "rebuild_errors": 0}
         self.background = bool(background)
+        self.deterministic = bool(deterministic)
         self.last_rebuild_error: Optional[str] = None
         self._job: Optional[_RebuildJob] = None
         self._busy_until_s = -np.inf
@@ -250,6 +259,12 @@ class OracleStage:
             if self.playing == "audio":
                 self._make_improviser()
         source = ""
+        states = self.audio.states
+        prev = self.audio.n_states - 1
+        if prev >= 1 and percept.descriptors is not None and states.sources[states.source_index[prev]] == source:
+            gap = float(percept.descriptors.onset_s) - float(states.onset_s[prev])
+            if 0.0 < gap < float(states.duration_s[prev]):
+                states.duration_s[prev] = gap  # learned time: the real IOI replaces the window length
         self.audio.add(features, token=percept.token, descriptors=percept.descriptors, event_id=percept.event_id,
                        source=source)
         self.tokens.add(percept.token)
@@ -264,6 +279,7 @@ class OracleStage:
             self.counters["rebuilds_skipped"] += 1
             return
         job = _RebuildJob(self.audio._frames, self.audio.n_states, self.audio.threshold)
+        job.adopt_at = self.counters["learned"] + ADOPT_AFTER_EVENTS
         self._job = job
         if self.background:
             threading.Thread(target=job.run, name="oracle-rebuild", daemon=True).start()
@@ -273,7 +289,13 @@ class OracleStage:
     def _collect(self) -> None:
         """Adopt a finished rebuild (re-adding the events learned meanwhile); cheap when none is ready."""
         job = self._job
-        if job is None or not job.done.is_set():
+        if job is None:
+            return
+        if self.deterministic:  # adopted at a fixed event count, whatever the machine's speed
+            if self.counters["learned"] < job.adopt_at:
+                return
+            job.done.wait()
+        elif not job.done.is_set():
             return
         self._job = None
         self.counters["reestimates"] += 1
@@ -297,12 +319,25 @@ class OracleStage:
         return True
 
     # ------------------------------------------------------------------ answering
-    def process(self, percept: Percept, *, now_s: float, reset: bool = False) -> list[NoteEvent]:
-        """Learn ``percept`` (when learning is on) and answer with a phrase if the previous one has ended."""
+    # ------------------------------------------------------------------ the player's view of the memory
+    @property
+    def walk(self) -> Any:
+        """The oracle the player walks (the Audio Oracle, or the token oracle in the symbolic mode)."""
+        return self.audio if (self.playing == "audio" and self.audio is not None) else self.tokens
+
+    @property
+    def store(self) -> Any:
+        """The events' descriptors (state ``i`` = event ``i``), or None before any feature row was learned."""
+        return None if self.audio is None else self.audio.states
+
+    def learn(self, percept: Percept) -> Optional[np.ndarray]:
+        """Learn ``percept`` when learning is on; returns its feature row (None on a dimension mismatch).
+
+        The previous live state gets its real inter-onset interval now: its duration becomes at most the time
+        to this onset (until then it is the analysis window length).
+        """
         if not isinstance(percept, Percept):
-            raise ParameterError("process() takes a shared.messages.Percept")
-        if reset:
-            self.reset()
+            raise ParameterError("learn() takes a shared.messages.Percept")
         if self._job is not None:
             self._collect()
         self.counters["events"] += 1
@@ -314,6 +349,19 @@ class OracleStage:
             features = None
         if self.learning and features is not None:
             self._learn(percept, features)
+        return features
+
+    def process(self, percept: Percept, *, now_s: float, reset: bool = False) -> list[NoteEvent]:
+        """Learn ``percept`` (when learning is on) and answer with a phrase if the previous one has ended.
+
+        The phrase improviser (:class:`~services.oracle.generation.Improviser`) is the offline/analysis walk;
+        the live stack plays through :class:`~services.oracle.live.LiveOracle` (a clocked player).
+        """
+        if not isinstance(percept, Percept):
+            raise ParameterError("process() takes a shared.messages.Percept")
+        if reset:
+            self.reset()
+        features = self.learn(percept)
         self.improviser.observe(percept.token, features)
         return self.respond(now_s)
 

@@ -161,7 +161,7 @@ class StateStore:
             self.duration_s.append(_DEFAULT_DURATION_S)
             self.f0_hz.append(0.0)
             self.chroma.extend([-1] * MAX_CHROMA_PEAKS)
-            self._append_slices({}, 1)  # no notes, neutral expression
+            self._append_slices({}, 1)  # no notes, neutral expression (slice_columns([]) has no row)
         else:
             self._append_slices(slice_columns([descriptors]), 1)
             self.velocity.append(int(descriptors.velocity))

@@ -1,0 +1,299 @@
+"""Musical benchmark: what the live stack plays over rendered Bach chorales, against a vmo Audio Oracle anchor.
+
+For each piece (music21's bundled chorales, different keys, rendered here with fluidsynth at ``--bpm``): the first
+``--seconds`` of the piece followed by ``--silence`` seconds of silence go through :class:`launch.LiveStack`
+(``--input-file``; capture → encoder → oracle → midi_out, learning live from an empty memory), once per mode. The
+session log (every percept with its onset time and every decided note, on one clock) gives the figures:
+
+- ``own_corr`` / ``other_corr``: Pearson correlation of the output's pitch-class histogram (note counts) with the
+  piece's own score (duration-weighted pitch classes of the part that was played) and with the next piece's
+  score; ``margin = own - other``;
+- ``vmo_corr``: the anchor, measured in the same run: a vmo Audio Oracle over 500 ms chroma frames of the same
+  audio (threshold by vmo's Information Rate search), ``vmo.generate.improvise`` for as many frames, histogram of
+  the chosen frames' chroma;
+- ``repeat_share``: share of consecutive output notes repeating a pitch, vs the input's top line (the highest note
+  at each onset of the score);
+- ``ioi``: distinct inter-onset intervals (10 ms bins) and coefficient of variation, output vs input (score
+  onsets);
+- ``busy_share``: share of the input's 1-s bins that hold an output onset;
+- ``silence_notes`` / ``silence_notes_per_s``: notes decided during the input's final silence;
+- ``reaction_ms``: onset → first note whose choice used that onset's influence (p50/p95, measured by midi_out
+  at note-on), and its part after the (early) event was detected.
+
+Goals (issue 14): mean own_corr (imitate) ≥ the vmo anchor's mean; margin ≥ 0.3 on every piece (imitate);
+repeat_share ≤ the input's + 0.10; lead ≥ 1 note/s during silence; reaction p95 ≤ 150 ms; output IOI CV within
+±50 % of the input's. One JSON object (per piece and mode, means, goals, ``met``) is printed and saved to
+``benchmarks/results/musical.json`` through ``_common.emit`` (``--no-save``: printed only).
+
+    .venv/bin/python benchmarks/musical.py [--pieces 4] [--seconds 30] [--silence 10] [--modes imitate,contrast,lead]
+        [--plots DIR] [--no-save]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit, goal  # noqa: E402
+
+import numpy as np
+
+os.environ.setdefault("JACK_NO_START_SERVER", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.config import MusicHalConfig  # noqa: E402
+
+PIECES = ["bach/bwv66.6", "bach/bwv269", "bach/bwv153.1", "bach/bwv40.8", "bach/bwv253", "bach/bwv86.6"]
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, float) - np.mean(a)
+    b = np.asarray(b, float) - np.mean(b)
+    den = float(np.sqrt((a @ a) * (b @ b)))
+    return 0.0 if den == 0 else float(a @ b) / den
+
+
+def score_histogram(notes) -> np.ndarray:
+    hist = np.zeros(12)
+    for pitch, _, duration, _ in notes:
+        hist[int(pitch) % 12] += duration
+    return hist
+
+
+def top_line(notes) -> list[int]:
+    by_onset: dict[float, int] = {}
+    for pitch, start, _, _ in notes:
+        by_onset[round(start, 4)] = max(by_onset.get(round(start, 4), 0), int(pitch))
+    return [by_onset[k] for k in sorted(by_onset)]
+
+
+def repeat_share(pitches) -> float:
+    pitches = list(pitches)
+    if len(pitches) < 2:
+        return 0.0
+    return float(np.mean([a == b for a, b in zip(pitches, pitches[1:])]))
+
+
+def ioi_stats(onsets) -> dict:
+    onsets = np.unique(np.round(np.asarray(onsets, float), 4))
+    iois = np.diff(onsets)
+    iois = iois[iois > 0.005]
+    if iois.size < 2:
+        return {"distinct": int(iois.size), "cv": None}
+    return {"distinct": int(np.unique(np.round(iois / 0.01)).size), "cv": round(float(iois.std() / iois.mean()), 3)}
+
+
+def vmo_anchor(audio: np.ndarray, sr: int, *, seed: int) -> np.ndarray:
+    """Pitch-class histogram of a vmo Audio Oracle improvisation over 500 ms chroma frames of ``audio``."""
+    import librosa
+    import vmo
+    import vmo.generate
+
+    hop = int(0.5 * sr)
+    chroma = librosa.feature.chroma_stft(y=audio, sr=sr, n_fft=8192, hop_length=hop)  # (12, frames)
+    frames = chroma.T
+    thresholds = vmo.find_threshold(frames, r=(0.0, 1.01, 0.01), flag="a", dim=12)
+    best = float(thresholds[0][1]) if thresholds and thresholds[0] else 0.1
+    oracle = vmo.build_oracle(frames, flag="a", threshold=best, dim=12)
+    np.random.seed(seed)
+    sequence = vmo.generate.improvise(oracle, seq_len=len(frames), k=1, LRS=0, weight=None, continuity=1)
+    hist = np.zeros(12)
+    for state in sequence:
+        index = min(max(int(state) - 1, 0), len(frames) - 1)
+        hist += frames[index]
+    return hist
+
+
+def read_log(path: Path) -> tuple[list[dict], list[dict]]:
+    from services.control.session import read_session
+
+    records = read_session(path)
+    percepts = [r for r in records if r["kind"] == "percept"]
+    notes = [n for r in records if r["kind"] == "notes" for n in r["notes"]]
+    return percepts, notes
+
+
+def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int) -> dict:
+    import ray
+
+    from launch import LiveStack
+
+    log = folder / f"session-{mode}.jsonl"
+    config = MusicHalConfig().with_overrides({
+        "features.kind": "traditional", "features.hybrid": False, "midi.api": api, "midi.profile": "gm-safe",
+        "generation.mode": mode, "generation.seed": seed, "control.input_gate": False})
+    stack = LiveStack(config, input_file=str(wav), session_log=str(log))
+    stack.start()
+    try:
+        pause = threading.Event()
+        deadline = time.monotonic() + 300
+        while not stack.finished() and time.monotonic() < deadline:
+            pause.wait(0.25)
+        ray.get(stack.actors["midi_out"].wait_idle.remote(5.0), timeout=10)
+        reaction = ray.get(stack.actors["midi_out"].latency_values.remote("onset_to_note"), timeout=10)
+        pipeline = ray.get(stack.actors["midi_out"].latency_values.remote("pipeline"), timeout=10)
+    finally:
+        stack.stop(graceful=True)
+    percepts, notes = read_log(log)
+    return {"percepts": percepts, "notes": notes, "reaction_s": list(reaction), "pipeline_s": list(pipeline)}
+
+
+def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: float) -> dict:
+    percepts, notes = result["percepts"], result["notes"]
+    full = [p for p in percepts if not p.get("early")]
+    if not full:
+        return {"error": "no percepts"}
+    # time origin: the first onset heard is the score's first onset
+    origin = min(p["onset_wall"] for p in percepts) - min(n[1] for n in piece_notes)
+    on = np.array([n["t_on"] - origin for n in notes])
+    pitches = [n["pitch"] for n in notes]
+    during = on < seconds
+    out_hist = np.zeros(12)
+    for p in np.asarray(pitches)[during]:
+        out_hist[int(p) % 12] += 1
+    own, other = corr(out_hist, score_histogram(piece_notes)), corr(out_hist, score_histogram(other_notes))
+    bins = np.zeros(int(np.ceil(seconds)), bool)
+    for t in on[during & (on >= 0)]:
+        bins[int(t)] = True
+    in_silence = int(np.sum((on >= seconds) & (on < seconds + silence)))
+    reaction = np.asarray(result["reaction_s"]) * 1000
+    pipeline = np.asarray(result["pipeline_s"]) * 1000
+    in_onsets = [n[1] for n in piece_notes]
+    return {
+        "notes": len(notes), "percepts": len(full), "early_views": len(percepts) - len(full),
+        "own_corr": round(own, 3), "other_corr": round(other, 3), "margin": round(own - other, 3),
+        "repeat_share": round(repeat_share(np.asarray(pitches)[during]), 3),
+        "input_repeat_share": round(repeat_share(top_line(piece_notes)), 3),
+        "ioi": ioi_stats(on[during]), "input_ioi": ioi_stats(in_onsets),
+        "busy_share": round(float(bins.mean()), 3),
+        "silence_notes": in_silence, "silence_notes_per_s": round(in_silence / silence, 2),
+        "reaction_ms": {"count": int(reaction.size),
+                        "p50": round(float(np.percentile(reaction, 50)), 1) if reaction.size else None,
+                        "p95": round(float(np.percentile(reaction, 95)), 1) if reaction.size else None,
+                        "over_150": int(np.sum(reaction > 150.0)),
+                        # the part after the onset's (early) event was detected: processing and transport
+                        "detected_to_note_p50": round(float(np.percentile(pipeline, 50)), 1) if pipeline.size else None,
+                        "detected_to_note_p95": round(float(np.percentile(pipeline, 95)), 1) if pipeline.size else None},
+    }
+
+
+def piano_roll(path: Path, piece_notes, result: dict, *, title: str, seconds: float, silence: float) -> None:
+    """Input score (grey) and output notes (blue) on one time axis, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    percepts, notes = result["percepts"], result["notes"]
+    origin = min(p["onset_wall"] for p in percepts) - min(n[1] for n in piece_notes)
+    fig, ax = plt.subplots(figsize=(14, 4))
+    for pitch, start, duration, _ in piece_notes:
+        ax.add_patch(plt.Rectangle((start, pitch - 0.4), duration, 0.8, color="0.75"))
+    for n in notes:
+        ax.add_patch(plt.Rectangle((n["t_on"] - origin, n["pitch"] - 0.4), n["t_off"] - n["t_on"], 0.8, color="tab:blue"))
+    pitches = [n[0] for n in piece_notes] + [n["pitch"] for n in notes]
+    ax.set_xlim(0, seconds + silence)
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.axvline(seconds, color="k", lw=0.8)
+    ax.set_xlabel("s")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pieces", type=int, default=4, help=f"how many of {len(PIECES)} chorales (default 4)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="input seconds per piece (default 30)")
+    parser.add_argument("--silence", type=float, default=10.0, help="seconds of silence after the input (default 10)")
+    parser.add_argument("--bpm", type=float, default=100.0, help="tempo of the rendered chorales (default 100)")
+    parser.add_argument("--modes", default="imitate,contrast,lead")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--midi-api", default="jack")
+    parser.add_argument("--plots", help="write a piano roll PNG per piece and mode into this folder")
+    parser.add_argument("--no-save", action="store_true", help="print the JSON only (no benchmarks/results/musical.json)")
+    args = parser.parse_args(argv)
+    import ray
+    import soundfile as sf
+
+    from shared.jack_server import dummy_jack_server
+    from tests.audio_fixtures import chorale_notes, render_midi_notes
+
+    modes = [m for m in args.modes.split(",") if m]
+    names = PIECES[:max(2, args.pieces)]
+    out: dict = {"command": " ".join(["benchmarks/musical.py"] + (argv if argv is not None else sys.argv[1:])),
+                 "pieces": {}, "bpm": args.bpm, "seconds": args.seconds, "silence": args.silence}
+    with tempfile.TemporaryDirectory(prefix="musichal_musical_") as tmp, dummy_jack_server():
+        folder = Path(tmp)
+        scores = {name: chorale_notes(name, bpm=args.bpm, seconds=args.seconds) for name in names}
+        try:
+            for index, name in enumerate(names):
+                other = names[(index + 1) % len(names)]
+                wav = render_midi_notes(scores[name], folder / f"{index}.wav")
+                audio, sr = sf.read(wav, dtype="float32")
+                mono = audio.mean(axis=1) if audio.ndim > 1 else audio
+                mono = mono[:int(args.seconds * sr)]
+                padded = np.concatenate([mono, np.zeros(int(args.silence * sr), np.float32)])
+                sf.write(folder / f"{index}-in.wav", padded, sr)
+                anchor = vmo_anchor(mono, sr, seed=args.seed)
+                entry = {"other": other, "vmo_own_corr": round(corr(anchor, score_histogram(scores[name])), 3),
+                         "vmo_other_corr": round(corr(anchor, score_histogram(scores[other])), 3), "modes": {}}
+                for mode in modes:
+                    result = run_mode(folder / f"{index}-in.wav", mode, folder, api=args.midi_api, seed=args.seed)
+                    entry["modes"][mode] = measure(result, scores[name], scores[other], seconds=args.seconds,
+                                                   silence=args.silence)
+                    if args.plots:
+                        Path(args.plots).mkdir(parents=True, exist_ok=True)
+                        piano_roll(Path(args.plots) / f"{name.replace('/', '_')}-{mode}.png", scores[name], result,
+                                   title=f"{name} {mode} (grey: input score, blue: output)", seconds=args.seconds,
+                                   silence=args.silence)
+                out["pieces"][name] = entry
+                print(json.dumps({name: entry}), file=sys.stderr, flush=True)
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+    pieces = out["pieces"].values()
+
+    def mean(mode: str, key: str):
+        values = [p["modes"][mode][key] for p in pieces if mode in p["modes"] and p["modes"][mode].get(key) is not None]
+        return round(float(np.mean(values)), 3) if values else None
+
+    means = {mode: {k: mean(mode, k) for k in ("own_corr", "other_corr", "margin", "repeat_share", "busy_share",
+                                                 "silence_notes_per_s")} for mode in modes}
+    means["vmo_own_corr"] = round(float(np.mean([p["vmo_own_corr"] for p in pieces])), 3)
+    means["input_repeat_share"] = round(float(np.mean([p["modes"][modes[0]]["input_repeat_share"] for p in pieces])), 3)
+    out["mean"] = means
+    every = [(p, m) for p in pieces for m in p["modes"].values()]
+    goals = []
+    if "imitate" in modes:
+        im = [p["modes"]["imitate"] for p in pieces]
+        goals.append(goal("imitate: pitch-class correlation with the own score, mean (vmo Audio Oracle anchor, same audio)",
+                          means["imitate"]["own_corr"], ">=", means["vmo_own_corr"]))
+        goals.append(goal("imitate: margin own - other piece, worst piece", min(m["margin"] for m in im), ">=", 0.3))
+    goals.append(goal("repeated-pitch share minus the input top line's, worst piece and mode",
+                      round(max(m["repeat_share"] - m["input_repeat_share"] for _, m in every), 3), "<=", 0.10))
+    if "lead" in modes:
+        goals.append(goal("lead: notes per s during the final silence, worst piece",
+                          min(p["modes"]["lead"]["silence_notes_per_s"] for p in pieces), ">=", 1.0, unit="per s"))
+    p95 = [p["modes"][mode]["reaction_ms"]["p95"] for p in pieces for mode in modes if mode != "lead"]
+    if p95:  # lead keeps its own pulse: it does not react to onsets
+        goals.append(goal("onset -> first note chosen with its influence, p95, worst piece (reactive modes)",
+                          None if any(v is None for v in p95) else max(p95), "<=", 150.0, unit="ms"))
+    cv_off = [None if m["ioi"]["cv"] is None or not m["input_ioi"]["cv"]
+              else abs(m["ioi"]["cv"] - m["input_ioi"]["cv"]) / m["input_ioi"]["cv"] for _, m in every]
+    goals.append(goal("output IOI coefficient of variation off the input's, worst piece and mode",
+                      None if any(v is None for v in cv_off) else round(100 * max(cv_off), 1), "<=", 50.0, unit="%"))
+    return emit("musical", out, goals, save=not args.no_save)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""The live decision object: everything the oracle decides, pure and clock-driven (no Ray, no rings).
+
+:class:`LiveOracle` owns the events waiting for their percepts (with deadlines), the feedback gate, mute, the
+one control table (:meth:`LiveOracle.apply_control`), the session-log hook, the memory
+(:class:`~services.oracle.stage.OracleStage`) and the :class:`~services.oracle.player.Player`. Its methods
+take the time ``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
+
+- :meth:`on_event` — an input event arrived (it must be answered by a percept before its deadline);
+- :meth:`on_percept` — a percept: unless the gate blocks it, it influences the player at once, its onset
+  feeds the tempo tracker, and (when it is a full-window percept and learning is on) it is queued for
+  learning (:meth:`learn_queued`, called once its notes are sent); an *early* percept (the first
+  ``segmenter.early_ms`` of an onset, traditional pitch and chroma) only influences;
+- :meth:`expired` — events whose percept missed the deadline (the actor answers them from a local analysis
+  or lets the player continue on its own);
+- :meth:`tick` — the player's clock: the steps due up to ``now + lookahead_s``.
+
+The oracle actor only moves messages between rings and this object; ``musichal replay`` drives the same object
+from the session log (percepts, ticks and controls at their logged times), so replay equals live by
+construction.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Optional
+
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
+from shared.messages import Event, NoteEvent, Percept
+from services.oracle.player import Player
+from services.oracle.tempo import TempoTracker
+
+__all__ = ["LiveOracle", "LOOKAHEAD_S", "CONTROLS"]
+
+LOOKAHEAD_S = 0.04
+
+#: the controls the oracle applies (name → what it does)
+CONTROLS = {
+    "mode": "imitate | contrast | lead (next step)",
+    "continuity": "forward-step probability 0..1 (next step)",
+    "density": "speed/density factor 0..4, 0 = silence (next step)",
+    "tempo": "speed factor on the learned time 0.25..4 (next step)",
+    "range": "melody range (low, high) MIDI notes (next step)",
+    "wait": "1 = imitate/contrast wait for input (stop after the musician rests), 0 = play on",
+    "beat": "1 = steps fall on the live input's tracked beat grid, 0 = the learned time alone",
+    "learning": "learn live input on/off",
+    "gate": "input gate on/off",
+    "mute": "muted notes do not sound and open no gate",
+    "profile": "midi_out's business; logged for the replay",
+}
+
+
+def onset_wall(event: Event) -> float:
+    """Monotonic time of the event's onset (from its detection stamp and window)."""
+    return event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
+
+
+class LiveOracle:
+    """Pure decision object of the live oracle (see the module docstring).
+
+    Parameters
+    ----------
+    config : MusicHalConfig
+    stage : OracleStage
+        The memory (learning, threshold, checkpoints).
+    session : SessionLog, optional
+        Every input, decision and control is written to it in decision order.
+    """
+
+    def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None) -> None:
+        from services.control.gate import FeedbackGate
+
+        if not isinstance(config, MusicHalConfig):
+            raise ParameterError("config must be a shared.config.MusicHalConfig")
+        self.config = config
+        self.stage = stage
+        self.player = Player(stage, config.generation)
+        control = config.control
+        self.gate = FeedbackGate(pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms,
+                                 enabled=bool(control.input_gate))
+        self.muted = False
+        self.session = session
+        self.deadline_s = config.cluster.encoder_deadline_ms / 1000.0
+        self.lookahead_s = LOOKAHEAD_S
+        self.pending: "OrderedDict[int, tuple[Event, float]]" = OrderedDict()
+        self.tempo = TempoTracker()
+        self.player.beat = self.tempo
+        self._tracked_id = -1
+        self._to_learn: list[Percept] = []
+        self.last_t_off = 0.0  # when the last decided note ends
+        self.counters = {"events": 0, "percepts": 0, "early": 0, "unannounced": 0, "gated": 0, "learned": 0,
+                         "notes": 0, "steps": 0, "controls": 0, "missed": 0}
+
+    # ------------------------------------------------------------------ inputs
+    def on_event(self, event: Event, now: float, *, deadline_s: Optional[float] = None) -> None:
+        """An input event whose percept must arrive by ``now + deadline_s`` (default ``cluster.encoder_deadline_ms``;
+        the actor passes a remote encoder link's adaptive deadline)."""
+        self.counters["events"] += 1
+        self.pending[event.event_id] = (event, now + (self.deadline_s if deadline_s is None else float(deadline_s)))
+        if self.session is not None:
+            self.session.write("event", event_id=event.event_id, onset_sample=event.onset_sample,
+                               t_detected=event.t_detected)
+
+    def waiting_for(self, event_id: int) -> bool:
+        return event_id in self.pending
+
+    def take(self, event_id: int) -> Optional[Event]:
+        """Stop waiting for ``event_id``'s percept (the caller answers it another way); its event, or None."""
+        pending = self.pending.pop(event_id, None)
+        return None if pending is None else pending[0]
+
+    def expired(self, now: float) -> list[Event]:
+        """Pop and return the events whose deadline has passed."""
+        out = [k for k, (_, deadline) in self.pending.items() if deadline <= now]
+        self.counters["missed"] += len(out)
+        return [self.pending.pop(k)[0] for k in out]
+
+    def on_percept(self, percept: Percept, now: float, *, event: Optional[Event] = None, early: bool = False,
+                   gated: Optional[bool] = None, wall: Optional[float] = None,
+                   announced: bool = False) -> list[NoteEvent]:
+        """A percept (``early``: the onset's first view, influence only); returns the notes now due.
+
+        ``event`` is the percept's event when known (else the pending one is used); ``gated`` and ``wall`` (the
+        onset time) override the gate's verdict and the event's onset (replay passes the logged ones);
+        ``announced``: the event did arrive through :meth:`on_event` and was taken off the waiting list (expired
+        or :meth:`take`-n) because this percept answers it another way (a local analysis). A full
+        percept is queued for learning: call :meth:`learn_queued` once its notes are sent.
+        """
+        if not isinstance(percept, Percept):
+            raise ParameterError("on_percept takes a shared.messages.Percept")
+        if not early:
+            pending = self.pending.pop(percept.event_id, None)
+            if pending is None and not announced:
+                self.counters["unannounced"] += 1  # no on_event before (replay, tests)
+            elif pending is not None and event is None:
+                event = pending[0]
+        if wall is None:
+            wall = onset_wall(event) if event is not None and event.t_detected else now
+        if gated is None:
+            gated = bool(event is not None and event.t_detected) and self.gate.blocks(wall)
+        self.counters["early" if early else "percepts"] += 1
+        if gated:
+            self.counters["gated"] += 1
+        else:
+            d = percept.descriptors
+            self.player.listen(now=now, token=None if early else percept.token,
+                               f0_hz=0.0 if d is None else d.f0_hz, chroma_peaks=() if d is None else d.chroma_peaks,
+                               event_id=percept.event_id, onset_wall=wall,
+                               detected=event.t_detected if event is not None and event.t_detected else None)
+            if self._tracked_id != percept.event_id:  # one onset, two views: tracked once
+                self._tracked_id = percept.event_id
+                self.tempo.add(wall)
+            if not early:
+                self._to_learn.append(percept)
+        if self.session is not None:
+            from services.control.session import percept_to_record
+
+            self.session.write("percept", now_s=now, gated=gated, early=early, onset_wall=wall,
+                               **percept_to_record(percept))
+        return self.tick(now)
+
+    def learn_queued(self) -> int:
+        """Learn the percepts taken since the last call (after their notes left: learning never delays a
+        reaction); returns how many were learned. Replay calls it right after :meth:`on_percept` as live does."""
+        learned = 0
+        while self._to_learn:
+            percept = self._to_learn.pop(0)
+            before = self.stage.counters["learned"]
+            self.stage.learn(percept)
+            learned += self.stage.counters["learned"] - before
+        self.counters["learned"] += learned
+        return learned
+
+    # ------------------------------------------------------------------ the clock
+    def tick(self, now: float) -> list[NoteEvent]:
+        """The player's steps due up to ``now + lookahead``; their notes (empty when none is due)."""
+        if not self.player.due(now, self.lookahead_s):
+            return []
+        notes, steps = self.player.tick(now, lookahead_s=self.lookahead_s)
+        self.counters["steps"] += steps
+        self.counters["notes"] += len(notes)
+        for note in notes:
+            self.last_t_off = max(self.last_t_off, note.t_off)
+        if not self.muted:
+            for note in notes:
+                self.gate.note_sent(note.t_on, note.t_off)
+        if self.session is not None:
+            from services.control.session import note_to_record
+
+            self.session.write("tick", now_s=now)
+            if notes:
+                self.session.write("notes", notes=[note_to_record(n) for n in notes], last_move=self.player.last_kind,
+                                   walk=dict(self.player.counters))
+        return notes
+
+    def seconds_to_next(self, now: float) -> float:
+        """How long the caller may wait before something is due (the next step or a pending deadline)."""
+        wait = self.player.seconds_to_next(now, self.lookahead_s)
+        if self.pending:
+            wait = min(wait, max(0.0, min(d for _, d in self.pending.values()) - now))
+        return wait
+
+    # ------------------------------------------------------------------ controls
+    def apply_control(self, name: str, value: Any, now: Optional[float] = None) -> dict[str, Any]:
+        """Apply one control (see :data:`CONTROLS`); it takes effect at the next step. Logged."""
+        generation = self.stage.config.generation
+        if name == "mode":
+            self.stage.set_mode(value)
+        elif name in ("continuity", "density", "tempo"):
+            self.stage.set_generation(**{name: float(value)})
+        elif name == "range":
+            low, high = (int(v) for v in value)
+            self.stage.set_generation(melody_range=(low, high))
+        elif name == "wait":
+            self.stage.set_generation(wait_for_input=bool(value))
+        elif name == "beat":
+            self.stage.set_generation(beat_aligned=bool(value))
+        elif name == "learning":
+            self.stage.set_learning(bool(value))
+        elif name == "gate":
+            self.gate.enabled = bool(value)
+        elif name == "mute":
+            self.muted = bool(value)
+        elif name == "profile":
+            pass
+        else:
+            raise ParameterError(f"oracle has no control {name!r}; known: {', '.join(CONTROLS)}")
+        if self.stage.config.generation is not generation:
+            self.player.set_config(self.stage.config.generation)
+        self.counters["controls"] += 1
+        if self.session is not None:
+            self.session.write("control", name=name, value=list(value) if name == "range" else value, now_s=now)
+        return self.control_state()
+
+    def control_state(self) -> dict[str, Any]:
+        g = self.stage.config.generation
+        return {"mode": g.mode, "continuity": g.continuity, "density": g.density, "tempo": g.tempo,
+                "range": list(g.melody_range), "wait": g.wait_for_input, "beat": g.beat_aligned,
+                "bpm": None if self.tempo.bpm is None else round(self.tempo.bpm, 2), "learning": self.stage.learning,
+                "gate": self.gate.enabled, "muted": self.muted}
+
+    def stats(self) -> dict[str, Any]:
+        out = dict(self.counters)
+        out.update({f"player_{k}": v for k, v in self.player.counters.items()})
+        out["pending"] = len(self.pending)
+        return out
+

@@ -1,0 +1,564 @@
+"""The player: a clocked, influence-steered walk over the memory (our own take on IRCAM Somax2's idea).
+
+Clock
+-----
+The player steps on its own clock, not on input events. A step at time ``t`` plays memory state ``c`` (a note
+of the state's learned pitch, velocity and duration) and schedules the next step at ``t + ioi(c) / speed``:
+``ioi(c)`` is the state's learned inter-onset interval (onset of ``c + 1`` minus onset of ``c`` in the same
+source, clamped to ``[MIN_IOI_S, MAX_IOI_S]`` so that rests stay rests; the newest live state, whose next
+onset has not arrived yet, uses its duration — the analysis window length); ``speed = density * tempo``.
+Its duration is ``min(duration(c), ioi(c))`` scaled the same way (the memory's articulation and rests come
+out as learned). :meth:`Player.tick` takes every step due up to ``now + lookahead_s`` and returns its notes,
+so notes leave step by step with a short look-ahead; a control change (mode, density, continuity, range)
+applies at the next step. In ``imitate`` and ``contrast`` each live onset triggers a *reaction* step as soon
+as its first view arrives; while the musician plays (an onset within twice the input's recent median gap,
+0.3..1.5 s) and density <= 1, these modes step on the onsets only (event-triggered, as Somax's players can),
+and in the musician's rests they keep going on their own clock; density > 1 runs the own clock as well, at
+``density`` times the learned speed. ``lead`` keeps its own pulse throughout.
+A reaction happens once per onset (its early view, or its full view when no early one came), never sooner
+than ``REACT_GAP_S / speed`` after the previous step; below density 1 only that share of onsets is answered.
+``wait_for_input`` (a generation setting) makes the reactive modes wait: no steps once the last live onset
+is more than ``WAIT_S`` old. ``beat_aligned`` puts steps on the live input's tracked beat grid
+(:class:`~services.oracle.tempo.TempoTracker`; beats, halves or quarters, whichever is nearest the learned
+interval) once a tempo is known.
+
+Influence
+---------
+Each live percept places activity *peaks* on memory states through layers, merged with weights into one
+activity vector (all layers share the half-life ``generation.half_life_s``; peaks decay continuously and
+move one state forward with every step the player takes):
+
+==============  =============================================================================================
+layer           peaks
+==============  =============================================================================================
+token context   for *every* suffix of the recent live tokens (lengths 1.. ``LIVE_CONTEXT``) found in the
+                factor oracle, each occurrence ``q`` of it places ``w_context * L / LIVE_CONTEXT`` on ``q + 1``
+                (its continuation): longer shared contexts weigh more, every match counts
+chroma          every state whose pitch class (transposed by the current transposition) is in the live
+                event's pitch-class profile (f0 class 1.0, chroma peaks 1.0, 0.7, 0.5, 0.35, ...) gets
+                ``w_chroma * profile[pc]``
+register        ``w_register * exp(-(pitch - live pitch)^2 / (2 * 5^2))`` on states with a pitch
+==============  =============================================================================================
+
+At each step the merged score of state ``s`` is ``coupling * activity[s]`` plus the *continuity* peak
+(``w_continuity`` on the state after the one last played, granted with probability ``continuity`` and at most
+``max_continuity`` times in a row), the *pivot* peak (``w_pivot`` on the continuations of states sharing
+``min_context`` of context with the last one: the oracle's own jumps), and a small seeded jitter (``w_jitter``,
+so ties break at random); the last ``taboo_length`` states are excluded. The ``CANDIDATES`` best are then
+scored for *transposition* ``t`` in ``-max_transpose..max_transpose``: ``w_transpose * corr(live pitch-class
+profile, the candidate's neighbourhood profile rolled by t) - transpose_penalty * (t != current)``; a forward
+step keeps the current transposition (the contour of a run is never broken by it). Weights per mode
+(:data:`MODE_WEIGHTS`): ``contrast`` is the same machinery with a negative coupling (it goes where the input
+is not) and no transposition towards the input; ``lead`` couples weakly (0.2) and keeps its own pulse.
+
+Pitch
+-----
+A state's pitch is its strongest chroma class placed in the register of its learned f0 (the nearest such
+pitch; f0 alone when it has no chroma, the chroma class next to the previous note when it has no f0); a state
+with neither plays a rest. Pitches are never folded note by note: when a run starts (any step that is not
+forward) the player picks the octave offset that puts the run's next ``max_continuity`` learned pitches inside
+``melody_range`` (zero when they already are), and keeps it while the run goes forward, so intervals keep
+their signs.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from shared.config import GenerationConfig
+from shared.errors import ParameterError
+from shared.messages import NoteEvent
+
+__all__ = ["Player", "ModeWeights", "MODE_WEIGHTS", "MIN_IOI_S", "MAX_IOI_S", "LIVE_CONTEXT", "live_profile",
+           "state_pitch_or_none"]
+
+LIVE_CONTEXT = 8
+CANDIDATES = 8
+MIN_IOI_S = 0.08
+REACT_GAP_S = 0.05
+MAX_IOI_S = 2.0
+WAIT_S = 2.0
+_OCC_LIMIT = 32
+_SCAN_LIMIT = 48
+_NEIGHBOURHOOD = 8
+_CHROMA_WEIGHTS = (1.0, 0.7, 0.5, 0.35, 0.25, 0.2)
+_REGISTER_SIGMA = 5.0
+_PROFILE_HALF_LIFE_S = 6.0
+
+
+@dataclass(frozen=True)
+class ModeWeights:
+    """Weights of one mode (see the module docstring)."""
+
+    coupling: float
+    w_context: float = 1.0
+    w_chroma: float = 1.0
+    w_register: float = 0.3
+    w_continuity: float = 0.8
+    w_pivot: float = 0.3
+    w_jitter: float = 0.25
+    w_transpose: float = 0.6
+    transpose_penalty: float = 0.25
+    w_repeat: float = 1.0  # penalty on repeating the last pitch class
+    reactive: bool = True  # a live onset pulls the next step forward
+
+
+MODE_WEIGHTS: dict[str, ModeWeights] = {
+    "imitate": ModeWeights(coupling=1.0),
+    "contrast": ModeWeights(coupling=-1.0, w_transpose=0.0),
+    "lead": ModeWeights(coupling=0.2, w_transpose=0.2, reactive=False),
+}
+
+
+def _hz_to_midi(f0_hz: float) -> float:
+    return 69.0 + 12.0 * math.log2(f0_hz / 440.0)
+
+
+def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: Optional[float] = None) -> Optional[int]:
+    """A state's learned pitch: f0, else its strongest chroma class next to ``near`` (octave 4), else None."""
+    if f0_hz > 0.0:
+        return int(round(_hz_to_midi(f0_hz)))
+    if chroma_peaks:
+        pc = int(chroma_peaks[0])
+        centre = 60.0 if near is None else float(near)
+        base = int(round((centre - pc) / 12.0)) * 12 + pc
+        return int(min(127, max(0, base)))
+    return None
+
+
+def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
+    """The 12-bin pitch-class profile of one live event (f0 class 1.0, chroma peaks by rank)."""
+    profile = np.zeros(12)
+    for rank, pc in enumerate(chroma_peaks[:len(_CHROMA_WEIGHTS)]):
+        profile[int(pc)] = max(profile[int(pc)], _CHROMA_WEIGHTS[rank])
+    if f0_hz > 0.0:
+        profile[int(round(_hz_to_midi(f0_hz))) % 12] = 1.0
+    return profile
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return 0.0 if den <= 1e-12 else float(a @ b) / den
+
+
+class _Columns:
+    """Per-state pitch / pitch class as numpy columns, extended as the memory grows."""
+
+    def __init__(self) -> None:
+        self.pitch = np.full(1, np.nan)  # learned MIDI pitch (NaN: none)
+        self.pc = np.full(1, -1, dtype=np.int64)  # pitch class (-1: none)
+        self.n = 1
+
+    def sync(self, store: Any, n: int) -> None:
+        if store is None or n <= self.n:
+            return
+        f0 = np.frombuffer(store.f0_hz, dtype=np.float64)[self.n:n]
+        chroma = np.frombuffer(store.chroma, dtype=np.int8).reshape(-1, 12)[self.n:n, 0].astype(np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pitch = np.where(f0 > 0, np.round(69.0 + 12.0 * np.log2(np.where(f0 > 0, f0, 1.0) / 440.0)), np.nan)
+        # the slice's strongest pitch class, in the register of its f0 (on polyphonic input f0 follows one voice,
+        # often the bass; the chroma peak is what sounds most — measured: pitch-class correlation with the score
+        # 0.64 -> 0.82 on four rendered chorales, see benchmarks/musical.py)
+        use = (f0 > 0) & (chroma >= 0)
+        base = np.nan_to_num(pitch, nan=60.0)
+        placed = base + ((chroma - base.astype(np.int64) + 6) % 12 - 6)
+        pitch = np.where(use, placed, pitch)
+        pc = np.where(chroma >= 0, chroma, np.where(f0 > 0, np.nan_to_num(pitch, nan=0).astype(np.int64) % 12, -1))
+        self.pitch = np.concatenate([self.pitch, pitch])
+        self.pc = np.concatenate([self.pc, pc])
+        self.n = n
+
+
+class Player:
+    """Clocked influence walk over a memory (see the module docstring).
+
+    Parameters
+    ----------
+    memory : object
+        Gives ``walk`` (the oracle to walk: ``n_states``, ``sfx``, ``lrs``, ``rsfx``), ``tokens`` (a
+        FactorOracle for context matching, state ``i`` = event ``i``) and ``store`` (the StateStore with the
+        events' descriptors, or None). :class:`~services.oracle.stage.OracleStage` provides them.
+    config : GenerationConfig
+    """
+
+    def __init__(self, memory: Any, config: GenerationConfig) -> None:
+        if not isinstance(config, GenerationConfig):
+            raise ParameterError("config must be a shared.config.GenerationConfig")
+        self.memory = memory
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.state = 0
+        self.transpose = 0
+        self.octave = 0
+        self._run = 0
+        self._taboo: deque[int] = deque(maxlen=config.taboo_length)
+        self._live_tokens: deque[int] = deque(maxlen=LIVE_CONTEXT)
+        self._activity = np.zeros(1)
+        self._activity_t = 0.0
+        self._profile = np.zeros(12)  # decayed live pitch-class profile
+        self._profile_t = 0.0
+        self._columns = _Columns()
+        self._last_pitch: Optional[int] = None
+        self._next_note_id = 1
+        self.next_step_s: Optional[float] = None  # None: starts at the first tick
+        self.last_step_s = -math.inf
+        self.last_onset_s = -math.inf  # time of the last live influence
+        self.influence_id = -1  # event id of the last live influence
+        self.influence_onset = 0.0  # its onset (wall clock)
+        self.influence_detected = 0.0  # when it was detected
+        self.influence_used_by: Optional[int] = None
+        self._reacted_id = -2
+        self.react_s: Optional[float] = None  # a pending reaction step
+        self.last_input_s = -math.inf  # when the last input onset was first heard
+        self._input_gaps: deque[float] = deque(maxlen=16)
+        self.beat: Any = None  # a TempoTracker (the live input's beat) for beat-aligned steps
+        self.last_kind = "start"
+        self.last_mode = config.mode
+        self.counters = {"steps": 0, "forward": 0, "jump": 0, "rests": 0, "notes": 0, "influences": 0,
+                         "transpositions": 0, "reactions": 0, "reactions_skipped": 0}
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def weights(self) -> ModeWeights:
+        return MODE_WEIGHTS[self.config.mode]
+
+    def set_config(self, config: GenerationConfig) -> None:
+        """New settings (mode, density, continuity, ranges...): they apply at the next step."""
+        if not isinstance(config, GenerationConfig):
+            raise ParameterError("config must be a shared.config.GenerationConfig")
+        if config.taboo_length != self._taboo.maxlen:
+            self._taboo = deque(self._taboo, maxlen=config.taboo_length)
+        self.config = config
+
+    # ------------------------------------------------------------------ memory views
+    def _n(self) -> int:
+        walk = self.memory.walk
+        return 0 if walk is None else int(walk.n_states)
+
+    def _sync(self, n: int) -> None:
+        self._columns.sync(self.memory.store, n)
+        if self._activity.size < n:
+            grown = np.zeros(max(n, 2 * self._activity.size))
+            grown[:self._activity.size] = self._activity
+            self._activity = grown
+
+    def _decay(self, now: float) -> None:
+        dt = now - self._activity_t
+        if dt > 0:
+            self._activity *= 0.5 ** (dt / self.config.half_life_s)
+            self._profile *= 0.5 ** (dt / _PROFILE_HALF_LIFE_S)
+        self._activity_t = max(self._activity_t, now)
+        self._profile_t = self._activity_t
+
+    def activity(self, now: float) -> np.ndarray:
+        """The merged activity over states ``0..n-1`` at ``now`` (a copy)."""
+        n = self._n()
+        self._sync(n)
+        self._decay(now)
+        return self._activity[:n].copy()
+
+    # ------------------------------------------------------------------ listening
+    def listen(self, *, now: float, token: Optional[int], f0_hz: float, chroma_peaks: tuple[int, ...],
+               event_id: int = -1, onset_wall: Optional[float] = None, detected: Optional[float] = None) -> None:
+        """One live percept's influence (``token=None``: an early view, pitch and chroma only)."""
+        n = self._n()
+        self._sync(n)
+        self._decay(now)
+        w = self.weights
+        profile = live_profile(f0_hz, tuple(chroma_peaks))
+        self._profile += profile
+        act = self._activity
+        if token is not None:
+            self._live_tokens.append(int(token))
+            fo = self.memory.tokens
+            if fo is not None and fo.n_states > 1:
+                live = list(self._live_tokens)
+                for length in range(1, len(live) + 1):
+                    end = fo.find_context(live[-length:])
+                    if end < 0:
+                        break
+                    gain = w.w_context * length / LIVE_CONTEXT
+                    for q in fo.occurrences(end, length, limit=_OCC_LIMIT):
+                        if 0 < q + 1 < n:
+                            act[q + 1] += gain
+        cols = self._columns
+        if n > 1 and profile.any():
+            pcs = cols.pc[1:n]
+            ok = pcs >= 0
+            shifted = np.where(ok, (pcs + self.transpose) % 12, 0)
+            act[1:n] += np.where(ok, w.w_chroma * profile[shifted], 0.0)
+        if n > 1 and f0_hz > 0.0:
+            live_pitch = _hz_to_midi(f0_hz)
+            pitch = cols.pitch[1:n] + self.transpose
+            act[1:n] += np.where(np.isnan(pitch), 0.0,
+                                 w.w_register * np.exp(-np.square(np.nan_to_num(pitch) - live_pitch) / (2 * _REGISTER_SIGMA ** 2)))
+        self.counters["influences"] += 1
+        self.last_onset_s = now
+        speed = self.config.density * self.config.tempo
+        first_view = event_id < 0 or event_id > self._reacted_id  # event ids grow with the onsets
+        self._reacted_id = max(self._reacted_id, int(event_id))
+        if first_view:  # latency accounting: the first note chosen with this onset's influence
+            self.influence_id = int(event_id)
+            self.influence_onset = float(onset_wall if onset_wall is not None else now)
+            self.influence_detected = float(detected if detected is not None else now)
+            self.influence_used_by = None
+        if first_view:
+            if self.last_input_s > -math.inf and now > self.last_input_s:
+                self._input_gaps.append(now - self.last_input_s)
+            self.last_input_s = now
+        if w.reactive and first_view and speed > 0:
+            if speed < 1.0 and self.rng.random() >= speed:
+                self.counters["reactions_skipped"] += 1  # density thins the reactions
+            else:
+                self.react_s = max(now, self.last_step_s + REACT_GAP_S / speed)
+                self.counters["reactions"] += 1
+
+    def active_window_s(self) -> float:
+        """How long after an input onset the input counts as playing: twice its recent median gap (0.3..1.5 s)."""
+        if not self._input_gaps:
+            return 1.0
+        return float(min(1.5, max(0.3, 2.0 * float(np.median(self._input_gaps)))))
+
+    def holding(self, now: float) -> bool:
+        """Reactive modes at density <= 1 step on the input's onsets while it plays (own clock in its rests)."""
+        return (self.weights.reactive and self.config.density * self.config.tempo <= 1.0
+                and now - self.last_input_s < self.active_window_s())
+
+    # ------------------------------------------------------------------ walking
+    def _pivots(self, state: int, n: int) -> list[int]:
+        walk = self.memory.walk
+        m = self.config.min_context
+        if state <= 0:
+            return []
+        sfx, lrs = walk.sfx, walk.lrs
+        parent = int(sfx[state])
+        out: list[int] = []
+        if int(lrs[state]) >= m and (parent > 0 or m == 0):
+            out.append(parent)
+        for child in walk.rsfx(state)[:_SCAN_LIMIT]:
+            if lrs[child] >= m:
+                out.append(int(child))
+        if parent >= 0:
+            for sibling in walk.rsfx(parent)[:_SCAN_LIMIT]:
+                if sibling != state and min(int(lrs[state]), int(lrs[sibling])) >= m:
+                    out.append(int(sibling))
+        return [c for c in dict.fromkeys(out) if 0 < c + 1 < n and c != state]
+
+    def _neighbourhood(self, state: int, n: int) -> np.ndarray:
+        pcs = self._columns.pc[max(1, state - _NEIGHBOURHOOD):min(n, state + _NEIGHBOURHOOD + 1)]
+        pcs = pcs[pcs >= 0]
+        return np.bincount(pcs, minlength=12).astype(np.float64)
+
+    def choose(self, now: float) -> tuple[int, int, str]:
+        """Pick the next state and transposition (does not move): ``(state, transpose, kind)``."""
+        n = self._n()
+        cfg, w = self.config, self.weights
+        s = self.state
+        score = w.coupling * self._activity[:n].copy()
+        score[0] = -np.inf
+        forward = 0 < s + 1 < n and self._run < cfg.max_continuity
+        if forward and self.rng.random() < cfg.continuity:
+            score[s + 1] += w.w_continuity
+        for c in self._pivots(s, n):
+            score[c + 1] += w.w_pivot
+        if self._last_pitch is not None and n > 1:  # the input rarely repeats a pitch: neither do we
+            pcs = self._columns.pc[:n]
+            score[:n] -= np.where((pcs >= 0) & ((pcs + self.transpose) % 12 == self._last_pitch % 12), w.w_repeat, 0.0)
+        score[1:n] += w.w_jitter * self.rng.random(n - 1)
+        for t in self._taboo:
+            if 0 < t < n:
+                score[t] = -np.inf
+        if s > 0 and s < n and n > 2:
+            score[s] = -np.inf  # never the same state twice in a row
+        if not np.isfinite(score).any():
+            score = np.zeros(n)
+            score[0] = -np.inf
+        k = min(CANDIDATES, n - 1)
+        top = np.argpartition(-score, k - 1)[:k] if k < n else np.arange(n)
+        top = [int(c) for c in top if np.isfinite(score[c])]
+        best = (-math.inf, top[0] if top else 1, self.transpose)
+        profile = self._profile
+        use_t = w.w_transpose > 0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
+        for c in top:
+            options = [(self.transpose, 0.0)]
+            if use_t and c != s + 1:
+                local = self._neighbourhood(c, n)
+                if local.sum() > 0:
+                    options = [(t, w.w_transpose * _corr(profile, np.roll(local, t))
+                                - (w.transpose_penalty if t != self.transpose else 0.0))
+                               for t in range(-cfg.max_transpose, cfg.max_transpose + 1)]
+            for t, bonus in options:
+                total = float(score[c]) + bonus
+                if total > best[0]:
+                    best = (total, c, t)
+        _, c, t = best
+        kind = "forward" if c == s + 1 else "jump"
+        return c, t, kind
+
+    def _ioi(self, state: int, n: int) -> tuple[float, float]:
+        """(ioi, duration) of ``state`` in seconds, as learned (see the module docstring)."""
+        store = self.memory.store
+        if store is None:
+            return 0.25, 0.225
+        dur = float(store.duration_s[state])
+        if state + 1 < n and store.source_index[state + 1] == store.source_index[state]:
+            gap = float(store.onset_s[state + 1]) - float(store.onset_s[state])
+            ioi = gap if gap > 0 else dur
+        else:
+            ioi = dur
+        ioi = min(max(ioi, MIN_IOI_S), MAX_IOI_S)
+        return ioi, max(min(dur, ioi), MIN_IOI_S / 2)
+
+    def _octave_for_run(self, state: int, transpose: int, n: int) -> int:
+        low, high = self.config.melody_range
+        pitches = self._columns.pitch[state:min(n, state + self.config.max_continuity + 1)] + transpose
+        pitches = pitches[~np.isnan(pitches)]
+        if pitches.size == 0:
+            return 0
+        lo, hi = float(pitches.min()), float(pitches.max())
+        ref = float(self._last_pitch) if self._last_pitch is not None else (low + high) / 2.0
+        first = float(pitches[0])
+        best = None
+        for k in range(-10, 11):
+            off = 12 * k
+            outside = max(0.0, low - (lo + off)) + max(0.0, (hi + off) - high)
+            key = (outside, abs(k) if outside == 0 and lo >= low and hi <= high else abs(first + off - ref), abs(k))
+            if best is None or key < best[0]:
+                best = (key, off)
+        return best[1]
+
+    def _pitch(self, state: int, transpose: int, n: int, kind: str) -> Optional[int]:
+        cols = self._columns
+        raw = cols.pitch[state]
+        if np.isnan(raw):
+            store = self.memory.store
+            chroma = () if store is None else store.chroma_peaks(state)
+            p = state_pitch_or_none(0.0, chroma, near=self._last_pitch)
+            if p is None:
+                return None
+            low, high = self.config.melody_range
+            while p < low:
+                p += 12
+            while p > high and p - 12 >= 0:
+                p -= 12
+            return int(min(127, max(0, p + transpose)))
+        if kind != "forward" or self._last_pitch is None:
+            self.octave = self._octave_for_run(state, transpose, n)
+        p = int(raw) + transpose + self.octave
+        low, high = self.config.melody_range
+        if p < low or p > high:  # the run leaves the range: move it by octaves from here on
+            self.octave = self._octave_for_run(state, transpose, n)
+            p = int(raw) + transpose + self.octave
+        return int(min(127, max(0, p)))
+
+    def step(self, at: float) -> Optional[NoteEvent]:
+        """Take one step at time ``at`` (no clock check): move, schedule the next step, return the note (or None)."""
+        n = self._n()
+        self._sync(n)
+        self._decay(at)
+        cfg = self.config
+        speed = cfg.density * cfg.tempo
+        self.last_step_s = at
+        if n < 2 or speed <= 0.0:
+            self.next_step_s = at + 0.25
+            return None
+        c, t, kind = self.choose(at)
+        if t != self.transpose:
+            self.counters["transpositions"] += 1
+        self.transpose = t
+        self._run = self._run + 1 if kind == "forward" else 0
+        self.counters[kind] += 1
+        self.counters["steps"] += 1
+        self.last_kind = kind
+        self.last_mode = cfg.mode
+        self.state = c
+        if self._taboo.maxlen:
+            self._taboo.append(c)
+        # the activity moves forward with playback
+        act = self._activity
+        act[1:n] = act[0:n - 1].copy()
+        act[0] = 0.0
+        ioi, dur = self._ioi(c, n)
+        self.next_step_s = at + ioi / speed
+        if cfg.beat_aligned and self.beat is not None:
+            # on the tracked grid: the grid point (beats, halves or quarters, whichever is closest to the learned
+            # interval) nearest to the learned next onset, never sooner than half the interval
+            period = self.beat.period_s
+            if period:
+                sub = min((1, 2, 4), key=lambda d: abs(math.log((period / d) / (ioi / speed))))
+                grid = self.beat.next_beat(at + 0.5 * ioi / speed, subdivision=sub)
+                if grid is not None:
+                    self.next_step_s = grid
+        pitch = self._pitch(c, t, n, kind)
+        if pitch is None:
+            self.counters["rests"] += 1
+            return None
+        self._last_pitch = pitch
+        store = self.memory.store
+        velocity = 80 if store is None else int(min(127, max(1, store.velocity[c])))
+        note_id = self._next_note_id
+        self._next_note_id += 1
+        self.counters["notes"] += 1
+        stamps = {}
+        if self.influence_id >= 0 and self.influence_used_by is None:
+            self.influence_used_by = note_id
+            # the first note whose choice used this onset's influence (latency accounting in midi_out)
+            stamps = {"input_event_id": float(self.influence_id), "onset_wall": self.influence_onset,
+                      "t_detected": self.influence_detected, "first_of_response": True}
+        return NoteEvent(note_id=note_id, pitch=pitch, velocity=velocity, t_on=at, t_off=at + dur / speed,
+                         voice="melody", source_state=c,
+                         source_event_id=int(c - 1) if store is None else int(store.event_id[c]), stamps=stamps)
+
+    def _reaction_due(self, now: float, lookahead_s: float) -> bool:
+        return self.react_s is not None and self.react_s <= now + lookahead_s
+
+    def due(self, now: float, lookahead_s: float) -> bool:
+        if self.next_step_s is None or self._reaction_due(now, lookahead_s):
+            return True
+        if self.config.wait_for_input and self.weights.reactive and now - self.last_onset_s > WAIT_S:
+            return False
+        if self.holding(now):
+            return False
+        return self.next_step_s <= now + lookahead_s
+
+    def tick(self, now: float, *, lookahead_s: float = 0.04) -> tuple[list[NoteEvent], int]:
+        """Every step due up to ``now + lookahead_s``: ``(notes, steps taken)``."""
+        notes: list[NoteEvent] = []
+        steps = 0
+        if self.next_step_s is None:
+            self.next_step_s = now
+        while self.due(now, lookahead_s) and steps < 64:
+            if self._reaction_due(now, lookahead_s):
+                at = max(self.react_s, now)
+                self.react_s = None
+            else:
+                at = max(self.next_step_s, now)  # behind (a stall or a hold): the step plays now, not in the past
+            note = self.step(at)
+            steps += 1
+            if note is not None:
+                notes.append(note)
+        return notes, steps
+
+    def seconds_to_next(self, now: float, lookahead_s: float = 0.04) -> float:
+        if self.next_step_s is None:
+            return 0.0
+        wait = math.inf
+        if self.react_s is not None:
+            wait = self.react_s - lookahead_s - now
+        if self.config.wait_for_input and self.weights.reactive and now - self.last_onset_s > WAIT_S:
+            return max(0.0, wait)
+        if self.holding(now):
+            wait = min(wait, self.last_input_s + self.active_window_s() - now)
+        else:
+            wait = min(wait, self.next_step_s - lookahead_s - now)
+        return max(0.0, wait)

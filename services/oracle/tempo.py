@@ -1,0 +1,117 @@
+"""A small streaming tempo and beat-phase tracker over onset times (pure; our own).
+
+Each onset (seconds on one clock) is added with :meth:`TempoTracker.add`; over the last ``window_s`` seconds:
+
+1. the onsets become a smoothed impulse train (Gaussian, ``sigma`` 15 ms, 5 ms resolution) whose
+   autocorrelation is scored for beat periods between ``min_bpm`` and ``max_bpm`` with a comb
+   (``AC(P) + 0.5 AC(2P) + 0.5 AC(P/2)`` — a beat is supported by its multiple and its half) and a mild
+   log-Gaussian preference for 100 BPM (sigma 0.8 octave). Measured on rendered Bach chorales (4 pieces,
+   tests/oracle/test_tempo.py): within 2 % from 66 to 140 BPM; at 160 BPM it reads half the tempo (80), the
+   octave ambiguity onsets alone cannot settle;
+2. the best period is refined by least squares: onsets near the grid (within 20 % of a period) are given
+   beat indices ``n_k`` and ``t_k ≈ phase + n_k P`` is fitted (sub-millisecond precision from many onsets);
+3. the phase is the fitted intercept, kept in ``[0, P)`` relative to the newest onset's grid.
+
+:attr:`TempoTracker.bpm` is ``None`` until ``min_onsets`` onsets span at least two periods.
+:meth:`TempoTracker.next_beat` gives the next grid point (beat or subdivision) after a time.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Optional
+
+import numpy as np
+
+from shared.errors import ParameterError
+
+__all__ = ["TempoTracker"]
+
+_RES_S = 0.005
+_SIGMA_S = 0.015
+
+
+class TempoTracker:
+    def __init__(self, *, min_bpm: float = 60.0, max_bpm: float = 160.0, window_s: float = 8.0,
+                 min_onsets: int = 6) -> None:
+        if not 20.0 <= min_bpm < max_bpm <= 400.0:
+            raise ParameterError(f"need 20 <= min_bpm < max_bpm <= 400, got {min_bpm}, {max_bpm}")
+        self.min_bpm, self.max_bpm = float(min_bpm), float(max_bpm)
+        self.window_s = float(window_s)
+        self.min_onsets = int(min_onsets)
+        self.onsets: deque[float] = deque()
+        self.period_s: Optional[float] = None
+        self.phase_s: Optional[float] = None  # a time at which a beat falls
+
+    @property
+    def bpm(self) -> Optional[float]:
+        return None if self.period_s is None else 60.0 / self.period_s
+
+    def add(self, onset_s: float) -> Optional[float]:
+        """Add one onset time; returns the current tempo in BPM (None while unknown)."""
+        if not math.isfinite(onset_s):
+            raise ParameterError("onset_s must be finite")
+        if self.onsets and onset_s < self.onsets[-1]:
+            return self.bpm  # out of order (an early and a full view of one onset): ignore
+        self.onsets.append(float(onset_s))
+        while self.onsets and self.onsets[0] < onset_s - self.window_s:
+            self.onsets.popleft()
+        self._estimate()
+        return self.bpm
+
+    def _estimate(self) -> None:
+        t = np.asarray(self.onsets)
+        if t.size < self.min_onsets:
+            return
+        span = t[-1] - t[0]
+        min_p, max_p = 60.0 / self.max_bpm, 60.0 / self.min_bpm
+        if span < 2 * min_p:
+            return
+        n = int(span / _RES_S) + 1 + int(4 * _SIGMA_S / _RES_S)
+        signal = np.zeros(n + 1)
+        idx = np.round((t - t[0]) / _RES_S).astype(int)
+        np.add.at(signal, idx, 1.0)
+        k = int(3 * _SIGMA_S / _RES_S)
+        kernel = np.exp(-0.5 * (np.arange(-k, k + 1) * _RES_S / _SIGMA_S) ** 2)
+        signal = np.convolve(signal, kernel, mode="same")
+        spectrum = np.fft.rfft(signal, 2 * signal.size)
+        ac = np.fft.irfft(spectrum * np.conj(spectrum))[:signal.size]
+        if ac[0] <= 0:
+            return
+        ac = ac / ac[0]
+
+        def at(lag_s: float) -> float:
+            i = lag_s / _RES_S
+            lo = int(i)
+            if lo + 1 >= ac.size:
+                return 0.0
+            return float(ac[lo] + (ac[lo + 1] - ac[lo]) * (i - lo))
+
+        lags = np.arange(min_p, max_p + _RES_S / 2, _RES_S / 2)
+        scores = np.array([at(p) + 0.5 * at(2 * p) + 0.5 * at(p / 2) for p in lags])
+        scores *= np.exp(-0.5 * (np.log2(lags / 0.6) / 0.8) ** 2)
+        if scores.max() <= 0:
+            return
+        period = float(lags[int(np.argmax(scores))])
+        # least-squares refinement on the onsets that fall on the grid
+        phase = t[-1]
+        for _ in range(3):
+            beats = (t - phase) / period
+            index = np.round(beats)
+            near = np.abs(beats - index) < 0.2
+            if near.sum() < 3 or np.ptp(index[near]) < 2:
+                break
+            slope, intercept = np.polyfit(index[near], t[near], 1)
+            if not min_p * 0.9 <= slope <= max_p * 1.1:
+                break
+            period, phase = float(slope), float(intercept)
+        self.period_s = period
+        self.phase_s = float(phase)
+
+    def next_beat(self, after_s: float, *, subdivision: int = 1) -> Optional[float]:
+        """The first grid point (``period / subdivision``) strictly after ``after_s``; None while no tempo."""
+        if self.period_s is None or self.phase_s is None:
+            return None
+        grid = self.period_s / max(1, int(subdivision))
+        n = math.floor((after_s - self.phase_s) / grid + 1e-9) + 1
+        return self.phase_s + n * grid

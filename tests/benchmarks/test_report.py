@@ -1,0 +1,86 @@
+"""The benchmarks' one output convention (benchmarks/_common.py) and the page generated from it (report.py)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _common  # noqa: E402
+import report  # noqa: E402
+import soak  # noqa: E402
+
+
+def test_goal_met_flags() -> None:
+    assert _common.goal("speed", np.float64(25.0), ">=", 20, unit="x")["met"] is True
+    assert _common.goal("p99", 16.0, "<=", 15.0, unit="ms")["met"] is False
+    assert _common.goal("not measured", None, "<=", 15.0)["met"] is False
+    assert _common.goal("nan", float("nan"), "<=", 15.0)["met"] is False
+    assert _common.goal("shown", 3.0, "report")["met"] is None
+    with pytest.raises(ValueError):
+        _common.goal("bad", 1.0, "=>", 2)
+
+
+def test_emit_prints_and_saves(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
+    goals = [_common.goal("a", 1, "<=", 2), _common.goal("b", 3, "<=", 2), _common.goal("c", 9, "report")]
+    assert _common.emit("demo", {"x": np.arange(2)}, goals, save=True) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert printed == saved
+    assert saved["figures"] == {"x": [0, 1]} and saved["met"] is False and saved["unmet"] == ["b"]
+    assert {"command", "measured_at", "machine"} <= saved.keys()
+
+
+def test_report_renders_every_goal_and_checks_staleness(tmp_path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, value in (("ring", 25.0), ("soak", 7.9)):
+        op, target = (">=", 20.0) if name == "ring" else ("<", 5.0)
+        data = {"benchmark": name, "command": f"python benchmarks/{name}.py", "measured_at": "2026-11-30T00:00:00Z",
+                "machine": {"load_average_1min_start": 1.0, "load_average_1min_end": 2.0}, "figures": {},
+                "goals": [_common.goal(f"{name} figure", value, op, target, unit="x")]}
+        data["met"] = data["goals"][0]["met"]
+        (results / f"{name}.json").write_text(json.dumps(data))
+    out = tmp_path / "benchmarks.md"
+    assert report.main(["--results", str(results), "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "| ring figure | 25x | ≥ 20x | met |" in text
+    assert "| soak figure | 7.9x | < 5x | **not met** |" in text
+    assert text.index("## ring") < text.index("## soak")
+    assert report.main(["--results", str(results), "--output", str(out), "--check"]) == 0
+    out.write_text(text + "edited by hand\n")
+    assert report.main(["--results", str(results), "--output", str(out), "--check"]) == 1
+
+
+def test_report_rejects_foreign_json(tmp_path) -> None:
+    (tmp_path / "x.json").write_text('{"not": "a result"}')
+    with pytest.raises(SystemExit, match="not a benchmark result"):
+        report.load(tmp_path)
+
+
+def test_docs_page_is_generated_from_the_committed_results() -> None:
+    completed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True,
+                               text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_soak_memory_report_separates_the_oracle_data() -> None:
+    # oracle: +1 MB/min RSS of which +0.5 MB/min is its own arrays; encoder flat; the first minute is excluded
+    samples = [{"t_s": 30.0 * i, "rss_mb": {"oracle": 200.0 + i / 2.0 + (20.0 if i == 0 else 0.0), "encoder": 100.0},
+                "oracle_data_mb": 1.0 + i / 4.0} for i in range(11)]
+    memory = soak.memory_report(samples)
+    assert memory["baseline_t_s"] == 60.0
+    oracle = memory["actors"]["oracle"]
+    assert oracle["rss_mb_baseline"] == 201.0 and oracle["rss_mb_end"] == 205.0
+    assert oracle["oracle_data_growth_mb"] == 2.0 and oracle["non_data_growth_mb"] == 2.0
+    assert oracle["rss_slope_mb_per_hour"] == pytest.approx(60.0)
+    assert oracle["oracle_data_slope_mb_per_hour"] == pytest.approx(30.0)
+    assert memory["actors"]["encoder"]["rss_slope_mb_per_hour"] == 0.0
+    assert soak.slope_mb_per_hour([0.0, 1.0], [1.0, 2.0]) is None

@@ -1,0 +1,60 @@
+"""Tempo tracker: ±2 % on rendered chorales at four tempi; beat grid; early events of the segmenter."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from shared.config import MusicHalConfig
+from services.encoder.segmenter import OnsetSegmenter, segment_signal
+from services.oracle.tempo import TempoTracker
+from tests.audio_fixtures import chorale_notes, render_midi_notes
+
+
+@pytest.mark.parametrize("bpm", [66, 84, 110, 140])
+def test_tempo_within_two_percent_on_a_rendered_chorale(bpm, tmp_path):
+    config = MusicHalConfig()
+    wav = render_midi_notes(chorale_notes("bach/bwv269", bpm=bpm, seconds=20.0), tmp_path / "c.wav")
+    audio, sr = sf.read(wav, dtype="float32")
+    events = segment_signal(audio.mean(axis=1) if audio.ndim > 1 else audio, config.segmenter, sample_rate_hz=sr)
+    tracker = TempoTracker()
+    estimates = [tracker.add(e.onset_s) for e in events]
+    settled = [b for b in estimates[len(estimates) // 2:] if b is not None]
+    assert settled, "no tempo after half the piece"
+    assert max(abs(b - bpm) / bpm for b in settled) <= 0.02, (bpm, settled[-5:])
+    # the phase puts beats on the onsets: most onsets lie near a grid point (beats and halves)
+    on = np.array([e.onset_s for e in events[len(events) // 2:]])
+    half = tracker.period_s / 2
+    off = np.abs(((on - tracker.phase_s) / half + 0.5) % 1.0 - 0.5) * half
+    assert np.mean(off < 0.03) >= 0.8
+
+
+def test_next_beat_is_on_the_grid_and_after_the_time():
+    tracker = TempoTracker()
+    for k in range(16):
+        tracker.add(10.0 + 0.5 * k)
+    assert tracker.bpm == pytest.approx(120.0, rel=1e-3)
+    beat = tracker.next_beat(15.1)
+    assert beat == pytest.approx(15.5, abs=1e-3)
+    assert tracker.next_beat(15.5, subdivision=2) == pytest.approx(15.75, abs=1e-3)
+    assert TempoTracker().next_beat(1.0) is None
+
+
+def test_segmenter_early_events_come_first_with_the_full_events_id():
+    sr = 48000
+    t = np.arange(2 * sr) / sr
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t) * ((t > 0.25) & (t < 0.9) | (t > 1.2))).astype(np.float32)
+    config = MusicHalConfig().segmenter
+    segmenter = OnsetSegmenter(config, sample_rate_hz=sr, clock=None, early_ms=90.0)
+    events = []
+    for start in range(0, tone.size, 512):
+        events += segmenter.process(tone[start:start + 512])
+    events += segmenter.finish()
+    early = [e for e in events if e.early]
+    full = [e for e in events if not e.early]
+    assert len(full) >= 2 and [e.event_id for e in early] == [e.event_id for e in full]
+    for e in early:
+        assert e.window_samples == int(round(0.09 * sr))
+        assert events.index(e) < events.index(next(f for f in full if f.event_id == e.event_id))
+    # offline (the trainer) never gets early events
+    assert not any(e.early for e in segment_signal(tone, config, sample_rate_hz=sr))
