@@ -104,7 +104,7 @@ class Reader:
     (drained_at − chained arrival) over all messages (the drain thread only ever stamps after the arrival, so the
     smallest difference is the tightest bound). ``drain_lag`` (drained_at − estimated arrival) is reported too."""
 
-    def __init__(self, source_port: str, *, expected_messages: int, poll_s: float = 0.0005) -> None:
+    def __init__(self, source_port: str, *, expected_messages: int, poll_s: float = 0.002) -> None:
         import subprocess
 
         self.expected = expected_messages
@@ -285,12 +285,15 @@ def main() -> int:
              note=f"of {result['messages_received'] + result['messages_lost']:,}"),
     ]
     notes = ("Arrival timing: the reader is a separate process with RtMidi's JACK input in queue mode, drained on its "
-             "own thread every 0.5 ms (no Python callback on JACK's process thread). Each message's arrival is RtMidi's "
+             "own thread every 2 ms (no Python callback on JACK's process thread). Each message's arrival is RtMidi's "
              "JACK timestamp (jack_get_time() in the reader's process callback, microseconds, kept as deltas between "
              "messages); the chain of deltas is anchored to time.monotonic by the smallest (drain time − chained time) "
              "over the run, so a late drain does not inflate the latency (reader_drain_lag in the JSON shows how late "
-             "the drain thread stamped). Messages sent within one JACK period arrive in the same cycle, so delivery "
-             "is bounded by about one period plus the output's own hand-over.")
+             "the drain thread stamped; the drain's polling period therefore does not limit the precision). Messages sent "
+             "within one JACK period arrive in the same cycle, so delivery is bounded by about one period plus the "
+             "output's own hand-over. Lost messages: the JACK server here runs without real-time scheduling, so under "
+             "CPU load a client can miss a cycle and the MIDI of that cycle never reaches the reader; they are counted, "
+             "not waited for (the reader stops waiting after 3 s without a message).")
     return emit("midi", result, goals, notes=notes)
 
 

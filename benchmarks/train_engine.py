@@ -35,8 +35,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(strip_no_save())
     try:
-        import pandas  # noqa: F401
-        import pyarrow  # noqa: F401
+        import pandas
+        import pyarrow
     except ImportError as error:
         print(f"train_engine: error: Ray Data needs pandas and pyarrow ({error}); install them out of the tree, see "
               "the docstring", file=sys.stderr)
@@ -52,7 +52,8 @@ def main() -> int:
     config = MusicHalConfig()
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
-    report: dict = {"files": len(paths), "audio_s": args.files * args.seconds, "load_average_before": os.getloadavg()}
+    report: dict = {"files": len(paths), "audio_s": args.files * args.seconds, "load_average_before": os.getloadavg(),
+                    "ray": ray.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__}
 
     @ray.remote(num_cpus=1)
     def core_task(item, cache_dir):
@@ -100,7 +101,8 @@ def main() -> int:
     return emit("train_engine", report, goals, notes=(
         "Same files, same analyze_batch (decode, front end, segmentation, traditional features, shard written to a "
         "fresh cache) on one local 2-CPU Ray, core tasks first, then Ray Data; workers warmed and numba compiled "
-        "before either is timed. No target: the figures decide which engine the trainer uses (docs/architecture.md)."))
+        "before either is timed. No target: the figures decide which engine the trainer uses (docs/architecture.md). "
+        f"pandas {pandas.__version__} and pyarrow {pyarrow.__version__} come from PYTHONPATH (out of the tree)."))
 
 if __name__ == "__main__":
     sys.exit(main())
