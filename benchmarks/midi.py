@@ -67,8 +67,6 @@ def reader_main(client: str, source: str, poll_s: float) -> int:
     :class:`services.midi_out.ports.RtMidiInput`. Prints ``READY`` and then one JSON line per message:
     ``[drained_at (time.monotonic), rtmidi_delta_s, [message bytes]]``. The benchmark kills it when done (closing a JACK
     input port races JACK's process thread; see tests/jack_midi_reader.py)."""
-    import json
-
     import rtmidi
 
     midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=client, queue_size_limit=1 << 16)
@@ -183,26 +181,22 @@ def run(notes: int, spacing_ms: float, seed: int) -> dict:
     output = open_output("jack", None, virtual_name="out", client_name=client)
     sink = TimingSink(output)
     stage = MidiOutStage(MidiConfig(profile="mpe", member_channels=15), sink, owns_sink=False)
-    rng = random.Random(seed)
-    spacing_s = spacing_ms / 1000.0
-    base = time.monotonic() + 0.5
-    events = []
-    for i in range(notes):
-        t_on = base + i * spacing_s + rng.uniform(0.0, 0.2) * spacing_s
-        t_off = t_on + rng.uniform(0.3, 3.0) * spacing_s  # offs interleave with later ons; ≤ 4 notes overlap
-        events.append(NoteEvent(note_id=i, pitch=rng.randint(40, 90), velocity=rng.randint(1, 127),
-                                t_on=t_on, t_off=t_off, bend_semitones=rng.uniform(-2.0, 2.0),
-                                pressure=rng.randint(0, 127), timbre=rng.randint(0, 127)))
     reader = None
     sent: list = []
     scheduler = NoteScheduler(stage)
     try:
-        stage.start()  # sends its set-up messages (MPE configuration) before the reader counts
-        sink.on_sent.clear()
-        sink.off_sent.clear()
-        sink.sent.clear()
-        threading.Event().wait(0.05)
-        reader = Reader(f"{client}:out", expected_messages=0)
+        reader = Reader(f"{client}:out", expected_messages=0)  # connected before anything is sent: all must arrive
+        stage.start()  # its set-up messages (MPE configuration) count too
+        rng = random.Random(seed)
+        spacing_s = spacing_ms / 1000.0
+        base = time.monotonic() + 0.5
+        events = []
+        for i in range(notes):
+            t_on = base + i * spacing_s + rng.uniform(0.0, 0.2) * spacing_s
+            t_off = t_on + rng.uniform(0.3, 3.0) * spacing_s  # offs interleave with later ons; ≤ 4 notes overlap
+            events.append(NoteEvent(note_id=i, pitch=rng.randint(40, 90), velocity=rng.randint(1, 127),
+                                    t_on=t_on, t_off=t_off, bend_semitones=rng.uniform(-2.0, 2.0),
+                                    pressure=rng.randint(0, 127), timbre=rng.randint(0, 127)))
         scheduler.start()
         # feed the scheduler in chunks ahead of time, like the oracle actor would (never all at once)
         fed = 0
