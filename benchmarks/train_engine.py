@@ -21,7 +21,6 @@ import resource
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
