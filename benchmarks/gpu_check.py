@@ -7,8 +7,10 @@
 - ``ray``: (unless ``--no-ray``) the encoder actor started through Ray with ``num_gpus`` like ``musichal --gpu``
   places it, reporting its own device (``cuda`` proves Ray gave the actor the GPU).
 
-Goals: device ``cuda``; batched per-window time below the single-window time; ``met`` says whether both hold.
-Without CUDA it prints one line ``gpu_check: error: ...`` and exits 2 (nothing is measured on the CPU).
+Goals: device ``cuda``; batched per-window time below the single-window time; the Ray actor on ``cuda``. The JSON
+follows ``benchmarks/_common.emit`` (saved to benchmarks/results/gpu_check.json unless ``--no-save``; also to
+``--output``). Without CUDA it prints one line ``gpu_check: error: ...`` and exits 2 (nothing is measured on the CPU;
+``make bench`` does not run it where ``nvidia-smi`` is missing, and says so).
 
     scripts/gpu_check.sh [--model facebook/wav2vec2-base] [--repeats 50] [--output gpu_check.json] [--no-ray]
 """
@@ -25,6 +27,8 @@ import numpy as np
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import emit, goal, strip_no_save  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 
 def cuda_or_exit() -> str:
@@ -107,22 +111,29 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--output", default="gpu_check.json")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray actor placement check")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(strip_no_save(argv))
     name = cuda_or_exit()
     result = {"gpu": name, **measure(args.model, args.repeats, args.batch)}
     if not args.no_ray:
         result["ray"] = through_ray(args.model)
-    single = result["per_window_ms"]["encode"]["p50"]
-    batched = result["per_window_ms"][f"encode_batch_{args.batch}"]["p50"]
-    result["goals"] = {"device": "cuda", "batched_per_window_below_single": True,
-                       "actor_device": "cuda" if not args.no_ray else None}
-    result["met"] = bool(result["device"] == "cuda" and batched < single
-                         and (args.no_ray or result["ray"]["actor_device"] == "cuda"))
-    text = json.dumps(result, indent=2)
-    Path(args.output).write_text(text)
-    print(text)
-    return 0 if result["met"] else 1
-
+    single = result["per_window_ms"]["encode"]
+    batched = result["per_window_ms"][f"encode_batch_{args.batch}"]
+    goals = [
+        goal("encoder device with --gpu", result["device"], "==", "cuda", note=f"{name}, fp16 {result['fp16']}"),
+        goal("per window, encode (one per call), p50", single["p50"], "report", unit="ms"),
+        goal(f"per window, encode_batch of {args.batch}, p50", batched["p50"], "report", unit="ms"),
+        goal(f"per window, encode_batch of {args.batch} over encode, p50", batched["p50"] / single["p50"], "<", 1.0,
+             unit="x"),
+        goal("peak CUDA allocation", result["memory_mb"]["peak_allocated"], "report", unit="MB",
+             note=f"weights {result['memory_mb']['weights']} MB"),
+    ]
+    if not args.no_ray:
+        goals.append(goal("encoder actor's device through Ray (num_gpus)", result["ray"]["actor_device"], "==", "cuda"))
+    code = emit("gpu_check", result, goals, notes=f"Model {args.model}, {args.repeats} calls each, CUDA synchronised "
+                "around every call; 500 ms windows at 16 kHz.")
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2, default=str))
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

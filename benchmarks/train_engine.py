@@ -1,4 +1,5 @@
-"""Ray Data vs Ray core tasks for the trainer's analysis step, same work side by side: prints ONE JSON object.
+"""Ray Data vs Ray core tasks for the trainer's analysis step, same work side by side: prints ONE JSON object
+(``benchmarks/_common.emit``) and saves it to benchmarks/results/train_engine.json.
 
 Both run :func:`services.trainer.pipeline.analyze_batch` on one file per unit (decode, front end, segmentation,
 traditional features, shard written to a fresh cache) over the same generated corpus on a local 2-CPU Ray:
@@ -7,8 +8,10 @@ traditional features, shard written to a fresh cache) over the same generated co
 * data: ``ray.data.from_items(items).map_batches(fn, batch_size=1, num_cpus=1)`` consumed with ``iter_rows``.
 
 Ray Data needs pandas and pyarrow, which MusicHal does not depend on; install them out of the tree
-(``pip install --target /tmp/raydata pandas pyarrow`` then ``PYTHONPATH=/tmp/raydata``).
-Run: ``PYTHONPATH=/tmp/raydata .venv/bin/python benchmarks/train_engine.py [--files 8 --seconds 30]``.
+(``pip install --no-deps --target /tmp/raydata pandas pyarrow pytz`` — ``--no-deps`` so numpy stays the venv's —
+then ``PYTHONPATH=/tmp/raydata``; ``make bench RAYDATA_PATH=/tmp/raydata``). Without them it prints one error line and
+exits 2 (``make bench`` does not run it then, and says so).
+Run: ``PYTHONPATH=/tmp/raydata .venv/bin/python benchmarks/train_engine.py [--files 8 --seconds 30] [--no-save]``.
 """
 from __future__ import annotations
 
@@ -18,19 +21,25 @@ import resource
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from _common import emit, goal, strip_no_save  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
-    args = parser.parse_args()
+    args = parser.parse_args(strip_no_save())
+    try:
+        import pandas
+        import pyarrow
+    except ImportError as error:
+        print(f"train_engine: error: Ray Data needs pandas and pyarrow ({error}); install them out of the tree, see "
+              "the docstring", file=sys.stderr)
+        return 2
     import ray
 
     from benchmarks.train import corpus
@@ -42,7 +51,8 @@ def main() -> None:
     config = MusicHalConfig()
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
-    report: dict = {"files": len(paths), "audio_s": args.files * args.seconds, "load_average_before": os.getloadavg()}
+    report: dict = {"files": len(paths), "audio_s": args.files * args.seconds, "load_average_before": os.getloadavg(),
+                    "ray": ray.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__}
 
     @ray.remote(num_cpus=1)
     def core_task(item, cache_dir):
@@ -79,10 +89,19 @@ def main() -> None:
         ray.shutdown()
     report["peak_driver_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     report["load_average_after"] = os.getloadavg()
-    report["goals"] = {"measure both engines on the same work": True}
-    report["met"] = bool(report["core_files"] and report["data_files"])
-    print(orjson.dumps(report).decode())
-
+    goals = [
+        goal("core tasks (one task per file, 2 in flight)", report["core_tasks_s"], "report", unit="s",
+             note=f"{len(paths)} files x {args.seconds:g} s"),
+        goal("Ray Data (map_batches, batch_size=1, num_cpus=1)", report["ray_data_s"], "report", unit="s"),
+        goal("Ray Data over core tasks, wall time", report["ray_data_over_core"], "report", unit="x"),
+        goal("core tasks analysed every file", report["core_files"], "==", True),
+        goal("Ray Data analysed every file", report["data_files"], "==", True),
+    ]
+    return emit("train_engine", report, goals, notes=(
+        "Same files, same analyze_batch (decode, front end, segmentation, traditional features, shard written to a "
+        "fresh cache) on one local 2-CPU Ray, core tasks first, then Ray Data; workers warmed and numba compiled "
+        "before either is timed. No target: the figures decide which engine the trainer uses (docs/architecture.md). "
+        f"pandas {pandas.__version__} and pyarrow {pyarrow.__version__} come from PYTHONPATH (out of the tree)."))
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
