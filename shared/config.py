@@ -278,6 +278,9 @@ class ControlConfig:
     input_gate: Optional[bool] = None  # ignore input onsets while own notes sound; None: on for a device, off for a file
     gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
     gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
+    # "content": drop an onset during own notes only when its pitch content is explained by the notes sounding then
+    # (echo-aware, services/control/echo.py); "time": drop every onset during own notes (the blanket gate)
+    gate_mode: str = "content"
     slow_guard: bool = True  # switch to the traditional view when the encoder cannot keep up
     slow_window_events: int = 8
     slow_recover_events: int = 16
@@ -295,6 +298,7 @@ class ControlConfig:
             for key, value in table.items():
                 _check(isinstance(value, int) and 0 <= value <= 127, f"control.{name}.{key} must be in 0..127")
         _check(self.gate_pre_ms >= 0.0 and self.gate_release_ms >= 0.0, "control.gate_*_ms must be >= 0")
+        _check(self.gate_mode in ("content", "time"), f"control.gate_mode must be 'content' or 'time', got {self.gate_mode!r}")
         _check(self.slow_window_events >= 1 and self.slow_recover_events >= 1, "control.slow_*_events must be >= 1")
         _check(self.test_encoder_delay_ms >= 0.0, "control.test_encoder_delay_ms must be >= 0")
 

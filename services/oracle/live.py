@@ -26,7 +26,7 @@ from typing import Any, Optional
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import Event, NoteEvent, Percept
-from services.oracle.player import Player
+from services.oracle.player import Player, live_profile
 from services.oracle.tempo import TempoTracker
 
 __all__ = ["LiveOracle", "LOOKAHEAD_S", "CONTROLS"]
@@ -67,7 +67,7 @@ class LiveOracle:
     """
 
     def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None) -> None:
-        from services.control.gate import FeedbackGate
+        from services.control.echo import EchoGate
 
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
@@ -75,8 +75,8 @@ class LiveOracle:
         self.stage = stage
         self.player = Player(stage, config.generation)
         control = config.control
-        self.gate = FeedbackGate(pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms,
-                                 enabled=bool(control.input_gate))
+        self.gate = EchoGate(mode=control.gate_mode, pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms,
+                             enabled=bool(control.input_gate))
         self.muted = False
         self.session = session
         self.deadline_s = config.cluster.encoder_deadline_ms / 1000.0
@@ -136,7 +136,7 @@ class LiveOracle:
         if wall is None:
             wall = onset_wall(event) if event is not None and event.t_detected else now
         if gated is None:
-            gated = bool(event is not None and event.t_detected) and self.gate.blocks(wall)
+            gated = bool(event is not None and event.t_detected) and self._echo(wall, percept.descriptors)
         self.counters["early" if early else "percepts"] += 1
         if gated:
             self.counters["gated"] += 1
@@ -157,6 +157,15 @@ class LiveOracle:
             self.session.write("percept", now_s=now, gated=gated, early=early, onset_wall=wall,
                                **percept_to_record(percept))
         return self.tick(now)
+
+    def _echo(self, wall: float, d: Any) -> bool:
+        """The gate's verdict on an onset: its slice notes when transcribed, else its pitch-class profile (f0 and
+        chroma peaks) against the notes MusicHal is sounding then (``control.gate_mode``)."""
+        if d is None:
+            return self.gate.blocks(wall)
+        profile = live_profile(d.f0_hz, tuple(d.chroma_peaks))
+        return self.gate.blocks(wall, notes=d.notes or None, chroma=profile if profile.any() else None,
+                                window_s=self.config.segmenter.window_ms / 1000.0)
 
     def learn_queued(self) -> int:
         """Learn the percepts taken since the last call (after their notes left: learning never delays a
@@ -182,7 +191,7 @@ class LiveOracle:
             self.last_t_off = max(self.last_t_off, note.t_off)
         if not self.muted:
             for note in notes:
-                self.gate.note_sent(note.t_on, note.t_off)
+                self.gate.note_sent(note.t_on, note.t_off, pitch=note.pitch)
         if self.session is not None:
             from services.control.session import note_to_record
 

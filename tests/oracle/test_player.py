@@ -268,3 +268,30 @@ def test_events_wait_for_their_own_deadline_and_a_local_answer_is_not_unannounce
     assert live.counters["unannounced"] == 0 and live.counters["percepts"] == 2
     feed(live, percept(9, 67, 10.3), 10.3)  # a percept no event announced (replay, tests) is still counted
     assert live.counters["unannounced"] == 1
+
+
+@pytest.mark.parametrize("gate_mode", ["content", "time"])
+def test_the_input_gate_drops_echoes_of_own_notes_and_keeps_the_musician(gate_mode):
+    from shared.messages import Event
+
+    config = MusicHalConfig().with_overrides({"generation.mode": "lead", "control.input_gate": True,
+                                              "control.gate_mode": gate_mode})
+    live = LiveOracle(config, OracleStage(config, background=False))
+    learn_melody(live, C_MAJOR)
+    notes = run_clock(live, 0.0, 3.0)
+    assert notes, "lead plays alone"
+    own = notes[-1]  # sounding (with the gate's margins) at its own note-on
+    at = own.t_on + 0.01
+
+    def onset(i: int, pitch: int) -> int:
+        before = live.counters["gated"]
+        event = Event(event_id=i, onset_sample=0, window_start=0, window_end=480, sample_rate_hz=48000, t_detected=at)
+        feed(live, percept(i, pitch, at), at, event=event, wall=at)
+        return live.counters["gated"] - before
+
+    sounding = {n.pitch % 12 for n in notes if n.t_on - 0.02 <= at <= n.t_off + 0.25}
+    other = next(p for p in range(own.pitch + 1, own.pitch + 12)  # not a sounding pitch class nor a low harmonic
+                 if p % 12 not in sounding and all((p - s) % 12 not in (0, 7, 4) for s in sounding))
+    assert onset(100, own.pitch) == 1  # our own note heard back: an echo in either mode
+    assert onset(101, other) == (1 if gate_mode == "time" else 0)  # the musician: kept by the echo-aware gate
+    assert live.gate.sounding(at)  # the decisions were made while own notes sounded
