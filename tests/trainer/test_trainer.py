@@ -180,7 +180,8 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
 
 
 def _live_tokens(path: Path, config: MusicHalConfig, encoder: EncoderStage) -> list[int]:
-    """The live path: 256-frame device blocks → CaptureStage (front end, ring, segmenter) → EncoderStage."""
+    """The live path: 256-frame device blocks → CaptureStage (front end, ring, segmenter) → EncoderStage. The live
+    segmenter's early views (influence only, analysed by the oracle) are skipped, as the encoder actor skips them."""
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     ring = AudioRing.create_for(seconds=30.0, sample_rate_hz=config.audio.sample_rate_hz)
     try:
@@ -189,10 +190,12 @@ def _live_tokens(path: Path, config: MusicHalConfig, encoder: EncoderStage) -> l
         for begin in range(0, len(data), 256):
             capture.push(data[begin:begin + 256], last=begin + 256 >= len(data))
             for event in capture.segment(timeout_s=0.0):
-                tokens.append(encoder.process((event, ring.read(event.window_start, event.window_end))).token)
+                if not event.early:
+                    tokens.append(encoder.process((event, ring.read(event.window_start, event.window_end))).token)
         while not capture.exhausted:
             for event in capture.segment(timeout_s=0.0):
-                tokens.append(encoder.process((event, ring.read(event.window_start, event.window_end))).token)
+                if not event.early:
+                    tokens.append(encoder.process((event, ring.read(event.window_start, event.window_end))).token)
         return tokens
     finally:
         ring.close()
