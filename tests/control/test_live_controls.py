@@ -156,7 +156,17 @@ def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_l
     live = [bytes(m) for _, m in read_smf_messages(live_mid)]
     replayed = [bytes(m) for _, m in read_smf_messages(replay_mid)]
     assert sum(1 for m in live if m[0] & 0xF0 == 0x90) >= 10
-    assert replayed == live, "the replayed MIDI bytes differ from the live recording"
+    def per_channel(messages):
+        channels: dict = {}
+        for m in messages:
+            channels.setdefault(m[0] & 0x0F if m[0] < 0xF0 else "system", []).append(m)
+        return channels
+
+    # every channel carries the same bytes in the same order; across channels, messages due at (nearly) the same
+    # moment may leave the live scheduler in either order (a reaction note is decided for "now" and reaches it a
+    # little late, after another channel's note-off due at that moment), which changes no channel's stream
+    assert sorted(replayed) == sorted(live), "the replayed MIDI messages differ from the live recording"
+    assert per_channel(replayed) == per_channel(live), "a channel's MIDI bytes differ between replay and live"
     def on_times(path):
         return np.array([t for t, m in read_smf_messages(path) if m[0] & 0xF0 == 0x90])
 
