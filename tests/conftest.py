@@ -196,9 +196,8 @@ def tiny_wav2vec_layer_norm_dir(tmp_path_factory) -> Path:
     return _save_tiny_wav2vec(tmp_path_factory.mktemp("tiny_w2v_layer"), group_norm=False)
 
 
-@pytest.fixture
-def ray_local():
-    """A local Ray instance for one test (2 CPUs, no dashboard), shut down after."""
+def _local_ray():
+    """A local Ray instance (2 CPUs, no dashboard), shut down after."""
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -207,3 +206,15 @@ def ray_local():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def ray_local():
+    """A local Ray instance for one test (2 CPUs, no dashboard), shut down after."""
+    yield from _local_ray()
+
+
+@pytest.fixture(scope="module")
+def ray_module():
+    """One local Ray instance for a whole test module (the CLI and stacks in it reuse it)."""
+    yield from _local_ray()

@@ -169,18 +169,6 @@ def test_describe_says_how_each_model_listens(world):
 
 
 # ------------------------------------------------------------------------------------ plays and learns
-@pytest.fixture(scope="module")
-def ray_module():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _node_ip_address="127.0.0.1")
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def _live_config(kind: str, invocation: str, checkpoint: Path) -> MusicHalConfig:
     overrides = {"midi.api": "jack", "midi.profile": "gm-safe", "generation.seed": 1, "control.input_gate": False}
     if invocation == "trainer-flags" and kind != "traditional":  # what config_from_args makes of the trainer's flags

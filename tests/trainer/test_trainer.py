@@ -23,19 +23,6 @@ from shared.errors import ParameterError
 VOCAB = "8"
 
 
-@pytest.fixture(scope="module")
-def ray_up():
-    """One local Ray (2 CPUs) for the module; the CLI reuses it and ``--workers`` bounds the batches in flight."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _node_ip_address="127.0.0.1")
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def _bytes(output: Path) -> tuple[bytes, bytes]:
     return output.read_bytes(), output.with_suffix(".safetensors").read_bytes()
 
@@ -49,7 +36,7 @@ def _train(corpus: Path, output: Path, *extra: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def traditional_runs(ray_up, corpus_dir, tmp_path_factory):
+def traditional_runs(ray_module, corpus_dir, tmp_path_factory):
     """The corpus trained with 1 and 2 workers (separate outputs and caches)."""
     root = tmp_path_factory.mktemp("runs")
     outputs = {}
@@ -99,7 +86,7 @@ def test_model_records_what_live_needs(traditional_runs, corpus_dir):
 
 
 @pytest.mark.ray
-def test_interrupted_run_resumes_from_the_cache(ray_up, corpus_dir, traditional_runs, tmp_path):
+def test_interrupted_run_resumes_from_the_cache(ray_module, corpus_dir, traditional_runs, tmp_path):
     paths = discover_audio_files(dirs=[corpus_dir])
     cache = tmp_path / "cache"
     part = tmp_path / "part" / "model.json"
@@ -144,7 +131,7 @@ def test_feature_cache_round_trip_and_truncated_entries(corpus_dir, tmp_path):
 
 
 @pytest.mark.ray
-def test_corrupt_and_empty_files_are_skipped_and_reported(ray_up, corpus_dir, tmp_path, capsys):
+def test_corrupt_and_empty_files_are_skipped_and_reported(ray_module, corpus_dir, tmp_path, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(corpus_dir, bad)
     (bad / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
@@ -222,7 +209,7 @@ def test_live_stack_reproduces_the_trained_tokens(traditional_runs, corpus_dir):
 
 
 @pytest.mark.ray
-def test_wav2vec_hybrid_training_is_deterministic_and_matches_live(ray_up, corpus_dir, tiny_wav2vec_dir, tmp_path):
+def test_wav2vec_hybrid_training_is_deterministic_and_matches_live(ray_module, corpus_dir, tiny_wav2vec_dir, tmp_path):
     outputs = []
     for workers in (1, 2):
         outputs.append(tmp_path / f"w{workers}" / "model.json")
