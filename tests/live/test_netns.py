@@ -309,12 +309,18 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
         pid = stack.encoder_info["pid"]
         before = stack.stats()
         os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: _remote(stack.stats()).get("downs", 0) >= 1, timeout_s=30), _remote(stack.stats())
-        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "answered_while_down") >= 3, timeout_s=30)
+        assert wait_until(lambda: not _remote(stack.stats())["up"], timeout_s=30), _remote(stack.stats())
+        went_down = stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "answered_while_down")
+                          >= stage_counter(went_down, "oracle", "answered_while_down") + 3, timeout_s=30)
         down = stack.stats()
-        # at most the events already in flight at the death waited: later ones were answered locally at once
+        # only calls in flight can wait on the dead encoder (at most the in-flight cap; how many were in flight when
+        # it died depends on the load); once down, later events are answered locally at once and none waits
         misses = stage_counter(down, "oracle", "encoder_misses") - stage_counter(before, "oracle", "encoder_misses")
-        assert misses <= 1, (misses, _remote(down), down["oracle"]["counters"])
+        assert misses <= config.cluster.max_events_in_flight, (misses, _remote(down), down["oracle"]["counters"])
+        if _remote(down).get("ups", 0) == _remote(went_down).get("ups", 0):  # still down throughout
+            assert stage_counter(down, "oracle", "encoder_misses") == stage_counter(went_down, "oracle", "encoder_misses"), \
+                (_remote(down), down["oracle"]["counters"])
         # a traditional memory is answered from a local analysis; a wav2vec memory by autonomous continuation
         answer = "fallback_local" if kind == "traditional" else "fallback_autonomous"
         assert stage_counter(down, "oracle", answer) > stage_counter(before, "oracle", answer)

@@ -123,7 +123,7 @@ def pieces(tmp_path_factory):
     train([train_wav], config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 16}), output=model,
           cache_dir=folder / "cache")
     return {"model": model, "play_wav": play_wav, "performance": performance, "in_key_wav": in_key_wav,
-            "in_key": in_key}
+            "in_key": in_key, "training": training}
 
 
 def portaudio_inputs(client) -> list[str]:
@@ -188,18 +188,18 @@ def test_imitate_follows_the_live_input_not_the_trained_model(jack_server, ray_l
     in_pitches = [n[0] for n in pieces["performance"]]
     play_share = sum(p % 12 in PLAY_PCS for p in pitches) / len(pitches)
     train_share = sum(p % 12 in TRAIN_PCS for p in pitches) / len(pitches)
-    out_hist, in_hist = pc_histogram(pitches), pc_histogram(in_pitches)
-    actual = correlation(out_hist, in_hist)
-    rng = np.random.default_rng(0)
-    baseline = [correlation(out_hist, in_hist[rng.permutation(12)]) for _ in range(500)]
+    out_hist = pc_histogram(pitches)
+    actual = correlation(out_hist, pc_histogram(in_pitches))
+    memory = correlation(out_hist, pc_histogram([n[0] for n in pieces["training"]]))
     print(f"e2e imitate: events {out['final']['capture']['counters']['events']}, notes {len(pitches)}, "
           f"pitch classes of the performance {play_share:.0%} / of the training {train_share:.0%}, "
-          f"pc correlation {actual:.2f} (shuffled p99 {np.percentile(baseline, 99):.2f})")
+          f"pc correlation with the performance {actual:.2f} / with the training {memory:.2f}")
     # the trained memory alone would give 100 % training pitch classes: the live input must dominate
     assert play_share >= 0.6 and play_share > 2 * train_share, \
         f"performance pitch classes {play_share:.0%}, training {train_share:.0%}"
-    assert actual > 0.5 and actual > np.percentile(baseline, 99), \
-        f"pc correlation {actual:.2f}, shuffled p50/p99 {np.percentile(baseline, [50, 99])}"
+    # and the weights of its pitch classes follow the performance's, not the memory's (a permutation baseline is no
+    # yardstick here: with 5 of 12 pitch classes in use, a random relabelling keeping 4 of them scores ~0.8)
+    assert actual > 0.5 and actual > memory + 0.5, f"pc correlation {actual:.2f}, with the training {memory:.2f}"
 
 
 def test_lead_plays_its_own_phrases_not_a_delayed_copy(jack_server, ray_local, pieces, tmp_path):
