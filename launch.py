@@ -35,6 +35,8 @@ __all__ = ["build_parser", "config_from_args", "listening_request", "plan_listen
 DEAF_AFTER_S = 10.0
 #: … and, at the end of a run that heard at least this many onsets, makes the exit status 1.
 DEAF_MIN_EVENTS = 3
+#: how long a stop waits for midi_out's own stop (its all-notes-off) before the actor is killed
+MIDI_STOP_WAIT_S = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,12 +521,11 @@ class LiveStack:
                     final["midi_out"] = ray.get(self.actors["midi_out"].stats.remote(), timeout=1.0)
                 except Exception:
                     pass
-            refs = []
-            for name in ("encoder", "midi_out"):
-                if name in self.actors:
-                    refs.append(self.actors[name].stop.remote())
+            refs = {name: self.actors[name].stop.remote() for name in ("encoder", "midi_out") if name in self.actors}
             if refs:
-                ray.wait(refs, num_returns=len(refs), timeout=2.0)
+                ray.wait(list(refs.values()), num_returns=len(refs), timeout=2.0)
+            if "midi_out" in refs:  # its stop sends all-notes-off: worth a longer (bounded) wait on a loaded machine
+                ray.wait([refs["midi_out"]], timeout=MIDI_STOP_WAIT_S)
         for name in order:
             actor = self.actors.pop(name, None)
             if actor is not None:

@@ -223,7 +223,10 @@ def test_readme_play_command_for_a_hybrid_model_exits_0_having_learned(jack_serv
     assert stage_counter(final, "oracle", "stage_learned") > 0
     assert stage_counter(final, "oracle", "stage_dim_mismatch") == 0
     assert stage_counter(final, "encoder", "exceptions") == 0
-    assert "warning" not in result.stderr
+    # no warning, except the running notice "learned 0 of N events" that a slow start (a loaded machine, the wav2vec
+    # encoder missing its first deadlines) can print after DEAF_AFTER_S: the exit status 0 says it learned in the end
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line and "learned 0 of" not in line]
+    assert warnings == [], warnings
 
 
 def _break_wav2vec(self):
