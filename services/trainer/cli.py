@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpu", action="store_true", help="use a GPU for wav2vec if there is one")
     parser.add_argument("--vocabulary-size", type=int, default=64, help="tokens per quantizer (default 64)")
     parser.add_argument("--threshold", default="auto", help="Audio Oracle distance threshold, or 'auto' (Information Rate)")
-    parser.add_argument("--workers", type=int, default=None, help="Ray workers (default: CPUs)")
+    parser.add_argument("--workers", type=int, default=None, help="Ray workers, one core each: units of work in flight, "
+                        "thread pools pinned to one thread (default: the cluster's CPUs)")
     parser.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default=None, help="TOML config file")

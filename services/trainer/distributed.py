@@ -25,7 +25,7 @@ import ray.exceptions as rex
 
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
-from services.ray_support import current_node_id, set_torch_threads
+from services.ray_support import current_node_id
 from services.trainer.pipeline import (FileOutcome, analyze_batch, encode_pending, feature_settings,
                                        make_perception, segment_batch, segmentation_config)
 from services.trainer.schedule import Retry, run_units
@@ -60,13 +60,46 @@ def ensure_ray(*, address: Optional[str] = None, num_cpus: Optional[int] = None)
     return True
 
 
+#: The thread-pool settings of numpy's BLAS, OpenMP, numba and torch: a worker uses exactly the CPUs Ray gave it.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """``runtime_env`` variables that pin a worker process' native thread pools to ``threads`` (set before numpy,
+    numba or torch load there)."""
+    return {name: str(max(1, int(threads))) for name in THREAD_VARIABLES}
+
+
+def pin_threads(threads: int) -> None:
+    """Pin this worker's thread pools to ``threads`` (also those already loaded: BLAS/OpenMP via threadpoolctl,
+    torch's intra-op pool), so N workers keep N cores busy and no more."""
+    threads = max(1, int(threads))
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # scikit-learn's dependency; without it the environment variables above still apply
+        pass
+    import sys
+
+    torch = sys.modules.get("torch")  # torch is only loaded (and only pinned) where the work needs it
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-@ray.remote(num_cpus=1, max_retries=3)
+_ONE_CPU = {"env_vars": thread_env(1)}
+
+
+@ray.remote(num_cpus=1, max_retries=3, runtime_env=_ONE_CPU)
 def _analyze_task(items: list[tuple[Any, ...]], config: MusicHalConfig, cache_dir: Optional[str]) -> list[FileOutcome]:
-    set_torch_threads(1)
+    pin_threads(1)
     key = repr(config)
     perception = _PERCEPTIONS.get(key)
     if perception is None:
@@ -74,16 +107,17 @@ def _analyze_task(items: list[tuple[Any, ...]], config: MusicHalConfig, cache_di
     return analyze_batch(items, config=config, perception=perception, cache_dir=cache_dir, node=current_node_id())
 
 
-@ray.remote(num_cpus=1, max_retries=3)
+@ray.remote(num_cpus=1, max_retries=3, runtime_env=_ONE_CPU)
 def _map_task(fn: Callable[..., Any], arguments: tuple) -> Any:
+    pin_threads(1)
     return fn(*arguments)
 
 
-@ray.remote(num_cpus=1, max_retries=3, num_returns=2)
+@ray.remote(num_cpus=1, max_retries=3, num_returns=2, runtime_env=_ONE_CPU)
 def _segment_task(items: list[tuple[Any, ...]], config: MusicHalConfig, settings: dict[str, Any],
                   cache_dir: str) -> tuple[list[FileOutcome], list[dict]]:
     """The wav2vec path's CPU stage: decode, segment, descriptors, traditional view; windows to the encoders."""
-    set_torch_threads(1)
+    pin_threads(1)
     stage_config = segmentation_config(config)
     key = repr(stage_config)
     perception = _PERCEPTIONS.get(key)
@@ -99,7 +133,7 @@ class _EncoderWorker:
     spent on decoding)."""
 
     def __init__(self, config: MusicHalConfig, torch_threads: int) -> None:
-        set_torch_threads(torch_threads)
+        pin_threads(torch_threads)
         self.config = config
         self.perception = make_perception(config, torch_threads=torch_threads)
         self.settings = feature_settings(config, self.perception)
@@ -114,7 +148,9 @@ class _EncoderWorker:
 
 
 def _batches(items: list[tuple[Any, ...]], workers: int, batch_files: Optional[int]) -> list[list[tuple[Any, ...]]]:
-    size = batch_files or max(1, min(8, math.ceil(len(items) / (4 * workers))))
+    # small units (at most 4 files, about 8 per worker): the last round leaves a worker idle for at most one
+    # small unit, and a task's overhead (a few ms) stays far below a file's analysis
+    size = batch_files or max(1, min(4, math.ceil(len(items) / (8 * workers))))
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
@@ -181,11 +217,14 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
     if gpu and int(ray.cluster_resources().get("GPU", 0)):
         count, options = int(ray.cluster_resources()["GPU"]), {"num_gpus": 1, "num_cpus": 0}
     else:
-        # num_cpus=0: the encoders must not starve the CPU stage of the slots Ray accounts (the two stages are
-        # bounded by run_units instead: ``workers`` CPU units and ``count`` encoder calls in flight)
+        # num_cpus=0: the encoders must not starve the CPU stage of the slots Ray accounts; the two stages share
+        # the same CPUs, so run_units bounds them together: ``workers`` units of either stage in flight (N workers
+        # = N busy cores, one thread each)
         count, options = workers, {"num_cpus": 0}
+    on_gpu = "num_gpus" in options
     count = max(1, min(count, len(batches)))
-    threads = 1 if not gpu else 2
+    threads = 2 if on_gpu else 1
+    options["runtime_env"] = {"env_vars": thread_env(threads)}
     run = f"{os.getpid()}-{time.monotonic_ns()}"
     actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD", name=f"{ENCODER_NAME_PREFIX}{run}-{i}")
               .remote(config, threads) for i in range(count)]
@@ -199,7 +238,7 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
     def submit_unit(unit: tuple, actor: Any = None) -> Any:
         if unit[0] == "cpu":
             summaries_ref, payloads_ref = _segment_task.options(scheduling_strategy="SPREAD").remote(
-                unit[1], config_ref, settings, cache_dir)
+                unit[1], config_ref, settings_ref, cache_dir)
             payload_of[summaries_ref] = payloads_ref
             return summaries_ref
         actor = actor if actor is not None else free.pop()
@@ -241,7 +280,9 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
 
     try:
         settings = _get_settings(actors[0], config.trainer.task_timeout_s)
-        run_units(units, slots={"cpu": workers, "enc": len(actors)}, pool=stage, submit=submit_unit,
+        settings_ref = ray.put(settings)
+        run_units(units, slots={"cpu": workers, "enc": len(actors)}, total=None if on_gpu else workers, pool=stage,
+                  submit=submit_unit,
                   result=result_unit, restart=restart_unit,
                   **{**common, "on_result": take_stage,
                      "describe": lambda unit: _describe_batch(unit[1]) if unit[0] == "cpu"

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,7 @@ class FileOutcome:
     error: Optional[str] = None
     settings_key: str = ""  # sha256 of the settings (a worker sends the full settings once per batch)
     pending: bool = False  # decoded and segmented; the wav2vec stage still has to add its view
+    cpu_s: float = 0.0  # CPU time of the worker process (all its threads) spent on this file
 
     def __post_init__(self) -> None:
         if self.columns and not self.events:
@@ -385,6 +387,7 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
 
     path = Path(path)
     start = time.perf_counter()
+    cpu_start = time.process_time()
     try:
         st = os.stat(path)
         with open(path, "rb"):
@@ -408,7 +411,8 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
         head = cache.header(key)
         if head is not None:
             return FileOutcome(**common, key=key, duration_s=float(head["duration_s"]), events=int(head["events"]),
-                               from_cache=True, seconds=time.perf_counter() - start)
+                               from_cache=True, seconds=time.perf_counter() - start,
+                               cpu_s=time.process_time() - cpu_start)
     try:
         duration_s = probe_audio_file(path).duration_s
         events, analyses = analyze_file(path, config, perception, window_batches=window_batches)
@@ -421,7 +425,7 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
     views = {view: np.stack([vectors[view] for _, vectors in analyses]).astype(np.float32)
              for view in analyses[0][1]}
     outcome = FileOutcome(**common, key=key, duration_s=duration_s, columns=descriptor_columns([d for d, _ in analyses]),
-                          views=views, seconds=time.perf_counter() - start)
+                          views=views, seconds=time.perf_counter() - start, cpu_s=time.process_time() - cpu_start)
     if window_batches is not None:
         outcome.pending = True
         return outcome
@@ -504,14 +508,15 @@ def encode_pending(summaries: Sequence[FileOutcome], payloads: Sequence[dict], *
     out = []
     for summary in summaries:
         payload = by_index[summary.index]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         rows = [np.asarray(row, dtype=np.float32) for batch in payload["batches"]
                 for row in perception.wav2vec.extract_batch(list(batch), sample_rate_hz)]
         views = {"wav2vec": np.stack(rows).astype(np.float32)}
         if "traditional" in settings["views"]:
             views["traditional"] = payload["traditional"]
         outcome = dataclasses.replace(summary, views=views, columns=payload["columns"], pending=False, node=node,
-                                      seconds=summary.seconds + time.perf_counter() - start, settings=dict(settings))
+                                      seconds=summary.seconds + time.perf_counter() - start,
+                                      cpu_s=summary.cpu_s + time.process_time() - cpu_start, settings=dict(settings))
         try:
             cache.store(outcome)
         except OSError as error:
@@ -745,6 +750,35 @@ def _serial_analyze(items: list[tuple[Any, ...]], *, config: MusicHalConfig, cac
     return out
 
 
+def _prewarm_driver() -> None:
+    """Load what the driver's serial steps need (scikit-learn, the oracle's numba kernels from their cache) while
+    the workers analyse, so fit, tokenisation and the oracle build add little serial time after the parallel
+    stage (Amdahl). A tiny throw-away build; nothing of it reaches the model, and any failure here only means
+    the real step pays the loading itself."""
+    try:
+        import sklearn.cluster  # noqa: F401
+        import sklearn.decomposition  # noqa: F401
+        from safetensors.numpy import save  # noqa: F401
+
+        from services.model_file import save_musichal_model  # noqa: F401
+        from services.oracle.audio_oracle import AudioOracle
+        from services.oracle.factor_oracle import FactorOracle
+        from services.oracle.information_rate import select_threshold, total_information_rate
+
+        rng = np.random.default_rng(0)
+        frames = rng.normal(size=(16, 2))
+        select_threshold(frames)
+        tokens = np.arange(16, dtype=np.int64) % 3
+        oracle = AudioOracle(0.5, 2, capacity=17)
+        descriptors = [EventDescriptors(onset_s=0.1 * i, duration_s=0.1, rms=0.1, velocity=64, f0_hz=220.0,
+                                        f0_confidence=0.5, chroma_peaks=(9,)) for i in range(16)]
+        oracle.extend(frames, tokens=tokens, columns=descriptor_columns(descriptors), event_ids=np.arange(16))
+        total_information_rate(oracle.lrs)
+        FactorOracle(capacity=17).extend(tokens)
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
+
+
 def _node_label(node: str) -> str:
     return node[:12] if node else "local"
 
@@ -784,8 +818,11 @@ def train(paths: Sequence[str | Path], *, config: MusicHalConfig, output: str | 
     items = [(i, str(p), n, hashes.known(p)) for i, (p, n) in enumerate(zip(paths, names))]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    warm = threading.Thread(target=_prewarm_driver, name="musichal-train-prewarm", daemon=True)
+    warm.start()
     analyze_many = analyze_many or _serial_analyze
     outcomes = analyze_many(items, config=config, cache_dir=str(cache_dir), progress=progress or (lambda o: None))
+    warm.join()
     outcomes = sorted(outcomes, key=lambda o: o.index)
     if [o.index for o in outcomes] != list(range(len(items))):
         raise ParameterError("the analysis did not return exactly one outcome per file")

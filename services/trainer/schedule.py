@@ -25,7 +25,8 @@ def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: C
               ready: Callable[[list[Hashable], float], list[Hashable]], result: Callable[[Hashable], Any],
               restart: Callable[[Hashable, Any], Hashable], on_result: Callable[[int, Any], Optional[Sequence[Any]]],
               clock: Callable[[], float], timeout_s: float, max_attempts: int,
-              describe: Callable[[Any], str] = str, pool: Callable[[Any], str] = lambda unit: "") -> dict[str, int]:
+              describe: Callable[[Any], str] = str, pool: Callable[[Any], str] = lambda unit: "",
+              total: Optional[int] = None) -> dict[str, int]:
     """Run every unit to completion; returns counters ``{"timeouts", "lost", "attempts"}``.
 
     ``submit(unit)`` → handle; ``ready(handles, wait_s)`` → the handles finished within ``wait_s``;
@@ -33,7 +34,9 @@ def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: C
     ``restart(handle, unit)`` → a handle for the unit's next attempt (a new one, or the same one when the
     runtime reruns it itself). ``on_result(index, value)`` may return new units (a next stage), which run too.
     ``slots`` bounds the units in flight: one number, or one per ``pool(unit)`` name (stages that use
-    different workers, e.g. CPU tasks and encoder actors, each with its own bound).
+    different workers, e.g. CPU tasks and encoder actors, each with its own bound); ``total`` bounds the units
+    in flight over all pools together (stages that share the same CPUs: N workers = N busy cores). Follow-up
+    units run before queued first-stage units, so the work handed from one stage to the next stays bounded.
 
     Raises
     ------
@@ -41,7 +44,8 @@ def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: C
         A unit failed ``max_attempts`` times (timed out or lost its worker each time).
     """
     limits = dict(slots) if isinstance(slots, Mapping) else {"": int(slots)}
-    if any(n < 1 for n in limits.values()) or max_attempts < 1 or not timeout_s > 0:
+    total = sum(limits.values()) if total is None else int(total)
+    if any(n < 1 for n in limits.values()) or total < 1 or max_attempts < 1 or not timeout_s > 0:
         raise ParameterError("slots and max_attempts must be >= 1 and timeout_s > 0")
     units = units if isinstance(units, list) else list(units)  # new units are appended to the caller's list
     queue = deque(range(len(units)))
@@ -60,6 +64,8 @@ def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: C
 
     while queue or running:
         for index in list(queue):
+            if len(running) >= total:
+                break
             name = pool(units[index])
             if busy[name] < limits[name]:
                 queue.remove(index)
@@ -78,9 +84,10 @@ def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: C
                 retry(handle, "lost its worker")
                 continue
             busy[running.pop(handle)[3]] -= 1
-            for unit in on_result(index, value) or ():
-                units.append(unit)
-                queue.append(len(units) - 1)
+            follow = list(on_result(index, value) or ())
+            first = len(units)
+            units.extend(follow)
+            queue.extendleft(reversed(range(first, len(units))))  # ahead of the queue, in their own order
         now = clock()
         for handle in [h for h, entry in running.items() if entry[1] <= now]:
             counters["timeouts"] += 1

@@ -230,3 +230,33 @@ def test_two_stages_with_their_own_slots_and_follow_up_units():
     assert sorted(results.values()) == ["CPU-A", "CPU-B", "CPU-C", "ENC-A", "ENC-B", "ENC-C"]
     assert units[3:] == ["enc-a", "enc-b", "enc-c"] and counters["lost"] == 1
     assert peak == {"cpu": 2, "enc": 1}
+
+
+def test_a_total_bound_shares_the_slots_of_both_stages_and_follow_ups_go_first():
+    """CPU encoders share the CPUs of the decode stage: at most ``total`` units of any stage are in flight, and an
+    encode unit runs before the next queued CPU unit (the windows handed between the stages stay bounded)."""
+    workers = FakeWorkers(hang={}, lose={})
+    in_flight: list[str] = []
+    peak_total = 0
+    order: list[str] = []
+    units = ["cpu-a", "cpu-b", "cpu-c", "cpu-d"]
+
+    def submit(unit):
+        nonlocal peak_total
+        in_flight.append(unit)
+        order.append(unit)
+        peak_total = max(peak_total, len(in_flight))
+        return workers.submit(unit)
+
+    def result(handle):
+        in_flight.remove(workers.handles[handle][0])
+        return workers.result(handle)
+
+    def on_result(index, value):
+        return [value.lower().replace("cpu", "enc")] if value.startswith("CPU") else None
+
+    run_units(units, slots={"cpu": 2, "enc": 2}, total=2, pool=lambda unit: unit[:3], submit=submit,
+              ready=workers.ready, result=result, restart=workers.restart, on_result=on_result,
+              clock=workers.clock, timeout_s=60.0, max_attempts=3)
+    assert peak_total == 2
+    assert order == ["cpu-a", "cpu-b", "enc-a", "enc-b", "cpu-c", "cpu-d", "enc-c", "enc-d"]
