@@ -369,7 +369,8 @@ class LiveStack:
 
         oracle, midi_out = self.actors.get("oracle"), self.actors.get("midi_out")
         refs = []
-        if name in ("mode", "continuity", "density", "learning", "gate", "tempo", "wait", "beat") and oracle is not None:
+        if (name in ("mode", "continuity", "density", "learning", "gate", "tempo", "wait", "beat")
+                or name.startswith("voice/")) and oracle is not None:
             refs.append(oracle.control.remote(name, value))
         elif name == "mute":
             refs += [a for a in (oracle and oracle.control.remote("mute", value),
