@@ -209,3 +209,14 @@ def test_bad_voice_settings_are_one_line_errors():
         MusicHalConfig().with_overrides({"midi.bass_channel": 10})
     with pytest.raises(ParameterError):
         MusicHalConfig().with_overrides({"voices.drums": True})
+
+
+def test_the_voices_flag_picks_the_voices():
+    from launch import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(["--voices", "melody,bass"]))
+    assert (config.voices.melody, config.voices.bass, config.voices.comping) == (True, True, False)
+    assert config_from_args(build_parser().parse_args([])).voices.comping is True  # all three by default
+    for bad in ("drums", ","):
+        with pytest.raises(ParameterError):
+            config_from_args(build_parser().parse_args(["--voices", bad]))
