@@ -234,7 +234,7 @@ class VoicesConfig:
     comping_density: float = 0.5
     bass_phase: float = 0.0
     comping_phase: float = 0.0
-    max_polyphony: int = 4  # comping chord notes at most
+    max_polyphony: int = 3  # comping chord notes at most (with the bass and the melody: five voices)
 
     def __post_init__(self) -> None:
         for name in ("bass_range", "comping_range"):

@@ -248,7 +248,7 @@ class Ensemble:
                 low, high = v.bass_range
                 if melody_pitch is not None:
                     high = min(high, melody_pitch - 1)
-                ref = f.previous[0] if f.previous else low + 7
+                ref = f.previous[0] if f.previous else (v.bass_range[0] + v.bass_range[1]) / 2.0
                 pitch = place_near(pc, low, high, ref)
                 if pitch is None:
                     self.counters["bass_rests"] += 1

@@ -123,7 +123,7 @@ def test_voice_leading_moves_less_than_a_naive_voicing():
         led += chord_movement(a["pitches"], b["pitches"])
         naive += chord_movement(naive_chord([p % 12 for p in a["pitches"]], low, high),
                                 naive_chord([p % 12 for p in b["pitches"]], low, high))
-    assert led < 0.9 * naive, (led, naive)  # measured 205 vs 242 semitones
+    assert led < 0.9 * naive, (led, naive)  # measured 195 vs 232 semitones over 31 chords
     # a known case: C major to F major (F A C) from C4-E4-G4: the common tone stays, the others move by step
     assert voice_chord([5, 9, 0], [60, 64, 67], 48, 72) == [60, 65, 69]
     assert chord_movement([60, 64, 67], [60, 65, 69]) < chord_movement([60, 64, 67], naive_chord([5, 9, 0], 48, 72))
