@@ -23,8 +23,9 @@ comping    a chord of at most ``voices.max_polyphony`` notes whose pitch classes
 =========  =============================================================================================
 
 A follower's note starts ``phase * (melody step interval)`` after the melody's step (its own clock phase) and
-lasts until its next expected onset (``ceil(1 / density)`` melody steps of the current interval, 95 %,
-clamped to 0.1..4 s). A voice switched off plays nothing (the melody still steps when it is off: it is the
+lasts until its next expected onset (``ceil(1 / density)`` melody steps of the current interval — or of the
+median of the melody's last 8 step-to-step times when that is shorter: reactions step sooner than the learned
+time —, 95 %, clamped to 0.1..4 s). A voice switched off plays nothing (the melody still steps when it is off: it is the
 clock the others follow). With only the melody on, :meth:`Ensemble.tick` returns exactly the player's notes.
 Note ids come from one counter (the player's), so they are unique across voices.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from dataclasses import replace
 from typing import Any, Optional, Sequence
 
@@ -127,6 +129,8 @@ class Ensemble:
         self.voices = voices
         self._bass = _Follower()
         self._comping = _Follower()
+        self._gaps: deque[float] = deque(maxlen=8)  # the melody's recent step-to-step times
+        self._last_step: Optional[float] = None
         self.chords: list[dict[str, Any]] = []  # the last comping chords (state, transpose, pitches), for checks
         self.counters = {"bass": 0, "comping": 0, "chords": 0, "bass_rests": 0, "melody_muted": 0}
 
@@ -185,6 +189,9 @@ class Ensemble:
                 at = max(player.next_step_s, now)
             note = player.step(at)
             steps += 1
+            if self._last_step is not None and at > self._last_step:
+                self._gaps.append(at - self._last_step)
+            self._last_step = at
             if note is not None:
                 if self.voices.melody:
                     notes.append(note)
@@ -213,6 +220,8 @@ class Ensemble:
         interval = max(0.0, (player.next_step_s or at) - at)
         if interval <= 0.0:
             interval = 0.25
+        if self._gaps:  # reactions and holds step sooner than the learned time: the note ends before the next one
+            interval = min(interval, float(np.median(self._gaps)))
         t_on = at + phase * interval
         steps = max(1, math.ceil(1.0 / density - 1e-9))
         t_off = t_on + min(_MAX_DUR_S, max(_MIN_DUR_S, 0.95 * steps * interval))
