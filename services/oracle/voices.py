@@ -10,7 +10,8 @@ voice      what it plays
 melody     the player's note (``generation.melody_range``, ``generation.density``), voice ``"melody"``
 bass       the lowest transcribed note of the melody state's slice (``store.notes``), else its f0's pitch
            class, else its strongest chroma class; placed in ``voices.bass_range`` next to the previous bass
-           note, and below the melody's note when the range allows (otherwise the bass rests that turn).
+           note (pulled half-way to the range's centre, so the line does not drift to an end of the range), and
+           below the melody's note when the range allows (otherwise the bass rests that turn).
            Onsets: every melody run start (a jump), and whenever its credit (``bass_density`` per melody
            step) reaches 1
 comping    a chord of at most ``voices.max_polyphony`` notes whose pitch classes are the slice's transcribed
@@ -257,7 +258,10 @@ class Ensemble:
                 low, high = v.bass_range
                 if melody_pitch is not None:
                     high = min(high, melody_pitch - 1)
-                ref = f.previous[0] if f.previous else (v.bass_range[0] + v.bass_range[1]) / 2.0
+                centre = (v.bass_range[0] + v.bass_range[1]) / 2.0
+                # next to the previous note, pulled half-way to the range's centre: a line that does not drift
+                # to the bottom (or top) of the range
+                ref = (f.previous[0] + centre) / 2.0 if f.previous else centre
                 pitch = place_near(pc, low, high, ref)
                 if pitch is None:
                     self.counters["bass_rests"] += 1
