@@ -220,3 +220,34 @@ def test_the_voices_flag_picks_the_voices():
     for bad in ("drums", ","):
         with pytest.raises(ParameterError):
             config_from_args(build_parser().parse_args(["--voices", bad]))
+
+
+def test_a_session_with_voices_and_voice_controls_replays_to_the_same_midi_bytes(tmp_path):
+    from services.control.session import SessionLog, make_stage, render_notes, replay_session
+
+    config = MusicHalConfig().with_overrides({"generation.seed": 2, "midi.profile": "gm-safe"})
+    clock = {"t": 0.0}
+    log = SessionLog(tmp_path / "s.jsonl", config=config, clock=lambda: clock["t"])
+    live = LiveOracle(config, make_stage(config), session=log)
+    notes, t = [], 0.0
+    for i in range(36):
+        clock["t"] = t
+        if i == 12:
+            live.apply_control("voice/bass/range", (36, 50), t)
+            live.apply_control("voice/comping/on", 0, t)
+        if i == 24:
+            live.apply_control("voice/comping/on", 1, t)
+            live.apply_control("voice/comping/density", 1.0, t)
+        notes += live.on_percept(chord_percept(i, CHORDS[i % len(CHORDS)], t), t)
+        live.learn_queued()
+        notes += live.tick(t + 0.2)
+        t += 0.4
+    log.write("stop")
+    log.close()
+    assert {n.voice for n in notes} == {"melody", "bass", "comping"}
+    result = replay_session(tmp_path / "s.jsonl")
+    assert result.notes and result.identical
+    live_events = render_notes(notes, config, t_start=0.0).events
+    assert [bytes(m) for _, m in live_events] == [bytes(m) for _, m in render_notes(result.notes, config, t_start=0.0).events]
+    channels = {m[0] & 0x0F for _, m in live_events if (m[0] & 0xF0) == 0x90}
+    assert {10, 11} <= channels and 9 not in channels  # bass on MIDI 11, comping on 12, never 10
