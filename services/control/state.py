@@ -26,14 +26,14 @@ address                    args  effect
 
 Voices (``<voice>`` = ``melody``, ``bass`` or ``comping``; ``[voices]`` in the config has their starting values):
 
-=================================  ====  ================================================================
-address                            args  effect
-=================================  ====  ================================================================
-``/musichal/voice/<voice>/on``     i     1 = the voice plays, 0 = it rests
-``/musichal/voice/<voice>/range``  ii    its lowest and highest MIDI note (the melody's: its range)
-``/musichal/voice/<voice>/density``  f   bass and comping: onsets per melody step 0..2 (the melody's is
-                                         ``/musichal/density``)
-=================================  ====  ================================================================
+====================================  ====  =============================================================
+address                               args  effect
+====================================  ====  =============================================================
+``/musichal/voice/<voice>/on``        i     1 = the voice plays, 0 = it rests
+``/musichal/voice/<voice>/range``     ii    its lowest and highest MIDI note (the melody's: its range)
+``/musichal/voice/<voice>/density``   f     bass and comping: onsets per melody step 0..2 (the melody's
+                                            is ``/musichal/density``)
+====================================  ====  =============================================================
 
 MIDI controller (``control.midi_in_port``; numbers overridable with ``control.cc_map`` / ``control.note_map``)
 --------------------------------------------------------------------------------------------------------------
