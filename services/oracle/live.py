@@ -2,8 +2,9 @@
 
 :class:`LiveOracle` owns the events waiting for their percepts (with deadlines), the feedback gate, mute, the
 one control table (:meth:`LiveOracle.apply_control`), the session-log hook, the memory
-(:class:`~services.oracle.stage.OracleStage`) and the voices (:class:`~services.oracle.voices.Ensemble`: the melody :class:`~services.oracle.player.Player` and the bass and comping that follow it). Its methods
-take the time ``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
+(:class:`~services.oracle.stage.OracleStage`) and the voices (:class:`~services.oracle.voices.Ensemble`: the
+melody :class:`~services.oracle.player.Player` and the bass and comping that follow it). Its methods take the time
+``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
 
 - :meth:`on_event` — an input event arrived (it must be answered by a percept before its deadline);
 - :meth:`on_percept` — a percept: unless the gate blocks it, it influences the player at once, its onset
