@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--continuity", type=float, help="probability of a forward step in the oracle (0..1)")
     play.add_argument("--density", type=float, help="note density factor (0..4)")
     play.add_argument("--seed", type=int, help="random seed of the improviser")
+    play.add_argument("--voices", help="voices that play, comma-separated: melody,bass,comping (default all three; "
+                      "[voices] in the config)")
     live = parser.add_argument_group("live control (musichal --controls prints the OSC address and MIDI CC/note map)")
     live.add_argument("--osc-port", type=int, help="listen for OSC control messages on this UDP port (0: any free port)")
     live.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1)")
@@ -119,6 +121,15 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
     if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise ParameterError(f"--duration must be a number of seconds > 0, got {duration:g}")
     profile = "mono" if args.no_mpe else args.midi_profile
+    voices: dict[str, Any] = {}
+    if getattr(args, "voices", None) is not None:
+        from shared.config import VOICE_NAMES
+
+        chosen = [v.strip() for v in args.voices.split(",") if v.strip()]
+        unknown = sorted(set(chosen) - set(VOICE_NAMES))
+        if unknown or not chosen:
+            raise ParameterError(f"--voices takes {', '.join(VOICE_NAMES)} (comma-separated), got {args.voices!r}")
+        voices = {f"voices.{v}": v in chosen for v in VOICE_NAMES}
     kind = "wav2vec" if args.wav2vec else None
     return config.with_overrides({
         "audio.input_channel": args.input_channel,
@@ -131,7 +142,7 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
         "cluster.address": args.ray_address, "cluster.encoder_resource": args.encoder_resource,
         "control.osc_port": args.osc_port, "control.osc_host": args.osc_host, "control.midi_in_port": args.midi_in,
         "control.midi_in_api": args.midi_in_api, "control.input_gate": False if args.no_input_gate else None,
-        "control.gate_release_ms": args.gate_release_ms,
+        "control.gate_release_ms": args.gate_release_ms, **voices,
     })
 
 
@@ -371,7 +382,8 @@ class LiveStack:
 
         oracle, midi_out = self.actors.get("oracle"), self.actors.get("midi_out")
         refs = []
-        if name in ("mode", "continuity", "density", "learning", "gate", "tempo", "wait", "beat") and oracle is not None:
+        if (name in ("mode", "continuity", "density", "learning", "gate", "tempo", "wait", "beat")
+                or name.startswith("voice/")) and oracle is not None:
             refs.append(oracle.control.remote(name, value))
         elif name == "mute":
             refs += [a for a in (oracle and oracle.control.remote("mute", value),

@@ -18,15 +18,22 @@ session log (every percept with its onset time and every decided note, on one cl
 - ``busy_share``: share of the input's 1-s bins that hold an output onset;
 - ``silence_notes`` / ``silence_notes_per_s``: notes decided during the input's final silence;
 - ``reaction_ms``: onset → first note whose choice used that onset's influence (p50/p95, measured by midi_out
-  at note-on), and its part after the (early) event was detected.
+  at note-on), and its part after the (early) event was detected;
+- ``polyphony`` / ``input_polyphony``: mean number of notes sounding while anything sounds (time-weighted, over
+  the input's span), all voices of the output against the score; ``voices``: notes per voice.
+
+The pitch-class, repeat and IOI figures are the melody voice's (comparable with the melody-only runs before the
+voices); ``--voices`` picks the voices that play (default melody,bass,comping), ``--slice-notes`` turns on the
+per-event polyphonic transcription (``features.slice_notes``: comping voiced from the transcribed notes, not the
+chroma peaks).
 
 Goals (issue 14): mean own_corr (imitate) ≥ the vmo anchor's mean; margin ≥ 0.3 on every piece (imitate);
 repeat_share ≤ the input's + 0.10; lead ≥ 1 note/s during silence; reaction p95 ≤ 150 ms; output IOI CV within
-±50 % of the input's. One JSON object (per piece and mode, means, goals, ``met``) is printed and saved to
+±50 % of the input's; (issue 15) mean polyphony ≥ 50 % of the input's. One JSON object (per piece and mode, means, goals, ``met``) is printed and saved to
 ``benchmarks/results/musical.json`` through ``_common.emit`` (``--no-save``: printed only).
 
     .venv/bin/python benchmarks/musical.py [--pieces 4] [--seconds 30] [--silence 10] [--modes imitate,contrast,lead]
-        [--plots DIR] [--no-save]
+        [--voices melody,bass,comping] [--slice-notes] [--plots DIR] [--no-save]
 """
 from __future__ import annotations
 
@@ -111,6 +118,24 @@ def vmo_anchor(audio: np.ndarray, sr: int, *, seed: int) -> np.ndarray:
     return hist
 
 
+def mean_sounding(spans, start: float, end: float) -> float:
+    """Mean number of ``(t_on, t_off)`` spans sounding at once over the parts of ``start..end`` where any sounds."""
+    edges = []
+    for t_on, t_off in spans:
+        a, b = max(start, t_on), min(end, t_off)
+        if b > a:
+            edges += [(a, 1), (b, -1)]
+    edges.sort()
+    level, last, area, busy = 0, None, 0.0, 0.0
+    for t, d in edges:
+        if last is not None and level > 0:
+            area += level * (t - last)
+            busy += t - last
+        level += d
+        last = t
+    return area / busy if busy > 0 else 0.0
+
+
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:
     from services.control.session import read_session
 
@@ -120,7 +145,8 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
     return percepts, notes
 
 
-def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int) -> dict:
+def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int, voices=("melody", "bass", "comping"),
+             slice_notes: bool = False) -> dict:
     import ray
 
     from launch import LiveStack
@@ -128,7 +154,8 @@ def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int) -> dict
     log = folder / f"session-{mode}.jsonl"
     config = MusicHalConfig().with_overrides({
         "features.kind": "traditional", "features.hybrid": False, "midi.api": api, "midi.profile": "gm-safe",
-        "generation.mode": mode, "generation.seed": seed, "control.input_gate": False})
+        "generation.mode": mode, "generation.seed": seed, "control.input_gate": False,
+        "features.slice_notes": bool(slice_notes), **{f"voices.{v}": v in voices for v in ("melody", "bass", "comping")}})
     stack = LiveStack(config, input_file=str(wav), session_log=str(log))
     stack.start()
     try:
@@ -146,7 +173,8 @@ def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int) -> dict
 
 
 def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: float) -> dict:
-    percepts, notes = result["percepts"], result["notes"]
+    percepts, every_note = result["percepts"], result["notes"]
+    notes = [n for n in every_note if n.get("voice", "melody") == "melody"]
     full = [p for p in percepts if not p.get("early")]
     if not full:
         return {"error": "no percepts"}
@@ -166,7 +194,15 @@ def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: 
     reaction = np.asarray(result["reaction_s"]) * 1000
     pipeline = np.asarray(result["pipeline_s"]) * 1000
     in_onsets = [n[1] for n in piece_notes]
+    voices: dict[str, int] = {}
+    for n in every_note:
+        voices[n.get("voice", "melody")] = voices.get(n.get("voice", "melody"), 0) + 1
+    span = (min(n[1] for n in piece_notes), min(seconds, max(n[1] + n[2] for n in piece_notes)))
+    polyphony = mean_sounding([(n["t_on"] - origin, n["t_off"] - origin) for n in every_note], *span)
+    input_polyphony = mean_sounding([(n[1], n[1] + n[2]) for n in piece_notes], *span)
     return {
+        "polyphony": round(polyphony, 2), "input_polyphony": round(input_polyphony, 2),
+        "polyphony_share": round(polyphony / input_polyphony, 3) if input_polyphony else None, "voices": voices,
         "notes": len(notes), "percepts": len(full), "early_views": len(percepts) - len(full),
         "own_corr": round(own, 3), "other_corr": round(other, 3), "margin": round(own - other, 3),
         "repeat_share": round(repeat_share(np.asarray(pitches)[during]), 3),
@@ -197,7 +233,9 @@ def piano_roll(path: Path, piece_notes, result: dict, *, title: str, seconds: fl
     for pitch, start, duration, _ in piece_notes:
         ax.add_patch(plt.Rectangle((start, pitch - 0.4), duration, 0.8, color="0.75"))
     for n in notes:
-        ax.add_patch(plt.Rectangle((n["t_on"] - origin, n["pitch"] - 0.4), n["t_off"] - n["t_on"], 0.8, color="tab:blue"))
+        ax.add_patch(plt.Rectangle((n["t_on"] - origin, n["pitch"] - 0.4), n["t_off"] - n["t_on"], 0.8,
+                                   color={"bass": "tab:red", "comping": "tab:green"}.get(n.get("voice"), "tab:blue"),
+                                   alpha=0.8))
     pitches = [n[0] for n in piece_notes] + [n["pitch"] for n in notes]
     ax.set_xlim(0, seconds + silence)
     ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
@@ -205,6 +243,9 @@ def piano_roll(path: Path, piece_notes, result: dict, *, title: str, seconds: fl
     ax.set_xlabel("s")
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title)
+    colours = {"melody": "tab:blue", "bass": "tab:red", "comping": "tab:green"}
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ["0.75", *colours.values()]],
+              labels=["input", *colours], loc="upper right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -219,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default="imitate,contrast,lead")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--midi-api", default="jack")
+    parser.add_argument("--voices", default="melody,bass,comping", help="voices that play (default all three)")
+    parser.add_argument("--slice-notes", action="store_true",
+                        help="transcribe each event's notes (features.slice_notes): comping from the transcribed notes")
     parser.add_argument("--plots", help="write a piano roll PNG per piece and mode into this folder")
     parser.add_argument("--no-save", action="store_true", help="print the JSON only (no benchmarks/results/musical.json)")
     args = parser.parse_args(argv)
@@ -248,13 +292,15 @@ def main(argv=None) -> int:
                 entry = {"other": other, "vmo_own_corr": round(corr(anchor, score_histogram(scores[name])), 3),
                          "vmo_other_corr": round(corr(anchor, score_histogram(scores[other])), 3), "modes": {}}
                 for mode in modes:
-                    result = run_mode(folder / f"{index}-in.wav", mode, folder, api=args.midi_api, seed=args.seed)
+                    result = run_mode(folder / f"{index}-in.wav", mode, folder, api=args.midi_api, seed=args.seed,
+                                      voices=tuple(v for v in args.voices.split(",") if v), slice_notes=args.slice_notes)
                     entry["modes"][mode] = measure(result, scores[name], scores[other], seconds=args.seconds,
                                                    silence=args.silence)
                     if args.plots:
                         Path(args.plots).mkdir(parents=True, exist_ok=True)
                         piano_roll(Path(args.plots) / f"{name.replace('/', '_')}-{mode}.png", scores[name], result,
-                                   title=f"{name} {mode} (grey: input score, blue: output)", seconds=args.seconds,
+                                   title=f"{name} {mode} (grey: input score; output: melody, bass, comping)",
+                                   seconds=args.seconds,
                                    silence=args.silence)
                 out["pieces"][name] = entry
                 print(json.dumps({name: entry}), file=sys.stderr, flush=True)
@@ -268,7 +314,8 @@ def main(argv=None) -> int:
         return round(float(np.mean(values)), 3) if values else None
 
     means = {mode: {k: mean(mode, k) for k in ("own_corr", "other_corr", "margin", "repeat_share", "busy_share",
-                                                 "silence_notes_per_s")} for mode in modes}
+                                                 "silence_notes_per_s", "polyphony", "input_polyphony", "polyphony_share")}
+             for mode in modes}
     means["vmo_own_corr"] = round(float(np.mean([p["vmo_own_corr"] for p in pieces])), 3)
     means["input_repeat_share"] = round(float(np.mean([p["modes"][modes[0]]["input_repeat_share"] for p in pieces])), 3)
     out["mean"] = means
@@ -288,6 +335,8 @@ def main(argv=None) -> int:
     if p95:  # lead keeps its own pulse: it does not react to onsets
         goals.append(goal("onset -> first note chosen with its influence, p95, worst piece (reactive modes)",
                           None if any(v is None for v in p95) else max(p95), "<=", 150.0, unit="ms"))
+    goals.append(goal("mean sounding notes, output / input (all voices), worst piece and mode",
+                      min((m["polyphony_share"] or 0.0) for _, m in every), ">=", 0.5))
     cv_off = [None if m["ioi"]["cv"] is None or not m["input_ioi"]["cv"]
               else abs(m["ioi"]["cv"] - m["input_ioi"]["cv"]) / m["input_ioi"]["cv"] for _, m in every]
     goals.append(goal("output IOI coefficient of variation off the input's, worst piece and mode",

@@ -35,6 +35,8 @@ __all__ = [
     "OracleConfig",
     "TrainerConfig",
     "GenerationConfig",
+    "VoicesConfig",
+    "VOICE_NAMES",
     "MidiConfig",
     "ClusterConfig",
     "ControlConfig",
@@ -214,6 +216,42 @@ class GenerationConfig:
             _check(0 <= low <= high <= 127, f"generation.{name} must be two MIDI notes low <= high in 0..127")
 
 
+VOICE_NAMES = ("melody", "bass", "comping")
+
+
+@dataclass(frozen=True)
+class VoicesConfig:
+    """Which players play over the memory (services.oracle.voices): the melody (``generation`` settings), a bass
+    and a comping (chords) voice that follow it. Densities are onsets per melody step (the bass also plays at
+    every run start); phases delay a voice's onsets by that fraction of the melody's step."""
+
+    melody: bool = True
+    bass: bool = True
+    comping: bool = True
+    bass_range: tuple[int, int] = (28, 52)  # E1..E3
+    comping_range: tuple[int, int] = (48, 67)  # C3..G4
+    bass_density: float = 0.5
+    comping_density: float = 0.5
+    bass_phase: float = 0.0
+    comping_phase: float = 0.0
+    max_polyphony: int = 3  # comping chord notes at most (with the bass and the melody: five voices)
+
+    def __post_init__(self) -> None:
+        for name in ("bass_range", "comping_range"):
+            value = getattr(self, name)
+            _check(len(value) == 2 and 0 <= value[0] <= value[1] <= 127,
+                   f"voices.{name} must be two MIDI notes low <= high in 0..127")
+            _check(value[1] - value[0] >= 11, f"voices.{name} must span at least 11 semitones (every pitch class)")
+        for name in ("bass_density", "comping_density"):
+            _check(0.0 <= getattr(self, name) <= 2.0, f"voices.{name} must be in 0..2, got {getattr(self, name)}")
+        for name in ("bass_phase", "comping_phase"):
+            _check(0.0 <= getattr(self, name) < 1.0, f"voices.{name} must be in 0..1 (below 1), got {getattr(self, name)}")
+        _check(1 <= self.max_polyphony <= 8, f"voices.max_polyphony must be in 1..8, got {self.max_polyphony}")
+
+    def on(self, voice: str) -> bool:
+        return bool(getattr(self, voice))
+
+
 MIDI_PROFILES = ("mpe", "gm-safe", "mono")
 
 
@@ -228,8 +266,18 @@ class MidiConfig:
     member_channels: int = 15
     bend_range_semitones: int = 48
     record_path: Optional[str] = None
+    # gm-safe: the bass and comping voices each play on their own MIDI channel (1..16, never 10; 0 = share the
+    # melody's channels); the melody rotates over the other member channels
+    bass_channel: int = 11
+    comping_channel: int = 12
 
     def __post_init__(self) -> None:
+        for name in ("bass_channel", "comping_channel"):
+            value = getattr(self, name)
+            _check(value == 0 or (1 <= value <= 16 and value != 10),
+                   f"midi.{name} must be 1..16 but not 10 (GM drums), or 0, got {value}")
+        _check(self.bass_channel == 0 or self.bass_channel != self.comping_channel,
+               "midi.bass_channel and midi.comping_channel must differ")
         _check(self.api in ("auto", "jack", "alsa", "coremidi", "winmm"), f"midi.api must be auto, jack, alsa, coremidi or winmm, got {self.api!r}")
         _check(self.profile in MIDI_PROFILES, f"midi.profile must be one of {', '.join(MIDI_PROFILES)}, got {self.profile!r}")
         _check(1 <= self.member_channels <= 15, f"midi.member_channels must be in 1..15, got {self.member_channels}")
@@ -314,6 +362,7 @@ _SECTIONS: dict[str, type] = {
     "quantizer": QuantizerConfig,
     "oracle": OracleConfig,
     "generation": GenerationConfig,
+    "voices": VoicesConfig,
     "midi": MidiConfig,
     "cluster": ClusterConfig,
     "control": ControlConfig,
@@ -376,6 +425,7 @@ class MusicHalConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    voices: VoicesConfig = field(default_factory=VoicesConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     control: ControlConfig = field(default_factory=ControlConfig)

@@ -24,18 +24,30 @@ address                    args  effect
 ``/musichal/save``               checkpoint the learned memory now (``--save-learned``)
 =========================  ====  =======================================================
 
+Voices (``<voice>`` = ``melody``, ``bass`` or ``comping``; ``[voices]`` in the config has their starting values):
+
+====================================  ====  =============================================================
+address                               args  effect
+====================================  ====  =============================================================
+``/musichal/voice/<voice>/on``        i     1 = the voice plays, 0 = it rests
+``/musichal/voice/<voice>/range``     ii    its lowest and highest MIDI note (the melody's: its range)
+``/musichal/voice/<voice>/density``   f     bass and comping: onsets per melody step 0..2 (the melody's
+                                            is ``/musichal/density``)
+====================================  ====  =============================================================
+
 MIDI controller (``control.midi_in_port``; numbers overridable with ``control.cc_map`` / ``control.note_map``)
 --------------------------------------------------------------------------------------------------------------
 CC20 continuity (0..127 → 0..1), CC21 density (0..127 → 0..4), CC22 mode (0-42 imitate, 43-85 contrast,
 86-127 lead), CC23 profile (0-42 mpe, 43-85 gm-safe, 86-127 mono), CC64 learn (>= 64 on), CC65 freeze
-(>= 64 on), CC66 input gate (>= 64 on); note-on 36 mute toggle, 37 panic, 38 freeze toggle, 39 save.
+(>= 64 on), CC66 input gate (>= 64 on), CC24/CC25/CC26 melody/bass/comping on (>= 64 on), CC27/CC28 bass/comping
+density (0..127 → 0..2); note-on 36 mute toggle, 37 panic, 38 freeze toggle, 39 save.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from shared.config import GENERATION_MODES, MIDI_PROFILES, MusicHalConfig
+from shared.config import GENERATION_MODES, MIDI_PROFILES, VOICE_NAMES, MusicHalConfig
 from shared.errors import ParameterError
 
 __all__ = ["ControlChange", "ControlState", "OSC_MAP", "DEFAULT_CC_MAP", "DEFAULT_NOTE_MAP", "COMMANDS",
@@ -59,10 +71,14 @@ OSC_MAP: dict[str, tuple[str, str]] = {
     "beat": ("i", "1 = steps fall on the tracked beat of the input, 0 = learned time alone"),
     "panic": ("", "all notes off now"),
     "save": ("", "checkpoint the learned memory now (--save-learned)"),
+    **{f"voice/{v}/on": ("i", f"1 = the {v} voice plays, 0 = it rests") for v in VOICE_NAMES},
+    **{f"voice/{v}/range": ("ii", f"the {v}'s lowest and highest MIDI note") for v in VOICE_NAMES},
+    **{f"voice/{v}/density": ("f", f"{v} onsets per melody step 0..2") for v in VOICE_NAMES if v != "melody"},
 }
 
 DEFAULT_CC_MAP: dict[str, int] = {"continuity": 20, "density": 21, "mode": 22, "profile": 23, "learn": 64, "freeze": 65,
-                                  "gate": 66}
+                                  "gate": 66, "voice/melody/on": 24, "voice/bass/on": 25, "voice/comping/on": 26,
+                                  "voice/bass/density": 27, "voice/comping/density": 28}
 DEFAULT_NOTE_MAP: dict[str, int] = {"mute": 36, "panic": 37, "freeze": 38, "save": 39}
 _TOGGLES = ("mute", "learn", "freeze", "gate", "wait", "beat")
 
@@ -113,6 +129,10 @@ class ControlState:
         self.tempo = float(config.generation.tempo)
         self.wait = bool(config.generation.wait_for_input)
         self.beat = bool(config.generation.beat_aligned)
+        v = config.voices
+        self.voices = {"melody": {"on": v.melody, "range": tuple(config.generation.melody_range)},
+                       "bass": {"on": v.bass, "range": tuple(v.bass_range), "density": float(v.bass_density)},
+                       "comping": {"on": v.comping, "range": tuple(v.comping_range), "density": float(v.comping_density)}}
         self.changes = 0
 
     @property
@@ -128,6 +148,8 @@ class ControlState:
         if name in COMMANDS:
             self.changes += 1
             return {name: True}
+        if name.startswith("voice/"):
+            return self._apply_voice(name, value)
         if name in _TOGGLES:
             new = (not getattr(self, name)) if value is None else _flag(value, name)
         elif name == "mode":
@@ -154,16 +176,45 @@ class ControlState:
         self.changes += 1
         return {name: new}
 
+    def _apply_voice(self, name: str, value: Any) -> dict[str, Any]:
+        _, voice, setting = name.split("/")
+        current = self.voices[voice]
+        if setting == "on":
+            new = (not current["on"]) if value is None else _flag(value, name)
+        elif setting == "range":
+            try:
+                low, high = (int(v) for v in value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{name} takes two MIDI notes (low, high), got {value!r}") from None
+            if not 0 <= low <= high <= 127 or (voice != "melody" and high - low < 11):
+                raise ParameterError(f"{name} must be low <= high in 0..127"
+                                     + ("" if voice == "melody" else ", at least 11 semitones apart") + f", got {value!r}")
+            new = (low, high)
+        else:
+            try:
+                new = float(value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{name} takes a number, got {value!r}") from None
+            if not 0.0 <= new <= 2.0:
+                raise ParameterError(f"{name} must be in 0..2, got {new}")
+        if current[setting] == new:
+            return {}
+        current[setting] = new
+        self.changes += 1
+        return {name: new}
+
     def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "continuity": self.continuity, "density": self.density, "mute": self.mute,
                 "learn": self.learn, "freeze": self.freeze, "learning": self.learning, "gate": self.gate,
-                "profile": self.profile, "tempo": self.tempo, "wait": self.wait, "beat": self.beat}
+                "profile": self.profile, "tempo": self.tempo, "wait": self.wait, "beat": self.beat,
+                "voices": {v: dict(s, range=list(s["range"])) for v, s in self.voices.items()}}
 
     def summary(self) -> str:
         """Short form for the status line."""
         flags = [flag for flag, on in (("MUTE", self.mute), ("FROZEN", self.freeze), ("no-learn", not self.learn),
                                        ("gate", self.gate)) if on]
-        return f"{self.mode} c={self.continuity:.2f} d={self.density:.2f} {self.profile}" + (
+        voices = "+".join(v[0].upper() for v, s in self.voices.items() if s["on"]) or "silent"
+        return f"{self.mode} c={self.continuity:.2f} d={self.density:.2f} {voices} {self.profile}" + (
             " " + " ".join(flags) if flags else "")
 
 
@@ -177,6 +228,10 @@ def osc_to_change(address: str, args: tuple | list = ()) -> ControlChange:
     args = list(args)
     if name in COMMANDS:
         return ControlChange(name, True, source="osc")
+    if name.endswith("/range"):
+        if len(args) != 2:
+            raise ParameterError(f"{address} takes two arguments (low, high), got {len(args)}")
+        return ControlChange(name, tuple(args), source="osc")
     if len(args) != 1:
         raise ParameterError(f"{address} takes one argument, got {len(args)}")
     return ControlChange(name, args[0], source="osc")
@@ -208,6 +263,10 @@ def midi_to_change(message: list[int] | tuple[int, ...], *, cc_map: Optional[Map
                 return ControlChange(name, round(value / 127.0, 4), source="midi")
             if name == "density":
                 return ControlChange(name, round(4.0 * value / 127.0, 4), source="midi")
+            if name.startswith("voice/") and name.endswith("/density"):
+                return ControlChange(name, round(2.0 * value / 127.0, 4), source="midi")
+            if name.startswith("voice/") and name.endswith("/on"):
+                return ControlChange(name, value >= 64, source="midi")
             if name == "mode":
                 return ControlChange(name, _select(value, GENERATION_MODES), source="midi")
             if name == "profile":
@@ -231,16 +290,17 @@ def controls_text(config: MusicHalConfig) -> str:
     lines = ["OSC (UDP " + (f"{control.osc_host}:{control.osc_port}" if control.osc_port is not None
                              else f"{control.osc_host}, enable with --osc-port or [control] osc_port") + ")"]
     for name, (tags, text) in OSC_MAP.items():
-        lines.append(f"  {OSC_PREFIX + name:24s} {tags or '-':4s} {text}")
+        lines.append(f"  {OSC_PREFIX + name:31s} {tags or '-':4s} {text}")
     port = control.midi_in_port or "off (enable with --midi-in or [control] midi_in_port)"
     lines.append(f"MIDI controller input: {port}"
                  + (f", channel {control.midi_in_channel + 1}" if control.midi_in_channel is not None else ", any channel"))
     ccs = {**DEFAULT_CC_MAP, **control.cc_map}
     notes = {**DEFAULT_NOTE_MAP, **control.note_map}
-    ranges = {"continuity": "0..127 -> 0..1", "density": "0..127 -> 0..4",
+    ranges = {"continuity": "0..127 -> 0..1", "density": "0..127 -> 0..4", "voice/bass/density": "0..127 -> 0..2",
+              "voice/comping/density": "0..127 -> 0..2",
               "mode": "0-42 imitate, 43-85 contrast, 86-127 lead", "profile": "0-42 mpe, 43-85 gm-safe, 86-127 mono"}
     for name, cc in sorted(ccs.items(), key=lambda item: item[1]):
-        lines.append(f"  CC{cc:<3d} {name:11s} {ranges.get(name, '>= 64 on, < 64 off')}")
+        lines.append(f"  CC{cc:<3d} {name:21s} {ranges.get(name, '>= 64 on, < 64 off')}")
     for name, note in sorted(notes.items(), key=lambda item: item[1]):
         lines.append(f"  note {note:<3d} {name:9s} {'command' if name in COMMANDS else 'toggle'}")
     gate = {None: "auto (on for a device input, off for --input-file)", True: "on", False: "off"}[control.input_gate]

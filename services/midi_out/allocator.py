@@ -8,6 +8,11 @@
 Free channels are handed out least-recently-released first; when every channel is busy the oldest sounding
 note is stolen (ended with a note-off first).
 
+``voice_channels`` (gm-safe: ``midi.bass_channel``/``midi.comping_channel``, see :func:`voice_channel_map`) gives
+a voice (``NoteEvent.voice``) one channel of its own: its notes share it (as in ``mono``: the same pitch twice
+is a retrigger, and ``channel_shared`` says another note sounds there), and the pool of the other notes leaves
+it out.
+
 >>> alloc = ChannelAllocator("mpe", 2)
 >>> alloc.note_on(10, 60).channel, alloc.note_on(11, 60).channel
 (1, 2)
@@ -21,11 +26,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, Mapping, Optional
 
 from shared.config import MIDI_PROFILES
 from shared.errors import ParameterError
 
-__all__ = ["Voice", "NoteOnPlan", "ChannelAllocator", "member_channel_indices", "GM_DRUM_CHANNEL"]
+__all__ = ["Voice", "NoteOnPlan", "ChannelAllocator", "member_channel_indices", "voice_channel_map", "GM_DRUM_CHANNEL"]
 
 GM_DRUM_CHANNEL = 9  # MIDI channel 10
 
@@ -70,6 +76,22 @@ def member_channel_indices(profile: str, member_channels: int) -> tuple[int, ...
     return tuple(order[:member_channels])
 
 
+def voice_channel_map(config: Any) -> dict[str, int]:
+    """The channel index of each voice with a channel of its own: gm-safe only (``midi.bass_channel`` and
+    ``midi.comping_channel``, MIDI numbering, 0 = none); mpe and mono share their channels among all voices.
+
+    >>> from shared.config import MidiConfig
+    >>> voice_channel_map(MidiConfig(profile="gm-safe"))
+    {'bass': 10, 'comping': 11}
+    >>> voice_channel_map(MidiConfig(profile="mpe"))
+    {}
+    """
+    if config.profile != "gm-safe":
+        return {}
+    return {voice: channel - 1 for voice, channel in (("bass", config.bass_channel), ("comping", config.comping_channel))
+            if channel}
+
+
 class ChannelAllocator:
     """Assign channels to notes by note id; least-recently-released first; steal the oldest when full.
 
@@ -79,6 +101,8 @@ class ChannelAllocator:
         ``"mpe"``, ``"gm-safe"`` or ``"mono"``.
     member_channels : int
         Number of member channels (1..15); ignored by ``mono``.
+    voice_channels : mapping, optional
+        Voice name → the channel index its notes share (left out of the pool of the other notes).
 
     Raises
     ------
@@ -86,9 +110,20 @@ class ChannelAllocator:
         Unknown profile, bad channel count, or a note id that is already sounding.
     """
 
-    def __init__(self, profile: str, member_channels: int) -> None:
+    def __init__(self, profile: str, member_channels: int, *, voice_channels: Optional[Mapping[str, int]] = None) -> None:
         self.profile = profile
-        self.channels = member_channel_indices(profile, member_channels)
+        members = member_channel_indices(profile, member_channels)
+        self.voice_channels = dict(voice_channels or {})
+        if any(not isinstance(c, int) or not 0 <= c <= 15 for c in self.voice_channels.values()):
+            raise ParameterError(f"voice channels must be channel indices 0..15, got {self.voice_channels}")
+        if len(set(self.voice_channels.values())) != len(self.voice_channels):
+            raise ParameterError(f"each voice needs a channel of its own, got {self.voice_channels}")
+        own = set(self.voice_channels.values())
+        self.pool = tuple(c for c in members if c not in own) or members[:1]
+        if own & set(self.pool):
+            raise ParameterError("the voice channels leave no channel for the other notes")
+        # every channel notes may sound on (the profile's setup goes to each)
+        self.channels = members + tuple(c for c in self.voice_channels.values() if c not in members)
         self.steals = 0
         self.retriggers = 0
         self.unknown_note_offs = 0
@@ -96,7 +131,7 @@ class ChannelAllocator:
 
     def reset(self) -> None:
         """Forget every sounding note (after a panic); counters are kept."""
-        self._free: OrderedDict[int, None] = OrderedDict((c, None) for c in self.channels)
+        self._free: OrderedDict[int, None] = OrderedDict((c, None) for c in self.pool)
         self._sounding: OrderedDict[int, Voice] = OrderedDict()  # note id -> voice, oldest note-on first
         self._by_channel_pitch: dict[tuple[int, int], int] = {}  # (channel, pitch) -> note id (mono retrigger)
 
@@ -117,29 +152,32 @@ class ChannelAllocator:
         voice = self._sounding.pop(note_id)
         if self._by_channel_pitch.get((voice.channel, voice.pitch)) == note_id:
             del self._by_channel_pitch[(voice.channel, voice.pitch)]
-        if self.profile != "mono":
+        if self.profile != "mono" and voice.channel in self.pool:
             self._free[voice.channel] = None  # released now: goes to the back of the queue
         return voice
 
-    def note_on(self, note_id: int, pitch: int) -> NoteOnPlan:
-        """Allocate a channel for a new note; the plan lists voices to end (note-off) before its note-on."""
+    def note_on(self, note_id: int, pitch: int, voice: str = "melody") -> NoteOnPlan:
+        """Allocate a channel for a new note of ``voice``; the plan lists voices to end (note-off) before its note-on."""
         if note_id in self._sounding:
             raise ParameterError(f"note id {note_id} is already sounding")
         if not isinstance(pitch, int) or not 0 <= pitch <= 127:
             raise ParameterError(f"pitch must be in 0..127, got {pitch!r}")
         ended: list[Voice] = []
         stolen = retriggered = False
-        if self.profile == "mono":
-            channel = self.channels[0]
+        shared_channel = self.voice_channels.get(voice)
+        if shared_channel is None and self.profile == "mono":
+            shared_channel = self.channels[0]
+        if shared_channel is not None:
+            channel = shared_channel
             previous = self._by_channel_pitch.get((channel, pitch))
             if previous is not None:
                 ended.append(self._end(previous))
                 retriggered = True
                 self.retriggers += 1
-            shared = bool(self._sounding)
+            shared = any(v.channel == channel for v in self._sounding.values())
         else:
-            if not self._free:
-                oldest = next(iter(self._sounding))
+            if not self._free:  # the oldest note on the pool's channels (a voice's own channel frees none)
+                oldest = next(k for k, v in self._sounding.items() if v.channel in self.pool)
                 ended.append(self._end(oldest))
                 stolen = True
                 self.steals += 1

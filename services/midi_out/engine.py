@@ -8,7 +8,10 @@ Profiles
 --------
 - ``mpe``: start = panic, MPE Configuration Message (lower zone, N member channels), RPN 0 pitch-bend range
   (``config.bend_range_semitones``, MPE default 48) on every member channel.
-- ``gm-safe``: start = panic, RPN 0 = ±2 semitones on every member channel (channel 10 never used).
+- ``gm-safe``: start = panic, RPN 0 = ±2 semitones on every member channel (channel 10 never used); the bass
+  and comping voices play on channels of their own (``midi.bass_channel`` 11, ``midi.comping_channel`` 12 by
+  default; a note's starting expression is skipped while another note sounds there, as in mono), the melody
+  rotates over the other member channels.
 - ``mono``: start = panic, RPN 0 = ±2 on channel 1. Notes share that channel, so a note's starting bend,
   pressure and CC74 are sent only when the channel is silent (otherwise they would bend the sounding notes;
   counted as ``expression_skipped``).
@@ -36,7 +39,7 @@ import time
 from typing import Any, Callable, Optional, Protocol
 
 from services.midi_out import protocol
-from services.midi_out.allocator import ChannelAllocator, Voice
+from services.midi_out.allocator import ChannelAllocator, Voice, voice_channel_map
 from services.midi_out.recorder import SmfRecorder
 from shared.config import MidiConfig
 from shared.errors import ParameterError
@@ -105,7 +108,7 @@ class MidiOutStage:
         self.owns_sink = owns_sink
         self.clock = clock
         self.recorder = recorder if recorder is not None else (SmfRecorder(clock=clock) if config.record_path else None)
-        self.allocator = ChannelAllocator(config.profile, config.member_channels)
+        self.allocator = ChannelAllocator(config.profile, config.member_channels, voice_channels=voice_channel_map(config))
         self.bend_range_semitones = profile_bend_range(config)
         self._lock = threading.RLock()
         self._started = False
@@ -211,7 +214,7 @@ class MidiOutStage:
             raise ParameterError(f"note_on takes a NoteEvent, got {type(note).__name__}")
         with self._lock:
             self._check_open()
-            plan = self.allocator.note_on(note.note_id, note.pitch)
+            plan = self.allocator.note_on(note.note_id, note.pitch, note.voice)
             for voice in plan.ended:
                 self._note_off_voice(voice)
             self.counters["steals"] += int(plan.stolen)

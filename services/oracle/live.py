@@ -2,8 +2,9 @@
 
 :class:`LiveOracle` owns the events waiting for their percepts (with deadlines), the feedback gate, mute, the
 one control table (:meth:`LiveOracle.apply_control`), the session-log hook, the memory
-(:class:`~services.oracle.stage.OracleStage`) and the :class:`~services.oracle.player.Player`. Its methods
-take the time ``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
+(:class:`~services.oracle.stage.OracleStage`) and the voices (:class:`~services.oracle.voices.Ensemble`: the
+melody :class:`~services.oracle.player.Player` and the bass and comping that follow it). Its methods take the time
+``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
 
 - :meth:`on_event` — an input event arrived (it must be answered by a percept before its deadline);
 - :meth:`on_percept` — a percept: unless the gate blocks it, it influences the player at once, its onset
@@ -26,8 +27,9 @@ from typing import Any, Optional
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import Event, NoteEvent, Percept
-from services.oracle.player import Player, live_profile
+from services.oracle.player import live_profile
 from services.oracle.tempo import TempoTracker
+from services.oracle.voices import VOICE_NAMES, Ensemble
 
 __all__ = ["LiveOracle", "LOOKAHEAD_S", "CONTROLS"]
 
@@ -46,6 +48,9 @@ CONTROLS = {
     "gate": "input gate on/off",
     "mute": "muted notes do not sound and open no gate",
     "profile": "midi_out's business; logged for the replay",
+    **{f"voice/{v}/on": f"1 = the {v} voice plays, 0 = it rests (next step)" for v in VOICE_NAMES},
+    **{f"voice/{v}/range": f"{v} range (low, high) MIDI notes (next step)" for v in VOICE_NAMES},
+    **{f"voice/{v}/density": f"{v} onsets per melody step 0..2 (next step)" for v in VOICE_NAMES if v != "melody"},
 }
 
 
@@ -73,7 +78,8 @@ class LiveOracle:
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
         self.stage = stage
-        self.player = Player(stage, config.generation)
+        self.ensemble = Ensemble(stage, config.generation, config.voices)
+        self.player = self.ensemble.player  # the melody: the clock the other voices follow
         control = config.control
         self.gate = EchoGate(mode=control.gate_mode, pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms,
                              enabled=bool(control.input_gate))
@@ -184,7 +190,7 @@ class LiveOracle:
         """The player's steps due up to ``now + lookahead``; their notes (empty when none is due)."""
         if not self.player.due(now, self.lookahead_s):
             return []
-        notes, steps = self.player.tick(now, lookahead_s=self.lookahead_s)
+        notes, steps = self.ensemble.tick(now, lookahead_s=self.lookahead_s)
         self.counters["steps"] += steps
         self.counters["notes"] += len(notes)
         for note in notes:
@@ -231,13 +237,19 @@ class LiveOracle:
             self.muted = bool(value)
         elif name == "profile":
             pass
+        elif name == "voice/melody/range":
+            low, high = (int(v) for v in value)
+            self.stage.set_generation(melody_range=(low, high))
+        elif name.startswith("voice/") and name in CONTROLS:
+            _, voice, setting = name.split("/")
+            self.ensemble.voice_setting(voice, setting, value)
         else:
             raise ParameterError(f"oracle has no control {name!r}; known: {', '.join(CONTROLS)}")
         if self.stage.config.generation is not generation:
             self.player.set_config(self.stage.config.generation)
         self.counters["controls"] += 1
         if self.session is not None:
-            self.session.write("control", name=name, value=list(value) if name == "range" else value, now_s=now)
+            self.session.write("control", name=name, value=list(value) if isinstance(value, tuple) else value, now_s=now)
         return self.control_state()
 
     def control_state(self) -> dict[str, Any]:
@@ -245,11 +257,20 @@ class LiveOracle:
         return {"mode": g.mode, "continuity": g.continuity, "density": g.density, "tempo": g.tempo,
                 "range": list(g.melody_range), "wait": g.wait_for_input, "beat": g.beat_aligned,
                 "bpm": None if self.tempo.bpm is None else round(self.tempo.bpm, 2), "learning": self.stage.learning,
-                "gate": self.gate.enabled, "muted": self.muted}
+                "gate": self.gate.enabled, "muted": self.muted, "voices": self.voices_state()}
+
+    def voices_state(self) -> dict[str, Any]:
+        """Each voice: on, range, density (the melody's are the generation settings)."""
+        v, g = self.ensemble.voices, self.stage.config.generation
+        return {"melody": {"on": v.melody, "range": list(g.melody_range), "density": g.density},
+                "bass": {"on": v.bass, "range": list(v.bass_range), "density": v.bass_density},
+                "comping": {"on": v.comping, "range": list(v.comping_range), "density": v.comping_density,
+                            "max_polyphony": v.max_polyphony}}
 
     def stats(self) -> dict[str, Any]:
         out = dict(self.counters)
         out.update({f"player_{k}": v for k, v in self.player.counters.items()})
+        out.update({f"voices_{k}": v for k, v in self.ensemble.counters.items()})
         out["pending"] = len(self.pending)
         return out
 

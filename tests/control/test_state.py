@@ -78,3 +78,28 @@ def test_control_config_section_and_controls_text(tmp_path):
     for bad in ({"osc_port": 70000}, {"cc_map": {"density": 200}}, {"gate_release_ms": -1}, {"midi_in_api": "x"}):
         with pytest.raises(ParameterError):
             MusicHalConfig.from_mapping({"control": bad})
+
+
+def test_voice_controls_over_osc_and_midi_cc():
+    applied = []
+    hub = ControlHub(MusicHalConfig().with_overrides({"voices.comping": False}), lambda n, v: applied.append((n, v)))
+    assert osc_to_change("/musichal/voice/bass/range", [30, 50]) == ControlChange("voice/bass/range", (30, 50), source="osc")
+    hub.handle_osc("/musichal/voice/bass/on", 0)
+    hub.handle_osc("/musichal/voice/bass/range", 30, 50)
+    hub.handle_osc("/musichal/voice/comping/density", 1.5)
+    hub.handle_osc("/musichal/voice/melody/range", 55, 79)
+    hub.handle_midi([0xB0, DEFAULT_CC_MAP["voice/comping/on"], 127])
+    hub.handle_midi([0xB0, DEFAULT_CC_MAP["voice/bass/density"], 127])
+    assert applied == [("voice/bass/on", False), ("voice/bass/range", (30, 50)), ("voice/comping/density", 1.5),
+                       ("voice/melody/range", (55, 79)), ("voice/comping/on", True), ("voice/bass/density", 2.0)]
+    for address, args in (("/musichal/voice/bass/range", (50, 45)), ("/musichal/voice/bass/range", (40, 45)),
+                          ("/musichal/voice/bass/range", (40,)), ("/musichal/voice/comping/density", (3.0,)),
+                          ("/musichal/voice/melody/density", (1.0,)), ("/musichal/voice/drums/on", (1,))):
+        before = hub.errors
+        hub.handle_osc(address, *args)
+        assert hub.errors == before + 1, address
+    assert len(applied) == 6, "a bad voice control changes nothing"
+    state = hub.snapshot()["voices"]
+    assert state["bass"] == {"on": False, "range": [30, 50], "density": 2.0} and state["comping"]["on"] is True
+    assert "CC25  voice/bass/on" in controls_text(MusicHalConfig())
+    assert "/musichal/voice/comping/range" in controls_text(MusicHalConfig())

@@ -128,3 +128,27 @@ def test_stage_bytes_every_note_ends(profile, member_channels, ops):
     if profile == "gm-safe":
         assert GM_DRUM_CHANNEL not in model.channels_used
     stage.close()
+
+
+def test_gm_safe_voices_play_on_channels_of_their_own():
+    from services.midi_out.allocator import voice_channel_map
+    from shared.config import MidiConfig
+
+    alloc = ChannelAllocator("gm-safe", 15, voice_channels=voice_channel_map(MidiConfig(profile="gm-safe")))
+    assert 10 not in alloc.pool and 11 not in alloc.pool and 9 not in alloc.channels
+    assert {10, 11} <= set(alloc.channels)  # the setup reaches them too
+    melody = [alloc.note_on(i, 60 + i).channel for i in range(1, 14)]  # 13 melody notes at once: the pool's 13
+    assert len(set(melody)) == 13 and not {9, 10, 11} & set(melody)
+    bass = alloc.note_on(20, 40, "bass")
+    assert bass.channel == 10 and not bass.channel_shared and not bass.ended
+    chord = [alloc.note_on(30 + k, p, "comping") for k, p in enumerate((52, 55, 60))]
+    assert [p.channel for p in chord] == [11, 11, 11]
+    assert [p.channel_shared for p in chord] == [False, True, True]
+    again = alloc.note_on(40, 55, "comping")  # the same pitch on the same channel: a retrigger, never a double on
+    assert again.retriggered and [v.note_id for v in again.ended] == [31]
+    assert alloc.note_off(31) is None
+    steal = alloc.note_on(50, 80)  # the pool is full: the oldest *melody* note goes, never the bass or the chord
+    assert steal.stolen and [v.note_id for v in steal.ended] == [1] and steal.channel == melody[0]
+    assert alloc.voice(20) is not None and alloc.voice(30) is not None
+    with pytest.raises(ParameterError):
+        ChannelAllocator("gm-safe", 2, voice_channels={"bass": 3, "comping": 3})

@@ -156,7 +156,8 @@ def test_restart_panics_first(jack_link):
     stage.start()                      # e.g. actor restarted: silence first, then setup again
     received = jack_link.reader.wait_for(stage.counters["messages_sent"])[before:]
     assert received[:1 + 32] == [[0x81, 60, 0]] + expected_panic()
-    assert received[33:] == expected_rpn(1, 0, 2) + expected_rpn(2, 0, 2)
+    # the two member channels, then the bass's and the comping's own channels (MIDI 11 and 12, indices 10 and 11)
+    assert received[33:] == expected_rpn(1, 0, 2) + expected_rpn(2, 0, 2) + expected_rpn(10, 0, 2) + expected_rpn(11, 0, 2)
 
 
 def test_bad_arguments_raise():

@@ -34,6 +34,9 @@ def feed(live: LiveOracle, item: Percept, now: float, **kwargs):
 
 def make_live(**generation) -> LiveOracle:
     overrides = {f"generation.{k}": v for k, v in generation.items()}
+    # the melody player alone: these tests are about its walk and clock (the bass and comping voices that follow it
+    # are tests/oracle/test_voices.py's)
+    overrides.update({"voices.bass": False, "voices.comping": False})
     config = MusicHalConfig().with_overrides(overrides)
     return LiveOracle(config, OracleStage(config, background=False))
 

@@ -1,0 +1,79 @@
+"""Voices through the whole live stack: a rendered chorale in, melody, bass and comping out on their gm-safe channels
+over a real JACK MIDI port, each in its range, every note paired per channel in the stream played before the stop."""
+from __future__ import annotations
+
+import pytest
+
+from shared.config import MusicHalConfig
+from tests.audio_fixtures import chorale_notes, render_midi_notes
+from tests.midi_out.helpers import JackReader, note_pairing_problems, panic_starts
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
+
+BASS, COMPING = 10, 11  # channel indices of MIDI channels 11 and 12 (midi.bass_channel, midi.comping_channel)
+
+
+def note_ons(messages) -> list[list[int]]:
+    return [m for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]
+
+
+def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(jack_server, ray_local, tmp_path):
+    from launch import LiveStack
+
+    wav = render_midi_notes(chorale_notes("bach/bwv269", seconds=14.0), tmp_path / "chorale.wav")
+    reader = JackReader()
+    port = reader.open_virtual("in")
+    config = MusicHalConfig().with_overrides({
+        "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "generation.seed": 4,
+        "generation.mode": "lead",  # its own clock: it plays through the whole file, not only on answered onsets
+        "voices.melody": True, "voices.bass": True, "voices.comping": True,  # pinned: the test is about all three
+        "voices.bass_density": 0.5, "voices.comping_density": 0.5, "voices.max_polyphony": 4,
+        "control.input_gate": False})  # the input is a file: nothing to protect
+    stack = LiveStack(config, input_file=str(wav))
+    try:
+        stack.start()
+
+        def played(channel: int, count: int) -> bool:
+            return sum((m[0] & 0x0F) == channel for m in note_ons(reader.wait_for(0, timeout_s=0))) >= count
+
+        assert wait_until(lambda: played(BASS, 4) and played(COMPING, 12), timeout_s=60), "bass or comping never played"
+        assert wait_until(stack.finished, timeout_s=60), "the input file was not played to its end"
+        stack.stop(graceful=True, drain_s=5.0)
+    finally:
+        stack.stop(graceful=False)
+        received = reader.wait_for_stop_panic(timeout_s=20)
+        reader.close()
+
+    # the stream played: from the start-up panic's end to the stop's panic
+    starts = panic_starts(received)
+    assert len(starts) >= 2, "no start-up and stop panic"
+    assert note_pairing_problems(received) == [], "a double note-on, a stray note-off or a note only the panic ended"
+    played = received[starts[0] + 32:starts[-1]]
+    by_channel: dict[int, list[int]] = {}
+    for m in note_ons(played):
+        by_channel.setdefault(m[0] & 0x0F, []).append(m[1])
+    # per channel in the played stream: as many note-offs as note-ons (each note ended by its own note-off)
+    for channel in by_channel:
+        offs = sum(1 for m in played if m[0] & 0x0F == channel and ((m[0] & 0xF0) == 0x80 or
+                                                                     ((m[0] & 0xF0) == 0x90 and m[2] == 0)))
+        assert offs == len(by_channel[channel]), (channel, offs, len(by_channel[channel]))
+    assert 9 not in by_channel, "gm-safe never plays channel 10"
+    bass, comping = by_channel.get(BASS, []), by_channel.get(COMPING, [])
+    melody = [p for c, ps in by_channel.items() if c not in (BASS, COMPING) for p in ps]
+    assert len(melody) >= 15 and len(bass) >= 4 and len(comping) >= 12, (len(melody), len(bass), len(comping))
+    v, g = config.voices, config.generation
+    assert all(v.bass_range[0] <= p <= v.bass_range[1] for p in bass), sorted(set(bass))
+    assert all(v.comping_range[0] <= p <= v.comping_range[1] for p in comping), sorted(set(comping))
+    assert all(g.melody_range[0] <= p <= g.melody_range[1] for p in melody), sorted(set(melody))
+    # comping plays chords: several of its notes sound together on its channel
+    sounding, widest = set(), 0
+    for m in played:
+        if m[0] & 0x0F != COMPING:
+            continue
+        if (m[0] & 0xF0) == 0x90 and m[2] > 0:
+            sounding.add(m[1])
+        elif (m[0] & 0xF0) in (0x80, 0x90):
+            sounding.discard(m[1])
+        widest = max(widest, len(sounding))
+    assert 2 <= widest <= 2 * v.max_polyphony, widest  # a chord, and at most two chords overlapping at a change
