@@ -151,7 +151,8 @@ class ReplayResult:
 
     @property
     def identical(self) -> bool:
-        key = lambda n: (n.note_id, n.pitch, n.velocity, n.t_on, n.t_off, n.voice, n.source_state)  # noqa: E731
+        key = lambda n: (n.note_id, n.pitch, n.velocity, n.t_on, n.t_off, n.voice, n.source_state,  # noqa: E731
+                         n.bend_semitones, n.pressure, n.timbre, n.bend_curve, n.pressure_curve)
         return [key(n) for n in self.notes] == [key(n) for n in self.logged_notes]
 
 
