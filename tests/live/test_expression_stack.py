@@ -6,7 +6,10 @@ stack (four Ray actors, ``LiveStack(input_file=...)``) learns it live and plays;
 
 * MPE profile: notes carry per-note pitch bend on their own member channel — a starting bend before the note-on and
   a rising bend automation during the note (the glides it learned) — and their channel pressure rises with the
-  crescendo (rank correlation with time, and the last third's mean above the first third's).
+  crescendo (rank correlation with time, and the last third's mean above the first third's): a note's pressure is
+  its state's learned loudness envelope scaled by the followed dynamics of the input, and both rise.
+  Measured (2 shared cores, load ~15): 18 notes, all bent, all with a rising glide; pressure rank correlation 0.87,
+  first/last third 39/71.
 * gm-safe, the same input and seed: no pitch bend, channel pressure or CC74 at all; velocities only.
 Both: every note-on ended by its own note-off during play.
 """
@@ -144,6 +147,8 @@ def test_mpe_carries_learned_glides_as_per_note_bend_and_pressure_follows_a_cres
     # pressure follows the crescendo
     pressures = [n["pressure"] for n in notes]
     third = len(pressures) // 3
+    print(f"mpe: {len(notes)} notes, {len(bent)} bent, {len(glides)} glides; pressure rank correlation with time "
+          f"{rank_correlation(pressures):.2f}, first/last third {np.mean(pressures[:third]):.0f}/{np.mean(pressures[-third:]):.0f}")
     assert rank_correlation(pressures) > 0.5, pressures
     assert np.mean(pressures[-third:]) > np.mean(pressures[:third]) + 15, pressures
 
