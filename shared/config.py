@@ -200,6 +200,10 @@ class GenerationConfig:
     max_transpose: int = 6  # semitones a memory run may be transposed towards the live harmony (0: never)
     wait_for_input: bool = False  # imitate/contrast stop stepping once the musician has rested WAIT_S seconds
     beat_aligned: bool = False  # steps fall on the tracked beat grid of the live input (when a tempo is tracked)
+    # dynamics follow the musician (services.oracle.live): velocity and MPE pressure scaled by the live input's
+    # loudness (an average with this half-life, in input time) against the memory's mean velocity; False: as learned
+    follow_dynamics: bool = True
+    dynamics_half_life_s: float = 4.0
 
     def __post_init__(self) -> None:
         _check(self.mode in GENERATION_MODES, f"generation.mode must be one of {', '.join(GENERATION_MODES)}, got {self.mode!r}")
@@ -211,6 +215,7 @@ class GenerationConfig:
         _check(self.half_life_s > 0.0, f"generation.half_life_s must be > 0, got {self.half_life_s}")
         _check(0.25 <= self.tempo <= 4.0, f"generation.tempo must be in 0.25..4, got {self.tempo}")
         _check(0 <= self.max_transpose <= 6, f"generation.max_transpose must be in 0..6, got {self.max_transpose}")
+        _check(self.dynamics_half_life_s > 0.0, f"generation.dynamics_half_life_s must be > 0, got {self.dynamics_half_life_s}")
         for name in ("melody_range", "bass_range"):
             low, high = getattr(self, name)
             _check(0 <= low <= high <= 127, f"generation.{name} must be two MIDI notes low <= high in 0..127")

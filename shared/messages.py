@@ -4,13 +4,15 @@ Times named ``t_*`` are ``time.monotonic()`` seconds on the machine that stamped
 times named ``*_s`` are seconds on the audio sample clock (sample index / internal rate).
 Every message round-trips through orjson bytes:
 
->>> note = NoteEvent(note_id=1, pitch=60, velocity=90, t_on=10.0, t_off=10.5)
+>>> note = NoteEvent(note_id=1, pitch=60, velocity=90, t_on=10.0, t_off=10.5, bend_semitones=0.3,
+...                  bend_curve=((0.1, 0.5), (0.2, 0.8)), pressure_curve=((0.1, 70),))
 >>> message_from_bytes(message_to_bytes(note)) == note
 True
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -111,9 +113,21 @@ class Percept:
         _check(self.view in ("traditional", "wav2vec"), f"view must be traditional or wav2vec, got {self.view!r}")
 
 
+def _check_curve(curve: Any, name: str, *, low: float, high: float) -> None:
+    _check(all(len(point) == 2 and math.isfinite(point[0]) and point[0] >= 0.0 and math.isfinite(point[1])
+               and low <= point[1] <= high for point in curve),
+           f"{name} must be (offset_s >= 0, value in {low:g}..{high:g}) points")
+    _check(all(a[0] <= b[0] for a, b in zip(curve, curve[1:])), f"{name} offsets must not decrease")
+
+
 @dataclass(frozen=True, slots=True)
 class NoteEvent:
-    """A note to play: absolute monotonic on/off times, MPE starting expression, and where it came from."""
+    """A note to play: absolute monotonic on/off times, MPE expression, and where it came from.
+
+    The starting expression (``bend_semitones``, ``pressure``, ``timbre`` = CC74) is set before the note-on; the
+    automation curves are ``(offset_s after t_on, value)`` points sent during the note (bend in semitones,
+    pressure 0..127); points at or after ``t_off`` are never sent. Only the MPE profile sends any of them.
+    """
 
     note_id: int
     pitch: int
@@ -127,12 +141,18 @@ class NoteEvent:
     source_state: int = -1
     source_event_id: int = -1
     stamps: dict[str, float] = field(default_factory=dict, compare=False)
+    bend_curve: tuple[tuple[float, float], ...] = ()
+    pressure_curve: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self) -> None:
         _check(0 <= self.pitch <= 127, f"pitch must be in 0..127, got {self.pitch}")
         _check(1 <= self.velocity <= 127, f"velocity must be in 1..127, got {self.velocity}")
         _check(self.t_off >= self.t_on, "t_off must be >= t_on")
         _check(0 <= self.pressure <= 127 and 0 <= self.timbre <= 127, "pressure and timbre must be in 0..127")
+        _check(math.isfinite(self.bend_semitones), "bend_semitones must be finite")
+        _check_curve(self.bend_curve, "bend_curve", low=-127.0, high=127.0)
+        _check_curve(self.pressure_curve, "pressure_curve", low=0, high=127)
+        _check(all(isinstance(p[1], int) for p in self.pressure_curve), "pressure_curve values must be integers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +200,9 @@ def _from_plain(data: dict[str, Any]) -> Any:
         data["notes"] = tuple((int(n[0]), float(n[1]), float(n[2]), int(n[3]), float(n[4]), float(n[5])) for n in data.get("notes", ()))
         data["pressure"] = tuple(int(p) for p in data.get("pressure", ()))
         data["f0_cents"] = tuple(float(c) for c in data.get("f0_cents", ()))
+    if cls is NoteEvent:
+        data["bend_curve"] = tuple((float(t), float(v)) for t, v in data.get("bend_curve", ()))
+        data["pressure_curve"] = tuple((float(t), int(v)) for t, v in data.get("pressure_curve", ()))
     return cls(**data)
 
 

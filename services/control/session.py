@@ -75,13 +75,16 @@ def note_to_record(note: NoteEvent) -> dict[str, Any]:
     return {"note_id": note.note_id, "pitch": note.pitch, "velocity": note.velocity, "t_on": note.t_on,
             "t_off": note.t_off, "voice": note.voice, "source_state": note.source_state,
             "source_event_id": note.source_event_id, "bend": note.bend_semitones, "pressure": note.pressure,
-            "timbre": note.timbre}
+            "timbre": note.timbre, "bend_curve": [list(p) for p in note.bend_curve],
+            "pressure_curve": [list(p) for p in note.pressure_curve]}
 
 
 def _note_from_record(r: dict[str, Any]) -> NoteEvent:
     return NoteEvent(note_id=r["note_id"], pitch=r["pitch"], velocity=r["velocity"], t_on=r["t_on"], t_off=r["t_off"],
                      voice=r["voice"], source_state=r["source_state"], source_event_id=r["source_event_id"],
-                     bend_semitones=r["bend"], pressure=r["pressure"], timbre=r["timbre"])
+                     bend_semitones=r["bend"], pressure=r["pressure"], timbre=r["timbre"],
+                     bend_curve=tuple((float(t), float(v)) for t, v in r.get("bend_curve", ())),
+                     pressure_curve=tuple((float(t), int(v)) for t, v in r.get("pressure_curve", ())))
 
 
 class SessionLog:
@@ -148,7 +151,8 @@ class ReplayResult:
 
     @property
     def identical(self) -> bool:
-        key = lambda n: (n.note_id, n.pitch, n.velocity, n.t_on, n.t_off, n.voice, n.source_state)  # noqa: E731
+        key = lambda n: (n.note_id, n.pitch, n.velocity, n.t_on, n.t_off, n.voice, n.source_state,  # noqa: E731
+                         n.bend_semitones, n.pressure, n.timbre, n.bend_curve, n.pressure_curve)
         return [key(n) for n in self.notes] == [key(n) for n in self.logged_notes]
 
 
@@ -199,30 +203,31 @@ def render_notes(notes: list[NoteEvent], config: MusicHalConfig, *, t_start: flo
                  t_end: Optional[float] = None):
     """Play ``notes`` like the live MIDI-out would, into an in-memory recorder; returns the :class:`SmfRecorder`.
 
-    Order: start (panic + profile setup) at ``t_start``; then note-ons/offs by due time, ties in arrival order
-    (on before off per note), as :class:`NoteScheduler`; logged ``mute`` and ``profile`` controls apply at their
+    Order: start (panic + profile setup) at ``t_start``; then note-ons, expression automation and note-offs by due
+    time, ties in arrival order (:func:`~services.midi_out.scheduler.note_actions`), as :class:`NoteScheduler`; logged ``mute`` and ``profile`` controls apply at their
     times (a muted note-on is dropped; a profile switch panics and sends the new setup); close (panic) at the end.
     """
     from dataclasses import replace
 
     from services.midi_out.engine import ListSink, MidiOutStage
     from services.midi_out.recorder import SmfRecorder
+    from services.midi_out.scheduler import NOTE_OFF, NOTE_ON, note_actions
 
     clock = {"t": float(t_start)}
     recorder = SmfRecorder(clock=lambda: clock["t"])
     midi = replace(config.midi, record_path=None)
     stage = MidiOutStage(midi, ListSink(), recorder=recorder, clock=lambda: clock["t"])
     stage.start()
-    heap: list[tuple[float, int, int, Any]] = []
+    heap: list[tuple[float, int, str, Any, Any]] = []
     seq = 0
     for note in notes:
-        for due, action in ((note.t_on, 0), (note.t_off, 1)):
-            heapq.heappush(heap, (due, seq, action, note))
+        for due, action, value in note_actions(note):
+            heapq.heappush(heap, (due, seq, action, note, value))
             seq += 1
     changes = sorted((c for c in controls if c["name"] in ("mute", "profile")), key=lambda c: c["t"])
     muted = False
     while heap:
-        due, _, action, note = heapq.heappop(heap)
+        due, _, action, note, value = heapq.heappop(heap)
         if t_end is not None and due > t_end:
             break
         while changes and changes[0]["t"] <= due:
@@ -238,11 +243,13 @@ def render_notes(notes: list[NoteEvent], config: MusicHalConfig, *, t_start: flo
                                      clock=lambda: clock["t"])
                 stage.start()
         clock["t"] = due
-        if action == 0:
+        if action == NOTE_ON:
             if not muted:
                 stage.note_on(note)
-        else:
+        elif action == NOTE_OFF:
             stage.note_off(note.note_id)
+        else:
+            stage.automate(note.note_id, action, value)
     if t_end is not None:
         clock["t"] = max(clock["t"], t_end)
     stage.panic()  # as the live MIDI-out's stop: the scheduler's panic, then close (panic again)

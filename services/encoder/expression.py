@@ -3,15 +3,17 @@
 * :func:`pressure_envelope` — the slice's loudness envelope (RMS in ``points`` equal segments, −60..0 dBFS → 0..127):
   channel pressure over the note's life.
 * :func:`f0_cents_curve` — the f0 (YIN, :func:`~services.encoder.features.estimate_f0`) of each segment as cents
-  from the nearest semitone of the first voiced segment: its deviation (microtonal intonation) and, unwrapped, its
-  glide (a slide of 150 cents reads 150, not −50). Unvoiced segments repeat the last voiced value (0 before any).
+  from a reference semitone: the nearest semitone of the slice's own f0 (``reference_hz``, the descriptors'
+  ``f0_hz``: the pitch the player plays for the state), else of the first voiced segment. It holds the deviation
+  (microtonal intonation) and, unwrapped, the glide (a slide of 150 cents reads 150, not −50). Unvoiced segments
+  repeat the last voiced value (0 before any).
 * :func:`timbre_cc74` — spectral centroid mapped like feature dimension 20 (``log2(centroid / 50 Hz) / 7``) onto
   0..127: CC74 ("brightness").
 
-How they reach MIDI (``shared.messages.NoteEvent``, sent by ``services.midi_out`` in the MPE profile): a note's
-``bend_semitones`` = its transcribed ``bend_cents / 100`` (polyphonic, per note) or, for a monophonic slice, the
-f0 curve's value / 100 (the per-segment curve is a bend automation the player may schedule); ``pressure`` =
-the envelope's first value (then the envelope); ``timbre`` = :func:`timbre_cc74`.
+Every event gets them (cheap: no transcription needed) through the one analysis path of the trainer and the live
+encoder (:func:`services.encoder.perception.analyze_windows`). How they reach MIDI: :mod:`services.oracle.expression`
+turns a state's expression into a note's (``shared.messages.NoteEvent``: starting bend, bend and pressure
+automation, CC74), which ``services.midi_out`` sends per note in the MPE profile.
 
 >>> import numpy as np
 >>> sr = 48000
@@ -29,7 +31,8 @@ import numpy as np
 from shared.errors import ParameterError
 from services.encoder.features import _spectrum, _validate, estimate_f0
 
-__all__ = ["EXPRESSION_POINTS", "pressure_envelope", "f0_cents_curve", "timbre_cc74", "slice_expression", "DynamicsFollower"]
+__all__ = ["EXPRESSION_POINTS", "pressure_envelope", "f0_cents_curve", "timbre_cc74", "timbre_from_centroid_feature",
+           "slice_expression", "DynamicsFollower"]
 
 EXPRESSION_POINTS = 8
 _FLOOR_DB = -60.0
@@ -54,10 +57,11 @@ def pressure_envelope(window: np.ndarray, *, sample_rate_hz: int, points: int = 
 
 
 def f0_cents_curve(window: np.ndarray, *, sample_rate_hz: int, points: int = EXPRESSION_POINTS,
-                   min_confidence: float = 0.6) -> tuple[float, ...]:
-    """Cents of each segment's f0 from the nearest semitone of the first voiced segment (see module docstring)."""
+                   min_confidence: float = 0.6, reference_hz: float = 0.0) -> tuple[float, ...]:
+    """Cents of each segment's f0 from the nearest semitone of ``reference_hz`` (when > 0) or of the first voiced
+    segment (see module docstring)."""
     x = _validate(window, sample_rate_hz)
-    reference = None
+    reference = float(np.rint(69.0 + 12.0 * np.log2(reference_hz / 440.0))) if reference_hz > 0.0 else None
     last = 0.0
     out = []
     for segment in _segments(x, points):
@@ -85,11 +89,25 @@ def timbre_cc74(window: np.ndarray, *, sample_rate_hz: int) -> int:
     return int(np.clip(np.rint(127.0 * np.log2(max(centroid, 50.0) / 50.0) / 7.0), 0, 127))
 
 
-def slice_expression(window: np.ndarray, *, sample_rate_hz: int, points: int = EXPRESSION_POINTS) -> dict:
-    """``{"pressure": ..., "f0_cents": ..., "timbre": ...}`` of one slice (the fields of ``EventDescriptors``)."""
+def timbre_from_centroid_feature(value: float) -> int:
+    """CC74 from the traditional view's spectral-centroid dimension (``log2(centroid / 50 Hz) / 7``, 0..1): the same
+    mapping as :func:`timbre_cc74` without a second spectrum."""
+    return int(np.clip(np.rint(127.0 * float(value)), 0, 127))
+
+
+def slice_expression(window: np.ndarray, *, sample_rate_hz: int, points: int = EXPRESSION_POINTS,
+                     reference_hz: float = 0.0, centroid_feature: float | None = None) -> dict:
+    """``{"pressure": ..., "f0_cents": ..., "timbre": ...}`` of one slice (the fields of ``EventDescriptors``).
+
+    ``reference_hz``: the slice's f0 (the curve's reference semitone, see :func:`f0_cents_curve`);
+    ``centroid_feature``: the window's traditional feature dimension 20 when already computed (saves a spectrum;
+    ``None`` on a silent window's zero vector too, which gives the neutral 64).
+    """
+    timbre = (timbre_from_centroid_feature(centroid_feature) if centroid_feature is not None
+              else timbre_cc74(window, sample_rate_hz=sample_rate_hz))
     return {"pressure": pressure_envelope(window, sample_rate_hz=sample_rate_hz, points=points),
-            "f0_cents": f0_cents_curve(window, sample_rate_hz=sample_rate_hz, points=points),
-            "timbre": timbre_cc74(window, sample_rate_hz=sample_rate_hz)}
+            "f0_cents": f0_cents_curve(window, sample_rate_hz=sample_rate_hz, points=points, reference_hz=reference_hz),
+            "timbre": timbre}
 
 
 class DynamicsFollower:

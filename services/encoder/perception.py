@@ -29,7 +29,7 @@ from shared.audio import iter_file_blocks
 from shared.config import INTERNAL_SAMPLE_RATE_HZ, MusicHalConfig, SegmenterConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import Event, EventDescriptors, Percept
-from services.encoder.expression import slice_expression
+from services.encoder.expression import EXPRESSION_POINTS, slice_expression
 from services.encoder.features import FEATURE_DIMENSION, FEATURE_NAMES, describe_event, traditional_features
 from services.encoder.quantizer import PCAReducer, SymbolQuantizer
 from services.encoder.segmenter import OnsetSegmenter
@@ -178,7 +178,10 @@ class HybridPerceptionModule:
         """Feature settings a model must match (recorded in the model meta)."""
         return {"views": list(self.views), "primary_view": self.primary_view, "hybrid": self.hybrid,
                 "wav2vec": self.wav2vec.encoder.describe() if self.wav2vec is not None else None,
-                "traditional": {"dimension": FEATURE_DIMENSION, "names": list(FEATURE_NAMES)},
+                # every event's descriptors carry its expression (services.encoder.expression); recorded here so that
+                # the trainer's feature cache key (which holds this entry) changes with it
+                "traditional": {"dimension": FEATURE_DIMENSION, "names": list(FEATURE_NAMES),
+                                "expression": {"points": EXPRESSION_POINTS, "f0_reference": "slice f0", "version": 1}},
                 "slice_notes": self.transcriber.describe() if self.transcriber is not None else None}
 
     def extract_features(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
@@ -227,13 +230,20 @@ def analyze_windows(windows: Sequence[np.ndarray], events: Optional[Sequence[Eve
         results.append((describe_event(window, sample_rate_hz=sr, onset_s=onset_s, duration_s=duration), {}))
         if "traditional" in vectors:
             vectors["traditional"].append(traditional_features(window, sample_rate_hz=sr))
+    # the slice's expression (loudness envelope, f0 curve against its own f0, CC74), for every event: cheap (the
+    # centroid comes from the traditional vector when there is one), by the same call offline and live
+    traditional = vectors.get("traditional")
+    for index, window in enumerate(windows):
+        d = results[index][0]
+        centroid = float(traditional[index][20]) if traditional is not None and traditional[index].any() else None
+        results[index] = (dataclasses.replace(d, **slice_expression(window, sample_rate_hz=sr, reference_hz=d.f0_hz,
+                                                                    centroid_feature=centroid)), results[index][1])
     if perception.transcriber is not None and windows:
-        # what the slice holds: its notes and expression, by the same calls offline and live
+        # what the slice holds: its notes, by the same call offline and live
         slice_notes = perception.transcriber.transcribe_windows(list(windows), sample_rate_hz=sr)
-        for index, window in enumerate(windows):
+        for index in range(len(windows)):
             notes = tuple((n.pitch, n.onset_s, n.duration_s, n.velocity, n.bend_cents, n.glide_cents) for n in slice_notes[index])
-            results[index] = (dataclasses.replace(results[index][0], notes=notes, **slice_expression(window, sample_rate_hz=sr)),
-                              results[index][1])
+            results[index] = (dataclasses.replace(results[index][0], notes=notes), results[index][1])
     if "wav2vec" in vectors and windows:
         if perception.wav2vec is None:
             raise ParameterError("the wav2vec view was asked for but no encoder is loaded")

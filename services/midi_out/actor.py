@@ -58,6 +58,9 @@ class _MeasuredStage:
     def note_off(self, note: Any) -> bool:
         return self.stage.note_off(note)
 
+    def automate(self, note_id: int, kind: str, value: float) -> bool:
+        return self.stage.automate(note_id, kind, value)
+
     def panic(self) -> None:
         self.stage.panic()
 

@@ -10,14 +10,16 @@ Profiles
   (``config.bend_range_semitones``, MPE default 48) on every member channel.
 - ``gm-safe``: start = panic, RPN 0 = ±2 semitones on every member channel (channel 10 never used); the bass
   and comping voices play on channels of their own (``midi.bass_channel`` 11, ``midi.comping_channel`` 12 by
-  default; a note's starting expression is skipped while another note sounds there, as in mono), the melody
-  rotates over the other member channels.
-- ``mono``: start = panic, RPN 0 = ±2 on channel 1. Notes share that channel, so a note's starting bend,
-  pressure and CC74 are sent only when the channel is silent (otherwise they would bend the sounding notes;
-  counted as ``expression_skipped``).
+  default; notes there share the channel, a same-pitch note is a retrigger), the melody rotates over the other
+  member channels.
+- ``mono``: start = panic, RPN 0 = ±2 on channel 1 (every note on it).
 
-Before each note-on the member channel's pitch bend, channel pressure and CC74 are set to the note's starting
-values (a reused channel keeps the previous note's expression otherwise).
+Expression is per note, so only the MPE profile carries it: before each note-on the note's member channel gets
+its pitch bend (scaled to the profile's bend range, 48 semitones by default), channel pressure and CC74 (a reused
+channel keeps the previous note's expression otherwise), and during the note :meth:`MidiOutStage.automate` sends its
+bend and pressure automation on that channel (the scheduler times it; a point whose note no longer sounds is
+dropped). ``gm-safe`` and ``mono`` play the same notes with velocity only: no per-note bend, pressure or CC74 (a
+note with expression counts as ``expression_skipped``), so their ±2 bend range is never exceeded.
 
 >>> from shared.config import MidiConfig
 >>> from shared.messages import NoteEvent
@@ -116,7 +118,10 @@ class MidiOutStage:
         self.counters: dict[str, int] = {
             "messages_sent": 0, "notes_on": 0, "notes_off": 0, "steals": 0, "retriggers": 0,
             "unknown_note_offs": 0, "bend_clamped": 0, "expression_skipped": 0, "panics": 0, "starts": 0,
+            "automation_sent": 0, "automation_dropped": 0,
         }
+        #: per-note expression (starting bend, pressure, CC74 and their automation): the MPE profile only
+        self.per_note_expression = config.profile == "mpe"
 
     # ------------------------------------------------------------------------------------------- plumbing
     def _send(self, message: list[int]) -> None:
@@ -220,8 +225,9 @@ class MidiOutStage:
             self.counters["steals"] += int(plan.stolen)
             self.counters["retriggers"] += int(plan.retriggered)
             channel = plan.channel
-            if plan.channel_shared:
-                self.counters["expression_skipped"] += 1
+            if not self.per_note_expression:
+                if note.bend_semitones or note.pressure or note.timbre != 64 or note.bend_curve or note.pressure_curve:
+                    self.counters["expression_skipped"] += 1
             else:
                 if abs(note.bend_semitones) > self.bend_range_semitones:
                     self.counters["bend_clamped"] += 1
@@ -232,6 +238,27 @@ class MidiOutStage:
             self._send(protocol.note_on(channel, note.pitch, note.velocity))
             self.counters["notes_on"] += 1
             return channel
+
+    def automate(self, note_id: int, kind: str, value: float) -> bool:
+        """One automation point of a sounding note on its own channel (``kind``: ``"bend"`` in semitones or
+        ``"pressure"`` 0..127); False (counted as dropped) when the profile carries no per-note expression or the
+        note no longer sounds."""
+        if kind not in ("bend", "pressure"):
+            raise ParameterError(f"automation kind must be 'bend' or 'pressure', got {kind!r}")
+        with self._lock:
+            voice = None if self._closed or not self.per_note_expression else self.allocator.voice(note_id)
+            if voice is None:
+                self.counters["automation_dropped"] += 1
+                return False
+            if kind == "bend":
+                if abs(float(value)) > self.bend_range_semitones:
+                    self.counters["bend_clamped"] += 1
+                self._send(protocol.pitch_bend(voice.channel, semitones=float(value),
+                                               bend_range_semitones=self.bend_range_semitones))
+            else:
+                self._send(protocol.channel_pressure(voice.channel, int(value)))
+            self.counters["automation_sent"] += 1
+            return True
 
     def note_off(self, note: NoteEvent | int) -> bool:
         """End a note by id (or NoteEvent); False (counted) when it was already ended by a steal or retrigger."""

@@ -6,6 +6,12 @@ timeout equal to the time left to the next due event (no fixed-interval polling;
 order; an event sent more than ``late_tolerance_ms`` after its due time is counted as late.
 The scheduling error ``actual − due`` is measured just before each event's note message is sent.
 
+A note's expression automation (``NoteEvent.bend_curve`` / ``pressure_curve``, offsets after ``t_on``) goes through
+the same heap when the stage has ``automate(note_id, kind, value)``: each point is due at ``t_on + offset`` and only
+points before ``t_off`` are queued, so none is ever sent after the note's note-off; the stage drops a point whose
+note no longer sounds (stolen, panicked, muted) and sends them only in the MPE profile. :func:`note_actions` is
+the one expansion of a note into timed actions (the session replay's renderer uses it too).
+
 ``stop()`` drops pending events and panics the stage (note-offs for everything sounding + CC123/CC120).
 
 >>> from services.midi_out.engine import ListSink, MidiOutStage
@@ -33,10 +39,31 @@ import numpy as np
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
 
-__all__ = ["NoteScheduler", "NOTE_ON", "NOTE_OFF"]
+__all__ = ["NoteScheduler", "NOTE_ON", "NOTE_OFF", "BEND", "PRESSURE", "note_actions"]
 
 NOTE_ON = "on"
 NOTE_OFF = "off"
+BEND = "bend"
+PRESSURE = "pressure"
+
+
+def note_actions(note: NoteEvent, *, automation: bool = True) -> list[tuple[float, str, Any]]:
+    """``(due, action, value)`` for ``note``: its note-on, its automation points before ``t_off`` (time order
+    within each curve), then its note-off. Ties at one due time keep this order.
+
+    >>> n = NoteEvent(note_id=1, pitch=60, velocity=90, t_on=1.0, t_off=1.1, bend_curve=((0.05, 0.5), (0.1, 1.0)))
+    >>> note_actions(n)
+    [(1.0, 'on', None), (1.05, 'bend', 0.5), (1.1, 'off', None)]
+    """
+    out: list[tuple[float, str, Any]] = [(note.t_on, NOTE_ON, None)]
+    if automation:
+        for action, curve in ((BEND, note.bend_curve), (PRESSURE, note.pressure_curve)):
+            for offset, value in curve:
+                due = note.t_on + offset
+                if due < note.t_off:
+                    out.append((due, action, value))
+    out.append((note.t_off, NOTE_OFF, None))
+    return out
 
 
 class NoteScheduler:
@@ -67,7 +94,7 @@ class NoteScheduler:
         self.clock = clock
         self.late_tolerance_s = late_tolerance_ms / 1000.0
         self._condition = threading.Condition()
-        self._heap: list[tuple[float, int, str, NoteEvent]] = []
+        self._heap: list[tuple[float, int, str, NoteEvent, Any]] = []
         self._seq = 0
         self._running = False
         self._busy = False
@@ -75,7 +102,9 @@ class NoteScheduler:
         self._errors_s: deque[float] = deque(maxlen=max_error_samples)
         self.sent_log: Optional[list[tuple[float, float, str, int]]] = None  # (due, actual, action, note_id) if enabled
         self.counters: dict[str, int] = {"scheduled": 0, "sent": 0, "late": 0, "late_on_arrival": 0,
-                                         "dropped_on_stop": 0, "errors": 0}
+                                         "dropped_on_stop": 0, "errors": 0, "automation_sent": 0,
+                                         "automation_dropped": 0}
+        self._automates = callable(getattr(stage, "automate", None))
         self.last_error: Optional[BaseException] = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -122,10 +151,10 @@ class NoteScheduler:
                 raise ParameterError("NoteScheduler is not running (call start())")
             now = self.clock()
             earliest = self._heap[0][0] if self._heap else None
-            for due, action in ((note.t_on, NOTE_ON), (note.t_off, NOTE_OFF)):
-                heapq.heappush(self._heap, (due, self._seq, action, note))
+            for due, action, value in note_actions(note, automation=self._automates):
+                heapq.heappush(self._heap, (due, self._seq, action, note, value))
                 self._seq += 1
-                if due < now:
+                if due < now and action in (NOTE_ON, NOTE_OFF):
                     self.counters["late_on_arrival"] += 1
             self.counters["scheduled"] += 1
             if earliest is None or note.t_on < earliest:
@@ -163,17 +192,21 @@ class NoteScheduler:
                 if not self._running:
                     condition.notify_all()
                     return
-                due, _, action, note = heapq.heappop(self._heap)
+                due, _, action, note, value = heapq.heappop(self._heap)
                 self._busy = True
             try:
-                self._fire(due, action, note)
+                self._fire(due, action, note, value)
             finally:
                 with condition:
                     self._busy = False
 
-    def _fire(self, due: float, action: str, note: NoteEvent) -> None:
+    def _fire(self, due: float, action: str, note: NoteEvent, value: Any = None) -> None:
         actual = self.clock()
         try:
+            if action in (BEND, PRESSURE):
+                sent = self.stage.automate(note.note_id, action, value)
+                self.counters["automation_sent" if sent else "automation_dropped"] += 1
+                return
             if action == NOTE_ON:
                 self.stage.note_on(note)
             else:

@@ -15,6 +15,11 @@ melody :class:`~services.oracle.player.Player` and the bass and comping that fol
   or lets the player continue on its own);
 - :meth:`tick` — the player's clock: the steps due up to ``now + lookahead_s``.
 
+Dynamics follow the musician (``generation.follow_dynamics``): every learned-from percept's velocity feeds a
+:class:`~services.encoder.expression.DynamicsFollower` (half-life ``generation.dynamics_half_life_s`` of onset
+time); each note's velocity and MPE pressure are scaled by its average over the memory's mean velocity, so playing
+softer than the memory makes MusicHal softer (0.25–1.6×; 1 before any input).
+
 The oracle actor only moves messages between rings and this object; ``musichal replay`` drives the same object
 from the session log (percepts, ticks and controls at their logged times), so replay equals live by
 construction.
@@ -24,9 +29,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Optional
 
+import numpy as np
+
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import Event, NoteEvent, Percept
+from services.encoder.expression import DynamicsFollower
+from services.oracle.expression import with_dynamics
 from services.oracle.player import live_profile
 from services.oracle.tempo import TempoTracker
 from services.oracle.voices import VOICE_NAMES, Ensemble
@@ -93,6 +102,9 @@ class LiveOracle:
         self._tracked_id = -1
         self._to_learn: list[Percept] = []
         self.last_t_off = 0.0  # when the last decided note ends
+        self.dynamics = DynamicsFollower(half_life_s=config.generation.dynamics_half_life_s)
+        self._velocity_sum, self._velocity_rows = 0, 1  # the memory's velocities (row 0 is a placeholder)
+        self._velocity_store: Any = None
         self.counters = {"events": 0, "percepts": 0, "early": 0, "unannounced": 0, "gated": 0, "learned": 0,
                          "notes": 0, "steps": 0, "controls": 0, "missed": 0}
 
@@ -157,6 +169,8 @@ class LiveOracle:
                 self.tempo.add(wall)
             if not early:
                 self._to_learn.append(percept)
+                if d is not None:
+                    self.dynamics.update(wall, d.velocity)
         if self.session is not None:
             from services.control.session import percept_to_record
 
@@ -191,6 +205,9 @@ class LiveOracle:
         if not self.player.due(now, self.lookahead_s):
             return []
         notes, steps = self.ensemble.tick(now, lookahead_s=self.lookahead_s)
+        if notes and self.stage.config.generation.follow_dynamics:
+            scale = self.dynamics_scale()
+            notes = [with_dynamics(note, scale) for note in notes]
         self.counters["steps"] += steps
         self.counters["notes"] += len(notes)
         for note in notes:
@@ -206,6 +223,19 @@ class LiveOracle:
                 self.session.write("notes", notes=[note_to_record(n) for n in notes], last_move=self.player.last_kind,
                                    walk=dict(self.player.counters))
         return notes
+
+    def dynamics_scale(self) -> float:
+        """The musician's dynamics: the followed input velocity over the memory's mean velocity (1 before input)."""
+        store = self.stage.store
+        n = 0 if store is None else len(store.velocity)
+        if store is not self._velocity_store or n < self._velocity_rows:  # a new memory (reset, a model): count again
+            self._velocity_sum, self._velocity_rows, self._velocity_store = 0, 1, store
+        if n > self._velocity_rows:
+            self._velocity_sum += int(np.frombuffer(store.velocity, dtype=np.int64)[self._velocity_rows:n].sum())
+            self._velocity_rows = n
+        if self._velocity_rows > 1:
+            self.dynamics.reference = min(127.0, max(1.0, self._velocity_sum / (self._velocity_rows - 1)))
+        return self.dynamics.scale
 
     def seconds_to_next(self, now: float) -> float:
         """How long the caller may wait before something is due (the next step or a pending deadline)."""

@@ -72,6 +72,7 @@ import numpy as np
 from shared.config import GenerationConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
+from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
 
 __all__ = ["Player", "ModeWeights", "MODE_WEIGHTS", "MIN_IOI_S", "MAX_IOI_S", "LIVE_CONTEXT", "live_profile",
            "state_pitch_or_none"]
@@ -515,9 +516,14 @@ class Player:
             # the first note whose choice used this onset's influence (latency accounting in midi_out)
             stamps = {"input_event_id": float(self.influence_id), "onset_wall": self.influence_onset,
                       "t_detected": self.influence_detected, "first_of_response": True}
+        # the state's expression (services.oracle.expression): bend from its f0 curve, pressure, CC74
+        expression = NEUTRAL if store is None else note_expression(
+            store.info(c), learned_pitch=self._columns.pitch[c], duration_s=dur / speed, speed=speed,
+            window_s=expression_window_s(self.memory))
         return NoteEvent(note_id=note_id, pitch=pitch, velocity=velocity, t_on=at, t_off=at + dur / speed,
                          voice="melody", source_state=c,
-                         source_event_id=int(c - 1) if store is None else int(store.event_id[c]), stamps=stamps)
+                         source_event_id=int(c - 1) if store is None else int(store.event_id[c]), stamps=stamps,
+                         **expression.fields())
 
     def _reaction_due(self, now: float, lookahead_s: float) -> bool:
         return self.react_s is not None and self.react_s <= now + lookahead_s

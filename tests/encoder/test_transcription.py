@@ -95,6 +95,34 @@ def test_slice_notes_identical_through_trainer_and_live_block_paths(chorale):
         assert (online.pressure, online.f0_cents, online.timbre) == (offline.pressure, offline.f0_cents, offline.timbre)
 
 
+def test_expression_without_slice_notes_is_identical_through_trainer_and_live_paths(chorale):
+    """Expression needs no transcription: every event gets it (slice_notes off), by the same code offline and live."""
+    path, _ = chorale
+    config = MusicHalConfig()
+    perception = HybridPerceptionModule(vocabulary_size=8)
+    assert perception.transcriber is None
+    events, analyses = analyze_file(path, config, perception)
+    live_events, percepts = _live_path(path, config, lambda: EncoderStage(perception, None))
+    assert [e.window_start for e in live_events] == [e.window_start for e in events]
+    trained = [d for d, _ in analyses]
+    assert sum(any(p > 0 for p in d.pressure) for d in trained) >= 0.9 * len(trained)  # filled, not defaults
+    assert len({d.timbre for d in trained}) > 1
+    for offline, online in zip(trained, [p.descriptors for p in percepts]):
+        assert online.notes == offline.notes == ()
+        assert (online.pressure, online.f0_cents, online.timbre) == (offline.pressure, offline.f0_cents, offline.timbre)
+
+
+def test_f0_curve_is_measured_from_the_slices_own_f0():
+    t = np.arange(SR // 2) / SR
+    freq = 440.0 * 2 ** (np.linspace(-1.0, 1.0, t.size) / 12)  # a glide from G#4 to A#4 through A4
+    glide = (0.3 * np.sin(2 * np.pi * np.cumsum(freq) / SR)).astype(np.float32)
+    own = f0_cents_curve(glide, sample_rate_hz=SR, reference_hz=440.0)
+    first = f0_cents_curve(glide, sample_rate_hz=SR)
+    assert own[0] < -50 and own[-1] > 50  # from below A4 to above it
+    assert [round(a - b) for a, b in zip(own, first)] == [-100] * 8  # the same curve, one semitone apart
+    assert slice_expression(glide, sample_rate_hz=SR, centroid_feature=0.5)["timbre"] == 64
+
+
 def test_bend_is_read_in_cents_not_rounded_to_semitones():
     windows = [_harmonic_tone(440.0 * 2 ** (cents / 1200)) for cents in (-30, 0, 30)]
     slices = transcribe_windows(windows, sample_rate_hz=SR)

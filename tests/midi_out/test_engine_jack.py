@@ -50,20 +50,26 @@ def test_mono_start(jack_link):
     assert started(stage, jack_link) == expected_panic() + expected_rpn(0, 0, 2)
 
 
-@pytest.mark.parametrize("profile, bend, expected_bend", [
-    ("mpe", 1.5, [0xE1, 0x00, 0x42]),       # 8192 + 1.5/48*8192 = 8448
-    ("gm-safe", 1.0, [0xE1, 0x00, 0x60]),   # 8192 + 1/2*8192 = 12288
-    ("mono", -1.0, [0xE0, 0x00, 0x20]),     # 8192 - 4096 = 4096, channel index 0
-])
-def test_note_on_sets_expression_then_note_off(jack_link, profile, bend, expected_bend):
+def test_mpe_note_on_sets_expression_then_note_off(jack_link):
+    stage = make_stage(jack_link, profile="mpe", member_channels=4)
+    setup = started(stage, jack_link)
+    stage.note_on(note(7, 61, bend=1.5, pressure=30, timbre=90))
+    stage.note_off(7)
+    received = jack_link.reader.wait_for(len(setup) + 5)[len(setup):]
+    # 8192 + 1.5/48*8192 = 8448 on the note's own member channel (index 1), before its note-on
+    assert received == [[0xE1, 0x00, 0x42], [0xD1, 30], [0xB1, 74, 90], [0x91, 61, 100], [0x81, 61, 0]]
+
+
+@pytest.mark.parametrize("profile, channel", [("gm-safe", 1), ("mono", 0)])
+def test_gm_safe_and_mono_play_velocity_only(jack_link, profile, channel):
     stage = make_stage(jack_link, profile=profile, member_channels=4)
     setup = started(stage, jack_link)
-    stage.note_on(note(7, 61, bend=bend, pressure=30, timbre=90))
+    stage.note_on(note(7, 61, bend=1.0, pressure=30, timbre=90))
+    assert stage.automate(7, "bend", 0.5) is False and stage.automate(7, "pressure", 60) is False
     stage.note_off(7)
-    channel = expected_bend[0] & 0x0F
-    received = jack_link.reader.wait_for(len(setup) + 5)[len(setup):]
-    assert received == [expected_bend, [0xD0 | channel, 30], [0xB0 | channel, 74, 90],
-                        [0x90 | channel, 61, 100], [0x80 | channel, 61, 0]]
+    received = jack_link.reader.wait_for(len(setup) + 2)[len(setup):]
+    assert received == [[0x90 | channel, 61, 100], [0x80 | channel, 61, 0]]
+    assert stage.counters["expression_skipped"] == 1 and stage.counters["automation_dropped"] == 2
 
 
 def test_reused_channel_gets_new_starting_values(jack_link):
@@ -113,7 +119,7 @@ def test_same_pitch_twice_at_once_ends_correctly(jack_link, profile):
     assert model.note_ons == 2 and model.note_offs == 2
     if profile == "mono":
         assert stage.counters["retriggers"] == 1
-        assert received[4] == [0x80, 60, 0]            # the retrigger's note-off comes first ...
+        assert received[1] == [0x80, 60, 0]            # (velocity only in mono) the retrigger's note-off comes first ...
         assert received[mid - 1] == [0x90, 60, 100]    # ... and the new note-on last
     else:
         assert len({m[0] & 0x0F for m in received if m[0] & 0xF0 == 0x90}) == 2  # two member channels
