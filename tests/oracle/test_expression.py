@@ -186,8 +186,10 @@ def run(live: LiveOracle, start: float, end: float, step: float = 0.01) -> list[
 
 
 def dynamics_run(follow: bool) -> tuple[list[int], list[int], list[int], list[int]]:
+    # the melody alone: the bass and comping voices play at their own velocity share of the melody's
     config = MusicHalConfig().with_overrides({"generation.mode": "lead", "generation.follow_dynamics": follow,
-                                              "generation.dynamics_half_life_s": 1.0})
+                                              "generation.dynamics_half_life_s": 1.0,
+                                              "voices.bass": False, "voices.comping": False})
     live = LiveOracle(config, OracleStage(config, background=False))
     pitches = [60, 62, 64, 65, 67, 69, 71, 72]
     for i, p in enumerate(pitches * 3):  # a memory learned at velocity 80
