@@ -10,7 +10,12 @@ source's constant latency measured from the data), and counted learned when its 
 (see ``tests/echo_loop.py``). Both gate modes (``control.gate_mode`` ``content`` = echo-aware, the default, and
 ``time`` = the old blanket gate) hear the same musician, one after the other in this run.
 
-Run: ``python benchmarks/echo_stack.py`` (``--quick``: one 20 s take per mode instead of two 30 s takes).
+Two players: ``imitate`` (the default: MusicHal answers the musician) carries the goals; ``lead`` (its own denser
+phrases, more of its attacks fall with the musician's) is reported beside it. Each take's onsets are also judged by
+the other gate mode replayed offline on the same session (``same_onsets_*``): the same onsets, both verdicts.
+
+Run: ``python benchmarks/echo_stack.py`` (``--quick``: one musician, imitate only; the full run: two musicians, both
+players, both gate modes: 8 takes of 20 s).
 """
 from __future__ import annotations
 
@@ -29,10 +34,26 @@ os.environ["JACK_NO_START_SERVER"] = "1"
 from _common import emit, goal, strip_no_save  # noqa: E402
 
 
-def _sum_counts(takes: list[dict], key: str) -> dict:
-    onsets = sum(t["counts"].get(key, {}).get("onsets", 0) for t in takes)
-    learned = sum(t["counts"].get(key, {}).get("learned", 0) for t in takes)
+def _sum(takes: list[dict], *keys: str, field: str = "counts") -> dict:
+    onsets = sum(t[field].get(k, {}).get("onsets", 0) for t in takes for k in keys)
+    learned = sum(t[field].get(k, {}).get("learned", 0) for t in takes for k in keys)
     return {"onsets": onsets, "learned": learned, "share": round(learned / onsets, 4) if onsets else None}
+
+
+def _replayed(run: dict, notes: list, mode: str) -> dict:
+    """The ``mode`` gate replayed on this take's own onsets and notes: counts per class, as ``learned_shares``."""
+    from tests.echo_loop import classify, cycle_time, gate_verdicts
+
+    full = [p for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None]
+    labels = classify([p["onset_wall"] for p in full], [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes],
+                      [t for t, _ in run["received"]])["labels"]
+    verdicts = gate_verdicts(run["session"], mode)
+    counts: dict = {}
+    for label, blocked in zip(labels, verdicts):
+        c = counts.setdefault(label, {"onsets": 0, "learned": 0})
+        c["onsets"] += 1
+        c["learned"] += int(not blocked)
+    return counts
 
 
 def main(argv=None) -> int:
@@ -47,9 +68,10 @@ def main(argv=None) -> int:
     from tests.echo_loop import learned_shares, musician_line, run_loop, training_line
 
     seeds = (11,) if quick else (11, 12)
-    seconds = 20.0 if quick else 30.0
+    players = ("imitate",) if quick else ("imitate", "lead")
+    seconds = 20.0
     jack = start_dummy_jack(sync=True)
-    takes: dict[str, list[dict]] = {"content": [], "time": []}
+    takes: dict[str, dict[str, list[dict]]] = {p: {"content": [], "time": []} for p in players}
     try:
         ray.init(address="local", num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=False,
                  configure_logging=False, _node_ip_address="127.0.0.1")
@@ -62,33 +84,55 @@ def main(argv=None) -> int:
             for seed in seeds:
                 notes = musician_line(seed, seconds)
                 wav = render_midi_notes(notes, root / f"musician{seed}.wav")
-                for mode in ("content", "time"):
-                    run = run_loop(model=model, musician_wav=wav, mode=mode, workdir=root)
-                    figures = learned_shares(run, notes)
-                    figures.update({"seed": seed, "oracle": {k: run["final"].get("oracle", {}).get(k)
-                                                             for k in ("events", "percepts", "gated", "learned")}})
-                    print(f"{mode} seed {seed}: {figures}", file=sys.stderr)
-                    takes[mode].append(figures)
+                for player in players:
+                    for mode in ("content", "time"):
+                        run = run_loop(model=model, musician_wav=wav, mode=mode, workdir=root,
+                                       overrides={"generation.mode": player})
+                        figures = learned_shares(run, notes)
+                        other = "time" if mode == "content" else "content"
+                        figures[f"replayed_{other}"] = _replayed(run, notes, other)
+                        counters = run["final"].get("oracle", {}).get("counters", {})
+                        figures.update({"seed": seed, "player": player, "gate_mode": mode,
+                                        "oracle": {k: counters.get(k) for k in ("stage_percepts", "stage_gated",
+                                                                                 "stage_learned", "gate_blocked")}})
+                        print(f"{player} {mode} seed {seed}: musician {figures['musician_learned']} echo "
+                              f"{figures['echo_learned']} {figures['counts']}", file=sys.stderr)
+                        takes[player][mode].append(figures)
     finally:
         if ray.is_initialized():
             ray.shutdown()
         stop_jack(jack)
 
-    summary = {mode: {who: _sum_counts(t, who) for who in ("musician", "echo", "both", "other",
-                                                           "musician_while_playing")}
-               for mode, t in takes.items()}
-    figures = {"takes": takes, "summary": summary, "seconds_per_take": seconds, "seeds": list(seeds)}
-    c, t = summary["content"], summary["time"]
+    summary = {}
+    for player, by_mode in takes.items():
+        for mode, t in by_mode.items():
+            other = "time" if mode == "content" else "content"
+            summary[f"{player}/{mode}"] = {
+                "musician": _sum(t, "musician", "both"), "echo": _sum(t, "echo"), "both": _sum(t, "both"),
+                "other": _sum(t, "other"),
+                f"same_onsets_{other}_gate": {"musician": _sum(t, "musician", "both", field=f"replayed_{other}"),
+                                              "echo": _sum(t, "echo", field=f"replayed_{other}")}}
+    figures = {"takes": takes, "summary": summary, "seconds_per_take": seconds, "seeds": list(seeds),
+               "players": list(players)}
+    c, t = summary["imitate/content"], summary["imitate/time"]
     goals = [
-        goal("musician onsets learned, echo-aware gate (content)", c["musician"]["share"], ">=", 0.9),
-        goal("echo onsets learned, echo-aware gate (content)", c["echo"]["share"], "<=", 0.1),
-        goal("musician onsets learned while MusicHal plays, echo-aware", c["musician_while_playing"]["share"], "report"),
-        goal("musician onsets learned, time gate (same musician)", t["musician"]["share"], "report"),
-        goal("echo onsets learned, time gate", t["echo"]["share"], "report"),
-        goal("musician onsets detected (content / time takes)",
-             f"{c['musician']['onsets']} / {t['musician']['onsets']}", "report"),
-        goal("echo onsets detected (content / time takes)", f"{c['echo']['onsets']} / {t['echo']['onsets']}", "report"),
+        goal("musician onsets learned, echo-aware gate (imitate, the default)", c["musician"]["share"], ">=", 0.9),
+        goal("echo onsets learned, echo-aware gate (imitate)", c["echo"]["share"], "<=", 0.1),
+        goal("musician onsets learned, time gate (imitate, same musician)", t["musician"]["share"], "report"),
+        goal("echo onsets learned, time gate (imitate)", t["echo"]["share"], "report"),
+        goal("musician / echo onsets detected, echo-aware takes (imitate)",
+             f"{c['musician']['onsets']} / {c['echo']['onsets']}", "report"),
+        goal("musician / echo onsets detected, time-gate takes (imitate)",
+             f"{t['musician']['onsets']} / {t['echo']['onsets']}", "report"),
     ]
+    if "lead" in players:
+        lc, lt = summary["lead/content"], summary["lead/time"]
+        goals += [
+            goal("musician onsets learned, echo-aware gate (lead: its own dense phrases)", lc["musician"]["share"],
+                 "report"),
+            goal("echo onsets learned, echo-aware gate (lead)", lc["echo"]["share"], "report"),
+            goal("musician onsets learned, time gate (lead)", lt["musician"]["share"], "report"),
+        ]
     return emit("echo_stack", figures, goals)
 
 
