@@ -256,10 +256,12 @@ def _offset(detected: np.ndarray, truth: np.ndarray, window_s: float, *, width_s
 
 
 def classify(onsets: Sequence[float], musician: Sequence[float], echoes: Sequence[float], *, tol_s: float = 0.05,
-             echo_window_s: tuple[float, float] = (-0.02, 0.15), latency_window_s: float = 0.3) -> dict[str, Any]:
+             echo_window_s: tuple[float, float] = (-0.02, 0.15), latency_window_s: float = 0.06) -> dict[str, Any]:
     """Name each detected onset (same clock as ``musician`` and ``echoes``): "musician", "echo", "both" or "other".
 
-    Latencies are measured first, each source on its own (:func:`_offset`: the densest 20 ms of delays). A musician
+    Latencies are measured first, each source on its own (:func:`_offset`: the densest 20 ms of delays up to
+    ``latency_window_s``; both paths are JACK connections in one graph, measured 0-30 ms; a wider search locked onto
+    MusicHal's answers, which follow the musician's onsets by a steady ~85 ms in imitate). A musician
     onset is within ``tol_s`` of a musician onset (after its latency); an echo onset within ``echo_window_s`` of a
     note-on (after its latency): a synth cannot sound before its note-on, so the window is short on that side (a
     detection 25-40 ms before our note-on is the musician's onset our note answers, measured); it is long after it,
@@ -301,7 +303,18 @@ def learned_shares(run: dict[str, Any], musician_notes: Sequence[tuple], *, tol_
         return round(sum(counts.get(k, {}).get("learned", 0) for k in keys) / onsets, 4) if onsets else None
 
     # the musician's onsets are those matching a musician onset: alone ("musician") or at one of our attacks ("both")
-    return {"counts": counts, "musician_learned": share("musician", "both"), "echo_learned": share("echo"),
+    # how the JACK graph kept time: a --sync dummy server waits for every client, so on a loaded machine its cycles
+    # stall and it falls behind the wall clock; and how late echoes were detected after their note-on
+    cycles = run["cycles"]
+    drift = (cycles[-1][1] - cycles[0][1]) - (cycles[-1][0] - cycles[0][0]) / 48000 if len(cycles) > 1 else 0.0
+    ons = np.asarray(sorted(echoes))
+    delays = [1e3 * (p["onset_wall"] - ons[ons <= p["onset_wall"] + 0.02].max())
+              for p, label in zip(full, named["labels"]) if label == "echo" and (ons <= p["onset_wall"] + 0.02).any()]
+    timing = {"jack_graph_behind_s": round(float(drift), 3),
+              "echo_delay_ms_p50": round(float(np.percentile(delays, 50)), 1) if delays else None,
+              "echo_delay_ms_p90": round(float(np.percentile(delays, 90)), 1) if delays else None}
+    return {"counts": counts, "timing": timing, "musician_learned": share("musician", "both"),
+            "echo_learned": share("echo"),
             "musician_learned_while_playing": share("musician_while_playing", "both_while_playing"),
             "both_learned": share("both"), "latency_musician_ms": round(named["latency_musician_s"] * 1e3, 1),
             "latency_echo_ms": round(named["latency_echo_s"] * 1e3, 1), "musician_truth_onsets": len(musician),
