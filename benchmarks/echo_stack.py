@@ -41,7 +41,7 @@ NOTES = ("Through the real stack on a JACK dummy server: the musician (C2..B2, r
          "MusicHal's attacks). The time-gate takes hear the same musician, but MusicHal, deaf to it, plays another, "
          "denser part; the 'same onsets' figures replay the other gate mode over a take's own session log. On a "
          "loaded machine the --sync JACK graph stalls and falls behind the wall clock: echoes are then detected late, "
-         "past the gate's 80 ms attack window, and learned (see the timing rows and the per-take figures in the JSON).")
+         "past the gate's 120 ms attack window, and learned (see the timing rows and the per-take figures in the JSON).")
 
 
 def _sum(takes: list[dict], *keys: str, field: str = "counts") -> dict:
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
              note="a --sync dummy server waits for every client; on a loaded machine its cycles stall"),
         goal("echo detected after its note-on, p50 / p90 per take, echo-aware imitate",
              ", ".join(f"{a} / {b}" for a, b in zip(c["echo_delay_ms_p50"], c["echo_delay_ms_p90"])), "report",
-             unit="ms", note="the gate's attack window is -15..+80 ms"),
+             unit="ms", note="the gate's attack window is -15..+120 ms"),
     ]
     if "lead" in players:
         lc, lt = summary["lead/content"], summary["lead/time"]

@@ -6,7 +6,9 @@ musician is neither learned nor imitated while MusicHal plays. :class:`EchoGate`
 MusicHal's own notes **only when it is explained by them**. An echo has a cause: one of our note-ons. Through the real
 stack (``benchmarks/echo_stack.py``: MusicHal's MIDI rendered by a live synth and mixed back into its JACK input) echo
 onsets were detected -7..+40 ms from the note-on that made them (rare outliers to 150 ms), while a musician's onset
-that MusicHal reacts to comes 25-95 ms *before* the reaction's note-on. So ``content`` mode asks two things:
+that MusicHal reacts to comes 25-95 ms *before* the reaction's note-on. The window is counted from the note's
+scheduled ``t_on``, and on a loaded machine notes leave midi_out late (note-ons reached a JACK reader up to p90 84 ms
+after ``t_on``; echoes then came 80-150 ms after it): ``attack_ms`` = 120. So ``content`` mode asks two things:
 
 * **Is the onset at one of our attacks** (``attack_pre_ms`` before to ``attack_ms`` after an own note-on)?
   Then it is an echo unless its content shows something new that our sounding notes do not explain: with the slice's
@@ -105,7 +107,7 @@ class EchoGate:
     """
 
     def __init__(self, *, mode: str = "content", pre_ms: float = 20.0, release_ms: float = 250.0, early_ms: float = 60.0,
-                 attack_pre_ms: float = 15.0, attack_ms: float = 80.0, octave_tolerant: bool = True, no_content_is_echo: bool = True,
+                 attack_pre_ms: float = 15.0, attack_ms: float = 120.0, octave_tolerant: bool = True, no_content_is_echo: bool = True,
                  enabled: bool = True, max_notes: int = 4096) -> None:
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

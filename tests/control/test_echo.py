@@ -72,11 +72,11 @@ def test_time_mode_chroma_and_no_content():
 
 def test_attack_window_follows_the_note_on_not_the_musician_it_answers():
     """Measured through the real stack: echoes are detected -7..+40 ms from their note-on; a musician's onset that
-    MusicHal reacts to lies 25-95 ms before the reaction's note-on. The attack window is -15..+80 ms."""
+    MusicHal reacts to lies 25-95 ms before the reaction's note-on. The attack window is -15..+120 ms (notes may leave late)."""
     gate = EchoGate()
     gate.note_sent(5.0, 5.5, pitch=72)
-    assert gate.attacking(4.99) == (72,) and gate.attacking(5.08) == (72,)
-    assert gate.attacking(4.98) == () and gate.attacking(5.09) == ()
+    assert gate.attacking(4.99) == (72,) and gate.attacking(5.12) == (72,)
+    assert gate.attacking(4.98) == () and gate.attacking(5.13) == ()
     profile = harmonic_chroma([45])  # the musician's A2; our C5 sounding (A is not among its partials anyway)
     assert not gate.classify(4.975, chroma=profile).echo  # the onset we answered: before our note-on, kept
     assert gate.classify(5.01, chroma=profile).echo  # at our attack: an echo (a profile has no octave)
@@ -120,7 +120,9 @@ def test_rendered_scene_keeps_the_musician_and_drops_the_echo(tmp_path, seed):
     assert np.mean(results["content"]["musician"]) >= 0.9, results["content"]
     assert np.mean(results["content"]["echo"]) <= 0.1, results["content"]
     assert np.mean(results["time"]["musician"]) <= 0.1  # the blanket gate drops the musician while we play legato
-    # the early-window chroma alone (no notes): the attack window does the separating
+    # the early-window chroma alone (no notes): the attack window does the separating. This scene puts musician onsets
+    # as close as 80 ms after an own onset, inside the 120 ms window (sized for notes that leave midi_out late on a
+    # loaded machine): those are lost without notes (measured 0.60-0.65 kept); the echoes are all dropped
     gate = EchoGate()
     for pitch, start, duration, _ in own:
         gate.note_sent(start, start + duration, pitch=pitch)
@@ -129,4 +131,4 @@ def test_rendered_scene_keeps_the_musician_and_drops_the_echo(tmp_path, seed):
                      if min(abs(e.onset_s - m[1]) for m in musician) < 0.05]
     echo_kept = [not gate.classify(e.onset_s, chroma=c).echo for e, c in zip(events, early)
                  if min(abs(e.onset_s - o[1]) for o in own) < 0.05 and min(abs(e.onset_s - m[1]) for m in musician) >= 0.05]
-    assert np.mean(musician_kept) >= 0.9 and np.mean(echo_kept) <= 0.1, (np.mean(musician_kept), np.mean(echo_kept))
+    assert np.mean(musician_kept) >= 0.5 and np.mean(echo_kept) <= 0.1, (np.mean(musician_kept), np.mean(echo_kept))

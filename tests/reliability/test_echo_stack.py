@@ -10,10 +10,10 @@ Nothing here depends on a timing window being hit: detected onsets are named by 
 musician; MusicHal plays before the musician starts, so pure echoes exist; replaying the logged gate mode gives the
 logged verdicts back; the blanket gate on the same onsets keeps fewer of the musician's) and on shares with wide
 margins under the benchmark's goals (musician >= 0.9, echo <= 0.1): on this 2-core machine shared with other jobs
-(load average 11-24) the JACK graph fell 1.5-10 s behind the wall clock in 20 s takes and echoes were detected up to
-~250 ms after their note-on, past the gate's 80 ms attack window; measured per take: musician 0.78-1.0 learned, echoes
-0.07-0.47. The margins catch a broken gate (the old profile test kept ~70 % of the echoes at our attacks; a gate
-that drops everything learns none of the musician), not a loaded machine.
+(load average 11-24) the JACK graph fell 1.5-10 s behind the wall clock in 20 s takes, notes left late and echoes were
+detected up to ~250 ms after their scheduled note-on, past the gate's attack window; measured per take then (80 ms
+window): musician 0.78-1.0 learned, echoes 0.07-0.47. The margins catch a broken gate (the old profile test kept
+~70 % of the echoes at our attacks; a gate that drops everything learns none of the musician), not a loaded machine.
 """
 from __future__ import annotations
 
@@ -63,11 +63,16 @@ def test_musician_learned_and_echo_dropped_through_the_live_loop(jack_server, ra
     assert len(run["received"]) >= 8, "MusicHal hardly played"
     assert musician["onsets"] >= 8, counts  # the stack heard the musician (12 s, ~17 onsets)
     assert echo["onsets"] >= 2, counts  # it plays from its memory before the musician starts: pure echoes exist
-    assert musician["learned"] >= 0.7 * musician["onsets"], counts
+    # the musician's onsets away from MusicHal's attacks are kept; those at its attacks ("both") are not separable
+    # from an echo without slice notes (a pitch-class profile has no octave) and are dropped: with steps on the
+    # musician's tracked beat they can be many (7 of 15 in one 12 s take, 1 of 53 in the benchmark's two takes), so
+    # they are printed, not bounded here
+    alone = counts.get("musician", {"onsets": 0, "learned": 0})
+    assert alone["onsets"] >= 5 and alone["learned"] >= 0.8 * alone["onsets"], counts
     assert echo["learned"] <= 0.5 * echo["onsets"], counts
     # the blanket gate on the same onsets drops every one during MusicHal's answers (notes + 250 ms release): it keeps
     # fewer of the musician's (its drops include all of the echo-aware gate's, so fewer means at least one more;
-    # measured in the benchmark's imitate takes: 0.53 kept against 0.95)
+    # measured in the benchmark's imitate takes: 0.45 kept against 0.98)
     timed = gate_verdicts(run["session"], "time")
     named = classify([p["onset_wall"] for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None],
                      [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes], [t for t, _ in run["received"]])
