@@ -43,6 +43,7 @@ import numpy as np
 from shared.config import VOICE_NAMES, GenerationConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
+from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
 from services.oracle.player import Player
 
 __all__ = ["Ensemble", "voice_chord", "naive_chord", "chord_movement", "place_near", "VOICE_NAMES"]
@@ -315,6 +316,19 @@ class Ensemble:
 
     def _note(self, pitch: int, velocity: int, t_on: float, t_off: float, voice: str, state: int) -> NoteEvent:
         store = self.memory.store
+        expression = NEUTRAL
+        if store is not None:
+            # the slice's expression (pressure, CC74 and, when the note plays the slice's f0 or one of its transcribed
+            # notes in another octave, that note's bend): the pitch it came from is ``pitch`` untransposed, in the
+            # octave of the slice's f0
+            info = store.info(state)
+            learned = float(pitch - self.player.transpose)
+            if info.f0_hz > 0.0:
+                f0_pitch = 69.0 + 12.0 * math.log2(info.f0_hz / 440.0)
+                learned += 12.0 * round((f0_pitch - learned) / 12.0)
+            expression = note_expression(info, learned_pitch=learned, duration_s=max(0.0, t_off - t_on),
+                                         window_s=expression_window_s(self.memory))
         return NoteEvent(note_id=self._new_id(), pitch=int(pitch), velocity=int(max(1, min(127, velocity))),
                          t_on=t_on, t_off=t_off, voice=voice, source_state=state,
-                         source_event_id=int(state - 1) if store is None else int(store.event_id[state]))
+                         source_event_id=int(state - 1) if store is None else int(store.event_id[state]),
+                         **expression.fields())

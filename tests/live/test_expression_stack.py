@@ -81,8 +81,11 @@ def play_through_stack(profile: str, wav, tmp_path) -> list[list[int]]:
 
     reader = JackReader()
     port = reader.open_virtual("in")
+    # the melody alone: its notes play the slices' own f0 (the glides); the bass and comping play other pitch
+    # classes of the slice, without its glide (tests/oracle/test_voices.py checks their expression)
     config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": profile,
-                                              "midi.bend_range_semitones": MPE_RANGE, "generation.seed": 3})
+                                              "midi.bend_range_semitones": MPE_RANGE, "generation.seed": 3,
+                                              "voices.bass": False, "voices.comping": False})
     stack = LiveStack(config, input_file=str(wav))
     try:
         stack.start()

@@ -1,6 +1,8 @@
 """Voices over one memory (services.oracle.voices): melody, bass and comping on a fake clock (plain numbers)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -251,3 +253,34 @@ def test_a_session_with_voices_and_voice_controls_replays_to_the_same_midi_bytes
     assert [bytes(m) for _, m in live_events] == [bytes(m) for _, m in render_notes(result.notes, config, t_start=0.0).events]
     channels = {m[0] & 0x0F for _, m in live_events if (m[0] & 0xF0) == 0x90}
     assert {10, 11} <= channels and 9 not in channels  # bass on MIDI 11, comping on 12, never 10
+
+
+def expressive_percept(i: int, onset_s: float):
+    """A chord slice without transcribed notes whose f0 (the chord's lowest note) glides up 80 cents, a swell."""
+    chord = CHORDS[i % len(CHORDS)]
+    base = chord_percept(i, chord, onset_s, with_notes=False)
+    descriptors = dataclasses.replace(base.descriptors, f0_hz=hz(min(chord)), pressure=(40, 60, 80, 100, 100, 90, 80, 70),
+                                      f0_cents=tuple(float(c) for c in np.linspace(0.0, 80.0, 8)), timbre=99)
+    return dataclasses.replace(base, descriptors=descriptors)
+
+
+def test_bass_and_comping_notes_carry_their_slice_expression():
+    """Followers play the slice's pressure and CC74; the bass, playing the slice's f0 pitch class an octave or two
+    down, carries that f0's glide as its bend (the MPE profile sends them; gm-safe and mono drop them)."""
+    live = make_live(voices={"bass_density": 1.0, "comping_density": 1.0})
+    for i in range(3 * len(CHORDS)):
+        live.stage.learn(expressive_percept(i, i * 0.5))
+    notes, t, next_input, i = [], 0.0, 0.0, 0
+    while t < 20.0:
+        if t >= next_input:
+            notes += live.on_percept(expressive_percept(1000 + i, t), t)
+            i, next_input = i + 1, next_input + 0.5
+        notes += live.tick(t)
+        t += 0.01
+    bass, comping = by_voice(notes, "bass"), by_voice(notes, "comping")
+    assert len(bass) >= 5 and len(comping) >= 5
+    for note in bass + comping:
+        assert note.timbre == 99 and note.pressure > 0 and note.pressure_curve, note
+    # the bass takes the f0's pitch class (no transcribed notes): its notes glide upwards as the slice did
+    gliding = [n for n in bass if n.bend_curve and n.bend_curve[-1][1] > n.bend_semitones + 0.2]
+    assert len(gliding) >= 0.8 * len(bass), [(n.bend_semitones, n.bend_curve) for n in bass[:5]]
