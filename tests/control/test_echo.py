@@ -45,9 +45,12 @@ def test_time_mode_chroma_and_no_content():
     assert timed.blocks(0.5, notes=[(30, 0.0)]) and not timed.blocks(2.0)
     gate = EchoGate()
     gate.note_sent(0.0, 1.0, pitch=60)
-    # at our note's attack, a pitch-class profile cannot show an octave: an echo whatever it holds
+    # at our note's attack, a pitch-class profile our note's harmonics explain is its echo; one they do not
+    # explain (a C# under our C) holds the musician: kept
     assert gate.classify(0.03, chroma=harmonic_chroma([60])).echo
-    assert gate.classify(0.03, chroma=np.eye(12)[1]).reason == "attack"
+    assert gate.classify(0.03, chroma=harmonic_chroma([60])).reason == "attack"
+    assert gate.classify(0.03, chroma=np.eye(12)[1]).reason == "unexplained"
+    assert not gate.classify(0.03, chroma=np.eye(12)[1]).echo
     assert gate.classify(0.03).echo  # no content at all
     # in its sustain, a profile alone keeps the onset: the musician's C3 under our C4 has our pitch class
     decision = gate.classify(0.5, chroma=harmonic_chroma([48]))
@@ -79,7 +82,8 @@ def test_attack_window_follows_the_note_on_not_the_musician_it_answers():
     assert gate.attacking(4.98) == () and gate.attacking(5.13) == ()
     profile = harmonic_chroma([45])  # the musician's A2; our C5 sounding (A is not among its partials anyway)
     assert not gate.classify(4.975, chroma=profile).echo  # the onset we answered: before our note-on, kept
-    assert gate.classify(5.01, chroma=profile).echo  # at our attack: an echo (a profile has no octave)
+    assert not gate.classify(5.01, chroma=profile).echo  # at our attack, a profile our C5 does not explain: kept
+    assert gate.classify(5.01, chroma=harmonic_chroma([72])).echo  # our own C5's profile at its attack: the echo
     assert not gate.classify(5.2, chroma=profile).echo  # in the sustain: the musician
     # with transcribed notes, a new note we do not sound is the musician even at our attack
     assert not gate.classify(5.01, notes=[(72, 0.0), (45, 0.01)]).echo
@@ -122,7 +126,10 @@ def test_rendered_scene_keeps_the_musician_and_drops_the_echo(tmp_path, seed):
     assert np.mean(results["time"]["musician"]) <= 0.1  # the blanket gate drops the musician while we play legato
     # the early-window chroma alone (no notes): the attack window does the separating. This scene puts musician onsets
     # as close as 80 ms after an own onset, inside the 120 ms window (sized for notes that leave midi_out late on a
-    # loaded machine): those are lost without notes (measured 0.60-0.65 kept); the echoes are all dropped
+    # loaded machine). At an attack, a profile is an echo when the sounding notes' harmonics explain half its energy:
+    # measured musician kept 0.78 / 0.90, echoes kept 0.18 / 0.15 (a profile cannot do better; with notes, above,
+    # the echoes kept are <= 0.1). Calling every onset at an attack an echo kept no echo but made a beat-locked
+    # player deaf (tests/reliability/test_e2e_jack_audio.py)
     gate = EchoGate()
     for pitch, start, duration, _ in own:
         gate.note_sent(start, start + duration, pitch=pitch)
@@ -131,4 +138,4 @@ def test_rendered_scene_keeps_the_musician_and_drops_the_echo(tmp_path, seed):
                      if min(abs(e.onset_s - m[1]) for m in musician) < 0.05]
     echo_kept = [not gate.classify(e.onset_s, chroma=c).echo for e, c in zip(events, early)
                  if min(abs(e.onset_s - o[1]) for o in own) < 0.05 and min(abs(e.onset_s - m[1]) for m in musician) >= 0.05]
-    assert np.mean(musician_kept) >= 0.5 and np.mean(echo_kept) <= 0.1, (np.mean(musician_kept), np.mean(echo_kept))
+    assert np.mean(musician_kept) >= 0.5 and np.mean(echo_kept) <= 0.25, (np.mean(musician_kept), np.mean(echo_kept))

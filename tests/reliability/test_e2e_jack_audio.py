@@ -191,6 +191,8 @@ def test_imitate_follows_the_live_input_not_the_trained_model(jack_server, ray_l
     out_hist = pc_histogram(pitches)
     actual = correlation(out_hist, pc_histogram(in_pitches))
     memory = correlation(out_hist, pc_histogram([n[0] for n in pieces["training"]]))
+    counters = out["final"]["oracle"].get("counters", {})
+    print(f"e2e imitate: oracle events {counters.get('events')}, gated {counters.get('gated')}")
     print(f"e2e imitate: events {out['final']['capture']['counters']['events']}, notes {len(pitches)}, "
           f"pitch classes of the performance {play_share:.0%} / of the training {train_share:.0%}, "
           f"pc correlation with the performance {actual:.2f} / with the training {memory:.2f}")
