@@ -65,7 +65,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -537,8 +537,11 @@ class Player:
             return False
         return self.next_step_s <= now + lookahead_s
 
-    def tick(self, now: float, *, lookahead_s: float = 0.04) -> tuple[list[NoteEvent], int]:
-        """Every step due up to ``now + lookahead_s``: ``(notes, steps taken)``."""
+    def tick(self, now: float, *, lookahead_s: float = 0.04,
+             on_step: Optional[Callable[[float, Optional[NoteEvent]], list[NoteEvent]]] = None
+             ) -> tuple[list[NoteEvent], int]:
+        """Every step due up to ``now + lookahead_s``: ``(notes, steps taken)``. ``on_step(at, note)``, when given,
+        returns the notes a step plays (its own note or none, and what other voices play with it)."""
         notes: list[NoteEvent] = []
         steps = 0
         if self.next_step_s is None:
@@ -551,7 +554,9 @@ class Player:
                 at = max(self.next_step_s, now)  # behind (a stall or a hold): the step plays now, not in the past
             note = self.step(at)
             steps += 1
-            if note is not None:
+            if on_step is not None:
+                notes.extend(on_step(at, note))
+            elif note is not None:
                 notes.append(note)
         return notes, steps
 

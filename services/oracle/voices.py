@@ -177,30 +177,22 @@ class Ensemble:
     def tick(self, now: float, *, lookahead_s: float = 0.04) -> tuple[list[NoteEvent], int]:
         """Every melody step due up to ``now + lookahead_s`` and what the voices play with it: ``(notes, steps)``.
 
-        The loop is :meth:`Player.tick`'s, step for step: with only the melody on, the notes are the same."""
-        player = self.player
+        It is :meth:`Player.tick` with the voices as its ``on_step``: with only the melody on, the notes are the same."""
+        return self.player.tick(now, lookahead_s=lookahead_s, on_step=self._on_step)
+
+    def _on_step(self, at: float, note: Optional[NoteEvent]) -> list[NoteEvent]:
+        """One melody step at ``at``: the melody's note (unless muted) and what the followers play with it."""
+        if self._last_step is not None and at > self._last_step:
+            self._gaps.append(at - self._last_step)
+        self._last_step = at
         notes: list[NoteEvent] = []
-        steps = 0
-        if player.next_step_s is None:
-            player.next_step_s = now
-        while player.due(now, lookahead_s) and steps < 64:
-            if player._reaction_due(now, lookahead_s):
-                at = max(player.react_s, now)
-                player.react_s = None
+        if note is not None:
+            if self.voices.melody:
+                notes.append(note)
             else:
-                at = max(player.next_step_s, now)
-            note = player.step(at)
-            steps += 1
-            if self._last_step is not None and at > self._last_step:
-                self._gaps.append(at - self._last_step)
-            self._last_step = at
-            if note is not None:
-                if self.voices.melody:
-                    notes.append(note)
-                else:
-                    self.counters["melody_muted"] += 1
-            notes.extend(self._follow(at, note))
-        return notes, steps
+                self.counters["melody_muted"] += 1
+        notes.extend(self._follow(at, note))
+        return notes
 
     # ------------------------------------------------------------------ the followers
     def _new_id(self) -> int:
