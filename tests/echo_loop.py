@@ -117,7 +117,7 @@ class SynthClient:
                 self.process.wait(timeout=5)
 
 
-class _Player:
+class WavPlayer:
     """A JACK client with one audio output that plays ``audio`` once ``playing`` is set; :attr:`cycles` holds
     ``(first sample, time.monotonic)`` of every process cycle that played: :meth:`time_of` maps a sample of the
     audio to when it went out. (On a loaded machine a ``--sync`` dummy server runs slower than the wall clock:
@@ -203,7 +203,7 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
     final: dict[str, Any] = {}
     try:
         stack.start()
-        player = _Player(audio.mean(axis=1), unique_name("mh-musician"))
+        player = WavPlayer(audio.mean(axis=1), unique_name("mh-musician"))
         synth = SynthClient(player.client, unique_name("mh-echo-synth"))
         own = (player.client.name, synth.name)
         if not wait_until(lambda: len(_capture_inputs(player.client, own)) >= 1, timeout_s=30):

@@ -18,15 +18,15 @@ Both runs: notes arrive, every note-on is ended by its own note-off during play,
 """
 from __future__ import annotations
 
-import threading
 
-import jack  # JACK-Client, a required dev dependency (plays audio into a JACK port): missing, this module fails
+import jack  # noqa: F401  JACK-Client, a required dev dependency (tests.echo_loop.WavPlayer plays audio into a JACK port): missing, this module fails
 import mido
 import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
 from tests.audio_fixtures import render_midi_notes
+from tests.echo_loop import WavPlayer
 from tests.midi_out.helpers import JackReader, ReceiverModel, note_pairing_problems, unique_name
 from tests.waiting import wait_until
 
@@ -79,35 +79,6 @@ def test_the_copy_check_catches_a_folded_echo_and_passes_an_unrelated_line():
     assert ngram_overlap(unrelated, performance) < COPY_LIMIT
 
 
-class WavPlayer:
-    """A JACK client with one audio output that plays ``audio`` once when :meth:`play` is called."""
-
-    def __init__(self, audio: np.ndarray) -> None:
-        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
-        self.position = 0
-        self.playing = threading.Event()
-        self.done = threading.Event()
-        self.client = jack.Client(unique_name("mh-player"), no_start_server=True)
-        self.port = self.client.outports.register("out")
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    def _process(self, frames: int) -> None:
-        buffer = self.port.get_array()
-        buffer[:] = 0.0
-        if not self.playing.is_set() or self.done.is_set():
-            return
-        chunk = self.audio[self.position:self.position + frames]
-        buffer[:chunk.size] = chunk
-        self.position += frames
-        if self.position >= self.audio.size:
-            self.done.set()
-
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
-
-
 @pytest.fixture(scope="module")
 def pieces(tmp_path_factory):
     from services.trainer.pipeline import train
@@ -151,7 +122,7 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
     player = None
     try:
         stack.start()
-        player = WavPlayer(audio.mean(axis=1))  # once the capture's JACK input exists
+        player = WavPlayer(audio.mean(axis=1), unique_name("mh-player"))  # once the capture's JACK input exists
         assert wait_until(lambda: len(portaudio_inputs(player.client)) >= 1, timeout_s=30), \
             [p.name for p in player.client.get_ports(is_audio=True)]
         for name in portaudio_inputs(player.client):
