@@ -33,6 +33,7 @@ from shared.message_ring import MessageRing
 from shared.messages import Event, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
+from services.encoder.guard import GuardedEncoder, OverloadGuard
 from services.encoder.perception import HybridPerceptionModule
 from services.encoder.stage import EncoderStage, stage_from_spec
 from services.ray_support import current_node_id, set_torch_threads
@@ -141,8 +142,6 @@ class EncoderActor:
         Built when the primary computes wav2vec and the memory can use traditional percepts, or when the
         test-only ``control.test_encoder_delay_ms`` slows the primary down; otherwise the guard only warns.
         """
-        from services.control.guard import GuardedEncoder, OverloadGuard
-
         control = config.control
         wants = "wav2vec" in self.stage.perception.views or control.test_encoder_delay_ms > 0
         if not control.slow_guard or not wants:

@@ -38,7 +38,9 @@ from shared.message_ring import MessageRing
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
+from services.oracle.corpus import load_corpora
 from services.oracle.live import LiveOracle
+from services.oracle.session import SessionLog, make_stage
 from services.oracle.stage import OracleStage
 from services.ray_support import current_node_id
 
@@ -63,8 +65,6 @@ class OracleActor:
         model_paths = [model_path] if isinstance(model_path, str) else list(model_path or [])
         resume = None
         if model_paths:
-            from services.control.corpus import load_corpora
-
             model_parts, self.perception_model = load_corpora(config, model_paths)  # several: one merged memory
         elif checkpoint_path and os.path.exists(checkpoint_path):
             from services.model_file import load_musichal_model
@@ -72,8 +72,6 @@ class OracleActor:
             resumed = load_musichal_model(checkpoint_path)  # restarted after a crash: resume the live-learned memory
             model_parts, self.perception_model, resume = resumed.oracle_parts, resumed.perception, checkpoint_path
         self._warm_up(config)
-        from services.control.session import SessionLog, make_stage
-
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleStage(config, model=model_parts)
         self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
