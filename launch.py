@@ -281,7 +281,7 @@ class LiveStack:
                                          model_path=models[0] if models else None, checkpoint=self.wav2vec_checkpoint,
                                          other_checkpoint=self.other_checkpoint)
         if len(models) > 1:
-            from services.control.corpus import load_corpora
+            from services.oracle.corpus import load_corpora
 
             load_corpora(self.config, models)  # every corpus valid and mergeable before Ray starts
         import ray  # only now: every error above is one line before Ray is even imported
@@ -636,7 +636,8 @@ def build_replay_parser() -> argparse.ArgumentParser:
 
 
 def replay_main(argv: list[str]) -> int:
-    from services.control.session import render_notes, replay_session
+    from services.midi_out.render import render_notes
+    from services.oracle.session import replay_session
 
     args = build_replay_parser().parse_args(argv)
     try:

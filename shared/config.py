@@ -332,7 +332,7 @@ class ControlConfig:
     gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
     gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
     # "content": drop an onset during own notes only when its pitch content is explained by the notes sounding then
-    # (echo-aware, services/control/echo.py); "time": drop every onset during own notes (the blanket gate)
+    # (echo-aware, services/oracle/echo.py); "time": drop every onset during own notes (the blanket gate)
     gate_mode: str = "content"
     slow_guard: bool = True  # switch to the traditional view when the encoder cannot keep up
     slow_window_events: int = 8

@@ -184,7 +184,7 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
     import soundfile as sf
 
     from launch import LiveStack
-    from services.control.session import read_session
+    from services.oracle.session import read_session
     from shared.config import MusicHalConfig
     from tests.waiting import wait_until
 
@@ -326,8 +326,8 @@ def gate_verdicts(session_path: str | Path, mode: str, **gate_options: Any) -> l
     ``control.gate_mode`` ``mode`` over the same notes and onsets, in the logged order, the way
     :meth:`services.oracle.live.LiveOracle._echo` consults it (slice notes, else the f0 + chroma-peak profile).
     Replaying the session's own mode gives its logged verdicts back (checked by the test)."""
-    from services.control.echo import EchoGate
-    from services.control.session import read_session
+    from services.oracle.echo import EchoGate
+    from services.oracle.session import read_session
     from services.oracle.player import live_profile
     from shared.config import MusicHalConfig
 

@@ -33,6 +33,9 @@ from shared.message_ring import MessageRing
 from shared.messages import Event, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
+from services.encoder.fallback import traditional_stage
+from services.encoder.features import FEATURE_DIMENSION
+from services.encoder.guard import GuardedEncoder, OverloadGuard
 from services.encoder.perception import HybridPerceptionModule
 from services.encoder.stage import EncoderStage, stage_from_spec
 from services.ray_support import current_node_id, set_torch_threads
@@ -41,7 +44,7 @@ __all__ = ["EncoderActor", "build_encoder_stage"]
 
 
 def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str] = None, *, node_id: str = "",
-                        spec: Any = None, traditional_only: bool = False) -> EncoderStage:
+                        spec: Any = None) -> EncoderStage:
     """The encoder's pure stage: from the model's perception record when there is a model (``spec``, sent by
     value, or read from ``model_path`` on this node), else from the config (learning tokens live)."""
     if spec is None and model_path:
@@ -49,14 +52,7 @@ def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str] = None
 
         spec = load_musichal_model(model_path).spec
     if spec is not None:
-        return stage_from_spec(spec, config, node_id=node_id, traditional_only=traditional_only)
-    from services.encoder.features import FEATURE_DIMENSION
-    from services.encoder.stage import DimensionMismatchError
-
-    if traditional_only:
-        if config.features.kind == "wav2vec":
-            raise DimensionMismatchError("a memory learned live from wav2vec vectors cannot use traditional ones")
-        config = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
+        return stage_from_spec(spec, config, node_id=node_id)
     perception = HybridPerceptionModule.from_config(config)
     memory = perception.wav2vec.dimension if perception.wav2vec is not None else FEATURE_DIMENSION
     return EncoderStage(perception, None, node_id=node_id, memory_dimension=memory)  # learning live
@@ -141,15 +137,13 @@ class EncoderActor:
         Built when the primary computes wav2vec and the memory can use traditional percepts, or when the
         test-only ``control.test_encoder_delay_ms`` slows the primary down; otherwise the guard only warns.
         """
-        from services.control.guard import GuardedEncoder, OverloadGuard
-
         control = config.control
         wants = "wav2vec" in self.stage.perception.views or control.test_encoder_delay_ms > 0
         if not control.slow_guard or not wants:
             return None
         fallback = None
         try:
-            fallback = build_encoder_stage(config, node_id=self.node_id, spec=self.spec, traditional_only=True)
+            fallback = traditional_stage(config, spec=self.spec, node_id=self.node_id)
         except Exception:  # the memory cannot use the traditional view: warn only
             fallback = None
         guard = OverloadGuard(window_events=control.slow_window_events, recover_events=control.slow_recover_events)

@@ -231,15 +231,14 @@ class EncoderStage:
         return out
 
 
-def stage_from_spec(spec: Any, config: Any = None, *, node_id: str = "", traditional_only: bool = False) -> EncoderStage:
+def stage_from_spec(spec: Any, config: Any = None, *, node_id: str = "") -> EncoderStage:
     """The encoder stage a model was trained for, built from its :class:`~services.encoder.spec.PerceptionSpec`.
 
     Runs on the node that builds the encoder: the wav2vec checkpoint is found and verified there
     (:func:`~services.encoder.spec.resolve_checkpoint`), loaded with the recorded layer (never the
     ``traditional`` fallback of the config) and checked to give the recorded dimension. Only runtime settings
-    come from ``config`` (``wav2vec.use_gpu``, ``fp16``, ``int8``). ``traditional_only`` builds the cheap
-    traditional view alone (the too-slow guard's stand-in); it raises :class:`DimensionMismatchError` when the
-    memory cannot use that view.
+    come from ``config`` (``wav2vec.use_gpu``, ``fp16``, ``int8``). The cheap traditional view alone (the
+    fallback) is :func:`services.encoder.fallback.traditional_stage`.
     """
     from shared.config import MusicHalConfig
     from shared.errors import DeviceError
@@ -247,11 +246,7 @@ def stage_from_spec(spec: Any, config: Any = None, *, node_id: str = "", traditi
 
     config = config or MusicHalConfig()
     model = spec.perception_model()
-    use_wav2vec = spec.wav2vec is not None and not traditional_only
-    if traditional_only and ("traditional" not in model.views
-                             or model.quantizers["traditional"].dimension != spec.memory_dimension):
-        raise DimensionMismatchError(f"the model's memory holds {spec.memory_dimension}-D {spec.primary_view} vectors; "
-                                     "the traditional view cannot feed it")
+    use_wav2vec = spec.wav2vec is not None
     checkpoint = resolve_checkpoint(spec) if use_wav2vec else None
     perception = HybridPerceptionModule(
         vocabulary_size=spec.vocabulary_size, enable_wav2vec=use_wav2vec, wav2vec_model=checkpoint or DEFAULT_WAV2VEC,

@@ -38,7 +38,10 @@ from shared.message_ring import MessageRing
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
+from services.encoder.fallback import traditional_stage
+from services.oracle.corpus import load_corpora
 from services.oracle.live import LiveOracle
+from services.oracle.session import SessionLog, make_stage
 from services.oracle.stage import OracleStage
 from services.ray_support import current_node_id
 
@@ -63,8 +66,6 @@ class OracleActor:
         model_paths = [model_path] if isinstance(model_path, str) else list(model_path or [])
         resume = None
         if model_paths:
-            from services.control.corpus import load_corpora
-
             model_parts, self.perception_model = load_corpora(config, model_paths)  # several: one merged memory
         elif checkpoint_path and os.path.exists(checkpoint_path):
             from services.model_file import load_musichal_model
@@ -72,8 +73,6 @@ class OracleActor:
             resumed = load_musichal_model(checkpoint_path)  # restarted after a crash: resume the live-learned memory
             model_parts, self.perception_model, resume = resumed.oracle_parts, resumed.perception, checkpoint_path
         self._warm_up(config)
-        from services.control.session import SessionLog, make_stage
-
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleStage(config, model=model_parts)
         self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
@@ -173,23 +172,11 @@ class OracleActor:
         ``descriptors_only``: for early views (pitch and chroma of an onset's first ``segmenter.early_ms``, never
         learned), so any model — or memory — will do: no model's tokens are involved.
         """
-        from dataclasses import replace as dc_replace
-
-        from services.encoder.perception import HybridPerceptionModule
-        from services.encoder.stage import EncoderStage
-
-        config = self.config
         model = None if descriptors_only else self.perception_model
-        if not descriptors_only:
-            if model is not None and "traditional" not in model.views:
-                return None
-            if model is None and config.features.kind == "wav2vec":
-                return None  # a memory learned live from wav2vec vectors cannot use traditional ones
-        traditional = dc_replace(config, features=dc_replace(config.features, kind="traditional", hybrid=False))
         memory = model.quantizers[model.primary_view].dimension if model is not None else None
         try:  # refused (DimensionMismatchError) when the memory holds another view's vectors
-            return EncoderStage(HybridPerceptionModule.from_config(traditional), model, node_id=self.node_id,
-                                memory_dimension=memory)
+            return traditional_stage(self.config, model, memory_dimension=memory, node_id=self.node_id,
+                                     descriptors_only=descriptors_only)
         except MusicHalError:
             return None
 

@@ -35,8 +35,10 @@ from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import Event, NoteEvent, Percept
 from services.encoder.expression import DynamicsFollower
+from services.oracle.echo import EchoGate
 from services.oracle.expression import with_dynamics
 from services.oracle.player import live_profile
+from services.oracle.session import note_to_record, percept_to_record
 from services.oracle.tempo import TempoTracker
 from services.oracle.voices import VOICE_NAMES, Ensemble
 
@@ -81,8 +83,6 @@ class LiveOracle:
     """
 
     def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None) -> None:
-        from services.control.echo import EchoGate
-
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
@@ -172,8 +172,6 @@ class LiveOracle:
                 if d is not None:
                     self.dynamics.update(wall, d.velocity)
         if self.session is not None:
-            from services.control.session import percept_to_record
-
             self.session.write("percept", now_s=now, gated=gated, early=early, onset_wall=wall,
                                **percept_to_record(percept))
         return self.tick(now)
@@ -216,8 +214,6 @@ class LiveOracle:
             for note in notes:
                 self.gate.note_sent(note.t_on, note.t_off, pitch=note.pitch)
         if self.session is not None:
-            from services.control.session import note_to_record
-
             self.session.write("tick", now_s=now)
             if notes:
                 self.session.write("notes", notes=[note_to_record(n) for n in notes], last_move=self.player.last_kind,

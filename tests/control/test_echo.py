@@ -7,7 +7,7 @@ import soundfile as sf
 
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
-from services.control.echo import EchoGate, harmonic_chroma
+from services.oracle.echo import EchoGate, harmonic_chroma
 from services.encoder.features import chroma
 from services.encoder.segmenter import segment_signal
 from services.encoder.transcription import transcribe_windows

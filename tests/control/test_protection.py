@@ -8,10 +8,10 @@ from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
-from services.control.corpus import TOKEN_OFFSET, merge_oracle_parts
-from services.control.gate import FeedbackGate
-from services.control.guard import GuardedEncoder, OverloadGuard
-from services.control.session import make_stage
+from services.oracle.corpus import TOKEN_OFFSET, merge_oracle_parts
+from services.oracle.gate import FeedbackGate
+from services.encoder.guard import GuardedEncoder, OverloadGuard
+from services.oracle.session import make_stage
 from services.encoder.perception import HybridPerceptionModule
 from services.encoder.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage

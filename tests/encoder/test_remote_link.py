@@ -6,7 +6,7 @@ import heapq
 import numpy as np
 import pytest
 
-from services.control.guard import GuardedEncoder, OverloadGuard
+from services.encoder.guard import GuardedEncoder, OverloadGuard
 from services.encoder.remote import RemoteEncoderLink
 from shared.errors import ParameterError
 from shared.messages import Event, Percept

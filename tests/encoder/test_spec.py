@@ -11,6 +11,7 @@ import pytest
 from shared.config import MusicHalConfig
 from shared.errors import DeviceError, ModelFormatError, ParameterError
 from shared.model_io import arrays_path_for, load_model, save_model
+from services.encoder.fallback import traditional_stage
 from services.encoder.spec import PerceptionSpec, check_live_request, checkpoint_sha256, resolve_checkpoint
 from services.encoder.stage import DimensionMismatchError, EncoderStage, stage_from_spec
 from services.model_file import describe_model, load_musichal_model
@@ -68,7 +69,7 @@ def test_a_percept_of_another_dimension_is_never_made(hybrid_model, scale_wav):
 
     spec = load_musichal_model(hybrid_model[0]).spec
     with pytest.raises(DimensionMismatchError):  # the traditional view (22-D) cannot feed the 4-D memory
-        stage_from_spec(spec, traditional_only=True)
+        traditional_stage(spec=spec)
     with pytest.raises(DimensionMismatchError):
         EncoderStage(HybridPerceptionModule(vocabulary_size=4), spec.perception_model(), memory_dimension=4)
     # the encoder fails mid-performance: the hybrid stage does not slip to 22-D percepts; the error reaches the caller
@@ -161,5 +162,5 @@ def test_learning_live_the_stage_knows_its_memory_dimension(tiny_wav2vec_dir):
     config = MusicHalConfig().with_overrides({"features.kind": "wav2vec", "wav2vec.model": str(tiny_wav2vec_dir)})
     assert build_encoder_stage(config).memory_dimension == 32
     with pytest.raises(DimensionMismatchError):  # the too-slow guard gets no 22-D stand-in for a wav2vec memory
-        build_encoder_stage(config, traditional_only=True)
-    assert build_encoder_stage(MusicHalConfig(), traditional_only=True).memory_dimension == 22
+        traditional_stage(config)
+    assert traditional_stage(MusicHalConfig()).memory_dimension == 22

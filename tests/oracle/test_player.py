@@ -192,7 +192,8 @@ def test_runs_out_of_range_move_by_octaves_keeping_their_contour():
 
 
 def test_a_session_log_replays_to_the_same_midi_bytes(tmp_path):
-    from services.control.session import SessionLog, make_stage, render_notes, replay_session
+    from services.midi_out.render import render_notes
+    from services.oracle.session import SessionLog, make_stage, replay_session
 
     config = MusicHalConfig().with_overrides({"generation.seed": 5, "oracle.rebuild_every_events": 8})
     clock = {"t": 0.0}

@@ -225,7 +225,8 @@ def test_the_voices_flag_picks_the_voices():
 
 
 def test_a_session_with_voices_and_voice_controls_replays_to_the_same_midi_bytes(tmp_path):
-    from services.control.session import SessionLog, make_stage, render_notes, replay_session
+    from services.midi_out.render import render_notes
+    from services.oracle.session import SessionLog, make_stage, replay_session
 
     config = MusicHalConfig().with_overrides({"generation.seed": 2, "midi.profile": "gm-safe"})
     clock = {"t": 0.0}

@@ -14,13 +14,12 @@ The oracle actor writes one JSON object per line, in the exact order it did thin
 
 :func:`replay_session` feeds the logged percepts, ticks and controls into a fresh
 :class:`~services.oracle.live.LiveOracle` (the object the live oracle actor drives) built from the logged config
-and models; the decisions are deterministic, so it reproduces the logged notes exactly (checked). :func:`render_notes` schedules them like the
-live MIDI-out (same ordering: due time, then arrival order) through a :class:`MidiOutStage` into an SMF, so the
-note messages equal the live recording byte for byte.
+and models; the decisions are deterministic, so it reproduces the logged notes exactly (checked).
+:func:`services.midi_out.render.render_notes` schedules them like the live MIDI-out (same ordering: due time, then
+arrival order) through a :class:`MidiOutStage` into an SMF, so the note messages equal the live recording byte for byte.
 """
 from __future__ import annotations
 
-import heapq
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,9 +32,11 @@ import orjson
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept
+from services.oracle.corpus import load_corpora
+from services.oracle.stage import OracleStage
 
-__all__ = ["make_stage", "SessionLog", "SESSION_SCHEMA", "read_session", "replay_session", "ReplayResult", "render_notes",
-           "note_to_record", "percept_to_record", "percept_from_record"]
+__all__ = ["make_stage", "SessionLog", "SESSION_SCHEMA", "read_session", "replay_session", "ReplayResult", "note_to_record",
+           "percept_to_record", "percept_from_record"]
 
 SESSION_SCHEMA = "musichal-session/1"
 
@@ -43,8 +44,6 @@ SESSION_SCHEMA = "musichal-session/1"
 def make_stage(config: MusicHalConfig, model: Any = None):
     """An OracleStage whose threshold re-estimates run in the background but are adopted at a fixed event count,
     so that its decisions depend only on its inputs: used for logged sessions and their replay."""
-    from services.oracle.stage import OracleStage
-
     return OracleStage(config, model=model, background=True, deterministic=True)
 
 
@@ -159,8 +158,7 @@ class ReplayResult:
 def replay_session(path: str | Path) -> ReplayResult:
     """Re-run a session's decisions on a fresh :class:`~services.oracle.live.LiveOracle` (the live decision object)
     at the logged times; returns the notes (and the logged ones to compare)."""
-    from services.control.corpus import load_corpora
-    from services.oracle.live import LiveOracle
+    from services.oracle.live import LiveOracle  # live.py imports this module when it loads
 
     records = read_session(path)
     header = records[0]
@@ -197,61 +195,3 @@ def replay_session(path: str | Path) -> ReplayResult:
             t_end = record.get("t_end", record["t"])
     return ReplayResult(notes=notes, logged_notes=logged, controls=controls, config=config, t0=header["t0"],
                         t_end=t_end, counters=counters)
-
-
-def render_notes(notes: list[NoteEvent], config: MusicHalConfig, *, t_start: float, controls: list[dict[str, Any]] = (),
-                 t_end: Optional[float] = None):
-    """Play ``notes`` like the live MIDI-out would, into an in-memory recorder; returns the :class:`SmfRecorder`.
-
-    Order: start (panic + profile setup) at ``t_start``; then note-ons, expression automation and note-offs by due
-    time, ties in arrival order (:func:`~services.midi_out.scheduler.note_actions`), as :class:`NoteScheduler`; logged ``mute`` and ``profile`` controls apply at their
-    times (a muted note-on is dropped; a profile switch panics and sends the new setup); close (panic) at the end.
-    """
-    from dataclasses import replace
-
-    from services.midi_out.engine import ListSink, MidiOutStage
-    from services.midi_out.recorder import SmfRecorder
-    from services.midi_out.scheduler import NOTE_OFF, NOTE_ON, note_actions
-
-    clock = {"t": float(t_start)}
-    recorder = SmfRecorder(clock=lambda: clock["t"])
-    midi = replace(config.midi, record_path=None)
-    stage = MidiOutStage(midi, ListSink(), recorder=recorder, clock=lambda: clock["t"])
-    stage.start()
-    heap: list[tuple[float, int, str, Any, Any]] = []
-    seq = 0
-    for note in notes:
-        for due, action, value in note_actions(note):
-            heapq.heappush(heap, (due, seq, action, note, value))
-            seq += 1
-    changes = sorted((c for c in controls if c["name"] in ("mute", "profile")), key=lambda c: c["t"])
-    muted = False
-    while heap:
-        due, _, action, note, value = heapq.heappop(heap)
-        if t_end is not None and due > t_end:
-            break
-        while changes and changes[0]["t"] <= due:
-            change = changes.pop(0)
-            clock["t"] = change["t"]
-            if change["name"] == "mute":
-                muted = bool(change["value"])
-                if muted:
-                    stage.panic()
-            else:
-                stage.close()
-                stage = MidiOutStage(replace(midi, profile=change["value"]), ListSink(), recorder=recorder,
-                                     clock=lambda: clock["t"])
-                stage.start()
-        clock["t"] = due
-        if action == NOTE_ON:
-            if not muted:
-                stage.note_on(note)
-        elif action == NOTE_OFF:
-            stage.note_off(note.note_id)
-        else:
-            stage.automate(note.note_id, action, value)
-    if t_end is not None:
-        clock["t"] = max(clock["t"], t_end)
-    stage.panic()  # as the live MIDI-out's stop: the scheduler's panic, then close (panic again)
-    stage.close()
-    return recorder

@@ -25,7 +25,7 @@ from shared.errors import ParameterError
 
 __all__ = ["OverloadGuard", "GuardedEncoder"]
 
-log = logging.getLogger("musichal.control.guard")
+log = logging.getLogger("musichal.encoder.guard")
 
 
 class OverloadGuard:

@@ -18,6 +18,10 @@ import numpy as np
 from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
+from services.model_file import load_musichal_model
+from services.oracle.audio_oracle import AudioOracle
+from services.oracle.factor_oracle import FactorOracle
+from services.oracle.stage import OracleStage
 
 __all__ = ["merge_oracle_parts", "load_corpora", "TOKEN_OFFSET"]
 
@@ -33,10 +37,6 @@ def _descriptors(info: Any) -> EventDescriptors:
 def merge_oracle_parts(config: MusicHalConfig, parts: Sequence[tuple[dict, dict]], *, names: Sequence[str] = (),
                        same_perception: Sequence[bool] = ()) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One oracle (``(meta, arrays)`` as :meth:`OracleStage.to_model_parts`) holding every model's states in order."""
-    from services.oracle.audio_oracle import AudioOracle
-    from services.oracle.factor_oracle import FactorOracle
-    from services.oracle.stage import OracleStage
-
     if not parts:
         raise ParameterError("merge_oracle_parts needs at least one model")
     stages = [OracleStage(config, model=p) for p in parts]
@@ -74,8 +74,6 @@ def merge_oracle_parts(config: MusicHalConfig, parts: Sequence[tuple[dict, dict]
 
 def load_corpora(config: MusicHalConfig, paths: Sequence[str | Path]):
     """Load one or more model files: ``(oracle_parts, perception_model)`` (perception of the first model)."""
-    from services.model_file import load_musichal_model
-
     if not paths:
         raise ParameterError("load_corpora needs at least one path")
     models = [load_musichal_model(p) for p in paths]
