@@ -12,7 +12,8 @@ from shared.ring import AudioRing
 from services.encoder.perception import (HybridPerceptionModule, PerceptionModel, Wav2VecPerceptionModule,
                                          analyze_file, analyze_windows)
 from services.encoder.segmenter import OnsetSegmenter
-from services.encoder.stage import EncoderStage, OnlineQuantizer
+from services.encoder.quantizer import OnlineQuantizer
+from services.encoder.stage import EncoderStage
 from services.encoder.wav2vec import Wav2VecMusicEncoder
 
 SR = 48000
