@@ -131,7 +131,7 @@ def echo_scene(seed: int, root: Path) -> dict:
 
     from shared.config import SegmenterConfig
     from services.control.echo import EchoGate
-    from services.encoder.segmenter import segment_signal
+    from services.capture.segmenter import segment_signal
     from services.encoder.transcription import transcribe_windows
     from tests.audio_fixtures import render_midi_notes, two_line_scene
 

@@ -5,7 +5,7 @@ Two halves run on two threads (see :mod:`services.capture.actor`):
 * :meth:`CaptureStage.push` is all an audio callback does: convert the block with the one front end
   (:class:`shared.audio.StreamingFrontEnd`) and write it into the ring, noting when each block landed.
 * :meth:`CaptureStage.segment` reads new samples from the ring with its own cursor, feeds them to the same
-  :class:`services.encoder.segmenter.OnsetSegmenter` the trainer uses, and stamps every event with the time the
+  :class:`services.capture.segmenter.OnsetSegmenter` the trainer uses, and stamps every event with the time the
   last sample of its analysis window was written (``Event.t_detected``: the start of the pipeline latency).
 
 :class:`FilePlayer` plays a file into :meth:`push` at real-time pace (``--input-file``: demo, tests, rehearsal).
@@ -27,7 +27,7 @@ from shared.config import MusicHalConfig
 from shared.errors import ParameterError, RingOverrunError
 from shared.messages import Event
 from shared.ring import AudioRing
-from services.encoder.segmenter import OnsetSegmenter
+from services.capture.segmenter import OnsetSegmenter
 
 __all__ = ["CaptureStage", "FilePlayer"]
 

@@ -3,7 +3,7 @@
 * :func:`analyze_windows` — windows + events → ``[(EventDescriptors, {view: vector})]``. The trainer and the
   live encoder both call it; nothing else computes features.
 * :func:`analyze_file` — the trainer's path: file → :func:`shared.audio.iter_file_blocks` (the same front end
-  as live capture) → :class:`~services.encoder.segmenter.OnsetSegmenter` block by block → windows →
+  as live capture) → :class:`~services.capture.segmenter.OnsetSegmenter` block by block → windows →
   :func:`analyze_windows`.
 * :class:`HybridPerceptionModule` — which views are computed. The ``--hybrid-perception`` flag means: keep
   **both** views per event, the traditional 22-D one always (cheap) and wav2vec when enabled, each with its own
@@ -32,7 +32,7 @@ from shared.messages import Event, EventDescriptors, Percept
 from services.encoder.expression import EXPRESSION_POINTS, slice_expression
 from services.encoder.features import FEATURE_DIMENSION, FEATURE_NAMES, describe_event, traditional_features
 from services.encoder.quantizer import PCAReducer, SymbolQuantizer
-from services.encoder.segmenter import OnsetSegmenter
+from services.capture.segmenter import OnsetSegmenter
 from services.encoder.wav2vec import Wav2VecMusicEncoder
 
 __all__ = [

@@ -13,7 +13,7 @@ from services.control.gate import FeedbackGate
 from services.control.guard import GuardedEncoder, OverloadGuard
 from services.control.session import make_stage
 from services.encoder.perception import HybridPerceptionModule
-from services.encoder.segmenter import OnsetSegmenter
+from services.capture.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage
 from tests.audio_fixtures import render_midi_notes
 

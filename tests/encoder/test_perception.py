@@ -11,7 +11,7 @@ from shared.model_io import load_model, save_model
 from shared.ring import AudioRing
 from services.encoder.perception import (HybridPerceptionModule, PerceptionModel, Wav2VecPerceptionModule,
                                          analyze_file, analyze_windows)
-from services.encoder.segmenter import OnsetSegmenter
+from services.capture.segmenter import OnsetSegmenter
 from services.encoder.quantizer import OnlineQuantizer
 from services.encoder.stage import EncoderStage
 from services.encoder.wav2vec import Wav2VecMusicEncoder
