@@ -1,6 +1,6 @@
 """The encoder stage's pure logic (no Ray): ``(Event, window) → Percept`` through the trainer's own functions.
 
-:class:`EncoderStage` computes features with :func:`~services.encoder.perception.analyze_windows` and tokens with
+:class:`EncoderStage` computes features with :func:`~services.encoder.analysis.analyze_windows` and tokens with
 :meth:`PerceptionModel.percepts` — the exact calls the trainer makes — so a model trained offline gives the same
 tokens live. Two modes:
 
@@ -25,7 +25,9 @@ import numpy as np
 
 from shared.errors import ParameterError
 from shared.messages import Event, Percept
-from services.encoder.perception import HybridPerceptionModule, PerceptionModel, analyze_windows
+from services.encoder.analysis import analyze_windows
+from services.encoder.perception_model import PerceptionModel
+from services.encoder.views import HybridPerceptionModule
 from services.encoder.quantizer import OnlineQuantizer
 
 __all__ = ["EncoderStage", "DimensionMismatchError", "stage_from_spec"]

@@ -144,7 +144,7 @@ class OracleActor:
         noise = np.random.default_rng(0).standard_normal(int(round(config.segmenter.window_ms * 1e-3 * sr)))
         noise = (noise * 0.1).astype(np.float32)
         if self.fallback is not None:
-            from services.encoder.perception import analyze_windows
+            from services.encoder.analysis import analyze_windows
 
             analyze_windows([noise], None, sample_rate_hz=sr, perception=self.fallback.perception)
         if self.encoder is not None and self.encoder_rate_hz != sr:
@@ -175,7 +175,7 @@ class OracleActor:
         """
         from dataclasses import replace as dc_replace
 
-        from services.encoder.perception import HybridPerceptionModule
+        from services.encoder.views import HybridPerceptionModule
         from services.encoder.stage import EncoderStage
 
         config = self.config

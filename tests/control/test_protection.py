@@ -12,7 +12,7 @@ from services.control.corpus import TOKEN_OFFSET, merge_oracle_parts
 from services.control.gate import FeedbackGate
 from services.control.guard import GuardedEncoder, OverloadGuard
 from services.control.session import make_stage
-from services.encoder.perception import HybridPerceptionModule
+from services.encoder.views import HybridPerceptionModule
 from services.capture.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage
 from tests.audio_fixtures import render_midi_notes
