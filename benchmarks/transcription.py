@@ -4,7 +4,7 @@ On Bach chorales from the music21 corpus rendered with fluidsynth (FluidR3 GM pi
 
 * **file F1** — :func:`services.encoder.transcription.transcribe_audio` on the whole recording, note-level F1
   (``mir_eval.transcription``, onset tolerance 50 ms, offsets ignored);
-* **slice F1** — the trainer's own path (:func:`services.encoder.perception.analyze_file`: segmenter events, each
+* **slice F1** — the trainer's own path (:func:`services.encoder.analysis.analyze_file`: segmenter events, each
   500 ms window transcribed by the function the live encoder calls), stitched back with
   :func:`~services.encoder.transcription.stitch_slices`: what the memory holds;
 * **chords in slices** — share of the score's chords whose pitch classes are all among the transcribed pitch classes
@@ -72,7 +72,8 @@ def measure_pieces(names, root: Path) -> dict:
     import soundfile as sf
 
     from shared.config import MusicHalConfig
-    from services.encoder.perception import HybridPerceptionModule, analyze_file
+    from services.encoder.analysis import analyze_file
+    from services.encoder.views import HybridPerceptionModule
     from services.encoder.transcription import SliceNote, stitch_slices, transcribe_audio
     from tests.audio_fixtures import chorale_opening, render_midi_notes
 
@@ -131,7 +132,7 @@ def echo_scene(seed: int, root: Path) -> dict:
 
     from shared.config import SegmenterConfig
     from services.oracle.echo import EchoGate
-    from services.encoder.segmenter import segment_signal
+    from services.capture.segmenter import segment_signal
     from services.encoder.transcription import transcribe_windows
     from tests.audio_fixtures import render_midi_notes, two_line_scene
 

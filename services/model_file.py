@@ -93,7 +93,7 @@ def _check_memory(spec: Any, oracle: Any, path: Any) -> None:
 
 def load_musichal_model(path: str | Path) -> MusicHalModel:
     """Load and validate; raises ModelFormatError with one line."""
-    from services.encoder.perception import PerceptionModel
+    from services.encoder.perception_model import PerceptionModel
     from services.encoder.spec import PerceptionSpec
 
     meta, arrays = load_model(path)

@@ -1,7 +1,8 @@
 """The capture actor: a thin Ray wrapper around :class:`services.capture.stage.CaptureStage`.
 
-It attaches to the audio ring and the events ring (created by ``launch.py``), starts the input (``--input-file``
-player or a PyAudio device in callback mode) and a segmenter thread that turns ring audio into events.
+It attaches to the audio ring and the events ring (created by ``launch.py``), starts the input source
+(:mod:`services.capture.sources`: the ``--input-file`` player or a PyAudio device in callback mode) and a segmenter
+thread that turns ring audio into events.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import ray
 from shared.config import MusicHalConfig
 from shared.message_ring import MessageRing
 from shared.ring import AudioRing
-from services.capture.stage import CaptureStage, FilePlayer
+from services.capture.sources import InputSource, open_input_source
+from services.capture.stage import CaptureStage
 from services.ray_support import current_node_id
 
 __all__ = ["CaptureActor"]
@@ -30,33 +32,22 @@ class CaptureActor:
         self.ring = AudioRing.attach(audio_ring_name)
         self.events = MessageRing.attach(events_ring_name)
         self.node_id = current_node_id()
-        self.player: Optional[FilePlayer] = None
-        self.stream = None
         self.error: Optional[str] = None
         self._stop = threading.Event()
-        if input_file is not None:
-            from shared.audio import probe_audio_file
+        holder: dict[str, CaptureStage] = {}
 
-            info = probe_audio_file(input_file)
-            self.stage = CaptureStage(config, self.ring, input_rate_hz=info.sample_rate_hz, channels=info.channels,
-                                      source=str(input_file))
-            self.player = FilePlayer(input_file, self.stage.push, block_frames=config.audio.block_samples,
-                                     loop=loop, speed=speed)
-        else:
-            from services.capture.devices import AudioInputStream
+        def push(block, *, last: bool = False) -> int:
+            return holder["stage"].push(block, last=last)
 
-            holder: dict[str, CaptureStage] = {}
-            self.stream = AudioInputStream(lambda block: holder["stage"].push(block), device=input_device,
-                                           block_frames=config.audio.block_samples)
-            self.stage = CaptureStage(config, self.ring, input_rate_hz=self.stream.sample_rate_hz,
-                                      channels=self.stream.channels, source=str(self.stream.device["name"]))
-            holder["stage"] = self.stage
+        self.source: InputSource = open_input_source(push, block_frames=config.audio.block_samples,
+                                                     input_file=input_file, input_device=input_device,
+                                                     loop=loop, speed=speed)
+        self.stage = CaptureStage(config, self.ring, input_rate_hz=self.source.sample_rate_hz,
+                                  channels=self.source.channels, source=self.source.name)
+        holder["stage"] = self.stage
         self._thread = threading.Thread(target=self._segment_loop, name="musichal-segmenter", daemon=True)
         self._thread.start()
-        if self.player is not None:
-            self.player.start()
-        else:
-            self.stream.start()
+        self.source.start()
 
     def _segment_loop(self) -> None:
         block_s = self.config.audio.block_samples / self.config.audio.sample_rate_hz
@@ -66,11 +57,8 @@ class CaptureActor:
                     self.events.send_message(replace(event, t_sent=time.monotonic()))
                 if self.stage.exhausted:
                     return
-                if self.player is not None and self.player.error is not None:
-                    self.error = f"input file failed: {self.player.error}"
-                    return
-                if self.stream is not None and self.stream.error is not None:
-                    self.error = f"audio input failed: {self.stream.error}"
+                if self.source.error is not None:
+                    self.error = f"{self.source.kind} failed: {self.source.error}"
                     return
         except BaseException as error:  # reported through stats()
             self.error = f"segmenter failed: {type(error).__name__}: {error}"
@@ -88,19 +76,13 @@ class CaptureActor:
         counters = dict(self.stage.counters)
         counters["ring_samples"] = self.ring.write_counter
         counters["nonfinite_samples"] = self.stage.front_end.nonfinite_samples
-        if self.player is not None:
-            counters["late_blocks"] = self.player.late_blocks
-        if self.stream is not None:
-            counters["input_overflows"] = self.stream.overflows
+        counters.update(self.source.counters())
         return {"stage": "capture", "node_id": self.node_id, "counters": counters, "error": self.error,
                 "finished": self.finished()}
 
     def stop(self) -> None:
         self._stop.set()
-        if self.player is not None:
-            self.player.stop()
-        if self.stream is not None:
-            self.stream.close()
+        self.source.close()
         self._thread.join(timeout=2.0)
         self._final_stats = self.stats()
         self.ring.close()

@@ -88,7 +88,10 @@ def _choose(devices: list[dict[str, Any]], wanted: Union[str, int, None]) -> dic
 
 
 class AudioInputStream:
-    """An open PyAudio input in callback mode; the callback hands float32 blocks ``(frames, channels)`` to ``push``."""
+    """An open PyAudio input in callback mode; the callback hands float32 blocks ``(frames, channels)`` to ``push``
+    (an :class:`services.capture.sources.InputSource`)."""
+
+    kind = "audio input"
 
     def __init__(self, push: Callable[[np.ndarray], Any], *, device: Union[str, int, None] = None,
                  channels: Optional[int] = None, block_frames: int = 256, sample_rate_hz: Optional[int] = None) -> None:
@@ -140,3 +143,10 @@ class AudioInputStream:
             if self._pa is not None:
                 self._pa.terminate()
                 self._pa = None
+
+    @property
+    def name(self) -> str:
+        return str(self.device["name"])
+
+    def counters(self) -> dict[str, int]:
+        return {"input_overflows": self.overflows}

@@ -5,10 +5,10 @@ Two halves run on two threads (see :mod:`services.capture.actor`):
 * :meth:`CaptureStage.push` is all an audio callback does: convert the block with the one front end
   (:class:`shared.audio.StreamingFrontEnd`) and write it into the ring, noting when each block landed.
 * :meth:`CaptureStage.segment` reads new samples from the ring with its own cursor, feeds them to the same
-  :class:`services.encoder.segmenter.OnsetSegmenter` the trainer uses, and stamps every event with the time the
+  :class:`services.capture.segmenter.OnsetSegmenter` the trainer uses, and stamps every event with the time the
   last sample of its analysis window was written (``Event.t_detected``: the start of the pipeline latency).
 
-:class:`FilePlayer` plays a file into :meth:`push` at real-time pace (``--input-file``: demo, tests, rehearsal).
+What feeds :meth:`CaptureStage.push` is an input source (:mod:`services.capture.sources`).
 """
 from __future__ import annotations
 
@@ -17,19 +17,18 @@ import time
 from bisect import bisect_left
 from collections import deque
 from dataclasses import replace
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
-from shared.audio import StreamingFrontEnd, probe_audio_file
+from shared.audio import StreamingFrontEnd
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError, RingOverrunError
 from shared.messages import Event
 from shared.ring import AudioRing
-from services.encoder.segmenter import OnsetSegmenter
+from services.capture.segmenter import OnsetSegmenter
 
-__all__ = ["CaptureStage", "FilePlayer"]
+__all__ = ["CaptureStage"]
 
 
 def _early_ms(config) -> float:
@@ -125,75 +124,3 @@ class CaptureStage:
     def exhausted(self) -> bool:
         """The input ended and every sample has been segmented."""
         return self.finished.is_set() and self.reader.available() == 0 and self.segmenter.finished
-
-
-class FilePlayer:
-    """Plays an audio file into a callback at real-time pace, in blocks of ``block_frames`` (a rehearsal input).
-
-    Pacing waits on an Event with a timeout (so :meth:`stop` interrupts at once); with ``loop`` the file repeats.
-    """
-
-    def __init__(self, path: str | Path, push: Callable[..., int], *, block_frames: int = 256, loop: bool = False,
-                 speed: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        import soundfile as sf
-
-        self.info = probe_audio_file(path)
-        if speed <= 0:
-            raise ParameterError(f"speed must be > 0, got {speed}")
-        self._sf = sf
-        self.path = Path(path)
-        self.push = push
-        self.block_frames = int(block_frames)
-        self.loop = loop
-        self.speed = speed
-        self.clock = clock
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self.blocks_played = 0
-        self.late_blocks = 0
-        self.error: Optional[BaseException] = None
-        self.done = threading.Event()
-
-    def start(self) -> "FilePlayer":
-        self._thread = threading.Thread(target=self._run, name="musichal-file-player", daemon=True)
-        self._thread.start()
-        return self
-
-    def _blocks(self):
-        while True:
-            blocks = self._sf.blocks(str(self.path), blocksize=self.block_frames, dtype="float32", always_2d=True)
-            for block in blocks:
-                if not np.isfinite(block).all():
-                    raise ParameterError(f"{self.path}: contains NaN or infinite samples")
-                yield block
-            if not self.loop:
-                return
-
-    def _run(self) -> None:
-        period = self.block_frames / self.info.sample_rate_hz / self.speed
-        due = self.clock()
-        try:
-            previous = None
-            for block in self._blocks():
-                if previous is not None:
-                    self.push(previous)
-                    self.blocks_played += 1
-                previous = block
-                due += period
-                delay = due - self.clock()
-                if delay < -period:
-                    self.late_blocks += 1
-                if self._stop.wait(max(0.0, delay)):
-                    return
-            if previous is not None:
-                self.push(previous, last=True)
-                self.blocks_played += 1
-        except BaseException as error:  # reported through .error by the actor
-            self.error = error
-        finally:
-            self.done.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)

@@ -12,9 +12,9 @@ functions so tests can check them one by one:
 * :func:`probe_classification` / :func:`probe_regression` — cross-validated linear probes (fixed seeds);
 * :func:`recommend` — recommendations as a pure function of the measured figures (:func:`figures_from_results`).
 
-Features are computed by the encoder stage's own code (:func:`~services.encoder.perception.analyze_file` for
-segmentation and descriptors, :func:`~services.encoder.perception.analyze_windows` with a hybrid
-:class:`~services.encoder.perception.HybridPerceptionModule` for both views); timings call the same functions
+Features are computed by the encoder stage's own code (:func:`~services.encoder.analysis.analyze_array` on the
+decoded clip for segmentation and descriptors, :func:`~services.encoder.analysis.analyze_windows` with a hybrid
+:class:`~services.encoder.views.HybridPerceptionModule` for both views); timings call the same functions
 (:func:`~services.encoder.features.traditional_features`, :meth:`Wav2VecMusicEncoder.encode` /
 :meth:`~Wav2VecMusicEncoder.encode_batch`) window by window.
 """
@@ -24,7 +24,6 @@ import math
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -36,7 +35,8 @@ from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import Event
 from services.encoder.features import FEATURE_NAMES, traditional_features
-from services.encoder.perception import HybridPerceptionModule, analyze_file, analyze_windows
+from services.encoder.analysis import analyze_array, analyze_windows
+from services.encoder.views import HybridPerceptionModule
 from services.encoder.quantizer import SymbolQuantizer
 from services.encoder.wav2vec import Wav2VecMusicEncoder
 
@@ -529,21 +529,16 @@ def run_comparison(path: str | Path, *, config: Optional[MusicHalConfig] = None,
     warnings_out: list[str] = []
     notes = read_reference_notes(reference) if reference is not None else None
 
-    # -- the audio at the internal rate, cut to --duration (written to a temp file so analyze_file reads it)
+    # -- the audio at the internal rate, cut to --duration, segmented and described from memory
     audio = load_audio_internal(path, output_rate_hz=sr, input_channel=config.audio.input_channel)
     if duration_s is not None:
         audio = audio[: int(round(float(duration_s) * sr))]
     if audio.size == 0:
         raise ParameterError(f"{path}: no audio to analyse")
     traditional_only = HybridPerceptionModule(vocabulary_size=max(2, int(vocabulary_size)), enable_wav2vec=False)
-    with tempfile.TemporaryDirectory(prefix="musichal_compare_") as tmp:
-        cut = Path(tmp) / "clip.wav"
-        import soundfile as sf
-
-        sf.write(str(cut), audio, sr, subtype="FLOAT")
-        segment_started = clock()
-        events, first_pass = analyze_file(cut, config, traditional_only)
-        segmentation_s = clock() - segment_started
+    segment_started = clock()
+    events, first_pass = analyze_array(audio, config, traditional_only, source=str(path))
+    segmentation_s = clock() - segment_started
     segmentation = "onsets"
     window_samples = int(round(config.segmenter.window_ms * sr / 1000.0))
     if len(events) < 2:
@@ -611,7 +606,7 @@ def run_comparison(path: str | Path, *, config: Optional[MusicHalConfig] = None,
     descriptors = [d for d, _ in analyses]
     matrices = {view: np.stack([v[view] for _, v in analyses]).astype(np.float64) for view in ("traditional", "wav2vec")}
     if first_pass is not None and not np.allclose(np.stack([v["traditional"] for _, v in first_pass]), matrices["traditional"]):
-        warnings_out.append("traditional vectors differ between analyze_file and analyze_windows (feature path mismatch)")
+        warnings_out.append("traditional vectors differ between analyze_array and analyze_windows (feature path mismatch)")
     memory_w2v = {"rss_before_load_bytes": rss_before, "rss_after_load_bytes": rss_loaded,
                   "peak_rss_bytes": _peak_rss_bytes(), "peak_rss_growth_bytes": max(0, _peak_rss_bytes() - peak_before),
                   "model_bytes": int(getattr(encoder, "memory_bytes", 0)),

@@ -36,7 +36,7 @@ from shared.stats import LatencyRecorder
 from services.encoder.fallback import traditional_stage
 from services.encoder.features import FEATURE_DIMENSION
 from services.encoder.guard import GuardedEncoder, OverloadGuard
-from services.encoder.perception import HybridPerceptionModule
+from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import EncoderStage, stage_from_spec
 from services.ray_support import current_node_id, set_torch_threads
 
@@ -124,7 +124,7 @@ class EncoderActor:
 
     def _warm_up(self) -> None:
         """Run the feature code once on a throwaway window (first calls pay imports and caches), not on a live event."""
-        from services.encoder.perception import analyze_windows
+        from services.encoder.analysis import analyze_windows
 
         sr = self.config.audio.sample_rate_hz
         n = int(round(self.config.segmenter.window_ms * 1e-3 * sr))

@@ -16,7 +16,8 @@ from typing import Any, Optional
 
 from shared.config import MusicHalConfig
 from services.encoder.features import FEATURE_DIMENSION
-from services.encoder.perception import HybridPerceptionModule, PerceptionModel
+from services.encoder.perception_model import PerceptionModel
+from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import DimensionMismatchError, EncoderStage
 
 __all__ = ["traditional_stage"]

@@ -1,4 +1,5 @@
-"""Symbolic quantizer (k-means → tokens) and PCA, fitted with scikit-learn, applied and stored as plain arrays.
+"""Symbolic quantizer (k-means → tokens) and PCA, fitted with scikit-learn, applied and stored as plain arrays; the live
+:class:`OnlineQuantizer` (leader clustering while no model exists).
 
 Fitting uses scikit-learn (``KMeans`` with fixed ``n_init`` and seed; ``MiniBatchKMeans`` for
 :meth:`SymbolQuantizer.partial_fit`; ``PCA`` with the full SVD). Everything needed afterwards is kept as numpy
@@ -25,7 +26,7 @@ import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
 
-__all__ = ["SymbolQuantizer", "PCAReducer", "l2_normalize_rows", "usage_stats"]
+__all__ = ["SymbolQuantizer", "PCAReducer", "OnlineQuantizer", "l2_normalize_rows", "usage_stats"]
 
 _CHUNK_ROWS = 256
 _N_INIT = 4
@@ -304,3 +305,48 @@ class PCAReducer:
         if "explained_variance_ratio" in arrays:
             reducer.explained_variance_ratio = np.asarray(arrays["explained_variance_ratio"], dtype=np.float32).copy()
         return reducer
+
+
+class OnlineQuantizer:
+    """Deterministic leader clustering that hands out tokens as vectors arrive (used while no model exists).
+
+    >>> q = OnlineQuantizer(4, radius=0.5)
+    >>> [q.assign(v) for v in ([1, 0], [0.99, 0.05], [0, 1], [1, 0])]
+    [0, 0, 1, 0]
+    """
+
+    def __init__(self, vocabulary_size: int = 64, *, radius: float = 0.35, l2_normalize: bool = True) -> None:
+        if int(vocabulary_size) < 1:
+            raise ParameterError(f"vocabulary_size must be >= 1, got {vocabulary_size}")
+        if not radius > 0.0:
+            raise ParameterError(f"radius must be > 0, got {radius}")
+        self.vocabulary_size = int(vocabulary_size)
+        self.radius = float(radius)
+        self.l2_normalize = bool(l2_normalize)
+        self.reset()
+
+    def reset(self) -> None:
+        self.centroids: list[np.ndarray] = []
+        self.assigned: list[int] = []
+
+    def assign(self, vector: Any) -> int:
+        x = np.asarray(vector, dtype=np.float64).ravel()
+        if not np.isfinite(x).all():
+            raise ParameterError("feature vector contains NaN or infinite values")
+        if self.l2_normalize:
+            x = l2_normalize_rows(x[None, :])[0]
+        if self.centroids and self.centroids[0].shape != x.shape:
+            raise ParameterError(f"feature dimension changed from {self.centroids[0].shape[0]} to {x.shape[0]}")
+        if self.centroids:
+            stacked = np.stack(self.centroids)
+            distances = np.sqrt(((stacked - x[None, :]) ** 2).sum(axis=1))
+            nearest = int(np.argmin(distances))
+            if distances[nearest] <= self.radius or len(self.centroids) >= self.vocabulary_size:
+                self.assigned.append(nearest)
+                return nearest
+        self.centroids.append(x)
+        self.assigned.append(len(self.centroids) - 1)
+        return len(self.centroids) - 1
+
+    def usage(self) -> dict[str, Any]:
+        return usage_stats(self.assigned, self.vocabulary_size)

@@ -128,7 +128,7 @@ class PerceptionSpec:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_perception_model(cls, model: Any, *, source: str = "") -> "PerceptionSpec":
-        """The spec of a fitted :class:`~services.encoder.perception.PerceptionModel`."""
+        """The spec of a fitted :class:`~services.encoder.perception_model.PerceptionModel`."""
         meta, arrays = model.to_model_parts()
         wav2vec = None
         if "wav2vec" in model.views:
@@ -143,8 +143,8 @@ class PerceptionSpec:
                    perception_meta=meta, arrays=dict(arrays), source=str(source))
 
     def perception_model(self) -> Any:
-        """The fitted :class:`~services.encoder.perception.PerceptionModel` (validated; ModelFormatError)."""
-        from services.encoder.perception import PerceptionModel
+        """The fitted :class:`~services.encoder.perception_model.PerceptionModel` (validated; ModelFormatError)."""
+        from services.encoder.perception_model import PerceptionModel
 
         return PerceptionModel.from_model_parts(self.perception_meta, self.arrays)
 

@@ -1,13 +1,13 @@
 """The encoder stage's pure logic (no Ray): ``(Event, window) → Percept`` through the trainer's own functions.
 
-:class:`EncoderStage` computes features with :func:`~services.encoder.perception.analyze_windows` and tokens with
+:class:`EncoderStage` computes features with :func:`~services.encoder.analysis.analyze_windows` and tokens with
 :meth:`PerceptionModel.percepts` — the exact calls the trainer makes — so a model trained offline gives the same
 tokens live. Two modes:
 
 * **fitted** (a :class:`PerceptionModel` from the model file): tokens from its quantizer(s); when the model is
   hybrid and the wav2vec encoder is lost (an exception from it, or :meth:`EncoderStage.degrade_to_traditional`),
   it keeps going on the traditional view and says so in ``Percept.view`` and :attr:`EncoderStage.counters`.
-* **learning live** (no model): an :class:`OnlineQuantizer` per view assigns tokens as events arrive
+* **learning live** (no model): an :class:`~services.encoder.quantizer.OnlineQuantizer` per view assigns tokens as events arrive
   (leader clustering on L2-normalised vectors: a vector farther than ``radius`` from every centroid opens a new
   token until the vocabulary is full, otherwise it takes the nearest). Centroids never move, so a token once
   given keeps its meaning; the result depends only on the order of events (deterministic).
@@ -25,61 +25,18 @@ import numpy as np
 
 from shared.errors import ParameterError
 from shared.messages import Event, Percept
-from services.encoder.perception import HybridPerceptionModule, PerceptionModel, analyze_windows
-from services.encoder.quantizer import l2_normalize_rows, usage_stats
+from services.encoder.analysis import analyze_windows
+from services.encoder.perception_model import PerceptionModel
+from services.encoder.views import HybridPerceptionModule
+from services.encoder.quantizer import OnlineQuantizer
 
-__all__ = ["EncoderStage", "OnlineQuantizer", "DimensionMismatchError", "stage_from_spec"]
+__all__ = ["EncoderStage", "DimensionMismatchError", "stage_from_spec"]
 
 log = logging.getLogger(__name__)
 
 
 class DimensionMismatchError(ParameterError):
     """A percept would not have the dimension of the oracle's memory (it is never made)."""
-
-
-class OnlineQuantizer:
-    """Deterministic leader clustering that hands out tokens as vectors arrive (used while no model exists).
-
-    >>> q = OnlineQuantizer(4, radius=0.5)
-    >>> [q.assign(v) for v in ([1, 0], [0.99, 0.05], [0, 1], [1, 0])]
-    [0, 0, 1, 0]
-    """
-
-    def __init__(self, vocabulary_size: int = 64, *, radius: float = 0.35, l2_normalize: bool = True) -> None:
-        if int(vocabulary_size) < 1:
-            raise ParameterError(f"vocabulary_size must be >= 1, got {vocabulary_size}")
-        if not radius > 0.0:
-            raise ParameterError(f"radius must be > 0, got {radius}")
-        self.vocabulary_size = int(vocabulary_size)
-        self.radius = float(radius)
-        self.l2_normalize = bool(l2_normalize)
-        self.reset()
-
-    def reset(self) -> None:
-        self.centroids: list[np.ndarray] = []
-        self.assigned: list[int] = []
-
-    def assign(self, vector: Any) -> int:
-        x = np.asarray(vector, dtype=np.float64).ravel()
-        if not np.isfinite(x).all():
-            raise ParameterError("feature vector contains NaN or infinite values")
-        if self.l2_normalize:
-            x = l2_normalize_rows(x[None, :])[0]
-        if self.centroids and self.centroids[0].shape != x.shape:
-            raise ParameterError(f"feature dimension changed from {self.centroids[0].shape[0]} to {x.shape[0]}")
-        if self.centroids:
-            stacked = np.stack(self.centroids)
-            distances = np.sqrt(((stacked - x[None, :]) ** 2).sum(axis=1))
-            nearest = int(np.argmin(distances))
-            if distances[nearest] <= self.radius or len(self.centroids) >= self.vocabulary_size:
-                self.assigned.append(nearest)
-                return nearest
-        self.centroids.append(x)
-        self.assigned.append(len(self.centroids) - 1)
-        return len(self.centroids) - 1
-
-    def usage(self) -> dict[str, Any]:
-        return usage_stats(self.assigned, self.vocabulary_size)
 
 
 class EncoderStage:

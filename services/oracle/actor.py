@@ -143,7 +143,7 @@ class OracleActor:
         noise = np.random.default_rng(0).standard_normal(int(round(config.segmenter.window_ms * 1e-3 * sr)))
         noise = (noise * 0.1).astype(np.float32)
         if self.fallback is not None:
-            from services.encoder.perception import analyze_windows
+            from services.encoder.analysis import analyze_windows
 
             analyze_windows([noise], None, sample_rate_hz=sr, perception=self.fallback.perception)
         if self.encoder is not None and self.encoder_rate_hz != sr:

@@ -3,7 +3,7 @@
 Steps, each a plain function so the Ray fan-out in :mod:`services.trainer.distributed` and a serial run share them:
 
 1. :func:`discover_audio_files` — ``--file``/``--dir`` inputs, sorted and deduplicated (the corpus order).
-2. :func:`analyze_path` — one file through :func:`services.encoder.perception.analyze_file` (the live front end and
+2. :func:`analyze_path` — one file through :func:`services.encoder.analysis.analyze_file` (the live front end and
    segmenter); the worker writes the features as a safetensors shard into the :class:`FeatureCache` (keyed by the
    file's sha256 + the feature settings) and returns a small :class:`FileOutcome`. A :class:`HashIndex` keyed by
    ``(path, size, mtime)`` spares a resume the rehashing. Corrupt, empty or onset-less files are skipped and
@@ -166,7 +166,7 @@ def cache_key(sha256: str, settings: Mapping[str, Any]) -> str:
 
 def make_perception(config: MusicHalConfig, *, torch_threads: Optional[int] = None) -> Any:
     """The feature computer a worker uses (wav2vec loaded here when the config asks for it)."""
-    from services.encoder.perception import HybridPerceptionModule
+    from services.encoder.views import HybridPerceptionModule
 
     return HybridPerceptionModule.from_config(config, torch_threads=torch_threads)
 
@@ -383,7 +383,7 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
     is returned with its arrays and ``pending`` set, unstored: :func:`encode_pending` finishes it.
     """
     from shared.audio import probe_audio_file
-    from services.encoder.perception import analyze_file
+    from services.encoder.analysis import analyze_file
 
     path = Path(path)
     start = time.perf_counter()
@@ -527,7 +527,7 @@ def encode_pending(summaries: Sequence[FileOutcome], payloads: Sequence[dict], *
 
 # ---------------------------------------------------------------------------------------------- fitting
 def _new_model(config: MusicHalConfig, settings: Mapping[str, Any], seed: int) -> Any:
-    from services.encoder.perception import PerceptionModel
+    from services.encoder.perception_model import PerceptionModel
 
     feature_info = {"views": list(settings["views"]), "primary_view": settings["primary_view"],
                     "hybrid": settings["hybrid"], "wav2vec": settings["wav2vec"], "traditional": settings["traditional"]}

@@ -9,7 +9,7 @@ from shared.config import SegmenterConfig
 from shared.errors import ParameterError
 from services.oracle.echo import EchoGate, harmonic_chroma
 from services.encoder.features import chroma
-from services.encoder.segmenter import segment_signal
+from services.capture.segmenter import segment_signal
 from services.encoder.transcription import transcribe_windows
 from tests.audio_fixtures import fluidsynth_available, render_midi_notes, two_line_scene
 

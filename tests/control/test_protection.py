@@ -12,8 +12,8 @@ from services.oracle.corpus import TOKEN_OFFSET, merge_oracle_parts
 from services.oracle.gate import FeedbackGate
 from services.encoder.guard import GuardedEncoder, OverloadGuard
 from services.oracle.session import make_stage
-from services.encoder.perception import HybridPerceptionModule
-from services.encoder.segmenter import OnsetSegmenter
+from services.encoder.views import HybridPerceptionModule
+from services.capture.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage
 from tests.audio_fixtures import render_midi_notes
 

@@ -8,7 +8,7 @@ from shared.config import MusicHalConfig
 from shared.messages import Event
 from services.encoder.features import FEATURE_DIMENSION
 from services.encoder.fallback import traditional_stage
-from services.encoder.perception import PerceptionModel
+from services.encoder.perception_model import PerceptionModel
 from services.encoder.stage import DimensionMismatchError
 
 SR = 48000

@@ -9,10 +9,12 @@ from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.model_io import load_model, save_model
 from shared.ring import AudioRing
-from services.encoder.perception import (HybridPerceptionModule, PerceptionModel, Wav2VecPerceptionModule,
-                                         analyze_file, analyze_windows)
-from services.encoder.segmenter import OnsetSegmenter
-from services.encoder.stage import EncoderStage, OnlineQuantizer
+from services.encoder.analysis import analyze_file, analyze_windows
+from services.encoder.perception_model import PerceptionModel
+from services.encoder.views import HybridPerceptionModule, Wav2VecPerceptionModule
+from services.capture.segmenter import OnsetSegmenter
+from services.encoder.quantizer import OnlineQuantizer
+from services.encoder.stage import EncoderStage
 from services.encoder.wav2vec import Wav2VecMusicEncoder
 
 SR = 48000

@@ -49,7 +49,7 @@ def test_the_model_file_records_its_perception_completely(hybrid_model):
 
 def test_spec_travels_by_value_as_json_plus_arrays(hybrid_model, scale_wav):
     from shared.audio import load_audio_internal
-    from services.encoder.perception import analyze_file
+    from services.encoder.analysis import analyze_file
 
     spec = load_musichal_model(hybrid_model[0]).spec
     text = json.dumps(spec.to_dict())  # JSON-able: no pickle needed for the record
@@ -65,7 +65,8 @@ def test_spec_travels_by_value_as_json_plus_arrays(hybrid_model, scale_wav):
 
 def test_a_percept_of_another_dimension_is_never_made(hybrid_model, scale_wav):
     from shared.audio import load_audio_internal
-    from services.encoder.perception import HybridPerceptionModule, analyze_file
+    from services.encoder.analysis import analyze_file
+    from services.encoder.views import HybridPerceptionModule
 
     spec = load_musichal_model(hybrid_model[0]).spec
     with pytest.raises(DimensionMismatchError):  # the traditional view (22-D) cannot feed the 4-D memory

@@ -9,7 +9,8 @@ from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, message_from_bytes, message_to_bytes
 from services.encoder.expression import f0_cents_curve, pressure_envelope, slice_expression, timbre_cc74
-from services.encoder.perception import HybridPerceptionModule, analyze_file
+from services.encoder.analysis import analyze_file
+from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import EncoderStage
 from services.encoder.transcription import SliceNote, Transcriber, stitch_slices, transcribe_audio, transcribe_windows
 from tests.audio_fixtures import chorale_opening

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from shared.config import MusicHalConfig
-from services.encoder.segmenter import OnsetSegmenter, segment_signal
+from services.capture.segmenter import OnsetSegmenter, segment_signal
 from services.oracle.tempo import TempoTracker
 from tests.audio_fixtures import chorale_notes, render_midi_notes
 

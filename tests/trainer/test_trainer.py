@@ -12,7 +12,7 @@ import soundfile as sf
 from shared.config import MusicHalConfig
 from shared.ring import AudioRing
 from services.capture.stage import CaptureStage
-from services.encoder.perception import HybridPerceptionModule
+from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import EncoderStage
 from services.model_file import load_musichal_model
 from services.oracle.stage import OracleStage

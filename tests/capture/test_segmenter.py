@@ -6,7 +6,7 @@ import pytest
 from shared.audio import StreamingFrontEnd, load_audio_internal
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
-from services.encoder.segmenter import OnsetSegmenter, segment_signal
+from services.capture.segmenter import OnsetSegmenter, segment_signal
 from tests.audio_fixtures import sine_tone
 from tests.encoder.conftest import SCALE
 
