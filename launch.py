@@ -347,7 +347,7 @@ class LiveStack:
                 print(f"musichal: warning: --gpu: {seen}; wav2vec runs on the CPU (--gpu-fallback)", file=sys.stderr)
         models = self.model_paths
         self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(  # the model's perception, by value
-            self.config, model_path=None,  # never a head path: a model without a perception record gives spec None too
+            self.config,  # never a head path: a model without a perception record gives spec None too
             perception_spec=self.perception_spec, rings=names, local_node_id=self.driver_node)
         ray.get(self.actors["midi_out"].ready.remote(), timeout=60)
         self.encoder_info = ray.get(self.actors["encoder"].ready.remote(), timeout=300)

@@ -24,6 +24,8 @@ import numpy as np
 
 from shared.errors import ModelFormatError
 from shared.model_io import load_model, save_model
+from services.encoder.perception_model import PerceptionModel
+from services.encoder.spec import POOLING, PerceptionSpec, checkpoint_sha256, locate_checkpoint
 
 __all__ = ["MusicHalModel", "load_musichal_model", "save_musichal_model", "describe_model", "MODEL_SCHEMA"]
 
@@ -48,8 +50,6 @@ class MusicHalModel:
 
 def _recorded_wav2vec(perception: Any) -> None:
     """Make the wav2vec record complete before it is written: absolute directory, pooling, content hash."""
-    from services.encoder.spec import POOLING, checkpoint_sha256, locate_checkpoint
-
     info = perception.feature_info.get("wav2vec") if isinstance(perception.feature_info, dict) else None
     if "wav2vec" not in perception.views or not isinstance(info, dict):
         return
@@ -68,8 +68,6 @@ def save_musichal_model(path: str | Path, *, oracle_parts: tuple[dict[str, Any],
                         perception: Any = None, config: Optional[dict[str, Any]] = None,
                         training: Optional[dict[str, Any]] = None) -> None:
     """Write perception (with its complete record) + oracle atomically (deterministic bytes for the same content)."""
-    from services.encoder.spec import PerceptionSpec
-
     oracle_meta, arrays = oracle_parts
     arrays = dict(arrays)
     meta: dict[str, Any] = {"musichal_model": MODEL_SCHEMA, "oracle": oracle_meta["oracle"], "perception": None,
@@ -93,9 +91,6 @@ def _check_memory(spec: Any, oracle: Any, path: Any) -> None:
 
 def load_musichal_model(path: str | Path) -> MusicHalModel:
     """Load and validate; raises ModelFormatError with one line."""
-    from services.encoder.perception_model import PerceptionModel
-    from services.encoder.spec import PerceptionSpec
-
     meta, arrays = load_model(path)
     schema = meta.get("musichal_model")
     if schema not in READABLE_SCHEMAS:

@@ -43,14 +43,9 @@ from services.ray_support import current_node_id, set_torch_threads
 __all__ = ["EncoderActor", "build_encoder_stage"]
 
 
-def build_encoder_stage(config: MusicHalConfig, model_path: Optional[str] = None, *, node_id: str = "",
-                        spec: Any = None) -> EncoderStage:
-    """The encoder's pure stage: from the model's perception record when there is a model (``spec``, sent by
-    value, or read from ``model_path`` on this node), else from the config (learning tokens live)."""
-    if spec is None and model_path:
-        from services.model_file import load_musichal_model
-
-        spec = load_musichal_model(model_path).spec
+def build_encoder_stage(config: MusicHalConfig, *, node_id: str = "", spec: Any = None) -> EncoderStage:
+    """The encoder's pure stage: from the model's perception record when there is a model (``spec``, sent by value:
+    the model file is read once, on the head), else from the config (learning tokens live)."""
     if spec is not None:
         return stage_from_spec(spec, config, node_id=node_id)
     perception = HybridPerceptionModule.from_config(config)
@@ -68,7 +63,7 @@ def input_rate_for(perception: HybridPerceptionModule, analysis_rate_hz: int) ->
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, concurrency_groups={"control": 1})
 class EncoderActor:
-    def __init__(self, config: MusicHalConfig, *, model_path: Optional[str] = None, perception_spec: Any = None,
+    def __init__(self, config: MusicHalConfig, *, perception_spec: Any = None,
                  rings: Optional[dict[str, str]] = None, local_node_id: Optional[str] = None,
                  torch_threads: int = 1) -> None:
         set_torch_threads(torch_threads)
@@ -78,10 +73,6 @@ class EncoderActor:
         self.warning: Optional[str] = None
         t0 = time.monotonic()
         try:  # this node's own preflight: checkpoint, device, model arrays; one line naming the node
-            if perception_spec is None and model_path:
-                from services.model_file import load_musichal_model
-
-                perception_spec = load_musichal_model(model_path).spec
             self.spec = perception_spec
             self.stage = build_encoder_stage(config, node_id=self.node_id, spec=perception_spec)
             self.device = self._check_device(config)
