@@ -1,6 +1,6 @@
 """Live-stack latency benchmark: a generated clip through capture → encoder → oracle → midi_out (traditional features).
 
-Renders ``--seconds`` of short piano notes every ``--ioi-ms`` with fluidsynth, plays it through :class:`launch.LiveStack`
+Renders ``--seconds`` of short piano notes every ``--ioi-ms`` with fluidsynth, plays it through :class:`services.stack.LiveStack`
 at real-time pace on one node (local rings), and prints ONE JSON object:
 
 Every series is recorded per event, keyed by the input event's id, and joined by that id (never by drawing from
@@ -67,7 +67,7 @@ def paired_sum(*series: dict[int, float]) -> list[float]:
 def run(*, seconds: float, ioi_ms: float, window_ms: float, density: float, api: str) -> dict:
     import ray
 
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     with tempfile.TemporaryDirectory(prefix="musichal_latency_") as folder:
         clip = Path(folder) / "clip.wav"

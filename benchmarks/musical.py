@@ -1,7 +1,7 @@
 """Musical benchmark: what the live stack plays over rendered Bach chorales, against a vmo Audio Oracle anchor.
 
 For each piece (music21's bundled chorales, different keys, rendered here with fluidsynth at ``--bpm``): the first
-``--seconds`` of the piece followed by ``--silence`` seconds of silence go through :class:`launch.LiveStack`
+``--seconds`` of the piece followed by ``--silence`` seconds of silence go through :class:`services.stack.LiveStack`
 (``--input-file``; capture → encoder → oracle → midi_out, learning live from an empty memory), once per mode. The
 session log (every percept with its onset time and every decided note, on one clock) gives the figures:
 
@@ -149,7 +149,7 @@ def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int, voices=
              slice_notes: bool = False) -> dict:
     import ray
 
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     log = folder / f"session-{mode}.jsonl"
     config = MusicHalConfig().with_overrides({

@@ -184,7 +184,7 @@ def payload_benchmark(ray, checkpoint: Path, calls: int) -> dict:
 
 
 def death_benchmark(ray, kills: int, workdir: Path) -> dict:
-    from launch import LiveStack
+    from services.stack import LiveStack
     from tests.audio_fixtures import render_midi_notes
 
     rng = np.random.default_rng(3)

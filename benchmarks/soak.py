@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--minutes and --sample-s must be > 0")
     import ray
 
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     jack = start_dummy_jack()
     tmp = Path(tempfile.mkdtemp(prefix="musichal_soak_"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from shared.errors import ParameterError
+from shared.errors import ParameterError, check as _check
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,6 +37,7 @@ __all__ = [
     "GenerationConfig",
     "VoicesConfig",
     "VOICE_NAMES",
+    "MIDI_APIS",
     "MidiConfig",
     "ClusterConfig",
     "ControlConfig",
@@ -47,11 +48,6 @@ __all__ = [
 
 #: The one internal analysis rate: every input is converted to mono float32 at this rate on entry.
 INTERNAL_SAMPLE_RATE_HZ = 48_000
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ParameterError(message)
 
 
 @dataclass(frozen=True)
@@ -258,6 +254,9 @@ class VoicesConfig:
 
 
 MIDI_PROFILES = ("mpe", "gm-safe", "mono")
+#: The MIDI APIs python-rtmidi knows (``auto``: the OS's default), for ``midi.api``, ``control.midi_in_api`` and the flags.
+MIDI_APIS = ("auto", "jack", "alsa", "coremidi", "winmm")
+_MIDI_APIS_TEXT = ", ".join(MIDI_APIS[:-1]) + " or " + MIDI_APIS[-1]
 
 
 @dataclass(frozen=True)
@@ -283,7 +282,7 @@ class MidiConfig:
                    f"midi.{name} must be 1..16 but not 10 (GM drums), or 0, got {value}")
         _check(self.bass_channel == 0 or self.bass_channel != self.comping_channel,
                "midi.bass_channel and midi.comping_channel must differ")
-        _check(self.api in ("auto", "jack", "alsa", "coremidi", "winmm"), f"midi.api must be auto, jack, alsa, coremidi or winmm, got {self.api!r}")
+        _check(self.api in MIDI_APIS, f"midi.api must be {_MIDI_APIS_TEXT}, got {self.api!r}")
         _check(self.profile in MIDI_PROFILES, f"midi.profile must be one of {', '.join(MIDI_PROFILES)}, got {self.profile!r}")
         _check(1 <= self.member_channels <= 15, f"midi.member_channels must be in 1..15, got {self.member_channels}")
         _check(1 <= self.bend_range_semitones <= 96, f"midi.bend_range_semitones must be in 1..96, got {self.bend_range_semitones}")
@@ -342,8 +341,7 @@ class ControlConfig:
     def __post_init__(self) -> None:
         _check(self.osc_port is None or 0 <= self.osc_port <= 65535, "control.osc_port must be in 0..65535 or unset")
         _check(bool(self.osc_host), "control.osc_host must not be empty")
-        _check(self.midi_in_api in ("auto", "jack", "alsa", "coremidi", "winmm"),
-               f"control.midi_in_api must be auto, jack, alsa, coremidi or winmm, got {self.midi_in_api!r}")
+        _check(self.midi_in_api in MIDI_APIS, f"control.midi_in_api must be {_MIDI_APIS_TEXT}, got {self.midi_in_api!r}")
         _check(self.midi_in_channel is None or 0 <= self.midi_in_channel <= 15, "control.midi_in_channel must be in 0..15")
         for name in ("cc_map", "note_map"):
             table = getattr(self, name)

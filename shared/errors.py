@@ -15,6 +15,8 @@ __all__ = [
     "ModelFormatError",
     "DeviceError",
     "MidiPortError",
+    "check",
+    "one_line",
 ]
 
 
@@ -52,3 +54,23 @@ class DeviceError(MusicHalError):
 
 class MidiPortError(DeviceError):
     """A MIDI port or MIDI API is not available."""
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise :class:`ParameterError` with ``message`` unless ``condition`` holds (the config and message checks)."""
+    if not condition:
+        raise ParameterError(message)
+
+
+def one_line(error: BaseException) -> str:
+    """The innermost ``SomeError: message`` line of a (Ray-wrapped) exception, else its type and first line."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException) and cause is not error:
+        return one_line(cause)
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        head, sep, message = line.partition(": ")
+        if sep and head.split(".")[-1].endswith("Error") and " " not in head:
+            return message
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import orjson
 
-from shared.errors import ParameterError
+from shared.errors import ParameterError, check as _check
 
 __all__ = [
     "Event",
@@ -30,11 +30,6 @@ __all__ = [
     "message_to_bytes",
     "message_from_bytes",
 ]
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ParameterError(message)
 
 
 @dataclass(frozen=True, slots=True)

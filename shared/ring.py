@@ -21,7 +21,7 @@ back to short timed waits elsewhere.
 Only the creating process unlinks the segment (explicitly, or at its exit through ``atexit``). No process
 registers rings with Python's ``resource_tracker`` (it would unlink them when any attaching process exits, and
 warns spuriously once Ray shares the process); instead the creator's pid is part of every ring's name and
-:func:`remove_stale_rings` deletes segments whose creator is dead (``launch.py`` calls it at start), so even a
+:func:`remove_stale_rings` deletes segments whose creator is dead (``services/stack.py`` calls it at start), so even a
 SIGKILLed owner leaks nothing for long.
 
 >>> ring = AudioRing.create(capacity_samples=1024, sample_rate_hz=48000)

@@ -183,7 +183,7 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
     import ray  # noqa: F401  (the caller has Ray initialised; LiveStack starts it otherwise)
     import soundfile as sf
 
-    from launch import LiveStack
+    from services.stack import LiveStack
     from services.oracle.session import read_session
     from shared.config import MusicHalConfig
     from tests.waiting import wait_until

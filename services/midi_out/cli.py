@@ -1,13 +1,15 @@
-"""Helpers behind ``musichal --list-midi`` and ``musichal --panic`` (called from launch.py)."""
+"""Helpers behind ``musichal --list-midi``, ``musichal --panic`` and ``musichal replay --midi-port`` (called from launch.py)."""
 from __future__ import annotations
 
-from typing import Optional, Union
+import time
+from typing import Any, Optional, Sequence, Union
 
 from services.midi_out import protocol
-from services.midi_out.ports import API_NAMES, _compiled_api_names, list_output_ports, open_output, resolve_api
+from services.midi_out.ports import _compiled_api_names, list_output_ports, open_output, resolve_api
+from shared.config import MIDI_APIS
 from shared.errors import MidiPortError
 
-__all__ = ["list_midi_ports_text", "panic_port"]
+__all__ = ["list_midi_ports_text", "panic_port", "play_events"]
 
 
 def list_midi_ports_text(api: str = "auto") -> str:
@@ -29,7 +31,7 @@ def list_midi_ports_text(api: str = "auto") -> str:
         lines.append(f"{name}{marker}: {len(ports)} output port(s)")
         lines += [f"  [{index}] {port}" for index, port in enumerate(ports)]
     if not lines:
-        lines.append(f"no MIDI API available (known: {', '.join(API_NAMES[1:])})")
+        lines.append(f"no MIDI API available (known: {', '.join(MIDI_APIS[1:])})")
     lines.append("without --midi-port MusicHal creates a virtual output named 'MusicHal'")
     return "\n".join(lines)
 
@@ -41,3 +43,15 @@ def panic_port(api: str = "auto", port: Optional[Union[str, int]] = None) -> int
         for message in messages:
             output.send(message)
     return len(messages)
+
+
+def play_events(api: str, port_name: Union[str, int], events: Sequence[tuple[float, Any]]) -> None:
+    """Send ``(seconds, message)`` events to an output port at their own pace (``musichal replay --midi-port``)."""
+    port = open_output(api, port_name)
+    try:
+        start = time.monotonic() - (events[0][0] if events else 0.0)
+        for stamp, message in events:
+            time.sleep(max(0.0, start + stamp - time.monotonic()))
+            port.send(message)
+    finally:
+        port.close()

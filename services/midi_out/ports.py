@@ -15,12 +15,12 @@ import time
 from contextlib import contextmanager
 from typing import Optional, Union
 
+from shared.config import MIDI_APIS
 from shared.errors import MidiPortError, ParameterError
 
-__all__ = ["API_NAMES", "RtMidiOutput", "RtMidiInput", "resolve_api", "list_output_ports", "open_output", "open_input",
+__all__ = ["RtMidiOutput", "RtMidiInput", "resolve_api", "list_output_ports", "choose_port", "open_output", "open_input",
            "jack_server_running"]
 
-API_NAMES = ("auto", "jack", "alsa", "coremidi", "winmm")
 
 
 def _rtmidi():
@@ -44,7 +44,7 @@ def _api_constant(name: str) -> int:
 def _compiled_api_names() -> list[str]:
     rtmidi = _rtmidi()
     compiled = set(rtmidi.get_compiled_api())
-    return [name for name in API_NAMES[1:] if _api_constant(name) in compiled]
+    return [name for name in MIDI_APIS[1:] if _api_constant(name) in compiled]
 
 
 def jack_server_running() -> bool:
@@ -63,8 +63,8 @@ def jack_server_running() -> bool:
 
 def resolve_api(api: str = "auto") -> str:
     """The concrete API name for ``api`` on this OS; raises MidiPortError if it is not compiled in."""
-    if api not in API_NAMES:
-        raise ParameterError(f"MIDI api must be one of {', '.join(API_NAMES)}, got {api!r}")
+    if api not in MIDI_APIS:
+        raise ParameterError(f"MIDI api must be one of {', '.join(MIDI_APIS)}, got {api!r}")
     compiled = _compiled_api_names()
     if api == "auto":
         if sys.platform.startswith("linux"):
@@ -105,7 +105,7 @@ def list_output_ports(api: str = "auto") -> list[str]:
         midi_out.delete()
 
 
-def _choose_port(ports: list[str], port: Union[str, int], what: str = "output") -> int:
+def choose_port(ports: list[str], port: Union[str, int], what: str = "output") -> int:
     if isinstance(port, bool):
         raise ParameterError(f"port must be a name, a substring or an index, got {port!r}")
     if isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit() and port not in ports):
@@ -223,7 +223,7 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
             midi_out.open_virtual_port(virtual_name)
             return RtMidiOutput(midi_out, api=api, port_name=virtual_name, is_virtual=True)
         ports = list(midi_out.get_ports())
-        index = _choose_port(ports, port)
+        index = choose_port(ports, port)
         midi_out.open_port(index, name=f"{client_name}-out-{os.getpid()}")
         if api == "jack":
             # A new JACK connection takes effect at a period boundary: messages flushed in the same period are lost
@@ -305,7 +305,7 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
             port_name, is_virtual = (f"{client_name}:{virtual_name}" if api == "jack" else virtual_name), True
         else:
             ports = list(midi_in.get_ports())
-            index = _choose_port(ports, port, "input")
+            index = choose_port(ports, port, "input")
             midi_in.open_port(index, name=virtual_name)
             port_name, is_virtual = ports[index], False
         return RtMidiInput(midi_in, api=api, port_name=port_name, is_virtual=is_virtual, on_message=on_message,

@@ -45,7 +45,7 @@ def test_osc_and_midi_cc_change_what_the_running_stack_does(jack_server, ray_loc
     import rtmidi
     from pythonosc.udp_client import SimpleUDPClient
 
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     reader = JackReader()
     port = reader.open_virtual("in")
@@ -121,9 +121,10 @@ def test_osc_and_midi_cc_change_what_the_running_stack_does(jack_server, ray_loc
 
 
 def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_local, clip, tmp_path):
-    from launch import LiveStack, main
+    from launch import main
     from services.oracle.session import read_session, replay_session
     from services.midi_out.recorder import read_smf_messages
+    from services.stack import LiveStack
 
     reader = JackReader()
     port = reader.open_virtual("in")

@@ -33,7 +33,7 @@ def test_bin_only_checkpoint_is_refused_with_a_hint(tiny_wav2vec_dir, tmp_path):
 
 @pytest.mark.parametrize("address", ["10.1.2.3:6379", "gpu-box.local:6379", "ray://10.1.2.3:10001"])
 def test_remote_head_without_token_is_refused(monkeypatch, tmp_path, address):
-    from launch import require_token_auth
+    from shared.cluster_security import require_token_auth
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
@@ -51,7 +51,7 @@ def test_remote_head_without_token_is_refused(monkeypatch, tmp_path, address):
 
 @pytest.mark.parametrize("address", ["127.0.0.1:6379", "localhost:6379", "[::1]:6379", "auto"])
 def test_loopback_head_needs_no_token(monkeypatch, tmp_path, address):
-    from launch import require_token_auth
+    from shared.cluster_security import require_token_auth
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
@@ -67,13 +67,13 @@ class _FakeRay:
 
 
 def test_gpu_placement_sees_gpus_on_the_encoders_node_only():
-    from launch import _gpu_placement
+    from services.stack import gpu_placement
 
     head = {"NodeID": "h", "Alive": True, "Resources": {"CPU": 2.0, "GPU": 1.0}}
     box = {"NodeID": "b", "Alive": True, "Resources": {"CPU": 8.0, "encoder": 1.0}}
     config = MusicHalConfig().with_overrides({"cluster.encoder_resource": "encoder", "cluster.encoder_num_gpus": 0.5})
-    fits, seen = _gpu_placement(_FakeRay([head, box]), config)
+    fits, seen = gpu_placement(_FakeRay([head, box]), config)
     assert not fits and "'encoder'" in seen and "GPUs seen: 1" in seen  # the GPU is on the head, not the box
     box["Resources"]["GPU"] = 1.0
-    assert _gpu_placement(_FakeRay([head, box]), config)[0]
-    assert not _gpu_placement(_FakeRay([{**box, "Alive": False}]), config)[0]
+    assert gpu_placement(_FakeRay([head, box]), config)[0]
+    assert not gpu_placement(_FakeRay([{**box, "Alive": False}]), config)[0]

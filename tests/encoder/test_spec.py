@@ -136,7 +136,7 @@ def test_schema_1_files_still_load_with_an_inferred_record(hybrid_model, tmp_pat
 
 
 def test_deafness_names_the_likely_cause():
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     def stats(**counters):
         oracle = {k: v for k, v in counters.items() if k not in ("events", "exceptions")}

@@ -46,7 +46,7 @@ def two_nodes():
 
 
 def make_stack(cluster, clip, port: str, *, remote: bool):
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     overrides = {"cluster.address": cluster.address, "midi.api": "jack", "midi.port": port,
                  "midi.profile": "gm-safe", "generation.density": 4.0, "generation.seed": 5}

@@ -77,7 +77,7 @@ def glide_wav(tmp_path_factory):
 
 def play_through_stack(profile: str, wav, tmp_path) -> list[list[int]]:
     """The stack learning ``wav`` live in ``profile``; the bytes received during play (before the stop's panic)."""
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     reader = JackReader()
     port = reader.open_virtual("in")

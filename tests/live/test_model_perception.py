@@ -135,7 +135,7 @@ def test_contradicting_flags_or_a_missing_checkpoint_stop_before_ray_with_one_li
 
 
 def test_other_checkpoint_is_used_only_when_asked_and_only_if_its_shape_fits(world):
-    from launch import plan_listening
+    from services.preflight import plan_listening
     from services.encoder.spec import resolve_checkpoint
     from services.model_file import load_musichal_model
 
@@ -187,7 +187,7 @@ _PLAY_CELLS = [(kind, invocation) for kind in KINDS for invocation in ("no-flags
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,invocation", _PLAY_CELLS)
 def test_model_plays_and_learns_through_the_real_stack(jack_server, ray_module, world, kind, invocation):
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     config = _live_config(kind, invocation, world["checkpoint"])
     stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"][kind]))
@@ -242,7 +242,7 @@ def _break_wav2vec(self):
 @pytest.mark.jack
 @pytest.mark.slow
 def test_encoder_exceptions_are_counted_shown_and_never_turn_into_mismatched_percepts(jack_server, ray_module, world):
-    from launch import LiveStack
+    from services.stack import LiveStack
     from tests.waiting import actor_call
 
     config = _live_config("hybrid", "no-flags", world["checkpoint"])
@@ -275,7 +275,7 @@ def test_encoder_exceptions_are_counted_shown_and_never_turn_into_mismatched_per
 @pytest.mark.slow
 def test_save_learned_checkpoint_is_a_model_that_describes_and_plays(jack_server, ray_module, world, tmp_path):
     """``--save-learned L`` then ``--model L``: L records the perception the stack listened with, describes, plays."""
-    from launch import LiveStack
+    from services.stack import LiveStack
     from services.model_file import load_musichal_model
 
     learned_file = tmp_path / "live.json"

@@ -127,7 +127,7 @@ def clip(tmp_path_factory):
 def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_namespace, clip, tmp_path):
     import ray
 
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     namespace, host_veth, host_ip, ns_ip = veth_namespace
     if ray.is_initialized():
@@ -225,7 +225,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
     import ray
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
-    from launch import LiveStack
+    from services.stack import LiveStack
     from services.trainer.pipeline import train
 
     namespace, host_veth, host_ip, ns_ip = veth_namespace
@@ -381,7 +381,9 @@ def test_checkpoint_missing_on_the_encoders_node_is_one_line_naming_the_node(jac
     stack does not start, and the one error line names the encoder's node."""
     import ray
 
-    from launch import LiveStack, _one_line
+    from services.stack import LiveStack
+
+    from shared.errors import one_line
     from services.trainer.pipeline import train
 
     namespace, host_veth, host_ip, ns_ip = veth_namespace
@@ -411,7 +413,7 @@ def test_checkpoint_missing_on_the_encoders_node_is_one_line_naming_the_node(jac
         stack = LiveStack(config, input_file=str(clip), model_path=str(model))
         with pytest.raises(Exception) as caught:
             stack.start()
-        line = _one_line(caught.value)
+        line = one_line(caught.value)
         assert "\n" not in line and f"encoder node {ns_ip}" in line and "checkpoint" in line, line
         assert not stack.actors and not stack.rings  # nothing left running
     finally:

@@ -31,7 +31,7 @@ def melody_then_silence(tmp_path_factory):
 def test_player_reacts_early_and_plays_through_the_silence(jack_server, ray_local, melody_then_silence, mode, tmp_path):
     import ray
 
-    from launch import LiveStack
+    from services.stack import LiveStack
     from services.oracle.session import read_session, replay_session
 
     log = tmp_path / "session.jsonl"

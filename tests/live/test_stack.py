@@ -46,7 +46,7 @@ def note_ons(messages) -> list[int]:
 
 
 def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, ray_local, clips, tmp_path):
-    from launch import LiveStack
+    from services.stack import LiveStack
     from services.oracle.stage import OracleStage
 
     reader = JackReader()

@@ -19,7 +19,7 @@ def note_ons(messages) -> list[list[int]]:
 
 
 def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(jack_server, ray_local, tmp_path):
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     wav = render_midi_notes(chorale_notes("bach/bwv269", seconds=14.0), tmp_path / "chorale.wav")
     reader = JackReader()

@@ -140,3 +140,18 @@ def test_missing_input_port_is_one_clear_line(jack_server):
     assert "\n" not in message and "no-such-keyboard-xyz" in message and "MIDI input port" in message
     with pytest.raises(ParameterError):
         open_input("not callable", "jack", None, client_name=unique_name("mh-in"))
+
+
+def test_play_events_sends_each_message_in_order_no_earlier_than_its_stamp(jack_input):
+    """``musichal replay --midi-port``: the logged events go out in order, at (never before) their own pace."""
+    import time
+
+    from services.midi_out.cli import play_events
+
+    reader, port_name = jack_input
+    events = [(1.0, [0x90, 60, 100]), (1.1, [0x90, 64, 90]), (1.3, [0x80, 60, 0]), (1.3, [0x80, 64, 0])]
+    t0 = time.monotonic()
+    play_events("jack", port_name, events)
+    elapsed = time.monotonic() - t0
+    assert reader.wait_for(len(events)) == [message for _, message in events]
+    assert elapsed >= 0.3 - 1e-3  # the first stamp is the start: 0.3 s from the first message to the last

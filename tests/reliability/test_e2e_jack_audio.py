@@ -108,7 +108,7 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
     import ray
     import soundfile as sf
 
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     audio, rate = sf.read(str(pieces[wav_key]), dtype="float32", always_2d=True)
     assert rate == 48000

@@ -69,7 +69,7 @@ def panic_delay_after(reader: TimedReader, started: float) -> float:
 
 def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jack_server, ray_local, clip, tmp_path):
     import ray
-    from launch import LiveStack
+    from services.stack import LiveStack
     from services.oracle.stage import OracleStage
 
     reader = TimedReader()
@@ -190,7 +190,7 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
 
 
 def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack_server, ray_local, clip):
-    from launch import LiveStack
+    from services.stack import LiveStack
 
     reader = TimedReader()
     name = reader.client_name
