@@ -6,34 +6,11 @@ flags into the perception the encoder is built from (``musichal --describe`` pri
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from shared.config import MusicHalConfig
 
 __all__ = ["listening_request", "plan_listening", "describe_listening", "preflight"]
-
-
-def _wav2vec_available(model: str) -> None:
-    """Raise DeviceError (one line) when the wav2vec checkpoint is neither a local directory nor in the HF cache."""
-    from shared.errors import DeviceError
-
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise DeviceError(f"wav2vec model directory {model} has no config.json: save it with save_pretrained")
-        return
-    if path.is_absolute() or model.startswith((".", "~")) or path.exists():
-        raise DeviceError(f"wav2vec model directory {model} does not exist: pass a directory saved with save_pretrained, "
-                          "or a hub name that is in the Hugging Face cache")
-    from services.encoder.wav2vec import _how_to_provide, hub_offline
-
-    if hub_offline():
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-            raise DeviceError(_how_to_provide(model))
-
 
 
 def listening_request(config: MusicHalConfig, *, checkpoint: Optional[str] = None,
@@ -117,9 +94,11 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
     if config.midi.port is not None:
         choose_port(list_output_ports(api), config.midi.port)
     if input_file is None:
-        from services.capture.devices import _choose, list_input_devices
+        from services.capture.devices import choose_input_device, list_input_devices
 
-        _choose(list_input_devices(), input_device)
+        choose_input_device(list_input_devices(), input_device)
     if model_path is None and config.features.kind == "wav2vec" and not config.cluster.encoder_resource:
-        _wav2vec_available(config.wav2vec.model)  # a remote encoder resolves it on its own node (one line naming it)
+        from services.encoder.wav2vec import check_wav2vec_available
+
+        check_wav2vec_available(config.wav2vec.model)  # a remote encoder resolves it on its own node (one line naming it)
     return spec

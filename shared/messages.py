@@ -56,6 +56,10 @@ class Event:
     def onset_s(self) -> float:
         return self.onset_sample / self.sample_rate_hz
 
+    def age_s(self, now: float) -> float:
+        """Seconds since the window's last sample was written, on the clock that stamped it (0 when unstamped)."""
+        return max(0.0, now - self.t_detected) if self.t_detected else 0.0
+
     @property
     def window_samples(self) -> int:
         return self.window_end - self.window_start

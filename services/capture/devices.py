@@ -67,7 +67,7 @@ def list_input_devices_text() -> str:
                      for d in devices)
 
 
-def _choose(devices: list[dict[str, Any]], wanted: Union[str, int, None]) -> dict[str, Any]:
+def choose_input_device(devices: list[dict[str, Any]], wanted: Union[str, int, None]) -> dict[str, Any]:
     if not devices:
         raise DeviceError("no audio input device found (is a sound card or JACK server available?)")
     listing = "; ".join(f"{d['index']}: {d['name']} [{d['host_api']}]" for d in devices)
@@ -96,7 +96,7 @@ class AudioInputStream:
     def __init__(self, push: Callable[[np.ndarray], Any], *, device: Union[str, int, None] = None,
                  channels: Optional[int] = None, block_frames: int = 256, sample_rate_hz: Optional[int] = None) -> None:
         self.push = push
-        self.device = _choose(list_input_devices(), device)
+        self.device = choose_input_device(list_input_devices(), device)
         self.channels = int(channels or min(2, self.device["channels"]))
         if not 1 <= self.channels <= self.device["channels"]:
             raise DeviceError(f"device {self.device['name']!r} has {self.device['channels']} input channel(s), asked for {self.channels}")

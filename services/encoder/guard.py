@@ -113,7 +113,7 @@ class GuardedEncoder:
         event, _ = item
         t0 = self.clock()
         if lag_s is None:
-            lag_s = max(0.0, t0 - event.t_detected) if event.t_detected else 0.0
+            lag_s = event.age_s(t0)
         extra = {} if window_rate_hz is None else {"window_rate_hz": window_rate_hz}
         if self.using_fallback:
             percept = self.fallback.process(item, **extra)
@@ -124,7 +124,7 @@ class GuardedEncoder:
             percept = self.primary.process(item, **extra)
             self.counters["primary"] += 1
         encode_s = self.clock() - t0
-        onset_s = event.onset_sample / event.sample_rate_hz
+        onset_s = event.onset_s
         budget_s = self.deadline_s if self._previous_onset_s is None else max(0.0, onset_s - self._previous_onset_s)
         self._previous_onset_s = onset_s
         verdict = self.guard.observe(encode_s=encode_s, budget_s=budget_s, lag_s=lag_s, deadline_s=self.deadline_s)

@@ -39,6 +39,8 @@ __all__ = [
     "load_wav2vec_checkpoint",
     "choose_device",
     "hub_offline",
+    "check_wav2vec_available",
+    "how_to_provide",
     "model_memory_bytes",
     "MIN_WAV2VEC_SAMPLES",
 ]
@@ -106,7 +108,24 @@ def choose_device(use_gpu: bool) -> str:
     return "cpu"
 
 
-def _how_to_provide(model: str) -> str:
+def check_wav2vec_available(model: str) -> None:
+    """Raise DeviceError (one line) when the wav2vec checkpoint is neither a local directory nor in the HF cache."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise DeviceError(f"wav2vec model directory {model} has no config.json: save it with save_pretrained")
+        return
+    if path.is_absolute() or model.startswith((".", "~")) or path.exists():
+        raise DeviceError(f"wav2vec model directory {model} does not exist: pass a directory saved with save_pretrained, "
+                          "or a hub name that is in the Hugging Face cache")
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise DeviceError(how_to_provide(model))
+
+
+def how_to_provide(model: str) -> str:
     return (f"wav2vec model {model!r} is not available offline: pass a local directory saved with save_pretrained "
             f"(--wav2vec-model /path/to/dir), or pre-download it into the Hugging Face cache on a machine with network "
             f"access (`huggingface-cli download {model}`) and copy the cache (HF_HOME) here")
@@ -163,7 +182,7 @@ def load_wav2vec_checkpoint(model: str, *, local_files_only: Optional[bool] = No
                 raise DeviceError(f"wav2vec checkpoint {model} has only pickled PyTorch weights (.bin), no .safetensors: "
                                   "convert it once where you trust it (Wav2Vec2Model.from_pretrained(dir)"
                                   ".save_pretrained(dir, safe_serialization=True))") from None
-            raise DeviceError(_how_to_provide(model) + f" ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+            raise DeviceError(how_to_provide(model) + f" ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
         try:
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(source, local_files_only=offline)
             found = True

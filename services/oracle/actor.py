@@ -243,7 +243,7 @@ class OracleActor:
 
             window = soxr.resample(window, event.sample_rate_hz, self.encoder_rate_hz, quality="HQ").astype("float32")
             rate = self.encoder_rate_hz
-        lag_s = max(0.0, now - event.t_detected) if event.t_detected else 0.0  # both on this node's clock
+        lag_s = event.age_s(now)  # both on this node's clock
         ref = self.encoder.encode.remote(event, window, lag_s=lag_s, window_rate_hz=rate)
         self.link.sent(ref, time.monotonic())
         self._calls[ref] = event.event_id
