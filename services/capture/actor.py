@@ -1,6 +1,6 @@
 """The capture actor: a thin Ray wrapper around :class:`services.capture.stage.CaptureStage`.
 
-It attaches to the audio ring and the events ring (created by ``launch.py``), starts the input source
+It attaches to the audio ring and the events ring (created by the live stack, services/stack.py), starts the input source
 (:mod:`services.capture.sources`: the ``--input-file`` player or a PyAudio device in callback mode) and a segmenter
 thread that turns ring audio into events.
 """

@@ -2,7 +2,7 @@
 
 :class:`ControlHub` owns a :class:`ControlState`; :meth:`ControlHub.handle` applies a change and calls
 ``apply(name, value)`` for each *effective* change (``learn``/``freeze`` become one ``learning`` flag; commands
-pass through). ``launch.py`` passes an ``apply`` that calls the actors. Thread-safe: the OSC server's threads
+pass through). the live stack (services/stack.py) passes an ``apply`` that calls the actors. Thread-safe: the OSC server's threads
 and the MIDI callback may call it at once. Errors in a message are counted and kept, never raised into a server.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every control change is a :class:`ControlChange` ``(name, value)``; :class:`ControlState` validates it and
 returns what changed. The servers (``services.control.servers``) only translate OSC messages and MIDI
-messages into changes; ``launch.py`` applies them to the actors.
+messages into changes; the live stack (services/stack.py) applies them to the actors.
 
 OSC (UDP, ``control.osc_host``:``control.osc_port``, 127.0.0.1 by default)
 --------------------------------------------------------------------------
