@@ -15,7 +15,7 @@ from services.control.session import make_stage
 from services.encoder.perception import HybridPerceptionModule
 from services.encoder.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage
-from tests.audio_fixtures import render_midi_notes
+from testkit.audio import render_midi_notes
 
 SR = 48_000
 

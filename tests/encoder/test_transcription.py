@@ -12,7 +12,7 @@ from services.encoder.expression import f0_cents_curve, pressure_envelope, slice
 from services.encoder.perception import HybridPerceptionModule, analyze_file
 from services.encoder.stage import EncoderStage
 from services.encoder.transcription import SliceNote, Transcriber, stitch_slices, transcribe_audio, transcribe_windows
-from tests.audio_fixtures import chorale_opening
+from testkit.audio import chorale_opening
 from tests.encoder.test_perception import _live_path
 
 SR = 48000
