@@ -7,7 +7,7 @@ a live ``fluidsynth -a jack -m jack`` whose audio goes back into the same captur
 notes as they sound. Every input onset the stack detected (the oracle's session log) is named musician / echo / both
 / other by time against ground truth (musician: its known onsets; echo: MusicHal's note-ons as received on JACK; each
 source's constant latency measured from the data), and counted learned when its full-window percept was not gated
-(see ``tests/echo_loop.py``). Both gate modes (``control.gate_mode`` ``content`` = echo-aware, the default, and
+(see ``testkit/echo_loop.py``). Both gate modes (``control.gate_mode`` ``content`` = echo-aware, the default, and
 ``time`` = the old blanket gate) hear the same musician, one after the other in this run.
 
 Two players: ``imitate`` (the default: MusicHal answers the musician) carries the goals; ``lead`` (its own denser
@@ -52,7 +52,7 @@ def _sum(takes: list[dict], *keys: str, field: str = "counts") -> dict:
 
 def _replayed(run: dict, notes: list, mode: str) -> dict:
     """The ``mode`` gate replayed on this take's own onsets and notes: counts per class, as ``learned_shares``."""
-    from tests.echo_loop import classify, cycle_time, gate_verdicts
+    from testkit.echo_loop import classify, cycle_time, gate_verdicts
 
     full = [p for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None]
     labels = classify([p["onset_wall"] for p in full], [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes],
@@ -77,8 +77,8 @@ def main(argv=None) -> int:
     from services.trainer.pipeline import train
     from shared.config import MusicHalConfig
     from shared.jack_server import start_dummy_jack, stop_jack
-    from tests.audio_fixtures import render_midi_notes
-    from tests.echo_loop import learned_shares, musician_line, run_loop, training_line
+    from testkit.audio import render_midi_notes
+    from testkit.echo_loop import learned_shares, musician_line, run_loop, training_line
 
     seeds = (11,) if quick else (11, 12)
     players = ("imitate",) if quick else ("imitate", "lead")

@@ -32,7 +32,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -41,18 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.config import MusicHalConfig  # noqa: E402
 from shared.stats import percentiles_ms  # noqa: E402
 from _common import emit, goal, strip_no_save  # noqa: E402
+from fixtures import random_piano_clip  # noqa: E402
 
 
 def render_clip(path: Path, *, seconds: float, ioi_ms: float, seed: int = 0) -> int:
     """Short piano notes every ``ioi_ms`` over a pentatonic set; returns the number of notes written."""
-    from tests.audio_fixtures import render_midi_notes
-
-    rng = np.random.default_rng(seed)
     step_s = ioi_ms / 1000.0
     count = int(seconds / step_s)
-    notes = [(int(rng.choice([57, 60, 62, 64, 67, 69, 72, 74])), 0.2 + i * step_s, step_s * 0.7, int(rng.integers(70, 110)))
-             for i in range(count)]
-    render_midi_notes(notes, path)
+    random_piano_clip(path, seed=seed, count=count, pitches=[57, 60, 62, 64, 67, 69, 72, 74], start_s=0.2,
+                      step_s=step_s, duration_s=step_s * 0.7)
     return count
 
 

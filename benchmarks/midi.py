@@ -66,7 +66,7 @@ def reader_main(client: str, source: str, poll_s: float) -> int:
     callback), connected to ``SOURCE`` and drained on a thread of its own, like the product's
     :class:`services.midi_out.ports.RtMidiInput`. Prints ``READY`` and then one JSON line per message:
     ``[drained_at (time.monotonic), rtmidi_delta_s, [message bytes]]``. The benchmark kills it when done (closing a JACK
-    input port races JACK's process thread; see tests/jack_midi_reader.py)."""
+    input port races JACK's process thread; see testkit/jack_midi_reader.py)."""
     import rtmidi
 
     midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=client, queue_size_limit=1 << 16)

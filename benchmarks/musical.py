@@ -270,7 +270,7 @@ def main(argv=None) -> int:
     import soundfile as sf
 
     from shared.jack_server import dummy_jack_server
-    from tests.audio_fixtures import chorale_notes, render_midi_notes
+    from testkit.audio import chorale_notes, render_midi_notes
 
     modes = [m for m in args.modes.split(",") if m]
     names = PIECES[:max(2, args.pieces)]

@@ -4,7 +4,7 @@ and the live stage's per-event latency with synchronous vs background threshold 
 Prints one JSON object. Features: 22-D frames drawn from 64 cluster centres along a Markov chain plus
 noise (music-like repetition), threshold chosen by Information Rate on the first 2,000 frames.
 "Before" figures come from the same run: ``reference_python_*`` is the previous dict-based factor oracle
-(kept as the test reference, tests/oracle/reference_factor_oracle.py) and ``live_sync_*`` the previous
+(kept as the test reference, testkit/reference_factor_oracle.py) and ``live_sync_*`` the previous
 synchronous rebuild. ``load_average_1min`` is the machine's load when the run started (the CPU is shared).
 
 Goals: ≥ 10× faster than the vmo package with identical tables; symbolic µs/event at 1M ≤ 1.5× that at 10k (batch
@@ -30,7 +30,7 @@ from _common import emit, goal  # noqa: E402
 from shared.config import GenerationConfig, MusicHalConfig  # noqa: E402
 from shared.messages import EventDescriptors, Percept  # noqa: E402
 from services.oracle.stage import OracleStage  # noqa: E402
-from tests.oracle.reference_factor_oracle import ReferenceFactorOracle  # noqa: E402
+from testkit.reference_factor_oracle import ReferenceFactorOracle  # noqa: E402
 from services.oracle.audio_oracle import AudioOracle  # noqa: E402
 from services.oracle.factor_oracle import FactorOracle, _hash3  # noqa: E402
 from services.oracle.generation import Improviser  # noqa: E402

@@ -4,7 +4,7 @@
 
 Goal: every case passes (exit status 1 otherwise).
 
-The matrix is ``tests/reliability/cases.py`` (WAV damage, channels 1–8, 8–192 kHz, sample formats, non-audio files
+The matrix is ``testkit/reliability_cases.py`` (WAV damage, channels 1–8, 8–192 kHz, sample formats, non-audio files
 with audio names, damaged models, missing MIDI port / audio device / wav2vec model). Device cases need a JACK server
 for the MIDI port checks; without one they report the error they get (still a one-line error, so they still pass).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 
-from tests.reliability.cases import all_cases, make_model, run_case  # noqa: E402
+from testkit.reliability_cases import all_cases, make_model, run_case  # noqa: E402
 from _common import emit, goal, strip_no_save  # noqa: E402
 
 

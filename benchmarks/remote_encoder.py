@@ -41,109 +41,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.config import MusicHalConfig  # noqa: E402
 from shared.stats import percentiles_ms  # noqa: E402
 from _common import emit, goal, strip_no_save  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from testkit.netns import RAY_CLI, Namespace, auth_token, stop_process_group  # noqa: E402
+from testkit.waiting import wait_until  # noqa: E402
+from testkit.wav2vec import save_tiny_wav2vec  # noqa: E402
+from fixtures import random_piano_clip  # noqa: E402
 
 CLOCK_OFFSET_S = 1_000_000
-RAY_BIN = Path(sys.executable).with_name("ray")
-RAY_CLI = [str(RAY_BIN)] if RAY_BIN.is_file() else [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15, check=check)
-
-
-def _wait(predicate, timeout_s: float, poll_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return bool(predicate())
-
-
-class Namespace:
-    """A network namespace with one veth pair and private 10.232.N.0/24 addresses; removed on exit."""
-
-    def __init__(self) -> None:
-        tag = os.getpid() % 10000
-        self.name, self.host_veth, self.ns_veth = f"mhb{tag}", f"mhb{tag}h", f"mhb{tag}n"
-        subnet = 1 + os.getpid() % 250
-        self.host_ip, self.ns_ip = f"10.232.{subnet}.1", f"10.232.{subnet}.2"
-
-    def shape(self, rate: str) -> None:
-        """Limit both directions of the link to ``rate`` (tc token bucket)."""
-        for prefix in ([], ["netns", "exec", self.name, "ip"]):
-            device = self.host_veth if not prefix else self.ns_veth
-            cmd = ["tc", "qdisc", "add", "dev", device, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]
-            if prefix:
-                cmd = ["ip", "netns", "exec", self.name, *cmd]
-            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=15)
-
-    def __enter__(self) -> "Namespace":
-        try:
-            _ip("netns", "add", self.name)
-            _ip("link", "add", self.host_veth, "type", "veth", "peer", "name", self.ns_veth)
-            _ip("link", "set", self.ns_veth, "netns", self.name)
-            _ip("addr", "add", f"{self.host_ip}/24", "dev", self.host_veth)
-            _ip("link", "set", self.host_veth, "up")
-            _ip("netns", "exec", self.name, "ip", "addr", "add", f"{self.ns_ip}/24", "dev", self.ns_veth)
-            _ip("netns", "exec", self.name, "ip", "link", "set", self.ns_veth, "up")
-            _ip("netns", "exec", self.name, "ip", "link", "set", "lo", "up")
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for text in _ip("netns", "pids", self.name, check=False).stdout.split():  # only what we started in it
-            if text.isdigit():
-                try:
-                    os.kill(int(text), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        _ip("link", "del", self.host_veth, check=False)
-        _ip("netns", "del", self.name, check=False)
-
-
-def _auth_token() -> str:
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    path = Path.home() / ".ray" / "auth_token"
-    return token or (path.read_text().strip() if path.is_file() else "")
-
-
 def start_worker(ns: Namespace, gcs_address: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token())
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token())
     return subprocess.Popen(
         ["ip", "netns", "exec", ns.name, "unshare", "--time", "--monotonic", str(CLOCK_OFFSET_S), "--fork",
          *RAY_CLI, "start", f"--address={gcs_address}", f"--node-ip-address={ns.ns_ip}",
          "--resources=" + json.dumps({"encoder": 1}), "--num-cpus=1", "--block", "--disable-usage-stats"],
         env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_worker(worker: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(worker.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            worker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def tiny_wav2vec(directory: Path) -> Path:
-    """A tiny random Wav2Vec2 saved with save_pretrained (safetensors): the hop, not the model, dominates."""
-    import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-    Wav2Vec2Model(config).eval().save_pretrained(directory, safe_serialization=True)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=False).save_pretrained(directory)
-    return directory
 
 
 def payload_benchmark(ray, checkpoint: Path, calls: int) -> dict:
@@ -185,11 +95,8 @@ def payload_benchmark(ray, checkpoint: Path, calls: int) -> dict:
 
 def death_benchmark(ray, kills: int, workdir: Path) -> dict:
     from services.stack import LiveStack
-    from tests.audio_fixtures import render_midi_notes
-
-    rng = np.random.default_rng(3)
-    clip = render_midi_notes([(int(rng.choice([57, 60, 64, 67, 69])), 0.1 + i * 0.15, 0.12, 95) for i in range(64)],
-                             workdir / "clip.wav")
+    clip = random_piano_clip(workdir / "clip.wav", seed=3, count=64, pitches=[57, 60, 64, 67, 69], start_s=0.1,
+                             step_s=0.15, duration_s=0.12, velocity=95)
     config = MusicHalConfig().with_overrides({"cluster.encoder_resource": "encoder", "midi.api": "jack",
                                               "generation.seed": 1})
     stack = LiveStack(config, input_file=str(clip), loop=True).start()
@@ -200,17 +107,17 @@ def death_benchmark(ray, kills: int, workdir: Path) -> dict:
 
         for k in range(kills):
             finished = remote().get("finished", 0)
-            assert _wait(lambda: remote().get("up") and remote().get("finished", 0) >= finished + 10, 120), \
+            assert wait_until(lambda: remote().get("up") and remote().get("finished", 0) >= finished + 10, 120, poll_s=0.05), \
                 (remote(), stack.stats(timeout_s=2.0).get("encoder"))
             pid = ray.get(stack.actors["encoder"].ready.remote(), timeout=60)["pid"]
             ups = remote().get("ups", 0)
             t_kill = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            assert _wait(lambda: any(t >= t_kill for t, _, _ in remote().get("recent_fallbacks", [])), 60), remote()
+            assert wait_until(lambda: any(t >= t_kill for t, _, _ in remote().get("recent_fallbacks", [])), 60, poll_s=0.05), remote()
             t_answer, t_detected, how = min((f for f in remote()["recent_fallbacks"] if f[0] >= t_kill), key=lambda f: f[0])
             samples.append({"kill_to_first_fallback_ms": round((t_answer - t_kill) * 1000, 2),
                             "reaction_ms": round((t_answer - max(t_kill, t_detected)) * 1000, 2), "answered": how})
-            assert _wait(lambda: remote().get("ups", 0) > ups, 120), (remote(), stack.stats(timeout_s=2.0).get("encoder"))
+            assert wait_until(lambda: remote().get("ups", 0) > ups, 120, poll_s=0.05), (remote(), stack.stats(timeout_s=2.0).get("encoder"))
         final = stack.stats(timeout_s=2.0)
     finally:
         stack.stop(graceful=False)
@@ -236,7 +143,7 @@ def main(argv=None) -> int:
 
     result: dict = {"clock_offset_s": CLOCK_OFFSET_S, "link_rate": args.rate or "unshaped veth",
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-    with tempfile.TemporaryDirectory(prefix="musichal_remote_bench_") as tmp, Namespace() as ns:
+    with tempfile.TemporaryDirectory(prefix="musichal_remote_bench_") as tmp, Namespace("mhb", 232) as ns:
         workdir = Path(tmp)
         worker = None
         if args.rate not in ("", "0"):
@@ -245,17 +152,17 @@ def main(argv=None) -> int:
             ray.init(address="local", _node_ip_address=ns.host_ip, num_cpus=2, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
             worker = start_worker(ns, ray.get_runtime_context().gcs_address, workdir / "worker.log")
-            if not _wait(lambda: any(n["Alive"] and n["NodeManagerAddress"] == ns.ns_ip for n in ray.nodes()), 120, 0.5):
+            if not wait_until(lambda: any(n["Alive"] and n["NodeManagerAddress"] == ns.ns_ip for n in ray.nodes()), 120, 0.5):
                 print(f"remote_encoder: error: worker did not join: {(workdir / 'worker.log').read_text()[-500:]}",
                       file=sys.stderr)
                 return 2
-            result["payload"] = payload_benchmark(ray, tiny_wav2vec(workdir / "tiny_w2v"), args.calls)
+            result["payload"] = payload_benchmark(ray, save_tiny_wav2vec(workdir / "tiny_w2v"), args.calls)
             result["death"] = death_benchmark(ray, args.kills, workdir)
         finally:
             if ray.is_initialized():
                 ray.shutdown()
             if worker is not None:
-                stop_worker(worker)
+                stop_process_group(worker)
     payload, death = result["payload"], result["death"]
     p48, p16 = payload["48kHz"]["transport_ms"]["p50"], payload["16kHz"]["transport_ms"]["p50"]
     reaction, ceiling = death["reaction_ms_max"], death["deadline_ceiling_ms"]

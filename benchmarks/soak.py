@@ -38,6 +38,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from shared.config import MusicHalConfig  # noqa: E402
 from _common import emit, goal, strip_no_save  # noqa: E402
 from shared.jack_server import start_dummy_jack, stop_jack  # noqa: E402
+from testkit.waiting import stage_counter  # noqa: E402
+from fixtures import random_piano_clip  # noqa: E402
 
 DROP_KEYS = (("capture", "samples_lost"), ("encoder", "dropped_backlog"), ("oracle", "dropped_in_flight"))
 OVERRUN_KEYS = (("capture", "segmenter_overruns"), ("capture", "late_blocks"), ("capture", "input_overflows"),
@@ -46,22 +48,13 @@ OVERRUN_KEYS = (("capture", "segmenter_overruns"), ("capture", "late_blocks"), (
 LATE_KEYS = (("midi_out", "scheduler_late"), ("midi_out", "scheduler_late_on_arrival"))
 
 
-def _counter(stats: dict, stage: str, key: str) -> int:
-    value = stats.get(stage, {}).get("counters", {}).get(key, 0)
-    return int(value) if isinstance(value, (int, float)) else 0
-
-
 def _sum(stats: dict, keys) -> int:
-    return sum(_counter(stats, stage, key) for stage, key in keys)
+    return sum(stage_counter(stats, stage, key) for stage, key in keys)
 
 
 def _render_default(folder: Path) -> Path:
-    from tests.audio_fixtures import render_midi_notes
-
-    rng = np.random.default_rng(3)
-    notes = [(int(rng.choice([55, 57, 60, 62, 64, 67, 69, 72])), 0.1 + i * 0.2, 0.17, int(rng.integers(70, 110)))
-             for i in range(150)]  # 30 s, looped
-    return render_midi_notes(notes, folder / "soak.wav")
+    return random_piano_clip(folder / "soak.wav", seed=3, count=150, pitches=[55, 57, 60, 62, 64, 67, 69, 72],
+                             start_s=0.1, step_s=0.2, duration_s=0.17)  # 30 s, looped
 
 
 def _rss_parts_mb(pids: dict[str, int]) -> dict[str, dict[str, float]]:
@@ -189,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 latency_seen = len(values)
                 minutes.append({
                     "minute": len(minutes) + 1,
-                    "events": _counter(stats, "capture", "events") - _counter(previous, "capture", "events"),
-                    "notes": _counter(stats, "midi_out", "notes_received") - _counter(previous, "midi_out", "notes_received"),
+                    "events": stage_counter(stats, "capture", "events") - stage_counter(previous, "capture", "events"),
+                    "notes": stage_counter(stats, "midi_out", "notes_received") - stage_counter(previous, "midi_out", "notes_received"),
                     "dropped": _sum(stats, DROP_KEYS) - _sum(previous, DROP_KEYS),
                     "overruns": _sum(stats, OVERRUN_KEYS) - _sum(previous, OVERRUN_KEYS),
                     "late_midi": _sum(stats, LATE_KEYS) - _sum(previous, LATE_KEYS),

@@ -45,6 +45,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from _common import emit, goal, strip_no_save  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from testkit.wav2vec import save_tiny_wav2vec  # noqa: E402
 
 SR = 48_000
 FILE_SECONDS = 30.0
@@ -187,14 +188,14 @@ def oracle_build(states: int, dim: int = 16, seed: int = 0) -> dict:
 
 # ---------------------------------------------------------------------------------------------- main
 def _save_w2v(directory: Path, tiny: bool) -> Path:
+    """A random wav2vec checkpoint: the tests' tiny one, or base size (``Wav2Vec2Config()``)."""
+    if tiny:
+        return save_tiny_wav2vec(directory)
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
     import torch
 
     torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2) if tiny else Wav2Vec2Config()
-    Wav2Vec2Model(config).eval().save_pretrained(directory, safe_serialization=True)
+    Wav2Vec2Model(Wav2Vec2Config()).eval().save_pretrained(directory, safe_serialization=True)
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                              return_attention_mask=False).save_pretrained(directory)
     return directory

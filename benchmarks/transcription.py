@@ -75,7 +75,7 @@ def measure_pieces(names, root: Path) -> dict:
     from services.encoder.analysis import analyze_file
     from services.encoder.views import HybridPerceptionModule
     from services.encoder.transcription import SliceNote, stitch_slices, transcribe_audio
-    from tests.audio_fixtures import chorale_opening, render_midi_notes
+    from testkit.audio import chorale_opening, render_midi_notes
 
     config = MusicHalConfig()
     perception = HybridPerceptionModule(slice_notes=True)
@@ -128,48 +128,22 @@ def measure_cost(root: Path, repeats: int = 30) -> dict:
 
 def echo_scene(seed: int, root: Path) -> dict:
     """Keep rates of the musician's and of echo onsets, content mode and time mode, for one rendered scene."""
-    import soundfile as sf
-
     from shared.config import SegmenterConfig
-    from services.oracle.echo import EchoGate
-    from services.capture.segmenter import segment_signal
-    from services.encoder.transcription import transcribe_windows
-    from tests.audio_fixtures import render_midi_notes, two_line_scene
+    from testkit.echo_scene import kept_onsets, scene_mix, scene_slices
 
-    own, musician = two_line_scene(seed)
-    a = sf.read(str(render_midi_notes(own, root / f"own{seed}.wav")), dtype="float32")[0]
-    b = sf.read(str(render_midi_notes(musician, root / f"musician{seed}.wav")), dtype="float32")[0]
-    a = a.mean(axis=1) if a.ndim > 1 else a
-    b = b.mean(axis=1) if b.ndim > 1 else b
-    n = min(a.size, b.size)
-    mix = a[:n] + b[:n]
-    sr = 48000
+    own, musician, mix = scene_mix(seed, root)
     config = SegmenterConfig()
-    events = segment_signal(mix, config, sample_rate_hz=sr)
-    slices = transcribe_windows([mix[e.window_start:e.window_end] for e in events], sample_rate_hz=sr)
-    out = {}
-    for mode in ("content", "time"):
-        gate = EchoGate(mode=mode)
-        for pitch, start, duration, _ in own:
-            gate.note_sent(start, start + duration, pitch=pitch)
-        kept = {"musician": [], "echo": []}
-        for event, notes in zip(events, slices):
-            onset = event.onset_s
-            blocked = gate.blocks(onset, notes=[(x.pitch, x.onset_s, x.duration_s) for x in notes],
-                                  window_s=config.window_ms / 1000.0)
-            if min(abs(onset - m[1]) for m in musician) < 0.05:
-                kept["musician"].append(not blocked)
-            elif min(abs(onset - o[1]) for o in own) < 0.05:
-                kept["echo"].append(not blocked)
-        out[mode] = {"musician_onsets": len(kept["musician"]), "musician_kept": int(sum(kept["musician"])),
-                     "echo_onsets": len(kept["echo"]), "echo_kept": int(sum(kept["echo"]))}
-    return out
+    events, slices = scene_slices(mix, config)
+    kept_by_mode = kept_onsets(own, musician, events, slices, window_s=config.window_ms / 1000.0)
+    return {mode: {"musician_onsets": len(kept["musician"]), "musician_kept": int(sum(kept["musician"])),
+                   "echo_onsets": len(kept["echo"]), "echo_kept": int(sum(kept["echo"]))}
+            for mode, kept in kept_by_mode.items()}
 
 
 def main(argv=None) -> int:
     args = strip_no_save(argv)
     quick = "--quick" in args
-    from tests.audio_fixtures import CHORALES
+    from testkit.audio import CHORALES
 
     names = CHORALES[:2] if quick else CHORALES
     seeds = (0, 1) if quick else (0, 1, 2, 3)

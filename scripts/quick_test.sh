@@ -41,7 +41,7 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 sys.path.insert(0, ".")
-from tests.audio_fixtures import render_midi_notes, write_midi_notes
+from testkit.audio import render_midi_notes, write_midi_notes
 
 work = Path(sys.argv[1])
 torch.manual_seed(0)

@@ -26,7 +26,6 @@ __all__ = [
     "EventDescriptors",
     "Percept",
     "NoteEvent",
-    "StageStats",
     "message_to_bytes",
     "message_from_bytes",
 ]
@@ -154,17 +153,7 @@ class NoteEvent:
         _check(all(isinstance(p[1], int) for p in self.pressure_curve), "pressure_curve values must be integers")
 
 
-@dataclass(frozen=True, slots=True)
-class StageStats:
-    """Counters and latency percentiles one actor reports."""
-
-    stage: str
-    node_id: str = ""
-    counters: dict[str, int] = field(default_factory=dict)
-    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> {p50, p95, p99}
-
-
-_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Event, EventDescriptors, Percept, NoteEvent, StageStats)}
+_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Event, EventDescriptors, Percept, NoteEvent)}
 
 
 def _to_plain(message: Any) -> dict[str, Any]:

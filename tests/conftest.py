@@ -20,6 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from testkit.wav2vec import save_tiny_wav2vec  # noqa: E402  (testkit/: dev support shared with benchmarks/)
+
 # ---------------------------------------------------------------------------- no silent skips
 # Required dev dependencies (pyproject's [dev] extra, apt packages from scripts/setup.sh): a missing one fails the
 # session (the tests still run, so the output shows everything that depends on it), it never skips tests.
@@ -32,7 +34,7 @@ def _module_present(name: str) -> bool:
 def _missing_dev_dependencies() -> list[str]:
     import shutil
 
-    from tests.audio_fixtures import SOUNDFONT
+    from testkit.audio import SOUNDFONT
 
     checks = {
         "vmo (pip: vmo)": lambda: _module_present("vmo"),
@@ -165,35 +167,16 @@ def no_shm_leak():
     assert not leaked, f"tests leaked shared-memory segments: {sorted(leaked)}"
 
 
-def _save_tiny_wav2vec(directory: Path, *, group_norm: bool) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-    import torch
-
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
-        feat_extract_norm="group" if group_norm else "layer",
-        do_stable_layer_norm=not group_norm,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-    )
-    model = Wav2Vec2Model(config).eval()
-    model.save_pretrained(directory, safe_serialization=True)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
-                             do_normalize=True, return_attention_mask=not group_norm).save_pretrained(directory)
-    return directory
-
-
 @pytest.fixture(scope="session")
 def tiny_wav2vec_dir(tmp_path_factory) -> Path:
     """A tiny random Wav2Vec2 (group-norm feature encoder, like wav2vec2-base) saved with save_pretrained."""
-    return _save_tiny_wav2vec(tmp_path_factory.mktemp("tiny_w2v_group"), group_norm=True)
+    return save_tiny_wav2vec(tmp_path_factory.mktemp("tiny_w2v_group"), group_norm=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_wav2vec_layer_norm_dir(tmp_path_factory) -> Path:
     """A tiny random Wav2Vec2 with layer-norm feature encoder (like wav2vec2-large-robust)."""
-    return _save_tiny_wav2vec(tmp_path_factory.mktemp("tiny_w2v_layer"), group_norm=False)
+    return save_tiny_wav2vec(tmp_path_factory.mktemp("tiny_w2v_layer"), group_norm=False)
 
 
 def _local_ray():

@@ -109,12 +109,8 @@ class MidiOutActor:
 
     def _reconnect(self) -> None:
         new = open_output(self.port.api, self.port.port_name, virtual_name=self.config.midi.virtual_port_name)
-        old = self.port
-        with self.stage._lock:
-            self.stage.sink = new
-            self.port = new
-            old.close()
-            self.stage.start()  # panic + the profile's setup on the returned synth
+        self.stage.replace_sink(new)  # closes the old port; panic + the profile's setup on the returned synth
+        self.port = new
         self.port_lost = False
         self.port_counters["port_reconnects"] += 1
 
@@ -160,12 +156,12 @@ class MidiOutActor:
         if profile == old.config.profile:
             return profile
         new = MidiOutStage(replace(old.config, profile=profile), self.port, recorder=old.recorder)
-        with old._lock:
-            old.panic()
-            new.start()
-            self.stage = new
-            self.measured.stage = new
+        old.hand_over(new, self._attach_stage)
         return profile
+
+    def _attach_stage(self, stage: MidiOutStage) -> None:
+        self.stage = stage
+        self.measured.stage = stage
 
     def stats(self) -> dict[str, Any]:
         counters = dict(self.stage.stats() if callable(getattr(self.stage, "stats", None)) else {})

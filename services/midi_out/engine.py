@@ -157,12 +157,28 @@ class MidiOutStage:
             self._started = True
             self.counters["starts"] += 1
 
+    def replace_sink(self, sink: MidiSink) -> None:
+        """Send through ``sink`` from now on (a reconnected port): close the old sink, then :meth:`start` on the new
+        one (panic + the profile's setup on the returned synth), all under this stage's lock so no note goes between."""
+        with self._lock:
+            old, self.sink = self.sink, sink
+            old.close()
+            self.start()
+
+    def hand_over(self, successor: "MidiOutStage", attach: Callable[["MidiOutStage"], None]) -> None:
+        """Silence this stage, start ``successor`` and run ``attach(successor)`` (the caller routes its notes there)
+        while holding this stage's lock: a note being sent through this stage finishes first, none starts between."""
+        with self._lock:
+            self.panic()
+            successor.start()
+            attach(successor)
+
     def reset(self) -> None:
-        """Stage contract: silence everything and start again with the same parameters."""
+        """Silence everything and start again with the same parameters."""
         self.start()
 
     def process(self, item: Any, *, reset: bool = False) -> None:
-        """Stage contract: play ``item`` now (a NoteEvent starts, an ``int`` note id ends)."""
+        """Play ``item`` now (a NoteEvent starts, an ``int`` note id ends)."""
         if reset:
             self.reset()
         if isinstance(item, NoteEvent):

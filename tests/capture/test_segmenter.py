@@ -7,7 +7,7 @@ from shared.audio import StreamingFrontEnd, load_audio_internal
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
 from services.capture.segmenter import OnsetSegmenter, segment_signal
-from tests.audio_fixtures import sine_tone
+from testkit.audio import sine_tone
 from tests.encoder.conftest import SCALE
 
 SR = 48000

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.audio_fixtures import fluidsynth_available, render_midi_notes, sine_tone, write_midi_notes
+from testkit.audio import fluidsynth_available, render_midi_notes, sine_tone, write_midi_notes
 
 #: Three chromatic octaves from C3, one note every 0.6 s (longer than the 500 ms analysis window).
 SCALE_NOTES = [(48 + i, 0.1 + 0.6 * i, 0.5, 100) for i in range(36)]

@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
 from services.oracle.echo import EchoGate, harmonic_chroma
 from services.encoder.features import chroma
-from services.capture.segmenter import segment_signal
-from services.encoder.transcription import transcribe_windows
-from tests.audio_fixtures import fluidsynth_available, render_midi_notes, two_line_scene
-
-SR = 48000
+from testkit.audio import fluidsynth_available
+from testkit.echo_scene import SR, kept_onsets, scene_mix, scene_slices
 
 
 def test_content_mode_decisions_from_notes():
@@ -99,27 +95,9 @@ def test_rendered_scene_keeps_the_musician_and_drops_the_echo(tmp_path, seed):
     """Own legato melody rendered + a musician's line two octaves lower, through the segmenter and slice notes."""
     if not fluidsynth_available():
         pytest.fail("fluidsynth and FluidR3_GM.sf2 are required")
-    own, musician = two_line_scene(seed)
-    a = sf.read(str(render_midi_notes(own, tmp_path / "own.wav")), dtype="float32")[0]
-    b = sf.read(str(render_midi_notes(musician, tmp_path / "musician.wav")), dtype="float32")[0]
-    a, b = (x.mean(axis=1) if x.ndim > 1 else x for x in (a, b))
-    mix = a[:min(a.size, b.size)] + b[:min(a.size, b.size)]
-    config = SegmenterConfig()
-    events = segment_signal(mix, config, sample_rate_hz=SR)
-    slices = transcribe_windows([mix[e.window_start:e.window_end] for e in events], sample_rate_hz=SR)
-    results = {}
-    for mode in ("content", "time"):
-        gate = EchoGate(mode=mode)
-        for pitch, start, duration, _ in own:
-            gate.note_sent(start, start + duration, pitch=pitch)
-        kept = {"musician": [], "echo": []}
-        for event, notes in zip(events, slices):
-            blocked = gate.blocks(event.onset_s, notes=[(n.pitch, n.onset_s, n.duration_s) for n in notes], window_s=0.5)
-            if min(abs(event.onset_s - m[1]) for m in musician) < 0.05:
-                kept["musician"].append(not blocked)
-            elif min(abs(event.onset_s - o[1]) for o in own) < 0.05:
-                kept["echo"].append(not blocked)
-        results[mode] = kept
+    own, musician, mix = scene_mix(seed, tmp_path)
+    events, slices = scene_slices(mix, SegmenterConfig())
+    results = kept_onsets(own, musician, events, slices, window_s=0.5)
     assert len(results["content"]["musician"]) >= 15 and len(results["content"]["echo"]) >= 25
     assert np.mean(results["content"]["musician"]) >= 0.9, results["content"]
     assert np.mean(results["content"]["echo"]) <= 0.1, results["content"]

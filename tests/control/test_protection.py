@@ -15,7 +15,7 @@ from services.oracle.session import make_stage
 from services.encoder.views import HybridPerceptionModule
 from services.capture.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage
-from tests.audio_fixtures import render_midi_notes
+from testkit.audio import render_midi_notes
 
 SR = 48_000
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.audio_fixtures import fluidsynth_available, render_midi_notes
+from testkit.audio import fluidsynth_available, render_midi_notes
 
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
 

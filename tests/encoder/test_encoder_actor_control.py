@@ -8,7 +8,7 @@ import pytest
 
 from shared.config import MusicHalConfig
 from shared.messages import Event
-from tests.waiting import wait_until
+from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray]
 

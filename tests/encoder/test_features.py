@@ -7,7 +7,7 @@ from shared.audio import load_audio_internal
 from shared.errors import ParameterError
 from services.encoder.features import (FEATURE_DIMENSION, chroma, describe_event, estimate_f0, rms_to_velocity,
                                        traditional_features)
-from tests.audio_fixtures import sine_tone
+from testkit.audio import sine_tone
 
 SR = 48000
 MAJOR_KEYS = list(range(12))

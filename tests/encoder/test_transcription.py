@@ -13,7 +13,7 @@ from services.encoder.analysis import analyze_file
 from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import EncoderStage
 from services.encoder.transcription import SliceNote, Transcriber, stitch_slices, transcribe_audio, transcribe_windows
-from tests.audio_fixtures import chorale_opening
+from testkit.audio import chorale_opening
 from tests.encoder.test_perception import _live_path
 
 SR = 48000

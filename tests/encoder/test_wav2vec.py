@@ -6,7 +6,7 @@ import torch
 
 from shared.errors import DeviceError, ParameterError
 from services.encoder.wav2vec import Wav2VecMusicEncoder, model_memory_bytes
-from tests.audio_fixtures import sine_tone
+from testkit.audio import sine_tone
 
 
 @pytest.fixture(scope="module", params=["group", "layer"])

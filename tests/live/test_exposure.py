@@ -11,8 +11,8 @@ import sys
 import psutil
 import pytest
 
-from tests.audio_fixtures import render_midi_notes
-from tests.waiting import wait_until
+from testkit.audio import render_midi_notes
+from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

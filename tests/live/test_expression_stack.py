@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import SOUNDFONT, fluidsynth_available
-from tests.midi_out.helpers import JackReader, note_pairing_problems, panic_starts, stop_panic_received
-from tests.waiting import wait_until
+from testkit.audio import SOUNDFONT, fluidsynth_available
+from testkit.midi import JackReader, note_pairing_problems, panic_starts, stop_panic_received
+from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 

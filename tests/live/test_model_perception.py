@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import fluidsynth_available, render_midi_notes
-from tests.waiting import stage_counter, wait_until
+from testkit.audio import fluidsynth_available, render_midi_notes
+from testkit.waiting import stage_counter, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 LEARNED = 4  # percepts learned before a live cell counts as "plays and learns"
@@ -243,7 +243,7 @@ def _break_wav2vec(self):
 @pytest.mark.slow
 def test_encoder_exceptions_are_counted_shown_and_never_turn_into_mismatched_percepts(jack_server, ray_module, world):
     from services.stack import LiveStack
-    from tests.waiting import actor_call
+    from testkit.waiting import actor_call
 
     config = _live_config("hybrid", "no-flags", world["checkpoint"])
     stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"]["hybrid"]))

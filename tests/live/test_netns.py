@@ -12,109 +12,31 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import render_midi_notes
-from tests.midi_out.helpers import JackReader, ReceiverModel
-from tests.waiting import wait_until, stage_counter
+from testkit.audio import render_midi_notes
+from testkit.midi import JackReader, ReceiverModel
+from testkit.netns import RAY_CLI, Namespace, auth_token, ip, netns_usable, stop_process_group
+from testkit.waiting import wait_until, stage_counter
 
 pytestmark = [pytest.mark.netns, pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
-
-RAY_BIN = str(Path(sys.executable).with_name("ray"))
-# this interpreter's own `ray` CLI (a venv without the console script still has the module)
-RAY_CLI = [RAY_BIN] if Path(RAY_BIN).is_file() else [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
-
-
-def _netns_usable() -> str:
-    """Empty when root and ``ip netns`` work here, else the reason to skip."""
-    if os.geteuid() != 0:
-        return "needs root for ip netns / veth"
-    if shutil.which("ip") is None:
-        return "iproute2 `ip` is not installed"
-    try:
-        probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"`ip netns` unavailable: {error}"
-    if probe.returncode != 0:
-        return f"`ip netns` unavailable: {probe.stderr.strip()}"
-    return ""
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15, check=check)
-
-
-def _auth_token() -> str:
-    token = os.environ.get("RAY_AUTH_TOKEN")
-    if token:
-        return token.strip()
-    path = Path.home() / ".ray" / "auth_token"
-    return path.read_text().strip() if path.is_file() else ""
-
-
-def _stop_process_group(process: subprocess.Popen) -> None:
-    """SIGTERM then SIGKILL the process group we started (``start_new_session=True``)."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # children left in the group (raylet, workers)
-    except ProcessLookupError:
-        pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _kill_namespace_processes(namespace: str) -> None:
-    """Anything still running inside our own namespace was started by this test: kill it by pid."""
-    result = _ip("netns", "pids", namespace, check=False)
-    for text in result.stdout.split():
-        if text.isdigit():
-            try:
-                os.kill(int(text), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
 
 @pytest.fixture
 def veth_namespace():
     """A namespace with one veth pair: yields (namespace, host_veth, host_ip, namespace_ip); deleted afterwards."""
-    reason = _netns_usable()
+    reason = netns_usable()
     if reason:
         pytest.skip(reason)
-    tag = os.getpid() % 10000
-    namespace, host_veth, ns_veth = f"mhns{tag}", f"mhv{tag}h", f"mhv{tag}n"
-    subnet = 1 + os.getpid() % 250
-    host_ip, ns_ip = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+    namespace = Namespace("mh", 231)
     try:
-        _ip("netns", "add", namespace)
-        _ip("link", "add", host_veth, "type", "veth", "peer", "name", ns_veth)
-        _ip("link", "set", ns_veth, "netns", namespace)
-        _ip("addr", "add", f"{host_ip}/24", "dev", host_veth)
-        _ip("link", "set", host_veth, "up")
-        _ip("netns", "exec", namespace, "ip", "addr", "add", f"{ns_ip}/24", "dev", ns_veth)
-        _ip("netns", "exec", namespace, "ip", "link", "set", ns_veth, "up")
-        _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
-        yield namespace, host_veth, host_ip, ns_ip
+        with namespace:
+            yield namespace.name, namespace.host_veth, namespace.host_ip, namespace.ns_ip
     finally:
-        _kill_namespace_processes(namespace)
-        _ip("link", "del", host_veth, check=False)
-        _ip("netns", "del", namespace, check=False)
-        assert namespace not in _ip("netns", "list", check=False).stdout
+        assert not namespace.exists()
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +63,7 @@ def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_name
                  log_to_driver=False, configure_logging=False)
         head_id = ray.get_runtime_context().get_node_id()
         gcs_address = ray.get_runtime_context().gcs_address
-        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token(), RAY_USAGE_STATS_ENABLED="0")
         worker = subprocess.Popen(
             ["ip", "netns", "exec", namespace, *RAY_CLI, "start", f"--address={gcs_address}",
              f"--node-ip-address={ns_ip}", "--resources=" + json.dumps({"encoder": 1}), "--num-cpus=1", "--block",
@@ -171,7 +93,7 @@ def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_name
         assert not stats["oracle"]["encoder_lost"]
         assert reader.wait_for(1, timeout_s=30), "no MIDI before the cut"
 
-        _ip("link", "set", host_veth, "down")  # cut the link to the encoder's node
+        ip("link", "set", host_veth, "down")  # cut the link to the encoder's node
         assert wait_until(lambda: stack.stats()["oracle"].get("encoder_lost") is True, timeout_s=20), stack.stats()
         cut = stack.stats()
         assert stage_counter(cut, "oracle", "encoder_misses") > 0
@@ -190,7 +112,7 @@ def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_name
         if ray.is_initialized():
             ray.shutdown()
         if worker is not None:
-            _stop_process_group(worker)
+            stop_process_group(worker)
         log.close()
         messages = reader.wait_for(0, timeout_s=0)
         reader.close()
@@ -254,7 +176,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
         assert get_authentication_mode() == AuthenticationMode.TOKEN  # the head requires the token
         head_id = ray.get_runtime_context().get_node_id()
         gcs_address = ray.get_runtime_context().gcs_address
-        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token(), RAY_USAGE_STATS_ENABLED="0")
         script = 'mount -t tmpfs musichal-hidden "$1" && cd "$2" && shift 2 && exec "$@"'
         worker = subprocess.Popen(
             ["ip", "netns", "exec", namespace, "unshare", "--time", "--monotonic", str(CLOCK_OFFSET_S), "--mount",
@@ -367,7 +289,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
         if ray.is_initialized():
             ray.shutdown()
         if worker is not None:
-            _stop_process_group(worker)
+            stop_process_group(worker)
         log.close()
         messages = reader.wait_for(0, timeout_s=0)
         reader.close()
@@ -400,7 +322,7 @@ def test_checkpoint_missing_on_the_encoders_node_is_one_line_naming_the_node(jac
     try:
         ray.init(address="local", _node_ip_address=host_ip, num_cpus=2, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
-        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token(), RAY_USAGE_STATS_ENABLED="0")
         script = 'mount -t tmpfs musichal-hidden "$1" && shift 1 && exec "$@"'
         worker = subprocess.Popen(
             ["ip", "netns", "exec", namespace, "unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c",
@@ -420,5 +342,5 @@ def test_checkpoint_missing_on_the_encoders_node_is_one_line_naming_the_node(jac
         if ray.is_initialized():
             ray.shutdown()
         if worker is not None:
-            _stop_process_group(worker)
+            stop_process_group(worker)
         log.close()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import render_midi_notes
-from tests.waiting import wait_until
+from testkit.audio import render_midi_notes
+from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 

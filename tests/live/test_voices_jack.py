@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import chorale_notes, render_midi_notes
-from tests.midi_out.helpers import JackReader, note_pairing_problems, panic_starts
-from tests.waiting import wait_until
+from testkit.audio import chorale_notes, render_midi_notes
+from testkit.midi import JackReader, note_pairing_problems, panic_starts
+from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 

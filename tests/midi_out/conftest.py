@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from services.midi_out.ports import open_output
-from tests.midi_out.helpers import JackReader, unique_name
+from testkit.midi import JackReader, unique_name
 
 
 class JackLink:

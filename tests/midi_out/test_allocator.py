@@ -10,7 +10,7 @@ from services.midi_out.engine import ListSink, MidiOutStage
 from shared.config import MidiConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
-from tests.midi_out.helpers import ReceiverModel
+from testkit.midi import ReceiverModel
 
 
 def test_member_channels_per_profile():

@@ -7,7 +7,7 @@ from services.midi_out.engine import ListSink, MidiOutStage
 from shared.config import MidiConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
-from tests.midi_out.helpers import ReceiverModel, expected_panic, expected_rpn
+from testkit.midi import ReceiverModel, expected_panic, expected_rpn
 
 pytestmark = pytest.mark.jack
 

@@ -11,7 +11,7 @@ import pytest
 
 from services.midi_out.lifecycle import install_exit_panic
 from shared.errors import ParameterError
-from tests.midi_out.helpers import JackReader, ReceiverModel, expected_panic, unique_name
+from testkit.midi import JackReader, ReceiverModel, expected_panic, unique_name
 
 CHILD = textwrap.dedent("""
     import sys, threading

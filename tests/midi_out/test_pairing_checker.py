@@ -1,7 +1,7 @@
 """The hung-note checker the full-stack tests use: it must fail on each kind of broken stream, and pass a good one."""
 from __future__ import annotations
 
-from tests.midi_out.helpers import expected_panic, note_pairing_problems, stop_panic_received
+from testkit.midi import expected_panic, note_pairing_problems, stop_panic_received
 
 
 def on(channel, pitch, velocity=90):

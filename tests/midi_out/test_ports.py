@@ -8,7 +8,7 @@ import pytest
 from services.midi_out.cli import list_midi_ports_text, panic_port
 from services.midi_out.ports import list_output_ports, open_input, open_output, resolve_api
 from shared.errors import MidiPortError, ParameterError
-from tests.midi_out.helpers import JackReader, expected_panic, unique_name
+from testkit.midi import JackReader, expected_panic, unique_name
 
 pytestmark = pytest.mark.jack
 

@@ -5,7 +5,7 @@ import pytest
 
 from services.midi_out import protocol
 from shared.errors import ParameterError
-from tests.midi_out.helpers import expected_panic, expected_rpn
+from testkit.midi import expected_panic, expected_rpn
 
 
 def test_channel_voice_messages():

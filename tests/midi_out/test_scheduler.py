@@ -12,7 +12,7 @@ from services.midi_out.scheduler import NoteScheduler
 from shared.config import MidiConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
-from tests.midi_out.helpers import ReceiverModel, expected_panic
+from testkit.midi import ReceiverModel, expected_panic
 
 
 class NoteOnSignalSink(ListSink):

@@ -8,7 +8,7 @@ import soundfile as sf
 from shared.config import MusicHalConfig
 from services.capture.segmenter import OnsetSegmenter, segment_signal
 from services.oracle.tempo import TempoTracker
-from tests.audio_fixtures import chorale_notes, render_midi_notes
+from testkit.audio import chorale_notes, render_midi_notes
 
 
 @pytest.mark.parametrize("bpm", [66, 84, 110, 140])

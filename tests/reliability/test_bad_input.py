@@ -1,6 +1,6 @@
 """Bad input, the way a user meets it: damaged or odd audio files, damaged models, missing devices.
 
-Most cases run at library level (``tests/reliability/cases.py``: the same matrix ``benchmarks/reliability.py``
+Most cases run at library level (``testkit/reliability_cases.py``: the same matrix ``benchmarks/reliability.py``
 counts); a handful run the real ``musichal`` / ``musichal-train`` commands and check the user-facing contract: one
 line on stderr and no traceback, a non-zero exit, nothing written half-way (no SMF, no model), and — for checks that
 can be made before starting — Ray never started (``RAY_TMPDIR`` stays empty).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.cases import all_cases, make_model, run_case, written_files
+from testkit.reliability_cases import all_cases, make_model, run_case, written_files
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = all_cases()
@@ -64,7 +64,7 @@ def _assert_one_clear_line(result: subprocess.CompletedProcess, prog: str, *, ne
 
 
 def _musichal_cases(tmp: Path, model_dir: Path, reader_port: str) -> list[tuple[str, list[str], str]]:
-    from tests.reliability.cases import _model_edit, _set_array
+    from testkit.reliability_cases import _model_edit, _set_array
 
     (tmp / "text.wav").write_bytes(b"not audio at all\n" * 10)
     bad_model = _model_edit(_set_array("oracle.audio.trn_dst", lambda a: a + 10_000), "bad_model")(tmp, model_dir / "good.json")
@@ -81,7 +81,7 @@ def _musichal_cases(tmp: Path, model_dir: Path, reader_port: str) -> list[tuple[
 
 @pytest.mark.jack
 def test_musichal_fails_before_ray_with_one_line_and_writes_nothing(jack_server, model_dir, tmp_path):
-    from tests.midi_out.helpers import JackReader
+    from testkit.midi import JackReader
 
     reader = JackReader()
     port = reader.open_virtual("in")

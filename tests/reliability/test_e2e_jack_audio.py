@@ -19,16 +19,16 @@ Both runs: notes arrive, every note-on is ended by its own note-off during play,
 from __future__ import annotations
 
 
-import jack  # noqa: F401  JACK-Client, a required dev dependency (tests.echo_loop.WavPlayer plays audio into a JACK port): missing, this module fails
+import jack  # noqa: F401  JACK-Client, a required dev dependency (testkit.echo_loop.WavPlayer plays audio into a JACK port): missing, this module fails
 import mido
 import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import render_midi_notes
-from tests.echo_loop import WavPlayer
-from tests.midi_out.helpers import JackReader, ReceiverModel, note_pairing_problems, unique_name
-from tests.waiting import wait_until
+from testkit.audio import render_midi_notes
+from testkit.echo_loop import WavPlayer
+from testkit.midi import JackReader, ReceiverModel, note_pairing_problems, unique_name
+from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 

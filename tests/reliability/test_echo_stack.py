@@ -1,7 +1,7 @@
 """Listening while playing, through the real stack (the short version of ``benchmarks/echo_stack.py``).
 
 A musician's line in C2..B2 plays into the capture's JACK input; MusicHal (imitate, the default) plays along, its MIDI
-out drives a live fluidsynth JACK client whose audio goes back into the same input (``tests/echo_loop.py``). The
+out drives a live fluidsynth JACK client whose audio goes back into the same input (``testkit/echo_loop.py``). The
 echo-aware gate (``control.gate_mode = "content"``) must learn the musician's onsets and drop the echoes; the blanket
 time gate, replayed on the very same onsets, drops many of the musician's.
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import render_midi_notes
-from tests.echo_loop import classify, cycle_time, gate_verdicts, learned_shares, musician_line, run_loop, training_line
+from testkit.audio import render_midi_notes
+from testkit.echo_loop import classify, cycle_time, gate_verdicts, learned_shares, musician_line, run_loop, training_line
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 

@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from shared.config import MusicHalConfig
-from tests.audio_fixtures import render_midi_notes
-from tests.midi_out.helpers import JackReader, ReceiverModel, note_pairing_problems, panic_starts
-from tests.waiting import actor_call, actor_pid, restarted_pid, stage_counter, wait_until
+from testkit.audio import render_midi_notes
+from testkit.midi import JackReader, ReceiverModel, note_pairing_problems, panic_starts
+from testkit.waiting import actor_call, actor_pid, restarted_pid, stage_counter, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,7 +10,7 @@ import soundfile as sf
 from shared.audio import StreamingFrontEnd, iter_file_blocks, load_audio_internal, probe_audio_file
 from shared.config import MusicHalConfig
 from shared.errors import AudioInputError, ModelFormatError, ParameterError
-from shared.messages import Event, EventDescriptors, NoteEvent, Percept, StageStats, message_from_bytes, message_to_bytes
+from shared.messages import Event, EventDescriptors, NoteEvent, Percept, message_from_bytes, message_to_bytes
 from shared.model_io import arrays_path_for, load_model, save_model
 
 
@@ -47,8 +47,6 @@ def test_messages_round_trip_through_orjson():
     np.testing.assert_array_equal(back.features, percept.features)
     event = Event(event_id=1, onset_sample=10, window_start=10, window_end=100, sample_rate_hz=48000, source="a.wav")
     assert message_from_bytes(message_to_bytes(event)) == event
-    stats = StageStats(stage="oracle", counters={"notes": 3}, latency_ms={"hop": {"p50": 1.0}})
-    assert message_from_bytes(message_to_bytes(stats)) == stats
 
 
 def test_messages_validate_fields():

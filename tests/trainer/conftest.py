@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.audio_fixtures import fluidsynth_available, render_midi_notes
+from testkit.audio import fluidsynth_available, render_midi_notes
 
 SR = 48000
 

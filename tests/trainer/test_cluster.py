@@ -42,40 +42,18 @@ def test_two_node_cluster_uses_both_nodes_and_writes_the_same_bytes(corpus_dir, 
 # ---------------------------------------------------------------------------------------------- faults
 import os  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from functools import partial  # noqa: E402
 from typing import Any  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import soundfile as sf  # noqa: E402
 
 from tests.trainer.conftest import SR, note_sequence  # noqa: E402
-from tests.waiting import wait_until  # noqa: E402
+from testkit.netns import auth_token, stop_process_group  # noqa: E402
+from testkit.waiting import wait_until  # noqa: E402
 
 CONFIG = MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 8})
-
-
-def _auth_token() -> str:
-    token = os.environ.get("RAY_AUTH_TOKEN")
-    if token:
-        return token.strip()
-    path = Path.home() / ".ray" / "auth_token"
-    return path.read_text().strip() if path.is_file() else ""
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, the process group this test started (``start_new_session=True``)."""
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @pytest.fixture
@@ -107,7 +85,7 @@ def test_a_node_that_cannot_see_a_file_fails_the_run_unless_skip_unreadable(priv
         ray.init(address="local", num_cpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
                  log_to_driver=False, configure_logging=False)
         head = ray.get_runtime_context().get_node_id()
-        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_auth_token(), RAY_USAGE_STATS_ENABLED="0")
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token(), RAY_USAGE_STATS_ENABLED="0")
         script = 'mount -t tmpfs -o size=1m musichal-private "$0" && exec "$1" -m ray.scripts.scripts start ' \
                  '--address="$2" --node-ip-address=127.0.0.1 --num-cpus=2 --block --disable-usage-stats'
         worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(private),
@@ -144,7 +122,7 @@ def test_a_node_that_cannot_see_a_file_fails_the_run_unless_skip_unreadable(priv
         if ray.is_initialized():
             ray.shutdown()
         if worker is not None:
-            _stop_group(worker)
+            stop_process_group(worker, term_wait_s=15)
         log.close()
     assert worker.poll() is not None
 

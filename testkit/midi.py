@@ -9,7 +9,7 @@ import sys
 import threading
 
 _counter = itertools.count()
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def unique_name(prefix: str) -> str:
@@ -18,7 +18,7 @@ def unique_name(prefix: str) -> str:
 
 
 class JackReader:
-    """A JACK MIDI input (in a child process, see ``tests/jack_midi_reader.py``) that collects every message.
+    """A JACK MIDI input (in a child process, see ``testkit/jack_midi_reader.py``) that collects every message.
 
     Messages arrive through a pipe on a reader thread and are handed to :meth:`_callback` (subclasses may
     override it); :meth:`wait_for` blocks on a condition — no sleeps. :meth:`close` kills the child process,
@@ -39,7 +39,7 @@ class JackReader:
             self._condition.notify_all()
 
     def _start(self, mode: str, port: str) -> str:
-        self._process = subprocess.Popen([sys.executable, "-m", "tests.jack_midi_reader", self.client_name, mode, port],
+        self._process = subprocess.Popen([sys.executable, "-m", "testkit.jack_midi_reader", self.client_name, mode, port],
                                          cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
         first = self._process.stdout.readline().strip()

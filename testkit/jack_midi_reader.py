@@ -1,7 +1,7 @@
 """A JACK MIDI input in its own process, for tests: prints every message it receives as a JSON line.
 
-Usage: python -m tests.jack_midi_reader CLIENT virtual PORT   (expose an input port CLIENT:PORT)
-       python -m tests.jack_midi_reader CLIENT connect SOURCE (connect to an existing output port)
+Usage: python -m testkit.jack_midi_reader CLIENT virtual PORT   (expose an input port CLIENT:PORT)
+       python -m testkit.jack_midi_reader CLIENT connect SOURCE (connect to an existing output port)
 
 Why a process: RtMidi's JACK input unregisters its port while JACK's process thread may still be using it
 (``MidiInJack::closePort`` has no synchronisation), which crashed pytest now and then. The test kills this process

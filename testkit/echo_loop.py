@@ -30,8 +30,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tests.audio_fixtures import SOUNDFONT
-from tests.midi_out.helpers import JackReader, unique_name
+from testkit.audio import SOUNDFONT
+from testkit.midi import JackReader, unique_name
 
 __all__ = ["musician_line", "run_loop", "classify", "learned_shares", "gate_verdicts", "cycle_time", "TimedJackReader", "SynthClient"]
 
@@ -58,7 +58,7 @@ def training_line(seed: int, notes: int = 60) -> list[tuple]:
 
 
 class TimedJackReader(JackReader):
-    """:class:`tests.midi_out.helpers.JackReader` that keeps each message's receive time (``time.monotonic``)."""
+    """:class:`testkit.midi.JackReader` that keeps each message's receive time (``time.monotonic``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,7 +80,7 @@ class SynthClient:
     connected automatically. :attr:`midi_in` and :attr:`audio_out` are the port names once it is up."""
 
     def __init__(self, client, name: str, *, gain: float = 0.8, timeout_s: float = 30.0) -> None:
-        from tests.waiting import wait_until
+        from testkit.waiting import wait_until
 
         self.name = name
         self.process = subprocess.Popen(
@@ -186,7 +186,7 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
     from services.stack import LiveStack
     from services.oracle.session import read_session
     from shared.config import MusicHalConfig
-    from tests.waiting import wait_until
+    from testkit.waiting import wait_until
 
     audio, rate = sf.read(str(musician_wav), dtype="float32", always_2d=True)
     if rate != 48000:

@@ -1,0 +1,134 @@
+"""The import graph, by package, against the written layer list (docs/architecture.md, "Layers").
+
+Every module under shared/, services/ and launch.py is parsed (ast, no import): module-level AND function-level
+imports count. A package may import only packages in its own layer or below; services.midi_out only the packages
+named in ``ONLY``; no ``stage.py`` imports ray; benchmarks/ and testkit/ never import tests/. The test prints every
+violation, one a line, then fails.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: lowest first: a package may import only packages of its own layer or below (keep in step with docs/architecture.md)
+LAYERS: list[tuple[str, ...]] = [
+    ("shared",),
+    ("services.ray_support",),  # Ray wiring helpers (node ids, thread pinning, loopback-only start)
+    ("services.capture",),  # audio in, the segmenter, input sources
+    ("services.encoder",),  # feature views, analysis, perception model and spec, the too-slow guard, fallback
+    ("services.model_file",),  # the whole model container: it builds the encoder's perception parts
+    ("services.oracle",),  # memory, the decision object, gate, session log, corpus merging
+    ("services.midi_out",),
+    ("services.control",),  # the control plane only: state, hub, servers
+    ("services.trainer", "services.compare"),
+    ("services.stack", "services.preflight"),  # the live stack wiring and its checks
+    ("launch",),  # the command line
+]
+#: packages narrower than their layer: they may import only these (besides themselves)
+ONLY: dict[str, set[str]] = {
+    "services.midi_out": {"shared", "services.ray_support"},  # notes arrive as shared messages
+}
+LAYER_OF: dict[str, int] = {package: index for index, names in enumerate(LAYERS) for package in names}
+#: top-level folders that sit above everything and must never import tests/
+NEVER_IMPORT_TESTS = ("benchmarks", "testkit")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_of(module: str) -> str | None:
+    """The layer-list package ``module`` belongs to (longest listed prefix); None when it is not ours."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in LAYER_OF:
+            return prefix
+    if module == "services":
+        return None  # the namespace itself (``from services import oracle`` also yields services.oracle)
+    if parts[0] in ("shared", "services", "launch"):
+        return module  # ours but not listed: reported as unlisted
+    return None
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported module) for every import statement anywhere in the file; ``from a import b`` gives ``a.b``
+    too, so ``from services import oracle`` counts as services.oracle."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def source_files(*tops: str) -> list[Path]:
+    files: list[Path] = []
+    for top in tops:
+        target = ROOT / top
+        if target.is_file():
+            files.append(target)
+        elif target.is_dir():
+            files += sorted(target.rglob("*.py"))
+    return files
+
+
+def layer_violations() -> list[str]:
+    problems: list[str] = []
+    for path in source_files("shared", "services", "launch.py"):
+        name = module_name(path)
+        own = package_of(name)
+        rel = path.relative_to(ROOT)
+        if name == "services":
+            own = None  # the namespace's own __init__ belongs to no layer
+        elif own not in LAYER_OF:
+            problems.append(f"{rel}: package {own} is not in the layer list")
+            continue
+        seen: set[tuple[int, str]] = set()
+        for line, imported in imports(path):
+            if path.name == "stage.py" and imported.split(".")[0] == "ray" and (line, "ray") not in seen:
+                seen.add((line, "ray"))
+                problems.append(f"{rel}:{line}: a stage.py imports ray ({imported})")
+            target = package_of(imported)
+            if target is None or target == own or own is None or (line, target) in seen:
+                continue
+            seen.add((line, target))
+            if target not in LAYER_OF:
+                problems.append(f"{rel}:{line}: imports {imported} ({target} is not in the layer list)")
+            elif own in ONLY and target not in ONLY[own]:
+                problems.append(f"{rel}:{line}: {own} may import only {sorted(ONLY[own])}, imports {imported}")
+            elif LAYER_OF[target] > LAYER_OF[own]:
+                problems.append(f"{rel}:{line}: {own} (layer {LAYER_OF[own]}) imports {imported} "
+                                f"({target}, layer {LAYER_OF[target]}, above it)")
+    for path in source_files(*NEVER_IMPORT_TESTS):
+        lines: set[int] = set()
+        for line, imported in imports(path):
+            if imported.split(".")[0] == "tests" and line not in lines:
+                lines.add(line)
+                problems.append(f"{path.relative_to(ROOT)}:{line}: imports {imported} ({path.parts[len(ROOT.parts)]}/ "
+                                "must not import tests/)")
+    return sorted(set(problems))
+
+
+def test_every_import_respects_the_layer_list():
+    problems = layer_violations()
+    for problem in problems:
+        print(problem)
+    assert not problems, f"{len(problems)} import(s) break the layer list:\n" + "\n".join(problems)
+
+
+def test_the_checker_sees_function_level_and_from_imports(tmp_path):
+    """The checker itself: a function-level ``from services import oracle`` is found, as ``services.oracle``."""
+    source = tmp_path / "probe.py"
+    source.write_text("import shared.config\n\ndef f():\n    from services import oracle\n    import ray\n")
+    found = [imported for _, imported in imports(source)]
+    assert "shared.config" in found and "services.oracle" in found and "ray" in found
+    assert package_of("services.oracle.stage") == "services.oracle" and package_of("numpy") is None
+    assert package_of("services.model_file") == "services.model_file" and LAYER_OF["services.capture"] == 2
