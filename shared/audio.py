@@ -48,8 +48,6 @@ class StreamingFrontEnd:
     flowing); file readers reject such files before they get here.
     """
 
-    is_online = True
-
     def __init__(self, *, input_rate_hz: int, channels: int = 1, output_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ,
                  input_channel: Optional[int] = None, quality: str = "HQ") -> None:
         if not MIN_INPUT_RATE_HZ <= int(input_rate_hz) <= MAX_INPUT_RATE_HZ:

@@ -71,8 +71,6 @@ class OnsetSegmenter:
         It carries the id its full event will have. The trainer and offline analysis leave it at 0.
     """
 
-    is_online = True
-
     def __init__(self, config: SegmenterConfig, *, sample_rate_hz: int, start_sample: int = 0, source: str = "",
                  clock: Optional[Callable[[], float]] = time.monotonic, early_ms: float = 0.0) -> None:
         if not isinstance(config, SegmenterConfig):

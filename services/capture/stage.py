@@ -40,8 +40,6 @@ def _early_ms(config) -> float:
 class CaptureStage:
     """Front end + ring writer + streaming segmenter for one input stream."""
 
-    is_online = True
-
     def __init__(self, config: MusicHalConfig, ring: AudioRing, *, input_rate_hz: int, channels: int,
                  source: str = "", clock: Callable[[], float] = time.monotonic) -> None:
         if ring.sample_rate_hz != config.audio.sample_rate_hz:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -59,8 +59,6 @@ class EncoderStage:
         the oracle). A hybrid model then does not degrade to its traditional view (whose vectors the memory
         cannot use): an encoder failure propagates to the caller, which counts and reports it.
     """
-
-    is_online: ClassVar[bool] = True
 
     def __init__(self, perception: HybridPerceptionModule, model: Optional[PerceptionModel] = None, *, node_id: str = "",
                  online_radius: float = 0.35, memory_dimension: Optional[int] = None) -> None:

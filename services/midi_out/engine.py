@@ -97,8 +97,6 @@ class MidiOutStage:
         Whether :meth:`close` also closes the sink.
     """
 
-    is_online = True
-
     def __init__(self, config: MidiConfig, sink: MidiSink, *, recorder: Optional[SmfRecorder] = None,
                  clock: Callable[[], float] = time.monotonic, owns_sink: bool = True) -> None:
         if not isinstance(config, MidiConfig):

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import replace
 import threading
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -88,8 +88,6 @@ class OracleStage:
     deterministic : bool
         Adopt a background rebuild at a fixed event count (replayable) instead of as soon as it is done.
     """
-
-    is_online: ClassVar[bool] = True
 
     def __init__(self, config: MusicHalConfig, model: Any = None, *, background: bool = True,
                  deterministic: bool = False) -> None:
