@@ -19,9 +19,7 @@ near matches) rather than assumed. Used by ``benchmarks/echo_stack.py`` and ``te
 """
 from __future__ import annotations
 
-import json
 from bisect import bisect_right
-import os
 import subprocess
 import threading
 import time
@@ -64,15 +62,10 @@ class TimedJackReader(JackReader):
         super().__init__()
         self.timed: list[tuple[float, list[int]]] = []
 
-    def _pump(self) -> None:
-        for line in self._process.stdout:
-            try:
-                t, message = json.loads(line)
-            except ValueError:
-                continue
-            with self._condition:
-                self.timed.append((float(t), list(message)))
-            self._callback((message, 0.0))
+    def _received(self, t: float, message: list[int]) -> None:
+        with self._condition:
+            self.timed.append((t, list(message)))
+        super()._received(t, message)
 
 
 class SynthClient:
@@ -180,7 +173,6 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
     plays along, its notes rendered by fluidsynth and mixed back into the capture input. Returns the session's
     percepts (``onset_wall``, ``gated``, ``early``), its notes as received (``(t, pitch)``), the musician's start time
     ``t0`` and the final stats."""
-    import ray  # noqa: F401  (the caller has Ray initialised; LiveStack starts it otherwise)
     import soundfile as sf
 
     from services.stack import LiveStack

@@ -53,10 +53,14 @@ class JackReader:
     def _pump(self) -> None:
         for line in self._process.stdout:
             try:
-                _t, message = json.loads(line)
+                t, message = json.loads(line)
             except ValueError:
                 continue
-            self._callback((message, 0.0))
+            self._received(float(t), message)
+
+    def _received(self, t: float, message: list[int]) -> None:
+        """One message from the child, ``t`` its receive time (``time.monotonic``); subclasses may extend it."""
+        self._callback((message, 0.0))
 
     def connect_from(self, port_name: str) -> None:
         """Connect this input to the JACK MIDI output ``port_name`` (``client:port``)."""
