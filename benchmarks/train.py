@@ -11,7 +11,8 @@ and saves it to benchmarks/results/train.json.
   see the same background load; the fastest round of each is compared. Traditional features on the 4x corpus,
   wav2vec with a tiny random-weight checkpoint on the 4x corpus too (``--w2v-files``) and a base-size one
   (``Wav2Vec2Config()``, 95M) on its first ``--w2v-base-files`` files (start-up amortised: see docs/architecture.md,
-  "Parallel efficiency").
+  "Parallel efficiency"). ``--split-stages`` adds tiny wav2vec with the stages split as on GPUs (CPU tasks decode
+  and segment, the encoder actors only encode) side by side with the default (both stages in each actor).
 * Besides wall time, per run: the workers' busy time and CPU time (``FileOutcome.seconds``/``cpu_s``), the
   machine's busy cores from /proc/stat (so the other processes' share, ``background_cores``) and the load
   average; from them the load-independent figures: slot utilisation, CPU per audio-hour 2 over 1 worker, and
@@ -21,8 +22,8 @@ and saves it to benchmarks/results/train.json.
   arrays, and bytes per state in memory and in the model file.
 * 1 and 2 workers must give byte-identical models (every round).
 
-Run: ``.venv/bin/python benchmarks/train.py [--minutes 15 --w2v-files 0 --w2v-base-files 8 --rounds 2
---oracle-states 1000000]`` (about 15 minutes on the shared 2-core machine; reduced check: ``--minutes 2
+Run: ``.venv/bin/python benchmarks/train.py [--minutes 15 --w2v-files 0 --w2v-base-files 16 --rounds 2
+--oracle-states 1000000] [--split-stages]`` (about 15 minutes on the shared 2-core machine; reduced check: ``--minutes 2
 --w2v-base-files 1 --rounds 1 --oracle-states 100000``).
 """
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _driver(spec: dict) -> dict:
     machine_start, load_start = _machine_jiffies(), os.getloadavg()[0]
     start, driver_cpu = time.perf_counter(), time.process_time()
     result = train([Path(p) for p in spec["paths"]], config=config, output=out / "model.json", cache_dir=out / "cache",
-                   analyze_many=partial(ray_analyze_many, workers=spec["workers"]),
+                   analyze_many=partial(ray_analyze_many, workers=spec["workers"], split_stages=spec.get("split_stages")),
                    map_groups=partial(ray_map, config=config, workers=spec["workers"]))
     wall = time.perf_counter() - start
     driver_cpu = time.process_time() - driver_cpu
@@ -138,9 +139,10 @@ def _busy_cores(start: tuple[int, int], end: tuple[int, int], wall: float) -> Op
     return (end[0] - start[0]) / (end[1] - start[1]) * (os.cpu_count() or 1)
 
 
-def _run(address: str, paths: list[Path], workers: int, out: Path, overrides: dict | None = None) -> dict:
+def _run(address: str, paths: list[Path], workers: int, out: Path, overrides: dict | None = None,
+         split_stages: Optional[bool] = None) -> dict:
     spec = {"address": address, "paths": [str(p) for p in paths], "workers": workers, "out": str(out),
-            "overrides": overrides or {}}
+            "overrides": overrides or {}, "split_stages": split_stages}
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--driver", json.dumps(spec)],
                           capture_output=True, text=True, timeout=7200)
     if proc.returncode != 0:
@@ -212,7 +214,7 @@ def projection(one: dict, two: dict) -> tuple[float, float]:
 
 
 def _scaling(address: str, paths: list[Path], tmp: Path, tag: str, overrides: dict | None = None,
-             rounds: int = 2) -> dict:
+             rounds: int = 2, split_stages: Optional[bool] = None) -> dict:
     """1 and 2 workers interleaved (1, 2, 1, 2, ...; fresh cache each) so both see the same background load.
 
     Wall-clock figures use each worker count's fastest round (the least disturbed by the other load). The CPU-time
@@ -224,7 +226,7 @@ def _scaling(address: str, paths: list[Path], tmp: Path, tag: str, overrides: di
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for r in range(rounds):
         for w in (1, 2):
-            runs[w].append(_run(address, paths, w, tmp / f"{tag}_w{w}_r{r}", overrides))
+            runs[w].append(_run(address, paths, w, tmp / f"{tag}_w{w}_r{r}", overrides, split_stages))
     best = {w: min(runs[w], key=lambda run: run["wall_s"]) for w in (1, 2)}
 
     def stage(w: int) -> dict:
@@ -256,6 +258,7 @@ def _scaling(address: str, paths: list[Path], tmp: Path, tag: str, overrides: di
             "projected_speedup_feature_stage": stage_projected, "projected_speedup_whole_run": whole_projected,
             "timings_1_worker": best[1]["timings"], "timings_2_workers": best[2]["timings"],
             "identical_model_bytes": len({run["model_sha256"] for w in (1, 2) for run in runs[w]}) == 1,
+            "model_sha256": best[1]["model_sha256"],
             "driver_peak_rss_mb_2_workers": best[2]["driver_peak_rss_mb"]}
 
 
@@ -264,9 +267,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=15.0, help="the 1x corpus (the 4x one is four times it)")
     parser.add_argument("--w2v-files", type=int, default=0,
                         help="files of the 4x corpus for the tiny wav2vec model (0: all of it)")
-    parser.add_argument("--w2v-base-files", type=int, default=8,
+    parser.add_argument("--w2v-base-files", type=int, default=16,
                         help="files of the 1x corpus for the base-size wav2vec model (30 s each)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved 1-worker/2-worker rounds per path")
+    parser.add_argument("--split-stages", action="store_true",
+                        help="also run tiny wav2vec with the stages split as on GPUs (CPU tasks decode and segment, "
+                             "the actors only encode), side by side with the default (both stages in each actor)")
     parser.add_argument("--oracle-states", type=int, default=1_000_000)
     parser.add_argument("--driver", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(strip_no_save())
@@ -296,11 +302,18 @@ def main() -> int:
                                     "events_1x": small["events"], "events_4x": report["traditional"]["events"],
                                     "audio_hours_per_hour_1x_2_workers": small["audio_hours_per_hour"]}
             report["driver_rss"]["ratio_4x_over_1x"] = report["driver_rss"]["mb_4x"] / report["driver_rss"]["mb_1x"]
-            for name, tiny, count in (("wav2vec_tiny", True, args.w2v_files or len(paths_4x)),
-                                      ("wav2vec_base", False, args.w2v_base_files)):
-                ckpt = _save_w2v(tmp / f"{name}_ckpt", tiny)
+            runs = [("wav2vec_tiny", True, args.w2v_files or len(paths_4x), None),
+                    ("wav2vec_base", False, args.w2v_base_files, None)]
+            if args.split_stages:  # the GPU layout on CPUs, the same work side by side (reported only)
+                runs.insert(1, ("wav2vec_tiny_split_stages", True, args.w2v_files or len(paths_4x), True))
+            checkpoints: dict[bool, Path] = {}
+            for name, tiny, count, split in runs:
+                if tiny not in checkpoints:
+                    checkpoints[tiny] = _save_w2v(tmp / f"{'tiny' if tiny else 'base'}_ckpt", tiny)
+                ckpt = checkpoints[tiny]
                 report[name] = _scaling(address, paths_4x[:max(1, count)], tmp, name,
-                                        {"features.kind": "wav2vec", "wav2vec.model": str(ckpt)}, rounds=args.rounds)
+                                        {"features.kind": "wav2vec", "wav2vec.model": str(ckpt)}, rounds=args.rounds,
+                                        split_stages=split)
     finally:
         ray.shutdown()
     report["oracle"] = oracle_build(args.oracle_states)
@@ -333,6 +346,17 @@ def main() -> int:
                  "the serial time; indicative only when the machine was saturated"),
             goal(f"{label}: 1 and 2 workers give byte-identical models", r["identical_model_bytes"], "==", True),
         ]
+    if "wav2vec_tiny_split_stages" in report:
+        r, label = report["wav2vec_tiny_split_stages"], "wav2vec tiny, stages split as on GPUs"
+        goals += [
+            goal(f"{label}: 2 workers over 1 worker, whole run", r["speedup"], "report", unit="x",
+                 note=f"the default (both stages in each encoder actor) in the same run: "
+                 f"{report['wav2vec_tiny']['speedup']:.2f}x; fastest of {r['rounds']} rounds each"),
+            goal(f"{label}: worker slot utilisation, 2 workers", r["feature_stage_2_workers"]["slot_utilisation"],
+                 "report", unit="", note=f"default: {report['wav2vec_tiny']['feature_stage_2_workers']['slot_utilisation']:.3f}"),
+            goal(f"{label}: same model bytes as the default", r["identical_model_bytes"] and
+                 len({report['wav2vec_tiny']['model_sha256'], r['model_sha256']}) == 1, "==", True),
+        ]
     o = report["oracle"]
     goals += [
         goal(f"oracle build at {o['states']:,} states", o["states_per_s"], "report", unit="states/s"),
@@ -340,7 +364,7 @@ def main() -> int:
              note="includes the preallocated arrays' growth headroom"),
         goal("oracle bytes per state in the model file", o["bytes_per_state_in_model_file"], "report", unit="B"),
     ]
-    reduced = args.minutes < 15.0 or (0 < args.w2v_files < 4 * files_1x) or args.w2v_base_files < 8 \
+    reduced = args.minutes < 15.0 or (0 < args.w2v_files < 4 * files_1x) or args.w2v_base_files < 16 \
         or args.oracle_states < 1_000_000 or args.rounds < 2
     notes = (f"Corpora: 1x = {report['corpus_1x_minutes']:g} min, 4x = {report['corpus_4x_minutes']:g} min of generated "
              "48 kHz notes in 30 s files. Speed-ups: traditional on the 4x corpus, wav2vec tiny on "

@@ -18,8 +18,8 @@ Train a MusicHal model offline from audio files, in parallel on Ray.
 
 Every file goes through the same front end, onset segmenter and feature code as the live system
 (traditional 22-D chroma features, or Wav2Vec 2.0 embeddings with --wav2vec). Files are analysed as Ray
-tasks (wav2vec: CPU tasks decode and segment, a pool of actors that keep the model loaded encodes the
-windows, one per GPU with --gpu); each worker writes the file's features as a
+tasks (wav2vec: a pool of actors that keep the model loaded, each decoding, segmenting and encoding its
+files; with --gpu one per GPU encodes the windows CPU tasks cut); each worker writes the file's features as a
 safetensors shard into the cache folder (<output stem>.cache/ unless --cache-dir; on a cluster it must be
 a folder every node shares) and returns a small summary, so the driver's memory does not grow with the
 corpus. Shards are keyed by file content + feature settings and file hashes by (path, size, mtime), so an

@@ -1,5 +1,6 @@
-"""The trainer's Ray fan-out: file analysis as tasks over batches of files (wav2vec: CPU tasks decode and segment,
-a pool of model-holding actors encodes their windows), sampling and tokenisation as tasks over groups of shards.
+"""The trainer's Ray fan-out: file analysis as tasks over batches of files (wav2vec: a pool of model-holding actors;
+on CPUs each decodes, segments and encodes its batch, with GPUs CPU tasks decode and segment and the actors encode
+the windows), sampling and tokenisation as tasks over groups of shards.
 
 Only scheduling lives here; the work is :mod:`services.trainer.pipeline`. Workers write each file's features as
 a safetensors shard into the run's cache folder (one path every node shares on a cluster) and return small
@@ -129,8 +130,8 @@ def _segment_task(items: list[tuple[Any, ...]], config: MusicHalConfig, settings
 
 @ray.remote(max_restarts=-1, max_task_retries=3)  # Ray reruns a lost call on the restarted actor
 class _EncoderWorker:
-    """Keeps one wav2vec model loaded and encodes the windows the CPU stage cut (its own node's CPU is not
-    spent on decoding)."""
+    """Keeps one wav2vec model loaded. With GPUs it encodes the windows the CPU stage cut (``encode``: its node's
+    CPUs decode in parallel tasks); on CPUs it runs both stages for a batch (``analyze``)."""
 
     def __init__(self, config: MusicHalConfig, torch_threads: int) -> None:
         pin_threads(torch_threads)
@@ -138,6 +139,8 @@ class _EncoderWorker:
         self.perception = make_perception(config, torch_threads=torch_threads)
         self.settings = feature_settings(config, self.perception)
         self.node = current_node_id()
+        self.threads = torch_threads
+        self.segmenting: Any = None  # the CPU stage's perception, built on the first fused call
 
     def feature_settings(self) -> dict[str, Any]:
         return self.settings
@@ -145,6 +148,18 @@ class _EncoderWorker:
     def encode(self, summaries: list[FileOutcome], payloads: list[dict], cache_dir: str) -> list[FileOutcome]:
         return encode_pending(summaries, payloads, perception=self.perception, settings=self.settings,
                               cache_dir=cache_dir, sample_rate_hz=self.config.audio.sample_rate_hz, node=self.node)
+
+    def analyze(self, items: list[tuple[Any, ...]], cache_dir: str) -> list[FileOutcome]:
+        """Both stages in this process (encoders on CPUs: the worker's core decodes, segments and encodes, and
+        the windows never leave the process): the same two functions as the split path, so the same bytes."""
+        stage_config = segmentation_config(self.config)
+        if self.segmenting is None:
+            self.segmenting = make_perception(stage_config, torch_threads=self.threads)
+        summaries, payloads = segment_batch(items, config=stage_config, perception=self.segmenting,
+                                            settings=self.settings, cache_dir=cache_dir, node=self.node)
+        pending = [o for o in summaries if o.pending]
+        done = {o.index: o for o in self.encode(pending, payloads, cache_dir)} if pending else {}
+        return [done.get(o.index, o) if o.pending else o for o in summaries]
 
 
 def _batches(items: list[tuple[Any, ...]], workers: int, batch_files: Optional[int]) -> list[list[tuple[Any, ...]]]:
@@ -180,12 +195,15 @@ def _describe_batch(batch: list[tuple[Any, ...]]) -> str:
 
 def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, cache_dir: Optional[str],
                      progress: Callable[[FileOutcome], None], workers: Optional[int] = None, gpu: bool = False,
-                     batch_files: Optional[int] = None, clock: Callable[[], float] = time.monotonic) -> list[FileOutcome]:
+                     batch_files: Optional[int] = None, split_stages: Optional[bool] = None,
+                     clock: Callable[[], float] = time.monotonic) -> list[FileOutcome]:
     """Analyse ``items`` on the running Ray cluster with at most ``workers`` batches in flight.
 
     With ``config.features.kind == "wav2vec"`` a pool of ``workers`` encoder actors (one per GPU with ``gpu``)
     does the work; otherwise stateless tasks spread over the nodes. Returns the small outcomes (the features
-    are in shards under ``cache_dir``).
+    are in shards under ``cache_dir``). ``split_stages`` (default: when the encoders hold GPUs): CPU tasks
+    decode and segment, the actors only encode; otherwise each actor runs both stages on its own core for a
+    batch (no windows through the object store, one unit per batch). Both give the same bytes.
     """
     if not ray.is_initialized():
         raise ParameterError("Ray is not running (call ensure_ray first)")
@@ -232,10 +250,17 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
     owner: dict[Any, Any] = {}
     payload_of: dict[Any, Any] = {}
 
+    split = on_gpu if split_stages is None else bool(split_stages)
+
     def stage(unit: tuple) -> str:
         return unit[0]
 
     def submit_unit(unit: tuple, actor: Any = None) -> Any:
+        if unit[0] == "both":
+            actor = actor if actor is not None else free.pop()
+            handle = actor.analyze.remote(unit[1], cache_dir)
+            owner[handle] = actor
+            return handle
         if unit[0] == "cpu":
             summaries_ref, payloads_ref = _segment_task.options(scheduling_strategy="SPREAD").remote(
                 unit[1], config_ref, settings_ref, cache_dir)
@@ -268,7 +293,7 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
 
     def take_stage(index: int, value: Any) -> Optional[list]:
         unit = units[index]
-        if unit[0] == "enc":
+        if unit[0] in ("enc", "both"):
             take(index, value)
             return None
         summaries, payloads_ref = value
@@ -276,16 +301,17 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
         take(index, [o for o in summaries if not o.pending])
         return [("enc", pending, payloads_ref)] if pending else None
 
-    units: list[tuple] = [("cpu", batch) for batch in batches]
+    units: list[tuple] = [("cpu" if split else "both", batch) for batch in batches]
+    slots = {"cpu": workers, "enc": len(actors)} if split else {"both": len(actors)}
 
     try:
         settings = _get_settings(actors[0], config.trainer.task_timeout_s)
         settings_ref = ray.put(settings)
-        run_units(units, slots={"cpu": workers, "enc": len(actors)}, total=None if on_gpu else workers, pool=stage,
+        run_units(units, slots=slots, total=None if on_gpu or not split else workers, pool=stage,
                   submit=submit_unit,
                   result=result_unit, restart=restart_unit,
                   **{**common, "on_result": take_stage,
-                     "describe": lambda unit: _describe_batch(unit[1]) if unit[0] == "cpu"
+                     "describe": lambda unit: _describe_batch(unit[1]) if unit[0] != "enc"
                      else ", ".join(o.name for o in unit[1][:3])})
     finally:
         for actor in actors:

@@ -209,7 +209,9 @@ def test_a_hung_decoder_times_out_is_rescheduled_and_then_named(tmp_path, corpus
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_path, corpus_dir, tiny_wav2vec_dir):
+@pytest.mark.parametrize("split", [None, True], ids=["stages-in-the-actor", "split-stages"])
+def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_path, corpus_dir, tiny_wav2vec_dir,
+                                                                             split):
     import ray
 
     from services.trainer.distributed import ENCODER_NAME_PREFIX, ray_analyze_many, ray_map
@@ -223,7 +225,7 @@ def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_p
     killed: list[str] = []
     try:
         reference = tmp_path / "reference" / "model.json"  # undisturbed, same actors (one torch thread each)
-        train(paths, config=config, output=reference, analyze_many=partial(ray_analyze_many, workers=2, batch_files=1),
+        train(paths, config=config, output=reference, analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
               map_groups=partial(ray_map, config=config, workers=2))
 
         def progress(outcome):
@@ -234,7 +236,7 @@ def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_p
 
         output = tmp_path / "disturbed" / "model.json"
         train(paths, config=config, output=output, progress=progress,
-              analyze_many=partial(ray_analyze_many, workers=2, batch_files=1),
+              analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
               map_groups=partial(ray_map, config=config, workers=2))
     finally:
         ray.shutdown()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -209,13 +210,21 @@ def test_live_stack_reproduces_the_trained_tokens(traditional_runs, corpus_dir):
 
 
 @pytest.mark.ray
-def test_wav2vec_hybrid_training_is_deterministic_and_matches_live(ray_module, corpus_dir, tiny_wav2vec_dir, tmp_path):
+def test_wav2vec_hybrid_training_is_deterministic_and_matches_live(ray_module, corpus_dir, tiny_wav2vec_dir, tmp_path,
+                                                                   monkeypatch):
+    import services.trainer.distributed as distributed
+
+    ray_analyze_many = distributed.ray_analyze_many
+
     outputs = []
-    for workers in (1, 2):
-        outputs.append(tmp_path / f"w{workers}" / "model.json")
+    # 1 and 2 workers with both stages in each encoder actor (the CPU default), then 2 workers with the stages
+    # split (CPU tasks decode and segment, the actors only encode: the GPU layout), which must not change a byte
+    for workers, split in ((1, None), (2, None), (2, True)):
+        monkeypatch.setattr(distributed, "ray_analyze_many", partial(ray_analyze_many, split_stages=split))
+        outputs.append(tmp_path / f"w{workers}{'split' if split else ''}" / "model.json")
         assert _train(corpus_dir, outputs[-1], "--workers", str(workers), "--wav2vec", "--hybrid-perception",
                       "--wav2vec-model", str(tiny_wav2vec_dir)) == 0
-    assert _bytes(outputs[0]) == _bytes(outputs[1])
+    assert _bytes(outputs[0]) == _bytes(outputs[1]) == _bytes(outputs[2])
     model = load_musichal_model(outputs[0])
     assert model.perception.views == ("traditional", "wav2vec") and model.perception.primary_view == "wav2vec"
     w2v = model.meta["training"]["feature_settings"]["wav2vec"]
