@@ -21,8 +21,9 @@ class JackReader:
     """A JACK MIDI input (in a child process, see ``testkit/jack_midi_reader.py``) that collects every message.
 
     Messages arrive through a pipe on a reader thread and are handed to :meth:`_callback` (subclasses may
-    override it); :meth:`wait_for` blocks on a condition — no sleeps. :meth:`close` kills the child process,
-    which sidesteps RtMidi's unsynchronised JACK port close.
+    override it); :meth:`wait_for` blocks on a condition — no sleeps. :meth:`close` closes the child's standard
+    input, and the child leaves the JACK graph cleanly (a killed client would stall the tests' ``--sync`` server
+    for JACK's 5 s client timeout).
     """
 
     def __init__(self, client_name: str | None = None) -> None:
@@ -40,7 +41,7 @@ class JackReader:
 
     def _start(self, mode: str, port: str) -> str:
         self._process = subprocess.Popen([sys.executable, "-m", "testkit.jack_midi_reader", self.client_name, mode, port],
-                                         cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                                         cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
         first = self._process.stdout.readline().strip()
         if not first.startswith("READY "):
@@ -90,16 +91,21 @@ class JackReader:
             self.messages.clear()
 
     def close(self) -> None:
-        """Kill the reader process (idempotent); messages already received stay in :attr:`messages`."""
+        """Stop the reader process (idempotent): its standard input closes and it closes its JACK client, or it
+        is killed when it has not exited within 10 s; messages already received stay in :attr:`messages`."""
         process, self._process = self._process, None
         if process is not None:
-            process.kill()
-            process.wait(timeout=10)
-            if process.stdout is not None:
-                process.stdout.close()
+            try:
+                process.stdin.close()
+                process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait(timeout=10)
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=5)  # the pipe's end: the child has exited
             self._thread = None
+        if process is not None and process.stdout is not None:
+            process.stdout.close()
 
 
 class ReceiverModel:
