@@ -221,36 +221,34 @@ class JackPeriods:
             self._client.close()
 
 
-def _jack_periods(client_name: str) -> Optional[JackPeriods]:
+def wait_jack_periods(client_name: str, periods: int = 3) -> bool:
+    """Open a :class:`JackPeriods` clock for just this wait (no client of ours stays in the graph: a process
+    killed later leaves one zombie fewer for a ``--sync`` server to wait out). False when there is no
+    JACK-Client/libjack here (nothing waited) or the server did not move within the bound."""
     try:
-        return JackPeriods(f"{client_name}-clock")
-    except Exception:  # no JACK-Client or libjack here: fall back to a fixed settle time and RtMidi's own wait
-        return None
+        clock = JackPeriods(f"{client_name}-clock")
+    except Exception:  # no JACK-Client or libjack here: RtMidi's own wait is all there is
+        return False
+    try:
+        return clock.wait(periods)
+    finally:
+        clock.close()
 
 
 class RtMidiOutput(_RtMidiPort):
     """An open python-rtmidi output: ``send(list[int])`` under a lock, idempotent ``close()``, context manager.
 
-    On JACK (``periods``, see :class:`JackPeriods`) ``close()`` first waits until periods have passed since the
-    last message, so what was sent (a panic at exit) has left RtMidi's ring buffer before the port goes."""
+    On JACK ``close()`` first waits until periods have started since the last message (:class:`JackPeriods`), so
+    what was sent (a panic at exit) has left RtMidi's ring buffer before the port goes."""
 
-    def __init__(self, handle, *, api: str, port_name: str, is_virtual: bool,
-                 periods: Optional[JackPeriods] = None) -> None:
+    def __init__(self, handle, *, api: str, port_name: str, is_virtual: bool, client_name: str = "MusicHal") -> None:
         super().__init__(handle, api=api, port_name=port_name, is_virtual=is_virtual)
-        self._periods = periods
+        self._client_name = client_name
 
     def close(self) -> None:
-        with self._lock:
-            periods, self._periods = self._periods, None
-        if periods is None:
-            super().close()
-            return
-        try:
-            if not self._closed:
-                periods.wait()
-            super().close()
-        finally:
-            periods.close()
+        if self.api == "jack" and not self._closed:
+            wait_jack_periods(self._client_name)
+        super().close()
 
     def send(self, message: list[int]) -> None:
         with self._lock:
@@ -290,23 +288,18 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
                 raise MidiPortError("Windows MM cannot create virtual MIDI ports; pick an output with --midi-port "
                                     f"(available: {_listing(list(midi_out.get_ports()))})")
             midi_out.open_virtual_port(virtual_name)
-            return RtMidiOutput(midi_out, api=api, port_name=virtual_name, is_virtual=True,
-                                periods=_jack_periods(client_name) if api == "jack" else None)
+            return RtMidiOutput(midi_out, api=api, port_name=virtual_name, is_virtual=True, client_name=client_name)
         ports = list(midi_out.get_ports())
         index = choose_port(ports, port)
         midi_out.open_port(index, name=f"{client_name}-out-{os.getpid()}")
-        periods = None
         if api == "jack":
             # A new JACK connection takes effect at a period boundary: messages copied out before it are lost
             # (measured: 1 start-up burst in 25 lost its first messages with no wait; with a fixed 25 ms wait,
             # everything a short-lived child sent in 2 of 15 runs beside a busy process). Wait for periods to
             # start after the connection instead (bounded), or the fixed time without JACK-Client.
-            periods = _jack_periods(client_name)
-            if periods is None:
+            if not wait_jack_periods(client_name):
                 time.sleep(JACK_CONNECT_SETTLE_S)
-            else:
-                periods.wait()
-        return RtMidiOutput(midi_out, api=api, port_name=ports[index], is_virtual=False, periods=periods)
+        return RtMidiOutput(midi_out, api=api, port_name=ports[index], is_virtual=False, client_name=client_name)
 
 
 class RtMidiInput(_RtMidiPort):

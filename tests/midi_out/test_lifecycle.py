@@ -38,15 +38,21 @@ def test_child_panics_on_exit_paths(jack_server, mode, expected_rc):
     reader = JackReader(unique_name("mh-synth"))
     port = reader.open_virtual("midi_in")
     env = dict(os.environ, JACK_NO_START_SERVER="1", PYTHONPATH=os.getcwd())
-    child = subprocess.Popen([sys.executable, "-c", CHILD, port, mode, unique_name("mh-child")], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # -X faulthandler: a child that does not exit is sent SIGABRT and its threads' stacks are in the failure
+    child = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", CHILD, port, mode, unique_name("mh-child")],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
         if mode == "sigterm":
             child.send_signal(signal.SIGTERM)
         elif mode == "sigint":
             child.send_signal(signal.SIGINT)
-        _out, err = child.communicate(timeout=30)
+        try:
+            _out, err = child.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            _out, err = child.communicate(timeout=10)
+            pytest.fail(f"the child did not exit within 30 s of {mode}; its stacks:\n{err[-8000:]}")
         assert child.returncode == expected_rc, err
         setup = 32 + 6 + 2 * 6
         received = reader.wait_for(setup + 4 + 1 + 32)
