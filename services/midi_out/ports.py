@@ -181,74 +181,8 @@ class _RtMidiPort:
         return f"{type(self).__name__}({self.api}, {kind} {self.port_name!r}{', closed' if self._closed else ''})"
 
 
-class JackPeriods:
-    """Counts the JACK server's periods from an ordinary thread, through a port-less client of our own
-    (JACK-Client's ``last_frame_time``: the frame at which the current period started, kept by the server).
-
-    Why: RtMidi's JACK output writes messages into a ring buffer that its process callback copies to the port
-    once per period, and python-rtmidi can tell neither when a new connection is in the graph nor when the ring
-    buffer was copied. Measured on the tests' dummy server beside one busy process: a child that opened a port,
-    sent its setup and a note, and exited lost every message in 2 of 15 runs, and the note-off + panic of a
-    normal exit in 1 of 15 (RtMidi's ``closePort`` waits at most 1 s for one process callback, and a callback
-    preempted between copying the buffer and taking the close request lets the port go with the messages written
-    in between). Waiting for periods to pass after ``jack_connect`` and after the last message closes both
-    gaps: a period that *starts* after the call has the connection in its graph and copies the buffer.
-    """
-
-    def __init__(self, client_name: str) -> None:
-        import jack  # JACK-Client; only loaded for JACK ports
-
-        self._jack = jack
-        self._client = jack.Client(client_name, no_start_server=True)
-        self._client.activate()  # no process callback, no ports: the server only counts us in
-
-    def wait(self, periods: int = 3, timeout_s: float = 2.0) -> bool:
-        """Block until ``periods`` periods have started since the call (bounded: False after ``timeout_s``, e.g.
-        a stalled server, and the caller goes on)."""
-        client = self._client
-        start, need = client.last_frame_time, periods * client.blocksize
-        deadline = time.monotonic() + timeout_s
-        while (client.last_frame_time - start) % (1 << 32) < need:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.0005)  # a period is ~5 ms at 256/48k; polled, never a fixed delay
-        return True
-
-    def close(self) -> None:
-        try:
-            self._client.deactivate()
-        finally:
-            self._client.close()
-
-
-def wait_jack_periods(client_name: str, periods: int = 3) -> bool:
-    """Open a :class:`JackPeriods` clock for just this wait (no client of ours stays in the graph: a process
-    killed later leaves one zombie fewer for a ``--sync`` server to wait out). False when there is no
-    JACK-Client/libjack here (nothing waited) or the server did not move within the bound."""
-    try:
-        clock = JackPeriods(f"{client_name}-clock")
-    except Exception:  # no JACK-Client or libjack here: RtMidi's own wait is all there is
-        return False
-    try:
-        return clock.wait(periods)
-    finally:
-        clock.close()
-
-
 class RtMidiOutput(_RtMidiPort):
-    """An open python-rtmidi output: ``send(list[int])`` under a lock, idempotent ``close()``, context manager.
-
-    On JACK ``close()`` first waits until periods have started since the last message (:class:`JackPeriods`), so
-    what was sent (a panic at exit) has left RtMidi's ring buffer before the port goes."""
-
-    def __init__(self, handle, *, api: str, port_name: str, is_virtual: bool, client_name: str = "MusicHal") -> None:
-        super().__init__(handle, api=api, port_name=port_name, is_virtual=is_virtual)
-        self._client_name = client_name
-
-    def close(self) -> None:
-        if self.api == "jack" and not self._closed:
-            wait_jack_periods(self._client_name)
-        super().close()
+    """An open python-rtmidi output: ``send(list[int])`` under a lock, idempotent ``close()``, context manager."""
 
     def send(self, message: list[int]) -> None:
         with self._lock:
@@ -262,7 +196,6 @@ class RtMidiOutput(_RtMidiPort):
             return [] if self._closed else list(self._handle.get_ports())
 
 
-#: Without JACK-Client: how long a new JACK connection is given to take effect (two periods at 256/48k).
 JACK_CONNECT_SETTLE_S = 0.025
 
 
@@ -288,18 +221,15 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
                 raise MidiPortError("Windows MM cannot create virtual MIDI ports; pick an output with --midi-port "
                                     f"(available: {_listing(list(midi_out.get_ports()))})")
             midi_out.open_virtual_port(virtual_name)
-            return RtMidiOutput(midi_out, api=api, port_name=virtual_name, is_virtual=True, client_name=client_name)
+            return RtMidiOutput(midi_out, api=api, port_name=virtual_name, is_virtual=True)
         ports = list(midi_out.get_ports())
         index = choose_port(ports, port)
         midi_out.open_port(index, name=f"{client_name}-out-{os.getpid()}")
         if api == "jack":
-            # A new JACK connection takes effect at a period boundary: messages copied out before it are lost
-            # (measured: 1 start-up burst in 25 lost its first messages with no wait; with a fixed 25 ms wait,
-            # everything a short-lived child sent in 2 of 15 runs beside a busy process). Wait for periods to
-            # start after the connection instead (bounded), or the fixed time without JACK-Client.
-            if not wait_jack_periods(client_name):
-                time.sleep(JACK_CONNECT_SETTLE_S)
-        return RtMidiOutput(midi_out, api=api, port_name=ports[index], is_virtual=False, client_name=client_name)
+            # A new JACK connection takes effect at a period boundary: messages flushed in the same period are lost
+            # (measured: 1 start-up burst in 25 lost its first messages). Let two periods (~11 ms at 256/48k) pass.
+            time.sleep(JACK_CONNECT_SETTLE_S)
+        return RtMidiOutput(midi_out, api=api, port_name=ports[index], is_virtual=False)
 
 
 class RtMidiInput(_RtMidiPort):
