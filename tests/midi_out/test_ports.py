@@ -155,4 +155,3 @@ def test_play_events_sends_each_message_in_order_no_earlier_than_its_stamp(jack_
     elapsed = time.monotonic() - t0
     assert reader.wait_for(len(events)) == [message for _, message in events]
     assert elapsed >= 0.3 - 1e-3  # the first stamp is the start: 0.3 s from the first message to the last
-

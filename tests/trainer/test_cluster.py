@@ -225,7 +225,8 @@ def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_p
     killed: list[str] = []
     try:
         reference = tmp_path / "reference" / "model.json"  # undisturbed, same actors (one torch thread each)
-        train(paths, config=config, output=reference, analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
+        train(paths, config=config, output=reference,
+              analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
               map_groups=partial(ray_map, config=config, workers=2))
 
         def progress(outcome):
