@@ -23,10 +23,15 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from services.preflight import describe_listening
-from services.stack import DEAF_AFTER_S, DEAF_MIN_EVENTS, LiveStack
-from shared.config import GENERATION_MODES, MIDI_APIS, MIDI_PROFILES, MusicHalConfig
-from shared.errors import MusicHalError, ParameterError, one_line
+from shared.signals import library_threads_without_signals
+
+# Libraries start threads as they load (numpy's BLAS pool): those threads must never take Ctrl-C or SIGTERM from the
+# main thread (shared/signals.py), so everything heavy is imported with the stop signals blocked.
+with library_threads_without_signals():
+    from services.preflight import describe_listening
+    from services.stack import DEAF_AFTER_S, DEAF_MIN_EVENTS, LiveStack
+    from shared.config import GENERATION_MODES, MIDI_APIS, MIDI_PROFILES, MusicHalConfig
+    from shared.errors import MusicHalError, ParameterError, one_line
 
 __all__ = ["build_parser", "config_from_args", "build_replay_parser", "replay_main", "main"]
 

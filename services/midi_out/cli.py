@@ -36,17 +36,31 @@ def list_midi_ports_text(api: str = "auto") -> str:
     return "\n".join(lines)
 
 
+def _check_delivered(output, what: str) -> None:
+    """After ``output.close()``: a JACK output knows what a JACK cycle delivered; anything missing is an error."""
+    lost = getattr(output, "sent", 0) - getattr(output, "delivered", getattr(output, "sent", 0))
+    if lost:
+        raise MidiPortError(f"{what}: {lost} of {output.sent} MIDI messages did not reach {output.port_name!r}")
+
+
 def panic_port(api: str = "auto", port: Optional[Union[str, int]] = None) -> int:
-    """Send CC123 + CC120 on all 16 channels to ``port`` (a virtual port when None); returns messages sent."""
+    """Send CC123 + CC120 on all 16 channels to ``port`` (a virtual port when None); returns messages delivered.
+
+    Returns once they are out (on JACK: a cycle ran with them); raises MidiPortError when they could not be."""
     messages = protocol.panic_messages()
-    with open_output(api, port, virtual_name="MusicHal-panic", client_name="MusicHal-panic") as output:
+    output = open_output(api, port, virtual_name="MusicHal-panic", client_name="MusicHal-panic")
+    try:
         for message in messages:
             output.send(message)
+    finally:
+        output.close()
+    _check_delivered(output, "panic")
     return len(messages)
 
 
 def play_events(api: str, port_name: Union[str, int], events: Sequence[tuple[float, Any]]) -> None:
-    """Send ``(seconds, message)`` events to an output port at their own pace (``musichal replay --midi-port``)."""
+    """Send ``(seconds, message)`` events to an output port at their own pace (``musichal replay --midi-port``);
+    returns once the last one is out (raises MidiPortError when some could not be delivered)."""
     port = open_output(api, port_name)
     try:
         start = time.monotonic() - (events[0][0] if events else 0.0)
@@ -55,3 +69,4 @@ def play_events(api: str, port_name: Union[str, int], events: Sequence[tuple[flo
             port.send(message)
     finally:
         port.close()
+    _check_delivered(port, "replay")

@@ -1,5 +1,7 @@
-"""The port layer on python-rtmidi: list outputs, open one by name/substring/index or create a virtual port;
-open an input the same way (:func:`open_input`, used for controllers and by the tests' JACK readers).
+"""The port layer: list outputs, open one by name/substring/index or create a virtual port; open an input the
+same way (:func:`open_input`, used for controllers). Outputs on JACK are our own JACK-Client port
+(:mod:`services.midi_out.jack_output`: nothing sent is lost at close); everything else is python-rtmidi.
+Every call that may make a MIDI library start threads runs with SIGINT/SIGTERM blocked (:mod:`shared.signals`).
 
 API choice: ``jack``, ``alsa``, ``coremidi``, ``winmm`` or ``auto`` = JACK when a JACK server is running on
 Linux, else ALSA; CoreMIDI on macOS; Windows MM on Windows. With JACK, a virtual port is a JACK MIDI output
@@ -11,12 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from typing import Optional, Union
 
 from shared.config import MIDI_APIS
 from shared.errors import MidiPortError, ParameterError
+from shared.signals import library_threads_without_signals
 
 __all__ = ["RtMidiOutput", "RtMidiInput", "resolve_api", "list_output_ports", "choose_port", "open_output", "open_input",
            "jack_server_running"]
@@ -52,13 +54,9 @@ def jack_server_running() -> bool:
     rtmidi = _rtmidi()
     if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
         return False
-    try:
-        probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="musichal-probe")
-        probe.get_port_count()
-        probe.delete()
-    except rtmidi.RtMidiError:
-        return False
-    return True
+    from services.midi_out.jack_midi import jack_server_answers
+
+    return jack_server_answers()
 
 
 def resolve_api(api: str = "auto") -> str:
@@ -89,7 +87,8 @@ def _new_rtmidi(kind: str, api: str, client_name: str, **options):
     """A python-rtmidi ``MidiOut`` or ``MidiIn`` on ``api``; failure is one MidiPortError line."""
     rtmidi = _rtmidi()
     try:
-        return getattr(rtmidi, kind)(_api_constant(api), name=client_name, **options)
+        with library_threads_without_signals():  # RtMidi's JACK client starts libjack threads
+            return getattr(rtmidi, kind)(_api_constant(api), name=client_name, **options)
     except rtmidi.RtMidiError as error:
         hint = " (is the JACK server running?)" if api == "jack" else ""
         raise MidiPortError(f"cannot open the MIDI API {api!r}{hint}: {error}") from None
@@ -98,11 +97,17 @@ def _new_rtmidi(kind: str, api: str, client_name: str, **options):
 def list_output_ports(api: str = "auto") -> list[str]:
     """Names of the MIDI output ports (destinations) visible through ``api``."""
     api = resolve_api(api)
+    if api == "jack":
+        from services.midi_out.jack_midi import jack_midi_ports
+
+        return jack_midi_ports(outputs=True)
     midi_out = _new_midi_out(api, "musichal-list")
     try:
-        return list(midi_out.get_ports())
+        with library_threads_without_signals():
+            return list(midi_out.get_ports())
     finally:
-        midi_out.delete()
+        with library_threads_without_signals():
+            midi_out.delete()
 
 
 def choose_port(ports: list[str], port: Union[str, int], what: str = "output") -> int:
@@ -137,10 +142,12 @@ def _deleted_on_failure(handle, what: str, api: str):
     try:
         yield
     except rtmidi.RtMidiError as error:
-        handle.delete()
+        with library_threads_without_signals():
+            handle.delete()
         raise MidiPortError(f"cannot open MIDI {what} on {api}: {error}") from None
     except BaseException:
-        handle.delete()
+        with library_threads_without_signals():
+            handle.delete()
         raise
 
 
@@ -161,10 +168,11 @@ class _RtMidiPort:
             if self._closed:
                 return
             self._closed = True
-            try:
-                self._handle.close_port()
-            finally:
-                self._handle.delete()
+            with library_threads_without_signals():
+                try:
+                    self._handle.close_port()
+                finally:
+                    self._handle.delete()
 
     @property
     def closed(self) -> bool:
@@ -193,16 +201,20 @@ class RtMidiOutput(_RtMidiPort):
     def destinations(self) -> list[str]:
         """The ports this API can send to now (used to notice a named destination vanishing and returning)."""
         with self._lock:
-            return [] if self._closed else list(self._handle.get_ports())
-
-
-JACK_CONNECT_SETTLE_S = 0.025
+            if self._closed:
+                return []
+            with library_threads_without_signals():
+                return list(self._handle.get_ports())
 
 
 def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, virtual_name: str = "MusicHal",
-                client_name: str = "MusicHal") -> RtMidiOutput:
+                client_name: str = "MusicHal"):
     """Open the output ``port`` (exact name, unique case-insensitive substring, or index) or, when ``port`` is
     None, create a virtual output named ``virtual_name``.
+
+    On JACK the output is a :class:`~services.midi_out.jack_output.JackMidiOutput` (its own process callback writes
+    every message and ``close()`` returns once a JACK cycle has delivered them); on ALSA, CoreMIDI and Windows MM an
+    :class:`RtMidiOutput`. Both have ``send``, ``destinations``, ``close``, ``port_name``, ``is_virtual``, ``api``.
 
     Raises
     ------
@@ -214,8 +226,13 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
     if not virtual_name or not client_name:
         raise ParameterError("virtual_name and client_name must be non-empty")
     api = resolve_api(api)
+    if api == "jack":
+        from services.midi_out.jack_midi import open_jack_output
+
+        return open_jack_output(port, virtual_name=virtual_name, client_name=client_name, choose=choose_port,
+                                connect_port_name=f"{client_name}-out-{os.getpid()}")
     midi_out = _new_midi_out(api, client_name)
-    with _deleted_on_failure(midi_out, "output", api):
+    with _deleted_on_failure(midi_out, "output", api), library_threads_without_signals():
         if port is None:
             if api == "winmm":
                 raise MidiPortError("Windows MM cannot create virtual MIDI ports; pick an output with --midi-port "
@@ -225,10 +242,6 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
         ports = list(midi_out.get_ports())
         index = choose_port(ports, port)
         midi_out.open_port(index, name=f"{client_name}-out-{os.getpid()}")
-        if api == "jack":
-            # A new JACK connection takes effect at a period boundary: messages flushed in the same period are lost
-            # (measured: 1 start-up burst in 25 lost its first messages). Let two periods (~11 ms at 256/48k) pass.
-            time.sleep(JACK_CONNECT_SETTLE_S)
         return RtMidiOutput(midi_out, api=api, port_name=ports[index], is_virtual=False)
 
 
@@ -294,8 +307,13 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
     if not 1 <= int(queue_size) <= 1 << 20:
         raise ParameterError(f"queue_size must be in 1..{1 << 20}, got {queue_size}")
     api = resolve_api(api)
+    if api == "jack":
+        from services.midi_out.jack_midi import open_jack_input
+
+        return open_jack_input(on_message, port, virtual_name=virtual_name, client_name=client_name,
+                               choose=choose_port, ignore_sysex=ignore_sysex)
     midi_in = _new_rtmidi("MidiIn", api, client_name, queue_size_limit=int(queue_size))
-    with _deleted_on_failure(midi_in, "input", api):
+    with _deleted_on_failure(midi_in, "input", api), library_threads_without_signals():
         midi_in.ignore_types(sysex=ignore_sysex, timing=True, active_sense=True)
         if port is None:
             if api == "winmm":
