@@ -29,10 +29,10 @@ from _common import emit, goal  # noqa: E402
 
 from shared.config import GenerationConfig, MusicHalConfig  # noqa: E402
 from shared.messages import EventDescriptors, Percept  # noqa: E402
-from services.oracle.stage import OracleStage  # noqa: E402
+from services.oracle.memory import OracleMemory  # noqa: E402
 from testkit.reference_factor_oracle import ReferenceFactorOracle  # noqa: E402
 from services.oracle.audio_oracle import AudioOracle  # noqa: E402
-from services.oracle.factor_oracle import FactorOracle, _hash3  # noqa: E402
+from services.oracle.factor_oracle import FactorOracle, hash3  # noqa: E402
 from services.oracle.generation import Improviser  # noqa: E402
 from services.oracle.information_rate import select_threshold  # noqa: E402
 
@@ -86,7 +86,7 @@ def _mean_probe_length(table, third_key_zero):
     total, count = 0, 0
     for slot in range(table.shape[0]):
         if table[slot, 0] != -1:
-            home = _hash3(table[slot, 0], table[slot, 1], 0 if third_key_zero else table[slot, 2], mask)
+            home = hash3(table[slot, 0], table[slot, 1], 0 if third_key_zero else table[slot, 2], mask)
             total += ((slot - home) & mask) + 1
             count += 1
     return total / max(count, 1)
@@ -122,9 +122,9 @@ def dependent_read_ns(working_set_bytes, steps=2_000_000, seed=0):
 
 
 def live_latency(x, labels, *, background, n=3000):
-    """Per-event OracleStage.process wall time (µs) learning live with IR re-estimation every 64 events."""
+    """Per-event OracleMemory.process wall time (µs) learning live with IR re-estimation every 64 events."""
     config = MusicHalConfig().with_overrides({"oracle.rebuild_every_events": 64})
-    stage = OracleStage(config, background=background)
+    stage = OracleMemory(config, background=background)
     times = np.zeros(n)
     for i in range(n):
         p = Percept(event_id=i, token=int(labels[i]), features=x[i].astype(np.float32),
@@ -258,7 +258,7 @@ def main() -> int:
              1.5, unit="x"),
         goal("live add() per event 1M / 10k", out["symbolic_add_one_1M_over_10k_ratio"], "<=", 1.5, unit="x"),
         goal("continuous 22-D build, 100k", out["continuous22_build_us_per_event_100k"], "report", unit="µs/event"),
-        goal("live OracleStage.process p99, background rebuild", out["live_background_process"]["p99_us"], "report",
+        goal("live OracleMemory.process p99, background rebuild", out["live_background_process"]["p99_us"], "report",
              unit="µs", note=f"synchronous rebuild: {out['live_sync_process']['p99_us']} µs"),
     ]
     notes = ("The operations per event do not grow from 10k to 1M (the `symbolic_*_work_*` figures in the JSON); what "

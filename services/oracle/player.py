@@ -184,7 +184,7 @@ class Player:
     memory : object
         Gives ``walk`` (the oracle to walk: ``n_states``, ``sfx``, ``lrs``, ``rsfx``), ``tokens`` (a
         FactorOracle for context matching, state ``i`` = event ``i``) and ``store`` (the StateStore with the
-        events' descriptors, or None). :class:`~services.oracle.stage.OracleStage` provides them.
+        events' descriptors, or None). :class:`~services.oracle.memory.OracleMemory` provides them.
     config : GenerationConfig
     """
 
@@ -203,7 +203,6 @@ class Player:
         self._activity = np.zeros(1)
         self._activity_t = 0.0
         self._profile = np.zeros(12)  # decayed live pitch-class profile
-        self._profile_t = 0.0
         self._columns = _Columns()
         self._last_pitch: Optional[int] = None
         self._next_note_id = 1
@@ -233,6 +232,24 @@ class Player:
     def weights(self) -> ModeWeights:
         return MODE_WEIGHTS[self.config.mode]
 
+    @property
+    def last_pitch(self) -> Optional[int]:
+        """The pitch of the last note played (None before the first)."""
+        return self._last_pitch
+
+    @property
+    def profile(self) -> np.ndarray:
+        """The decayed pitch-class profile of the live input (12 bins; read only)."""
+        view = self._profile.view()
+        view.flags.writeable = False
+        return view
+
+    def new_note_id(self) -> int:
+        """The next note id (one counter for every voice: ids are unique across them)."""
+        note_id = self._next_note_id
+        self._next_note_id += 1
+        return note_id
+
     def set_config(self, config: GenerationConfig) -> None:
         """New settings (mode, density, continuity, ranges...): they apply at the next step."""
         if not isinstance(config, GenerationConfig):
@@ -259,7 +276,6 @@ class Player:
             self._activity *= 0.5 ** (dt / self.config.half_life_s)
             self._profile *= 0.5 ** (dt / _PROFILE_HALF_LIFE_S)
         self._activity_t = max(self._activity_t, now)
-        self._profile_t = self._activity_t
 
     def activity(self, now: float) -> np.ndarray:
         """The merged activity over states ``0..n-1`` at ``now`` (a copy)."""
@@ -507,8 +523,7 @@ class Player:
         self._last_pitch = pitch
         store = self.memory.store
         velocity = 80 if store is None else int(min(127, max(1, store.velocity[c])))
-        note_id = self._next_note_id
-        self._next_note_id += 1
+        note_id = self.new_note_id()
         self.counters["notes"] += 1
         stamps = {}
         if self.influence_id >= 0 and self.influence_used_by is None:

@@ -1,4 +1,4 @@
-"""OracleStage: live learning, IR threshold, answers, checkpoint round trip, bad models."""
+"""OracleMemory: live learning, IR threshold, answers, checkpoint round trip, bad models."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
 from services.oracle.audio_oracle import AudioOracle
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 
 
 def percepts(n, seed=0, dim=8):
@@ -31,7 +31,7 @@ def config(**overrides):
 
 
 def test_learns_answers_and_reestimates_threshold():
-    stage = OracleStage(config(), background=False)
+    stage = OracleMemory(config(), background=False)
     notes = []
     for i, p in enumerate(percepts(200)):
         notes += stage.process(p, now_s=0.25 * i)
@@ -49,7 +49,7 @@ def test_learns_answers_and_reestimates_threshold():
 
 
 def test_learning_off_and_fixed_threshold():
-    stage = OracleStage(config(**{"oracle.threshold": 0.5}))
+    stage = OracleMemory(config(**{"oracle.threshold": 0.5}))
     items = list(percepts(30))
     for p in items[:10]:
         stage.process(p, now_s=0.0)
@@ -60,12 +60,12 @@ def test_learning_off_and_fixed_threshold():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    stage = OracleStage(config(), background=False)
+    stage = OracleMemory(config(), background=False)
     for i, p in enumerate(percepts(120, seed=3)):
         stage.process(p, now_s=float(i))
     path = tmp_path / "live.json"
     stage.checkpoint(path)
-    back = OracleStage(config(), model=path)
+    back = OracleMemory(config(), model=path)
     a, b = stage.audio, back.audio
     assert a.threshold == b.threshold and a.sfx.tolist() == b.sfx.tolist() and a.lrs.tolist() == b.lrs.tolist()
     assert [a.transition_targets(s) for s in range(a.n_states)] == [b.transition_targets(s) for s in range(b.n_states)]
@@ -84,7 +84,7 @@ def test_live_checkpoint_is_a_model_file_that_loads_and_describes(tmp_path):
     """``--save-learned`` writes what ``--model`` reads: same states, the live config recorded, no perception."""
     from services.model_file import describe_model, load_musichal_model
 
-    stage = OracleStage(config(), background=False)
+    stage = OracleMemory(config(), background=False)
     for i, p in enumerate(percepts(60, seed=4)):
         stage.process(p, now_s=float(i))
     path = tmp_path / "live.json"
@@ -93,7 +93,7 @@ def test_live_checkpoint_is_a_model_file_that_loads_and_describes(tmp_path):
     assert model.perception is None and model.spec is None  # tokens were learned live: none fitted
     assert model.meta["config"]["features"]["kind"] == stage.config.features.kind
     assert model.meta["training"] == {"live_learned": True, "events": 60}
-    back = OracleStage(config(), model=model.oracle_parts)
+    back = OracleMemory(config(), model=model.oracle_parts)
     assert back.audio.n_states == stage.audio.n_states == 61
     assert back.audio.sfx.tolist() == stage.audio.sfx.tolist() and list(back.tokens.sfx) == list(stage.tokens.sfx)
     assert "oracle: 60 states" in describe_model(model)
@@ -103,21 +103,21 @@ def test_bad_models(tmp_path):
     path = tmp_path / "nonsense.json"
     path.write_bytes(b"{not json")
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=path)
+        OracleMemory(config(), model=path)
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=({"oracle": {"schema": "other"}}, {}))
-    stage = OracleStage(config())
+        OracleMemory(config(), model=({"oracle": {"schema": "other"}}, {}))
+    stage = OracleMemory(config())
     for i, p in enumerate(percepts(20)):
         stage.process(p, now_s=float(i))
     meta, arrays = stage.to_model_parts()
     arrays = dict(arrays)
     arrays["oracle.tokens.sfx"] = arrays["oracle.tokens.sfx"][:5]
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=(meta, arrays))
+        OracleMemory(config(), model=(meta, arrays))
     meta = orjson.loads(orjson.dumps(meta))
     meta["oracle"]["playing"] = "both"
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=(meta, stage.to_model_parts()[1]))
+        OracleMemory(config(), model=(meta, stage.to_model_parts()[1]))
     with pytest.raises(ParameterError):
         stage.process("not a percept", now_s=0.0)
 
@@ -129,8 +129,8 @@ def links(ao):
 
 
 def test_background_rebuild_joined_each_event_equals_synchronous():
-    sync = OracleStage(config(), background=False)
-    bg = OracleStage(config(), background=True)
+    sync = OracleMemory(config(), background=False)
+    bg = OracleMemory(config(), background=True)
     for i, p in enumerate(percepts(260, seed=5)):
         a = sync.process(p, now_s=0.25 * i)
         b = bg.process(p, now_s=0.25 * i)
@@ -144,7 +144,7 @@ def test_background_rebuild_joined_each_event_equals_synchronous():
 def test_background_rebuild_adopts_events_learned_meanwhile():
     """However the worker thread and the learning interleave, the adopted oracle is exactly the oracle of all
     events at the adopted threshold, and states keep their events."""
-    stage = OracleStage(config(**{"oracle.rebuild_every_events": 20}), background=True)
+    stage = OracleMemory(config(**{"oracle.rebuild_every_events": 20}), background=True)
     items = list(percepts(400, seed=8))
     for i, p in enumerate(items):
         stage.process(p, now_s=0.25 * i)
