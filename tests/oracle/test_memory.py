@@ -1,4 +1,4 @@
-"""OracleMemory: live learning, IR threshold, answers, checkpoint round trip, bad models."""
+"""OracleMemory: live learning, IR threshold, what a player plays from it, checkpoint round trip, bad models."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +10,7 @@ from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
 from services.oracle.audio_oracle import AudioOracle
+from services.oracle.live import LiveOracle
 from services.oracle.memory import OracleMemory
 
 
@@ -32,9 +33,11 @@ def config(**overrides):
 
 def test_learns_answers_and_reestimates_threshold():
     stage = OracleMemory(config(), background=False)
+    live = LiveOracle(config(), stage)
     notes = []
     for i, p in enumerate(percepts(200)):
-        notes += stage.process(p, now_s=0.25 * i)
+        notes += live.on_percept(p, 0.25 * i)
+        live.learn_queued()
     assert stage.join()
     stats = stage.stats()
     assert stats["learned"] == 200 and stats["states"] == 200 and stage.audio.n_states == 201
@@ -42,27 +45,26 @@ def test_learns_answers_and_reestimates_threshold():
     assert notes and all(n.source_state >= 1 for n in notes)
     learned_ids = {p.event_id for p in percepts(200)}
     assert {n.source_event_id for n in notes} <= learned_ids
-    # autonomous continuation keeps playing without input
-    later = stage.respond(1e6)
-    assert later and later[0].t_on == 1e6
-    assert stage.respond(1e6) == []  # busy until the phrase and its rest are over
+    # the player keeps playing the memory without input
+    later = [n for t in np.arange(60.0, 70.0, 0.05) for n in live.tick(float(t))]
+    assert later and all(n.t_on >= 60.0 for n in later)
 
 
 def test_learning_off_and_fixed_threshold():
     stage = OracleMemory(config(**{"oracle.threshold": 0.5}))
     items = list(percepts(30))
     for p in items[:10]:
-        stage.process(p, now_s=0.0)
-    stage.set_learning(False)
+        stage.learn(p)
+    stage.learning = False
     for p in items[10:]:
-        stage.process(p, now_s=0.0)
+        stage.learn(p)
     assert stage.audio.n_states == 11 and stage.audio.threshold == 0.5 and stage.stats()["rebuilds"] == 0
 
 
 def test_checkpoint_round_trip(tmp_path):
     stage = OracleMemory(config(), background=False)
-    for i, p in enumerate(percepts(120, seed=3)):
-        stage.process(p, now_s=float(i))
+    for p in percepts(120, seed=3):
+        stage.learn(p)
     path = tmp_path / "live.json"
     stage.checkpoint(path)
     back = OracleMemory(config(), model=path)
@@ -73,11 +75,12 @@ def test_checkpoint_round_trip(tmp_path):
     assert [stage.tokens.transitions(s) for s in range(121)] == [back.tokens.transitions(s) for s in range(121)]
     meta, arrays = load_model(path)
     assert meta["oracle"]["playing"] == "audio" and all(k.startswith("oracle.") for k in arrays)
-    # identical models generate identically from the same seed
-    assert stage.improviser.__class__(a, stage.config.generation).next_notes(now_s=0.0) == \
-           back.improviser.__class__(b, back.config.generation).next_notes(now_s=0.0)
+    # identical models play identically from the same seed
+    played = [[n.pitch for t in np.arange(0.0, 8.0, 0.05) for n in LiveOracle(config(), m).tick(float(t))]
+              for m in (stage, back)]
+    assert played[0] and played[0] == played[1]
     back.set_playing("tokens")
-    assert back.respond(0.0)
+    assert back.walk is back.tokens
 
 
 def test_live_checkpoint_is_a_model_file_that_loads_and_describes(tmp_path):
@@ -85,8 +88,8 @@ def test_live_checkpoint_is_a_model_file_that_loads_and_describes(tmp_path):
     from services.model_file import describe_model, load_musichal_model
 
     stage = OracleMemory(config(), background=False)
-    for i, p in enumerate(percepts(60, seed=4)):
-        stage.process(p, now_s=float(i))
+    for p in percepts(60, seed=4):
+        stage.learn(p)
     path = tmp_path / "live.json"
     stage.checkpoint(path)
     model = load_musichal_model(path)
@@ -107,8 +110,8 @@ def test_bad_models(tmp_path):
     with pytest.raises(ModelFormatError):
         OracleMemory(config(), model=({"oracle": {"schema": "other"}}, {}))
     stage = OracleMemory(config())
-    for i, p in enumerate(percepts(20)):
-        stage.process(p, now_s=float(i))
+    for p in percepts(20):
+        stage.learn(p)
     meta, arrays = stage.to_model_parts()
     arrays = dict(arrays)
     arrays["oracle.tokens.sfx"] = arrays["oracle.tokens.sfx"][:5]
@@ -119,7 +122,7 @@ def test_bad_models(tmp_path):
     with pytest.raises(ModelFormatError):
         OracleMemory(config(), model=(meta, stage.to_model_parts()[1]))
     with pytest.raises(ParameterError):
-        stage.process("not a percept", now_s=0.0)
+        stage.learn("not a percept")
 
 
 def links(ao):
@@ -132,10 +135,10 @@ def test_background_rebuild_joined_each_event_equals_synchronous():
     sync = OracleMemory(config(), background=False)
     bg = OracleMemory(config(), background=True)
     for i, p in enumerate(percepts(260, seed=5)):
-        a = sync.process(p, now_s=0.25 * i)
-        b = bg.process(p, now_s=0.25 * i)
-        assert bg.join(timeout_s=60.0)
-        assert a == b
+        sync.learn(p)
+        bg.learn(p)
+        assert bg.join(timeout_s=60.0) and sync.join()
+        assert links(bg.audio) == links(sync.audio)
     assert sync.join() and bg.join(timeout_s=60.0)
     assert sync.stats()["rebuilds"] >= 1 and sync.stats() == bg.stats()
     assert links(bg.audio) == links(sync.audio)
@@ -146,8 +149,8 @@ def test_background_rebuild_adopts_events_learned_meanwhile():
     events at the adopted threshold, and states keep their events."""
     stage = OracleMemory(config(**{"oracle.rebuild_every_events": 20}), background=True)
     items = list(percepts(400, seed=8))
-    for i, p in enumerate(items):
-        stage.process(p, now_s=0.25 * i)
+    for p in items:
+        stage.learn(p)
     assert stage.join(timeout_s=60.0)
     stats = stage.stats()
     assert stats["rebuild_errors"] == 0 and stats["rebuilds"] >= 1
