@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.errors import ParameterError
+from shared.pitch import hz_to_midi_array
 from services.encoder.features import estimate_f0, magnitude_spectrum, validate_window
 
 __all__ = ["EXPRESSION_POINTS", "pressure_envelope", "f0_cents_curve", "timbre_cc74", "timbre_from_centroid_feature",
@@ -61,13 +62,13 @@ def f0_cents_curve(window: np.ndarray, *, sample_rate_hz: int, points: int = EXP
     """Cents of each segment's f0 from the nearest semitone of ``reference_hz`` (when > 0) or of the first voiced
     segment (see module docstring)."""
     x = validate_window(window, sample_rate_hz)
-    reference = float(np.rint(69.0 + 12.0 * np.log2(reference_hz / 440.0))) if reference_hz > 0.0 else None
+    reference = float(np.rint(hz_to_midi_array(reference_hz))) if reference_hz > 0.0 else None
     last = 0.0
     out = []
     for segment in _segments(x, points):
         f0, confidence = estimate_f0(segment, sample_rate_hz=sample_rate_hz, fmin_hz=60.0) if segment.size > 64 else (0.0, 0.0)
         if f0 > 0.0 and confidence >= min_confidence:
-            midi = 69.0 + 12.0 * np.log2(f0 / 440.0)
+            midi = hz_to_midi_array(f0)
             if reference is None:
                 reference = float(np.rint(midi))
             last = round(100.0 * (midi - reference), 1)

@@ -46,6 +46,7 @@ from functools import lru_cache
 import numpy as np
 
 from shared.errors import ParameterError
+from shared.pitch import hz_to_midi_array
 from shared.messages import EventDescriptors
 
 __all__ = [
@@ -111,7 +112,7 @@ def _hann(n: int) -> np.ndarray:
 def _pitch_class_map(n_fft: int, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray]:
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
     valid = np.nonzero((freqs >= _CHROMA_FMIN_HZ) & (freqs <= _CHROMA_FMAX_HZ))[0]
-    midi = 69.0 + 12.0 * np.log2(freqs[valid] / 440.0)
+    midi = hz_to_midi_array(freqs[valid])
     pitch_class = np.mod(np.rint(midi).astype(np.int64), 12)
     return valid, pitch_class
 

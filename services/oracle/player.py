@@ -72,6 +72,7 @@ import numpy as np
 from shared.config import GenerationConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
+from shared.pitch import hz_to_midi, hz_to_midi_array
 from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
 
 __all__ = ["Player", "ModeWeights", "MODE_WEIGHTS", "MIN_IOI_S", "MAX_IOI_S", "LIVE_CONTEXT", "live_profile",
@@ -115,14 +116,10 @@ MODE_WEIGHTS: dict[str, ModeWeights] = {
 }
 
 
-def _hz_to_midi(f0_hz: float) -> float:
-    return 69.0 + 12.0 * math.log2(f0_hz / 440.0)
-
-
 def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: Optional[float] = None) -> Optional[int]:
     """A state's learned pitch: f0, else its strongest chroma class next to ``near`` (octave 4), else None."""
     if f0_hz > 0.0:
-        return int(round(_hz_to_midi(f0_hz)))
+        return int(round(hz_to_midi(f0_hz)))
     if chroma_peaks:
         pc = int(chroma_peaks[0])
         centre = 60.0 if near is None else float(near)
@@ -137,7 +134,7 @@ def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
     for rank, pc in enumerate(chroma_peaks[:len(_CHROMA_WEIGHTS)]):
         profile[int(pc)] = max(profile[int(pc)], _CHROMA_WEIGHTS[rank])
     if f0_hz > 0.0:
-        profile[int(round(_hz_to_midi(f0_hz))) % 12] = 1.0
+        profile[int(round(hz_to_midi(f0_hz))) % 12] = 1.0
     return profile
 
 
@@ -162,7 +159,7 @@ class _Columns:
         f0 = np.frombuffer(store.f0_hz, dtype=np.float64)[self.n:n]
         chroma = np.frombuffer(store.chroma, dtype=np.int8).reshape(-1, 12)[self.n:n, 0].astype(np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            pitch = np.where(f0 > 0, np.round(69.0 + 12.0 * np.log2(np.where(f0 > 0, f0, 1.0) / 440.0)), np.nan)
+            pitch = np.where(f0 > 0, np.round(hz_to_midi_array(np.where(f0 > 0, f0, 1.0))), np.nan)
         # the slice's strongest pitch class, in the register of its f0 (on polyphonic input f0 follows one voice,
         # often the bass; the chroma peak is what sounds most — measured: pitch-class correlation with the score
         # 0.64 -> 0.82 on four rendered chorales, see benchmarks/musical.py)
@@ -315,7 +312,7 @@ class Player:
             shifted = np.where(ok, (pcs + self.transpose) % 12, 0)
             act[1:n] += np.where(ok, w.w_chroma * profile[shifted], 0.0)
         if n > 1 and f0_hz > 0.0:
-            live_pitch = _hz_to_midi(f0_hz)
+            live_pitch = hz_to_midi(f0_hz)
             pitch = cols.pitch[1:n] + self.transpose
             act[1:n] += np.where(np.isnan(pitch), 0.0,
                                  w.w_register * np.exp(-np.square(np.nan_to_num(pitch) - live_pitch) / (2 * _REGISTER_SIGMA ** 2)))

@@ -42,6 +42,7 @@ import numpy as np
 from shared.config import VOICE_NAMES, GenerationConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
+from shared.pitch import hz_to_midi
 from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
 from services.oracle.player import Player
 
@@ -209,7 +210,7 @@ class Ensemble:
                 if slice_notes:
                     pc = min(p for p, _ in slice_notes) % 12
                 elif f0 > 0.0:
-                    pc = int(round(69.0 + 12.0 * math.log2(f0 / 440.0))) % 12
+                    pc = int(round(hz_to_midi(f0))) % 12
                 else:
                     pc = chroma[0]
                 pc = (pc + transpose) % 12
@@ -281,7 +282,7 @@ class Ensemble:
             info = store.info(state)
             learned = float(pitch - self.player.transpose)
             if info.f0_hz > 0.0:
-                f0_pitch = 69.0 + 12.0 * math.log2(info.f0_hz / 440.0)
+                f0_pitch = hz_to_midi(info.f0_hz)
                 learned += 12.0 * round((f0_pitch - learned) / 12.0)
             expression = note_expression(info, learned_pitch=learned, duration_s=max(0.0, t_off - t_on),
                                          window_s=expression_window_s(self.memory))
