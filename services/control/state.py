@@ -3,46 +3,13 @@
 All of them are views of the one control table, :data:`shared.controls.CONTROLS` (name, kind, config key and
 so bounds, OSC address, MIDI CC/note, owner, help). Every control change is a :class:`ControlChange`
 ``(name, value)``; :class:`ControlState` validates it by its row and returns what changed; a refused change
-is kept with its reason (:attr:`ControlState.refusals`, the last :data:`REFUSALS_KEPT`). The servers (``services.control.servers``) only translate OSC messages and MIDI
-messages into changes; the live stack (services/stack.py) applies them to the actors.
+is kept with its reason (:attr:`ControlState.refusals`, the last :data:`REFUSALS_KEPT`). The servers
+(``services.control.servers``) only translate OSC messages and MIDI messages into changes; the live stack
+(services/stack.py) applies them to the actors.
 
-OSC (UDP, ``control.osc_host``:``control.osc_port``, 127.0.0.1 by default)
---------------------------------------------------------------------------
-=========================  ====  =======================================================
-address                    args  effect
-=========================  ====  =======================================================
-``/musichal/mode``         s|i   imitate, contrast, lead (or 0, 1, 2)
-``/musichal/continuity``   f     forward-step probability 0..1
-``/musichal/density``      f     note density 0..4 (0 = silence)
-``/musichal/mute``         i     1 = drop new notes and silence sounding ones, 0 = play
-``/musichal/learn``        i     1 = learn live input, 0 = stop learning
-``/musichal/freeze``       i     1 = learning frozen, keep playing (overrides learn)
-``/musichal/gate``         i     1 = input gate on (ignore input while own notes sound)
-``/musichal/profile``      s     mpe, gm-safe, mono (panic + the new profile's setup)
-``/musichal/tempo``        f     speed factor on the learned time 0.25..4 (next step)
-``/musichal/wait``         i     1 = imitate/contrast stop once you rest, 0 = play on through your rests
-``/musichal/beat``         i     1 = steps fall on the tracked beat of the input, 0 = learned time alone
-``/musichal/panic``              all notes off now
-``/musichal/save``               checkpoint the learned memory now (``--save-learned``)
-=========================  ====  =======================================================
-
-Voices (``<voice>`` = ``melody``, ``bass`` or ``comping``; ``[voices]`` in the config has their starting values):
-
-====================================  ====  =============================================================
-address                               args  effect
-====================================  ====  =============================================================
-``/musichal/voice/<voice>/on``        i     1 = the voice plays, 0 = it rests
-``/musichal/voice/<voice>/range``     ii    its lowest and highest MIDI note (the melody's: its range)
-``/musichal/voice/<voice>/density``   f     bass and comping: onsets per melody step 0..2 (the melody's
-                                            is ``/musichal/density``)
-====================================  ====  =============================================================
-
-MIDI controller (``control.midi_in_port``; numbers overridable with ``control.cc_map`` / ``control.note_map``)
---------------------------------------------------------------------------------------------------------------
-CC20 continuity (0..127 → 0..1), CC21 density (0..127 → 0..4), CC22 mode (0-42 imitate, 43-85 contrast,
-86-127 lead), CC23 profile (0-42 mpe, 43-85 gm-safe, 86-127 mono), CC64 learn (>= 64 on), CC65 freeze
-(>= 64 on), CC66 input gate (>= 64 on), CC24/CC25/CC26 melody/bass/comping on (>= 64 on), CC27/CC28 bass/comping
-density (0..127 → 0..2); note-on 36 mute toggle, 37 panic, 38 freeze toggle, 39 save.
+OSC (UDP, ``control.osc_host``:``control.osc_port``, 127.0.0.1 by default): ``/musichal/<name>`` with the row's
+type tags; MIDI controller (``control.midi_in_port``): the rows' CC and note numbers, overridable with
+``control.cc_map`` / ``control.note_map``. ``musichal --controls`` prints both maps (:func:`controls_text`).
 """
 from __future__ import annotations
 
