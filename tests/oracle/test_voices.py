@@ -286,3 +286,18 @@ def test_bass_and_comping_notes_carry_their_slice_expression():
     # the bass takes the f0's pitch class (no transcribed notes): its notes glide upwards as the slice did
     gliding = [n for n in bass if n.bend_curve and n.bend_curve[-1][1] > n.bend_semitones + 0.2]
     assert len(gliding) >= 0.8 * len(bass), [(n.bend_semitones, n.bend_curve) for n in bass[:5]]
+
+
+def test_the_echo_loops_ranges_keep_every_voice_above_the_musicians_line():
+    """testkit/echo_loop.py's LOOP_RANGES set the ranges the live voices read (one bass range: ``voices.bass_range``),
+    so in the echo test and benchmark MusicHal's bass plays above the musician's C2..B2 line, not inside it."""
+    from testkit.echo_loop import LOOP_RANGES, MUSICIAN_PITCHES
+
+    config = MusicHalConfig().with_overrides(LOOP_RANGES)
+    live = LiveOracle(config, OracleMemory(config, background=False))
+    learn(live.stage)
+    notes = play(live)
+    bass = by_voice(notes, "bass")
+    assert len(bass) >= 15 and len(by_voice(notes, "melody")) >= 40
+    assert min(n.pitch for n in notes) > max(MUSICIAN_PITCHES), sorted({n.pitch for n in bass})[:5]
+    assert all(config.voices.bass_range[0] <= n.pitch <= config.voices.bass_range[1] for n in bass)
