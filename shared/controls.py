@@ -80,7 +80,8 @@ class Control:
         if self.kind not in KINDS:
             raise ParameterError(f"control {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.kind in ("number", "choice") and self.key not in LIVE_BOUNDS:
-            raise ParameterError(f"control {self.name!r}: its key {self.key!r} has no bounds in shared.config.LIVE_BOUNDS")
+            raise ParameterError(f"control {self.name!r}: its key {self.key!r} has no bounds in "
+                                 "shared.config.LIVE_BOUNDS")
 
     # ------------------------------------------------------------------ derived
     @property

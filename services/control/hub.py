@@ -68,7 +68,8 @@ class ControlHub:
             self._changed.notify_all()
             return effective
 
-    def _guarded(self, make: Callable[[], Optional[ControlChange]], what: str, value: Any, source: str) -> dict[str, Any]:
+    def _guarded(self, make: Callable[[], Optional[ControlChange]], what: str, value: Any,
+                 source: str) -> dict[str, Any]:
         change = None
         try:
             change = make()

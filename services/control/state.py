@@ -135,7 +135,8 @@ class ControlState:
         v = self.values
         flags = [flag for flag, on in (("MUTE", v["mute"]), ("FROZEN", v["freeze"]), ("no-learn", not v["learn"]),
                                        ("gate", v["gate"])) if on]
-        voices = "+".join(name[0].upper() for name in ("melody", "bass", "comping") if v[f"voice/{name}/on"]) or "silent"
+        voices = "+".join(name[0].upper() for name in ("melody", "bass", "comping")
+                          if v[f"voice/{name}/on"]) or "silent"
         return f"{v['mode']} c={v['continuity']:.2f} d={v['density']:.2f} {voices} {v['profile']}" + (
             " " + " ".join(flags) if flags else "")
 
@@ -160,7 +161,8 @@ def osc_to_change(address: str, args: tuple | list = ()) -> ControlChange:
 
 
 def midi_to_change(message: list[int] | tuple[int, ...], *, cc_map: Optional[Mapping[str, int]] = None,
-                   note_map: Optional[Mapping[str, int]] = None, channel: Optional[int] = None) -> Optional[ControlChange]:
+                   note_map: Optional[Mapping[str, int]] = None,
+                   channel: Optional[int] = None) -> Optional[ControlChange]:
     """Translate one raw MIDI message into a :class:`ControlChange`, or ``None`` when it maps to nothing.
 
     ``cc_map``/``note_map`` are merged over the table's defaults; ``channel`` (0..15) filters the input channel.
@@ -192,21 +194,21 @@ _cc_map, _note_map = cc_map, note_map
 
 def controls_text(config: MusicHalConfig) -> str:
     """The address and CC/note map as printed by ``musichal --controls`` (with this config's overrides)."""
-    control_config = config.control
-    lines = ["OSC (UDP " + (f"{control_config.osc_host}:{control_config.osc_port}" if control_config.osc_port is not None
-                             else f"{control_config.osc_host}, enable with --osc-port or [control] osc_port") + ")"]
+    cfg = config.control
+    lines = ["OSC (UDP " + (f"{cfg.osc_host}:{cfg.osc_port}" if cfg.osc_port is not None
+                             else f"{cfg.osc_host}, enable with --osc-port or [control] osc_port") + ")"]
     for name, (tags, text) in osc_map().items():
         lines.append(f"  {OSC_PREFIX + name:31s} {tags or '-':4s} {text}")
-    port = control_config.midi_in_port or "off (enable with --midi-in or [control] midi_in_port)"
-    lines.append(f"MIDI controller input: {port}" + (f", channel {control_config.midi_in_channel + 1}"
-                                                     if control_config.midi_in_channel is not None else ", any channel"))
-    for name, cc in sorted(cc_map(control_config.cc_map).items(), key=lambda item: item[1]):
+    port = cfg.midi_in_port or "off (enable with --midi-in or [control] midi_in_port)"
+    lines.append(f"MIDI controller input: {port}"
+                 + (f", channel {cfg.midi_in_channel + 1}" if cfg.midi_in_channel is not None else ", any channel"))
+    for name, cc in sorted(cc_map(cfg.cc_map).items(), key=lambda item: item[1]):
         row = CONTROLS.get(name)
         lines.append(f"  CC{cc:<3d} {name:21s} {row.cc_text() if row is not None else '(unknown control)'}")
-    for name, note in sorted(note_map(control_config.note_map).items(), key=lambda item: item[1]):
+    for name, note in sorted(note_map(cfg.note_map).items(), key=lambda item: item[1]):
         row = CONTROLS.get(name)
-        lines.append(f"  note {note:<3d} {name:9s} {'command' if row is not None and row.kind == 'command' else 'toggle'}")
-    gate = {None: "auto (on for a device input, off for --input-file)", True: "on", False: "off"}[control_config.input_gate]
-    lines.append(f"input gate: {gate} (note-on - {control_config.gate_pre_ms:g} ms .. "
-                 f"note-off + {control_config.gate_release_ms:g} ms)")
+        kind = "command" if row is not None and row.kind == "command" else "toggle"
+        lines.append(f"  note {note:<3d} {name:9s} {kind}")
+    gate = {None: "auto (on for a device input, off for --input-file)", True: "on", False: "off"}[cfg.input_gate]
+    lines.append(f"input gate: {gate} (note-on - {cfg.gate_pre_ms:g} ms .. note-off + {cfg.gate_release_ms:g} ms)")
     return "\n".join(lines)

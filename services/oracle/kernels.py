@@ -115,7 +115,8 @@ def validate_links(sfx: np.ndarray, lrs: np.ndarray, n: int, *, what: str) -> No
     if sfx[0] != -1 or lrs[0] != 0:
         raise ModelFormatError(f"{what}: state 0 must have sfx -1 and lrs 0")
     index = np.arange(n)
-    if n > 1 and ((sfx[1:] < 0).any() or (sfx[1:] >= index[1:]).any() or (lrs[1:] < 0).any() or (lrs[1:] >= index[1:]).any()):
+    if n > 1 and ((sfx[1:] < 0).any() or (sfx[1:] >= index[1:]).any() or (lrs[1:] < 0).any()
+                  or (lrs[1:] >= index[1:]).any()):
         raise ModelFormatError(f"{what}: suffix links must point backwards and LRS must be in 0..i-1")
 
 
@@ -123,7 +124,8 @@ def require_parts(kind: str, meta: Any, arrays: dict[str, np.ndarray], *, schema
                    prefix: str) -> None:
     """Check a stored oracle's schema and that its arrays are all there (ModelFormatError, one line)."""
     if not isinstance(meta, dict) or meta.get("schema") != schema:
-        raise ModelFormatError(f"{kind}: schema {meta.get('schema') if isinstance(meta, dict) else None!r} is not {schema!r}")
+        found = meta.get("schema") if isinstance(meta, dict) else None
+        raise ModelFormatError(f"{kind}: schema {found!r} is not {schema!r}")
     missing = [prefix + n for n in names if prefix + n not in arrays]
     if missing:
         raise ModelFormatError(f"{kind}: arrays missing: {', '.join(missing)}")

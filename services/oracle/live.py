@@ -249,7 +249,8 @@ class LiveOracle:
             raise ParameterError(f"control {row.name!r} sets no config key and the oracle has no setter for it")
         self.counters["controls"] += 1
         if self.session is not None:
-            self.session.write("control", name=name, value=list(value) if isinstance(value, tuple) else value, now_s=now)
+            self.session.write("control", name=name, value=list(value) if isinstance(value, tuple) else value,
+                               now_s=now)
         return self.control_state()
 
     def _settings(self, config: MusicHalConfig) -> None:

@@ -186,3 +186,16 @@ def test_every_row_is_routed_and_every_oracle_row_is_applied():
 def test_a_row_needs_bounds_from_the_config():
     with pytest.raises(ParameterError, match="no bounds"):
         Control("loudness", "number", "no such bounded setting", key="generation.half_life_s")
+
+
+def test_a_removed_config_key_fails_with_one_line_naming_its_replacement_and_old_logs_drop_it(tmp_path):
+    from shared.config import drop_removed_keys
+
+    toml = tmp_path / "old.toml"
+    toml.write_text("[generation]\nbass_range = [36, 60]\n")
+    with pytest.raises(ParameterError) as error:
+        MusicHalConfig.from_toml(toml)
+    assert "\n" not in str(error.value) and "[voices] bass_range" in str(error.value)
+    recorded = {**MusicHalConfig().to_dict()}
+    recorded["generation"] = {**recorded["generation"], "bass_range": [36, 60]}  # a session log written before
+    assert MusicHalConfig.from_mapping(drop_removed_keys(recorded)) == MusicHalConfig()
