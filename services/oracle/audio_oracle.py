@@ -407,13 +407,6 @@ class AudioOracle:
         """Feature rows of states 1..n-1 (row ``i-1`` is state ``i``)."""
         return _ro(self._frames[1: self.n_states])
 
-    def features_of(self, state: int) -> np.ndarray:
-        return self._frames[state]
-
-    def features_rows(self, states: np.ndarray) -> np.ndarray:
-        """Feature rows of ``states`` (an integer array), shape ``(len(states), dim)`` (a copy)."""
-        return self._frames[states]
-
     def label(self, state: int) -> int:
         return int(self._labels[state])
 
