@@ -2,7 +2,7 @@
 
 Every module under shared/, services/ and launch.py is parsed (ast, no import): module-level AND function-level
 imports count. A package may import only packages in its own layer or below; services.midi_out only the packages
-named in ``ONLY``; no ``stage.py`` imports ray; benchmarks/ and testkit/ never import tests/. The test prints every
+named in ``ONLY``; no ``stage.py`` (nor the oracle's memory.py, live.py, player.py, voices.py) imports ray; benchmarks/ and testkit/ never import tests/. The test prints every
 violation, one a line, then fails.
 
 Two more checks on the same parse: no import cycle between modules (every import counts, a function-level or
@@ -35,6 +35,8 @@ ONLY: dict[str, set[str]] = {
     "services.midi_out": {"shared", "services.ray_support"},  # notes arrive as shared messages
 }
 LAYER_OF: dict[str, int] = {package: index for index, names in enumerate(LAYERS) for package in names}
+#: pure-logic files (no ray): every stage's stage.py and the oracle's memory and decision object
+PURE_FILES = ("stage.py", "memory.py", "live.py", "player.py", "voices.py")
 #: top-level folders that sit above everything and must never import tests/
 NEVER_IMPORT_TESTS = ("benchmarks", "testkit")
 
@@ -97,9 +99,9 @@ def layer_violations() -> list[str]:
             continue
         seen: set[tuple[int, str]] = set()
         for line, imported in imports(path):
-            if path.name == "stage.py" and imported.split(".")[0] == "ray" and (line, "ray") not in seen:
+            if path.name in PURE_FILES and imported.split(".")[0] == "ray" and (line, "ray") not in seen:
                 seen.add((line, "ray"))
-                problems.append(f"{rel}:{line}: a stage.py imports ray ({imported})")
+                problems.append(f"{rel}:{line}: a {path.name} (pure logic) imports ray ({imported})")
             target = package_of(imported)
             if target is None or target == own or own is None or (line, target) in seen:
                 continue
