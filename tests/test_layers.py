@@ -2,8 +2,8 @@
 
 Every module under shared/, services/ and launch.py is parsed (ast, no import): module-level AND function-level
 imports count. A package may import only packages in its own layer or below; services.midi_out only the packages
-named in ``ONLY``; no ``stage.py`` (nor the oracle's memory.py, live.py, player.py, voices.py) imports ray; benchmarks/ and testkit/ never import tests/. The test prints every
-violation, one a line, then fails.
+named in ``ONLY``; no ``stage.py`` (nor the oracle's memory.py, live.py, player.py, voices.py) imports ray;
+benchmarks/ and testkit/ never import tests/. The test prints every violation, one a line, then fails.
 
 Two more checks on the same parse: no import cycle between modules (every import counts, a function-level or
 ``TYPE_CHECKING`` one too: moving an import into a function hides a cycle, it does not break it), and no module
