@@ -1,8 +1,9 @@
 """The live decision object: everything the oracle decides, pure and clock-driven (no Ray, no rings).
 
 :class:`LiveOracle` owns the events waiting for their percepts (with deadlines), the feedback gate, mute, the
-one control table (:meth:`LiveOracle.apply_control`), the session-log hook, the memory
-(:class:`~services.oracle.memory.OracleMemory`) and the voices (:class:`~services.oracle.voices.Ensemble`: the
+live settings (:attr:`LiveOracle.config`, changed by :meth:`LiveOracle.apply_control` through the control table
+:data:`shared.controls.CONTROLS`; the player and the voices are handed their sections), the session-log hook, the
+memory (:class:`~services.oracle.memory.OracleMemory`) and the voices (:class:`~services.oracle.voices.Ensemble`: the
 melody :class:`~services.oracle.player.Player` and the bass and comping that follow it). Its methods take the time
 ``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
 
