@@ -190,7 +190,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
 
 def replay_main(argv: list[str]) -> int:
     from services.midi_out.render import render_notes
-    from services.oracle.session import replay_session
+    from services.oracle.replay import replay_session
 
     args = build_replay_parser().parse_args(argv)
     try:

@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import emit, goal, strip_no_save  # noqa: E402
 
+from shared.pitch import midi_to_hz  # noqa: E402
 from services.encoder.features import traditional_features  # noqa: E402
 from services.encoder.wav2vec import Wav2VecMusicEncoder  # noqa: E402
 
@@ -37,7 +38,7 @@ def _windows(count: int, seed: int = 0) -> list[np.ndarray]:
     out = []
     for _ in range(count):
         pitches = rng.integers(48, 84, size=3)
-        x = sum(np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * h * t) / h for p in pitches for h in (1, 2, 3))
+        x = sum(np.sin(2 * np.pi * midi_to_hz(p) * h * t) / h for p in pitches for h in (1, 2, 3))
         x = x * np.exp(-3 * t) + 0.01 * rng.standard_normal(t.size)
         out.append((0.2 * x / np.abs(x).max()).astype(np.float32))
     return out

@@ -7,8 +7,8 @@ Every series is recorded per event, keyed by the input event's id, and joined by
 independent series):
 
 - ``pipeline``: last sample of the analysis window written to the ring (``Event.t_detected``) → note-on sent, for
-  every event that started a response (the improviser starts a phrase only when the previous one has ended, so
-  there are fewer of these than events), measured directly in the MIDI-out actor; ``pipeline_paired`` is the same
+  every event that started a response (the player answers only some onsets, so there are fewer of these than
+  events), measured directly in the MIDI-out actor; ``pipeline_paired`` is the same
   path as the sum of its two parts recorded in different actors for the same event id (detected → decision in
   the oracle, decision → note-on in MIDI out), a check of the direct figure;
 - ``detected_to_decision``: for EVERY event, ring → segmenter → encoder → oracle decision (play or not);

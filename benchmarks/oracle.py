@@ -1,5 +1,6 @@
-"""Oracle benchmark: build µs/event (continuous 22-D and symbolic), 1M symbolic, generation, memory, vs vmo,
-and the live stage's per-event latency with synchronous vs background threshold re-estimation.
+"""Oracle benchmark: build µs/event (continuous 22-D and symbolic), 1M symbolic, memory, vs vmo, and the live
+decision path's per-event latency (:class:`LiveOracle`: percept in, notes out, then learning) with synchronous vs
+background threshold re-estimation.
 
 Prints one JSON object. Features: 22-D frames drawn from 64 cluster centres along a Markov chain plus
 noise (music-like repetition), threshold chosen by Information Rate on the first 2,000 frames.
@@ -27,13 +28,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import emit, goal  # noqa: E402
 
-from shared.config import GenerationConfig, MusicHalConfig  # noqa: E402
+from shared.config import MusicHalConfig  # noqa: E402
 from shared.messages import EventDescriptors, Percept  # noqa: E402
-from services.oracle.stage import OracleStage  # noqa: E402
+from services.oracle.memory import OracleMemory  # noqa: E402
 from testkit.reference_factor_oracle import ReferenceFactorOracle  # noqa: E402
 from services.oracle.audio_oracle import AudioOracle  # noqa: E402
-from services.oracle.factor_oracle import FactorOracle, _hash3  # noqa: E402
-from services.oracle.generation import Improviser  # noqa: E402
+from services.oracle.factor_oracle import FactorOracle  # noqa: E402
+from services.oracle.kernels import hash3  # noqa: E402
+from services.oracle.live import LiveOracle  # noqa: E402
 from services.oracle.information_rate import select_threshold  # noqa: E402
 
 
@@ -86,7 +88,7 @@ def _mean_probe_length(table, third_key_zero):
     total, count = 0, 0
     for slot in range(table.shape[0]):
         if table[slot, 0] != -1:
-            home = _hash3(table[slot, 0], table[slot, 1], 0 if third_key_zero else table[slot, 2], mask)
+            home = hash3(table[slot, 0], table[slot, 1], 0 if third_key_zero else table[slot, 2], mask)
             total += ((slot - home) & mask) + 1
             count += 1
     return total / max(count, 1)
@@ -122,16 +124,19 @@ def dependent_read_ns(working_set_bytes, steps=2_000_000, seed=0):
 
 
 def live_latency(x, labels, *, background, n=3000):
-    """Per-event OracleStage.process wall time (µs) learning live with IR re-estimation every 64 events."""
+    """Per-event wall time (µs) of the live decision path: :meth:`LiveOracle.on_percept` (the notes now due) and
+    :meth:`LiveOracle.learn_queued`, learning live from an empty memory with IR re-estimation every 64 events."""
     config = MusicHalConfig().with_overrides({"oracle.rebuild_every_events": 64})
-    stage = OracleStage(config, background=background)
+    stage = OracleMemory(config, background=background)
+    live = LiveOracle(config, stage)
     times = np.zeros(n)
     for i in range(n):
         p = Percept(event_id=i, token=int(labels[i]), features=x[i].astype(np.float32),
                     descriptors=EventDescriptors(onset_s=0.25 * i, duration_s=0.25, rms=0.1, velocity=80, f0_hz=220.0,
                                                  f0_confidence=0.9, chroma_peaks=(int(labels[i]) % 12,)))
         t0 = time.perf_counter()
-        stage.process(p, now_s=0.25 * i)
+        live.on_percept(p, 0.25 * i)
+        live.learn_queued()
         times[i] = time.perf_counter() - t0
     stage.join()
     us = times * 1e6
@@ -231,21 +236,6 @@ def main() -> int:
     ao100 = build_ao(x, threshold)
     ao100_bytes = sum(getattr(ao100, k).nbytes for k in ("_frames", "_st", "_edges", "_better"))
     out["continuous22_100k_array_mb"] = round(ao100_bytes / 2**20, 1)
-    for mode in ("lead", "imitate", "contrast"):
-        imp = Improviser(ao100, GenerationConfig(mode=mode, seed=0))
-        steps = 20_000
-
-        def run():
-            for i in range(steps):
-                if mode != "lead" and i % 8 == 0:
-                    imp.observe(int(labels[i]), x[i])
-                imp.step()
-
-        seconds, _ = timed(run)
-        out[f"generation_{mode}_us_per_step"] = round(seconds / steps * 1e6, 3)
-    imp = Improviser(ao100, GenerationConfig(mode="lead", seed=0))
-    seconds, _ = timed(lambda: [imp.next_notes(now_s=float(i)) for i in range(2000)])
-    out["next_notes_us_per_phrase"] = round(seconds / 2000 * 1e6, 3)
     for background in (False, True):
         out[f"live_{'background' if background else 'sync'}_process"] = live_latency(x, labels, background=background)
     out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -258,8 +248,8 @@ def main() -> int:
              1.5, unit="x"),
         goal("live add() per event 1M / 10k", out["symbolic_add_one_1M_over_10k_ratio"], "<=", 1.5, unit="x"),
         goal("continuous 22-D build, 100k", out["continuous22_build_us_per_event_100k"], "report", unit="µs/event"),
-        goal("live OracleStage.process p99, background rebuild", out["live_background_process"]["p99_us"], "report",
-             unit="µs", note=f"synchronous rebuild: {out['live_sync_process']['p99_us']} µs"),
+        goal("live decision path (LiveOracle percept + learn) p99, background rebuild",
+             out["live_background_process"]["p99_us"], "report", unit="µs", note=f"synchronous rebuild: {out['live_sync_process']['p99_us']} µs"),
     ]
     notes = ("The operations per event do not grow from 10k to 1M (the `symbolic_*_work_*` figures in the JSON); what "
              "grows is where they land: a 10k oracle's arrays stay in cache, a 1M oracle's do not, and each event "

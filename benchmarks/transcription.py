@@ -29,17 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, goal, strip_no_save  # noqa: E402
+from shared.pitch import midi_to_hz  # noqa: E402
 
 
 def _f1(reference, estimated) -> dict:
     import mir_eval
 
     ref_i = np.array([[s, s + max(d, 0.01)] for _, s, d, _ in reference])
-    ref_p = np.array([440.0 * 2 ** ((p - 69) / 12) for p, *_ in reference])
+    ref_p = midi_to_hz([p for p, *_ in reference])
     if not estimated:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     est_i = np.array([[n.onset_s, n.onset_s + max(n.duration_s, 0.01)] for n in estimated])
-    est_p = np.array([440.0 * 2 ** ((n.pitch - 69) / 12) for n in estimated])
+    est_p = midi_to_hz([n.pitch for n in estimated])
     p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ref_i, ref_p, est_i, est_p, onset_tolerance=0.05,
                                                                     offset_ratio=None)
     return {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4)}

@@ -4,7 +4,7 @@
 
     {"musichal_model": 3, "perception": {...PerceptionModel meta...} | null,
      "perception_spec": {...PerceptionSpec.record(): views, hybrid, wav2vec checkpoint identity, memory dimension...} | null,
-     "oracle": {...OracleStage meta...}, "config": {...segmenter/features/quantizer sections...},
+     "oracle": {...OracleMemory meta...}, "config": {...segmenter/features/quantizer sections...},
      "training": {...deterministic facts: files, events, vocabulary usage...}}
 
 Arrays: ``perception.*`` and ``oracle.*`` in the sibling ``.safetensors``. Timings go to ``model.stats.json``.

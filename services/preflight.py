@@ -78,12 +78,12 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
         probe_audio_file(input_file)
     if model_path is not None:
         from services.model_file import load_musichal_model
-        from services.oracle.stage import OracleStage
+        from services.oracle.memory import OracleMemory
         from shared.errors import ModelFormatError
 
         model = load_musichal_model(model_path)
         try:  # the oracle's own consistency checks (the actor would otherwise die at start and restart forever)
-            OracleStage(config, model=model.oracle_parts)
+            OracleMemory(config, model=model.oracle_parts)
         except ModelFormatError as error:
             raise ModelFormatError(f"{model_path}: {error}") from None
         spec = plan_listening(config, model, checkpoint=checkpoint, other_checkpoint=other_checkpoint,

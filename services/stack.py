@@ -167,24 +167,14 @@ class LiveStack:
         self.control_inputs = open_controls(self.control)
 
     def _apply_control(self, name: str, value: Any) -> None:
-        """Control plane: one effective change → plain actor calls (waited for, so the order is kept)."""
+        """Control plane: one effective change → the actor calls its row of the control table names
+        (:func:`shared.controls.calls`), waited for, so the order is kept."""
         import ray
 
-        oracle, midi_out = self.actors.get("oracle"), self.actors.get("midi_out")
-        refs = []
-        if (name in ("mode", "continuity", "density", "learning", "gate", "tempo", "wait", "beat")
-                or name.startswith("voice/")) and oracle is not None:
-            refs.append(oracle.control.remote(name, value))
-        elif name == "mute":
-            refs += [a for a in (oracle and oracle.control.remote("mute", value),
-                                 midi_out and midi_out.set_muted.remote(value)) if a is not None]
-        elif name == "profile":
-            refs += [a for a in (oracle and oracle.control.remote("profile", value),
-                                 midi_out and midi_out.set_profile.remote(value)) if a is not None]
-        elif name == "panic" and midi_out is not None:
-            refs.append(midi_out.panic.remote())
-        elif name == "save" and oracle is not None:
-            refs.append(oracle.checkpoint.remote())
+        from shared.controls import calls
+
+        refs = [getattr(self.actors[actor], method).remote(*args) for actor, method, args in calls(name, value)
+                if self.actors.get(actor) is not None]
         if refs:
             ray.get(refs, timeout=5.0)
 

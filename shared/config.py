@@ -39,6 +39,11 @@ __all__ = [
     "VOICE_NAMES",
     "MIDI_APIS",
     "MidiConfig",
+    "MIDI_PROFILES",
+    "GENERATION_MODES",
+    "LIVE_BOUNDS",
+    "REMOVED_KEYS",
+    "drop_removed_keys",
     "ClusterConfig",
     "ControlConfig",
     "MusicHalConfig",
@@ -176,11 +181,33 @@ class TrainerConfig:
 
 
 GENERATION_MODES = ("imitate", "contrast", "lead")
+MIDI_PROFILES = ("mpe", "gm-safe", "mono")
+
+#: Bounds of the settings a performer changes live: each section's validation and the control table
+#: (shared/controls.py) both read them here. ``(low, high)`` for numbers, the options for choices, the least
+#: span (semitones) for note ranges.
+LIVE_BOUNDS: dict[str, Any] = {
+    "generation.continuity": (0.0, 1.0),
+    "generation.density": (0.0, 4.0),
+    "generation.tempo": (0.25, 4.0),
+    "voices.bass_density": (0.0, 2.0),
+    "voices.comping_density": (0.0, 2.0),
+    "generation.mode": GENERATION_MODES,
+    "midi.profile": MIDI_PROFILES,
+    "generation.melody_range": 0,
+    "voices.bass_range": 11,
+    "voices.comping_range": 11,
+}
+
+
+def _check_bound(section: str, name: str, value: Any) -> None:
+    low, high = LIVE_BOUNDS[f"{section}.{name}"]
+    _check(low <= value <= high, f"{section}.{name} must be in {low:g}..{high:g}, got {value}")
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How the improviser walks the oracle and shapes phrases."""
+    """How the melody player walks the memory (services.oracle.player)."""
 
     mode: str = "imitate"
     continuity: float = 0.8
@@ -189,8 +216,7 @@ class GenerationConfig:
     taboo_length: int = 4
     density: float = 1.0
     seed: int = 0
-    melody_range: tuple[int, int] = (48, 72)
-    bass_range: tuple[int, int] = (36, 60)
+    melody_range: tuple[int, int] = (48, 72)  # the bass's range is voices.bass_range
     half_life_s: float = 2.0  # how fast live influence peaks decay (services.oracle.player)
     tempo: float = 1.0  # speed factor on the learned inter-onset intervals (with density)
     max_transpose: int = 6  # semitones a memory run may be transposed towards the live harmony (0: never)
@@ -203,18 +229,17 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         _check(self.mode in GENERATION_MODES, f"generation.mode must be one of {', '.join(GENERATION_MODES)}, got {self.mode!r}")
-        _check(0.0 <= self.continuity <= 1.0, f"generation.continuity must be in 0..1, got {self.continuity}")
+        _check_bound("generation", "continuity", self.continuity)
         _check(self.max_continuity >= 1, "generation.max_continuity must be >= 1")
         _check(self.min_context >= 0, "generation.min_context must be >= 0")
         _check(self.taboo_length >= 0, "generation.taboo_length must be >= 0")
-        _check(0.0 <= self.density <= 4.0, f"generation.density must be in 0..4, got {self.density}")
+        _check_bound("generation", "density", self.density)
         _check(self.half_life_s > 0.0, f"generation.half_life_s must be > 0, got {self.half_life_s}")
-        _check(0.25 <= self.tempo <= 4.0, f"generation.tempo must be in 0.25..4, got {self.tempo}")
+        _check_bound("generation", "tempo", self.tempo)
         _check(0 <= self.max_transpose <= 6, f"generation.max_transpose must be in 0..6, got {self.max_transpose}")
         _check(self.dynamics_half_life_s > 0.0, f"generation.dynamics_half_life_s must be > 0, got {self.dynamics_half_life_s}")
-        for name in ("melody_range", "bass_range"):
-            low, high = getattr(self, name)
-            _check(0 <= low <= high <= 127, f"generation.{name} must be two MIDI notes low <= high in 0..127")
+        low, high = self.melody_range
+        _check(0 <= low <= high <= 127, "generation.melody_range must be two MIDI notes low <= high in 0..127")
 
 
 VOICE_NAMES = ("melody", "bass", "comping")
@@ -242,18 +267,15 @@ class VoicesConfig:
             value = getattr(self, name)
             _check(len(value) == 2 and 0 <= value[0] <= value[1] <= 127,
                    f"voices.{name} must be two MIDI notes low <= high in 0..127")
-            _check(value[1] - value[0] >= 11, f"voices.{name} must span at least 11 semitones (every pitch class)")
+            span = LIVE_BOUNDS[f"voices.{name}"]
+            _check(value[1] - value[0] >= span, f"voices.{name} must span at least {span} semitones (every pitch class)")
         for name in ("bass_density", "comping_density"):
-            _check(0.0 <= getattr(self, name) <= 2.0, f"voices.{name} must be in 0..2, got {getattr(self, name)}")
+            _check_bound("voices", name, getattr(self, name))
         for name in ("bass_phase", "comping_phase"):
             _check(0.0 <= getattr(self, name) < 1.0, f"voices.{name} must be in 0..1 (below 1), got {getattr(self, name)}")
         _check(1 <= self.max_polyphony <= 8, f"voices.max_polyphony must be in 1..8, got {self.max_polyphony}")
 
-    def on(self, voice: str) -> bool:
-        return bool(getattr(self, voice))
 
-
-MIDI_PROFILES = ("mpe", "gm-safe", "mono")
 #: The MIDI APIs python-rtmidi knows (``auto``: the OS's default), for ``midi.api``, ``control.midi_in_api`` and the flags.
 MIDI_APIS = ("auto", "jack", "alsa", "coremidi", "winmm")
 _MIDI_APIS_TEXT = ", ".join(MIDI_APIS[:-1]) + " or " + MIDI_APIS[-1]
@@ -401,8 +423,30 @@ def _check_value_type(where: str, value: Any, annotation: Any) -> None:
         _check(isinstance(value, str), f"{where} must be text, got {value!r}")
 
 
+#: Keys that were removed, with what replaces them: a file that still sets one fails with this one line
+#: (:func:`drop_removed_keys` drops them from a recorded config, such as an older session log's header).
+REMOVED_KEYS: dict[str, str] = {
+    "generation.bass_range": "the bass voice's range is [voices] bass_range; the phrase generator that read "
+                             "generation.bass_range is gone",
+}
+
+
+def drop_removed_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a nested config mapping without the :data:`REMOVED_KEYS` (for configs recorded by older versions,
+    whose removed settings nothing read live)."""
+    out = {name: dict(values) if isinstance(values, Mapping) else values for name, values in data.items()}
+    for dotted in REMOVED_KEYS:
+        section, _, key = dotted.partition(".")
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
+
 def dataclass_from_mapping(cls: type, values: Mapping[str, Any], *, base: Any = None, section: str = "") -> Any:
     """Build (or update ``base`` of) dataclass ``cls`` from ``values``; unknown keys raise ParameterError."""
+    for key in values:
+        if f"{section}.{key}" in REMOVED_KEYS:
+            raise ParameterError(f"config key [{section}] {key} was removed: {REMOVED_KEYS[f'{section}.{key}']}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:

@@ -36,7 +36,7 @@ __all__ = ["musician_line", "run_loop", "classify", "learned_shares", "gate_verd
 MUSICIAN_PITCHES = (36, 38, 40, 41, 43, 45, 47)  # C2..B2: two octaves under MusicHal's melody
 TRAIN_PITCHES = (60, 62, 64, 65, 67, 69, 71, 72)
 #: MusicHal plays above the musician: melody C4..C6, bass C3..C4 (the musician is C2..B2, "another register")
-LOOP_RANGES = {"generation.melody_range": [60, 84], "generation.bass_range": [48, 60]}
+LOOP_RANGES = {"generation.melody_range": [60, 84], "voices.bass_range": [48, 60]}
 
 
 def musician_line(seed: int, seconds: float, *, start_s: float = 0.5) -> list[tuple]:

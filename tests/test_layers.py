@@ -2,8 +2,12 @@
 
 Every module under shared/, services/ and launch.py is parsed (ast, no import): module-level AND function-level
 imports count. A package may import only packages in its own layer or below; services.midi_out only the packages
-named in ``ONLY``; no ``stage.py`` imports ray; benchmarks/ and testkit/ never import tests/. The test prints every
-violation, one a line, then fails.
+named in ``ONLY``; no ``stage.py`` (nor the oracle's memory.py, live.py, player.py, voices.py) imports ray;
+benchmarks/ and testkit/ never import tests/. The test prints every violation, one a line, then fails.
+
+Two more checks on the same parse: no import cycle between modules (every import counts, a function-level or
+``TYPE_CHECKING`` one too: moving an import into a function hides a cycle, it does not break it), and no module
+imports another module's private name (``from a import _helper``): what modules share is public.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ ONLY: dict[str, set[str]] = {
     "services.midi_out": {"shared", "services.ray_support"},  # notes arrive as shared messages
 }
 LAYER_OF: dict[str, int] = {package: index for index, names in enumerate(LAYERS) for package in names}
+#: pure-logic files (no ray): every stage's stage.py and the oracle's memory and decision object
+PURE_FILES = ("stage.py", "memory.py", "live.py", "player.py", "voices.py")
 #: top-level folders that sit above everything and must never import tests/
 NEVER_IMPORT_TESTS = ("benchmarks", "testkit")
 
@@ -93,9 +99,9 @@ def layer_violations() -> list[str]:
             continue
         seen: set[tuple[int, str]] = set()
         for line, imported in imports(path):
-            if path.name == "stage.py" and imported.split(".")[0] == "ray" and (line, "ray") not in seen:
+            if path.name in PURE_FILES and imported.split(".")[0] == "ray" and (line, "ray") not in seen:
                 seen.add((line, "ray"))
-                problems.append(f"{rel}:{line}: a stage.py imports ray ({imported})")
+                problems.append(f"{rel}:{line}: a {path.name} (pure logic) imports ray ({imported})")
             target = package_of(imported)
             if target is None or target == own or own is None or (line, target) in seen:
                 continue
@@ -130,5 +136,121 @@ def test_the_checker_sees_function_level_and_from_imports(tmp_path):
     source.write_text("import shared.config\n\ndef f():\n    from services import oracle\n    import ray\n")
     found = [imported for _, imported in imports(source)]
     assert "shared.config" in found and "services.oracle" in found and "ray" in found
-    assert package_of("services.oracle.stage") == "services.oracle" and package_of("numpy") is None
+    assert package_of("services.oracle.memory") == "services.oracle" and package_of("numpy") is None
     assert package_of("services.model_file") == "services.model_file" and LAYER_OF["services.capture"] == 2
+
+
+# ---------------------------------------------------------------------------------------------- cycles
+def module_graph(root: Path, tops: tuple[str, ...]) -> dict[str, set[str]]:
+    """module → the modules of ours it imports (anywhere in the file; ``from a import b`` is ``a.b`` when that is
+    a module, else ``a``)."""
+    paths = {}
+    for top in tops:
+        target = root / top
+        for path in ([target] if target.is_file() else sorted(target.rglob("*.py")) if target.is_dir() else []):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            paths[".".join(parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets = set()
+        for _, imported in imports(path):
+            parts = imported.split(".")
+            for end in range(len(parts), 0, -1):
+                candidate = ".".join(parts[:end])
+                if candidate in paths:
+                    if candidate != name:
+                        targets.add(candidate)
+                    break
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_no_import_cycle_even_through_function_level_imports():
+    found = cycles(module_graph(ROOT, ("shared", "services", "launch.py", "testkit")))
+    for component in found:
+        print(" <-> ".join(component))
+    assert not found, f"{len(found)} import cycle(s): " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_checker_sees_a_cycle_through_a_function_level_import(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg.b import helper\n")
+    (package / "b.py").write_text("def helper():\n    from pkg import a\n    return a\n")
+    (package / "c.py").write_text("import pkg.a\n")
+    graph = module_graph(tmp_path, ("pkg",))
+    assert "pkg.a" in graph["pkg.b"] and graph["pkg.a"] == {"pkg.b"}
+    assert cycles(graph) == [["pkg.a", "pkg.b"]]  # c imports into the cycle but is not part of it
+    (package / "b.py").write_text("def helper():\n    return 1\n")
+    assert cycles(module_graph(tmp_path, ("pkg",))) == []
+
+
+# ---------------------------------------------------------------------------------------------- private names
+def private_imports(root: Path, tops: tuple[str, ...]) -> list[str]:
+    """``path:line: from module import _name`` for every private name imported from another module of ours."""
+    found = []
+    for path in source_files(*tops) if root == ROOT else sorted(p for t in tops for p in (root / t).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in OURS:
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{path.relative_to(root)}:{node.lineno}: from {node.module} import {alias.name}")
+    return found
+
+
+OURS = ("shared", "services", "launch", "testkit", "benchmarks", "pkg")
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = private_imports(ROOT, ("shared", "services", "launch.py", "testkit", "benchmarks"))
+    for line in found:
+        print(line)
+    assert not found, f"{len(found)} private-name import(s) across modules:\n" + "\n".join(found)
+
+
+def test_the_private_name_checker_sees_one(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("def _kernel():\n    return 1\n")
+    (package / "b.py").write_text("def f():\n    from pkg.a import _kernel, __doc__\n    return _kernel()\n")
+    assert private_imports(tmp_path, ("pkg",)) == ["pkg/b.py:2: from pkg.a import _kernel"]

@@ -34,6 +34,7 @@ from shared.audio import load_audio_internal
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import Event
+from shared.pitch import hz_to_midi
 from services.encoder.features import FEATURE_NAMES, traditional_features
 from services.encoder.analysis import analyze_array, analyze_windows
 from services.encoder.views import HybridPerceptionModule
@@ -249,7 +250,7 @@ def pitch_class_labels(onsets_s: Sequence[float], *, notes: Optional[Sequence[tu
     for index, f0 in enumerate(f0_hz):
         confidence = 1.0 if f0_confidence is None else float(f0_confidence[index])
         if f0 > 0 and confidence >= min_confidence:
-            labels.append(int(round(69.0 + 12.0 * math.log2(float(f0) / 440.0))) % 12)
+            labels.append(int(round(hz_to_midi(float(f0)))) % 12)
         else:
             labels.append(None)
     return labels

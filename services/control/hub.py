@@ -2,8 +2,10 @@
 
 :class:`ControlHub` owns a :class:`ControlState`; :meth:`ControlHub.handle` applies a change and calls
 ``apply(name, value)`` for each *effective* change (``learn``/``freeze`` become one ``learning`` flag; commands
-pass through). the live stack (services/stack.py) passes an ``apply`` that calls the actors. Thread-safe: the OSC server's threads
-and the MIDI callback may call it at once. Errors in a message are counted and kept, never raised into a server.
+pass through). The live stack (services/stack.py) passes an ``apply`` that makes the table's calls
+(:func:`shared.controls.calls`). Thread-safe: the OSC server's threads and the MIDI callback may call it at once.
+Errors in a message are counted and kept with their reason (the state's ``refusals``, in :meth:`ControlHub.snapshot`),
+never raised into a server.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ class ControlHub:
     config : MusicHalConfig
         Initial state and the MIDI map overrides (``[control]``).
     apply : callable, optional
-        ``apply(name, value)``; names: mode, continuity, density, learning, gate, mute, profile, panic, save.
+        ``apply(name, value)`` for each effective change: a control of the table (``learn``/``freeze`` arrive as
+        ``learning``).
     """
 
     def __init__(self, config: MusicHalConfig, apply: Optional[Callable[[str, Any], Any]] = None) -> None:
@@ -41,10 +44,16 @@ class ControlHub:
         self._changed = threading.Condition(self._lock)
 
     def handle(self, change: ControlChange) -> dict[str, Any]:
-        """Apply one change; returns the effective changes (``{}`` when nothing changed)."""
+        """Apply one change; returns the effective changes (``{}`` when nothing changed). A refused change raises
+        ParameterError and is kept in the state's refusals."""
         with self._lock:
             learning_before = self.state.learning
-            changed = self.state.apply(change)
+            try:
+                changed = self.state.apply(change)
+            except ParameterError as error:
+                self.state.refuse(change.name, change.value, change.source, str(error))
+                self._changed.notify_all()
+                raise
             effective: dict[str, Any] = {}
             for name, value in changed.items():
                 if name in ("learn", "freeze"):
@@ -59,7 +68,9 @@ class ControlHub:
             self._changed.notify_all()
             return effective
 
-    def _guarded(self, make: Callable[[], Optional[ControlChange]]) -> dict[str, Any]:
+    def _guarded(self, make: Callable[[], Optional[ControlChange]], what: str, value: Any,
+                 source: str) -> dict[str, Any]:
+        change = None
         try:
             change = make()
             if change is None:
@@ -71,18 +82,20 @@ class ControlHub:
             with self._lock:
                 self.errors += 1
                 self.last_error = f"{type(error).__name__}: {error}"
+                if change is None or not isinstance(error, ParameterError):  # else handle() kept it
+                    self.state.refuse(what, value, source, str(error))
                 self._changed.notify_all()
             return {}
 
     def handle_osc(self, address: str, *args: Any) -> dict[str, Any]:
-        """One OSC message (bad ones are counted in :attr:`errors`)."""
-        return self._guarded(lambda: osc_to_change(address, args))
+        """One OSC message (bad ones are counted in :attr:`errors` and kept in the refusals)."""
+        return self._guarded(lambda: osc_to_change(address, args), address, list(args), "osc")
 
     def handle_midi(self, message: list[int]) -> dict[str, Any]:
         """One raw MIDI message from the controller input (unmapped ones are counted in :attr:`ignored`)."""
         control = self.config.control
         return self._guarded(lambda: midi_to_change(message, cc_map=control.cc_map, note_map=control.note_map,
-                                                    channel=control.midi_in_channel))
+                                                    channel=control.midi_in_channel), "midi", list(message), "midi")
 
     def wait_for(self, predicate: Callable[["ControlHub"], bool], timeout_s: float) -> bool:
         """Block until ``predicate(hub)`` holds after some change (tests), or the timeout."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -24,9 +24,7 @@ from shared.messages import Event, EventDescriptors
 from services.capture.segmenter import OnsetSegmenter
 from services.encoder.expression import slice_expression
 from services.encoder.features import describe_event, traditional_features
-
-if TYPE_CHECKING:
-    from services.encoder.views import HybridPerceptionModule
+from services.encoder.perception import PerceptionViews
 
 __all__ = ["VIEWS", "Analysis", "analyze_windows", "analyze_blocks", "analyze_array", "analyze_file"]
 
@@ -37,7 +35,7 @@ Analysis = tuple[EventDescriptors, dict[str, np.ndarray]]
 
 
 def analyze_windows(windows: Sequence[np.ndarray], events: Optional[Sequence[Event]], *, sample_rate_hz: int,
-                    perception: "HybridPerceptionModule", durations_s: Optional[Sequence[float]] = None) -> list[Analysis]:
+                    perception: PerceptionViews, durations_s: Optional[Sequence[float]] = None) -> list[Analysis]:
     """Descriptors and ``{view: float32 vector}`` for each window — the single feature path (trainer and live).
 
     ``events`` give onset times (``None``: onsets 0). Durations default to the time to the next event in
@@ -112,7 +110,7 @@ class _History:
             self.origin += drop
 
 
-def analyze_blocks(blocks: Iterable[np.ndarray], config: MusicHalConfig, perception: "HybridPerceptionModule", *,
+def analyze_blocks(blocks: Iterable[np.ndarray], config: MusicHalConfig, perception: PerceptionViews, *,
                    source: str = "", window_batches: Optional[list] = None) -> tuple[list[Event], list[Analysis]]:
     """Segment a stream of internal-rate (``config.audio.sample_rate_hz``) mono float32 blocks with
     :class:`OnsetSegmenter`, block by block, and analyse the windows in batches of ``config.wav2vec.batch_size``.
@@ -158,7 +156,7 @@ def analyze_blocks(blocks: Iterable[np.ndarray], config: MusicHalConfig, percept
     return events, analyses
 
 
-def analyze_array(signal: np.ndarray, config: MusicHalConfig, perception: "HybridPerceptionModule", *,
+def analyze_array(signal: np.ndarray, config: MusicHalConfig, perception: PerceptionViews, *,
                   block_frames: int = 4096, source: str = "",
                   window_batches: Optional[list] = None) -> tuple[list[Event], list[Analysis]]:
     """:func:`analyze_blocks` on an internal-rate mono array already in memory (cut into ``block_frames`` blocks;
@@ -170,7 +168,7 @@ def analyze_array(signal: np.ndarray, config: MusicHalConfig, perception: "Hybri
     return analyze_blocks(blocks, config, perception, source=source, window_batches=window_batches)
 
 
-def analyze_file(path: str | Path, config: MusicHalConfig, perception: "HybridPerceptionModule", *,
+def analyze_file(path: str | Path, config: MusicHalConfig, perception: PerceptionViews, *,
                  block_frames: int = 4096, window_batches: Optional[list] = None) -> tuple[list[Event], list[Analysis]]:
     """The trainer's path: decode ``path`` block by block through the shared front end into :func:`analyze_blocks`.
 

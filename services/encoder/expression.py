@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from shared.errors import ParameterError
-from services.encoder.features import _spectrum, _validate, estimate_f0
+from shared.pitch import hz_to_midi_array
+from services.encoder.features import estimate_f0, magnitude_spectrum, validate_window
 
 __all__ = ["EXPRESSION_POINTS", "pressure_envelope", "f0_cents_curve", "timbre_cc74", "timbre_from_centroid_feature",
            "slice_expression", "DynamicsFollower"]
@@ -47,7 +48,7 @@ def _segments(x: np.ndarray, points: int) -> list[np.ndarray]:
 
 def pressure_envelope(window: np.ndarray, *, sample_rate_hz: int, points: int = EXPRESSION_POINTS) -> tuple[int, ...]:
     """RMS of ``points`` equal segments, −60 dBFS → 0 … 0 dBFS → 127 (linear in dB)."""
-    x = _validate(window, sample_rate_hz)
+    x = validate_window(window, sample_rate_hz)
     out = []
     for segment in _segments(x, points):
         rms = float(np.sqrt(np.mean(segment * segment))) if segment.size else 0.0
@@ -60,14 +61,14 @@ def f0_cents_curve(window: np.ndarray, *, sample_rate_hz: int, points: int = EXP
                    min_confidence: float = 0.6, reference_hz: float = 0.0) -> tuple[float, ...]:
     """Cents of each segment's f0 from the nearest semitone of ``reference_hz`` (when > 0) or of the first voiced
     segment (see module docstring)."""
-    x = _validate(window, sample_rate_hz)
-    reference = float(np.rint(69.0 + 12.0 * np.log2(reference_hz / 440.0))) if reference_hz > 0.0 else None
+    x = validate_window(window, sample_rate_hz)
+    reference = float(np.rint(hz_to_midi_array(reference_hz))) if reference_hz > 0.0 else None
     last = 0.0
     out = []
     for segment in _segments(x, points):
         f0, confidence = estimate_f0(segment, sample_rate_hz=sample_rate_hz, fmin_hz=60.0) if segment.size > 64 else (0.0, 0.0)
         if f0 > 0.0 and confidence >= min_confidence:
-            midi = 69.0 + 12.0 * np.log2(f0 / 440.0)
+            midi = hz_to_midi_array(f0)
             if reference is None:
                 reference = float(np.rint(midi))
             last = round(100.0 * (midi - reference), 1)
@@ -77,10 +78,10 @@ def f0_cents_curve(window: np.ndarray, *, sample_rate_hz: int, points: int = EXP
 
 def timbre_cc74(window: np.ndarray, *, sample_rate_hz: int) -> int:
     """Spectral centroid → CC74 0..127 (64 on silence)."""
-    x = _validate(window, sample_rate_hz)
+    x = validate_window(window, sample_rate_hz)
     if x.size < 2:
         return 64
-    mag, n_fft = _spectrum(x - x.mean(), int(sample_rate_hz))
+    mag, n_fft = magnitude_spectrum(x - x.mean(), int(sample_rate_hz))
     power = mag * mag
     total = float(power.sum())
     if total <= 1e-20:

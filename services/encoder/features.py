@@ -46,6 +46,7 @@ from functools import lru_cache
 import numpy as np
 
 from shared.errors import ParameterError
+from shared.pitch import hz_to_midi_array
 from shared.messages import EventDescriptors
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "traditional_features",
     "describe_event",
     "rms_to_velocity",
+    "validate_window",
+    "magnitude_spectrum",
 ]
 
 FEATURE_NAMES = (
@@ -76,7 +79,8 @@ _SILENCE_RMS = 1e-5  # -100 dBFS
 _SETHARES_MAX = 0.18096  # max of exp(-3.5x) - exp(-5.75x)
 
 
-def _validate(window: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+def validate_window(window: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """The window as a finite mono float vector (ParameterError otherwise), checked with its rate."""
     if not 1_000 <= int(sample_rate_hz) <= 384_000:
         raise ParameterError(f"sample_rate_hz must be in 1000..384000, got {sample_rate_hz}")
     x = np.asarray(window)
@@ -108,12 +112,12 @@ def _hann(n: int) -> np.ndarray:
 def _pitch_class_map(n_fft: int, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray]:
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
     valid = np.nonzero((freqs >= _CHROMA_FMIN_HZ) & (freqs <= _CHROMA_FMAX_HZ))[0]
-    midi = 69.0 + 12.0 * np.log2(freqs[valid] / 440.0)
+    midi = hz_to_midi_array(freqs[valid])
     pitch_class = np.mod(np.rint(midi).astype(np.int64), 12)
     return valid, pitch_class
 
 
-def _spectrum(x: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int]:
+def magnitude_spectrum(x: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int]:
     """Magnitude spectrum of the Hann-windowed window (zero-padded to a fast length) and that length."""
     n_fft = _fft_size(x.size)
     return np.abs(np.fft.rfft(x * _hann(x.size), n=n_fft)), n_fft
@@ -134,10 +138,10 @@ def chroma(window: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
     ParameterError
         On empty, non-1-D or non-finite input, or a sample rate outside 1..384 kHz.
     """
-    x = _validate(window, sample_rate_hz)
+    x = validate_window(window, sample_rate_hz)
     if np.sqrt(np.mean(x * x)) < _SILENCE_RMS:
         return np.zeros(12, dtype=np.float32)
-    mag, n_fft = _spectrum(x - x.mean(), int(sample_rate_hz))
+    mag, n_fft = magnitude_spectrum(x - x.mean(), int(sample_rate_hz))
     return _chroma_from_spectrum(mag, n_fft, int(sample_rate_hz))
 
 
@@ -153,7 +157,7 @@ def estimate_f0(window: np.ndarray, *, sample_rate_hz: int, fmin_hz: float = 50.
     ParameterError
         On bad windows (see :func:`chroma`) or ``0 < fmin_hz < fmax_hz`` violated.
     """
-    x = _validate(window, sample_rate_hz)
+    x = validate_window(window, sample_rate_hz)
     if not 0.0 < fmin_hz < fmax_hz:
         raise ParameterError(f"need 0 < fmin_hz < fmax_hz, got {fmin_hz}, {fmax_hz}")
     sr = int(sample_rate_hz)
@@ -257,14 +261,14 @@ def traditional_features(window: np.ndarray, *, sample_rate_hz: int) -> np.ndarr
     ParameterError
         On empty, non-1-D or non-finite input, or a sample rate outside 1..384 kHz.
     """
-    x = _validate(window, sample_rate_hz)
+    x = validate_window(window, sample_rate_hz)
     sr = int(sample_rate_hz)
     out = np.zeros(FEATURE_DIMENSION, dtype=np.float64)
     rms = float(np.sqrt(np.mean(x * x)))
     if rms < _SILENCE_RMS:
         return out.astype(np.float32)
     centered = x - x.mean()
-    mag, n_fft = _spectrum(centered, sr)
+    mag, n_fft = magnitude_spectrum(centered, sr)
     out[:12] = _chroma_from_spectrum(mag, n_fft, sr)
     freqs, amps = _peaks(mag, n_fft, sr)
     if freqs.size:
@@ -303,7 +307,7 @@ def describe_event(window: np.ndarray, *, sample_rate_hz: int, onset_s: float, d
     ParameterError
         On bad windows, ``duration_s < 0`` or a non-finite ``onset_s``.
     """
-    x = _validate(window, sample_rate_hz)
+    x = validate_window(window, sample_rate_hz)
     if not np.isfinite(onset_s) or not np.isfinite(duration_s) or duration_s < 0:
         raise ParameterError(f"onset_s must be finite and duration_s >= 0, got {onset_s}, {duration_s}")
     rms = float(np.sqrt(np.mean(x * x)))

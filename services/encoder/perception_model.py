@@ -10,7 +10,7 @@ feature kind, views, checkpoint, layer, rates, segmentation config, PCA and quan
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -18,10 +18,8 @@ from shared.config import INTERNAL_SAMPLE_RATE_HZ, SegmenterConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import Event, Percept
 from services.encoder.analysis import VIEWS, Analysis
+from services.encoder.perception import PerceptionViews
 from services.encoder.quantizer import PCAReducer, SymbolQuantizer
-
-if TYPE_CHECKING:
-    from services.encoder.views import HybridPerceptionModule
 
 __all__ = ["PERCEPTION_FORMAT", "ARRAY_PREFIX", "PerceptionModel"]
 
@@ -137,7 +135,7 @@ class PerceptionModel:
         return out
 
     # ------------------------------------------------------------------ compatibility and storage
-    def check_compatible(self, perception: "HybridPerceptionModule") -> list[str]:
+    def check_compatible(self, perception: PerceptionViews) -> list[str]:
         """Views this live perception can produce for the model; raises ParameterError when none or the
         wav2vec settings differ from training's (layer, rate, normalisation or dimension). The checkpoint's
         identity is its content hash, checked by :func:`services.encoder.spec.resolve_checkpoint` (the same

@@ -85,10 +85,6 @@ class EncoderStage:
         self.online = {view: OnlineQuantizer(perception.vocabulary_size, radius=online_radius,
                                              l2_normalize=perception.l2_normalize) for view in perception.views}
 
-    @property
-    def learning_live(self) -> bool:
-        return self.model is None
-
     def reset(self) -> None:
         """Forget live-learned tokens (the fitted model and settings stay)."""
         for quantizer in self.online.values():

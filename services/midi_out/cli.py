@@ -5,7 +5,7 @@ import time
 from typing import Any, Optional, Sequence, Union
 
 from services.midi_out import protocol
-from services.midi_out.ports import _compiled_api_names, list_output_ports, open_output, resolve_api
+from services.midi_out.ports import compiled_api_names, list_output_ports, open_output, resolve_api
 from shared.config import MIDI_APIS
 from shared.errors import MidiPortError
 
@@ -14,7 +14,7 @@ __all__ = ["list_midi_ports_text", "panic_port", "play_events"]
 
 def list_midi_ports_text(api: str = "auto") -> str:
     """Human-readable list of MIDI outputs: for ``auto`` every available API, else the one asked for."""
-    apis = _compiled_api_names() if api == "auto" else [resolve_api(api)]
+    apis = compiled_api_names() if api == "auto" else [resolve_api(api)]
     default = None
     try:
         default = resolve_api("auto")

@@ -20,7 +20,7 @@ from shared.config import MIDI_APIS
 from shared.errors import MidiPortError, ParameterError
 from shared.signals import library_threads_without_signals
 
-__all__ = ["RtMidiOutput", "RtMidiInput", "resolve_api", "list_output_ports", "choose_port", "open_output", "open_input",
+__all__ = ["RtMidiOutput", "RtMidiInput", "compiled_api_names", "resolve_api", "list_output_ports", "choose_port", "open_output", "open_input",
            "jack_server_running"]
 
 
@@ -43,7 +43,7 @@ def _api_constant(name: str) -> int:
     }[name]
 
 
-def _compiled_api_names() -> list[str]:
+def compiled_api_names() -> list[str]:
     rtmidi = _rtmidi()
     compiled = set(rtmidi.get_compiled_api())
     return [name for name in MIDI_APIS[1:] if _api_constant(name) in compiled]
@@ -63,7 +63,7 @@ def resolve_api(api: str = "auto") -> str:
     """The concrete API name for ``api`` on this OS; raises MidiPortError if it is not compiled in."""
     if api not in MIDI_APIS:
         raise ParameterError(f"MIDI api must be one of {', '.join(MIDI_APIS)}, got {api!r}")
-    compiled = _compiled_api_names()
+    compiled = compiled_api_names()
     if api == "auto":
         if sys.platform.startswith("linux"):
             api = "jack" if "jack" in compiled and jack_server_running() else "alsa"

@@ -42,7 +42,7 @@ from services.encoder.fallback import traditional_stage
 from services.oracle.corpus import load_corpora
 from services.oracle.live import LiveOracle
 from services.oracle.session import SessionLog, make_stage
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 from services.ray_support import current_node_id
 
 __all__ = ["OracleActor"]
@@ -74,7 +74,7 @@ class OracleActor:
             model_parts, self.perception_model, resume = resumed.oracle_parts, resumed.perception, checkpoint_path
         self._warm_up(config)
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
-        self.stage = make_stage(config, model_parts) if session_log else OracleStage(config, model=model_parts)
+        self.stage = make_stage(config, model_parts) if session_log else OracleMemory(config, model=model_parts)
         self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
         self.live = LiveOracle(config, self.stage, session=self.session)  # every decision; the actor moves messages
         self.audio = AudioRing.attach(rings["audio"])
@@ -124,7 +124,7 @@ class OracleActor:
 
         from shared.messages import EventDescriptors
 
-        scratch = LiveOracle(config, OracleStage(config, background=False))
+        scratch = LiveOracle(config, OracleMemory(config, background=False))
         rng = np.random.default_rng(0)
         for i in range(8):
             descriptors = EventDescriptors(onset_s=i * 0.5, duration_s=0.5, rms=0.1, velocity=64, f0_hz=220.0 * (1 + i % 3),
@@ -425,7 +425,7 @@ class OracleActor:
         now = time.monotonic()
         with self._lock:
             if event is None:
-                event = self.live.pending[percept.event_id][0]
+                event = self.live.pending_event(percept.event_id)
             if "t_encoded" in (percept.stamps or {}):
                 self.latency.add("encoder_to_oracle", now - percept.stamps["t_encoded"], key=event.event_id)
             if event.t_detected:
@@ -471,12 +471,6 @@ class OracleActor:
 
     def ready(self) -> str:
         return self.node_id
-
-    def set_mode(self, mode: str) -> None:
-        self.control("mode", mode)
-
-    def set_learning(self, enabled: bool) -> None:
-        self.control("learning", bool(enabled))
 
     def control(self, name: str, value: Any) -> dict[str, Any]:
         """Apply one control in the decision sequence (the decision object's table); logged."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
-from services.oracle.factor_oracle import _aligned, _find_better, _link_state, _lrs_after_jump, _rehash
+from services.oracle.kernels import aligned, find_better, link_state, lrs_after_jump, rehash, require_parts, validate_links
 from services.oracle.states import StateInfo, StateStore
 
 __all__ = ["AudioOracle", "AO_SCHEMA"]
@@ -139,12 +139,12 @@ def _extend_kernel(frames, st, edges, better, counters, x_rows, start, threshold
             counters[_L] += 1
         else:
             s_i = candidate
-            l_i = _lrs_after_jump(st, _SFX, _LRS, pi_1, candidate)
+            l_i = lrs_after_jump(st, _SFX, _LRS, pi_1, candidate)
             st[i, _LAB] = st[candidate, _LAB]
-        s_i, l_i = _find_better(st, _LAB, better, s_i, l_i, i)
+        s_i, l_i = find_better(st, _LAB, better, s_i, l_i, i)
         st[i, _SFX] = s_i
         st[i, _LRS] = l_i
-        _link_state(st, _LAB, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
+        link_state(st, _LAB, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
         row += 1
     return row
 
@@ -170,7 +170,7 @@ def _rebuild_index(st, n, better):
         st[i, _RSTAIL] = -1
         st[i, _RSNEXT] = -1
     for i in range(1, n):
-        _link_state(st, _LAB, _RSHEAD, _RSTAIL, _RSNEXT, better, st[i, _SFX], st[i, _LRS], i)
+        link_state(st, _LAB, _RSHEAD, _RSTAIL, _RSNEXT, better, st[i, _SFX], st[i, _LRS], i)
 
 
 class AudioOracle:
@@ -207,7 +207,7 @@ class AudioOracle:
     def _allocate(self, capacity: int) -> None:
         capacity = 1 << max(1, (capacity - 1).bit_length())
         self._frames = np.zeros((capacity, self.dim), dtype=np.float64)
-        self._set_st(_aligned((capacity, 8), -1))
+        self._set_st(aligned((capacity, 8), -1))
         self._st[:, _LRS] = 0
         self._st[:, _LAB] = 0
         self._set_edges(np.full((2 * capacity, 2), -1, dtype=np.int64))
@@ -234,11 +234,11 @@ class AudioOracle:
         frames = np.zeros((new, self.dim), dtype=np.float64)
         frames[:n] = self._frames[:n]
         self._frames = frames
-        st = _aligned((new, 8), -1)
+        st = aligned((new, 8), -1)
         st[:n] = self._st[:n]
         self._set_st(st)
         better = np.full((2 * new, 4), -1, dtype=np.int64)
-        _rehash(self._better, better)
+        rehash(self._better, better)
         self._better = better
 
     def _grow_edges(self, needed: int) -> None:
@@ -407,13 +407,6 @@ class AudioOracle:
         """Feature rows of states 1..n-1 (row ``i-1`` is state ``i``)."""
         return _ro(self._frames[1: self.n_states])
 
-    def features_of(self, state: int) -> np.ndarray:
-        return self._frames[state]
-
-    def features_rows(self, states: np.ndarray) -> np.ndarray:
-        """Feature rows of ``states`` (an integer array), shape ``(len(states), dim)`` (a copy)."""
-        return self._frames[states]
-
     def label(self, state: int) -> int:
         return int(self._labels[state])
 
@@ -436,9 +429,6 @@ class AudioOracle:
 
     def state_info(self, state: int) -> StateInfo:
         return self.states.info(state, features=self._frames[state])
-
-    def token_sequence(self) -> np.ndarray:
-        return self.states.tokens()
 
     # ------------------------------------------------------------------ persistence
     def _flat_transitions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -469,10 +459,8 @@ class AudioOracle:
     @classmethod
     def from_model_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle.") -> "AudioOracle":
         """Inverse of :meth:`to_model_parts`; inconsistent data raises ModelFormatError (one line)."""
-        from services.oracle.factor_oracle import _require_parts, _validate_links
-
         names = ["sfx", "lrs", "labels", "frames", "trn_src", "trn_dst"]
-        _require_parts("audio oracle", meta, arrays, schema=AO_SCHEMA, names=names, prefix=prefix)
+        require_parts("audio oracle", meta, arrays, schema=AO_SCHEMA, names=names, prefix=prefix)
         try:
             n = int(meta["n_states"])
             dim = int(meta["dim"])
@@ -492,7 +480,7 @@ class AudioOracle:
         if frames.dtype.kind != "f" or frames.shape != (n, dim) or not np.isfinite(frames).all():
             raise ModelFormatError(f"audio oracle: frames must be finite floats of shape ({n}, {dim})")
         sfx, lrs, labels, src, dst = (ints[k] for k in ("sfx", "lrs", "labels", "trn_src", "trn_dst"))
-        _validate_links(sfx, lrs, n, what="audio oracle")
+        validate_links(sfx, lrs, n, what="audio oracle")
         if labels.shape != (n,) or labels[0] != -1 or (n > 1 and ((labels[1:] < 0).any() or (labels[1:] >= n_labels).any())):
             raise ModelFormatError("audio oracle: labels must be in 0..n_labels-1 (and -1 for state 0)")
         if src.shape != dst.shape or (src.size and ((src < 0).any() or (dst <= src).any() or (dst >= n).any())):

@@ -21,7 +21,7 @@ from shared.messages import EventDescriptors
 from services.model_file import load_musichal_model
 from services.oracle.audio_oracle import AudioOracle
 from services.oracle.factor_oracle import FactorOracle
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 
 __all__ = ["merge_oracle_parts", "load_corpora", "TOKEN_OFFSET"]
 
@@ -36,10 +36,10 @@ def _descriptors(info: Any) -> EventDescriptors:
 
 def merge_oracle_parts(config: MusicHalConfig, parts: Sequence[tuple[dict, dict]], *, names: Sequence[str] = (),
                        same_perception: Sequence[bool] = ()) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """One oracle (``(meta, arrays)`` as :meth:`OracleStage.to_model_parts`) holding every model's states in order."""
+    """One oracle (``(meta, arrays)`` as :meth:`OracleMemory.to_model_parts`) holding every model's states in order."""
     if not parts:
         raise ParameterError("merge_oracle_parts needs at least one model")
-    stages = [OracleStage(config, model=p) for p in parts]
+    stages = [OracleMemory(config, model=p) for p in parts]
     if len(stages) == 1:
         return stages[0].to_model_parts()
     names = list(names) or [f"model{k}" for k in range(len(stages))]
@@ -65,7 +65,7 @@ def merge_oracle_parts(config: MusicHalConfig, parts: Sequence[tuple[dict, dict]
             audio.extend(np.array(stage.audio.frames),
                          tokens=token_ids, descriptors=[_descriptors(i) for i in infos],
                          event_ids=[int(i.event_id) for i in infos], source=str(names[k]))
-    merged = OracleStage.from_memory(config, audio, tokens, threshold_source=first.threshold_source)
+    merged = OracleMemory.from_memory(config, audio, tokens, threshold_source=first.threshold_source)
     merged.playing = first.playing
     meta, arrays = merged.to_model_parts()
     meta["oracle"]["corpora"] = [{"name": str(name), "states": s.tokens.n_states - 1} for name, s in zip(names, stages)]

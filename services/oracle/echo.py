@@ -1,6 +1,6 @@
 """Listening while playing: echo-aware rejection of input onsets (pure logic, no Ray).
 
-The microphone hears MusicHal's own synth. The blanket :class:`~services.oracle.gate.FeedbackGate` drops every onset
+The microphone hears MusicHal's own synth. A blanket gate (``mode="time"``) drops every onset
 from ``pre_ms`` before each own note to ``release_ms`` after it; with legato output that is nearly every onset, so the
 musician is neither learned nor imitated while MusicHal plays. :class:`EchoGate` drops an onset that falls during
 MusicHal's own notes **only when it is explained by them**. An echo has a cause: one of our note-ons. Through the real
@@ -216,7 +216,7 @@ class EchoGate:
 
     def blocks(self, onset_s: float, *, notes: Optional[Sequence[Sequence[Any]]] = None,
                chroma: Optional[Sequence[float]] = None, window_s: float = 0.5) -> bool:
-        """True when the onset should be dropped (an echo of our own notes); the :class:`FeedbackGate` interface.
+        """True when the onset should be dropped (an echo of our own notes).
         The slice's ``notes`` are remembered (:meth:`heard`) whatever the decision."""
         self.counters["checked"] += 1
         decision = self.classify(onset_s, notes=notes, chroma=chroma)

@@ -42,6 +42,7 @@ import numpy as np
 
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
+from shared.pitch import hz_to_midi_array
 
 __all__ = ["NoteExpression", "NEUTRAL", "note_expression", "with_dynamics", "expression_window_s",
            "AUTOMATION_STEP_S", "ON_PATH_SEMITONES"]
@@ -122,7 +123,7 @@ def note_expression(state: Any, *, learned_pitch: Optional[float], duration_s: f
     if have_pitch and state.f0_hz > 0.0 and len(state.f0_cents):
         cents = np.asarray(state.f0_cents, dtype=np.float64)
         cents = cents - 1200.0 * np.rint(cents / 1200.0)  # octave slips of the per-segment f0
-        reference = float(np.rint(69.0 + 12.0 * np.log2(state.f0_hz / 440.0)))
+        reference = float(np.rint(hz_to_midi_array(state.f0_hz)))
         path = reference + cents / 100.0 - float(learned_pitch)
         if np.abs(path).min() > ON_PATH_SEMITONES:
             path = None  # the f0 is another voice's

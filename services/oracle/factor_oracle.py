@@ -33,8 +33,10 @@ import numba
 import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
+from services.oracle.kernels import (aligned, find_better, link_state, lrs_after_jump, probe, rehash, require_parts,
+                                     validate_links)
 
-__all__ = ["FactorOracle", "add_state", "FO_SCHEMA"]
+__all__ = ["FactorOracle", "FO_SCHEMA"]
 
 FO_SCHEMA = "musichal-factor-oracle/1"
 
@@ -43,30 +45,6 @@ _SYM, _FWD, _SFX, _LRS, _JHEAD, _RSHEAD, _RSTAIL, _RSNEXT = range(8)
 _NCOL = 8
 # counters: [n_states, n_edges, n_better]
 _N, _E, _B = 0, 1, 2
-
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xC2B2AE3D27D4EB4F)
-_M3 = np.uint64(0x165667B19E3779F9)
-
-
-@numba.njit(cache=True, inline="always")
-def _hash3(a, b, c, mask):
-    h = np.uint64(a) * _M1 ^ np.uint64(b) * _M2 ^ np.uint64(c) * _M3
-    h ^= h >> np.uint64(31)
-    return np.int64(h & np.uint64(mask))
-
-
-@numba.njit(cache=True, inline="always")
-def _probe(table, a, b, c):
-    """Slot of key ``(a, b, c)`` or of the empty slot where it would go (column 0 == -1 marks empty)."""
-    mask = table.shape[0] - 1
-    h = _hash3(a, b, c, mask)
-    while True:
-        ka = table[h, 0]
-        if ka == -1 or (ka == a and table[h, 1] == b and table[h, 2] == c):
-            return h
-        h = (h + 1) & mask
-
 
 @numba.njit(cache=True, nogil=True)
 def _extend_kernel(rows, edges, jumps, better, counters, symbols, start):
@@ -94,7 +72,7 @@ def _extend_kernel(rows, edges, jumps, better, counters, symbols, start):
             if rows[k, _FWD] == symbol:  # k < i - 1, so k + 1 exists
                 target = k + 1
                 break
-            slot = _probe(jumps, k, symbol, 0)
+            slot = probe(jumps, k, symbol, 0)
             if jumps[slot, 0] != -1:
                 target = jumps[slot, 3]
                 break
@@ -116,69 +94,13 @@ def _extend_kernel(rows, edges, jumps, better, counters, symbols, start):
             l_i = 0
         else:
             s_i = target
-            l_i = _lrs_after_jump(rows, _SFX, _LRS, pi_1, target)
-        s_i, l_i = _find_better(rows, _SYM, better, s_i, l_i, i)
+            l_i = lrs_after_jump(rows, _SFX, _LRS, pi_1, target)
+        s_i, l_i = find_better(rows, _SYM, better, s_i, l_i, i)
         rows[i, _SFX] = s_i
         rows[i, _LRS] = l_i
-        counters[_B] += _link_state(rows, _SYM, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
+        counters[_B] += link_state(rows, _SYM, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
         pos += 1
     return pos
-
-
-@numba.njit(cache=True, inline="always")
-def _lrs_after_jump(table, sfx_col, lrs_col, pi_1, target):
-    """LRS of the new state whose suffix link is ``target``: one more than the common suffix of ``pi_1`` (the last
-    state of the suffix chain walked) and ``target - 1`` (Lefebvre & Lecroq 2000). Shared by both oracles."""
-    p2 = target - 1
-    s_p1 = table[pi_1, sfx_col]
-    if p2 == s_p1:
-        common = table[pi_1, lrs_col]
-    else:
-        while table[p2, sfx_col] != s_p1 and p2 != 0:
-            p2 = table[p2, sfx_col]
-        common = min(table[pi_1, lrs_col], table[p2, lrs_col])
-    return common + 1
-
-
-@numba.njit(cache=True, inline="always")
-def _find_better(table, label_col, better, s_i, l_i, i):
-    """vmo's "find better": the first state with suffix link ``s_i`` and LRS ``l_i`` whose symbol before its repeated
-    suffix is the new state's makes a suffix one longer; returns the (possibly improved) ``(s_i, l_i)``. Shared by
-    both oracles (the label column differs)."""
-    slot = _probe(better, s_i, l_i, table[i - l_i, label_col])
-    if better[slot, 0] != -1:
-        return better[slot, 3], l_i + 1
-    return s_i, l_i
-
-
-@numba.njit(cache=True, inline="always")
-def _link_state(table, label_col, head_col, tail_col, next_col, better, s_i, l_i, i):
-    """Append state ``i`` to the reverse-suffix list of ``s_i`` and index it for :func:`_find_better` (the first
-    state per key stays); returns 1 when a new index entry was stored, else 0. Shared by both oracles."""
-    tail = table[s_i, tail_col]
-    if tail == -1:
-        table[s_i, head_col] = i
-    else:
-        table[tail, next_col] = i
-    table[s_i, tail_col] = i
-    label = table[i - l_i, label_col]
-    slot = _probe(better, s_i, l_i, label)
-    if better[slot, 0] != -1:
-        return 0
-    better[slot, 0] = s_i
-    better[slot, 1] = l_i
-    better[slot, 2] = label
-    better[slot, 3] = i
-    return 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _rehash(old, new):
-    for slot in range(old.shape[0]):
-        if old[slot, 0] != -1:
-            dest = _probe(new, old[slot, 0], old[slot, 1], old[slot, 2])
-            for c in range(4):
-                new[dest, c] = old[slot, c]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -192,7 +114,7 @@ def _load_kernel(rows, edges, jumps, better, counters, n, src, sym, dst):
         rows[i, _RSNEXT] = -1
     for e in range(src.shape[0]):
         k = src[e]
-        slot = _probe(jumps, k, sym[e], 0)
+        slot = probe(jumps, k, sym[e], 0)
         if jumps[slot, 0] != -1:
             return e
         jumps[slot, 0] = k
@@ -209,7 +131,7 @@ def _load_kernel(rows, edges, jumps, better, counters, n, src, sym, dst):
     for i in range(1, n):
         s_i = rows[i, _SFX]
         l_i = rows[i, _LRS]
-        counters[_B] += _link_state(rows, _SYM, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
+        counters[_B] += link_state(rows, _SYM, _RSHEAD, _RSTAIL, _RSNEXT, better, s_i, l_i, i)
     return -1
 
 
@@ -217,7 +139,7 @@ def _load_kernel(rows, edges, jumps, better, counters, n, src, sym, dst):
 def _transition(rows, jumps, n, state, symbol):
     if state + 1 < n and rows[state, _FWD] == symbol:
         return state + 1
-    slot = _probe(jumps, state, symbol, 0)
+    slot = probe(jumps, state, symbol, 0)
     return jumps[slot, 3] if jumps[slot, 0] != -1 else -1
 
 
@@ -284,16 +206,6 @@ def _occurrences(rows, end_state, length, limit):
     return out[:count]
 
 
-def _aligned(shape: tuple[int, ...], fill: int) -> np.ndarray:
-    """An int64 array whose data starts on a 64-byte boundary (one state row == one cache line)."""
-    size = int(np.prod(shape))
-    buffer = np.empty(size + 8, dtype=np.int64)
-    offset = (-buffer.ctypes.data % 64) // 8
-    out = buffer[offset:offset + size].reshape(shape)
-    out.fill(fill)
-    return out
-
-
 def _ro(a: np.ndarray) -> np.ndarray:
     view = a.view()
     view.flags.writeable = False
@@ -327,7 +239,7 @@ class FactorOracle:
     # ------------------------------------------------------------------ storage
     def _allocate(self, capacity: int) -> None:
         capacity = 1 << max(1, (capacity - 1).bit_length())
-        self._rows = _aligned((capacity, _NCOL), -1)
+        self._rows = aligned((capacity, _NCOL), -1)
         self._edges = np.full((capacity, 4), -1, dtype=np.int64)  # a factor oracle has < n jump transitions
         self._jumps = np.full((2 * capacity, 4), -1, dtype=np.int64)  # load factor <= 1/2
         self._better = np.full((2 * capacity, 4), -1, dtype=np.int64)
@@ -343,8 +255,8 @@ class FactorOracle:
             self._allocate(n_states)
             self._rows[:n] = rows[:n]
             self._edges[:e] = edges[:e]
-            _rehash(jumps, self._jumps)
-            _rehash(better, self._better)
+            rehash(jumps, self._jumps)
+            rehash(better, self._better)
 
     def _run(self, symbols: np.ndarray) -> None:
         self._reserve(self.n_states + symbols.shape[0])
@@ -506,7 +418,7 @@ class FactorOracle:
     def from_model_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle.") -> "FactorOracle":
         """Inverse of :meth:`to_model_parts`; inconsistent data raises ModelFormatError (one line)."""
         names = ["sfx", "lrs", "symbols", "trn_src", "trn_symbol", "trn_dst"]
-        _require_parts("factor oracle", meta, arrays, schema=FO_SCHEMA, names=names, prefix=prefix)
+        require_parts("factor oracle", meta, arrays, schema=FO_SCHEMA, names=names, prefix=prefix)
         try:
             sfx, lrs, symbols, src, sym, dst = (np.asarray(arrays[prefix + n]).astype(np.int64, casting="same_kind") for n in names)
         except TypeError as error:
@@ -515,7 +427,7 @@ class FactorOracle:
             n = int(meta.get("n_states", -1))
         except (TypeError, ValueError):
             raise ModelFormatError("factor oracle: n_states must be an integer") from None
-        _validate_links(sfx, lrs, n, what="factor oracle")
+        validate_links(sfx, lrs, n, what="factor oracle")
         if symbols.shape != (n,) or (n and symbols[0] != -1) or (symbols[1:] < 0).any():
             raise ModelFormatError("factor oracle: symbols must have one non-negative symbol per state (and -1 for state 0)")
         if not (src.shape == sym.shape == dst.shape) or src.ndim != 1:
@@ -534,34 +446,3 @@ class FactorOracle:
             raise ModelFormatError(f"factor oracle: state {int(src[duplicate])} has two transitions on symbol "
                                    f"{int(sym[duplicate])}")
         return oracle
-
-
-def _validate_links(sfx: np.ndarray, lrs: np.ndarray, n: int, *, what: str) -> None:
-    if n < 1 or sfx.shape != (n,) or lrs.shape != (n,):
-        raise ModelFormatError(f"{what}: sfx/lrs must have n_states={n} entries")
-    if sfx[0] != -1 or lrs[0] != 0:
-        raise ModelFormatError(f"{what}: state 0 must have sfx -1 and lrs 0")
-    index = np.arange(n)
-    if n > 1 and ((sfx[1:] < 0).any() or (sfx[1:] >= index[1:]).any() or (lrs[1:] < 0).any() or (lrs[1:] >= index[1:]).any()):
-        raise ModelFormatError(f"{what}: suffix links must point backwards and LRS must be in 0..i-1")
-
-
-def _require_parts(kind: str, meta: Any, arrays: dict[str, np.ndarray], *, schema: str, names: list[str],
-                   prefix: str) -> None:
-    """Check a stored oracle's schema and that its arrays are all there (ModelFormatError, one line)."""
-    if not isinstance(meta, dict) or meta.get("schema") != schema:
-        raise ModelFormatError(f"{kind}: schema {meta.get('schema') if isinstance(meta, dict) else None!r} is not {schema!r}")
-    missing = [prefix + n for n in names if prefix + n not in arrays]
-    if missing:
-        raise ModelFormatError(f"{kind}: arrays missing: {', '.join(missing)}")
-
-
-def add_state(oracle: FactorOracle, symbol: int) -> int:
-    """Append ``symbol`` to ``oracle`` online (amortised O(1)); returns the new state index.
-
-    Raises
-    ------
-    ParameterError
-        If ``symbol`` is not a non-negative int.
-    """
-    return oracle.add(symbol)

@@ -1,8 +1,9 @@
 """The live decision object: everything the oracle decides, pure and clock-driven (no Ray, no rings).
 
 :class:`LiveOracle` owns the events waiting for their percepts (with deadlines), the feedback gate, mute, the
-one control table (:meth:`LiveOracle.apply_control`), the session-log hook, the memory
-(:class:`~services.oracle.stage.OracleStage`) and the voices (:class:`~services.oracle.voices.Ensemble`: the
+live settings (:attr:`LiveOracle.config`, changed by :meth:`LiveOracle.apply_control` through the control table
+:data:`shared.controls.CONTROLS`; the player and the voices are handed their sections), the session-log hook, the
+memory (:class:`~services.oracle.memory.OracleMemory`) and the voices (:class:`~services.oracle.voices.Ensemble`: the
 melody :class:`~services.oracle.player.Player` and the bass and comping that follow it). Its methods take the time
 ``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
 
@@ -32,6 +33,7 @@ from typing import Any, Optional
 import numpy as np
 
 from shared.config import MusicHalConfig
+from shared.controls import CONTROLS, control
 from shared.errors import ParameterError
 from shared.messages import Event, NoteEvent, Percept
 from services.encoder.expression import DynamicsFollower
@@ -40,30 +42,11 @@ from services.oracle.expression import with_dynamics
 from services.oracle.player import live_profile
 from services.oracle.session import note_to_record, percept_to_record
 from services.oracle.tempo import TempoTracker
-from services.oracle.voices import VOICE_NAMES, Ensemble
+from services.oracle.voices import Ensemble
 
-__all__ = ["LiveOracle", "LOOKAHEAD_S", "CONTROLS"]
+__all__ = ["LiveOracle", "LOOKAHEAD_S"]
 
 LOOKAHEAD_S = 0.04
-
-#: the controls the oracle applies (name → what it does)
-CONTROLS = {
-    "mode": "imitate | contrast | lead (next step)",
-    "continuity": "forward-step probability 0..1 (next step)",
-    "density": "speed/density factor 0..4, 0 = silence (next step)",
-    "tempo": "speed factor on the learned time 0.25..4 (next step)",
-    "range": "melody range (low, high) MIDI notes (next step)",
-    "wait": "1 = imitate/contrast wait for input (stop after the musician rests), 0 = play on",
-    "beat": "1 = steps fall on the live input's tracked beat grid, 0 = the learned time alone",
-    "learning": "learn live input on/off",
-    "gate": "input gate on/off",
-    "mute": "muted notes do not sound and open no gate",
-    "profile": "midi_out's business; logged for the replay",
-    **{f"voice/{v}/on": f"1 = the {v} voice plays, 0 = it rests (next step)" for v in VOICE_NAMES},
-    **{f"voice/{v}/range": f"{v} range (low, high) MIDI notes (next step)" for v in VOICE_NAMES},
-    **{f"voice/{v}/density": f"{v} onsets per melody step 0..2 (next step)" for v in VOICE_NAMES if v != "melody"},
-}
-
 
 def onset_wall(event: Event) -> float:
     """Monotonic time of the event's onset (from its detection stamp and window)."""
@@ -76,7 +59,9 @@ class LiveOracle:
     Parameters
     ----------
     config : MusicHalConfig
-    stage : OracleStage
+        The start settings; :attr:`config` is the one owner of the live settings from then on (every control
+        replaces it, and the player and the voices are handed its sections).
+    stage : OracleMemory
         The memory (learning, threshold, checkpoints).
     session : SessionLog, optional
         Every input, decision and control is written to it in decision order.
@@ -120,6 +105,11 @@ class LiveOracle:
 
     def waiting_for(self, event_id: int) -> bool:
         return event_id in self.pending
+
+    def pending_event(self, event_id: int) -> Optional[Event]:
+        """The event still waiting for ``event_id``'s percept (it stays waiting), or None."""
+        pending = self.pending.get(event_id)
+        return None if pending is None else pending[0]
 
     def take(self, event_id: int) -> Optional[Event]:
         """Stop waiting for ``event_id``'s percept (the caller answers it another way); its event, or None."""
@@ -203,7 +193,7 @@ class LiveOracle:
         if not self.player.due(now, self.lookahead_s):
             return []
         notes, steps = self.ensemble.tick(now, lookahead_s=self.lookahead_s)
-        if notes and self.stage.config.generation.follow_dynamics:
+        if notes and self.config.generation.follow_dynamics:
             scale = self.dynamics_scale()
             notes = [with_dynamics(note, scale) for note in notes]
         self.counters["steps"] += steps
@@ -242,44 +232,38 @@ class LiveOracle:
 
     # ------------------------------------------------------------------ controls
     def apply_control(self, name: str, value: Any, now: Optional[float] = None) -> dict[str, Any]:
-        """Apply one control (see :data:`CONTROLS`); it takes effect at the next step. Logged."""
-        generation = self.stage.config.generation
-        if name == "mode":
-            self.stage.set_mode(value)
-        elif name in ("continuity", "density", "tempo"):
-            self.stage.set_generation(**{name: float(value)})
-        elif name == "range":
-            low, high = (int(v) for v in value)
-            self.stage.set_generation(melody_range=(low, high))
-        elif name == "wait":
-            self.stage.set_generation(wait_for_input=bool(value))
-        elif name == "beat":
-            self.stage.set_generation(beat_aligned=bool(value))
-        elif name == "learning":
-            self.stage.set_learning(bool(value))
-        elif name == "gate":
-            self.gate.enabled = bool(value)
-        elif name == "mute":
-            self.muted = bool(value)
-        elif name == "profile":
-            pass
-        elif name == "voice/melody/range":
-            low, high = (int(v) for v in value)
-            self.stage.set_generation(melody_range=(low, high))
-        elif name.startswith("voice/") and name in CONTROLS:
-            _, voice, setting = name.split("/")
-            self.ensemble.voice_setting(voice, setting, value)
+        """Apply one control of the table (:data:`shared.controls.CONTROLS`) that the oracle owns; it takes effect at
+        the next step. A control with a config key sets it in :attr:`config`; ``learning`` and ``mute`` are the
+        memory's and this object's own state. Logged."""
+        row = control(name)
+        if "oracle.control" not in row.routes:
+            raise ParameterError(f"the oracle has no control {name!r}; its controls: "
+                                 + ", ".join(n for n, r in CONTROLS.items() if "oracle.control" in r.routes))
+        value = row.parse(value)
+        if row.key is not None:
+            self._settings(row.set_in(self.config, value))
+        elif row.name == "learning":
+            self.stage.learning = value
+        elif row.name == "mute":
+            self.muted = value
         else:
-            raise ParameterError(f"oracle has no control {name!r}; known: {', '.join(CONTROLS)}")
-        if self.stage.config.generation is not generation:
-            self.player.set_config(self.stage.config.generation)
+            raise ParameterError(f"control {row.name!r} sets no config key and the oracle has no setter for it")
         self.counters["controls"] += 1
         if self.session is not None:
-            self.session.write("control", name=name, value=list(value) if isinstance(value, tuple) else value, now_s=now)
+            self.session.write("control", name=name, value=list(value) if isinstance(value, tuple) else value,
+                               now_s=now)
         return self.control_state()
 
+    def _settings(self, config: MusicHalConfig) -> None:
+        """New live settings: the player and the voices get their sections (from the next step on)."""
+        if config.generation != self.config.generation:
+            self.player.set_config(config.generation)
+        self.ensemble.voices = config.voices
+        self.gate.enabled = bool(config.control.input_gate)
+        self.config = config
+
     def control_state(self) -> dict[str, Any]:
-        g = self.stage.config.generation
+        g = self.config.generation
         return {"mode": g.mode, "continuity": g.continuity, "density": g.density, "tempo": g.tempo,
                 "range": list(g.melody_range), "wait": g.wait_for_input, "beat": g.beat_aligned,
                 "bpm": None if self.tempo.bpm is None else round(self.tempo.bpm, 2), "learning": self.stage.learning,
@@ -287,7 +271,7 @@ class LiveOracle:
 
     def voices_state(self) -> dict[str, Any]:
         """Each voice: on, range, density (the melody's are the generation settings)."""
-        v, g = self.ensemble.voices, self.stage.config.generation
+        v, g = self.config.voices, self.config.generation
         return {"melody": {"on": v.melody, "range": list(g.melody_range), "density": g.density},
                 "bass": {"on": v.bass, "range": list(v.bass_range), "density": v.bass_density},
                 "comping": {"on": v.comping, "range": list(v.comping_range), "density": v.comping_density,

@@ -72,6 +72,7 @@ import numpy as np
 from shared.config import GenerationConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
+from shared.pitch import hz_to_midi, hz_to_midi_array
 from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
 
 __all__ = ["Player", "ModeWeights", "MODE_WEIGHTS", "MIN_IOI_S", "MAX_IOI_S", "LIVE_CONTEXT", "live_profile",
@@ -115,14 +116,10 @@ MODE_WEIGHTS: dict[str, ModeWeights] = {
 }
 
 
-def _hz_to_midi(f0_hz: float) -> float:
-    return 69.0 + 12.0 * math.log2(f0_hz / 440.0)
-
-
 def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: Optional[float] = None) -> Optional[int]:
     """A state's learned pitch: f0, else its strongest chroma class next to ``near`` (octave 4), else None."""
     if f0_hz > 0.0:
-        return int(round(_hz_to_midi(f0_hz)))
+        return int(round(hz_to_midi(f0_hz)))
     if chroma_peaks:
         pc = int(chroma_peaks[0])
         centre = 60.0 if near is None else float(near)
@@ -137,7 +134,7 @@ def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
     for rank, pc in enumerate(chroma_peaks[:len(_CHROMA_WEIGHTS)]):
         profile[int(pc)] = max(profile[int(pc)], _CHROMA_WEIGHTS[rank])
     if f0_hz > 0.0:
-        profile[int(round(_hz_to_midi(f0_hz))) % 12] = 1.0
+        profile[int(round(hz_to_midi(f0_hz))) % 12] = 1.0
     return profile
 
 
@@ -162,7 +159,7 @@ class _Columns:
         f0 = np.frombuffer(store.f0_hz, dtype=np.float64)[self.n:n]
         chroma = np.frombuffer(store.chroma, dtype=np.int8).reshape(-1, 12)[self.n:n, 0].astype(np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            pitch = np.where(f0 > 0, np.round(69.0 + 12.0 * np.log2(np.where(f0 > 0, f0, 1.0) / 440.0)), np.nan)
+            pitch = np.where(f0 > 0, np.round(hz_to_midi_array(np.where(f0 > 0, f0, 1.0))), np.nan)
         # the slice's strongest pitch class, in the register of its f0 (on polyphonic input f0 follows one voice,
         # often the bass; the chroma peak is what sounds most — measured: pitch-class correlation with the score
         # 0.64 -> 0.82 on four rendered chorales, see benchmarks/musical.py)
@@ -184,7 +181,7 @@ class Player:
     memory : object
         Gives ``walk`` (the oracle to walk: ``n_states``, ``sfx``, ``lrs``, ``rsfx``), ``tokens`` (a
         FactorOracle for context matching, state ``i`` = event ``i``) and ``store`` (the StateStore with the
-        events' descriptors, or None). :class:`~services.oracle.stage.OracleStage` provides them.
+        events' descriptors, or None). :class:`~services.oracle.memory.OracleMemory` provides them.
     config : GenerationConfig
     """
 
@@ -203,7 +200,6 @@ class Player:
         self._activity = np.zeros(1)
         self._activity_t = 0.0
         self._profile = np.zeros(12)  # decayed live pitch-class profile
-        self._profile_t = 0.0
         self._columns = _Columns()
         self._last_pitch: Optional[int] = None
         self._next_note_id = 1
@@ -233,6 +229,24 @@ class Player:
     def weights(self) -> ModeWeights:
         return MODE_WEIGHTS[self.config.mode]
 
+    @property
+    def last_pitch(self) -> Optional[int]:
+        """The pitch of the last note played (None before the first)."""
+        return self._last_pitch
+
+    @property
+    def profile(self) -> np.ndarray:
+        """The decayed pitch-class profile of the live input (12 bins; read only)."""
+        view = self._profile.view()
+        view.flags.writeable = False
+        return view
+
+    def new_note_id(self) -> int:
+        """The next note id (one counter for every voice: ids are unique across them)."""
+        note_id = self._next_note_id
+        self._next_note_id += 1
+        return note_id
+
     def set_config(self, config: GenerationConfig) -> None:
         """New settings (mode, density, continuity, ranges...): they apply at the next step."""
         if not isinstance(config, GenerationConfig):
@@ -259,7 +273,6 @@ class Player:
             self._activity *= 0.5 ** (dt / self.config.half_life_s)
             self._profile *= 0.5 ** (dt / _PROFILE_HALF_LIFE_S)
         self._activity_t = max(self._activity_t, now)
-        self._profile_t = self._activity_t
 
     def activity(self, now: float) -> np.ndarray:
         """The merged activity over states ``0..n-1`` at ``now`` (a copy)."""
@@ -299,7 +312,7 @@ class Player:
             shifted = np.where(ok, (pcs + self.transpose) % 12, 0)
             act[1:n] += np.where(ok, w.w_chroma * profile[shifted], 0.0)
         if n > 1 and f0_hz > 0.0:
-            live_pitch = _hz_to_midi(f0_hz)
+            live_pitch = hz_to_midi(f0_hz)
             pitch = cols.pitch[1:n] + self.transpose
             act[1:n] += np.where(np.isnan(pitch), 0.0,
                                  w.w_register * np.exp(-np.square(np.nan_to_num(pitch) - live_pitch) / (2 * _REGISTER_SIGMA ** 2)))
@@ -507,8 +520,7 @@ class Player:
         self._last_pitch = pitch
         store = self.memory.store
         velocity = 80 if store is None else int(min(127, max(1, store.velocity[c])))
-        note_id = self._next_note_id
-        self._next_note_id += 1
+        note_id = self.new_note_id()
         self.counters["notes"] += 1
         stamps = {}
         if self.influence_id >= 0 and self.influence_used_by is None:

@@ -12,17 +12,14 @@ The oracle actor writes one JSON object per line, in the exact order it did thin
 - ``control``: a control change applied (``name``, ``value``) with its time;
 - ``stop``: the end of the session.
 
-:func:`replay_session` feeds the logged percepts, ticks and controls into a fresh
-:class:`~services.oracle.live.LiveOracle` (the object the live oracle actor drives) built from the logged config
-and models; the decisions are deterministic, so it reproduces the logged notes exactly (checked).
-:func:`services.midi_out.render.render_notes` schedules them like the live MIDI-out (same ordering: due time, then
-arrival order) through a :class:`MidiOutStage` into an SMF, so the note messages equal the live recording byte for byte.
+:func:`services.oracle.replay.replay_session` feeds the logged percepts, ticks and controls into a fresh
+:class:`~services.oracle.live.LiveOracle` (this module is what the decision object and the replay share: the
+records and the memory they start from).
 """
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,19 +29,18 @@ import orjson
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept
-from services.oracle.corpus import load_corpora
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 
-__all__ = ["make_stage", "SessionLog", "SESSION_SCHEMA", "read_session", "replay_session", "ReplayResult", "note_to_record",
+__all__ = ["make_stage", "SessionLog", "SESSION_SCHEMA", "read_session", "note_to_record", "note_from_record",
            "percept_to_record", "percept_from_record"]
 
 SESSION_SCHEMA = "musichal-session/1"
 
 
 def make_stage(config: MusicHalConfig, model: Any = None):
-    """An OracleStage whose threshold re-estimates run in the background but are adopted at a fixed event count,
+    """An OracleMemory whose threshold re-estimates run in the background but are adopted at a fixed event count,
     so that its decisions depend only on its inputs: used for logged sessions and their replay."""
-    return OracleStage(config, model=model, background=True, deterministic=True)
+    return OracleMemory(config, model=model, background=True, deterministic=True)
 
 
 def percept_to_record(percept: Percept) -> dict[str, Any]:
@@ -78,7 +74,7 @@ def note_to_record(note: NoteEvent) -> dict[str, Any]:
             "pressure_curve": [list(p) for p in note.pressure_curve]}
 
 
-def _note_from_record(r: dict[str, Any]) -> NoteEvent:
+def note_from_record(r: dict[str, Any]) -> NoteEvent:
     return NoteEvent(note_id=r["note_id"], pitch=r["pitch"], velocity=r["velocity"], t_on=r["t_on"], t_off=r["t_off"],
                      voice=r["voice"], source_state=r["source_state"], source_event_id=r["source_event_id"],
                      bend_semitones=r["bend"], pressure=r["pressure"], timbre=r["timbre"],
@@ -136,62 +132,3 @@ def read_session(path: str | Path) -> list[dict[str, Any]]:
     if not records or records[0].get("kind") != "header" or records[0].get("schema") != SESSION_SCHEMA:
         raise ParameterError(f"{path}: not a MusicHal session log ({SESSION_SCHEMA})")
     return records
-
-
-@dataclass
-class ReplayResult:
-    notes: list[NoteEvent]
-    logged_notes: list[NoteEvent]
-    controls: list[dict[str, Any]]
-    config: MusicHalConfig
-    t0: float
-    t_end: Optional[float] = None
-    counters: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def identical(self) -> bool:
-        key = lambda n: (n.note_id, n.pitch, n.velocity, n.t_on, n.t_off, n.voice, n.source_state,  # noqa: E731
-                         n.bend_semitones, n.pressure, n.timbre, n.bend_curve, n.pressure_curve)
-        return [key(n) for n in self.notes] == [key(n) for n in self.logged_notes]
-
-
-def replay_session(path: str | Path) -> ReplayResult:
-    """Re-run a session's decisions on a fresh :class:`~services.oracle.live.LiveOracle` (the live decision object)
-    at the logged times; returns the notes (and the logged ones to compare)."""
-    from services.oracle.live import LiveOracle  # live.py imports this module when it loads
-
-    records = read_session(path)
-    header = records[0]
-    config = MusicHalConfig.from_mapping(header["config"])
-    model = None
-    if header.get("models"):
-        model, _ = load_corpora(config, header["models"])
-    elif header.get("resume"):
-        model = header["resume"]
-    live = LiveOracle(config, make_stage(config, model))
-    notes: list[NoteEvent] = []
-    logged: list[NoteEvent] = []
-    controls: list[dict[str, Any]] = []
-    counters = {"percepts": 0, "gated": 0, "ticks": 0, "controls": 0}
-    t_end = None
-    for record in records[1:]:
-        kind = record["kind"]
-        if kind == "percept":
-            counters["percepts"] += 1
-            counters["gated"] += bool(record.get("gated"))
-            notes += live.on_percept(percept_from_record(record), record["now_s"], early=bool(record.get("early")),
-                                     gated=bool(record.get("gated")), wall=record.get("onset_wall"))
-            live.learn_queued()
-        elif kind == "tick":
-            counters["ticks"] += 1
-            notes += live.tick(record["now_s"])
-        elif kind == "control":
-            counters["controls"] += 1
-            controls.append(record)
-            live.apply_control(record["name"], record["value"], record.get("now_s"))
-        elif kind == "notes":
-            logged += [_note_from_record(r) for r in record["notes"]]
-        elif kind == "stop":
-            t_end = record.get("t_end", record["t"])
-    return ReplayResult(notes=notes, logged_notes=logged, controls=controls, config=config, t0=header["t0"],
-                        t_end=t_end, counters=counters)

@@ -320,9 +320,6 @@ class StateStore:
                          f0_cents=tuple(self.f0_cents[state * EXPRESSION_POINTS:(state + 1) * EXPRESSION_POINTS]),
                          timbre=self.timbre[state])
 
-    def tokens(self) -> np.ndarray:
-        return np.frombuffer(self.token, dtype=np.int64)
-
     def meta(self) -> dict[str, Any]:
         return {"sources": list(self.sources)}
 

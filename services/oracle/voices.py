@@ -35,7 +35,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from dataclasses import replace
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -43,6 +42,7 @@ import numpy as np
 from shared.config import VOICE_NAMES, GenerationConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
+from shared.pitch import hz_to_midi
 from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
 from services.oracle.player import Player
 
@@ -141,39 +141,7 @@ class Ensemble:
     def memory(self) -> Any:
         return self.player.memory
 
-    def set_config(self, config: GenerationConfig) -> None:
-        self.player.set_config(config)
-
-    def set_voices(self, voices: VoicesConfig) -> None:
-        """New voice settings; they apply at the next step."""
-        if not isinstance(voices, VoicesConfig):
-            raise ParameterError("voices must be a shared.config.VoicesConfig")
-        self.voices = voices
-
-    def voice_setting(self, voice: str, setting: str, value: Any) -> VoicesConfig:
-        """Change one voice's ``on`` (bool), ``range`` ((low, high); the melody's is ``generation.melody_range``,
-        set it on the player's config) or ``density`` (bass and comping); validated, returns the new settings."""
-        if voice not in VOICE_NAMES:
-            raise ParameterError(f"unknown voice {voice!r}; known: {', '.join(VOICE_NAMES)}")
-        if setting == "on":
-            changes = {voice: bool(value)}
-        elif setting == "range" and voice != "melody":
-            low, high = (int(v) for v in value)
-            changes = {f"{voice}_range": (low, high)}
-        elif setting == "density" and voice != "melody":
-            changes = {f"{voice}_density": float(value)}
-        else:
-            raise ParameterError(f"voice {voice!r} has no setting {setting!r} here")
-        self.voices = replace(self.voices, **changes)
-        return self.voices
-
     # ------------------------------------------------------------------ the clock
-    def due(self, now: float, lookahead_s: float) -> bool:
-        return self.player.due(now, lookahead_s)
-
-    def seconds_to_next(self, now: float, lookahead_s: float = 0.04) -> float:
-        return self.player.seconds_to_next(now, lookahead_s)
-
     def tick(self, now: float, *, lookahead_s: float = 0.04) -> tuple[list[NoteEvent], int]:
         """Every melody step due up to ``now + lookahead_s`` and what the voices play with it: ``(notes, steps)``.
 
@@ -196,9 +164,7 @@ class Ensemble:
 
     # ------------------------------------------------------------------ the followers
     def _new_id(self) -> int:
-        note_id = self.player._next_note_id
-        self.player._next_note_id += 1
-        return note_id
+        return self.player.new_note_id()
 
     def _slice(self, state: int) -> tuple[list[tuple[int, int]], float, tuple[int, ...]]:
         """(transcribed notes as (pitch, velocity), f0, chroma peaks) of ``state``."""
@@ -232,7 +198,7 @@ class Ensemble:
             return []  # a silent slice: the followers rest with the melody
         velocity = int(np.clip(np.mean([vel for _, vel in slice_notes]) if slice_notes else
                                (80 if self.memory.store is None else self.memory.store.velocity[state]), 1, 127))
-        melody_pitch = melody.pitch if melody is not None else player._last_pitch
+        melody_pitch = melody.pitch if melody is not None else player.last_pitch
         out: list[NoteEvent] = []
         bass_pc: Optional[int] = None
         run_start = player.last_kind == "jump"
@@ -244,7 +210,7 @@ class Ensemble:
                 if slice_notes:
                     pc = min(p for p, _ in slice_notes) % 12
                 elif f0 > 0.0:
-                    pc = int(round(69.0 + 12.0 * math.log2(f0 / 440.0))) % 12
+                    pc = int(round(hz_to_midi(f0))) % 12
                 else:
                     pc = chroma[0]
                 pc = (pc + transpose) % 12
@@ -295,7 +261,7 @@ class Ensemble:
         else:
             for rank, pc in enumerate(chroma):
                 weight[(pc + transpose) % 12] = 2.0 - 0.3 * rank
-        profile = self.player._profile
+        profile = self.player.profile
         total = float(profile.sum())
         if total > 1e-9:  # the live input's recent harmony decides between the slice's classes
             for pc in weight:
@@ -316,7 +282,7 @@ class Ensemble:
             info = store.info(state)
             learned = float(pitch - self.player.transpose)
             if info.f0_hz > 0.0:
-                f0_pitch = 69.0 + 12.0 * math.log2(info.f0_hz / 440.0)
+                f0_pitch = hz_to_midi(info.f0_hz)
                 learned += 12.0 * round((f0_pitch - learned) / 12.0)
             expression = note_expression(info, learned_pitch=learned, duration_s=max(0.0, t_off - t_on),
                                          window_s=expression_window_s(self.memory))

@@ -654,14 +654,14 @@ def build_model_parts(model: Any, usable: Sequence[FileOutcome], tokenized: Sequ
     """Threshold and the oracle memory from the tokenised files (states in corpus order).
 
     ``tokenized[i]`` is :func:`tokenize_group`'s result for ``usable[i]``. Returns ``(oracle_parts, facts)``: the
-    :meth:`OracleStage.to_model_parts` pair and deterministic facts (threshold, its source, total IR, vocabulary
+    :meth:`OracleMemory.to_model_parts` pair and deterministic facts (threshold, its source, total IR, vocabulary
     usage per view, states). The Audio Oracle and the token factor oracle are built by their numba kernels and
     the per-state metadata is appended as columns: no Python work per state.
     """
     from services.oracle.audio_oracle import AudioOracle
     from services.oracle.factor_oracle import FactorOracle
     from services.oracle.information_rate import select_threshold, total_information_rate
-    from services.oracle.stage import OracleStage
+    from services.oracle.memory import OracleMemory
 
     counts = {v: np.zeros(model.quantizers[v].n_centroids, dtype=np.int64) for v in model.views}
     for result in tokenized:
@@ -696,7 +696,7 @@ def build_model_parts(model: Any, usable: Sequence[FileOutcome], tokenized: Sequ
         audio.extend(t["frames"].astype(np.float64), tokens=t["tokens"], columns=t["columns"],
                      event_ids=np.arange(first, first + outcome.n_events, dtype=np.int64), source=outcome.name)
         token_oracle.extend(t["tokens"])
-    stage = OracleStage.from_memory(config, audio, token_oracle, threshold_source="trained")
+    stage = OracleMemory.from_memory(config, audio, token_oracle, threshold_source="trained")
     usage = {}
     for v, c in counts.items():
         counts_v = np.zeros(model.vocabulary_size, dtype=np.int64)

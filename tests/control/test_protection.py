@@ -9,7 +9,8 @@ from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
 from services.oracle.corpus import TOKEN_OFFSET, merge_oracle_parts
-from services.oracle.gate import FeedbackGate
+from services.oracle.echo import EchoGate
+from services.oracle.live import LiveOracle
 from services.encoder.guard import GuardedEncoder, OverloadGuard
 from services.oracle.session import make_stage
 from services.encoder.views import HybridPerceptionModule
@@ -32,33 +33,35 @@ def synth_into(buffer: np.ndarray, pitch: int, t_on: float, t_off: float, *, gai
 
 
 def closed_loop(signal: np.ndarray, *, protect: bool, seconds: float = 9.0):
-    """Input + MusicHal's own notes mixed back into it, block by block, through segmenter → encoder → oracle."""
-    config = MusicHalConfig().with_overrides({"generation.seed": 5, "generation.density": 1.5, "oracle.threshold": 0.1})
+    """Input + MusicHal's own notes mixed back into it, block by block, through segmenter → encoder → the live
+    decision object (its gate in the blanket ``time`` mode: every onset while its own notes sound is dropped)."""
+    config = MusicHalConfig().with_overrides({"generation.seed": 5, "generation.density": 1.5, "oracle.threshold": 0.1,
+                                              "control.gate_mode": "time", "control.input_gate": protect})
     room = np.zeros(int(seconds * SR), dtype=np.float64)
     room[: signal.size] += signal[: room.size]
     segmenter = OnsetSegmenter(config.segmenter, sample_rate_hz=SR, clock=None)
     encoder = EncoderStage(HybridPerceptionModule.from_config(config))
-    stage = make_stage(config)
-    gate = FeedbackGate(pre_ms=config.control.gate_pre_ms, release_ms=config.control.gate_release_ms, enabled=protect)
+    live = LiveOracle(config, make_stage(config))
+    gate = live.gate
     learned_onsets, echo_onsets = [], []
     block = config.audio.block_samples
+
+    def play(notes):  # the notes sound in the room (the decision object has registered them with its gate)
+        for note in notes:
+            synth_into(room, note.pitch, note.t_on, note.t_off)
+            echo_onsets.append(note.t_on)
+
     for start in range(0, room.size - block, block):
         now = (start + block) / SR
         for event in segmenter.process(room[start:start + block].astype(np.float32)):
             onset = event.onset_sample / SR
             window = room[event.window_start:event.window_end].astype(np.float32)
             percept = encoder.process((event, window))
-            if gate.blocks(onset):
-                notes = stage.respond(now)
-            else:
-                before = stage.stats()["learned"]
-                notes = stage.process(percept, now_s=now)
-                if stage.stats()["learned"] > before:
-                    learned_onsets.append(onset)
-            for note in notes:
-                gate.note_sent(note.t_on, note.t_off)
-                synth_into(room, note.pitch, note.t_on, note.t_off)
-                echo_onsets.append(note.t_on)
+            notes = live.on_percept(percept, now, gated=gate.blocks(onset), wall=onset)
+            if live.learn_queued():
+                learned_onsets.append(onset)
+            play(notes)
+        play(live.tick(now))
     return learned_onsets, echo_onsets, gate
 
 
@@ -84,7 +87,7 @@ def test_oracle_does_not_learn_its_own_notes_heard_back_when_the_gate_is_on(tmp_
 
 
 def test_gate_intervals_and_switch():
-    gate = FeedbackGate(pre_ms=10, release_ms=100, enabled=False)
+    gate = EchoGate(mode="time", pre_ms=10, release_ms=100, enabled=False)
     gate.note_sent(1.0, 2.0)
     assert not gate.blocks(1.5)
     gate.enabled = True
@@ -148,8 +151,8 @@ def _percepts(n, *, seed, dim=6, offset=0.0):
 
 def _learned_stage(seed, n=40, **kw):
     stage = make_stage(MusicHalConfig().with_overrides({"oracle.threshold": 0.5}))
-    for i, p in enumerate(_percepts(n, seed=seed, **kw)):
-        stage.process(p, now_s=float(i))
+    for p in _percepts(n, seed=seed, **kw):
+        stage.learn(p)
     return stage
 
 
@@ -178,7 +181,8 @@ def test_two_corpora_merge_into_one_memory_and_round_trip(tmp_path):
     assert np.array_equal(merged.audio.frames[30:], b.audio.frames)
     assert merged.audio.state_info(35).source == "b.json" and merged.audio.state_info(5).source == "a.json"
     # plays from both corpora
-    states = {n.source_state for i in range(60) for n in merged.respond(float(10 * i))}
+    lead = LiveOracle(config.with_overrides({"generation.mode": "lead"}), merged)
+    states = {n.source_state for t in np.arange(0.0, 120.0, 0.05) for n in lead.tick(float(t))}
     assert any(s <= 30 for s in states) and any(s > 30 for s in states)
     # round trip
     merged.checkpoint(tmp_path / "m.json")

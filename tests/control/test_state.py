@@ -1,4 +1,5 @@
-"""Control state, OSC/MIDI maps, hub, config section and the --controls text (pure, no servers)."""
+"""The control table, state, OSC/MIDI maps, hub, refusals, config section and the --controls text (pure, no
+servers)."""
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,14 @@ import pytest
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.control.hub import ControlHub
-from services.control.state import (DEFAULT_CC_MAP, OSC_MAP, ControlChange, ControlState, controls_text, midi_to_change,
-                                    osc_to_change)
+from shared import controls as table
+from shared.controls import CONTROLS, Control, calls
+from services.control.state import (REFUSALS_KEPT, ControlChange, ControlState, cc_map, controls_text, midi_to_change,
+                                    osc_map, osc_to_change)
+from services.oracle.live import LiveOracle
+from services.oracle.memory import OracleMemory
+
+DEFAULT_CC_MAP = cc_map()
 
 
 def test_state_validates_and_reports_only_real_changes():
@@ -31,7 +38,7 @@ def test_state_validates_and_reports_only_real_changes():
 def test_osc_addresses_map_to_changes():
     assert osc_to_change("/musichal/density", [0.25]) == ControlChange("density", 0.25, source="osc")
     assert osc_to_change("/musichal/panic").name == "panic"
-    assert set(OSC_MAP) >= {"mode", "continuity", "density", "mute", "learn", "freeze", "profile", "panic"}
+    assert set(osc_map()) >= {"mode", "continuity", "density", "mute", "learn", "freeze", "profile", "panic"}
     for address, args in (("/other/density", [1]), ("/musichal/volume", [1]), ("/musichal/density", [])):
         with pytest.raises(ParameterError):
             osc_to_change(address, args)
@@ -103,3 +110,92 @@ def test_voice_controls_over_osc_and_midi_cc():
     assert state["bass"] == {"on": False, "range": [30, 50], "density": 2.0} and state["comping"]["on"] is True
     assert "CC25  voice/bass/on" in controls_text(MusicHalConfig())
     assert "/musichal/voice/comping/range" in controls_text(MusicHalConfig())
+
+
+def test_a_refused_control_is_kept_with_its_reason_for_a_ui():
+    hub = ControlHub(MusicHalConfig())
+    hub.handle_osc("/musichal/mode", "loud")
+    hub.handle_osc("/musichal/density", 9.0)
+    hub.handle_osc("/musichal/nothing", 1)
+    with pytest.raises(ParameterError):
+        hub.handle(ControlChange("continuity", 2.0, source="api"))
+    refusals = hub.snapshot()["refusals"]
+    assert [(r["control"], r["source"]) for r in refusals] == [("mode", "osc"), ("density", "osc"),
+                                                                ("/musichal/nothing", "osc"), ("continuity", "api")]
+    assert "mode must be one of imitate, contrast, lead, got 'loud'" in refusals[0]["reason"]
+    assert "density must be in 0..4, got 9.0" in refusals[1]["reason"] and refusals[1]["value"] == 9.0
+    assert "unknown OSC address" in refusals[2]["reason"]
+    assert hub.snapshot()["density"] == 1.0 and hub.snapshot()["mode"] == "imitate"  # nothing refused was applied
+    for i in range(REFUSALS_KEPT + 5):  # bounded: the oldest drop out
+        hub.handle_osc("/musichal/tempo", 10.0 + i)
+    refusals = hub.snapshot()["refusals"]
+    assert len(refusals) == REFUSALS_KEPT and refusals[-1]["value"] == 10.0 + REFUSALS_KEPT + 4
+
+
+def test_one_row_added_to_the_table_shows_in_every_view(monkeypatch):
+    """Adding a control is one row: the OSC map, the MIDI CC map, --controls, the stack's routing and the decision
+    object's apply_control all see it."""
+    row = Control("swing", "number", "a fake control for this test", key="generation.tempo", cc=90)
+    monkeypatch.setitem(CONTROLS, "swing", row)
+    assert osc_map()["swing"] == ("f", "a fake control for this test")
+    assert osc_to_change("/musichal/swing", [2.0]) == ControlChange("swing", 2.0, source="osc")
+    assert cc_map()["swing"] == 90 and midi_to_change([0xB0, 90, 127]) == ControlChange("swing", 4.0, source="midi")
+    text = controls_text(MusicHalConfig())
+    assert "/musichal/swing" in text and "a fake control for this test" in text and "CC90  swing" in text
+    assert "0..127 -> 0.25..4" in text.split("CC90  swing")[1].splitlines()[0]  # bounds from the config
+    assert calls("swing", 2.0) == [("oracle", "control", ("swing", 2.0))]  # the stack's routing
+    config = MusicHalConfig()
+    live = LiveOracle(config, OracleMemory(config, background=False))
+    live.apply_control("swing", 2.0)
+    assert live.config.generation.tempo == 2.0 and live.player.config.tempo == 2.0
+    applied = []
+    hub = ControlHub(config, lambda name, value: applied.append((name, value)))
+    hub.handle_osc("/musichal/swing", 3.0)
+    hub.handle_osc("/musichal/swing", 5.0)  # out of generation.tempo's bounds: refused
+    assert applied == [("swing", 3.0)] and hub.snapshot()["swing"] == 3.0
+    assert "swing must be in 0.25..4" in hub.snapshot()["refusals"][0]["reason"]
+
+
+def test_every_row_is_routed_and_every_oracle_row_is_applied():
+    """The table is complete: each control the oracle owns changes the decision object's state."""
+    config = MusicHalConfig()
+    values = {"mode": "lead", "continuity": 0.3, "density": 2.0, "mute": True, "gate": True, "profile": "mono",
+              "tempo": 2.0, "wait": True, "beat": True, "learning": False, "voice/melody/on": False,
+              "voice/bass/on": False, "voice/comping/on": False, "voice/melody/range": (50, 70),
+              "voice/bass/range": (30, 45), "voice/comping/range": (50, 65), "voice/bass/density": 1.5,
+              "voice/comping/density": 1.5}
+    for name, row in CONTROLS.items():
+        if not row.routes:
+            assert name in ("learn", "freeze")  # the hub combines them into learning
+            continue
+        if "oracle.control" not in row.routes:
+            continue
+        live = LiveOracle(config, OracleMemory(config, background=False))
+        before = live.control_state()
+        after = live.apply_control(name, values[name])
+        assert after != before or name == "profile", name
+        if row.key is not None:
+            assert row.initial(live.config) == values[name], name
+    with pytest.raises(ParameterError):
+        LiveOracle(config, OracleMemory(config, background=False)).apply_control("panic", True)  # midi_out's
+    with pytest.raises(ParameterError):
+        LiveOracle(config, OracleMemory(config, background=False)).apply_control("density", 7.0)
+    assert table.control("range").name == "voice/melody/range"  # older session logs
+
+
+def test_a_row_needs_bounds_from_the_config():
+    with pytest.raises(ParameterError, match="no bounds"):
+        Control("loudness", "number", "no such bounded setting", key="generation.half_life_s")
+
+
+def test_a_removed_config_key_fails_with_one_line_naming_its_replacement_and_old_logs_drop_it(tmp_path):
+    from shared.config import drop_removed_keys
+
+    toml = tmp_path / "old.toml"
+    toml.write_text("[generation]\nbass_range = [36, 60]\n")
+    with pytest.raises(ParameterError) as error:
+        MusicHalConfig.from_toml(toml)
+    assert "\n" not in str(error.value) and "[voices] bass_range" in str(error.value)
+    recorded = {**MusicHalConfig().to_dict()}
+    recorded["generation"] = {**recorded["generation"], "bass_range": [36, 60]}  # a session log written before
+    assert MusicHalConfig.from_mapping(drop_removed_keys(recorded)) == MusicHalConfig()

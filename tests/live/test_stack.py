@@ -47,7 +47,7 @@ def note_ons(messages) -> list[int]:
 
 def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, ray_local, clips, tmp_path):
     from services.stack import LiveStack
-    from services.oracle.stage import OracleStage
+    from services.oracle.memory import OracleMemory
 
     reader = JackReader()
     port = reader.open_virtual("in")
@@ -88,7 +88,7 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
     assert note_pairing_problems(received, require_stop_panic=False) == []  # every note ended by its own note-off
     assert 9 not in model.channels_used  # gm-safe never plays channel 10
     # each note traced to an oracle state and the input event it was learned from
-    memory = OracleStage(config, model=str(learned))
+    memory = OracleMemory(config, model=str(learned))
     assert traced and len(traced) <= model.note_ons  # traced before stop; the player plays on after the input ends
     for note in traced:
         assert note["source_state"] >= 1

@@ -17,7 +17,7 @@ from services.midi_out.engine import ListSink, MidiOutStage
 from services.midi_out.scheduler import NoteScheduler, note_actions
 from services.oracle.expression import NEUTRAL, note_expression, with_dynamics
 from services.oracle.live import LiveOracle
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 from services.oracle.states import StateInfo
 
 
@@ -190,7 +190,7 @@ def dynamics_run(follow: bool) -> tuple[list[int], list[int], list[int], list[in
     config = MusicHalConfig().with_overrides({"generation.mode": "lead", "generation.follow_dynamics": follow,
                                               "generation.dynamics_half_life_s": 1.0,
                                               "voices.bass": False, "voices.comping": False})
-    live = LiveOracle(config, OracleStage(config, background=False))
+    live = LiveOracle(config, OracleMemory(config, background=False))
     pitches = [60, 62, 64, 65, 67, 69, 71, 72]
     for i, p in enumerate(pitches * 3):  # a memory learned at velocity 80
         live.stage.learn(live_percept(i, p, 0.25 * i, 80))

@@ -9,7 +9,7 @@ from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
 from services.oracle.live import LiveOracle
 from services.oracle.player import MODE_WEIGHTS
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
 
@@ -38,7 +38,7 @@ def make_live(**generation) -> LiveOracle:
     # are tests/oracle/test_voices.py's)
     overrides.update({"voices.bass": False, "voices.comping": False})
     config = MusicHalConfig().with_overrides(overrides)
-    return LiveOracle(config, OracleStage(config, background=False))
+    return LiveOracle(config, OracleMemory(config, background=False))
 
 
 def learn_melody(live: LiveOracle, pitches, *, ioi: float = 0.25, t0: float = 0.0) -> None:
@@ -193,7 +193,8 @@ def test_runs_out_of_range_move_by_octaves_keeping_their_contour():
 
 def test_a_session_log_replays_to_the_same_midi_bytes(tmp_path):
     from services.midi_out.render import render_notes
-    from services.oracle.session import SessionLog, make_stage, replay_session
+    from services.oracle.replay import replay_session
+    from services.oracle.session import SessionLog, make_stage
 
     config = MusicHalConfig().with_overrides({"generation.seed": 5, "oracle.rebuild_every_events": 8})
     clock = {"t": 0.0}
@@ -280,7 +281,7 @@ def test_the_input_gate_drops_echoes_of_own_notes_and_keeps_the_musician(gate_mo
 
     config = MusicHalConfig().with_overrides({"generation.mode": "lead", "control.input_gate": True,
                                               "control.gate_mode": gate_mode})
-    live = LiveOracle(config, OracleStage(config, background=False))
+    live = LiveOracle(config, OracleMemory(config, background=False))
     learn_melody(live, C_MAJOR)
     notes = run_clock(live, 0.0, 3.0)
     assert notes, "lead plays alone"

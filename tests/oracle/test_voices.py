@@ -11,7 +11,7 @@ from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
 from services.oracle.live import LiveOracle
 from services.oracle.player import Player
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 from services.oracle.voices import Ensemble, chord_movement, naive_chord, voice_chord
 
 # a chorale-like progression: four voices (bass, tenor, alto, soprano) per slice, some with a fifth note
@@ -38,10 +38,10 @@ def make_live(voices: dict | None = None, **generation) -> LiveOracle:
     overrides = {f"generation.{k}": v for k, v in generation.items()}
     overrides.update({f"voices.{k}": v for k, v in (voices or {}).items()})
     config = MusicHalConfig().with_overrides(overrides)
-    return LiveOracle(config, OracleStage(config, background=False))
+    return LiveOracle(config, OracleMemory(config, background=False))
 
 
-def learn(stage: OracleStage, repeats: int = 3, *, with_notes: bool = True) -> list:
+def learn(stage: OracleMemory, repeats: int = 3, *, with_notes: bool = True) -> list:
     """The progression into the memory (no influence, no steps); returns the chord of each state (1-based)."""
     chords = [None]
     for i in range(repeats * len(CHORDS)):
@@ -134,7 +134,7 @@ def test_voice_leading_moves_less_than_a_naive_voicing():
 def test_melody_only_is_the_old_player_note_for_note():
     config = MusicHalConfig().with_overrides({"generation.mode": "imitate", "voices.bass": False,
                                               "voices.comping": False})
-    stages = [OracleStage(config, background=False) for _ in range(2)]
+    stages = [OracleMemory(config, background=False) for _ in range(2)]
     for stage in stages:
         learn(stage)
     ensemble, player = Ensemble(stages[0], config.generation, config.voices), Player(stages[1], config.generation)
@@ -226,7 +226,8 @@ def test_the_voices_flag_picks_the_voices():
 
 def test_a_session_with_voices_and_voice_controls_replays_to_the_same_midi_bytes(tmp_path):
     from services.midi_out.render import render_notes
-    from services.oracle.session import SessionLog, make_stage, replay_session
+    from services.oracle.replay import replay_session
+    from services.oracle.session import SessionLog, make_stage
 
     config = MusicHalConfig().with_overrides({"generation.seed": 2, "midi.profile": "gm-safe"})
     clock = {"t": 0.0}
@@ -285,3 +286,18 @@ def test_bass_and_comping_notes_carry_their_slice_expression():
     # the bass takes the f0's pitch class (no transcribed notes): its notes glide upwards as the slice did
     gliding = [n for n in bass if n.bend_curve and n.bend_curve[-1][1] > n.bend_semitones + 0.2]
     assert len(gliding) >= 0.8 * len(bass), [(n.bend_semitones, n.bend_curve) for n in bass[:5]]
+
+
+def test_the_echo_loops_ranges_keep_every_voice_above_the_musicians_line():
+    """testkit/echo_loop.py's LOOP_RANGES set the ranges the live voices read (one bass range: ``voices.bass_range``),
+    so in the echo test and benchmark MusicHal's bass plays above the musician's C2..B2 line, not inside it."""
+    from testkit.echo_loop import LOOP_RANGES, MUSICIAN_PITCHES
+
+    config = MusicHalConfig().with_overrides(LOOP_RANGES)
+    live = LiveOracle(config, OracleMemory(config, background=False))
+    learn(live.stage)
+    notes = play(live)
+    bass = by_voice(notes, "bass")
+    assert len(bass) >= 15 and len(by_voice(notes, "melody")) >= 40
+    assert min(n.pitch for n in notes) > max(MUSICIAN_PITCHES), sorted({n.pitch for n in bass})[:5]
+    assert all(config.voices.bass_range[0] <= n.pitch <= config.voices.bass_range[1] for n in bass)

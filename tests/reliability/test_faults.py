@@ -70,7 +70,7 @@ def panic_delay_after(reader: TimedReader, started: float) -> float:
 def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jack_server, ray_local, clip, tmp_path):
     import ray
     from services.stack import LiveStack
-    from services.oracle.stage import OracleStage
+    from services.oracle.memory import OracleMemory
 
     reader = TimedReader()
     port = reader.open_virtual("in")
@@ -103,7 +103,7 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
         # oracle: restored from its last checkpoint
         oracle = stack.actors["oracle"]
         assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "checkpoints") >= 1 and learned.exists(), timeout_s=30)
-        checkpointed = OracleStage(config, model=str(learned)).stats()["states"]
+        checkpointed = OracleMemory(config, model=str(learned)).stats()["states"]
         assert checkpointed >= 2
         before = actor_pid(oracle)
         ray.kill(oracle, no_restart=False)

@@ -16,7 +16,7 @@ from services.capture.stage import CaptureStage
 from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import EncoderStage
 from services.model_file import load_musichal_model
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 from services.trainer.cli import main, parse_threshold
 from services.trainer.pipeline import FeatureCache, corpus_names, discover_audio_files, stats_path_for, train
 from shared.errors import ParameterError
@@ -78,7 +78,7 @@ def test_model_records_what_live_needs(traditional_runs, corpus_dir):
     usage = training["vocabulary_usage"]["traditional"]
     assert usage["used"] > 2 and sum(usage["counts"]) == training["events"]
     assert model.meta["perception"]["segmenter"]["window_ms"] == MusicHalConfig().segmenter.window_ms
-    stage = OracleStage(MusicHalConfig(), model=model.oracle_parts)
+    stage = OracleMemory(MusicHalConfig(), model=model.oracle_parts)
     assert stage.trained and stage.audio.n_states - 1 == training["events"] == stage.tokens.n_states - 1
     assert stage.audio.threshold == training["threshold"]
     sources = [stage.audio.state_info(s).source for s in range(1, stage.audio.n_states)]
@@ -192,7 +192,7 @@ def _live_tokens(path: Path, config: MusicHalConfig, encoder: EncoderStage) -> l
 
 def _trained_tokens(model_path: Path, name: str) -> list[int]:
     model = load_musichal_model(model_path)
-    stage = OracleStage(MusicHalConfig(), model=model.oracle_parts)
+    stage = OracleMemory(MusicHalConfig(), model=model.oracle_parts)
     return [stage.audio.state_info(s).token for s in range(1, stage.audio.n_states)
             if stage.audio.state_info(s).source == name]
 

@@ -1,4 +1,4 @@
-"""Pure-logic oracle stage (no Ray): learns live percepts into the memory and answers with notes.
+"""The memory (pure logic, no Ray): learns live percepts into the oracles the player walks.
 
 Memory: the continuous :class:`AudioOracle` over the percepts' feature rows (PCA-reduced upstream) is
 the oracle that plays; a :class:`FactorOracle` over the same events' tokens serves imitate-matching and
@@ -10,19 +10,19 @@ re-estimated by Information Rate over the last ``IR_WINDOW_EVENTS`` events and, 
 5 %, the Audio Oracle is rebuilt for the new threshold. Both happen **in the background** (``background=True``,
 the default): a worker thread reads a snapshot of the frames (rows already written never change, so no copy
 is needed), sweeps the threshold and builds the new links (the numba kernels release the GIL); the next
-:meth:`OracleStage.process` call (or :meth:`OracleStage.join`) adopts them, re-adding the events learned
+:meth:`OracleMemory.learn` call (or :meth:`OracleMemory.join`) adopts them, re-adding the events learned
 meanwhile, so the result is exactly the oracle of all events at the new threshold. States and indices are
-unchanged, so the improviser keeps its place. While a rebuild runs, a due re-estimation is skipped (counted
+unchanged, so the player keeps its place. While a rebuild runs, a due re-estimation is skipped (counted
 in ``rebuilds_skipped``). ``background=False`` runs the same work synchronously (deterministic, for tests;
-the result is adopted at the same point, the next ``process`` call). ``deterministic=True`` (logged sessions and
+the result is adopted at the same point, the next ``learn`` call). ``deterministic=True`` (logged sessions and
 their replay) runs the work in the background but adopts it exactly ``ADOPT_AFTER_EVENTS`` learned events after it
 started (waiting for it then if it is not finished), so decisions depend only on the inputs and learning never
 stalls the live loop.
-The Ray actor may run ``process`` in a thread.
+What plays the memory is :class:`services.oracle.live.LiveOracle` (the player and its voices); the memory
+only learns, rebuilds, and saves.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 import threading
 from pathlib import Path
 from typing import Any, Optional
@@ -31,15 +31,14 @@ import numpy as np
 
 from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
-from shared.messages import NoteEvent, Percept
+from shared.messages import Percept
 from shared.memory import fix_malloc_thresholds
 from shared.model_io import load_model
 from services.oracle.audio_oracle import AudioOracle
 from services.oracle.factor_oracle import FactorOracle
-from services.oracle.generation import Improviser
 from services.oracle.information_rate import select_threshold
 
-__all__ = ["OracleStage", "STAGE_SCHEMA", "IR_WINDOW_EVENTS"]
+__all__ = ["OracleMemory", "STAGE_SCHEMA", "IR_WINDOW_EVENTS"]
 
 STAGE_SCHEMA = "musichal-oracle-stage/1"
 IR_WINDOW_EVENTS = 1024
@@ -69,14 +68,14 @@ class _RebuildJob:
             old = self.old_threshold
             if old == 0.0 or abs(threshold - old) > 0.05 * old:
                 self.result = AudioOracle.links_for(self.frames[1:self.n_states], threshold)
-        except Exception as error:  # surfaced by OracleStage._collect
+        except Exception as error:  # surfaced by OracleMemory._collect
             self.error = error
         finally:
             self.done.set()
 
 
-class OracleStage:
-    """Live memory + improviser.
+class OracleMemory:
+    """The live memory: the Audio Oracle and the token oracle over the same events, learning and rebuilding.
 
     Parameters
     ----------
@@ -97,13 +96,12 @@ class OracleStage:
         fix_malloc_thresholds()  # multi-MB oracle arrays are swapped and freed for hours: keep them off the heap
         self.learning = True
         self.playing = "audio"
-        self.counters = {"events": 0, "learned": 0, "responses": 0, "notes": 0, "rebuilds": 0, "checkpoints": 0,
+        self.counters = {"events": 0, "learned": 0, "rebuilds": 0, "checkpoints": 0,
                          "dim_mismatch": 0, "reestimates": 0, "rebuilds_skipped": 0, "rebuild_errors": 0}
         self.background = bool(background)
         self.deterministic = bool(deterministic)
         self.last_rebuild_error: Optional[str] = None
         self._job: Optional[_RebuildJob] = None
-        self._busy_until_s = -np.inf
         self.audio: Optional[AudioOracle] = None
         self.tokens = FactorOracle()
         self.threshold_source = "config" if config.oracle.threshold is not None else "provisional"
@@ -111,14 +109,8 @@ class OracleStage:
         if model is not None:
             meta, arrays = load_model(model) if isinstance(model, (str, Path)) else model
             self._load_parts(meta, arrays)
-        self.improviser: Optional[Improviser] = None
-        self._make_improviser()
 
     # ------------------------------------------------------------------ plumbing
-    def _make_improviser(self) -> None:
-        memory = self.audio if (self.playing == "audio" and self.audio is not None) else self.tokens
-        self.improviser = Improviser(memory, self.config.generation)
-
     def _load_parts(self, meta: Any, arrays: dict[str, np.ndarray]) -> None:
         info = meta.get("oracle") if isinstance(meta, dict) else None
         if not isinstance(info, dict) or info.get("schema") != STAGE_SCHEMA:
@@ -157,12 +149,12 @@ class OracleStage:
         return meta, arrays
 
     @classmethod
-    def from_model_parts(cls, config: MusicHalConfig, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "OracleStage":
+    def from_model_parts(cls, config: MusicHalConfig, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "OracleMemory":
         return cls(config, model=(meta, arrays))
 
     @classmethod
     def from_memory(cls, config: MusicHalConfig, audio: Optional[AudioOracle], tokens: FactorOracle, *,
-                    threshold_source: str = "trained") -> "OracleStage":
+                    threshold_source: str = "trained") -> "OracleMemory":
         """A trained stage around oracles built elsewhere (the trainer): state ``i`` of both is event ``i``."""
         if not isinstance(tokens, FactorOracle) or (audio is not None and not isinstance(audio, AudioOracle)):
             raise ParameterError("from_memory takes an AudioOracle (or None) and a FactorOracle")
@@ -171,7 +163,6 @@ class OracleStage:
         stage = cls(config)
         stage.audio, stage.tokens = audio, tokens
         stage.threshold_source, stage.trained = str(threshold_source), True
-        stage._make_improviser()
         return stage
 
     def checkpoint(self, path: str | Path, *, perception: Any = None) -> None:
@@ -193,10 +184,7 @@ class OracleStage:
                             training={"live_learned": True, "events": int(self.tokens.n_states - 1)})
         self.counters["checkpoints"] += 1
 
-    # ------------------------------------------------------------------ control
-    def set_learning(self, enabled: bool) -> None:
-        self.learning = bool(enabled)
-
+    # ------------------------------------------------------------------ settings
     def set_playing(self, which: str) -> None:
         """``'audio'`` (default) or ``'tokens'`` (symbolic mode)."""
         if which not in ("audio", "tokens"):
@@ -204,25 +192,6 @@ class OracleStage:
         if which == "audio" and self.audio is None:
             raise ParameterError("no audio oracle yet (no features learned)")
         self.playing = which
-        self._make_improviser()
-
-    def set_mode(self, mode: str) -> None:
-        self.improviser.set_mode(mode)
-        self.config = replace(self.config, generation=replace(self.config.generation, mode=mode))
-
-    def set_generation(self, **changes: Any) -> None:
-        """Change generation settings live (``continuity``, ``density``, ...): validated, the walk keeps its place."""
-        try:
-            generation = replace(self.config.generation, **changes)
-        except TypeError as error:
-            raise ParameterError(f"set_generation: {error}") from None
-        self.config = replace(self.config, generation=generation)
-        self.improviser.config = generation
-
-    def reset(self) -> None:
-        """Forget the live input and the walk position (keeps the memory and parameters)."""
-        self._busy_until_s = -np.inf
-        self._make_improviser()
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes the memory's own data holds (allocated capacity of the oracles' arrays and the per-state metadata
@@ -241,7 +210,6 @@ class OracleStage:
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)
-        out.update({f"walk_{k}": v for k, v in self.improviser.counters.items()})
         out["states"] = self.tokens.n_states - 1
         return out
 
@@ -254,8 +222,6 @@ class OracleStage:
     def _learn(self, percept: Percept, features: np.ndarray) -> None:
         if self.audio is None:
             self.audio = AudioOracle(self._threshold(), features.size)
-            if self.playing == "audio":
-                self._make_improviser()
         source = ""
         states = self.audio.states
         prev = self.audio.n_states - 1
@@ -282,7 +248,7 @@ class OracleStage:
         if self.background:
             threading.Thread(target=job.run, name="oracle-rebuild", daemon=True).start()
         else:
-            job.run()  # adopted at the start of the next process() (or join()), like a background rebuild
+            job.run()  # adopted at the start of the next learn() (or join()), like a background rebuild
 
     def _collect(self) -> None:
         """Adopt a finished rebuild (re-adding the events learned meanwhile); cheap when none is ready."""
@@ -316,7 +282,6 @@ class OracleStage:
         self._collect()
         return True
 
-    # ------------------------------------------------------------------ answering
     # ------------------------------------------------------------------ the player's view of the memory
     @property
     def walk(self) -> Any:
@@ -348,28 +313,3 @@ class OracleStage:
         if self.learning and features is not None:
             self._learn(percept, features)
         return features
-
-    def process(self, percept: Percept, *, now_s: float, reset: bool = False) -> list[NoteEvent]:
-        """Learn ``percept`` (when learning is on) and answer with a phrase if the previous one has ended.
-
-        The phrase improviser (:class:`~services.oracle.generation.Improviser`) is the offline/analysis walk;
-        the live stack plays through :class:`~services.oracle.live.LiveOracle` (a clocked player).
-        """
-        if not isinstance(percept, Percept):
-            raise ParameterError("process() takes a shared.messages.Percept")
-        if reset:
-            self.reset()
-        features = self.learn(percept)
-        self.improviser.observe(percept.token, features)
-        return self.respond(now_s)
-
-    def respond(self, now_s: float) -> list[NoteEvent]:
-        """Autonomous continuation: a new phrase once the current phrase and its rest are over, else []."""
-        if now_s < self._busy_until_s:
-            return []
-        notes = self.improviser.next_notes(now_s=now_s)
-        self._busy_until_s = self.improviser.phrase_end_s
-        if notes:
-            self.counters["responses"] += 1
-            self.counters["notes"] += len(notes)
-        return notes

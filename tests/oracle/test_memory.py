@@ -1,4 +1,4 @@
-"""OracleStage: live learning, IR threshold, answers, checkpoint round trip, bad models."""
+"""OracleMemory: live learning, IR threshold, what a player plays from it, checkpoint round trip, bad models."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,8 @@ from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
 from services.oracle.audio_oracle import AudioOracle
-from services.oracle.stage import OracleStage
+from services.oracle.live import LiveOracle
+from services.oracle.memory import OracleMemory
 
 
 def percepts(n, seed=0, dim=8):
@@ -31,10 +32,12 @@ def config(**overrides):
 
 
 def test_learns_answers_and_reestimates_threshold():
-    stage = OracleStage(config(), background=False)
+    stage = OracleMemory(config(), background=False)
+    live = LiveOracle(config(), stage)
     notes = []
     for i, p in enumerate(percepts(200)):
-        notes += stage.process(p, now_s=0.25 * i)
+        notes += live.on_percept(p, 0.25 * i)
+        live.learn_queued()
     assert stage.join()
     stats = stage.stats()
     assert stats["learned"] == 200 and stats["states"] == 200 and stage.audio.n_states == 201
@@ -42,30 +45,29 @@ def test_learns_answers_and_reestimates_threshold():
     assert notes and all(n.source_state >= 1 for n in notes)
     learned_ids = {p.event_id for p in percepts(200)}
     assert {n.source_event_id for n in notes} <= learned_ids
-    # autonomous continuation keeps playing without input
-    later = stage.respond(1e6)
-    assert later and later[0].t_on == 1e6
-    assert stage.respond(1e6) == []  # busy until the phrase and its rest are over
+    # the player keeps playing the memory without input
+    later = [n for t in np.arange(60.0, 70.0, 0.05) for n in live.tick(float(t))]
+    assert later and all(n.t_on >= 60.0 for n in later)
 
 
 def test_learning_off_and_fixed_threshold():
-    stage = OracleStage(config(**{"oracle.threshold": 0.5}))
+    stage = OracleMemory(config(**{"oracle.threshold": 0.5}))
     items = list(percepts(30))
     for p in items[:10]:
-        stage.process(p, now_s=0.0)
-    stage.set_learning(False)
+        stage.learn(p)
+    stage.learning = False
     for p in items[10:]:
-        stage.process(p, now_s=0.0)
+        stage.learn(p)
     assert stage.audio.n_states == 11 and stage.audio.threshold == 0.5 and stage.stats()["rebuilds"] == 0
 
 
 def test_checkpoint_round_trip(tmp_path):
-    stage = OracleStage(config(), background=False)
-    for i, p in enumerate(percepts(120, seed=3)):
-        stage.process(p, now_s=float(i))
+    stage = OracleMemory(config(), background=False)
+    for p in percepts(120, seed=3):
+        stage.learn(p)
     path = tmp_path / "live.json"
     stage.checkpoint(path)
-    back = OracleStage(config(), model=path)
+    back = OracleMemory(config(), model=path)
     a, b = stage.audio, back.audio
     assert a.threshold == b.threshold and a.sfx.tolist() == b.sfx.tolist() and a.lrs.tolist() == b.lrs.tolist()
     assert [a.transition_targets(s) for s in range(a.n_states)] == [b.transition_targets(s) for s in range(b.n_states)]
@@ -73,27 +75,28 @@ def test_checkpoint_round_trip(tmp_path):
     assert [stage.tokens.transitions(s) for s in range(121)] == [back.tokens.transitions(s) for s in range(121)]
     meta, arrays = load_model(path)
     assert meta["oracle"]["playing"] == "audio" and all(k.startswith("oracle.") for k in arrays)
-    # identical models generate identically from the same seed
-    assert stage.improviser.__class__(a, stage.config.generation).next_notes(now_s=0.0) == \
-           back.improviser.__class__(b, back.config.generation).next_notes(now_s=0.0)
+    # identical models play identically from the same seed
+    played = [[n.pitch for t in np.arange(0.0, 8.0, 0.05) for n in LiveOracle(config(), m).tick(float(t))]
+              for m in (stage, back)]
+    assert played[0] and played[0] == played[1]
     back.set_playing("tokens")
-    assert back.respond(0.0)
+    assert back.walk is back.tokens
 
 
 def test_live_checkpoint_is_a_model_file_that_loads_and_describes(tmp_path):
     """``--save-learned`` writes what ``--model`` reads: same states, the live config recorded, no perception."""
     from services.model_file import describe_model, load_musichal_model
 
-    stage = OracleStage(config(), background=False)
-    for i, p in enumerate(percepts(60, seed=4)):
-        stage.process(p, now_s=float(i))
+    stage = OracleMemory(config(), background=False)
+    for p in percepts(60, seed=4):
+        stage.learn(p)
     path = tmp_path / "live.json"
     stage.checkpoint(path)
     model = load_musichal_model(path)
     assert model.perception is None and model.spec is None  # tokens were learned live: none fitted
     assert model.meta["config"]["features"]["kind"] == stage.config.features.kind
     assert model.meta["training"] == {"live_learned": True, "events": 60}
-    back = OracleStage(config(), model=model.oracle_parts)
+    back = OracleMemory(config(), model=model.oracle_parts)
     assert back.audio.n_states == stage.audio.n_states == 61
     assert back.audio.sfx.tolist() == stage.audio.sfx.tolist() and list(back.tokens.sfx) == list(stage.tokens.sfx)
     assert "oracle: 60 states" in describe_model(model)
@@ -103,23 +106,23 @@ def test_bad_models(tmp_path):
     path = tmp_path / "nonsense.json"
     path.write_bytes(b"{not json")
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=path)
+        OracleMemory(config(), model=path)
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=({"oracle": {"schema": "other"}}, {}))
-    stage = OracleStage(config())
-    for i, p in enumerate(percepts(20)):
-        stage.process(p, now_s=float(i))
+        OracleMemory(config(), model=({"oracle": {"schema": "other"}}, {}))
+    stage = OracleMemory(config())
+    for p in percepts(20):
+        stage.learn(p)
     meta, arrays = stage.to_model_parts()
     arrays = dict(arrays)
     arrays["oracle.tokens.sfx"] = arrays["oracle.tokens.sfx"][:5]
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=(meta, arrays))
+        OracleMemory(config(), model=(meta, arrays))
     meta = orjson.loads(orjson.dumps(meta))
     meta["oracle"]["playing"] = "both"
     with pytest.raises(ModelFormatError):
-        OracleStage(config(), model=(meta, stage.to_model_parts()[1]))
+        OracleMemory(config(), model=(meta, stage.to_model_parts()[1]))
     with pytest.raises(ParameterError):
-        stage.process("not a percept", now_s=0.0)
+        stage.learn("not a percept")
 
 
 def links(ao):
@@ -129,13 +132,13 @@ def links(ao):
 
 
 def test_background_rebuild_joined_each_event_equals_synchronous():
-    sync = OracleStage(config(), background=False)
-    bg = OracleStage(config(), background=True)
+    sync = OracleMemory(config(), background=False)
+    bg = OracleMemory(config(), background=True)
     for i, p in enumerate(percepts(260, seed=5)):
-        a = sync.process(p, now_s=0.25 * i)
-        b = bg.process(p, now_s=0.25 * i)
-        assert bg.join(timeout_s=60.0)
-        assert a == b
+        sync.learn(p)
+        bg.learn(p)
+        assert bg.join(timeout_s=60.0) and sync.join()
+        assert links(bg.audio) == links(sync.audio)
     assert sync.join() and bg.join(timeout_s=60.0)
     assert sync.stats()["rebuilds"] >= 1 and sync.stats() == bg.stats()
     assert links(bg.audio) == links(sync.audio)
@@ -144,10 +147,10 @@ def test_background_rebuild_joined_each_event_equals_synchronous():
 def test_background_rebuild_adopts_events_learned_meanwhile():
     """However the worker thread and the learning interleave, the adopted oracle is exactly the oracle of all
     events at the adopted threshold, and states keep their events."""
-    stage = OracleStage(config(**{"oracle.rebuild_every_events": 20}), background=True)
+    stage = OracleMemory(config(**{"oracle.rebuild_every_events": 20}), background=True)
     items = list(percepts(400, seed=8))
-    for i, p in enumerate(items):
-        stage.process(p, now_s=0.25 * i)
+    for p in items:
+        stage.learn(p)
     assert stage.join(timeout_s=60.0)
     stats = stage.stats()
     assert stats["rebuild_errors"] == 0 and stats["rebuilds"] >= 1
