@@ -45,11 +45,18 @@ def test_sends_in_time_order_and_counts_late():
                         t_off=now + 0.1 + 0.004 * i) for i in range(10)]
     notes = past + future
     rng.shuffle(notes)
-    scheduler = NoteScheduler(stage)
+    frozen = [now]  # the clock stands still while the notes are handed over (a loaded machine takes its time), so
+    # "late on arrival" is exactly the past notes; then it runs with real time for the scheduler's thread
+
+    def clock() -> float:
+        return frozen[0] if frozen else time.monotonic()
+
+    scheduler = NoteScheduler(stage, clock=clock)
     scheduler.sent_log = []
     with scheduler:
         for n in notes:
             scheduler.schedule(n)
+        frozen.clear()
         assert scheduler.wait_idle(timeout_s=20.0)
         stats = scheduler.stats()
     dues = [due for due, _actual, _action, _id in scheduler.sent_log]
