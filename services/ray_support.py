@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import ray
@@ -26,13 +27,18 @@ def pin_to_node(node_id: str) -> dict[str, Any]:
 
 
 def set_torch_threads(n: int) -> None:
-    """Pin torch's intra-op threads inside an actor (each actor is its own process)."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
-    try:
-        import torch
+    """Pin torch's intra-op threads inside an actor (each actor is its own process).
 
+    Never imports torch (seconds of start-up in an actor that may not need it): torch reads ``OMP_NUM_THREADS``
+    when it is first imported; if it is imported already, its thread count is set now.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
         torch.set_num_threads(max(1, n))
-    except Exception:  # torch missing or already initialised with another count: harmless
+    except Exception:  # already initialised with another count: harmless
         pass
 
 
