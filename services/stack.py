@@ -62,6 +62,7 @@ class LiveStack:
     #: start-up phases, seconds each, in order (preflight, ray_import, ray_init, actor_modules, actors, listen …)
     startup: dict[str, float] = field(default_factory=dict)
     listening_at: Optional[float] = None  # monotonic time the input started (every actor ready): music from here
+    env_inherited: bool = False  # Ray was started here with the actors' environment (no runtime_env needed)
 
     def _phase(self, name: str) -> None:
         """Close the start-up phase ``name`` (its duration since the previous one)."""
@@ -103,9 +104,10 @@ class LiveStack:
                 require_token_auth(address)
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
-                from services.ray_support import loopback_only
+                from services.ray_support import inherited_env, loopback_only
 
-                with loopback_only():
+                with loopback_only(), inherited_env():  # the actors need no runtime_env of their own
+                    self.env_inherited = True
                     ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
                              num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
             self.started_ray = True
@@ -132,7 +134,7 @@ class LiveStack:
         }
         names = {key: ring.name for key, ring in self.rings.items()}
         self.driver_node = ray.get_runtime_context().get_node_id()
-        local = pin_to_node(self.driver_node)
+        local = pin_to_node(self.driver_node, env=not self.env_inherited)
         self._phase("rings")
         encoder_options = self._encoder_options(ray, local)
         models = self.model_paths
@@ -188,12 +190,19 @@ class LiveStack:
                 self.startup[f"ready_{name}"] = round(time.monotonic() - t0, 3)
         self._phase("actors" if "actors" not in self.startup else "oracle")
 
+    @staticmethod
+    def _actor_env() -> dict[str, Any]:
+        """The actors' runtime_env for a node that did not inherit it (another node's encoder)."""
+        from services.ray_support import ACTOR_ENV_VARS
+
+        return {"env_vars": dict(ACTOR_ENV_VARS)}
+
     def _encoder_options(self, ray, local: dict[str, Any]) -> dict[str, Any]:
         """Where the encoder runs: pinned to this node (``local`` itself), by custom resource, or on a GPU node."""
         encoder_options: dict[str, Any] = local
         cluster = self.config.cluster
         if cluster.encoder_resource:
-            encoder_options = {"resources": {cluster.encoder_resource: 1}, "runtime_env": local["runtime_env"]}
+            encoder_options = {"resources": {cluster.encoder_resource: 1}, "runtime_env": self._actor_env()}
         spec = self.perception_spec  # a model listens as it was trained: its record says whether wav2vec runs
         uses_wav2vec = self.config.features.kind == "wav2vec" or (spec is not None and spec.wav2vec is not None)
         if self.config.wav2vec.use_gpu and uses_wav2vec:
@@ -204,7 +213,7 @@ class LiveStack:
                     local_gpu = any(n["NodeID"] == self.driver_node and n["Resources"].get("GPU", 0) >= cluster.encoder_num_gpus
                                     for n in ray.nodes() if n.get("Alive"))
                     if not local_gpu:  # the GPU is on another node: place by GPU, not on the driver's node
-                        encoder_options = {"num_gpus": cluster.encoder_num_gpus, "runtime_env": local["runtime_env"]}
+                        encoder_options = {"num_gpus": cluster.encoder_num_gpus, "runtime_env": self._actor_env()}
             elif not self.config.wav2vec.gpu_fallback:
                 from shared.errors import DeviceError
 
@@ -434,5 +443,6 @@ class LiveStack:
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
+            self.env_inherited = False
         return final
 

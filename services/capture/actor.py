@@ -4,6 +4,7 @@ It attaches to the audio ring and the events ring (created by the live stack, se
 (:mod:`services.capture.sources`: the ``--input-file`` player or a PyAudio device in callback mode) and starts a
 segmenter thread that turns ring audio into events. The source starts with the actor, or — ``start=False``, as the
 live stack does — on :meth:`CaptureActor.listen`, once every other actor is ready: no input is lost to start-up.
+An actor restarted by Ray (after a crash) listens at once.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class CaptureActor:
         self._thread = threading.Thread(target=self._segment_loop, name="musichal-segmenter", daemon=True)
         self._thread.start()
         self.listening_since: Optional[float] = None  # monotonic time the source started
-        if start:
+        if start or ray.get_runtime_context().was_current_actor_reconstructed:  # a restart listens at once
             self.listen()
 
     def listen(self) -> float:

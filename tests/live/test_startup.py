@@ -50,20 +50,30 @@ def test_duration_counts_from_listening_and_no_input_is_lost_to_start_up(jack_se
     assert final["startup"]["phases_s"]["total"] >= SLOW_START_S
 
 
-def test_actors_without_torch_never_import_torch_or_transformers(jack_server, ray_local, clip):
+def test_actors_without_torch_never_import_torch_and_inherit_their_environment(jack_server, clip):
+    import os
+
     import ray
 
     from shared.config import MusicHalConfig
+    from services.ray_support import ACTOR_ENV_VARS
     from services.stack import LiveStack
 
     heavy = ("torch", "transformers", "onnxruntime")
+    before = {name: os.environ.get(name) for name in ACTOR_ENV_VARS}
     stack = LiveStack(MusicHalConfig().with_overrides({"midi.api": "jack"}), input_file=str(clip))
     try:
-        stack.start()
-        loaded = {name: ray.get(actor.__ray_call__.remote(lambda self: [m for m in heavy if m in sys.modules]),
-                                timeout=30)
-                  for name, actor in stack.actors.items()}
+        stack.start()  # starts its own Ray, as the command does
+        assert stack.started_ray and stack.env_inherited
+        seen = {name: ray.get(actor.__ray_call__.remote(
+                    lambda self: ([m for m in heavy if m in sys.modules], {k: os.environ.get(k) for k in ACTOR_ENV_VARS})),
+                    timeout=30)
+                for name, actor in stack.actors.items()}
     finally:
         stack.stop(graceful=False)
     # traditional features only, no slice notes: no actor needs torch, transformers or the transcription model
-    assert loaded == {name: [] for name in ("capture", "encoder", "oracle", "midi_out")}, loaded
+    assert {name: loaded for name, (loaded, _env) in seen.items()} == {
+        name: [] for name in ("capture", "encoder", "oracle", "midi_out")}, seen
+    # every actor has the actors' environment without a runtime_env of its own; the driver's is unchanged
+    assert all(env == ACTOR_ENV_VARS for _loaded, env in seen.values()), seen
+    assert {name: os.environ.get(name) for name in ACTOR_ENV_VARS} == before
