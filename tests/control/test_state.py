@@ -103,3 +103,12 @@ def test_voice_controls_over_osc_and_midi_cc():
     assert state["bass"] == {"on": False, "range": [30, 50], "density": 2.0} and state["comping"]["on"] is True
     assert "CC25  voice/bass/on" in controls_text(MusicHalConfig())
     assert "/musichal/voice/comping/range" in controls_text(MusicHalConfig())
+
+
+def test_hub_history_is_bounded_and_the_change_count_is_not():
+    hub = ControlHub(MusicHalConfig())
+    for i in range(ControlHub.HISTORY + 500):  # an automated controller: many changes over a long set
+        hub.handle_osc("/musichal/density", 1.0 + (i % 2))
+    assert len(hub.history) == ControlHub.HISTORY
+    assert hub.snapshot()["changes"] == ControlHub.HISTORY + 500
+    assert hub.history[-1]["value"] == 1.0 + ((ControlHub.HISTORY + 499) % 2)
