@@ -139,17 +139,19 @@ class LiveStack:
         encoder_options = self._encoder_options(ray, local)
         models = self.model_paths
         # every actor is created at once and waited for together (their imports, model loads and warm-ups overlap);
-        # the capture actor's input starts only once all are ready (listen), so no audio is lost to start-up
-        self.actors["midi_out"] = MidiOutActor.options(**local).remote(self.config, names["notes"])
+        # the capture actor's input starts only once all are ready (listen), so no audio is lost to start-up.
+        # The slowest to start (encoder: its model; oracle: numba, the model file) come first and so take the
+        # workers Ray has started ahead; midi_out and capture get fresh ones.
         self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(  # the model's perception, by value
             self.config,  # never a head path: a model without a perception record gives spec None too
             perception_spec=self.perception_spec, rings=names, local_node_id=self.driver_node)
-        self.actors["capture"] = CaptureActor.options(**local).remote(
-            self.config, names["audio"], names["events"], input_file=self.input_file, input_device=self.input_device,
-            loop=self.loop, start=False)
         encoder_is_local = encoder_options is local  # pinned to this node: it uses the rings
         if encoder_is_local:  # the oracle needs nothing from the encoder: start it now too
             self.actors["oracle"] = self._create_oracle(ray, OracleActor, local, names, models, None, None)
+        self.actors["midi_out"] = MidiOutActor.options(**local).remote(self.config, names["notes"])
+        self.actors["capture"] = CaptureActor.options(**local).remote(
+            self.config, names["audio"], names["events"], input_file=self.input_file, input_device=self.input_device,
+            loop=self.loop, start=False)
         waits = {"midi_out": self.actors["midi_out"].ready.remote(), "encoder": self.actors["encoder"].ready.remote(),
                  "capture": self.actors["capture"].ready.remote()}
         if "oracle" in self.actors:
