@@ -2,7 +2,8 @@
 :class:`services.stack.LiveStack`).
 
 Parses the flags into a config, runs the tools (``--list-midi``, ``--describe`` …) or the live stack — one status
-line per second, a clean stop on Ctrl-C, SIGTERM or ``--duration`` — and ``musichal replay LOG``.
+line per second, a clean stop on Ctrl-C, SIGTERM or ``--duration`` (seconds of listening: counted from the moment the
+stack listens, which the ``listening after …`` line announces) — and ``musichal replay LOG``.
 
 Examples::
 
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "a head on another machine needs token auth: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (see README)")
     cluster.add_argument("--encoder-resource", help="place the encoder on a node that offers this custom resource")
     run = parser.add_argument_group("run")
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--duration", type=float, help="stop after this many seconds of listening (counted from the "
+                     "'listening' line, not from the command: start-up is not included)")
     run.add_argument("--stats", action="store_true", help="print per-stage latency p50/p95/p99 at the end and write JSON")
     run.add_argument("--stats-file", default="musichal_stats.json", help="where --stats writes its JSON (default %(default)s)")
     run.add_argument("--quiet", action="store_true", help="no status line")
@@ -213,6 +215,37 @@ def replay_main(argv: list[str]) -> int:
         return 2
 
 
+def process_age_s() -> Optional[float]:
+    """Seconds since this process was created (Linux /proc; None elsewhere): the command's own start."""
+    try:
+        with open("/proc/self/stat") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as uptime:
+            up_s = float(uptime.read().split()[0])
+        return max(0.0, up_s - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def startup_figures(stack: LiveStack, listening_at: float) -> dict[str, Any]:
+    """The stack's start-up phases and the time from the command to listening (``command_to_listening_s``)."""
+    age = process_age_s()
+    out: dict[str, Any] = {"phases_s": dict(stack.startup)}
+    if age is not None:
+        out["command_to_listening_s"] = round(age - (time.monotonic() - listening_at), 2)
+        out["before_stack_s"] = round(out["command_to_listening_s"] - stack.startup.get("total", 0.0), 2)
+    return out
+
+
+def listening_line(startup: dict[str, Any], duration_s: Optional[float]) -> str:
+    """``listening after 5.1 s (Ray 1.9 s, actors 2.4 s) …``: the moment the input starts and the first event counts."""
+    phases = startup["phases_s"]
+    ray_s = phases.get("ray_import", 0.0) + phases.get("ray_init", 0.0)
+    since = startup.get("command_to_listening_s", phases.get("total"))
+    return (f"listening after {since:.1f} s of start-up (Ray {ray_s:.1f} s, actors {phases.get('actors', 0.0):.1f} s); "
+            + (f"--duration {duration_s:g} s counts from now" if duration_s is not None else "the status line counts from now"))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["replay"]:
@@ -237,7 +270,6 @@ def main(argv: Optional[list[str]] = None) -> int:
                           model_path=args.model, checkpoint_path=args.save_learned, session_log=args.session_log,
                           wav2vec_checkpoint=args.wav2vec_model if args.model else None,
                           other_checkpoint=args.other_checkpoint)
-        t0 = time.monotonic()
         try:
             stack.start()
         except MusicHalError:
@@ -246,7 +278,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise MusicHalError(f"could not start the stack: {one_line(error)}") from None
         for sig in previous:  # ray.init installs its own C-level SIGTERM handler (abort, shm left behind): ours again
             signal.signal(sig, on_signal)
-        for line in [] if args.quiet else stack.running_lines():
+        t0 = stack.listening_at or time.monotonic()  # --duration, the status line and the deafness check count from here
+        startup = startup_figures(stack, t0)
+        for line in [] if args.quiet else stack.running_lines() + [listening_line(startup, args.duration)]:
             print(f"musichal: {line}", flush=True)
         shown: set[str] = set()  # warnings printed once
 
@@ -285,7 +319,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(LiveStack.latency_table(final))
             from shared.model_io import atomic_write_bytes
 
-            atomic_write_bytes(args.stats_file, json.dumps(final, indent=2, default=str).encode())
+            atomic_write_bytes(args.stats_file, json.dumps({**final, "startup": startup}, indent=2, default=str).encode())
             print(f"stats written to {args.stats_file}")
         deaf = stack.deafness(final) if final else None
         if deaf and final.get("capture", {}).get("counters", {}).get("events", 0) >= DEAF_MIN_EVENTS:

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("ring", "latency", "features", "midi", "oracle", "musical", "train", "remote_encoder", "reliability", "soak")
+ORDER = ("ring", "latency", "features", "midi", "oracle", "musical", "train", "remote_encoder", "reliability", "startup",
+         "soak")
 
 
 def _fmt(value) -> str:

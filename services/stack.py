@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -58,11 +59,23 @@ class LiveStack:
     wav2vec_checkpoint: Optional[str] = None  # --wav2vec-model with --model: where the model's checkpoint is
     other_checkpoint: bool = False  # --other-checkpoint
     perception_spec: Any = None  # the first model's PerceptionSpec (what the encoder is built from)
+    #: start-up phases, seconds each, in order (preflight, ray_import, ray_init, actor_modules, actors, listen …)
+    startup: dict[str, float] = field(default_factory=dict)
+    listening_at: Optional[float] = None  # monotonic time the input started (every actor ready): music from here
+    env_inherited: bool = False  # Ray was started here with the actors' environment (no runtime_env needed)
+
+    def _phase(self, name: str) -> None:
+        """Close the start-up phase ``name`` (its duration since the previous one)."""
+        now = time.monotonic()
+        self.startup[name] = round(now - self._phase_t, 3)
+        self._phase_t = now
 
     def start(self) -> "LiveStack":
         from shared.message_ring import MessageRing
         from shared.ring import AudioRing, remove_stale_rings
 
+        self._phase_t = self._start_t = time.monotonic()
+        self.startup = {}
         remove_stale_rings()  # segments of a predecessor that was killed
         if self.config.control.input_gate is None:  # auto: a microphone hears our synth, a file does not
             self.config = self.config.with_overrides({"control.input_gate": self.input_file is None})
@@ -74,32 +87,41 @@ class LiveStack:
             from services.oracle.corpus import load_corpora
 
             load_corpora(self.config, models)  # every corpus valid and mergeable before Ray starts
+        self._phase("preflight")
         import ray  # only now: every error above is one line before Ray is even imported
 
+        self._phase("ray_import")
         from services.capture.actor import CaptureActor
         from services.encoder.actor import EncoderActor
         from services.midi_out.actor import MidiOutActor
         from services.oracle.actor import OracleActor
         from services.ray_support import pin_to_node
 
+        self._phase("actor_modules")
         if not ray.is_initialized():
             address = self.config.cluster.address
             if address:
                 require_token_auth(address)
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
-                from services.ray_support import loopback_only
+                from services.ray_support import inherited_env, loopback_only
 
-                with loopback_only():
+                with loopback_only(), inherited_env():  # the actors need no runtime_env of their own
+                    self.env_inherited = True
                     ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
                              num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
             self.started_ray = True
+        self._phase("ray_init")
         try:
             self._start_actors(ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node)
             self._start_controls()
+            self._phase("controls")
+            self.listening_at = ray.get(self.actors["capture"].listen.remote(), timeout=60)  # the input starts now
+            self._phase("listen")
         except BaseException:
             self.stop(graceful=False)
             raise
+        self.startup["total"] = round(time.monotonic() - self._start_t, 3)
         return self
 
     def _start_actors(self, ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node) -> None:
@@ -112,44 +134,95 @@ class LiveStack:
         }
         names = {key: ring.name for key, ring in self.rings.items()}
         self.driver_node = ray.get_runtime_context().get_node_id()
-        local = pin_to_node(self.driver_node)
+        local = pin_to_node(self.driver_node, env=not self.env_inherited)
+        self._phase("rings")
+        encoder_options = self._encoder_options(ray, local)
+        models = self.model_paths
+        # every actor is created at once and waited for together (their imports, model loads and warm-ups overlap);
+        # the capture actor's input starts only once all are ready (listen), so no audio is lost to start-up.
+        # The slowest to start (encoder: its model; oracle: numba, the model file) come first and so take the
+        # workers Ray has started ahead; midi_out and capture get fresh ones.
+        self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(  # the model's perception, by value
+            self.config,  # never a head path: a model without a perception record gives spec None too
+            perception_spec=self.perception_spec, rings=names, local_node_id=self.driver_node)
+        encoder_is_local = encoder_options is local  # pinned to this node: it uses the rings
+        if encoder_is_local:  # the oracle needs nothing from the encoder: start it now too
+            self.actors["oracle"] = self._create_oracle(ray, OracleActor, local, names, models, None, None)
         self.actors["midi_out"] = MidiOutActor.options(**local).remote(self.config, names["notes"])
-        encoder_options: dict[str, Any] = dict(local)
+        self.actors["capture"] = CaptureActor.options(**local).remote(
+            self.config, names["audio"], names["events"], input_file=self.input_file, input_device=self.input_device,
+            loop=self.loop, start=False)
+        waits = {"midi_out": self.actors["midi_out"].ready.remote(), "encoder": self.actors["encoder"].ready.remote(),
+                 "capture": self.actors["capture"].ready.remote()}
+        if "oracle" in self.actors:
+            waits["oracle"] = self.actors["oracle"].ready.remote()
+        self._wait_ready(ray, waits)
+        if "oracle" not in self.actors:  # a remote encoder: the oracle sends it windows at its rate
+            remote_encoder = None if self.encoder_info["local"] else self.actors["encoder"]
+            self.actors["oracle"] = self._create_oracle(ray, OracleActor, local, names, models, remote_encoder,
+                                                        self.encoder_info.get("input_rate_hz"))
+            self._wait_ready(ray, {"oracle": self.actors["oracle"].ready.remote()})
+        elif not self.encoder_info["local"]:
+            raise MusicHalError("the encoder was pinned to this node but does not see its rings")
+
+    def _create_oracle(self, ray, OracleActor, local, names, models, remote_encoder, rate_hz) -> Any:
+        return OracleActor.options(**local).remote(
+            self.config, names, model_path=models or None, encoder=remote_encoder, checkpoint_path=self.checkpoint_path,
+            session_log=self.session_log, encoder_rate_hz=rate_hz)
+
+    #: how long each actor may take to be ready (the encoder loads and warms its model)
+    READY_TIMEOUT_S = {"encoder": 300.0}
+    READY_TIMEOUT_DEFAULT_S = 60.0
+
+    def _wait_ready(self, ray, waits: dict[str, Any]) -> None:
+        """Wait for every ``ready`` call together; each actor's time to ready goes into :attr:`startup`."""
+        t0 = time.monotonic()
+        pending = {ref: name for name, ref in waits.items()}
+        timeout = max(self.READY_TIMEOUT_S.get(name, self.READY_TIMEOUT_DEFAULT_S) for name in waits)
+        while pending:
+            left = t0 + timeout - time.monotonic()
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, left))
+            if not done:
+                raise MusicHalError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending.values()))}")
+            for ref in done:
+                name = pending.pop(ref)
+                value = ray.get(ref)  # an actor that died while starting raises here, with its reason
+                if name == "encoder":
+                    self.encoder_info = value
+                self.startup[f"ready_{name}"] = round(time.monotonic() - t0, 3)
+        self._phase("actors" if "actors" not in self.startup else "oracle")
+
+    @staticmethod
+    def _actor_env() -> dict[str, Any]:
+        """The actors' runtime_env for a node that did not inherit it (another node's encoder)."""
+        from services.ray_support import ACTOR_ENV_VARS
+
+        return {"env_vars": dict(ACTOR_ENV_VARS)}
+
+    def _encoder_options(self, ray, local: dict[str, Any]) -> dict[str, Any]:
+        """Where the encoder runs: pinned to this node (``local`` itself), by custom resource, or on a GPU node."""
+        encoder_options: dict[str, Any] = local
         cluster = self.config.cluster
         if cluster.encoder_resource:
-            encoder_options = {"resources": {cluster.encoder_resource: 1}, "runtime_env": local["runtime_env"]}
+            encoder_options = {"resources": {cluster.encoder_resource: 1}, "runtime_env": self._actor_env()}
         spec = self.perception_spec  # a model listens as it was trained: its record says whether wav2vec runs
         uses_wav2vec = self.config.features.kind == "wav2vec" or (spec is not None and spec.wav2vec is not None)
         if self.config.wav2vec.use_gpu and uses_wav2vec:
             fits, seen = gpu_placement(ray, self.config)
             if fits:
-                encoder_options["num_gpus"] = cluster.encoder_num_gpus
+                encoder_options = {**encoder_options, "num_gpus": cluster.encoder_num_gpus}
                 if not cluster.encoder_resource and ray.available_resources().get("GPU", 0) >= cluster.encoder_num_gpus:
                     local_gpu = any(n["NodeID"] == self.driver_node and n["Resources"].get("GPU", 0) >= cluster.encoder_num_gpus
                                     for n in ray.nodes() if n.get("Alive"))
                     if not local_gpu:  # the GPU is on another node: place by GPU, not on the driver's node
-                        encoder_options = {"num_gpus": cluster.encoder_num_gpus, "runtime_env": local["runtime_env"]}
+                        encoder_options = {"num_gpus": cluster.encoder_num_gpus, "runtime_env": self._actor_env()}
             elif not self.config.wav2vec.gpu_fallback:
                 from shared.errors import DeviceError
 
                 raise DeviceError(f"--gpu: {seen}; start the worker with a GPU, or add --gpu-fallback to use the CPU")
             else:
                 print(f"musichal: warning: --gpu: {seen}; wav2vec runs on the CPU (--gpu-fallback)", file=sys.stderr)
-        models = self.model_paths
-        self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(  # the model's perception, by value
-            self.config,  # never a head path: a model without a perception record gives spec None too
-            perception_spec=self.perception_spec, rings=names, local_node_id=self.driver_node)
-        ray.get(self.actors["midi_out"].ready.remote(), timeout=60)
-        self.encoder_info = ray.get(self.actors["encoder"].ready.remote(), timeout=300)
-        remote_encoder = None if self.encoder_info["local"] else self.actors["encoder"]
-        self.actors["oracle"] = OracleActor.options(**local).remote(
-            self.config, names, model_path=models or None, encoder=remote_encoder, checkpoint_path=self.checkpoint_path,
-            session_log=self.session_log, encoder_rate_hz=self.encoder_info.get("input_rate_hz"))
-        ray.get(self.actors["oracle"].ready.remote(), timeout=60)
-        self.actors["capture"] = CaptureActor.options(**local).remote(
-            self.config, names["audio"], names["events"], input_file=self.input_file, input_device=self.input_device,
-            loop=self.loop)
-        ray.get(self.actors["capture"].ready.remote(), timeout=60)
+        return encoder_options
 
     @property
     def model_paths(self) -> list[str]:
@@ -362,5 +435,6 @@ class LiveStack:
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
+            self.env_inherited = False
         return final
 

@@ -1,8 +1,10 @@
 """The capture actor: a thin Ray wrapper around :class:`services.capture.stage.CaptureStage`.
 
-It attaches to the audio ring and the events ring (created by the live stack, services/stack.py), starts the input source
-(:mod:`services.capture.sources`: the ``--input-file`` player or a PyAudio device in callback mode) and a segmenter
-thread that turns ring audio into events.
+It attaches to the audio ring and the events ring (created by the live stack, services/stack.py), opens the input source
+(:mod:`services.capture.sources`: the ``--input-file`` player or a PyAudio device in callback mode) and starts a
+segmenter thread that turns ring audio into events. The source starts with the actor, or — ``start=False``, as the
+live stack does — on :meth:`CaptureActor.listen`, once every other actor is ready: no input is lost to start-up.
+An actor restarted by Ray (after a crash) listens at once.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ __all__ = ["CaptureActor"]
 class CaptureActor:
     def __init__(self, config: MusicHalConfig, audio_ring_name: str, events_ring_name: str, *,
                  input_file: Optional[str] = None, input_device: Any = None, loop: bool = False,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, start: bool = True) -> None:
         self.config = config
         self.ring = AudioRing.attach(audio_ring_name)
         self.events = MessageRing.attach(events_ring_name)
@@ -47,7 +49,16 @@ class CaptureActor:
         holder["stage"] = self.stage
         self._thread = threading.Thread(target=self._segment_loop, name="musichal-segmenter", daemon=True)
         self._thread.start()
-        self.source.start()
+        self.listening_since: Optional[float] = None  # monotonic time the source started
+        if start or ray.get_runtime_context().was_current_actor_reconstructed:  # a restart listens at once
+            self.listen()
+
+    def listen(self) -> float:
+        """Start the input source (idempotent); returns the monotonic time it started."""
+        if self.listening_since is None:
+            self.source.start()
+            self.listening_since = time.monotonic()
+        return self.listening_since
 
     def _segment_loop(self) -> None:
         block_s = self.config.audio.block_samples / self.config.audio.sample_rate_hz
@@ -78,7 +89,8 @@ class CaptureActor:
         counters["nonfinite_samples"] = self.stage.front_end.nonfinite_samples
         counters.update(self.source.counters())
         return {"stage": "capture", "node_id": self.node_id, "counters": counters, "error": self.error,
-                "finished": self.finished()}
+                "finished": self.finished(), "listening_since": self.listening_since,
+                "first_onset_s": self.stage.first_onset_s, "last_onset_s": self.stage.last_onset_s}
 
     def stop(self) -> None:
         self._stop.set()

@@ -62,6 +62,8 @@ class CaptureStage:
         self.counters = {"blocks_written": 0, "samples_written": 0, "events": 0, "segmenter_overruns": 0,
                          "samples_lost": 0, "input_overflows": 0}
         self.finished = threading.Event()
+        self.first_onset_s: float | None = None  # onset times (input seconds) of the first and last full events
+        self.last_onset_s: float | None = None
 
     # ---------------------------------------------------------------- writer side (audio callback)
     def push(self, block: np.ndarray, *, last: bool = False) -> int:
@@ -116,6 +118,10 @@ class CaptureStage:
 
     def _stamp(self, event: Event) -> Event:
         self.counters["events"] += 1
+        if not event.early:  # the input heard, on its own clock: seconds since the first sample entered the ring
+            onset_s = event.onset_sample / self.config.audio.sample_rate_hz
+            self.first_onset_s = onset_s if self.first_onset_s is None else self.first_onset_s
+            self.last_onset_s = onset_s
         return replace(event, t_detected=self.written_at(event.window_end - 1))
 
     @property

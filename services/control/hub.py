@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Optional
 
 from shared.config import MusicHalConfig
@@ -32,11 +33,14 @@ class ControlHub:
         ``learning``).
     """
 
+    HISTORY = 1000  # changes kept in :attr:`history` (an automated controller sends many per second for hours)
+
     def __init__(self, config: MusicHalConfig, apply: Optional[Callable[[str, Any], Any]] = None) -> None:
         self.config = config
         self.state = ControlState(config)
         self.apply = apply or (lambda name, value: None)
-        self.history: list[dict[str, Any]] = []
+        self.history: deque[dict[str, Any]] = deque(maxlen=self.HISTORY)  # the last changes (fixed memory)
+        self.changes = 0
         self.errors = 0
         self.last_error: Optional[str] = None
         self.ignored = 0
@@ -65,6 +69,7 @@ class ControlHub:
                 self.apply(name, value)
             self.history.append({"t": time.monotonic(), "name": change.name, "value": change.value,
                                  "source": change.source, "effective": effective})
+            self.changes += 1
             self._changed.notify_all()
             return effective
 
@@ -106,5 +111,5 @@ class ControlHub:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {**self.state.as_dict(), "changes": len(self.history), "errors": self.errors,
+            return {**self.state.as_dict(), "changes": self.changes, "errors": self.errors,
                     "summary": self.state.summary()}

@@ -327,7 +327,7 @@ class OnlineQuantizer:
 
     def reset(self) -> None:
         self.centroids: list[np.ndarray] = []
-        self.assigned: list[int] = []
+        self.token_counts = np.zeros(self.vocabulary_size, dtype=np.int64)  # per token (fixed memory, not per event)
 
     def assign(self, vector: Any) -> int:
         x = np.asarray(vector, dtype=np.float64).ravel()
@@ -342,11 +342,11 @@ class OnlineQuantizer:
             distances = np.sqrt(((stacked - x[None, :]) ** 2).sum(axis=1))
             nearest = int(np.argmin(distances))
             if distances[nearest] <= self.radius or len(self.centroids) >= self.vocabulary_size:
-                self.assigned.append(nearest)
+                self.token_counts[nearest] += 1
                 return nearest
         self.centroids.append(x)
-        self.assigned.append(len(self.centroids) - 1)
+        self.token_counts[len(self.centroids) - 1] += 1
         return len(self.centroids) - 1
 
     def usage(self) -> dict[str, Any]:
-        return usage_stats(self.assigned, self.vocabulary_size)
+        return usage_stats(np.repeat(np.arange(self.vocabulary_size), self.token_counts), self.vocabulary_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
+from collections import deque
 from typing import Any, Optional
 
 import ray
@@ -24,6 +25,11 @@ from services.ray_support import current_node_id
 __all__ = ["MidiOutActor"]
 
 
+#: how many of the last sent notes :meth:`MidiOutActor.traced_notes` keeps (fixed memory over a long set)
+TRACED_NOTES = 10_000
+_TRACE_FIELDS = ("note_id", "pitch", "channel", "voice", "source_state", "source_event_id")
+
+
 class _MeasuredStage:
     """Wraps the stage so each note-on's send time is measured against its event's timestamps."""
 
@@ -31,7 +37,7 @@ class _MeasuredStage:
         self.stage = stage
         self.latency = latency
         self.clock = clock
-        self.sent_notes: list[dict[str, Any]] = []
+        self.sent_notes: deque[tuple] = deque(maxlen=TRACED_NOTES)  # _TRACE_FIELDS of the last notes sent
         self.muted = False
         self.dropped_muted = 0
 
@@ -50,9 +56,7 @@ class _MeasuredStage:
             if "onset_wall" in stamps:
                 self.latency.add("onset_to_note", now - stamps["onset_wall"])
         self.latency.add("schedule_error", now - note.t_on)
-        if len(self.sent_notes) < 100_000:
-            self.sent_notes.append({"note_id": note.note_id, "pitch": note.pitch, "channel": channel, "voice": note.voice,
-                                    "source_state": note.source_state, "source_event_id": note.source_event_id})
+        self.sent_notes.append((note.note_id, note.pitch, channel, note.voice, note.source_state, note.source_event_id))
         return channel
 
     def note_off(self, note: Any) -> bool:
@@ -177,7 +181,8 @@ class MidiOutActor:
                 "muted": self.measured.muted, "profile": self.stage.config.profile}
 
     def traced_notes(self) -> list[dict[str, Any]]:
-        return list(self.measured.sent_notes)
+        """The last :data:`TRACED_NOTES` notes sent: id, pitch, channel, voice and where in the oracle each came from."""
+        return [dict(zip(_TRACE_FIELDS, row)) for row in list(self.measured.sent_notes)]
 
     def latency_values(self, name: str) -> list[float]:
         return self.latency.values(name)

@@ -199,3 +199,12 @@ def test_a_removed_config_key_fails_with_one_line_naming_its_replacement_and_old
     recorded = {**MusicHalConfig().to_dict()}
     recorded["generation"] = {**recorded["generation"], "bass_range": [36, 60]}  # a session log written before
     assert MusicHalConfig.from_mapping(drop_removed_keys(recorded)) == MusicHalConfig()
+
+
+def test_hub_history_is_bounded_and_the_change_count_is_not():
+    hub = ControlHub(MusicHalConfig())
+    for i in range(ControlHub.HISTORY + 500):  # an automated controller: many changes over a long set
+        hub.handle_osc("/musichal/density", 1.0 + (i % 2))
+    assert len(hub.history) == ControlHub.HISTORY
+    assert hub.snapshot()["changes"] == ControlHub.HISTORY + 500
+    assert hub.history[-1]["value"] == 1.0 + ((ControlHub.HISTORY + 499) % 2)

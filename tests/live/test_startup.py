@@ -1,0 +1,79 @@
+"""Start-up: ``--duration`` counts from listening, the input starts when the stack listens, and the actors that do not
+run torch never import it."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from testkit.audio import render_midi_notes
+
+pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
+SLOW_START_S = 8.0  # longer than --duration itself: a duration counted from the command would hear nothing
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    notes = [(60 + 4 * (i % 3), 0.1 + 0.25 * i, 0.2, 90) for i in range(40)]  # an onset every 0.25 s for 10 s
+    return render_midi_notes(notes, tmp_path_factory.mktemp("clip") / "clip.wav")
+
+
+def test_duration_counts_from_listening_and_no_input_is_lost_to_start_up(jack_server, ray_local, clip, tmp_path,
+                                                                         monkeypatch, capsys):
+    import launch
+    from services.stack import LiveStack
+
+    original = LiveStack._start_controls
+
+    def slow_start_up(self):  # a slow start-up after every actor exists and before the stack listens
+        import threading
+
+        threading.Event().wait(SLOW_START_S)
+        return original(self)
+
+    monkeypatch.setattr(LiveStack, "_start_controls", slow_start_up)
+    stats_file = tmp_path / "stats.json"
+    code = launch.main(["--input-file", str(clip), "--duration", "5", "--midi-api", "jack", "--stats",
+                        "--stats-file", str(stats_file)])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    assert "listening after" in output and "--duration 5 s counts from now" in output
+    final = json.loads(stats_file.read_text())
+    capture = final["capture"]
+    # the input started when the stack listened: its first onset (0.1 s into the file) is heard …
+    assert capture["first_onset_s"] is not None and capture["first_onset_s"] <= 0.5
+    # … and at least 4 of the 5 seconds asked for were heard, however long the start-up took
+    assert capture["last_onset_s"] - capture["first_onset_s"] >= 3.5 and capture["last_onset_s"] >= 4.0
+    assert capture["counters"]["events"] >= 15  # an onset every 0.25 s: not one event and out
+    assert final["startup"]["phases_s"]["controls"] >= SLOW_START_S  # the start-up was slow indeed
+    assert final["startup"]["phases_s"]["total"] >= SLOW_START_S
+
+
+def test_actors_without_torch_never_import_torch_and_inherit_their_environment(jack_server, clip):
+    import os
+
+    import ray
+
+    from shared.config import MusicHalConfig
+    from services.ray_support import ACTOR_ENV_VARS
+    from services.stack import LiveStack
+
+    heavy = ("torch", "transformers", "onnxruntime")
+    before = {name: os.environ.get(name) for name in ACTOR_ENV_VARS}
+    stack = LiveStack(MusicHalConfig().with_overrides({"midi.api": "jack"}), input_file=str(clip))
+    try:
+        stack.start()  # starts its own Ray, as the command does
+        assert stack.started_ray and stack.env_inherited
+        seen = {name: ray.get(actor.__ray_call__.remote(
+                    lambda self: ([m for m in heavy if m in sys.modules], {k: os.environ.get(k) for k in ACTOR_ENV_VARS})),
+                    timeout=30)
+                for name, actor in stack.actors.items()}
+    finally:
+        stack.stop(graceful=False)
+    # traditional features only, no slice notes: no actor needs torch, transformers or the transcription model
+    assert {name: loaded for name, (loaded, _env) in seen.items()} == {
+        name: [] for name in ("capture", "encoder", "oracle", "midi_out")}, seen
+    # every actor has the actors' environment without a runtime_env of its own; the driver's is unchanged
+    assert all(env == ACTOR_ENV_VARS for _loaded, env in seen.values()), seen
+    assert {name: os.environ.get(name) for name in ACTOR_ENV_VARS} == before
