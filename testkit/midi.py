@@ -293,6 +293,17 @@ def scheduled_notes(session_log: str | Path) -> list[ScheduledNote]:
             for record in read_session(session_log) if record["kind"] == "notes" for n in record["notes"]]
 
 
+def max_note_duration_s(config) -> float:
+    """The longest note the live stack can schedule with ``config`` (a :class:`~shared.config.MusicHalConfig`): a
+    melody note lasts at most the player's longest step (``MAX_IOI_S``) at its speed, a bass or comping note at most
+    the voices' ``MAX_DUR_S``. For :func:`note_timing_problems` where a run's scheduled notes are not all known."""
+    from services.oracle.player import MAX_IOI_S
+    from services.oracle.voices import MAX_DUR_S
+
+    speed = config.generation.density * config.generation.tempo
+    return max(MAX_IOI_S / speed if speed > 0 else MAX_IOI_S, MAX_DUR_S)
+
+
 def _play_end(messages: list[list[int]]) -> tuple[int, set[int]]:
     """(index where play ends: the stop's panic, or the end; start indices of the earlier panic blocks)."""
     starts = panic_starts(messages)

@@ -181,14 +181,30 @@ def test_output_intervals_keep_the_memory_contour_inside_the_range():
 
 
 def test_runs_out_of_range_move_by_octaves_keeping_their_contour():
-    live = make_live(mode="lead", melody_range=(48, 60), max_transpose=0)
-    learn_melody(live, [p + 24 for p in C_MAJOR] * 3)  # two octaves too high
-    notes = run_clock(live, 0.0, 20.0)
-    memory = np.array([0] + [p + 24 for p in C_MAJOR] * 3)
-    assert all(36 <= n.pitch <= 72 for n in notes)
+    live = make_live(mode="imitate", melody_range=(48, 66), max_transpose=0)
+    # two octaves too high, rising two octaves and back in a zigzag (up 2, down 1): any max_continuity + 1 learned
+    # pitches span at most 6 semitones, so each run starts inside the 18-semitone range; the input plays the line,
+    # so the walk follows it in long runs, and a run going on longer than its placed pitches leaves the range
+    rise = [60 + k // 2 + 2 * (k % 2) for k in range(48)]
+    line = [p + 24 for p in rise + rise[::-1]]
+    learn_melody(live, line * 2)
+    live.apply_control("learning", False)
+    t, notes = 0.0, []
+    for i, p in enumerate(line * 2):
+        notes += feed(live, percept(1000 + i, p, t), t)
+        notes += live.tick(t + 0.12)
+        t += 0.25
+    memory = np.array([0] + line * 2)
+    assert len(notes) >= 100
+    assert all(48 <= n.pitch <= 66 for n in notes), sorted({n.pitch for n in notes})  # the range itself, no tolerance
+    kept = moved = 0
     for a, b in zip(notes, notes[1:]):
-        if b.source_state == a.source_state + 1 and abs(b.pitch - a.pitch) < 12:
-            assert np.sign(b.pitch - a.pitch) == np.sign(memory[b.source_state] - memory[a.source_state])
+        if b.source_state == a.source_state + 1:  # a forward step: the memory's interval, or it moved by octaves
+            step, learned = b.pitch - a.pitch, int(memory[b.source_state] - memory[a.source_state])
+            assert (step - learned) % 12 == 0, (a.pitch, b.pitch, learned)
+            kept += step == learned
+            moved += step != learned
+    assert moved >= 1 and kept >= 20 * moved, (kept, moved)  # a run did leave the range, and moved only then
 
 
 def test_a_session_log_replays_to_the_same_midi_bytes(tmp_path):
