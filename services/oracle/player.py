@@ -485,9 +485,10 @@ class Player:
         self.state = c
         if self._taboo.maxlen:
             self._taboo.append(c)
-        # the activity moves forward with playback
+        # the activity moves forward with playback; the first state keeps its own (nothing precedes it: a zero moved
+        # in from the root would make it the least active state every step, where contrast would always go)
         act = self._activity
-        act[1:n] = act[0:n - 1].copy()
+        act[2:n] = act[1:n - 1].copy()
         act[0] = 0.0
         ioi, dur = self._ioi(c, n)
         self.next_step_s = at + ioi / speed
