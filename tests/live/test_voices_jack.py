@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.config import MusicHalConfig
+from services.oracle.session import read_session
 from testkit.audio import chorale_notes, render_midi_notes
 from testkit.midi import TimedJackReader, hung_note_problems, panic_starts, scheduled_notes, stop_stats_problems
 from testkit.waiting import wait_until
@@ -29,7 +30,8 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
         "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "generation.seed": 4,
         "generation.mode": "lead",  # its own clock: it plays through the whole file, not only on answered onsets
         "voices.melody": True, "voices.bass": True, "voices.comping": True,  # pinned: the test is about all three
-        "voices.bass_density": 0.5, "voices.comping_density": 0.5, "voices.max_polyphony": 4,
+        # a four-voice chorale, chords of at most two notes: the polyphony limit binds on most slices
+        "voices.bass_density": 0.5, "voices.comping_density": 0.5, "voices.max_polyphony": 2,
         "control.input_gate": False})  # the input is a file: nothing to protect
     stack = LiveStack(config, input_file=str(wav), session_log=str(session))
     try:
@@ -81,3 +83,11 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
             sounding.discard(m[1])
         widest = max(widest, len(sounding))
     assert 2 <= widest <= 2 * v.max_polyphony, widest  # a chord, and at most two chords overlapping at a change
+    # the chords sent (comping notes decided for one onset) keep the limit, and it binds: most have two notes
+    chords: dict[float, int] = {}
+    for record in read_session(session):
+        for note in record["notes"] if record["kind"] == "notes" else ():
+            if note["voice"] == "comping":
+                chords[note["t_on"]] = chords.get(note["t_on"], 0) + 1
+    assert chords and max(chords.values()) <= v.max_polyphony, chords
+    assert sum(size == v.max_polyphony for size in chords.values()) >= len(chords) / 2, chords
