@@ -1,6 +1,7 @@
 """The whole live stack on one node: a WAV through --input-file → four Ray actors → MIDI read back from a real JACK port."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,7 +126,7 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
     session = tmp_path / "session.jsonl"
     command = [sys.executable, os.path.join(REPO, "launch.py"), "--input-file", str(clips["fs"][0]), "--loop",
                "--midi-api", "jack", "--midi-port", port, "--midi-profile", "gm-safe", "--record", str(record),
-               "--session-log", str(session)]
+               "--session-log", str(session), "--stats", "--stats-file", str(tmp_path / "stats.json")]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -154,6 +155,8 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
     # no hung note during play: each note ended by its own note-off within its scheduled duration (+ 1 s), the
     # notes SIGINT's stop ended included
     assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
+    # its stop drains the decided notes too: none left for the panic to end, none stolen
+    assert stop_stats_problems(json.loads((tmp_path / "stats.json").read_text())) == []
     # panic on the way out: CC123 on every channel after the last note-on
     last_on = max(i for i, m in enumerate(received) if (m[0] & 0xF0) == 0x90 and m[2] > 0)
     assert {m[0] & 0x0F for m in received[last_on:] if (m[0] & 0xF0) == 0xB0 and m[1] == 123} == set(range(16))
