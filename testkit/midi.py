@@ -345,8 +345,9 @@ def played_notes(messages: list[list[int]]) -> list[PlayedNote]:
     return notes
 
 
-def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *, scheduled: Optional[Sequence[ScheduledNote]] = None,
-                         max_duration_s: Optional[float] = None, slack_s: float = HUNG_NOTE_SLACK_S) -> list[str]:
+def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *,
+                         scheduled: Optional[Sequence[ScheduledNote]] = None, max_duration_s: Optional[float] = None,
+                         slack_s: float = HUNG_NOTE_SLACK_S) -> list[str]:
     """Hung-note check by time: every note played before the stop's panic and ended by a note-off of its own (the
     scheduler's, a steal's, or the stop's own note-offs, which the engine sends before CC123) must have lasted, at
     the reader, at most its scheduled duration + ``slack_s``. A scheduler that never sent a note-off passes the
@@ -374,7 +375,8 @@ def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *, scheduled:
         if scheduled is not None:
             queue = queues.get(note.pitch)
             if not queue:
-                problems.append(f"note-on {(note.channel, note.pitch)} at message {note.on_index} matches no scheduled note")
+                problems.append(f"note-on {(note.channel, note.pitch)} at message {note.on_index} "
+                                "matches no scheduled note")
                 continue
             duration_s = queue.pop().duration_s
         else:
@@ -383,14 +385,15 @@ def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *, scheduled:
             continue  # ended by a panic or not at all: note_pairing_problems judges it
         lasted_s = times[note.off_index] - times[note.on_index]
         if lasted_s > duration_s + slack_s:
-            problems.append(f"note {(note.channel, note.pitch)} (on at message {note.on_index}) sounded {lasted_s:.3f} s, "
-                            f"longer than its scheduled {duration_s:.3f} s + {slack_s:g} s: hung until a steal or a stop")
+            problems.append(f"note {(note.channel, note.pitch)} (on at message {note.on_index}) sounded "
+                            f"{lasted_s:.3f} s, longer than its scheduled {duration_s:.3f} s + {slack_s:g} s: "
+                            "hung until a steal or a stop")
     return problems
 
 
 def hung_note_problems(timed: Sequence[tuple[float, list[int]]], *, scheduled: Optional[Sequence[ScheduledNote]] = None,
-                       max_duration_s: Optional[float] = None, slack_s: float = HUNG_NOTE_SLACK_S, allowed_cuts: int = 0,
-                       require_stop_panic: bool = True) -> list[str]:
+                       max_duration_s: Optional[float] = None, slack_s: float = HUNG_NOTE_SLACK_S,
+                       allowed_cuts: int = 0, require_stop_panic: bool = True) -> list[str]:
     """:func:`note_pairing_problems` (order) and :func:`note_timing_problems` (each note's length) of one stream."""
     messages = [list(m) for _, m in timed]
     return (note_pairing_problems(messages, allowed_cuts=allowed_cuts, require_stop_panic=require_stop_panic)

@@ -193,7 +193,8 @@ def test_model_plays_and_learns_through_the_real_stack(jack_server, ray_module, 
     from services.stack import LiveStack
 
     reader = JackReader()
-    config = _live_config(kind, invocation, world["checkpoint"]).with_overrides({"midi.port": reader.open_virtual("in")})
+    port = reader.open_virtual("in")
+    config = _live_config(kind, invocation, world["checkpoint"]).with_overrides({"midi.port": port})
     stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"][kind]))
     try:
         stack.start()

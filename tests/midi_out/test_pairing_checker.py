@@ -86,7 +86,8 @@ def timed(events):
 
 
 def scheduled_line(n, *, step_s=0.4, duration_s=0.34, pitches=(60, 62, 64)):
-    return [ScheduledNote(pitches[k % len(pitches)], 10.0 + k * step_s, 10.0 + k * step_s + duration_s) for k in range(n)]
+    starts = [10.0 + k * step_s for k in range(n)]
+    return [ScheduledNote(pitches[k % len(pitches)], t, t + duration_s) for k, t in enumerate(starts)]
 
 
 def played_as_scheduled(notes, channels=(1, 2, 3, 4), *, late_s=0.0):
