@@ -253,11 +253,12 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
 
 #: How much longer than its scheduled duration a note may sound at the reader (receive times) before it counts as
 #: hung. A note's on→off gap at the reader is its scheduled duration plus the note-off's scheduling delay minus the
-#: note-on's, plus the difference of the two deliveries (a JACK period, 5.3 ms, each): milliseconds, so 1 s is far
-#: above it even on a loaded machine, and far below what a missing note-off leaves: a note that only a steal or the
-#: stop ends sounds until then. (A live run can stop no sooner than :func:`first_note_age_s` says, so that its first
-#: note would be over the bound by then if nothing but the stop ended it.)
-HUNG_NOTE_SLACK_S = 1.0
+#: note-on's, plus the difference of the two deliveries (a JACK period, 5.3 ms, each). Measured beside other jobs
+#: (load 15-22 on 2 cores): at most 0.35 s over (the end-to-end JACK audio test), 0.22 s (the cluster tests), 0.17 s
+#: (the stack and fault tests); 2 s is far above that, and far below what a missing note-off leaves: a note that only
+#: a steal or the stop ends sounds until then. (A live run stops no sooner than :func:`first_note_age_s` says, so that
+#: its first note would be over the bound by then if nothing but the stop ended it.)
+HUNG_NOTE_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)

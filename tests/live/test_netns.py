@@ -121,7 +121,7 @@ def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_name
         reader.close()
     assert worker.poll() is not None
     # no hung note through the cut, judged on the stream before the stop's panic (which would silence any): each note
-    # ended by its own note-off within its scheduled duration (+ 1 s), and the drained stop had none left to end
+    # ended by its own note-off within its scheduled duration (+ 2 s), and the drained stop had none left to end
     assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
     assert stop_stats_problems(final) == []
 
@@ -304,7 +304,7 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
         reader.close()
     assert worker.poll() is not None
     # no hung note through the kill, judged on the stream before the stop's panic (which would silence any): each note
-    # ended by its own note-off within its scheduled duration (+ 1 s), and the drained stop had none left to end
+    # ended by its own note-off within its scheduled duration (+ 2 s), and the drained stop had none left to end
     assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
     assert stop_stats_problems(final) == []
 

@@ -90,7 +90,7 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
     for message in received:
         model.feed(message)
     assert model.note_ons >= 5, f"too few notes came out: {model.note_ons}"
-    # every note ended by its own note-off, none longer than scheduled (+ 1 s); the drained stop had none to end
+    # every note ended by its own note-off, none longer than scheduled (+ 2 s); the drained stop had none to end
     assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
     assert stop_stats_problems(final) == []
     assert 9 not in model.channels_used  # gm-safe never plays channel 10
@@ -152,7 +152,7 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
     model = ReceiverModel()
     for message in received:
         model.feed(message)
-    # no hung note during play: each note ended by its own note-off within its scheduled duration (+ 1 s), the
+    # no hung note during play: each note ended by its own note-off within its scheduled duration (+ 2 s), the
     # notes SIGINT's stop ended included
     assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
     # its stop drains the decided notes too: none left for the panic to end, none stolen

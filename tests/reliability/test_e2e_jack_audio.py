@@ -149,7 +149,7 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
     assert final["capture"].get("error") is None
     model = ReceiverModel().feed_all(messages)
     assert model.note_ons >= 8, f"too few notes: {model.note_ons}"
-    # every note ended by its own note-off, none longer than scheduled (+ 1 s), none left for the drained stop to end
+    # every note ended by its own note-off, none longer than scheduled (+ 2 s), none left for the drained stop to end
     assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
     assert stop_stats_problems(final) == []
     out_pitches = [m[1] for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]

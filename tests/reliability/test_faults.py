@@ -132,7 +132,7 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
     assert all(delay < RESTART_BOUND_S for delay in restart_delays.values()), f"panic after the kill: {restart_delays} s"
     # no hung note during play; only the two midi_out restarts' panics may cut notes its dead predecessor left on. The
     # oracle's restart starts its session log again, so every note is held to the longest the stack can schedule
-    # (+ 1 s); the graceful stop (by the last midi_out) had no note to end and stole none
+    # (+ 2 s); the graceful stop (by the last midi_out) had no note to end and stole none
     assert hung_note_problems(timed, max_duration_s=max_note_duration_s(config), allowed_cuts=2,
                               require_stop_panic=False) == []
     assert stop_stats_problems(final) == []
@@ -175,7 +175,7 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
     assert "all notes off" in stopped[0] and str(record) in stopped[0]
     assert out.strip().splitlines()[-1] == stopped[0]
     assert record.exists() and record.stat().st_size > 0
-    # no hung note during play: each ended by its own note-off within its scheduled duration (+ 1 s), the notes
+    # no hung note during play: each ended by its own note-off within its scheduled duration (+ 2 s), the notes
     # SIGTERM's stop ended included
     assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
     leftover = [n for n in os.listdir("/dev/shm") if n.startswith((f"musichal_ring_{process.pid}_",
