@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from testkit.audio import SOUNDFONT
-from testkit.midi import JackReader, unique_name
+from testkit.midi import TimedJackReader, unique_name
 
 __all__ = ["musician_line", "run_loop", "classify", "learned_shares", "gate_verdicts", "cycle_time", "TimedJackReader", "SynthClient"]
 
@@ -53,19 +53,6 @@ def musician_line(seed: int, seconds: float, *, start_s: float = 0.5) -> list[tu
 def training_line(seed: int, notes: int = 60) -> list[tuple]:
     rng = np.random.default_rng(int(seed))
     return [(int(rng.choice(TRAIN_PITCHES)), 0.3 + i * 0.3, 0.27, int(rng.integers(75, 100))) for i in range(notes)]
-
-
-class TimedJackReader(JackReader):
-    """:class:`testkit.midi.JackReader` that keeps each message's receive time (``time.monotonic``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.timed: list[tuple[float, list[int]]] = []
-
-    def _received(self, t: float, message: list[int]) -> None:
-        with self._condition:
-            self.timed.append((t, list(message)))
-        super()._received(t, message)
 
 
 class SynthClient:

@@ -1,4 +1,5 @@
-"""Test helpers for midi_out: a JACK MIDI reader and a receiver model that replays raw bytes."""
+"""Test helpers for midi_out: a JACK MIDI reader (with receive times), a receiver model that replays raw bytes, and the
+hung-note checks the full-stack tests use (message pairing, and each note's length against its scheduled duration)."""
 from __future__ import annotations
 
 import itertools
@@ -7,6 +8,9 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
 
 _counter = itertools.count()
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +110,32 @@ class JackReader:
             self._thread = None
         if process is not None and process.stdout is not None:
             process.stdout.close()
+
+
+class TimedJackReader(JackReader):
+    """:class:`JackReader` that also keeps each message's receive time: :attr:`timed` holds ``(t, message)``, ``t``
+    the ``time.monotonic`` at which the reader's JACK process callback got it (not when the pipe delivered it to
+    this process), so note lengths measured from it do not include the pipe's delay."""
+
+    def __init__(self, client_name: str | None = None) -> None:
+        super().__init__(client_name)
+        self.timed: list[tuple[float, list[int]]] = []
+
+    def _received(self, t: float, message: list[int]) -> None:
+        with self._condition:
+            self.timed.append((t, list(message)))
+            self.messages.append(list(message))
+            self._condition.notify_all()
+
+    def snapshot(self) -> list[tuple[float, list[int]]]:
+        """A copy of :attr:`timed`."""
+        with self._condition:
+            return [(t, list(m)) for t, m in self.timed]
+
+    def clear(self) -> None:
+        with self._condition:
+            self.messages.clear()
+            self.timed.clear()
 
 
 class ReceiverModel:
@@ -218,6 +248,178 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
         i += 1
     for key, index in sorted(sounding.items()):
         problems.append(f"note {key} (on at message {index}) never ended by its own note-off before the stop's panic")
+    return problems
+
+
+#: How much longer than its scheduled duration a note may sound at the reader (receive times) before it counts as
+#: hung. A note's on→off gap at the reader is its scheduled duration plus the note-off's scheduling delay minus the
+#: note-on's, plus the difference of the two deliveries (a JACK period, 5.3 ms, each). Measured beside other jobs
+#: (load 15-22 on 2 cores): at most 0.35 s over (the end-to-end JACK audio test), 0.22 s (the cluster tests), 0.17 s
+#: (the stack and fault tests); 2 s is far above that, and far below what a missing note-off leaves: a note that only
+#: a steal or the stop ends sounds until then. (A live run stops no sooner than :func:`first_note_age_s` says, so that
+#: its first note would be over the bound by then if nothing but the stop ended it.)
+HUNG_NOTE_SLACK_S = 2.0
+
+
+@dataclass(frozen=True)
+class PlayedNote:
+    """A note in a received stream: ``on_index``/``off_index`` index the stream; ``off_index`` is None when no note-off
+    of its own ended it (a panic did, or nothing did)."""
+
+    channel: int
+    pitch: int
+    on_index: int
+    off_index: Optional[int]
+
+
+@dataclass(frozen=True)
+class ScheduledNote:
+    """A note as the oracle decided it (its scheduled times, on the deciding host's ``time.monotonic``)."""
+
+    pitch: int
+    t_on: float
+    t_off: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.t_off - self.t_on
+
+
+def scheduled_notes(session_log: str | Path) -> list[ScheduledNote]:
+    """Every note the oracle decided in a session (``--session-log``/``LiveStack(session_log=...)``), in log order:
+    what midi_out was asked to play, with each note's scheduled duration."""
+    from services.oracle.session import read_session
+
+    return [ScheduledNote(int(n["pitch"]), float(n["t_on"]), float(n["t_off"]))
+            for record in read_session(session_log) if record["kind"] == "notes" for n in record["notes"]]
+
+
+def max_note_duration_s(config) -> float:
+    """The longest note the live stack can schedule with ``config`` (a :class:`~shared.config.MusicHalConfig`): a
+    melody note lasts at most the player's longest step (``MAX_IOI_S``) at its speed, a bass or comping note at most
+    the voices' ``MAX_DUR_S``. For :func:`note_timing_problems` where a run's scheduled notes are not all known."""
+    from services.oracle.player import MAX_IOI_S
+    from services.oracle.voices import MAX_DUR_S
+
+    speed = config.generation.density * config.generation.tempo
+    return max(MAX_IOI_S / speed if speed > 0 else MAX_IOI_S, MAX_DUR_S)
+
+
+def _play_end(messages: list[list[int]]) -> tuple[int, set[int]]:
+    """(index where play ends: the stop's panic, or the end; start indices of the earlier panic blocks)."""
+    starts = panic_starts(messages)
+    if stop_panic_received(messages):
+        return starts[-1], set(starts[:-1])
+    return len(messages), set(starts)
+
+
+def _is_on(message: list[int]) -> bool:
+    return (message[0] & 0xF0) == 0x90 and len(message) > 2 and message[2] > 0
+
+
+def _is_off(message: list[int]) -> bool:
+    return (message[0] & 0xF0) == 0x80 or ((message[0] & 0xF0) == 0x90 and len(message) > 2 and message[2] == 0)
+
+
+def played_notes(messages: list[list[int]]) -> list[PlayedNote]:
+    """The notes played before the stop's panic (see :func:`note_pairing_problems` for what play is), in note-on
+    order: a note-off ends the sounding note of its channel and pitch; a panic block ends every note (no
+    ``off_index``)."""
+    stop, earlier = _play_end(messages)
+    notes: list[PlayedNote] = []
+    sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) -> index into notes
+    i = 0
+    while i < stop:
+        if i in earlier:
+            sounding.clear()
+            i += 32
+            continue
+        message = messages[i]
+        key = (message[0] & 0x0F, message[1] if len(message) > 1 else -1)
+        if _is_on(message):
+            sounding[key] = len(notes)
+            notes.append(PlayedNote(key[0], key[1], i, None))
+        elif _is_off(message) and key in sounding:
+            k = sounding.pop(key)
+            notes[k] = PlayedNote(key[0], key[1], notes[k].on_index, i)
+        i += 1
+    return notes
+
+
+def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *,
+                         scheduled: Optional[Sequence[ScheduledNote]] = None, max_duration_s: Optional[float] = None,
+                         slack_s: float = HUNG_NOTE_SLACK_S) -> list[str]:
+    """Hung-note check by time: every note played before the stop's panic and ended by a note-off of its own (the
+    scheduler's, a steal's, or the stop's own note-offs, which the engine sends before CC123) must have lasted, at
+    the reader, at most its scheduled duration + ``slack_s``. A scheduler that never sent a note-off passes the
+    pairing check (the engine ends a stolen note first and every sounding note before a panic) but not this one.
+
+    ``timed`` is ``(receive time, message)`` (:attr:`TimedJackReader.timed`). ``scheduled`` (the session's notes,
+    :func:`scheduled_notes`) gives each note its own duration: the k-th note-on of a pitch is the k-th scheduled note
+    of that pitch (by scheduled time, then log order: the order midi_out's scheduler sends them in), and a note-on
+    no scheduled note accounts for is a problem. ``max_duration_s`` instead bounds every note by one duration (for
+    runs where some scheduled notes never reach the port: a killed midi_out, a mute). Returns one-line problems.
+    """
+    if (scheduled is None) == (max_duration_s is None):
+        raise ValueError("give exactly one of scheduled and max_duration_s")
+    times = [float(t) for t, _ in timed]
+    messages = [list(m) for _, m in timed]
+    problems: list[str] = []
+    queues: dict[int, list[ScheduledNote]] = {}
+    if scheduled is not None:
+        order = sorted(range(len(scheduled)), key=lambda k: (scheduled[k].t_on, k))
+        for k in order:
+            queues.setdefault(scheduled[k].pitch, []).append(scheduled[k])
+        for queue in queues.values():
+            queue.reverse()  # pop() takes the earliest
+    for note in played_notes(messages):
+        if scheduled is not None:
+            queue = queues.get(note.pitch)
+            if not queue:
+                problems.append(f"note-on {(note.channel, note.pitch)} at message {note.on_index} "
+                                "matches no scheduled note")
+                continue
+            duration_s = queue.pop().duration_s
+        else:
+            duration_s = float(max_duration_s)
+        if note.off_index is None:
+            continue  # ended by a panic or not at all: note_pairing_problems judges it
+        lasted_s = times[note.off_index] - times[note.on_index]
+        if lasted_s > duration_s + slack_s:
+            problems.append(f"note {(note.channel, note.pitch)} (on at message {note.on_index}) sounded "
+                            f"{lasted_s:.3f} s, longer than its scheduled {duration_s:.3f} s + {slack_s:g} s: "
+                            "hung until a steal or a stop")
+    return problems
+
+
+def hung_note_problems(timed: Sequence[tuple[float, list[int]]], *, scheduled: Optional[Sequence[ScheduledNote]] = None,
+                       max_duration_s: Optional[float] = None, slack_s: float = HUNG_NOTE_SLACK_S,
+                       allowed_cuts: int = 0, require_stop_panic: bool = True) -> list[str]:
+    """:func:`note_pairing_problems` (order) and :func:`note_timing_problems` (each note's length) of one stream."""
+    messages = [list(m) for _, m in timed]
+    return (note_pairing_problems(messages, allowed_cuts=allowed_cuts, require_stop_panic=require_stop_panic)
+            + note_timing_problems(timed, scheduled=scheduled, max_duration_s=max_duration_s, slack_s=slack_s))
+
+
+def first_note_age_s(timed: Sequence[tuple[float, list[int]]], now: float) -> float:
+    """Seconds since the first note-on of ``timed`` arrived (0 before any): a test stops only once this exceeds a
+    note's duration plus twice :data:`HUNG_NOTE_SLACK_S`, so a note left on until the stop is longer than the bound."""
+    return next((now - t for t, m in timed if _is_on(m)), 0.0)
+
+
+def stop_stats_problems(final: dict, *, steals_expected: bool = False) -> list[str]:
+    """What a graceful, drained ``LiveStack.stop`` reports about midi_out (``final["midi_out"]``, taken after the
+    drain, before its stop): the notes still sounding are the notes the stop's panic has to end (its own note-offs)
+    — a graceful stop ends none; and no note was stolen (a steal ends the oldest note early, or a hung one late)
+    unless ``steals_expected``."""
+    counters = (final.get("midi_out") or {}).get("counters")
+    if counters is None:
+        return ["no midi_out figures from the graceful stop (its drain did not finish)"]
+    problems = []
+    if counters.get("sounding", 0):
+        problems.append(f"{counters['sounding']} note(s) still sounding after the drain: the stop had to end them")
+    if not steals_expected and counters.get("steals", 0):
+        problems.append(f"{counters['steals']} note(s) stolen: more notes sounding at once than channels")
     return problems
 
 

@@ -498,9 +498,12 @@ class Player:
         self.state = c
         if self._taboo.maxlen:
             self._taboo.append(c)
-        # the activity moves forward with playback
+        # the activity moves forward with playback. With a negative coupling (contrast) the first state keeps its own:
+        # nothing precedes it, and a zero moved in from the root would make it the least active state at every step,
+        # where contrast would always go
         act = self._activity
-        act[1:n] = act[0:n - 1].copy()
+        first = 2 if self.weights.coupling < 0 else 1
+        act[first:n] = act[first - 1:n - 1].copy()
         act[0] = 0.0
         ioi, dur = self._ioi(c, n)
         self.next_step_s = at + ioi / speed

@@ -46,11 +46,11 @@ from shared.pitch import hz_to_midi
 from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
 from services.oracle.player import Player
 
-__all__ = ["Ensemble", "voice_chord", "naive_chord", "chord_movement", "place_near", "VOICE_NAMES"]
+__all__ = ["Ensemble", "voice_chord", "naive_chord", "chord_movement", "place_near", "VOICE_NAMES", "MAX_DUR_S"]
 
 ABOVE_COST = 1.0  # semitones of movement a comping note at or above the melody's costs
 _MIN_DUR_S = 0.1
-_MAX_DUR_S = 4.0
+MAX_DUR_S = 4.0  # the longest note a bass or comping voice plays (seconds)
 
 
 def chord_movement(previous: Sequence[int], chord: Sequence[int]) -> float:
@@ -184,7 +184,7 @@ class Ensemble:
             interval = min(interval, float(np.median(self._gaps)))
         t_on = at + phase * interval
         steps = max(1, math.ceil(1.0 / density - 1e-9))
-        t_off = t_on + min(_MAX_DUR_S, max(_MIN_DUR_S, 0.95 * steps * interval))
+        t_off = t_on + min(MAX_DUR_S, max(_MIN_DUR_S, 0.95 * steps * interval))
         return t_on, t_off
 
     def _follow(self, at: float, melody: Optional[NoteEvent]) -> list[NoteEvent]:

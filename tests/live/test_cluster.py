@@ -12,7 +12,7 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from testkit.midi import JackReader, ReceiverModel, note_pairing_problems
+from testkit.midi import ReceiverModel, TimedJackReader, hung_note_problems, scheduled_notes, stop_stats_problems
 from testkit.waiting import actor_pid, restarted_pid, stage_counter, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -45,14 +45,15 @@ def two_nodes():
         cluster.shutdown()
 
 
-def make_stack(cluster, clip, port: str, *, remote: bool):
+def make_stack(cluster, clip, port: str, *, remote: bool, session_log):
     from services.stack import LiveStack
 
     overrides = {"cluster.address": cluster.address, "midi.api": "jack", "midi.port": port,
                  "midi.profile": "gm-safe", "generation.density": 4.0, "generation.seed": 5}
     if remote:
         overrides["cluster.encoder_resource"] = "encoder"
-    return LiveStack(MusicHalConfig().with_overrides(overrides), input_file=str(clip), loop=True)
+    return LiveStack(MusicHalConfig().with_overrides(overrides), input_file=str(clip), loop=True,
+                     session_log=str(session_log))
 
 
 def encoder_lost(stack) -> bool:
@@ -60,16 +61,17 @@ def encoder_lost(stack) -> bool:
     return stack.stats().get("oracle", {}).get("encoder_lost") is True
 
 
-def note_on_count(reader: JackReader) -> int:
+def note_on_count(reader: TimedJackReader) -> int:
     return ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons
 
 
-def test_encoder_on_node_two_percepts_stamped_notes_out_clean_stop(jack_server, two_nodes, clip):
+def test_encoder_on_node_two_percepts_stamped_notes_out_clean_stop(jack_server, two_nodes, clip, tmp_path):
     import ray
 
     cluster, head_id, node2_id = two_nodes
-    reader = JackReader()
-    stack = make_stack(cluster, clip, reader.open_virtual("in"), remote=True)
+    reader = TimedJackReader()
+    session = tmp_path / "session.jsonl"
+    stack = make_stack(cluster, clip, reader.open_virtual("in"), remote=True, session_log=session)
     rings = []
     try:
         stack.start()
@@ -91,19 +93,22 @@ def test_encoder_on_node_two_percepts_stamped_notes_out_clean_stop(jack_server, 
     finally:
         stack.stop(graceful=False)
         messages = reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
     model = ReceiverModel().feed_all(messages)
     assert model.note_ons > 0
-    # every note ended by its own note-off during play (the drained stop leaves none for the panic; whether its panic
-    # arrives is not judged here: under load RtMidi's JACK close can drop it, see docs/architecture.md "MIDI ports")
-    assert note_pairing_problems(messages, require_stop_panic=False) == []
+    # every note ended by its own note-off during play, none longer than scheduled (+ 2 s), and the drained stop left
+    # none for the panic (whether its panic arrives is not judged here: under load RtMidi's JACK close can drop it,
+    # see docs/architecture.md "MIDI ports")
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
+    assert stop_stats_problems(final) == []
     assert stage_counter(final, "midi_out", "notes_received") >= model.note_ons
     assert not [name for name in rings if os.path.exists(f"/dev/shm/{name}")]
     assert not stack.actors and not ray.is_initialized()
 
 
 @pytest.mark.parametrize("remote", [True, False], ids=["remote-encoder", "local-encoder"])
-def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, two_nodes, clip, remote):
+def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, two_nodes, clip, remote, tmp_path):
     """The encoder's process is frozen (SIGSTOP: a stalled node) for as long as the test needs to see the stack play on
     without it, then SIGKILLed: Ray restarts it and listening resumes. Freezing first makes "played while the encoder
     was down" something the test causes, not a race against how fast Ray restarts the actor."""
@@ -112,8 +117,9 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
     import ray
 
     cluster, head_id, node2_id = two_nodes
-    reader = JackReader()
-    stack = make_stack(cluster, clip, reader.open_virtual("in"), remote=remote)
+    reader = TimedJackReader()
+    session = tmp_path / "session.jsonl"
+    stack = make_stack(cluster, clip, reader.open_virtual("in"), remote=remote, session_log=session)
     frozen = None
     try:
         stack.start()
@@ -152,7 +158,7 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
         assert stage_counter(stats, "encoder", "encoded") > 0  # counted by the restarted process
         assert wait_until(lambda: stack.stats().get("oracle", {}).get("encoder_lost") is False, timeout_s=30), stack.stats()
         assert stack.stats()["oracle"]["error"] is None
-        stack.stop(graceful=True, drain_s=3.0)
+        final = stack.stop(graceful=True, drain_s=3.0)
     finally:
         if frozen is not None:
             try:
@@ -161,6 +167,9 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
                 pass
         stack.stop(graceful=False)
         messages = reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
     assert ReceiverModel().feed_all(messages).note_ons > 0
-    assert note_pairing_problems(messages, require_stop_panic=False) == []  # no hung note during play, through the fault
+    # no hung note during play, through the fault: each ended by its own note-off within its scheduled duration (+ 2 s)
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
+    assert stop_stats_problems(final) == []

@@ -23,7 +23,8 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import SOUNDFONT, fluidsynth_available
-from testkit.midi import JackReader, note_pairing_problems, panic_starts, stop_panic_received
+from testkit.midi import (TimedJackReader, hung_note_problems, panic_starts, scheduled_notes, stop_panic_received,
+                          stop_stats_problems)
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -79,25 +80,28 @@ def play_through_stack(profile: str, wav, tmp_path) -> list[list[int]]:
     """The stack learning ``wav`` live in ``profile``; the bytes received during play (before the stop's panic)."""
     from services.stack import LiveStack
 
-    reader = JackReader()
+    reader = TimedJackReader()
     port = reader.open_virtual("in")
+    session = tmp_path / f"session-{profile}.jsonl"
     # the melody alone: its notes play the slices' own f0 (the glides); the bass and comping play other pitch
     # classes of the slice, without its glide (tests/oracle/test_voices.py checks their expression)
     config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": profile,
                                               "midi.bend_range_semitones": MPE_RANGE, "generation.seed": 3,
                                               "voices.bass": False, "voices.comping": False})
-    stack = LiveStack(config, input_file=str(wav))
+    stack = LiveStack(config, input_file=str(wav), session_log=str(session))
     try:
         stack.start()
         assert wait_until(stack.finished, timeout_s=60), "the input file was not played to its end"
-        stack.stop(graceful=True, drain_s=3.0)
+        final = stack.stop(graceful=True, drain_s=3.0)
     finally:
         stack.stop(graceful=False)
         received = reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
     # every note ended by its own note-off during play (the stop's panic is not required: under load LiveStack.stop
     # may kill midi_out before its own panic, a stop-path matter this test does not judge)
-    assert note_pairing_problems(received, require_stop_panic=False) == []
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
+    assert stop_stats_problems(final) == []  # none longer than scheduled (+ 2 s), none the drained stop ended
     starts = panic_starts(received)
     return received[:starts[-1]] if stop_panic_received(received) else received  # what was played
 

@@ -18,11 +18,14 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import fluidsynth_available, render_midi_notes
+from testkit.midi import JackReader, ReceiverModel
 from testkit.waiting import stage_counter, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 LEARNED = 4  # percepts learned before a live cell counts as "plays and learns"
 KINDS = ("traditional", "wav2vec", "hybrid")
+VIEWS = {"traditional": ["traditional"], "wav2vec": ["wav2vec"], "hybrid": ["traditional", "wav2vec"]}  # as trained
+NOTES_OUT = 3  # note-ons at the JACK port before a live cell counts as "plays"
 
 # chorale-like four-voice progressions (pitch, start, duration, velocity)
 _CHORDS = [[48, 55, 64, 72], [45, 57, 64, 72], [50, 57, 65, 74], [43, 55, 62, 71], [48, 55, 64, 72], [41, 57, 65, 69],
@@ -189,17 +192,22 @@ _PLAY_CELLS = [(kind, invocation) for kind in KINDS for invocation in ("no-flags
 def test_model_plays_and_learns_through_the_real_stack(jack_server, ray_module, world, kind, invocation):
     from services.stack import LiveStack
 
-    config = _live_config(kind, invocation, world["checkpoint"])
+    reader = JackReader()
+    port = reader.open_virtual("in")
+    config = _live_config(kind, invocation, world["checkpoint"]).with_overrides({"midi.port": port})
     stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"][kind]))
     try:
         stack.start()
         learned = lambda: stage_counter(stack.stats(), "oracle", "stage_learned") >= LEARNED  # noqa: E731
         assert wait_until(learned, timeout_s=90), stack.stats()
+        played = lambda: ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons >= NOTES_OUT  # noqa: E731
+        assert wait_until(played, timeout_s=60), "no notes came out of the JACK port"
         stats = stack.stats()
     finally:
         stack.stop(graceful=False)
+        reader.close()
     assert stack.perception_spec is not None
-    assert stack.encoder_info["views"] == list(stack.perception_spec.views)
+    assert stack.encoder_info["views"] == VIEWS[kind]  # it listens with the views the model was trained with
     assert stage_counter(stats, "encoder", "stage_events") > 0  # the encoder made the percepts …
     assert stage_counter(stats, "encoder", "exceptions") == 0, stats["encoder"].get("first_exception")
     assert stage_counter(stats, "oracle", "stage_dim_mismatch") == 0  # … all of the memory's dimension

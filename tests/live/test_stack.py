@@ -1,6 +1,7 @@
 """The whole live stack on one node: a WAV through --input-file → four Ray actors → MIDI read back from a real JACK port."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from testkit.midi import JackReader, ReceiverModel, note_pairing_problems
+from services.oracle.player import MAX_IOI_S
+from testkit.midi import (HUNG_NOTE_SLACK_S, ReceiverModel, TimedJackReader, first_note_age_s, hung_note_problems,
+                          scheduled_notes, stop_stats_problems)
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -49,13 +52,14 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
     from services.stack import LiveStack
     from services.oracle.memory import OracleMemory
 
-    reader = JackReader()
+    reader = TimedJackReader()
     port = reader.open_virtual("in")
     record = tmp_path / "out.mid"
     learned = tmp_path / "learned.json"
+    session = tmp_path / "session.jsonl"
     config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe",
                                               "midi.record_path": str(record), "generation.seed": 3})
-    stack = LiveStack(config, input_file=str(clips["c"][0]), checkpoint_path=str(learned))
+    stack = LiveStack(config, input_file=str(clips["c"][0]), checkpoint_path=str(learned), session_log=str(session))
     ring_names = []
     try:
         stack.start()
@@ -73,6 +77,7 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
             expected = sum(1 for m in mido.MidiFile(record) if m.type == "note_on" and m.velocity > 0)
             wait_until(lambda: len(note_ons(list(reader.messages))) >= expected, timeout_s=5)
             received = list(reader.messages)
+        timed = reader.snapshot()
         reader.close()
 
     # every ring is gone, nothing left in /dev/shm
@@ -85,7 +90,9 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
     for message in received:
         model.feed(message)
     assert model.note_ons >= 5, f"too few notes came out: {model.note_ons}"
-    assert note_pairing_problems(received, require_stop_panic=False) == []  # every note ended by its own note-off
+    # every note ended by its own note-off, none longer than scheduled (+ 2 s); the drained stop had none to end
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
+    assert stop_stats_problems(final) == []
     assert 9 not in model.channels_used  # gm-safe never plays channel 10
     # each note traced to an oracle state and the input event it was learned from
     memory = OracleMemory(config, model=str(learned))
@@ -113,15 +120,20 @@ def _descendants(pid: int) -> set[int]:
 
 
 def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jack_server, clips, tmp_path):
-    reader = JackReader()
+    reader = TimedJackReader()
     port = reader.open_virtual("in")
     record = tmp_path / "fs.mid"
+    session = tmp_path / "session.jsonl"
     command = [sys.executable, os.path.join(REPO, "launch.py"), "--input-file", str(clips["fs"][0]), "--loop",
-               "--midi-api", "jack", "--midi-port", port, "--midi-profile", "gm-safe", "--record", str(record)]
+               "--midi-api", "jack", "--midi-port", port, "--midi-profile", "gm-safe", "--record", str(record),
+               "--session-log", str(session), "--stats", "--stats-file", str(tmp_path / "stats.json")]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert wait_until(lambda: len(note_ons(list(reader.messages))) >= 5, timeout_s=90), "no notes came from the CLI run"
+        # long enough that a note nothing but the stop ended would be over the hung-note bound
+        assert wait_until(lambda: first_note_age_s(reader.snapshot(), time.monotonic())
+                          > MAX_IOI_S + 2 * HUNG_NOTE_SLACK_S, timeout_s=30)
         started = _descendants(process.pid)
         t_signal = time.monotonic()
         process.send_signal(signal.SIGINT)
@@ -132,6 +144,7 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
             process.kill()
             process.communicate(timeout=10)
         received = reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
     assert process.returncode == 0, output
     assert "stopped (SIGINT)" in output and "all notes off" in output
@@ -139,7 +152,11 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
     model = ReceiverModel()
     for message in received:
         model.feed(message)
-    assert note_pairing_problems(received) == []  # no hung note during play; SIGINT's stop ends the rest
+    # no hung note during play: each note ended by its own note-off within its scheduled duration (+ 2 s), the
+    # notes SIGINT's stop ended included
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
+    # its stop drains the decided notes too: none left for the panic to end, none stolen
+    assert stop_stats_problems(json.loads((tmp_path / "stats.json").read_text())) == []
     # panic on the way out: CC123 on every channel after the last note-on
     last_on = max(i for i, m in enumerate(received) if (m[0] & 0xF0) == 0x90 and m[2] > 0)
     assert {m[0] & 0x0F for m in received[last_on:] if (m[0] & 0xF0) == 0xB0 and m[1] == 123} == set(range(16))

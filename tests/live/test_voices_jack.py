@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.config import MusicHalConfig
+from services.oracle.session import read_session
 from testkit.audio import chorale_notes, render_midi_notes
-from testkit.midi import JackReader, note_pairing_problems, panic_starts
+from testkit.midi import TimedJackReader, hung_note_problems, panic_starts, scheduled_notes, stop_stats_problems
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -22,15 +23,17 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
     from services.stack import LiveStack
 
     wav = render_midi_notes(chorale_notes("bach/bwv269", seconds=14.0), tmp_path / "chorale.wav")
-    reader = JackReader()
+    reader = TimedJackReader()
     port = reader.open_virtual("in")
+    session = tmp_path / "session.jsonl"
     config = MusicHalConfig().with_overrides({
         "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "generation.seed": 4,
         "generation.mode": "lead",  # its own clock: it plays through the whole file, not only on answered onsets
         "voices.melody": True, "voices.bass": True, "voices.comping": True,  # pinned: the test is about all three
-        "voices.bass_density": 0.5, "voices.comping_density": 0.5, "voices.max_polyphony": 4,
+        # a four-voice chorale, chords of at most two notes: the polyphony limit binds on most slices
+        "voices.bass_density": 0.5, "voices.comping_density": 0.5, "voices.max_polyphony": 2,
         "control.input_gate": False})  # the input is a file: nothing to protect
-    stack = LiveStack(config, input_file=str(wav))
+    stack = LiveStack(config, input_file=str(wav), session_log=str(session))
     try:
         stack.start()
 
@@ -39,16 +42,19 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
 
         assert wait_until(lambda: played(BASS, 4) and played(COMPING, 12), timeout_s=60), "bass or comping never played"
         assert wait_until(stack.finished, timeout_s=60), "the input file was not played to its end"
-        stack.stop(graceful=True, drain_s=5.0)
+        final = stack.stop(graceful=True, drain_s=5.0)
     finally:
         stack.stop(graceful=False)
         received = reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
 
     # the stream played: from the start-up panic's end to the stop's panic
     starts = panic_starts(received)
     assert len(starts) >= 2, "no start-up and stop panic"
-    assert note_pairing_problems(received) == [], "a double note-on, a stray note-off or a note only the panic ended"
+    # a double note-on, a stray note-off, a note only the panic ended or one longer than scheduled (+ 2 s): none
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
+    assert stop_stats_problems(final) == []  # the drained stop ended no note, none was stolen
     played = received[starts[0] + 32:starts[-1]]
     by_channel: dict[int, list[int]] = {}
     for m in note_ons(played):
@@ -77,3 +83,11 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
             sounding.discard(m[1])
         widest = max(widest, len(sounding))
     assert 2 <= widest <= 2 * v.max_polyphony, widest  # a chord, and at most two chords overlapping at a change
+    # the chords sent (comping notes decided for one onset) keep the limit, and it binds: most have two notes
+    chords: dict[float, int] = {}
+    for record in read_session(session):
+        for note in record["notes"] if record["kind"] == "notes" else ():
+            if note["voice"] == "comping":
+                chords[note["t_on"]] = chords.get(note["t_on"], 0) + 1
+    assert chords and max(chords.values()) <= v.max_polyphony, chords
+    assert sum(size == v.max_polyphony for size in chords.values()) >= len(chords) / 2, chords

@@ -1,7 +1,10 @@
 """The hung-note checker the full-stack tests use: it must fail on each kind of broken stream, and pass a good one."""
 from __future__ import annotations
 
-from testkit.midi import expected_panic, note_pairing_problems, stop_panic_received
+import pytest
+
+from testkit.midi import (HUNG_NOTE_SLACK_S, ScheduledNote, expected_panic, hung_note_problems, note_pairing_problems,
+                          note_timing_problems, played_notes, stop_panic_received, stop_stats_problems)
 
 
 def on(channel, pitch, velocity=90):
@@ -74,3 +77,109 @@ def test_stop_panic_received_only_when_a_full_panic_follows_the_last_note_on():
     assert not stop_panic_received(START + [on(0, 60), off(0, 60)])
     assert not stop_panic_received(START + [on(0, 60), off(0, 60)] + STOP[:-1])
     assert stop_panic_received(START + [on(0, 60), off(0, 60)] + STOP)
+
+
+# ---------------------------------------------------------------------------------------- timed: each note's length
+def timed(events):
+    """``[(t, [messages...]), ...]`` → ``[(t, message), ...]`` (messages of one entry arrive together)."""
+    return [(t, m) for t, messages in events for m in messages]
+
+
+def scheduled_line(n, *, step_s=0.4, duration_s=0.34, pitches=(60, 62, 64)):
+    starts = [10.0 + k * step_s for k in range(n)]
+    return [ScheduledNote(pitches[k % len(pitches)], t, t + duration_s) for k, t in enumerate(starts)]
+
+
+def played_as_scheduled(notes, channels=(1, 2, 3, 4), *, late_s=0.0):
+    """What a working midi_out sends for ``notes``: each on at t_on, its own off at t_off (+ ``late_s``)."""
+    events = []
+    for k, note in enumerate(notes):
+        channel = channels[k % len(channels)]
+        events += [(note.t_on, [on(channel, note.pitch)]), (note.t_off + late_s, [off(channel, note.pitch)])]
+    return sorted(events, key=lambda e: e[0])
+
+
+def played_without_note_offs(notes, channels=(1, 2, 3, 4), *, stop_s):
+    """What midi_out sends when its scheduler never sends a note-off: the engine still ends a stolen note first
+    (when all channels are busy) and ends every sounding note by its own note-off before the stop's panic."""
+    events, sounding = [], []  # sounding: (channel, pitch), oldest first
+    free = list(channels)
+    for note in notes:
+        if not free:
+            channel, pitch = sounding.pop(0)
+            events.append((note.t_on, [off(channel, pitch)]))
+            free.append(channel)
+        channel = free.pop(0)
+        sounding.append((channel, note.pitch))
+        events.append((note.t_on, [on(channel, note.pitch)]))
+    events.append((stop_s, [off(c, p) for c, p in sounding] + STOP))
+    return events
+
+
+def test_a_scheduler_that_never_sends_a_note_off_passes_the_pairing_check_but_not_the_timed_one():
+    notes = scheduled_line(12, step_s=0.8)  # four channels: each note is stolen 3.2 s after it started
+    stream = timed([(9.0, START)] + played_without_note_offs(notes, stop_s=notes[-1].t_off + 3 * HUNG_NOTE_SLACK_S))
+    assert note_pairing_problems([m for _, m in stream]) == []  # order alone cannot see it
+    problems = note_timing_problems(stream, scheduled=notes)
+    assert len(problems) == 12 and all("hung until a steal or a stop" in p for p in problems), problems
+    assert len(hung_note_problems(stream, scheduled=notes)) == 12
+    assert len(note_timing_problems(stream, max_duration_s=0.34)) == 12
+
+
+def test_a_working_scheduler_passes_with_each_note_late_by_less_than_the_slack():
+    notes = scheduled_line(12)
+    stream = timed([(9.0, START)] + played_as_scheduled(notes, late_s=0.9 * HUNG_NOTE_SLACK_S)
+                   + [(notes[-1].t_off + 2.0, STOP)])
+    assert hung_note_problems(stream, scheduled=notes) == []
+    late = timed([(9.0, START)] + played_as_scheduled(notes, late_s=1.1 * HUNG_NOTE_SLACK_S)
+                 + [(notes[-1].t_off + 2.0, STOP)])
+    assert len(note_timing_problems(late, scheduled=notes)) == 12
+
+
+def test_each_note_is_held_to_its_own_scheduled_duration():
+    # a long note (3 s) and a short one on the same pitch: the k-th note-on of a pitch is its k-th scheduled note
+    notes = [ScheduledNote(60, 10.0, 13.0), ScheduledNote(60, 13.5, 13.6), ScheduledNote(64, 10.0, 10.2)]
+    good = timed([(9.0, START), (10.0, [on(1, 60), on(2, 64)]), (10.2, [off(2, 64)]), (13.0, [off(1, 60)]),
+                  (13.5, [on(1, 60)]), (13.6, [off(1, 60)]), (15.0, STOP)])
+    assert hung_note_problems(good, scheduled=notes) == []
+    assert len(note_timing_problems(good, max_duration_s=0.2)) == 1  # one bound for all: the 3 s note is too long
+    # the short one held as long as the long one: hung
+    bad = timed([(9.0, START), (10.0, [on(1, 60), on(2, 64)]), (10.2, [off(2, 64)]), (13.0, [off(1, 60)]),
+                 (13.5, [on(1, 60)]), (16.5, [off(1, 60)]), (17.0, STOP)])
+    problems = note_timing_problems(bad, scheduled=notes)
+    assert len(problems) == 1 and "(1, 60)" in problems[0] and "scheduled 0.100 s" in problems[0]
+
+
+def test_the_stops_own_note_offs_count_when_they_come_late_and_unscheduled_notes_are_reported():
+    notes = scheduled_line(2)
+    # the stop's panic ends the second note (its note-off just before CC123) 5 s after it started: hung
+    stream = timed([(9.0, START), (10.0, [on(1, 60)]), (10.34, [off(1, 60)]), (10.4, [on(2, 62)]),
+                    (15.4, [off(2, 62)] + STOP)])
+    problems = hung_note_problems(stream, scheduled=notes)
+    assert len(problems) == 1 and "(2, 62)" in problems[0]
+    # a note-on midi_out was never asked for
+    stream = timed([(9.0, START), (10.0, [on(1, 60)]), (10.34, [off(1, 60)]), (10.5, [on(1, 70)]), (10.6, [off(1, 70)]),
+                    (11.0, STOP)])
+    problems = note_timing_problems(stream, scheduled=notes)
+    assert len(problems) == 1 and "matches no scheduled note" in problems[0]
+
+
+def test_played_notes_end_at_their_own_note_off_or_at_a_panic():
+    notes = played_notes(START + [on(1, 60), on(2, 62), off(1, 60)] + expected_panic() + [on(1, 64)] + STOP)
+    assert [(n.channel, n.pitch, n.off_index is not None) for n in notes] == [(1, 60, True), (2, 62, False),
+                                                                              (1, 64, False)]
+
+
+def test_timing_check_needs_exactly_one_bound():
+    with pytest.raises(ValueError):
+        note_timing_problems([], scheduled=[], max_duration_s=1.0)
+    with pytest.raises(ValueError):
+        note_timing_problems([])
+
+
+def test_stop_stats_problems_counts_the_notes_a_graceful_stop_had_to_end_and_steals():
+    assert stop_stats_problems({"midi_out": {"counters": {"sounding": 0, "steals": 0}}}) == []
+    assert len(stop_stats_problems({"midi_out": {"counters": {"sounding": 2, "steals": 0}}})) == 1
+    assert len(stop_stats_problems({"midi_out": {"counters": {"sounding": 0, "steals": 3}}})) == 1
+    assert stop_stats_problems({"midi_out": {"counters": {"sounding": 0, "steals": 3}}}, steals_expected=True) == []
+    assert stop_stats_problems({}) == ["no midi_out figures from the graceful stop (its drain did not finish)"]

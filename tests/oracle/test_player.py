@@ -18,11 +18,14 @@ def hz(pitch: float) -> float:
     return 440.0 * 2 ** ((pitch - 69) / 12)
 
 
-def percept(i: int, pitch: int, onset_s: float, *, duration_s: float = 0.5, dim: int = 8) -> Percept:
+def percept(i: int, pitch: int, onset_s: float, *, duration_s: float = 0.5, dim: int = 8,
+            chroma_peaks: tuple[int, ...] | None = None) -> Percept:
+    """A percept of ``pitch`` (its f0); its strongest chroma class is the pitch's own unless ``chroma_peaks`` says."""
     rng = np.random.default_rng(pitch)
-    return Percept(event_id=i, token=pitch % 12, features=(rng.normal(size=dim) + pitch / 10).astype(np.float32),
+    peaks = (pitch % 12,) if chroma_peaks is None else tuple(chroma_peaks)
+    return Percept(event_id=i, token=peaks[0], features=(rng.normal(size=dim) + pitch / 10).astype(np.float32),
                    descriptors=EventDescriptors(onset_s=onset_s, duration_s=duration_s, rms=0.1, velocity=70,
-                                                f0_hz=hz(pitch), f0_confidence=0.9, chroma_peaks=(pitch % 12,)))
+                                                f0_hz=hz(pitch), f0_confidence=0.9, chroma_peaks=peaks))
 
 
 def feed(live: LiveOracle, item: Percept, now: float, **kwargs):
@@ -85,6 +88,61 @@ def test_every_mode_plays_on_through_rests_unless_asked_to_wait():
     assert notes and max(n.t_on for n in notes) <= t + 2.0 + 0.3  # stops after WAIT_S of rest
 
 
+F_SHARP_MAJOR = [p + 6 for p in C_MAJOR]  # shares only F and B with C major
+F_SHARP_ONLY = {p % 12 for p in F_SHARP_MAJOR} - {p % 12 for p in C_MAJOR}
+
+
+@pytest.mark.parametrize("order", ["c-first", "f#-first"])
+def test_contrast_plays_where_the_input_is_not_and_imitate_where_it_is(order):
+    """A memory of C major and F# major (in either order), the input in C major: imitate plays C major, contrast
+    plays the classes the input does not (F# major's own five), wherever they are in the memory."""
+    memory = C_MAJOR * 3 + F_SHARP_MAJOR * 3 if order == "c-first" else F_SHARP_MAJOR * 3 + C_MAJOR * 3
+    shares = {}
+    for mode in ("imitate", "contrast"):
+        live = make_live(mode=mode, max_transpose=0)
+        learn_melody(live, memory)
+        live.apply_control("learning", False)
+        t, notes = 0.0, []
+        for i, p in enumerate(C_MAJOR * 4):
+            notes += feed(live, percept(1000 + i, p, t), t)
+            notes += live.tick(t + 0.12)
+            t += 0.25
+        tail = notes[len(notes) // 4:]
+        assert len(tail) >= 30
+        shares[mode] = sum(n.pitch % 12 in F_SHARP_ONLY for n in tail) / len(tail)
+    assert shares["imitate"] <= 0.2 and shares["contrast"] >= 0.4, shares
+
+
+def test_the_walk_does_not_repeat_the_last_pitch_class_where_the_memory_would():
+    # a memory where every other step repeats a pitch (C C D, C C E, ...): a walk following it forward repeats C a
+    # third of the time; the repeated-pitch penalty (w_repeat) steers the walk elsewhere
+    memory = []
+    for k in range(40):
+        memory += [60, 60, 62 + k % 5]
+    live = make_live(mode="lead", max_transpose=0)
+    learn_melody(live, memory)
+    notes = run_clock(live, 0.0, 20.0)
+    pcs = [n.pitch % 12 for n in notes]
+    assert len(pcs) >= 60
+    repeats = sum(a == b for a, b in zip(pcs, pcs[1:])) / (len(pcs) - 1)
+    assert repeats <= 0.05, repeats
+
+
+def test_a_states_pitch_is_its_strongest_chroma_class_in_the_register_of_its_f0():
+    # each slice's f0 is one voice (the bass, say) and its strongest chroma class another, a major third up: the
+    # notes play the chroma class, placed within a tritone of the f0 (not the f0's class)
+    live = make_live(mode="lead", melody_range=(36, 96), max_transpose=0)
+    for i, p in enumerate(C_MAJOR * 3):
+        live.stage.learn(percept(i, p, i * 0.25, chroma_peaks=((p + 4) % 12, p % 12)))
+    notes = run_clock(live, 0.0, 10.0)
+    memory = [0] + C_MAJOR * 3
+    assert len(notes) >= 20
+    for note in notes:
+        f0_pitch = memory[note.source_state]
+        assert note.pitch % 12 == (f0_pitch + 4) % 12, (note.pitch, f0_pitch)
+        assert note.pitch == f0_pitch + 4  # the nearest such pitch to the f0 (a third up), inside the range
+
+
 def test_density_and_mode_changes_apply_at_the_next_step():
     live = make_live(mode="lead", continuity=1.0, max_continuity=100)
     learn_melody(live, C_MAJOR * 4, ioi=0.5)
@@ -132,7 +190,8 @@ def test_influence_peaks_decay_with_the_half_life():
 
 def test_output_follows_a_transposition_of_the_input_within_bounded_steps():
     live = make_live(mode="imitate")
-    f_major = [p + 5 for p in C_MAJOR]
+    # a tritone away: F# major shares only F and B with C major, so only following the input can play it
+    f_major = [p + 6 for p in C_MAJOR]
     t, i, notes = 0.0, 0, []
     for p in C_MAJOR * 3:
         notes += feed(live, percept(i, p, t), t)
@@ -144,11 +203,11 @@ def test_output_follows_a_transposition_of_the_input_within_bounded_steps():
         t, i = t + 0.25, i + 1
     after = [n.pitch % 12 for n in notes if n.t_on >= switch]
     f_pcs = {p % 12 for p in f_major}
-    # within 12 steps of the change, the output plays F major (B natural is the one C-major-only class)
+    # within 12 steps of the change, the output plays F# major, none of C major's own five classes at the end
     tail = after[12:]
     assert len(tail) >= 12
-    assert sum(pc in f_pcs for pc in tail) / len(tail) >= 0.9
-    assert 11 not in tail[-12:]
+    assert sum(pc in f_pcs for pc in tail) / len(tail) >= 0.9, tail
+    assert not {pc % 12 for pc in C_MAJOR} - f_pcs & set(tail[-12:]), tail
 
 
 def test_output_transposes_a_fixed_memory_towards_the_live_key():
@@ -156,14 +215,16 @@ def test_output_transposes_a_fixed_memory_towards_the_live_key():
     learn_melody(live, C_MAJOR * 3)
     live.apply_control("learning", False)
     t, notes = 0.0, []
-    for i, p in enumerate([p + 5 for p in C_MAJOR] * 3):
+    # a tritone away (F# major shares only F and B with C major): avoiding some classes cannot pass, transposing can
+    for i, p in enumerate([p + 6 for p in C_MAJOR] * 3):
         notes += feed(live, percept(100 + i, p, t), t)
         notes += live.tick(t + 0.12)
         t += 0.25
     tail = [n.pitch % 12 for n in notes[len(notes) // 2:]]
-    f_pcs = {(p + 5) % 12 for p in C_MAJOR}
-    assert sum(pc in f_pcs for pc in tail) / len(tail) >= 0.9
+    f_pcs = {(p + 6) % 12 for p in C_MAJOR}
+    assert sum(pc in f_pcs for pc in tail) / len(tail) >= 0.9, tail
     assert live.player.counters["transpositions"] >= 1
+    assert live.player.transpose % 12 == 6  # the memory is played a tritone away (+6 or -6) at the end
 
 
 def test_output_intervals_keep_the_memory_contour_inside_the_range():
@@ -181,14 +242,30 @@ def test_output_intervals_keep_the_memory_contour_inside_the_range():
 
 
 def test_runs_out_of_range_move_by_octaves_keeping_their_contour():
-    live = make_live(mode="lead", melody_range=(48, 60), max_transpose=0)
-    learn_melody(live, [p + 24 for p in C_MAJOR] * 3)  # two octaves too high
-    notes = run_clock(live, 0.0, 20.0)
-    memory = np.array([0] + [p + 24 for p in C_MAJOR] * 3)
-    assert all(36 <= n.pitch <= 72 for n in notes)
+    live = make_live(mode="imitate", melody_range=(48, 66), max_transpose=0)
+    # two octaves too high, rising two octaves and back in a zigzag (up 2, down 1): any max_continuity + 1 learned
+    # pitches span at most 6 semitones, so each run starts inside the 18-semitone range; the input plays the line,
+    # so the walk follows it in long runs, and a run going on longer than its placed pitches leaves the range
+    rise = [60 + k // 2 + 2 * (k % 2) for k in range(48)]
+    line = [p + 24 for p in rise + rise[::-1]]
+    learn_melody(live, line * 2)
+    live.apply_control("learning", False)
+    t, notes = 0.0, []
+    for i, p in enumerate(line * 2):
+        notes += feed(live, percept(1000 + i, p, t), t)
+        notes += live.tick(t + 0.12)
+        t += 0.25
+    memory = np.array([0] + line * 2)
+    assert len(notes) >= 100
+    assert all(48 <= n.pitch <= 66 for n in notes), sorted({n.pitch for n in notes})  # the range itself, no tolerance
+    kept = moved = 0
     for a, b in zip(notes, notes[1:]):
-        if b.source_state == a.source_state + 1 and abs(b.pitch - a.pitch) < 12:
-            assert np.sign(b.pitch - a.pitch) == np.sign(memory[b.source_state] - memory[a.source_state])
+        if b.source_state == a.source_state + 1:  # a forward step: the memory's interval, or it moved by octaves
+            step, learned = b.pitch - a.pitch, int(memory[b.source_state] - memory[a.source_state])
+            assert (step - learned) % 12 == 0, (a.pitch, b.pitch, learned)
+            kept += step == learned
+            moved += step != learned
+    assert moved >= 1 and kept >= 20 * moved, (kept, moved)  # a run did leave the range, and moved only then
 
 
 def test_a_session_log_replays_to_the_same_midi_bytes(tmp_path):

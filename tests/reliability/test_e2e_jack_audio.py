@@ -27,7 +27,8 @@ import pytest
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
 from testkit.echo_loop import WavPlayer
-from testkit.midi import JackReader, ReceiverModel, note_pairing_problems, unique_name
+from testkit.midi import (ReceiverModel, TimedJackReader, hung_note_problems, scheduled_notes, stop_stats_problems,
+                          unique_name)
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -112,13 +113,14 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
 
     audio, rate = sf.read(str(pieces[wav_key]), dtype="float32", always_2d=True)
     assert rate == 48000
-    reader = JackReader()
+    reader = TimedJackReader()
     port = reader.open_virtual("in")
     record = tmp_path / f"{mode}.mid"
+    session = tmp_path / f"{mode}.jsonl"
     config = MusicHalConfig().with_overrides({
         "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "midi.record_path": str(record),
         "generation.mode": mode, "generation.seed": 4})
-    stack = LiveStack(config, input_device="system", model_path=str(pieces["model"]))
+    stack = LiveStack(config, input_device="system", model_path=str(pieces["model"]), session_log=str(session))
     player = None
     try:
         stack.start()
@@ -139,6 +141,7 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
     finally:
         stack.stop(graceful=False)
         messages = reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
         if player is not None:
             player.close()
@@ -146,7 +149,9 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
     assert final["capture"].get("error") is None
     model = ReceiverModel().feed_all(messages)
     assert model.note_ons >= 8, f"too few notes: {model.note_ons}"
-    assert note_pairing_problems(messages, require_stop_panic=False) == []  # every note ended by its own note-off
+    # every note ended by its own note-off, none longer than scheduled (+ 2 s), none left for the drained stop to end
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
+    assert stop_stats_problems(final) == []
     out_pitches = [m[1] for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]
     smf_pitches = [m.note for m in mido.MidiFile(record) if m.type == "note_on" and m.velocity > 0]
     assert smf_pitches == out_pitches  # the SMF holds exactly what was sent

@@ -19,7 +19,9 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from testkit.midi import JackReader, ReceiverModel, note_pairing_problems, panic_starts
+from services.oracle.player import MAX_IOI_S
+from testkit.midi import (HUNG_NOTE_SLACK_S, ReceiverModel, TimedJackReader, first_note_age_s, hung_note_problems,
+                          max_note_duration_s, panic_starts, scheduled_notes, stop_stats_problems)
 from testkit.waiting import actor_call, actor_pid, restarted_pid, stage_counter, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -28,26 +30,8 @@ PANIC_BOUND_S = 1.0  # panic within 1 s of a restarted midi_out having its port 
 RESTART_BOUND_S = 20.0  # kill → panic at the synth, whole (Ray's restart + JACK dropping the dead client + the port)
 
 
-class TimedReader(JackReader):
-    """A JackReader that also keeps each message's receive time (``time.monotonic``, comparable across processes)."""
-
-    def __init__(self, client_name: str | None = None) -> None:
-        super().__init__(client_name)
-        self.times: list[float] = []
-
-    def _callback(self, event, _data=None) -> None:
-        with self._condition:
-            self.times.append(time.monotonic())
-            self.messages.append(list(event[0]))
-            self._condition.notify_all()
-
-    def snapshot(self) -> tuple[list[float], list[list[int]]]:
-        with self._condition:
-            return list(self.times), [list(m) for m in self.messages]
-
-
-def note_ons(reader: TimedReader) -> int:
-    return ReceiverModel().feed_all(reader.snapshot()[1]).note_ons
+def note_ons(reader: TimedJackReader) -> int:
+    return ReceiverModel().feed_all(reader.wait_for(0, timeout_s=0)).note_ons
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +41,10 @@ def clip(tmp_path_factory):
     return render_midi_notes(notes, tmp_path_factory.mktemp("faults") / "clip.wav")
 
 
-def panic_delay_after(reader: TimedReader, started: float) -> float:
+def panic_delay_after(reader: TimedJackReader, started: float) -> float:
     """Seconds from ``started`` until CC123 had arrived on all 16 channels (inf if not yet)."""
-    times, messages = reader.snapshot()
     seen: dict[int, float] = {}
-    for t, m in zip(times, messages):
+    for t, m in reader.snapshot():
         if t >= started - 0.05 and (m[0] & 0xF0) == 0xB0 and m[1] == 123:
             seen.setdefault(m[0] & 0x0F, t)
     return max(seen.values()) - started if len(seen) == 16 else float("inf")
@@ -72,7 +55,7 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
     from services.stack import LiveStack
     from services.oracle.memory import OracleMemory
 
-    reader = TimedReader()
+    reader = TimedJackReader()
     port = reader.open_virtual("in")
     learned = tmp_path / "learned.json"
     config = MusicHalConfig().with_overrides({
@@ -138,33 +121,43 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
             assert wait_until(lambda: note_ons(reader) > notes, timeout_s=60), f"no notes after the midi_out {how}"
         stats = stack.stats()
         assert [stats[name].get("error") for name in ("capture", "oracle", "midi_out")] == [None] * 3
-        stack.stop(graceful=True, drain_s=3.0)
+        final = stack.stop(graceful=True, drain_s=3.0)
     finally:
         stack.stop(graceful=False)
-        messages = reader.wait_for_stop_panic(timeout_s=20)
+        reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
     print(f"faults: panic after the restarted midi_out's port opened (s): {panic_delays}; after the kill: {restart_delays}")
     assert all(delay < PANIC_BOUND_S for delay in panic_delays.values()), f"panic after the port opened: {panic_delays} s"
     assert all(delay < RESTART_BOUND_S for delay in restart_delays.values()), f"panic after the kill: {restart_delays} s"
-    # no hung note during play; only the two midi_out restarts' panics may cut notes its dead predecessor left on
-    assert note_pairing_problems(messages, allowed_cuts=2, require_stop_panic=False) == []
+    # no hung note during play; only the two midi_out restarts' panics may cut notes its dead predecessor left on. The
+    # oracle's restart starts its session log again, so every note is held to the longest the stack can schedule
+    # (+ 2 s); the graceful stop (by the last midi_out) had no note to end and stole none
+    assert hung_note_problems(timed, max_duration_s=max_note_duration_s(config), allowed_cuts=2,
+                              require_stop_panic=False) == []
+    assert stop_stats_problems(final) == []
     assert not [name for name in rings if os.path.exists(f"/dev/shm/{name}")], "rings left in /dev/shm"
     assert wait_until(lambda: not [p for p in pids if psutil.pid_exists(p)], timeout_s=30), \
         f"actor processes outlived the stack: {[p for p in pids if psutil.pid_exists(p)]}"
 
 
 def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, tmp_path):
-    reader = TimedReader()
+    reader = TimedJackReader()
     port = reader.open_virtual("in")
     record = tmp_path / "out.mid"
+    session = tmp_path / "session.jsonl"
     command = [sys.executable, os.path.join(REPO, "launch.py"), "--input-file", str(clip), "--loop",
-               "--midi-api", "jack", "--midi-port", port, "--midi-profile", "gm-safe", "--record", str(record)]
+               "--midi-api", "jack", "--midi-port", port, "--midi-profile", "gm-safe", "--record", str(record),
+               "--session-log", str(session)]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                start_new_session=True)
     descendants: set[int] = set()
     try:
         assert wait_until(lambda: note_ons(reader) >= 3, timeout_s=90), "no notes from musichal"
+        # long enough that a note nothing but the stop ended would be over the hung-note bound
+        assert wait_until(lambda: first_note_age_s(reader.snapshot(), time.monotonic())
+                          > MAX_IOI_S + 2 * HUNG_NOTE_SLACK_S, timeout_s=30)
         descendants = {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
@@ -172,7 +165,8 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate(timeout=10)
-        messages = reader.wait_for_stop_panic(timeout_s=20)
+        reader.wait_for_stop_panic(timeout_s=20)
+        timed = reader.snapshot()
         reader.close()
     assert process.returncode == 0, err
     assert "Traceback" not in err
@@ -181,7 +175,9 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
     assert "all notes off" in stopped[0] and str(record) in stopped[0]
     assert out.strip().splitlines()[-1] == stopped[0]
     assert record.exists() and record.stat().st_size > 0
-    assert note_pairing_problems(messages) == []  # no hung note during play; SIGTERM's stop ends the rest
+    # no hung note during play: each ended by its own note-off within its scheduled duration (+ 2 s), the notes
+    # SIGTERM's stop ended included
+    assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
     leftover = [n for n in os.listdir("/dev/shm") if n.startswith((f"musichal_ring_{process.pid}_",
                                                                     f"musichal_ring_msg_{process.pid}_"))]
     assert not leftover, f"shared memory left behind: {leftover}"
@@ -192,7 +188,7 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
 def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack_server, ray_local, clip):
     from services.stack import LiveStack
 
-    reader = TimedReader()
+    reader = TimedJackReader()
     name = reader.client_name
     port = reader.open_virtual("in")
     config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe",
@@ -205,7 +201,7 @@ def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack
         reader.close()  # the synth goes away
         assert wait_until(lambda: stack.stats()["midi_out"].get("port_lost") is True, timeout_s=20), stack.stats()
         assert stage_counter(stack.stats(), "midi_out", "port_losses") == 1
-        returned = TimedReader(client_name=name)  # the synth comes back under the same JACK name
+        returned = TimedJackReader(client_name=name)  # the synth comes back under the same JACK name
         assert returned.open_virtual("in") == port
         assert wait_until(lambda: stack.stats()["midi_out"].get("port_lost") is False, timeout_s=20), stack.stats()
         assert stage_counter(stack.stats(), "midi_out", "port_reconnects") == 1
@@ -213,14 +209,18 @@ def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack
         assert wait_until(lambda: note_ons(returned) >= 2, timeout_s=60), "no notes after the port came back"
         stats = stack.stats()
         assert stats["midi_out"]["error"] is None
-        stack.stop(graceful=True, drain_s=3.0)
+        final = stack.stop(graceful=True, drain_s=3.0)
     finally:
         stack.stop(graceful=False)
         messages = returned.wait_for_stop_panic(timeout_s=20) if returned is not None else []
+        timed = returned.snapshot() if returned is not None else []
         if returned is not None:
             returned.close()
     first_on = next(i for i, m in enumerate(messages) if (m[0] & 0xF0) == 0x90 and m[2] > 0)
     assert {m[0] & 0x0F for m in messages[:first_on] if (m[0] & 0xF0) == 0xB0 and m[1] == 123} == set(range(16))
     # on the returned synth, from its panic on: every note ended by its own note-off during play. (Before that panic
     # midi_out may send note-offs for notes the synth never got, sounding while it was gone: harmless, not judged.)
-    assert note_pairing_problems(messages[panic_starts(messages)[0]:], require_stop_panic=False) == []
+    # Notes scheduled while it was gone never reached it: each note is held to the longest the stack can schedule.
+    assert hung_note_problems(timed[panic_starts(messages)[0]:], max_duration_s=max_note_duration_s(config),
+                              require_stop_panic=False) == []
+    assert stop_stats_problems(final) == []
