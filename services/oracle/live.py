@@ -13,7 +13,8 @@ melody :class:`~services.oracle.player.Player` and the bass and comping that fol
   ``segmenter.early_ms`` of an onset, traditional pitch and chroma) only influences;
 - :meth:`expired` — events whose percept missed the deadline (the actor answers them from a local analysis
   or lets the player continue on its own);
-- :meth:`tick` — the player's clock: the steps due up to ``now + lookahead_s``.
+- :meth:`tick` — the player's clock: the steps due up to ``now + lookahead_s`` (``generation.lookahead_ms``: a
+  step on the own clock is decided that long before it sounds; reactions are due at once).
 
 Dynamics follow the musician (``generation.follow_dynamics``): every learned-from percept's velocity feeds a
 :class:`~services.encoder.expression.DynamicsFollower` (half-life ``generation.dynamics_half_life_s`` of onset
@@ -42,9 +43,7 @@ from services.oracle.session import note_to_record, percept_to_record
 from services.oracle.tempo import TempoTracker
 from services.oracle.voices import VOICE_NAMES, Ensemble
 
-__all__ = ["LiveOracle", "LOOKAHEAD_S", "CONTROLS"]
-
-LOOKAHEAD_S = 0.04
+__all__ = ["LiveOracle", "CONTROLS"]
 
 #: the controls the oracle applies (name → what it does)
 CONTROLS = {
@@ -95,7 +94,6 @@ class LiveOracle:
         self.muted = False
         self.session = session
         self.deadline_s = config.cluster.encoder_deadline_ms / 1000.0
-        self.lookahead_s = LOOKAHEAD_S
         self.pending: "OrderedDict[int, tuple[Event, float]]" = OrderedDict()
         self.tempo = TempoTracker()
         self.player.beat = self.tempo
@@ -198,6 +196,11 @@ class LiveOracle:
         return learned
 
     # ------------------------------------------------------------------ the clock
+    @property
+    def lookahead_s(self) -> float:
+        """``generation.lookahead_ms`` in seconds (the player's current settings)."""
+        return self.player.lookahead_s
+
     def tick(self, now: float) -> list[NoteEvent]:
         """The player's steps due up to ``now + lookahead``; their notes (empty when none is due)."""
         if not self.player.due(now, self.lookahead_s):
