@@ -18,7 +18,7 @@ from shared.messages import NoteEvent, message_from_bytes
 from shared.stats import LatencyRecorder
 from services.midi_out.engine import MidiOutStage
 from services.midi_out.ports import open_output
-from services.midi_out.scheduler import NoteScheduler
+from services.midi_out.scheduler import NoteScheduler, note_kind
 from services.ray_support import current_node_id
 
 __all__ = ["MidiOutActor"]
@@ -50,6 +50,7 @@ class _MeasuredStage:
             if "onset_wall" in stamps:
                 self.latency.add("onset_to_note", now - stamps["onset_wall"])
         self.latency.add("schedule_error", now - note.t_on)
+        self.latency.add(f"schedule_error_{note_kind(note)}", now - note.t_on)
         if len(self.sent_notes) < 100_000:
             self.sent_notes.append({"note_id": note.note_id, "pitch": note.pitch, "channel": channel, "voice": note.voice,
                                     "source_state": note.source_state, "source_event_id": note.source_event_id})
