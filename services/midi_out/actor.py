@@ -49,6 +49,7 @@ class _MeasuredStage:
                 self.latency.add("decision_to_note_on", now - stamps["t_decided"], key=event_id)
             if "onset_wall" in stamps:
                 self.latency.add("onset_to_note", now - stamps["onset_wall"])
+                self.latency.add("onset_to_detected", stamps["t_detected"] - stamps["onset_wall"])
         self.latency.add("schedule_error", now - note.t_on)
         self.latency.add(f"schedule_error_{note_kind(note)}", now - note.t_on)
         if len(self.sent_notes) < 100_000:

@@ -214,14 +214,21 @@ class OracleActor:
         self.counters["early_events"] += 1
         if self.early_analyser is None:
             return
+        t0 = time.monotonic()
         try:
             window = self.audio.read(event.window_start, event.window_end)
         except RingBufferError:
             return
         percept = self.early_analyser.process((event, window))
+        t1 = time.monotonic()
         with self._lock:
-            notes = self.live.on_percept(percept, time.monotonic(), event=event, early=True)
+            notes = self.live.on_percept(percept, t1, event=event, early=True)
         self._send_notes(notes)
+        # the reaction path, stage by stage (benchmarks/musical.py): ring hop, analysis, decision and send
+        if event.t_detected:
+            self.latency.add("early_detected_to_oracle", t0 - event.t_detected)
+        self.latency.add("early_analysis", t1 - t0)
+        self.latency.add("early_decision", time.monotonic() - t1)
 
     def _send_remote(self, event: Event, now: float) -> None:
         """Send one window to the remote encoder, or answer at once when it is down or the in-flight cap is full."""
