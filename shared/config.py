@@ -82,7 +82,7 @@ class SegmenterConfig:
     threshold_window_frames: int = 32
     min_flux: float = 0.08
     silence_db: float = -50.0
-    early_ms: float = 60.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
+    early_ms: float = 25.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
 
     def __post_init__(self) -> None:
         _check(self.frame_samples >= 64 and self.frame_samples & (self.frame_samples - 1) == 0,
