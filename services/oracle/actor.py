@@ -76,7 +76,8 @@ class OracleActor:
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleStage(config, model=model_parts)
         self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
-        self.live = LiveOracle(config, self.stage, session=self.session)  # every decision; the actor moves messages
+        # every decision; the actor moves messages (steps after a percept are decided at the clock's time)
+        self.live = LiveOracle(config, self.stage, session=self.session, clock=time.monotonic)
         self.audio = AudioRing.attach(rings["audio"])
         self.events = MessageRing.attach(rings["events"])
         self.percepts = MessageRing.attach(rings["percepts"])

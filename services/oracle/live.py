@@ -28,7 +28,7 @@ construction.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -79,9 +79,14 @@ class LiveOracle:
         The memory (learning, threshold, checkpoints).
     session : SessionLog, optional
         Every input, decision and control is written to it in decision order.
+    clock : callable, optional
+        The live clock (``time.monotonic``): :meth:`on_percept` then decides the steps due after the percept at
+        the clock's time, not at the percept's ``now`` (taking in a percept takes time; a clocked step decided
+        at a stale time would leave with less than its look-ahead). Replay and tests leave it None.
     """
 
-    def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None) -> None:
+    def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None,
+                 clock: Optional[Callable[[], float]] = None) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
@@ -93,6 +98,7 @@ class LiveOracle:
                              enabled=bool(control.input_gate))
         self.muted = False
         self.session = session
+        self.clock = clock
         self.deadline_s = config.cluster.encoder_deadline_ms / 1000.0
         self.pending: "OrderedDict[int, tuple[Event, float]]" = OrderedDict()
         self.tempo = TempoTracker()
@@ -132,14 +138,15 @@ class LiveOracle:
 
     def on_percept(self, percept: Percept, now: float, *, event: Optional[Event] = None, early: bool = False,
                    gated: Optional[bool] = None, wall: Optional[float] = None,
-                   announced: bool = False) -> list[NoteEvent]:
+                   announced: bool = False, tick_at: Optional[float] = None) -> list[NoteEvent]:
         """A percept (``early``: the onset's first view, influence only); returns the notes now due.
 
         ``event`` is the percept's event when known (else the pending one is used); ``gated`` and ``wall`` (the
         onset time) override the gate's verdict and the event's onset (replay passes the logged ones);
         ``announced``: the event did arrive through :meth:`on_event` and was taken off the waiting list (expired
         or :meth:`take`-n) because this percept answers it another way (a local analysis). A full
-        percept is queued for learning: call :meth:`learn_queued` once its notes are sent.
+        percept is queued for learning: call :meth:`learn_queued` once its notes are sent. The steps then due
+        are decided at ``tick_at`` (replay passes the logged time), else at the clock's time, else at ``now``.
         """
         if not isinstance(percept, Percept):
             raise ParameterError("on_percept takes a shared.messages.Percept")
@@ -169,10 +176,12 @@ class LiveOracle:
                 self._to_learn.append(percept)
                 if d is not None:
                     self.dynamics.update(wall, d.velocity)
+        if tick_at is None:
+            tick_at = now if self.clock is None else max(now, self.clock())
         if self.session is not None:
-            self.session.write("percept", now_s=now, gated=gated, early=early, onset_wall=wall,
+            self.session.write("percept", now_s=now, tick_s=tick_at, gated=gated, early=early, onset_wall=wall,
                                **percept_to_record(percept))
-        return self.tick(now)
+        return self.tick(tick_at)
 
     def _echo(self, wall: float, d: Any) -> bool:
         """The gate's verdict on an onset: its slice notes when transcribed, else its pitch-class profile (f0 and

@@ -106,3 +106,28 @@ def drive_from(live: LiveOracle, start: float, end: float):
         out += [(now, n) for n in live.tick(now)]
         now += max(1e-4, live.seconds_to_next(now))
     return out
+
+
+def test_steps_after_a_percept_are_decided_at_the_clock_time_and_replay_identically(tmp_path):
+    """Taking in a percept takes time: with the live clock given, the steps due after it are decided at the clock's
+    time (a clocked step never leaves less than half the look-ahead, whenever the percepts come), and the session
+    log replays to the same notes."""
+    from services.oracle.session import SessionLog, make_stage, replay_session
+
+    config = MusicHalConfig().with_overrides({"generation.mode": "lead", "generation.seed": 2})
+    fake = {"t": 0.0}
+    intake_s = 0.03  # the clock has moved on by the time the percept is taken in
+    log = SessionLog(tmp_path / "s.jsonl", config=config, clock=lambda: fake["t"])
+    live = LiveOracle(config, make_stage(config), session=log, clock=lambda: fake["t"] + intake_s)
+    decided = []
+    for k in range(120):  # percepts every 50 ms decide every step (no tick in between)
+        fake["t"] = t = 0.05 * k
+        decided += [(t + intake_s, n) for n in live.on_percept(percept(k, C_MAJOR[k % 14], t), t)]
+        live.learn_queued()
+    log.write("stop")
+    log.close()
+    clocked, _ = split(decided)
+    assert len(clocked) >= 10
+    assert min(n.t_on - at for at, n in clocked) >= MIN_LEAD_SHARE * live.lookahead_s - EPS
+    result = replay_session(tmp_path / "s.jsonl")
+    assert result.notes and result.identical
