@@ -66,9 +66,9 @@ def traditional_stage(config: Optional[MusicHalConfig] = None, model: Optional[P
     return EncoderStage(HybridPerceptionModule.from_config(traditional), model, node_id=node_id,
                         memory_dimension=memory_dimension)
 
-#: an early view's chroma is taken from a spectrum zero-padded to this length (1.5 Hz bins at 48 kHz): a 25 ms
+#: an early view's chroma is taken from a spectrum zero-padded to this length (2.9 Hz bins at 48 kHz): a 25 ms
 #: window's 40 Hz bins would put mid-range partials in the neighbouring pitch class (E4 as D#, A3 as B)
-EARLY_MIN_FFT = 32768
+EARLY_MIN_FFT = 16384
 
 
 def early_view(event: Event, window: np.ndarray, *, node_id: str = "") -> Percept:

@@ -146,11 +146,17 @@ def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
     return profile
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
+def _corr_centred(a: np.ndarray, aa: float, b: np.ndarray) -> float:
+    """Pearson correlation of ``a`` (already centred, ``aa = a @ a``: the live profile, once per choice) and ``b``."""
     b = b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
+    den = math.sqrt(aa * float(b @ b))
     return 0.0 if den <= 1e-12 else float(a @ b) / den
+
+
+def _rolled(x: np.ndarray, shift: int) -> np.ndarray:
+    """``np.roll(x, shift)`` of a 1-D array, without its overhead (the same values in the same order)."""
+    shift %= x.size
+    return np.concatenate((x[-shift:], x[:-shift])) if shift else x.copy()
 
 
 class _Columns:
@@ -395,12 +401,14 @@ class Player:
         best = (-math.inf, top[0] if top else 1, self.transpose)
         profile = self._profile
         use_t = w.w_transpose > 0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
+        centred = profile - profile.mean()
+        centred_sq = float(centred @ centred)
         for c in top:
             options = [(self.transpose, 0.0)]
             if use_t and c != s + 1:
                 local = self._neighbourhood(c, n)
                 if local.sum() > 0:
-                    options = [(t, w.w_transpose * _corr(profile, np.roll(local, t))
+                    options = [(t, w.w_transpose * _corr_centred(centred, centred_sq, _rolled(local, t))
                                 - (w.transpose_penalty if t != self.transpose else 0.0))
                                for t in range(-cfg.max_transpose, cfg.max_transpose + 1)]
             for t, bonus in options:
