@@ -198,6 +198,9 @@ def timing(result: dict) -> dict:
                      "sent_late": counters.get(f"scheduler_{kind}_late", 0),
                      "schedule_error_p50_ms": round(float(np.percentile(errors, 50)), 3) if errors.size else None,
                      "schedule_error_p99_ms": round(float(np.percentile(errors, 99)), 3) if errors.size else None}
+    out["all_notes"] = {"notes": counters.get("scheduler_scheduled", 0),
+                        "late_on_arrival_on_or_off": counters.get("scheduler_late_on_arrival", 0),
+                        "sent_late_on_or_off": counters.get("scheduler_late", 0)}
     stages = {}
     for stage, name in (("midi_out", "onset_to_detected"), ("oracle", "early_detected_to_oracle"),
                         ("oracle", "early_analysis"), ("oracle", "early_decision"), ("midi_out", "oracle_to_midi_out"),
