@@ -198,6 +198,10 @@ def timing(result: dict) -> dict:
                      "sent_late": counters.get(f"scheduler_{kind}_late", 0),
                      "schedule_error_p50_ms": round(float(np.percentile(errors, 50)), 3) if errors.size else None,
                      "schedule_error_p99_ms": round(float(np.percentile(errors, 99)), 3) if errors.size else None}
+    for name in ("clocked_hop", "clocked_lead"):  # decided -> received at midi_out, against t_on - decided
+        figures = result["midi_out"]["latency_ms"].get(name) or {}
+        if figures.get("count"):
+            out["clocked"][name + "_ms"] = {q: round(figures[q], 2) for q in ("p50", "p95", "p99")}
     out["all_notes"] = {"notes": counters.get("scheduler_scheduled", 0),
                         "late_on_arrival_on_or_off": counters.get("scheduler_late_on_arrival", 0),
                         "sent_late_on_or_off": counters.get("scheduler_late", 0)}

@@ -126,8 +126,11 @@ class MidiOutActor:
                 if isinstance(note, NoteEvent):
                     self.received += 1
                     if note.stamps and "t_decided" in note.stamps:
-                        self.latency.add("oracle_to_midi_out", time.monotonic() - note.stamps["t_decided"],
-                                         key=note.stamps.get("input_event_id"))
+                        hop = time.monotonic() - note.stamps["t_decided"]
+                        self.latency.add("oracle_to_midi_out", hop, key=note.stamps.get("input_event_id"))
+                        if note_kind(note) == "clocked":  # against its look-ahead (t_on - t_decided)
+                            self.latency.add("clocked_hop", hop)
+                            self.latency.add("clocked_lead", note.t_on - note.stamps["t_decided"])
                     self.scheduler.schedule(note)
         except BaseException as error:
             self.error = f"midi loop failed: {type(error).__name__}: {error}"
