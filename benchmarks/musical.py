@@ -202,6 +202,7 @@ def timing(result: dict) -> dict:
         figures = result["midi_out"]["latency_ms"].get(name) or {}
         if figures.get("count"):
             out["clocked"][name + "_ms"] = {q: round(figures[q], 2) for q in ("p50", "p95", "p99")}
+    out["clocked"]["sent_behind_by_oracle"] = counters.get("clocked_sent_behind", 0)
     out["all_notes"] = {"notes": counters.get("scheduler_scheduled", 0),
                         "late_on_arrival_on_or_off": counters.get("scheduler_late_on_arrival", 0),
                         "sent_late_on_or_off": counters.get("scheduler_late", 0)}

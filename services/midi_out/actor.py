@@ -83,6 +83,7 @@ class MidiOutActor:
         self.notes = MessageRing.attach(notes_ring_name)
         self.reader = self.notes.reader()
         self.received = 0
+        self.clocked_sent_behind = 0  # clocked notes the oracle sent after their t_on
         self.error: Optional[str] = None
         self._stop = threading.Event()
         self._closed = False
@@ -130,7 +131,11 @@ class MidiOutActor:
                         self.latency.add("oracle_to_midi_out", hop, key=note.stamps.get("input_event_id"))
                         if note_kind(note) == "clocked":  # against its look-ahead (t_on - t_decided)
                             self.latency.add("clocked_hop", hop)
-                            self.latency.add("clocked_lead", note.t_on - note.stamps["t_decided"])
+                            lead = note.t_on - note.stamps["t_decided"]
+                            if lead > 0:
+                                self.latency.add("clocked_lead", lead)
+                            else:  # the oracle sent it after its time: late before any hop
+                                self.clocked_sent_behind += 1
                     self.scheduler.schedule(note)
         except BaseException as error:
             self.error = f"midi loop failed: {type(error).__name__}: {error}"
@@ -172,6 +177,7 @@ class MidiOutActor:
         counters = dict(self.stage.stats() if callable(getattr(self.stage, "stats", None)) else {})
         counters.update({f"scheduler_{k}": v for k, v in self.scheduler.counters.items()})
         counters["notes_received"] = self.received
+        counters["clocked_sent_behind"] = self.clocked_sent_behind
         counters["message_overruns"] = self.reader.overruns
         counters["sounding"] = len(self.stage.sounding)
         counters["dropped_muted"] = self.measured.dropped_muted
