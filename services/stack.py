@@ -309,10 +309,14 @@ class LiveStack:
         gated = counter("oracle", "gated")
         failed = counter("encoder", "exceptions")
         mismatch = counter("oracle", "stage_dim_mismatch")
+        reaction_p95 = stats.get("midi_out", {}).get("latency_ms", {}).get("onset_to_note", {}).get("p95")
         return (f"[{elapsed_s:6.1f}s] events {counter('capture', 'events')}  percepts {counter('oracle', 'percepts')}  "
                 f"learned {counter('oracle', 'stage_learned')}  "
                 f"states {counter('oracle', 'stage_states')}  notes {counter('midi_out', 'notes_received')}  drops {drops}  "
-                f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms"
+                f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms  "
+                f"late steps {counter('midi_out', 'scheduler_clocked_late_on_arrival')}/"
+                f"{counter('midi_out', 'scheduler_clocked_notes')}  "
+                f"reaction p95 {reaction_p95 if reaction_p95 is not None else '-'} ms"
                 + (f"  ENCODER ERRORS {failed}" if failed not in (0, "?") else "")
                 + (f"  DIM MISMATCH {mismatch}" if mismatch not in (0, "?") else "")
                 + (f"  gated {gated}" if gated not in (0, "?") else "") + (f"  | {control}" if control else ""))
@@ -342,6 +346,12 @@ class LiveStack:
                 if figures.get("count"):
                     lines.append(f"  {stage:9s} {name:20s} n={figures['count']:6d}  p50 {figures['p50']:8.3f}  "
                                  f"p95 {figures['p95']:8.3f}  p99 {figures['p99']:8.3f}")
+        counters = final.get("midi_out", {}).get("counters", {})
+        for kind, what in (("clocked", "steps on the own clock"), ("reaction", "reactions, due at once")):
+            if f"scheduler_{kind}_notes" in counters:
+                lines.append(f"  midi_out  {kind} notes ({what}): {counters[f'scheduler_{kind}_notes']}, "
+                             f"late on arrival {counters[f'scheduler_{kind}_late_on_arrival']}, "
+                             f"sent late {counters[f'scheduler_{kind}_late']}")
         return "\n".join(lines)
 
     @staticmethod

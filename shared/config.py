@@ -87,7 +87,7 @@ class SegmenterConfig:
     threshold_window_frames: int = 32
     min_flux: float = 0.08
     silence_db: float = -50.0
-    early_ms: float = 60.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
+    early_ms: float = 25.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
 
     def __post_init__(self) -> None:
         _check(self.frame_samples >= 64 and self.frame_samples & (self.frame_samples - 1) == 0,
@@ -226,6 +226,9 @@ class GenerationConfig:
     # loudness (an average with this half-life, in input time) against the memory's mean velocity; False: as learned
     follow_dynamics: bool = True
     dynamics_half_life_s: float = 4.0
+    # notes leave ahead: a step on the player's own clock is decided this long before it sounds, so it reaches
+    # midi_out in time (services.oracle.player); reactions to an onset are due at once and do not wait for it
+    lookahead_ms: float = 40.0
 
     def __post_init__(self) -> None:
         _check(self.mode in GENERATION_MODES, f"generation.mode must be one of {', '.join(GENERATION_MODES)}, got {self.mode!r}")
@@ -238,6 +241,7 @@ class GenerationConfig:
         _check_bound("generation", "tempo", self.tempo)
         _check(0 <= self.max_transpose <= 6, f"generation.max_transpose must be in 0..6, got {self.max_transpose}")
         _check(self.dynamics_half_life_s > 0.0, f"generation.dynamics_half_life_s must be > 0, got {self.dynamics_half_life_s}")
+        _check(1.0 <= self.lookahead_ms <= 500.0, f"generation.lookahead_ms must be in 1..500, got {self.lookahead_ms}")
         low, high = self.melody_range
         _check(0 <= low <= high <= 127, "generation.melody_range must be two MIDI notes low <= high in 0..127")
 

@@ -117,9 +117,10 @@ def _pitch_class_map(n_fft: int, sample_rate_hz: int) -> tuple[np.ndarray, np.nd
     return valid, pitch_class
 
 
-def magnitude_spectrum(x: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int]:
-    """Magnitude spectrum of the Hann-windowed window (zero-padded to a fast length) and that length."""
-    n_fft = _fft_size(x.size)
+def magnitude_spectrum(x: np.ndarray, sample_rate_hz: int, min_fft: int = 0) -> tuple[np.ndarray, int]:
+    """Magnitude spectrum of the Hann-windowed window (zero-padded to a fast length, at least ``min_fft``) and
+    that length."""
+    n_fft = max(_fft_size(x.size), int(min_fft))
     return np.abs(np.fft.rfft(x * _hann(x.size), n=n_fft)), n_fft
 
 
@@ -130,8 +131,11 @@ def _chroma_from_spectrum(mag: np.ndarray, n_fft: int, sample_rate_hz: int) -> n
     return (energy / peak if peak > 0.0 else energy).astype(np.float32)
 
 
-def chroma(window: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
+def chroma(window: np.ndarray, *, sample_rate_hz: int, min_fft: int = 0) -> np.ndarray:
     """12-bin chroma (C..B) of one window: spectral energy per pitch class, scaled so the largest bin is 1.
+
+    ``min_fft`` zero-pads the spectrum of a short window (an early view's 25 ms: 40 Hz bins would put a partial
+    in its neighbour's pitch class) so that each partial's energy lands where its frequency is.
 
     Raises
     ------
@@ -141,7 +145,7 @@ def chroma(window: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
     x = validate_window(window, sample_rate_hz)
     if np.sqrt(np.mean(x * x)) < _SILENCE_RMS:
         return np.zeros(12, dtype=np.float32)
-    mag, n_fft = magnitude_spectrum(x - x.mean(), int(sample_rate_hz))
+    mag, n_fft = magnitude_spectrum(x - x.mean(), int(sample_rate_hz), min_fft)
     return _chroma_from_spectrum(mag, n_fft, int(sample_rate_hz))
 
 
@@ -296,11 +300,11 @@ def rms_to_velocity(rms: float) -> int:
 
 
 def describe_event(window: np.ndarray, *, sample_rate_hz: int, onset_s: float, duration_s: float,
-                   max_peaks: int = 4, peak_ratio: float = 0.25) -> EventDescriptors:
+                   max_peaks: int = 4, peak_ratio: float = 0.25, min_fft: int = 0) -> EventDescriptors:
     """Descriptors the oracle needs to turn the event back into notes.
 
     ``chroma_peaks`` holds up to ``max_peaks`` pitch classes whose chroma reaches ``peak_ratio`` of the
-    strongest, by decreasing strength (empty on silence).
+    strongest, by decreasing strength (empty on silence); ``min_fft``: see :func:`chroma`.
 
     Raises
     ------
@@ -311,7 +315,7 @@ def describe_event(window: np.ndarray, *, sample_rate_hz: int, onset_s: float, d
     if not np.isfinite(onset_s) or not np.isfinite(duration_s) or duration_s < 0:
         raise ParameterError(f"onset_s must be finite and duration_s >= 0, got {onset_s}, {duration_s}")
     rms = float(np.sqrt(np.mean(x * x)))
-    values = chroma(x, sample_rate_hz=sample_rate_hz)
+    values = chroma(x, sample_rate_hz=sample_rate_hz, min_fft=min_fft)
     order = np.argsort(-values, kind="stable")
     peaks = tuple(int(pc) for pc in order[:max_peaks] if values[pc] > 0.0 and values[pc] >= peak_ratio)
     f0_hz, confidence = estimate_f0(x, sample_rate_hz=sample_rate_hz)

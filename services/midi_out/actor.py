@@ -19,7 +19,7 @@ from shared.messages import NoteEvent, message_from_bytes
 from shared.stats import LatencyRecorder
 from services.midi_out.engine import MidiOutStage
 from services.midi_out.ports import open_output
-from services.midi_out.scheduler import NoteScheduler
+from services.midi_out.scheduler import NoteScheduler, note_kind
 from services.ray_support import current_node_id
 
 __all__ = ["MidiOutActor"]
@@ -55,7 +55,9 @@ class _MeasuredStage:
                 self.latency.add("decision_to_note_on", now - stamps["t_decided"], key=event_id)
             if "onset_wall" in stamps:
                 self.latency.add("onset_to_note", now - stamps["onset_wall"])
+                self.latency.add("onset_to_detected", stamps["t_detected"] - stamps["onset_wall"])
         self.latency.add("schedule_error", now - note.t_on)
+        self.latency.add(f"schedule_error_{note_kind(note)}", now - note.t_on)
         self.sent_notes.append((note.note_id, note.pitch, channel, note.voice, note.source_state, note.source_event_id))
         return channel
 
@@ -85,6 +87,7 @@ class MidiOutActor:
         self.notes = MessageRing.attach(notes_ring_name)
         self.reader = self.notes.reader()
         self.received = 0
+        self.clocked_sent_behind = 0  # clocked notes the oracle sent after their t_on
         self.error: Optional[str] = None
         self._stop = threading.Event()
         self._closed = False
@@ -128,8 +131,15 @@ class MidiOutActor:
                 if isinstance(note, NoteEvent):
                     self.received += 1
                     if note.stamps and "t_decided" in note.stamps:
-                        self.latency.add("oracle_to_midi_out", time.monotonic() - note.stamps["t_decided"],
-                                         key=note.stamps.get("input_event_id"))
+                        hop = time.monotonic() - note.stamps["t_decided"]
+                        self.latency.add("oracle_to_midi_out", hop, key=note.stamps.get("input_event_id"))
+                        if note_kind(note) == "clocked":  # against its look-ahead (t_on - t_decided)
+                            self.latency.add("clocked_hop", hop)
+                            lead = note.t_on - note.stamps["t_decided"]
+                            if lead > 0:
+                                self.latency.add("clocked_lead", lead)
+                            else:  # the oracle sent it after its time: late before any hop
+                                self.clocked_sent_behind += 1
                     self.scheduler.schedule(note)
         except BaseException as error:
             self.error = f"midi loop failed: {type(error).__name__}: {error}"
@@ -171,6 +181,7 @@ class MidiOutActor:
         counters = dict(self.stage.stats() if callable(getattr(self.stage, "stats", None)) else {})
         counters.update({f"scheduler_{k}": v for k, v in self.scheduler.counters.items()})
         counters["notes_received"] = self.received
+        counters["clocked_sent_behind"] = self.clocked_sent_behind
         counters["message_overruns"] = self.reader.overruns
         counters["sounding"] = len(self.stage.sounding)
         counters["dropped_muted"] = self.measured.dropped_muted

@@ -4,6 +4,10 @@ The thread keeps a heap of ``(due_time, seq, action, note)`` and waits on a ``th
 timeout equal to the time left to the next due event (no fixed-interval polling; callers never sleep).
 ``schedule`` wakes it when a new event becomes the earliest. Events already due go out at once, in due-time
 order; an event sent more than ``late_tolerance_ms`` after its due time is counted as late.
+Note-ons are also counted by kind (:func:`note_kind`): ``clocked_*`` for steps on the player's own clock (decided
+``generation.lookahead_ms`` ahead: they should arrive before they are due) and ``reaction_*`` for the notes of a
+reaction to an onset (stamped ``reaction``, due at once: late on arrival by design, their measure is onset → note):
+``<kind>_notes``, ``<kind>_late_on_arrival`` (received after its ``t_on``) and ``<kind>_late`` (sent late).
 The scheduling error ``actual − due`` is measured just before each event's note message is sent.
 
 A note's expression automation (``NoteEvent.bend_curve`` / ``pressure_curve``, offsets after ``t_on``) goes through
@@ -39,12 +43,18 @@ import numpy as np
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
 
-__all__ = ["NoteScheduler", "NOTE_ON", "NOTE_OFF", "BEND", "PRESSURE", "note_actions"]
+__all__ = ["NoteScheduler", "NOTE_ON", "NOTE_OFF", "BEND", "PRESSURE", "NOTE_KINDS", "note_actions", "note_kind"]
 
 NOTE_ON = "on"
 NOTE_OFF = "off"
 BEND = "bend"
 PRESSURE = "pressure"
+NOTE_KINDS = ("clocked", "reaction")
+
+
+def note_kind(note: NoteEvent) -> str:
+    """``"reaction"`` for a note the player stamped as a reaction to an onset, else ``"clocked"``."""
+    return "reaction" if (note.stamps or {}).get("reaction") else "clocked"
 
 
 def note_actions(note: NoteEvent, *, automation: bool = True) -> list[tuple[float, str, Any]]:
@@ -104,6 +114,8 @@ class NoteScheduler:
         self.counters: dict[str, int] = {"scheduled": 0, "sent": 0, "late": 0, "late_on_arrival": 0,
                                          "dropped_on_stop": 0, "errors": 0, "automation_sent": 0,
                                          "automation_dropped": 0}
+        for kind in NOTE_KINDS:
+            self.counters.update({f"{kind}_notes": 0, f"{kind}_late_on_arrival": 0, f"{kind}_late": 0})
         self._automates = callable(getattr(stage, "automate", None))
         self.last_error: Optional[BaseException] = None
 
@@ -157,6 +169,10 @@ class NoteScheduler:
                 if due < now and action in (NOTE_ON, NOTE_OFF):
                     self.counters["late_on_arrival"] += 1
             self.counters["scheduled"] += 1
+            kind = note_kind(note)
+            self.counters[f"{kind}_notes"] += 1
+            if note.t_on < now:
+                self.counters[f"{kind}_late_on_arrival"] += 1
             if earliest is None or note.t_on < earliest:
                 self._condition.notify_all()  # the scheduler thread re-computes its timeout
 
@@ -220,6 +236,8 @@ class NoteScheduler:
         self.counters["sent"] += 1
         if error_s > self.late_tolerance_s:
             self.counters["late"] += 1
+            if action == NOTE_ON:
+                self.counters[f"{note_kind(note)}_late"] += 1
         if self.sent_log is not None:
             self.sent_log.append((due, actual, action, note.note_id))
 

@@ -33,12 +33,12 @@ from typing import Any, Optional
 import ray
 
 from shared.config import MusicHalConfig
-from shared.errors import MusicHalError, RingBufferError
+from shared.errors import MusicHalError, ParameterError, RingBufferError
 from shared.message_ring import MessageRing
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
-from services.encoder.fallback import traditional_stage
+from services.encoder.fallback import early_view, traditional_stage
 from services.oracle.corpus import load_corpora
 from services.oracle.live import LiveOracle
 from services.oracle.session import SessionLog, make_stage
@@ -76,7 +76,8 @@ class OracleActor:
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleMemory(config, model=model_parts)
         self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
-        self.live = LiveOracle(config, self.stage, session=self.session)  # every decision; the actor moves messages
+        # every decision; the actor moves messages (steps after a percept are decided at the clock's time)
+        self.live = LiveOracle(config, self.stage, session=self.session, clock=time.monotonic)
         self.audio = AudioRing.attach(rings["audio"])
         self.events = MessageRing.attach(rings["events"])
         self.percepts = MessageRing.attach(rings["percepts"])
@@ -101,7 +102,6 @@ class OracleActor:
         self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
         self.fallback = self._make_fallback()
         self._warm_up_remote_path(config)
-        self.early_analyser = self._make_fallback(descriptors_only=True)
         self._warm_up_early(config)
         self.latency = LatencyRecorder()
         self.counters = {"events": 0, "early_events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0,
@@ -152,31 +152,25 @@ class OracleActor:
             soxr.resample(noise, sr, self.encoder_rate_hz, quality="HQ")
 
     def _warm_up_early(self, config: MusicHalConfig) -> None:
-        """Run the early analyser once on a throwaway window (its first call otherwise delays the first reaction)."""
+        """Run the early view's analysis once on a throwaway window (its first call otherwise delays the first
+        reaction)."""
         import numpy as np
 
-        if self.early_analyser is None:
-            return
         sr = config.audio.sample_rate_hz
         n = max(64, int(config.segmenter.early_ms * sr / 1000) or int(0.06 * sr))
         tone = (0.1 * np.sin(2 * np.pi * 220.0 * np.arange(n) / sr)).astype(np.float32)
         try:
-            self.early_analyser.process((Event(event_id=0, onset_sample=0, window_start=0, window_end=n,
-                                               sample_rate_hz=sr, early=True), tone))
+            early_view(Event(event_id=0, onset_sample=0, window_start=0, window_end=n, sample_rate_hz=sr, early=True),
+                       tone)
         except MusicHalError:
             pass
 
-    def _make_fallback(self, *, descriptors_only: bool = False):
-        """A local traditional analyser, when its tokens mean something to the model (or no model is loaded).
-
-        ``descriptors_only``: for early views (pitch and chroma of an onset's first ``segmenter.early_ms``, never
-        learned), so any model — or memory — will do: no model's tokens are involved.
-        """
-        model = None if descriptors_only else self.perception_model
+    def _make_fallback(self):
+        """A local traditional analyser, when its tokens mean something to the model (or no model is loaded)."""
+        model = self.perception_model
         memory = model.quantizers[model.primary_view].dimension if model is not None else None
         try:  # refused (DimensionMismatchError) when the memory holds another view's vectors
-            return traditional_stage(self.config, model, memory_dimension=memory, node_id=self.node_id,
-                                     descriptors_only=descriptors_only)
+            return traditional_stage(self.config, model, memory_dimension=memory, node_id=self.node_id)
         except MusicHalError:
             return None
 
@@ -212,16 +206,21 @@ class OracleActor:
     def _early_view(self, event: Event) -> None:
         """An onset's first ``segmenter.early_ms``: traditional pitch and chroma influence the player at once."""
         self.counters["early_events"] += 1
-        if self.early_analyser is None:
-            return
+        t0 = time.monotonic()
         try:
             window = self.audio.read(event.window_start, event.window_end)
-        except RingBufferError:
+            percept = early_view(event, window, node_id=self.node_id)
+        except (RingBufferError, ParameterError):
             return
-        percept = self.early_analyser.process((event, window))
+        t1 = time.monotonic()
         with self._lock:
-            notes = self.live.on_percept(percept, time.monotonic(), event=event, early=True)
+            notes = self.live.on_percept(percept, t1, event=event, early=True)
         self._send_notes(notes)
+        # the reaction path, stage by stage (benchmarks/musical.py): ring hop, analysis, decision and send
+        if event.t_detected:
+            self.latency.add("early_detected_to_oracle", t0 - event.t_detected)
+        self.latency.add("early_analysis", t1 - t0)
+        self.latency.add("early_decision", time.monotonic() - t1)
 
     def _send_remote(self, event: Event, now: float) -> None:
         """Send one window to the remote encoder, or answer at once when it is down or the in-flight cap is full."""

@@ -14,7 +14,8 @@ melody :class:`~services.oracle.player.Player` and the bass and comping that fol
   ``segmenter.early_ms`` of an onset, traditional pitch and chroma) only influences;
 - :meth:`expired` — events whose percept missed the deadline (the actor answers them from a local analysis
   or lets the player continue on its own);
-- :meth:`tick` — the player's clock: the steps due up to ``now + lookahead_s``.
+- :meth:`tick` — the player's clock: the steps due up to ``now + lookahead_s`` (``generation.lookahead_ms``: a
+  step on the own clock is decided that long before it sounds; reactions are due at once).
 
 Dynamics follow the musician (``generation.follow_dynamics``): every learned-from percept's velocity feeds a
 :class:`~services.encoder.expression.DynamicsFollower` (half-life ``generation.dynamics_half_life_s`` of onset
@@ -28,7 +29,7 @@ construction.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -44,9 +45,7 @@ from services.oracle.session import note_to_record, percept_to_record
 from services.oracle.tempo import TempoTracker
 from services.oracle.voices import Ensemble
 
-__all__ = ["LiveOracle", "LOOKAHEAD_S"]
-
-LOOKAHEAD_S = 0.04
+__all__ = ["LiveOracle"]
 
 def onset_wall(event: Event) -> float:
     """Monotonic time of the event's onset (from its detection stamp and window)."""
@@ -65,9 +64,14 @@ class LiveOracle:
         The memory (learning, threshold, checkpoints).
     session : SessionLog, optional
         Every input, decision and control is written to it in decision order.
+    clock : callable, optional
+        The live clock (``time.monotonic``): :meth:`on_percept` then decides the steps due after the percept at
+        the clock's time, not at the percept's ``now`` (taking in a percept takes time; a clocked step decided
+        at a stale time would leave with less than its look-ahead). Replay and tests leave it None.
     """
 
-    def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None) -> None:
+    def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None,
+                 clock: Optional[Callable[[], float]] = None) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
@@ -79,8 +83,8 @@ class LiveOracle:
                              enabled=bool(control.input_gate))
         self.muted = False
         self.session = session
+        self.clock = clock
         self.deadline_s = config.cluster.encoder_deadline_ms / 1000.0
-        self.lookahead_s = LOOKAHEAD_S
         self.pending: "OrderedDict[int, tuple[Event, float]]" = OrderedDict()
         self.tempo = TempoTracker()
         self.player.beat = self.tempo
@@ -124,14 +128,15 @@ class LiveOracle:
 
     def on_percept(self, percept: Percept, now: float, *, event: Optional[Event] = None, early: bool = False,
                    gated: Optional[bool] = None, wall: Optional[float] = None,
-                   announced: bool = False) -> list[NoteEvent]:
+                   announced: bool = False, tick_at: Optional[float] = None) -> list[NoteEvent]:
         """A percept (``early``: the onset's first view, influence only); returns the notes now due.
 
         ``event`` is the percept's event when known (else the pending one is used); ``gated`` and ``wall`` (the
         onset time) override the gate's verdict and the event's onset (replay passes the logged ones);
         ``announced``: the event did arrive through :meth:`on_event` and was taken off the waiting list (expired
         or :meth:`take`-n) because this percept answers it another way (a local analysis). A full
-        percept is queued for learning: call :meth:`learn_queued` once its notes are sent.
+        percept is queued for learning: call :meth:`learn_queued` once its notes are sent. The steps then due
+        are decided at ``tick_at`` (replay passes the logged time), else at the clock's time, else at ``now``.
         """
         if not isinstance(percept, Percept):
             raise ParameterError("on_percept takes a shared.messages.Percept")
@@ -161,10 +166,12 @@ class LiveOracle:
                 self._to_learn.append(percept)
                 if d is not None:
                     self.dynamics.update(wall, d.velocity)
+        if tick_at is None:
+            tick_at = now if self.clock is None else max(now, self.clock())
         if self.session is not None:
-            self.session.write("percept", now_s=now, gated=gated, early=early, onset_wall=wall,
+            self.session.write("percept", now_s=now, tick_s=tick_at, gated=gated, early=early, onset_wall=wall,
                                **percept_to_record(percept))
-        return self.tick(now)
+        return self.tick(tick_at)
 
     def _echo(self, wall: float, d: Any) -> bool:
         """The gate's verdict on an onset: its slice notes when transcribed, else its pitch-class profile (f0 and
@@ -188,6 +195,11 @@ class LiveOracle:
         return learned
 
     # ------------------------------------------------------------------ the clock
+    @property
+    def lookahead_s(self) -> float:
+        """``generation.lookahead_ms`` in seconds (the player's current settings)."""
+        return self.player.lookahead_s
+
     def tick(self, now: float) -> list[NoteEvent]:
         """The player's steps due up to ``now + lookahead``; their notes (empty when none is due)."""
         if not self.player.due(now, self.lookahead_s):

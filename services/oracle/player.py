@@ -8,9 +8,11 @@ of the state's learned pitch, velocity and duration) and schedules the next step
 source, clamped to ``[MIN_IOI_S, MAX_IOI_S]`` so that rests stay rests; the newest live state, whose next
 onset has not arrived yet, uses its duration — the analysis window length); ``speed = density * tempo``.
 Its duration is ``min(duration(c), ioi(c))`` scaled the same way (the memory's articulation and rests come
-out as learned). :meth:`Player.tick` takes every step due up to ``now + lookahead_s`` and returns its notes,
-so notes leave step by step with a short look-ahead; a control change (mode, density, continuity, range)
-applies at the next step. In ``imitate`` and ``contrast`` each live onset triggers a *reaction* step as soon
+out as learned). :meth:`Player.tick` takes every step due up to ``now + lookahead_s`` (``generation.lookahead_ms``)
+and returns its notes: a step on the own clock is decided ``lookahead_s`` before it sounds (one decided late
+with less than half the look-ahead left sounds ``lookahead_s`` after its decision, never in the past), so its
+notes reach midi_out ahead of time; a control change (mode, density, continuity, range) applies at the next step
+decided. In ``imitate`` and ``contrast`` each live onset triggers a *reaction* step as soon
 as its first view arrives; while the musician plays (an onset within twice the input's recent median gap,
 0.3..1.5 s) and density <= 1, these modes step on the onsets only (event-triggered, as Somax's players can),
 and in the musician's rests they keep going on their own clock; density > 1 runs the own clock as well, at
@@ -64,7 +66,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -84,6 +86,9 @@ MIN_IOI_S = 0.08
 REACT_GAP_S = 0.05
 MAX_IOI_S = 2.0
 WAIT_S = 2.0
+#: a clocked step decided late keeps its time while it still leaves this share of the look-ahead (else it sounds
+#: the whole look-ahead after its decision)
+MIN_LEAD_SHARE = 0.5
 _OCC_LIMIT = 32
 _SCAN_LIMIT = 48
 _NEIGHBOURHOOD = 8
@@ -138,11 +143,17 @@ def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
     return profile
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
+def _corr_centred(a: np.ndarray, aa: float, b: np.ndarray) -> float:
+    """Pearson correlation of ``a`` (already centred, ``aa = a @ a``: the live profile, once per choice) and ``b``."""
     b = b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
+    den = math.sqrt(aa * float(b @ b))
     return 0.0 if den <= 1e-12 else float(a @ b) / den
+
+
+def _rolled(x: np.ndarray, shift: int) -> np.ndarray:
+    """``np.roll(x, shift)`` of a 1-D array, without its overhead (the same values in the same order)."""
+    shift %= x.size
+    return np.concatenate((x[-shift:], x[:-shift])) if shift else x.copy()
 
 
 class _Columns:
@@ -403,12 +414,14 @@ class Player:
         best = (-math.inf, top[0] if top else 1, self.transpose)
         profile = self._profile
         use_t = w.w_transpose > 0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
+        centred = profile - profile.mean()
+        centred_sq = float(centred @ centred)
         for c in top:
             options = [(self.transpose, 0.0)]
             if use_t and c != s + 1:
                 local = self._neighbourhood(c, n)
                 if local.sum() > 0:
-                    options = [(t, w.w_transpose * _corr(profile, np.roll(local, t))
+                    options = [(t, w.w_transpose * _corr_centred(centred, centred_sq, _rolled(local, t))
                                 - (w.transpose_penalty if t != self.transpose else 0.0))
                                for t in range(-cfg.max_transpose, cfg.max_transpose + 1)]
             for t, bonus in options:
@@ -540,10 +553,16 @@ class Player:
                          source_event_id=int(c - 1) if store is None else int(store.event_id[c]), stamps=stamps,
                          **expression.fields())
 
+    @property
+    def lookahead_s(self) -> float:
+        """How long before it sounds a step on the own clock is decided (``generation.lookahead_ms``)."""
+        return self.config.lookahead_ms / 1000.0
+
     def _reaction_due(self, now: float, lookahead_s: float) -> bool:
         return self.react_s is not None and self.react_s <= now + lookahead_s
 
-    def due(self, now: float, lookahead_s: float) -> bool:
+    def due(self, now: float, lookahead_s: Optional[float] = None) -> bool:
+        lookahead_s = self.lookahead_s if lookahead_s is None else lookahead_s
         if self.next_step_s is None or self._reaction_due(now, lookahead_s):
             return True
         if self.config.wait_for_input and self.weights.reactive and now - self.last_onset_s > WAIT_S:
@@ -552,30 +571,42 @@ class Player:
             return False
         return self.next_step_s <= now + lookahead_s
 
-    def tick(self, now: float, *, lookahead_s: float = 0.04,
+    def tick(self, now: float, *, lookahead_s: Optional[float] = None,
              on_step: Optional[Callable[[float, Optional[NoteEvent]], list[NoteEvent]]] = None
              ) -> tuple[list[NoteEvent], int]:
-        """Every step due up to ``now + lookahead_s``: ``(notes, steps taken)``. ``on_step(at, note)``, when given,
-        returns the notes a step plays (its own note or none, and what other voices play with it)."""
+        """Every step due up to ``now + lookahead_s`` (default ``generation.lookahead_ms``): ``(notes, steps
+        taken)``. ``on_step(at, note)``, when given, returns the notes a step plays (its own note or none, and what
+        other voices play with it).
+
+        A step on the own clock is decided ``lookahead_s`` before it sounds when the caller ticks on time
+        (:meth:`seconds_to_next`); one decided late keeps its time while that leaves at least ``MIN_LEAD_SHARE``
+        of the look-ahead, else (a stall, the end of a hold) it sounds ``lookahead_s`` after its decision: a clocked
+        step never leaves less than half the look-ahead ahead of its time. A reaction step is
+        due at once (``max(react_s, now)``); its notes are stamped ``reaction`` (midi_out counts them apart)."""
+        lookahead_s = self.lookahead_s if lookahead_s is None else lookahead_s
         notes: list[NoteEvent] = []
         steps = 0
         if self.next_step_s is None:
-            self.next_step_s = now
+            self.next_step_s = now + lookahead_s
         while self.due(now, lookahead_s) and steps < 64:
-            if self._reaction_due(now, lookahead_s):
+            reaction = self._reaction_due(now, lookahead_s)
+            if reaction:
                 at = max(self.react_s, now)
                 self.react_s = None
             else:
-                at = max(self.next_step_s, now)  # behind (a stall or a hold): the step plays now, not in the past
+                at = self.next_step_s  # on time: exactly lookahead_s ahead
+                if at < now + MIN_LEAD_SHARE * lookahead_s:  # decided late (a stall, a hold's end): pushed back
+                    at = now + lookahead_s
             note = self.step(at)
             steps += 1
-            if on_step is not None:
-                notes.extend(on_step(at, note))
-            elif note is not None:
-                notes.append(note)
+            played = on_step(at, note) if on_step is not None else ([] if note is None else [note])
+            if reaction:
+                played = [replace(n, stamps={**n.stamps, "reaction": 1.0}) for n in played]
+            notes.extend(played)
         return notes, steps
 
-    def seconds_to_next(self, now: float, lookahead_s: float = 0.04) -> float:
+    def seconds_to_next(self, now: float, lookahead_s: Optional[float] = None) -> float:
+        lookahead_s = self.lookahead_s if lookahead_s is None else lookahead_s
         if self.next_step_s is None:
             return 0.0
         wait = math.inf

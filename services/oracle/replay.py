@@ -62,7 +62,8 @@ def replay_session(path: str | Path) -> ReplayResult:
             counters["percepts"] += 1
             counters["gated"] += bool(record.get("gated"))
             notes += live.on_percept(percept_from_record(record), record["now_s"], early=bool(record.get("early")),
-                                     gated=bool(record.get("gated")), wall=record.get("onset_wall"))
+                                     gated=bool(record.get("gated")), wall=record.get("onset_wall"),
+                                     tick_at=record.get("tick_s"))
             live.learn_queued()
         elif kind == "tick":
             counters["ticks"] += 1

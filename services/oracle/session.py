@@ -6,7 +6,8 @@ The oracle actor writes one JSON object per line, in the exact order it did thin
 - ``event``: an input event arrived (id, onset sample, detection time);
 - ``percept``: the percept the oracle processed (token, features, descriptors, view), ``now_s`` passed to
   the decision object, whether the input gate blocked it (``gated``: neither learned nor listened to) and
-  whether it was an onset's early view (``early``: influence only, never learned);
+  whether it was an onset's early view (``early``: influence only, never learned), and ``tick_s``: when the
+  steps due after it were decided (the live clock's time once the percept was taken in);
 - ``tick``: the player's clock took steps at ``now_s``;
 - ``notes``: the notes decided (ids, pitches, times, oracle states and the player's last move);
 - ``control``: a control change applied (``name``, ``value``) with its time;

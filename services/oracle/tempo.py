@@ -80,15 +80,16 @@ class TempoTracker:
             return
         ac = ac / ac[0]
 
-        def at(lag_s: float) -> float:
+        def at(lag_s: np.ndarray) -> np.ndarray:
+            """The autocorrelation at each lag, linearly interpolated (0 past its end)."""
             i = lag_s / _RES_S
-            lo = int(i)
-            if lo + 1 >= ac.size:
-                return 0.0
-            return float(ac[lo] + (ac[lo + 1] - ac[lo]) * (i - lo))
+            lo = i.astype(np.int64)
+            inside = lo + 1 < ac.size
+            lo = np.where(inside, lo, 0)
+            return np.where(inside, ac[lo] + (ac[lo + 1] - ac[lo]) * (i - lo), 0.0)
 
         lags = np.arange(min_p, max_p + _RES_S / 2, _RES_S / 2)
-        scores = np.array([at(p) + 0.5 * at(2 * p) + 0.5 * at(p / 2) for p in lags])
+        scores = at(lags) + 0.5 * at(2 * lags) + 0.5 * at(lags / 2)
         scores *= np.exp(-0.5 * (np.log2(lags / 0.6) / 0.8) ** 2)
         if scores.max() <= 0:
             return

@@ -142,8 +142,9 @@ class Ensemble:
         return self.player.memory
 
     # ------------------------------------------------------------------ the clock
-    def tick(self, now: float, *, lookahead_s: float = 0.04) -> tuple[list[NoteEvent], int]:
-        """Every melody step due up to ``now + lookahead_s`` and what the voices play with it: ``(notes, steps)``.
+    def tick(self, now: float, *, lookahead_s: Optional[float] = None) -> tuple[list[NoteEvent], int]:
+        """Every melody step due up to ``now + lookahead_s`` (default ``generation.lookahead_ms``) and what the
+        voices play with it: ``(notes, steps)``.
 
         It is :meth:`Player.tick` with the voices as its ``on_step``: with only the melody on, the notes are the same."""
         return self.player.tick(now, lookahead_s=lookahead_s, on_step=self._on_step)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
+from shared.errors import ParameterError
 from shared.messages import Event
 from services.encoder.features import FEATURE_DIMENSION
-from services.encoder.fallback import traditional_stage
+from services.encoder.fallback import early_view, traditional_stage
 from services.encoder.perception_model import PerceptionModel
 from services.encoder.stage import DimensionMismatchError
 
@@ -37,12 +38,21 @@ def test_learning_live_it_makes_traditional_percepts_and_refuses_a_wav2vec_memor
         traditional_stage(wav2vec)
 
 
-def test_early_views_never_refuse_and_involve_no_model_or_memory():
-    wav2vec = MusicHalConfig().with_overrides({"features.kind": "wav2vec"})
-    stage = traditional_stage(wav2vec, _hybrid_model(), memory_dimension=4, descriptors_only=True)
-    assert stage.model is None and stage.memory_dimension is None and stage.perception.wav2vec is None
-    percept = stage.process(_tone(330.0))
-    assert percept.view == "traditional" and percept.descriptors is not None and percept.descriptors.f0_hz > 0
+def test_an_early_view_is_its_pitch_and_chroma_alone():
+    """25 ms of an onset (the default segmenter.early_ms): the pitch and chroma the player is influenced by, from
+    the same descriptor code as the full window; no model, memory or quantizer is involved."""
+    stage = traditional_stage(MusicHalConfig())
+    for pitch_hz, pitch_class in ((220.0, 9), (329.63, 4), (440.0, 9), (587.33, 2)):  # A3, E4, A4, D5
+        event, window = _tone(pitch_hz, seconds=0.025)
+        percept = early_view(event, window, node_id="n1")
+        full = stage.process(_tone(pitch_hz)).descriptors
+        d = percept.descriptors
+        assert d is not None and d.f0_hz == pytest.approx(pitch_hz, rel=0.01)
+        assert d.f0_hz == pytest.approx(full.f0_hz, rel=0.01)
+        assert d.chroma_peaks[0] == full.chroma_peaks[0] == pitch_class
+    assert percept.node_id == "n1" and percept.features.size == 0
+    with pytest.raises(ParameterError):
+        early_view(event, np.zeros((2, 10), np.float32))
 
 
 def test_a_fitted_model_gives_its_traditional_tokens_unless_the_memory_holds_other_vectors():

@@ -39,3 +39,18 @@ def test_latency_table_lists_each_measured_hop_of_each_stage_in_order():
         "  encoder   encode               n=     3  p50    1.000  p95    2.500  p99    3.250",
         "  midi_out  pipeline             n=    12  p50    1.000  p95    2.500  p99    3.250",
     ]
+
+
+def test_clocked_steps_and_reactions_are_shown_apart_in_the_status_line_and_the_stats_table():
+    counters = {"scheduler_clocked_notes": 200, "scheduler_clocked_late_on_arrival": 1, "scheduler_clocked_late": 2,
+                "scheduler_reaction_notes": 50, "scheduler_reaction_late_on_arrival": 50, "scheduler_reaction_late": 48,
+                "notes_received": 250}
+    final = {"midi_out": {"counters": counters, "latency_ms": {"onset_to_note": {"count": 50, "p50": 31.5,
+                                                                                 "p95": 44.25, "p99": 50.0}}}}
+    line = LiveStack.status_line(final, 2.0)
+    assert "late steps 1/200" in line and "reaction p95 44.25 ms" in line
+    table = LiveStack.latency_table(final).splitlines()
+    assert table[-2:] == [
+        "  midi_out  clocked notes (steps on the own clock): 200, late on arrival 1, sent late 2",
+        "  midi_out  reaction notes (reactions, due at once): 50, late on arrival 50, sent late 48",
+    ]

@@ -135,3 +135,28 @@ def test_bad_arguments_raise():
     with NoteScheduler(stage) as scheduler:
         with pytest.raises(ParameterError):
             scheduler.schedule("C4")
+
+
+def test_clocked_steps_and_reactions_are_counted_apart():
+    """A clocked note arrives ahead of its time (not late); a reaction, due at once, arrives after it (counted as
+    the reaction's, not the clock's). Fake clock: nothing here depends on timing."""
+    from testkit.waiting import wait_until
+
+    clock = [100.0]
+    stage = make_stage(ListSink())
+    scheduler = NoteScheduler(stage, clock=lambda: clock[0]).start()
+    try:
+        scheduler.schedule(NoteEvent(note_id=1, pitch=60, velocity=90, t_on=100.04, t_off=100.3))
+        scheduler.schedule(NoteEvent(note_id=2, pitch=64, velocity=90, t_on=99.99, t_off=100.2,
+                                     stamps={"reaction": 1.0}))
+        assert wait_until(lambda: scheduler.counters["sent"] >= 1, timeout_s=10.0, poll_s=0.01)
+        clock[0] = 100.04  # the clocked note's time: it goes out on time
+        assert wait_until(lambda: scheduler.counters["sent"] >= 2, timeout_s=10.0, poll_s=0.01)
+        clock[0] = 200.0
+        assert scheduler.wait_idle(timeout_s=10.0)
+        c = scheduler.counters
+        assert (c["clocked_notes"], c["clocked_late_on_arrival"], c["clocked_late"]) == (1, 0, 0)
+        assert (c["reaction_notes"], c["reaction_late_on_arrival"], c["reaction_late"]) == (1, 1, 1)
+        assert c["late_on_arrival"] == 1 and c["late"] == 3  # the reaction's note-on and both note-offs
+    finally:
+        scheduler.stop()
