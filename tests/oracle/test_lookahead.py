@@ -13,7 +13,7 @@ from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.oracle.live import LiveOracle
 from services.oracle.player import MIN_LEAD_SHARE
-from services.oracle.stage import OracleStage
+from services.oracle.memory import OracleMemory
 from tests.oracle.test_player import C_MAJOR, learn_melody, percept
 
 EPS = 1e-9
@@ -22,7 +22,7 @@ EPS = 1e-9
 def make_live(mode: str, *, lookahead_ms: float = 40.0, voices: bool = True) -> LiveOracle:
     config = MusicHalConfig().with_overrides({"generation.mode": mode, "generation.lookahead_ms": lookahead_ms,
                                               "voices.bass": voices, "voices.comping": voices})
-    return LiveOracle(config, OracleStage(config, background=False))
+    return LiveOracle(config, OracleMemory(config, background=False))
 
 
 def drive(live: LiveOracle, onsets: list[float], end: float, *, late_s=lambda: 0.0):
@@ -112,7 +112,8 @@ def test_steps_after_a_percept_are_decided_at_the_clock_time_and_replay_identica
     """Taking in a percept takes time: with the live clock given, the steps due after it are decided at the clock's
     time (a clocked step never leaves less than half the look-ahead, whenever the percepts come), and the session
     log replays to the same notes."""
-    from services.oracle.session import SessionLog, make_stage, replay_session
+    from services.oracle.replay import replay_session
+    from services.oracle.session import SessionLog, make_stage
 
     config = MusicHalConfig().with_overrides({"generation.mode": "lead", "generation.seed": 2})
     fake = {"t": 0.0}
