@@ -192,7 +192,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
 
 def replay_main(argv: list[str]) -> int:
     from services.midi_out.render import render_notes
-    from services.oracle.replay import replay_session
+    from services.oracle.player.replay import replay_session
 
     args = build_replay_parser().parse_args(argv)
     try:

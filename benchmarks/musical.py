@@ -144,7 +144,7 @@ def mean_sounding(spans, start: float, end: float) -> float:
 
 
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:
-    from services.oracle.session import read_session
+    from services.oracle.player.session import read_session
 
     records = read_session(path)
     percepts = [r for r in records if r["kind"] == "percept"]

@@ -30,13 +30,13 @@ from _common import emit, goal  # noqa: E402
 
 from shared.config import MusicHalConfig  # noqa: E402
 from shared.messages import EventDescriptors, Percept  # noqa: E402
-from services.oracle.memory import OracleMemory  # noqa: E402
+from services.oracle.memory.store import OracleMemory  # noqa: E402
 from testkit.reference_factor_oracle import ReferenceFactorOracle  # noqa: E402
-from services.oracle.audio_oracle import AudioOracle  # noqa: E402
-from services.oracle.factor_oracle import FactorOracle  # noqa: E402
-from services.oracle.kernels import hash3  # noqa: E402
-from services.oracle.live import LiveOracle  # noqa: E402
-from services.oracle.information_rate import select_threshold  # noqa: E402
+from services.oracle.memory.audio_oracle import AudioOracle  # noqa: E402
+from services.oracle.memory.factor_oracle import FactorOracle  # noqa: E402
+from services.oracle.memory.kernels import hash3  # noqa: E402
+from services.oracle.player.live import LiveOracle  # noqa: E402
+from services.oracle.memory.information_rate import select_threshold  # noqa: E402
 
 
 def features(n, dim=22, seed=0):

@@ -155,8 +155,8 @@ def oracle_build(states: int, dim: int = 16, seed: int = 0) -> dict:
     """Music-like frames (``benchmarks/oracle.py``'s motif generator: 16 motifs of 8 over 64 centres, noise), the
     threshold by Information Rate on the first 2,000, appended file by file (100 states each) with metadata columns."""
     from benchmarks.oracle import features
-    from services.oracle.audio_oracle import AudioOracle
-    from services.oracle.information_rate import select_threshold
+    from services.oracle.memory.audio_oracle import AudioOracle
+    from services.oracle.memory.information_rate import select_threshold
 
     rng = np.random.default_rng(seed)
     frames, labels = features(states, dim=dim, seed=seed)

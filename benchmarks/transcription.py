@@ -11,7 +11,7 @@ On Bach chorales from the music21 corpus rendered with fluidsynth (FluidR3 GM pi
   of the slice starting within 50 ms of the chord (the slice that holds it);
 * **ms per event** — one 500 ms window through transcription + expression, as the live encoder does it (p50/p95);
 * **echo-aware listening** — a legato own melody with a musician's line two octaves lower mixed in (4 seeds): share of
-  the musician's onsets kept and of echo onsets kept, echo-aware (:class:`~services.oracle.echo.EchoGate` content
+  the musician's onsets kept and of echo onsets kept, echo-aware (:class:`~services.oracle.player.echo.EchoGate` content
   mode) beside the time gate, through the segmenter and the slices' transcription.
 
 Run: ``python benchmarks/transcription.py`` (``--quick``: two chorales, two echo seeds).

@@ -12,7 +12,7 @@ Arrays: ``perception.*`` and ``oracle.*`` in the sibling ``.safetensors``. Timin
 Schema 1 files (before the perception record) still load: the record is inferred from the perception meta
 (views, checkpoint name, layer, dimension and — when the trainer could hash it — the checkpoint's sha256).
 Schema 3 adds what each state's slice holds (``oracle.audio.state.note_*`` CSR note columns, ``pressure``,
-``f0_cents``, ``timbre``; see :mod:`services.oracle.states`); schema 1 and 2 files load with no slice notes.
+``f0_cents``, ``timbre``; see :mod:`services.oracle.memory.states`); schema 1 and 2 files load with no slice notes.
 """
 from __future__ import annotations
 

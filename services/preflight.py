@@ -78,7 +78,7 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
         probe_audio_file(input_file)
     if model_path is not None:
         from services.model_file import load_musichal_model
-        from services.oracle.memory import OracleMemory
+        from services.oracle.memory.store import OracleMemory
         from shared.errors import ModelFormatError
 
         model = load_musichal_model(model_path)

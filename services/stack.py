@@ -84,7 +84,7 @@ class LiveStack:
                                          model_path=models[0] if models else None, checkpoint=self.wav2vec_checkpoint,
                                          other_checkpoint=self.other_checkpoint)
         if len(models) > 1:
-            from services.oracle.corpus import load_corpora
+            from services.oracle.memory.corpus import load_corpora
 
             load_corpora(self.config, models)  # every corpus valid and mergeable before Ray starts
         self._phase("preflight")

@@ -207,7 +207,7 @@ def _check_bound(section: str, name: str, value: Any) -> None:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How the melody player walks the memory (services.oracle.player)."""
+    """How the melody player walks the memory (services.oracle.player.walk)."""
 
     mode: str = "imitate"
     continuity: float = 0.8
@@ -217,17 +217,17 @@ class GenerationConfig:
     density: float = 1.0
     seed: int = 0
     melody_range: tuple[int, int] = (48, 72)  # the bass's range is voices.bass_range
-    half_life_s: float = 2.0  # how fast live influence peaks decay (services.oracle.player)
+    half_life_s: float = 2.0  # how fast live influence peaks decay (services.oracle.player.walk)
     tempo: float = 1.0  # speed factor on the learned inter-onset intervals (with density)
     max_transpose: int = 6  # semitones a memory run may be transposed towards the live harmony (0: never)
     wait_for_input: bool = False  # imitate/contrast stop stepping once the musician has rested WAIT_S seconds
     beat_aligned: bool = False  # steps fall on the tracked beat grid of the live input (when a tempo is tracked)
-    # dynamics follow the musician (services.oracle.live): velocity and MPE pressure scaled by the live input's
+    # dynamics follow the musician (services.oracle.player.live): velocity and MPE pressure scaled by the live input's
     # loudness (an average with this half-life, in input time) against the memory's mean velocity; False: as learned
     follow_dynamics: bool = True
     dynamics_half_life_s: float = 4.0
     # notes leave ahead: a step on the player's own clock is decided this long before it sounds, so it reaches
-    # midi_out in time (services.oracle.player); reactions to an onset are due at once and do not wait for it
+    # midi_out in time (services.oracle.player.walk); reactions to an onset are due at once and do not wait for it
     lookahead_ms: float = 40.0
 
     def __post_init__(self) -> None:
@@ -251,7 +251,7 @@ VOICE_NAMES = ("melody", "bass", "comping")
 
 @dataclass(frozen=True)
 class VoicesConfig:
-    """Which players play over the memory (services.oracle.voices): the melody (``generation`` settings), a bass
+    """Which players play over the memory (services.oracle.player.voices): the melody (``generation`` settings), a bass
     and a comping (chords) voice that follow it. Densities are onsets per melody step (the bass also plays at
     every run start); phases delay a voice's onsets by that fraction of the melody's step."""
 
@@ -357,7 +357,7 @@ class ControlConfig:
     gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
     gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
     # "content": drop an onset during own notes only when its pitch content is explained by the notes sounding then
-    # (echo-aware, services/oracle/echo.py); "time": drop every onset during own notes (the blanket gate)
+    # (echo-aware, services/oracle/player/echo.py); "time": drop every onset during own notes (the blanket gate)
     gate_mode: str = "content"
     slow_guard: bool = True  # switch to the traditional view when the encoder cannot keep up
     slow_window_events: int = 8

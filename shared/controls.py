@@ -3,7 +3,7 @@ and bounds, :data:`shared.config.LIVE_BOUNDS`), its OSC address, default MIDI CC
 
 Every view is derived from :data:`CONTROLS`: the OSC address map and the MIDI CC/note maps
 (``services.control.state``), ``musichal --controls``, the stack's routing to the actors (:func:`calls`) and the
-decision object's :meth:`~services.oracle.live.LiveOracle.apply_control` (which sets :attr:`Control.key` in its
+decision object's :meth:`~services.oracle.player.live.LiveOracle.apply_control` (which sets :attr:`Control.key` in its
 config). Adding a control is one row here (plus, for a control that sets no config key, its setter in the owner).
 
 >>> CONTROLS["density"].parse("2.5"), CONTROLS["density"].address, CONTROLS["density"].cc

@@ -163,7 +163,7 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
     import soundfile as sf
 
     from services.stack import LiveStack
-    from services.oracle.session import read_session
+    from services.oracle.player.session import read_session
     from shared.config import MusicHalConfig
     from testkit.waiting import wait_until
 
@@ -303,11 +303,11 @@ def learned_shares(run: dict[str, Any], musician_notes: Sequence[tuple], *, tol_
 def gate_verdicts(session_path: str | Path, mode: str, **gate_options: Any) -> list[bool]:
     """The input gate's verdicts (True: dropped) on a session's full-window percepts, replayed offline with
     ``control.gate_mode`` ``mode`` over the same notes and onsets, in the logged order, the way
-    :meth:`services.oracle.live.LiveOracle._echo` consults it (slice notes, else the f0 + chroma-peak profile).
+    :meth:`services.oracle.player.live.LiveOracle._echo` consults it (slice notes, else the f0 + chroma-peak profile).
     Replaying the session's own mode gives its logged verdicts back (checked by the test)."""
-    from services.oracle.echo import EchoGate
-    from services.oracle.session import read_session
-    from services.oracle.player import live_profile
+    from services.oracle.player.echo import EchoGate
+    from services.oracle.player.session import read_session
+    from services.oracle.player.walk import live_profile
     from shared.config import MusicHalConfig
 
     records = read_session(session_path)

@@ -1,6 +1,6 @@
 """The rendered echo scene: MusicHal's own legato melody with a musician's line two octaves lower mixed in
 (:func:`testkit.audio.two_line_scene`), through the segmenter and the slices' transcription, and which onsets an
-:class:`~services.oracle.echo.EchoGate` keeps. Used by ``tests/control/test_echo.py`` and
+:class:`~services.oracle.player.echo.EchoGate` keeps. Used by ``tests/control/test_echo.py`` and
 ``benchmarks/transcription.py``.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def scene_slices(mix: np.ndarray, config) -> tuple[list, list]:
 def kept_onsets(own, musician, events, slices, *, window_s: float) -> dict[str, dict[str, list[bool]]]:
     """Per gate mode ("content", "time"): for the musician's onsets and the echo onsets (within 50 ms of a note's
     start), whether the gate kept each one."""
-    from services.oracle.echo import EchoGate
+    from services.oracle.player.echo import EchoGate
 
     results = {}
     for mode in ("content", "time"):

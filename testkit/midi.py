@@ -288,7 +288,7 @@ class ScheduledNote:
 def scheduled_notes(session_log: str | Path) -> list[ScheduledNote]:
     """Every note the oracle decided in a session (``--session-log``/``LiveStack(session_log=...)``), in log order:
     what midi_out was asked to play, with each note's scheduled duration."""
-    from services.oracle.session import read_session
+    from services.oracle.player.session import read_session
 
     return [ScheduledNote(int(n["pitch"]), float(n["t_on"]), float(n["t_off"]))
             for record in read_session(session_log) if record["kind"] == "notes" for n in record["notes"]]
@@ -298,8 +298,8 @@ def max_note_duration_s(config) -> float:
     """The longest note the live stack can schedule with ``config`` (a :class:`~shared.config.MusicHalConfig`): a
     melody note lasts at most the player's longest step (``MAX_IOI_S``) at its speed, a bass or comping note at most
     the voices' ``MAX_DUR_S``. For :func:`note_timing_problems` where a run's scheduled notes are not all known."""
-    from services.oracle.player import MAX_IOI_S
-    from services.oracle.voices import MAX_DUR_S
+    from services.oracle.player.walk import MAX_IOI_S
+    from services.oracle.player.voices import MAX_DUR_S
 
     speed = config.generation.density * config.generation.tempo
     return max(MAX_IOI_S / speed if speed > 0 else MAX_IOI_S, MAX_DUR_S)

@@ -36,7 +36,7 @@ ONLY: dict[str, set[str]] = {
 }
 LAYER_OF: dict[str, int] = {package: index for index, names in enumerate(LAYERS) for package in names}
 #: pure-logic files (no ray): every stage's stage.py and the oracle's memory and decision object
-PURE_FILES = ("stage.py", "memory.py", "live.py", "player.py", "voices.py")
+PURE_FILES = ("stage.py", "store.py", "live.py", "walk.py", "voices.py")
 #: top-level folders that sit above everything and must never import tests/
 NEVER_IMPORT_TESTS = ("benchmarks", "testkit")
 
@@ -136,7 +136,7 @@ def test_the_checker_sees_function_level_and_from_imports(tmp_path):
     source.write_text("import shared.config\n\ndef f():\n    from services import oracle\n    import ray\n")
     found = [imported for _, imported in imports(source)]
     assert "shared.config" in found and "services.oracle" in found and "ray" in found
-    assert package_of("services.oracle.memory") == "services.oracle" and package_of("numpy") is None
+    assert package_of("services.oracle.memory.store") == "services.oracle" and package_of("numpy") is None
     assert package_of("services.model_file") == "services.model_file" and LAYER_OF["services.capture"] == 2
 
 
@@ -254,3 +254,27 @@ def test_the_private_name_checker_sees_one(tmp_path):
     (package / "a.py").write_text("def _kernel():\n    return 1\n")
     (package / "b.py").write_text("def f():\n    from pkg.a import _kernel, __doc__\n    return _kernel()\n")
     assert private_imports(tmp_path, ("pkg",)) == ["pkg/b.py:2: from pkg.a import _kernel"]
+
+
+def memory_imports_of_the_player(root: Path) -> list[str]:
+    """Imports of the player (services.oracle.player) from the memory (services.oracle.memory), with file:line."""
+    found = []
+    for path in sorted((root / "services" / "oracle" / "memory").rglob("*.py")) if root == ROOT else sorted(
+            root.rglob("*.py")):
+        for line, imported in imports(path):
+            if imported == "services.oracle.player" or imported.startswith("services.oracle.player."):
+                found.append(f"{path.name}:{line}: {imported}")
+    return found
+
+
+def test_the_memory_never_imports_the_player():
+    """The memory (oracle construction, states, information rate, corpus) knows nothing of how it is played."""
+    found = memory_imports_of_the_player(ROOT)
+    assert not found, found
+    assert len(source_files("services/oracle/memory")) >= 7  # the checker really looked at the memory's files
+
+
+def test_the_memory_checker_sees_a_player_import(tmp_path):
+    (tmp_path / "store.py").write_text("def f():\n    from services.oracle.player.live import LiveOracle\n")
+    assert memory_imports_of_the_player(tmp_path) == ["store.py:2: services.oracle.player.live",
+                                                      "store.py:2: services.oracle.player.live.LiveOracle"]

@@ -2,7 +2,7 @@
 
 :func:`render_notes` schedules notes like the live MIDI-out (same ordering: due time, then arrival order) through a
 :class:`~services.midi_out.engine.MidiOutStage` into an in-memory :class:`~services.midi_out.recorder.SmfRecorder`,
-so the note messages equal the live recording byte for byte (see :func:`services.oracle.replay.replay_session`).
+so the note messages equal the live recording byte for byte (see :func:`services.oracle.player.replay.replay_session`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The oracle actor: events + percepts in, notes out; it also supervises the encoder hop.
 
-Every decision is :class:`services.oracle.live.LiveOracle`'s (pure): the events waiting for their percepts and
+Every decision is :class:`services.oracle.player.live.LiveOracle`'s (pure): the events waiting for their percepts and
 their deadlines, the gate, mute, the controls, the session log and the clocked player. This actor only moves
 messages between the rings (or the remote encoder) and that object, and waits on the events ring with the
 player's next step as the timeout.
@@ -39,10 +39,10 @@ from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
 from services.encoder.fallback import early_view, traditional_stage
-from services.oracle.corpus import load_corpora
-from services.oracle.live import LiveOracle
-from services.oracle.session import SessionLog, make_stage
-from services.oracle.memory import OracleMemory
+from services.oracle.memory.corpus import load_corpora
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.session import SessionLog, make_stage
+from services.oracle.memory.store import OracleMemory
 from services.ray_support import current_node_id
 
 __all__ = ["OracleActor"]

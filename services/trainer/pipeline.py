@@ -36,7 +36,7 @@ from shared.config import MusicHalConfig
 from shared.audio import AUDIO_FILE_SUFFIXES
 from shared.errors import MusicHalError, ParameterError
 from shared.messages import EventDescriptors
-from services.oracle.states import MAX_CHROMA_PEAKS, SLICE_COLUMNS, slice_columns, slice_fields
+from services.oracle.memory.states import MAX_CHROMA_PEAKS, SLICE_COLUMNS, slice_columns, slice_fields
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -658,10 +658,10 @@ def build_model_parts(model: Any, usable: Sequence[FileOutcome], tokenized: Sequ
     usage per view, states). The Audio Oracle and the token factor oracle are built by their numba kernels and
     the per-state metadata is appended as columns: no Python work per state.
     """
-    from services.oracle.audio_oracle import AudioOracle
-    from services.oracle.factor_oracle import FactorOracle
-    from services.oracle.information_rate import select_threshold, total_information_rate
-    from services.oracle.memory import OracleMemory
+    from services.oracle.memory.audio_oracle import AudioOracle
+    from services.oracle.memory.factor_oracle import FactorOracle
+    from services.oracle.memory.information_rate import select_threshold, total_information_rate
+    from services.oracle.memory.store import OracleMemory
 
     counts = {v: np.zeros(model.quantizers[v].n_centroids, dtype=np.int64) for v in model.views}
     for result in tokenized:
@@ -761,9 +761,9 @@ def _prewarm_driver() -> None:
         from safetensors.numpy import save  # noqa: F401
 
         from services.model_file import save_musichal_model  # noqa: F401
-        from services.oracle.audio_oracle import AudioOracle
-        from services.oracle.factor_oracle import FactorOracle
-        from services.oracle.information_rate import select_threshold, total_information_rate
+        from services.oracle.memory.audio_oracle import AudioOracle
+        from services.oracle.memory.factor_oracle import FactorOracle
+        from services.oracle.memory.information_rate import select_threshold, total_information_rate
 
         rng = np.random.default_rng(0)
         frames = rng.normal(size=(16, 2))

@@ -6,7 +6,7 @@ import pytest
 
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
-from services.oracle.echo import EchoGate, harmonic_chroma
+from services.oracle.player.echo import EchoGate, harmonic_chroma
 from services.encoder.features import chroma
 from testkit.audio import fluidsynth_available
 from testkit.echo_scene import SR, kept_onsets, scene_mix, scene_slices

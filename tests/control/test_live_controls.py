@@ -122,8 +122,8 @@ def test_osc_and_midi_cc_change_what_the_running_stack_does(jack_server, ray_loc
 
 def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_local, clip, tmp_path):
     from launch import main
-    from services.oracle.session import read_session
-    from services.oracle.replay import replay_session
+    from services.oracle.player.session import read_session
+    from services.oracle.player.replay import replay_session
     from services.midi_out.recorder import read_smf_messages
     from services.stack import LiveStack
 

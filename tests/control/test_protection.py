@@ -8,11 +8,11 @@ from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
-from services.oracle.corpus import TOKEN_OFFSET, merge_oracle_parts
-from services.oracle.echo import EchoGate
-from services.oracle.live import LiveOracle
+from services.oracle.memory.corpus import TOKEN_OFFSET, merge_oracle_parts
+from services.oracle.player.echo import EchoGate
+from services.oracle.player.live import LiveOracle
 from services.encoder.guard import GuardedEncoder, OverloadGuard
-from services.oracle.session import make_stage
+from services.oracle.player.session import make_stage
 from services.encoder.views import HybridPerceptionModule
 from services.capture.segmenter import OnsetSegmenter
 from services.encoder.stage import EncoderStage

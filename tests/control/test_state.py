@@ -11,8 +11,8 @@ from shared import controls as table
 from shared.controls import CONTROLS, Control, calls
 from services.control.state import (REFUSALS_KEPT, ControlChange, ControlState, cc_map, controls_text, midi_to_change,
                                     osc_map, osc_to_change)
-from services.oracle.live import LiveOracle
-from services.oracle.memory import OracleMemory
+from services.oracle.player.live import LiveOracle
+from services.oracle.memory.store import OracleMemory
 
 DEFAULT_CC_MAP = cc_map()
 

@@ -32,8 +32,8 @@ def test_player_reacts_early_and_plays_through_the_silence(jack_server, ray_loca
     import ray
 
     from services.stack import LiveStack
-    from services.oracle.session import read_session
-    from services.oracle.replay import replay_session
+    from services.oracle.player.session import read_session
+    from services.oracle.player.replay import replay_session
 
     log = tmp_path / "session.jsonl"
     config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.profile": "gm-safe", "generation.mode": mode,

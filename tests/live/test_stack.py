@@ -14,7 +14,7 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from services.oracle.player import MAX_IOI_S
+from services.oracle.player.walk import MAX_IOI_S
 from testkit.midi import (HUNG_NOTE_SLACK_S, ReceiverModel, TimedJackReader, first_note_age_s, hung_note_problems,
                           scheduled_notes, stop_stats_problems)
 from testkit.waiting import wait_until
@@ -50,7 +50,7 @@ def note_ons(messages) -> list[int]:
 
 def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, ray_local, clips, tmp_path):
     from services.stack import LiveStack
-    from services.oracle.memory import OracleMemory
+    from services.oracle.memory.store import OracleMemory
 
     reader = TimedJackReader()
     port = reader.open_virtual("in")

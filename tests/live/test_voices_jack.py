@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.config import MusicHalConfig
-from services.oracle.session import read_session
+from services.oracle.player.session import read_session
 from testkit.audio import chorale_notes, render_midi_notes
 from testkit.midi import TimedJackReader, hung_note_problems, panic_starts, scheduled_notes, stop_stats_problems
 from testkit.waiting import wait_until

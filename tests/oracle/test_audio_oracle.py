@@ -11,9 +11,9 @@ from hypothesis import given, settings, strategies as st
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
 from shared.model_io import load_model, save_model
-from services.oracle.audio_oracle import AudioOracle
-from services.oracle.factor_oracle import FactorOracle
-from services.oracle.information_rate import information_rate, select_threshold
+from services.oracle.memory.audio_oracle import AudioOracle
+from services.oracle.memory.factor_oracle import FactorOracle
+from services.oracle.memory.information_rate import information_rate, select_threshold
 
 
 def tables(ao):

@@ -15,10 +15,10 @@ from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept, message_from_bytes, message_to_bytes
 from services.midi_out.engine import ListSink, MidiOutStage
 from services.midi_out.scheduler import NoteScheduler, note_actions
-from services.oracle.expression import NEUTRAL, note_expression, with_dynamics
-from services.oracle.live import LiveOracle
-from services.oracle.memory import OracleMemory
-from services.oracle.states import StateInfo
+from services.oracle.player.expression import NEUTRAL, note_expression, with_dynamics
+from services.oracle.player.live import LiveOracle
+from services.oracle.memory.store import OracleMemory
+from services.oracle.memory.states import StateInfo
 
 
 def hz(pitch: float) -> float:

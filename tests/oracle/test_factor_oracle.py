@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from shared.errors import ModelFormatError, ParameterError
 from shared.model_io import load_model, save_model
-from services.oracle.factor_oracle import FactorOracle
+from services.oracle.memory.factor_oracle import FactorOracle
 from testkit.reference_factor_oracle import ReferenceFactorOracle, reference_model_parts
 
 sequences = st.lists(st.integers(0, 3), min_size=1, max_size=40)

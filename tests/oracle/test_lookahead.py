@@ -11,9 +11,9 @@ import pytest
 
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
-from services.oracle.live import LiveOracle
-from services.oracle.player import MIN_LEAD_SHARE
-from services.oracle.memory import OracleMemory
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.walk import MIN_LEAD_SHARE
+from services.oracle.memory.store import OracleMemory
 from tests.oracle.test_player import C_MAJOR, learn_melody, percept
 
 EPS = 1e-9
@@ -112,8 +112,8 @@ def test_steps_after_a_percept_are_decided_at_the_clock_time_and_replay_identica
     """Taking in a percept takes time: with the live clock given, the steps due after it are decided at the clock's
     time (a clocked step never leaves less than half the look-ahead, whenever the percepts come), and the session
     log replays to the same notes."""
-    from services.oracle.replay import replay_session
-    from services.oracle.session import SessionLog, make_stage
+    from services.oracle.player.replay import replay_session
+    from services.oracle.player.session import SessionLog, make_stage
 
     config = MusicHalConfig().with_overrides({"generation.mode": "lead", "generation.seed": 2})
     fake = {"t": 0.0}

@@ -9,9 +9,9 @@ from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
-from services.oracle.audio_oracle import AudioOracle
-from services.oracle.live import LiveOracle
-from services.oracle.memory import OracleMemory
+from services.oracle.memory.audio_oracle import AudioOracle
+from services.oracle.player.live import LiveOracle
+from services.oracle.memory.store import OracleMemory
 
 
 def percepts(n, seed=0, dim=8):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.oracle.memory import OracleMemory
+from services.oracle.memory.store import OracleMemory
 from shared.config import MusicHalConfig
 from shared.messages import Percept
 

@@ -7,9 +7,9 @@ import pytest
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
-from services.oracle.live import LiveOracle
-from services.oracle.player import MODE_WEIGHTS
-from services.oracle.memory import OracleMemory
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.walk import MODE_WEIGHTS
+from services.oracle.memory.store import OracleMemory
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
 
@@ -270,8 +270,8 @@ def test_runs_out_of_range_move_by_octaves_keeping_their_contour():
 
 def test_a_session_log_replays_to_the_same_midi_bytes(tmp_path):
     from services.midi_out.render import render_notes
-    from services.oracle.replay import replay_session
-    from services.oracle.session import SessionLog, make_stage
+    from services.oracle.player.replay import replay_session
+    from services.oracle.player.session import SessionLog, make_stage
 
     config = MusicHalConfig().with_overrides({"generation.seed": 5, "oracle.rebuild_every_events": 8})
     clock = {"t": 0.0}

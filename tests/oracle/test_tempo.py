@@ -7,7 +7,7 @@ import soundfile as sf
 
 from shared.config import MusicHalConfig
 from services.capture.segmenter import OnsetSegmenter, segment_signal
-from services.oracle.tempo import TempoTracker
+from services.oracle.player.tempo import TempoTracker
 from testkit.audio import chorale_notes, render_midi_notes
 
 

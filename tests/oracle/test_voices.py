@@ -1,4 +1,4 @@
-"""Voices over one memory (services.oracle.voices): melody, bass and comping on a fake clock (plain numbers)."""
+"""Voices over one memory (services.oracle.player.voices): melody, bass and comping on a fake clock (plain numbers)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,10 +9,10 @@ import pytest
 from shared.config import MusicHalConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
-from services.oracle.live import LiveOracle
-from services.oracle.player import Player
-from services.oracle.memory import OracleMemory
-from services.oracle.voices import Ensemble, chord_movement, naive_chord, voice_chord
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.walk import Player
+from services.oracle.memory.store import OracleMemory
+from services.oracle.player.voices import Ensemble, chord_movement, naive_chord, voice_chord
 
 # a chorale-like progression: four voices (bass, tenor, alto, soprano) per slice, some with a fifth note
 CHORDS = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 67, 74), (48, 55, 64, 67), (45, 57, 64, 72),
@@ -227,8 +227,8 @@ def test_the_voices_flag_picks_the_voices():
 
 def test_a_session_with_voices_and_voice_controls_replays_to_the_same_midi_bytes(tmp_path):
     from services.midi_out.render import render_notes
-    from services.oracle.replay import replay_session
-    from services.oracle.session import SessionLog, make_stage
+    from services.oracle.player.replay import replay_session
+    from services.oracle.player.session import SessionLog, make_stage
 
     config = MusicHalConfig().with_overrides({"generation.seed": 2, "midi.profile": "gm-safe"})
     clock = {"t": 0.0}

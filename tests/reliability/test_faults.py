@@ -19,7 +19,7 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from services.oracle.player import MAX_IOI_S
+from services.oracle.player.walk import MAX_IOI_S
 from testkit.midi import (HUNG_NOTE_SLACK_S, ReceiverModel, TimedJackReader, first_note_age_s, hung_note_problems,
                           max_note_duration_s, panic_starts, scheduled_notes, stop_stats_problems)
 from testkit.waiting import actor_call, actor_pid, restarted_pid, stage_counter, wait_until
@@ -53,7 +53,7 @@ def panic_delay_after(reader: TimedJackReader, started: float) -> float:
 def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jack_server, ray_local, clip, tmp_path):
     import ray
     from services.stack import LiveStack
-    from services.oracle.memory import OracleMemory
+    from services.oracle.memory.store import OracleMemory
 
     reader = TimedJackReader()
     port = reader.open_virtual("in")

@@ -43,7 +43,7 @@ def test_atomic_write_respects_the_umask_like_open(tmp_path, umask, mask):
 
 
 def test_models_smf_stats_and_session_logs_are_0644_under_umask_022(tmp_path, umask):
-    from services.oracle.session import SessionLog
+    from services.oracle.player.session import SessionLog
     from services.midi_out.recorder import SmfRecorder
     from services.trainer.pipeline import stats_path_for
 

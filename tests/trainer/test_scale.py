@@ -170,7 +170,7 @@ def test_shards_the_driver_cannot_see_stop_the_run_with_the_reason(corpus_dir, t
 
 
 def test_oracle_columns_path_equals_the_descriptor_path_and_rejects_bad_columns_unchanged():
-    from services.oracle.audio_oracle import AudioOracle
+    from services.oracle.memory.audio_oracle import AudioOracle
     from services.trainer.pipeline import descriptor_columns
     from shared.messages import EventDescriptors
 

@@ -16,7 +16,7 @@ from services.capture.stage import CaptureStage
 from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import EncoderStage
 from services.model_file import load_musichal_model
-from services.oracle.memory import OracleMemory
+from services.oracle.memory.store import OracleMemory
 from services.trainer.cli import main, parse_threshold
 from services.trainer.pipeline import FeatureCache, corpus_names, discover_audio_files, stats_path_for, train
 from shared.errors import ParameterError

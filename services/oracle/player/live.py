@@ -3,8 +3,8 @@
 :class:`LiveOracle` owns the events waiting for their percepts (with deadlines), the feedback gate, mute, the
 live settings (:attr:`LiveOracle.config`, changed by :meth:`LiveOracle.apply_control` through the control table
 :data:`shared.controls.CONTROLS`; the player and the voices are handed their sections), the session-log hook, the
-memory (:class:`~services.oracle.memory.OracleMemory`) and the voices (:class:`~services.oracle.voices.Ensemble`: the
-melody :class:`~services.oracle.player.Player` and the bass and comping that follow it). Its methods take the time
+memory (:class:`~services.oracle.memory.store.OracleMemory`) and the voices (:class:`~services.oracle.player.voices.Ensemble`: the
+melody :class:`~services.oracle.player.walk.Player` and the bass and comping that follow it). Its methods take the time
 ``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
 
 - :meth:`on_event` — an input event arrived (it must be answered by a percept before its deadline);
@@ -38,12 +38,12 @@ from shared.controls import CONTROLS, control
 from shared.errors import ParameterError
 from shared.messages import Event, NoteEvent, Percept
 from services.encoder.expression import DynamicsFollower
-from services.oracle.echo import EchoGate
-from services.oracle.expression import with_dynamics
-from services.oracle.player import live_profile
-from services.oracle.session import note_to_record, percept_to_record
-from services.oracle.tempo import TempoTracker
-from services.oracle.voices import Ensemble
+from services.oracle.player.echo import EchoGate
+from services.oracle.player.expression import with_dynamics
+from services.oracle.player.walk import live_profile
+from services.oracle.player.session import note_to_record, percept_to_record
+from services.oracle.player.tempo import TempoTracker
+from services.oracle.player.voices import Ensemble
 
 __all__ = ["LiveOracle"]
 

@@ -18,7 +18,7 @@ the result is adopted at the same point, the next ``learn`` call). ``determinist
 their replay) runs the work in the background but adopts it exactly ``ADOPT_AFTER_EVENTS`` learned events after it
 started (waiting for it then if it is not finished), so decisions depend only on the inputs and learning never
 stalls the live loop.
-What plays the memory is :class:`services.oracle.live.LiveOracle` (the player and its voices); the memory
+What plays the memory is :class:`services.oracle.player.live.LiveOracle` (the player and its voices); the memory
 only learns, rebuilds, and saves.
 """
 from __future__ import annotations
@@ -34,9 +34,9 @@ from shared.errors import ModelFormatError, ParameterError
 from shared.messages import Percept
 from shared.memory import fix_malloc_thresholds
 from shared.model_io import load_model
-from services.oracle.audio_oracle import AudioOracle
-from services.oracle.factor_oracle import FactorOracle
-from services.oracle.information_rate import select_threshold
+from services.oracle.memory.audio_oracle import AudioOracle
+from services.oracle.memory.factor_oracle import FactorOracle
+from services.oracle.memory.information_rate import select_threshold
 
 __all__ = ["OracleMemory", "STAGE_SCHEMA", "IR_WINDOW_EVENTS"]
 

@@ -117,7 +117,7 @@ def select_threshold(features: Any, *, candidates: Optional[Any] = None, alpha: 
     ParameterError
         On fewer than 2 frames, non-finite values or negative candidates.
     """
-    from services.oracle.audio_oracle import AudioOracle
+    from services.oracle.memory.audio_oracle import AudioOracle
 
     x = np.asarray(features, dtype=np.float64)
     if x.ndim == 1:

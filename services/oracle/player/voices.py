@@ -1,6 +1,6 @@
 """Voices: several players over one memory — melody, bass and comping (pure logic, no Ray).
 
-The melody is today's :class:`~services.oracle.player.Player`, unchanged: its clock is the band's clock. The
+The melody is today's :class:`~services.oracle.player.walk.Player`, unchanged: its clock is the band's clock. The
 bass and comping voices *follow* it: they decide at the melody's steps, over the state the melody has just
 chosen (its harmony), transposed as the melody is, each with its own range, density and clock phase.
 
@@ -43,8 +43,8 @@ from shared.config import VOICE_NAMES, GenerationConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
 from shared.pitch import hz_to_midi
-from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
-from services.oracle.player import Player
+from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
+from services.oracle.player.walk import Player
 
 __all__ = ["Ensemble", "voice_chord", "naive_chord", "chord_movement", "place_near", "VOICE_NAMES", "MAX_DUR_S"]
 
@@ -116,7 +116,7 @@ class Ensemble:
     Parameters
     ----------
     memory : object
-        As for :class:`~services.oracle.player.Player` (``walk``, ``tokens``, ``store``).
+        As for :class:`~services.oracle.player.walk.Player` (``walk``, ``tokens``, ``store``).
     config : GenerationConfig
         The melody's settings (the player's).
     voices : VoicesConfig

@@ -19,9 +19,9 @@ from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
 from services.model_file import load_musichal_model
-from services.oracle.audio_oracle import AudioOracle
-from services.oracle.factor_oracle import FactorOracle
-from services.oracle.memory import OracleMemory
+from services.oracle.memory.audio_oracle import AudioOracle
+from services.oracle.memory.factor_oracle import FactorOracle
+from services.oracle.memory.store import OracleMemory
 
 __all__ = ["merge_oracle_parts", "load_corpora", "TOKEN_OFFSET"]
 

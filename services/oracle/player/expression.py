@@ -1,7 +1,7 @@
 """A note's expression from the memory state it is played from (pure): what the MPE profile sends per note.
 
 Each state holds its slice's expression (:mod:`services.encoder.expression`, stored by
-:class:`~services.oracle.states.StateStore`): a loudness envelope (``pressure``, 8 points 0..127), an f0 curve in
+:class:`~services.oracle.memory.states.StateStore`): a loudness envelope (``pressure``, 8 points 0..127), an f0 curve in
 cents from the nearest semitone of the slice's own f0 (``f0_cents``, 8 points, glides unwrapped), a CC74 value
 (``timbre``) and, when slices are transcribed, per note bend and glide in cents. :func:`note_expression` turns them
 into a note's :class:`NoteExpression`:
@@ -24,7 +24,7 @@ strictly before the note's end.
 :func:`with_dynamics` scales a note's velocity and pressure by the musician's dynamics
 (:class:`~services.encoder.expression.DynamicsFollower`).
 
->>> from services.oracle.states import StateInfo
+>>> from services.oracle.memory.states import StateInfo
 >>> state = StateInfo(state=1, token=0, onset_s=0.0, duration_s=0.5, velocity=80, f0_hz=440.0 * 2 ** (30 / 1200),
 ...                   chroma_peaks=(9,), event_id=0, source="", pressure=(100,) * 8, f0_cents=(30.0,) * 8, timbre=90)
 >>> e = note_expression(state, learned_pitch=69, duration_s=0.4)
@@ -101,7 +101,7 @@ def _automation(times_s: np.ndarray, values: np.ndarray, *, duration_s: float, s
 
 def note_expression(state: Any, *, learned_pitch: Optional[float], duration_s: float, speed: float = 1.0,
                     window_s: float = _DEFAULT_WINDOW_S, step_s: float = AUTOMATION_STEP_S) -> NoteExpression:
-    """The expression of a note played from ``state`` (a :class:`~services.oracle.states.StateInfo`).
+    """The expression of a note played from ``state`` (a :class:`~services.oracle.memory.states.StateInfo`).
 
     ``learned_pitch``: the state's own pitch the note plays (before transposition and octave moves; None when it
     has none); ``duration_s``: how long the note sounds; ``speed``: slice seconds per note second.

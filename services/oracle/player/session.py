@@ -13,8 +13,8 @@ The oracle actor writes one JSON object per line, in the exact order it did thin
 - ``control``: a control change applied (``name``, ``value``) with its time;
 - ``stop``: the end of the session.
 
-:func:`services.oracle.replay.replay_session` feeds the logged percepts, ticks and controls into a fresh
-:class:`~services.oracle.live.LiveOracle` (this module is what the decision object and the replay share: the
+:func:`services.oracle.player.replay.replay_session` feeds the logged percepts, ticks and controls into a fresh
+:class:`~services.oracle.player.live.LiveOracle` (this module is what the decision object and the replay share: the
 records and the memory they start from).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import orjson
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept
-from services.oracle.memory import OracleMemory
+from services.oracle.memory.store import OracleMemory
 
 __all__ = ["make_stage", "SessionLog", "SESSION_SCHEMA", "read_session", "note_to_record", "note_from_record",
            "percept_to_record", "percept_from_record"]

@@ -1,7 +1,7 @@
-"""Deterministic replay of a session log (:mod:`services.oracle.session`).
+"""Deterministic replay of a session log (:mod:`services.oracle.player.session`).
 
 :func:`replay_session` feeds the logged percepts, ticks and controls into a fresh
-:class:`~services.oracle.live.LiveOracle` (the object the live oracle actor drives) built from the logged config
+:class:`~services.oracle.player.live.LiveOracle` (the object the live oracle actor drives) built from the logged config
 and models; the decisions are deterministic, so it reproduces the logged notes exactly (checked).
 :func:`services.midi_out.render.render_notes` schedules them like the live MIDI-out (same ordering: due time, then
 arrival order) through a :class:`MidiOutStage` into an SMF, so the note messages equal the live recording byte for byte.
@@ -15,9 +15,9 @@ from typing import Any, Optional
 
 from shared.config import MusicHalConfig, drop_removed_keys
 from shared.messages import NoteEvent
-from services.oracle.corpus import load_corpora
-from services.oracle.live import LiveOracle
-from services.oracle.session import make_stage, note_from_record, percept_from_record, read_session
+from services.oracle.memory.corpus import load_corpora
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.session import make_stage, note_from_record, percept_from_record, read_session
 
 __all__ = ["replay_session", "ReplayResult"]
 
@@ -40,7 +40,7 @@ class ReplayResult:
 
 
 def replay_session(path: str | Path) -> ReplayResult:
-    """Re-run a session's decisions on a fresh :class:`~services.oracle.live.LiveOracle` (the live decision object)
+    """Re-run a session's decisions on a fresh :class:`~services.oracle.player.live.LiveOracle` (the live decision object)
     at the logged times; returns the notes (and the logged ones to compare)."""
     records = read_session(path)
     header = records[0]

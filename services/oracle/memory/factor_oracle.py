@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
-from services.oracle.kernels import (aligned, find_better, link_state, lrs_after_jump, probe, rehash, require_parts,
+from services.oracle.memory.kernels import (aligned, find_better, link_state, lrs_after_jump, probe, rehash, require_parts,
                                      validate_links)
 
 __all__ = ["FactorOracle", "FO_SCHEMA"]
@@ -326,8 +326,8 @@ class FactorOracle:
         return int(self._rows[state, _SYM])
 
     def state_info(self, state: int):
-        """A :class:`~services.oracle.states.StateInfo` with the symbol as token and default descriptors."""
-        from services.oracle.states import StateInfo
+        """A :class:`~services.oracle.memory.states.StateInfo` with the symbol as token and default descriptors."""
+        from services.oracle.memory.states import StateInfo
 
         if not 0 <= state < self.n_states:
             raise ParameterError(f"state {state} is outside 0..{self.n_states - 1}")

@@ -21,7 +21,7 @@ A reaction happens once per onset (its early view, or its full view when no earl
 than ``REACT_GAP_S / speed`` after the previous step; below density 1 only that share of onsets is answered.
 ``wait_for_input`` (a generation setting) makes the reactive modes wait: no steps once the last live onset
 is more than ``WAIT_S`` old. ``beat_aligned`` puts steps on the live input's tracked beat grid
-(:class:`~services.oracle.tempo.TempoTracker`; beats, halves or quarters, whichever is nearest the learned
+(:class:`~services.oracle.player.tempo.TempoTracker`; beats, halves or quarters, whichever is nearest the learned
 interval) once a tempo is known.
 
 Influence
@@ -75,7 +75,7 @@ from shared.config import GenerationConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
 from shared.pitch import hz_to_midi, hz_to_midi_array
-from services.oracle.expression import NEUTRAL, expression_window_s, note_expression
+from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
 
 __all__ = ["Player", "ModeWeights", "MODE_WEIGHTS", "MIN_IOI_S", "MAX_IOI_S", "LIVE_CONTEXT", "live_profile",
            "state_pitch_or_none"]
@@ -192,7 +192,7 @@ class Player:
     memory : object
         Gives ``walk`` (the oracle to walk: ``n_states``, ``sfx``, ``lrs``, ``rsfx``), ``tokens`` (a
         FactorOracle for context matching, state ``i`` = event ``i``) and ``store`` (the StateStore with the
-        events' descriptors, or None). :class:`~services.oracle.memory.OracleMemory` provides them.
+        events' descriptors, or None). :class:`~services.oracle.memory.store.OracleMemory` provides them.
     config : GenerationConfig
     """
 
@@ -544,7 +544,7 @@ class Player:
             # the first note whose choice used this onset's influence (latency accounting in midi_out)
             stamps = {"input_event_id": float(self.influence_id), "onset_wall": self.influence_onset,
                       "t_detected": self.influence_detected, "first_of_response": True}
-        # the state's expression (services.oracle.expression): bend from its f0 curve, pressure, CC74
+        # the state's expression (services.oracle.player.expression): bend from its f0 curve, pressure, CC74
         expression = NEUTRAL if store is None else note_expression(
             store.info(c), learned_pitch=self._columns.pitch[c], duration_s=dur / speed, speed=speed,
             window_s=expression_window_s(self.memory))

@@ -34,8 +34,8 @@ import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
-from services.oracle.kernels import aligned, find_better, link_state, lrs_after_jump, rehash, require_parts, validate_links
-from services.oracle.states import StateInfo, StateStore
+from services.oracle.memory.kernels import aligned, find_better, link_state, lrs_after_jump, rehash, require_parts, validate_links
+from services.oracle.memory.states import StateInfo, StateStore
 
 __all__ = ["AudioOracle", "AO_SCHEMA"]
 
