@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import ParameterError
-from services.compare.metrics import figures_from_results, recommend, run_comparison
+from services.compare.comparison import run_comparison
+from services.compare.metrics import figures_from_results, recommend
 from services.encoder.wav2vec import Wav2VecMusicEncoder
 
 FAST_W2V = {"real_time_factor": 0.1, "p95_ms": 30.0, "load_seconds": 2.0, "pitch_accuracy": 0.95,
