@@ -12,17 +12,19 @@ that calls them:
 * :func:`probe_classification` / :func:`probe_regression` — cross-validated linear probes (fixed seeds);
 * :func:`recommend` — recommendations as a pure function of the measured figures (:func:`figures_from_results`).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from shared.errors import ParameterError
 from services.encoder.features import FEATURE_NAMES
 from services.encoder.quantizer import SymbolQuantizer
+from shared.errors import ParameterError
 
 __all__ = [
     "CONSONANCE_DIMENSION",
@@ -159,7 +161,7 @@ def projection_2d(features: Any) -> tuple[list[list[float]], list[float]]:
     points = u[:, :k] * s[:k]
     if k < 2:
         points = np.hstack([points, np.zeros((x.shape[0], 2 - k))])
-    energy = (s ** 2).sum()
+    energy = (s**2).sum()
     ratio = [float(v) for v in (s[:2] ** 2 / energy)] + [0.0] * (2 - k)
     return [[float(a), float(b)] for a, b in points], ratio
 
@@ -191,7 +193,7 @@ def read_reference_notes(path: str | Path) -> list[tuple[int, float, float]]:
             starts = sounding.get((message.channel, message.note))
             if starts:
                 notes.append((int(message.note), starts.pop(0), now))
-    for (channel, pitch), starts in sounding.items():
+    for (_channel, pitch), starts in sounding.items():
         notes.extend((int(pitch), start, now) for start in starts)
     notes.sort(key=lambda n: (n[1], n[0]))
     return notes
@@ -201,9 +203,14 @@ def _sounding(notes: Sequence[tuple[int, float, float]], onset_s: float) -> list
     return [n for n in notes if n[1] <= onset_s + _ONSET_TOLERANCE_S and n[2] > onset_s + _ONSET_TOLERANCE_S / 2]
 
 
-def pitch_class_labels(onsets_s: Sequence[float], *, notes: Optional[Sequence[tuple[int, float, float]]] = None,
-                       f0_hz: Optional[Sequence[float]] = None, f0_confidence: Optional[Sequence[float]] = None,
-                       min_confidence: float = 0.5) -> list[Optional[int]]:
+def pitch_class_labels(
+    onsets_s: Sequence[float],
+    *,
+    notes: Sequence[tuple[int, float, float]] | None = None,
+    f0_hz: Sequence[float] | None = None,
+    f0_confidence: Sequence[float] | None = None,
+    min_confidence: float = 0.5,
+) -> list[int | None]:
     """Pitch class per event: from reference ``notes`` (the most recently started note sounding at the onset,
     with a 60 ms tolerance for onset-detection lag; the lowest of simultaneous ones), else from the f0 estimate
     (``None`` where unvoiced or below ``min_confidence``).
@@ -215,7 +222,7 @@ def pitch_class_labels(onsets_s: Sequence[float], *, notes: Optional[Sequence[tu
     """
     if notes is None and f0_hz is None:
         raise ParameterError("pitch_class_labels needs reference notes or f0 estimates")
-    labels: list[Optional[int]] = []
+    labels: list[int | None] = []
     if notes is not None:
         for onset in onsets_s:
             current = _sounding(notes, float(onset))
@@ -247,14 +254,18 @@ def chord_consonance(pitches: Sequence[int]) -> float:
         return 1.0
     scores = []
     for i, a in enumerate(classes):
-        for b in classes[i + 1:]:
+        for b in classes[i + 1 :]:
             interval = (b - a) % 12
             scores.append(INTERVAL_CLASS_CONSONANCE[min(interval, 12 - interval)])
     return float(np.mean(scores))
 
 
-def consonance_targets(onsets_s: Sequence[float], *, notes: Optional[Sequence[tuple[int, float, float]]] = None,
-                       traditional: Optional[Any] = None) -> list[float]:
+def consonance_targets(
+    onsets_s: Sequence[float],
+    *,
+    notes: Sequence[tuple[int, float, float]] | None = None,
+    traditional: Any | None = None,
+) -> list[float]:
     """Consonance per event: :func:`chord_consonance` of the reference notes sounding at the onset, else the
     traditional vector's documented consonance dimension (:data:`CONSONANCE_DIMENSION`)."""
     if notes is not None:
@@ -291,8 +302,13 @@ def probe_classification(features: Any, labels: Sequence[int], *, seed: int = 0,
     classes, counts = np.unique(y, return_counts=True)
     keep = np.isin(y, classes[counts >= 2])
     x, y = x[keep], y[keep]
-    result: dict[str, Any] = {"accuracy": None, "folds": 0, "events": int(y.size), "classes": int(np.unique(y).size),
-                              "chance": None}
+    result: dict[str, Any] = {
+        "accuracy": None,
+        "folds": 0,
+        "events": int(y.size),
+        "classes": int(np.unique(y).size),
+        "chance": None,
+    }
     if np.unique(y).size < 2:
         return result
     folds = _folds(y, max_folds=max_folds)
@@ -344,7 +360,7 @@ def figures_from_results(results: Mapping[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def _quality(view: Mapping[str, Any]) -> Optional[float]:
+def _quality(view: Mapping[str, Any]) -> float | None:
     """Mean of the available quality figures in [0, 1] (pitch accuracy, clipped R², normalized entropy)."""
     parts = []
     if view.get("pitch_accuracy") is not None:
@@ -359,7 +375,7 @@ def _realtime(view: Mapping[str, Any], deadline_ms: float) -> bool:
     return float(view["real_time_factor"]) < 1.0 and float(view["p95_ms"]) <= deadline_ms
 
 
-def _better(a: Optional[float], b: Optional[float], *, margin: float = _QUALITY_MARGIN) -> Optional[str]:
+def _better(a: float | None, b: float | None, *, margin: float = _QUALITY_MARGIN) -> str | None:
     """``"a"``/``"b"`` when one beats the other by more than ``margin``; ``None`` for a tie or missing data."""
     if a is None or b is None:
         return None
@@ -401,25 +417,56 @@ def recommend(figures: Mapping[str, Any]) -> list[dict[str, str]]:
         return f"RTF {float(view['real_time_factor']):.3f}, p95 {float(view['p95_ms']):.1f} ms"
 
     if w2v_rt and trad_rt:
-        rows.append({"criterion": "live (real time)", "choice": "either",
-                     "reason": f"both keep up: traditional {speed(trad)}; wav2vec {speed(w2v)} (deadline {deadline:.0f} ms)"})
+        rows.append(
+            {
+                "criterion": "live (real time)",
+                "choice": "either",
+                "reason": f"both keep up: traditional {speed(trad)}; wav2vec {speed(w2v)} (deadline {deadline:.0f} ms)",
+            }
+        )
     elif trad_rt:
-        why = "slower than real time" if float(w2v["real_time_factor"]) >= 1.0 else f"p95 over the {deadline:.0f} ms deadline"
-        rows.append({"criterion": "live (real time)", "choice": "traditional",
-                     "reason": f"wav2vec is {why} here ({speed(w2v)}); traditional {speed(trad)}"})
+        why = (
+            "slower than real time"
+            if float(w2v["real_time_factor"]) >= 1.0
+            else f"p95 over the {deadline:.0f} ms deadline"
+        )
+        rows.append(
+            {
+                "criterion": "live (real time)",
+                "choice": "traditional",
+                "reason": f"wav2vec is {why} here ({speed(w2v)}); traditional {speed(trad)}",
+            }
+        )
     elif w2v_rt:
-        rows.append({"criterion": "live (real time)", "choice": "wav2vec",
-                     "reason": f"traditional does not keep up ({speed(trad)}); wav2vec {speed(w2v)}"})
+        rows.append(
+            {
+                "criterion": "live (real time)",
+                "choice": "wav2vec",
+                "reason": f"traditional does not keep up ({speed(trad)}); wav2vec {speed(w2v)}",
+            }
+        )
     else:
-        rows.append({"criterion": "live (real time)", "choice": "traditional",
-                     "reason": f"neither keeps up on this machine; traditional is the cheaper ({speed(trad)} vs {speed(w2v)})"})
+        rows.append(
+            {
+                "criterion": "live (real time)",
+                "choice": "traditional",
+                "reason": "neither keeps up on this machine; traditional is the cheaper "
+                f"({speed(trad)} vs {speed(w2v)})",
+            }
+        )
 
     pitch = _better(w2v.get("pitch_accuracy"), trad.get("pitch_accuracy"))
     if w2v.get("pitch_accuracy") is None or trad.get("pitch_accuracy") is None:
         rows.append({"criterion": "pitch information", "choice": "either", "reason": "no pitch labels to probe with"})
     else:
-        rows.append({"criterion": "pitch information", "choice": {"a": "wav2vec", "b": "traditional"}.get(pitch, "either"),
-                     "reason": f"probe accuracy traditional {trad['pitch_accuracy']:.2f}, wav2vec {w2v['pitch_accuracy']:.2f}"})
+        rows.append(
+            {
+                "criterion": "pitch information",
+                "choice": {"a": "wav2vec", "b": "traditional"}.get(pitch, "either"),
+                "reason": f"probe accuracy traditional {trad['pitch_accuracy']:.2f}, "
+                f"wav2vec {w2v['pitch_accuracy']:.2f}",
+            }
+        )
 
     if w2v["collapse"] and not trad["collapse"]:
         vocab_choice, vocab_reason = "traditional", "wav2vec tokens collapse onto a few symbols"
@@ -428,22 +475,30 @@ def recommend(figures: Mapping[str, Any]) -> list[dict[str, str]]:
     else:
         better = _better(float(w2v["normalized_entropy"]), float(trad["normalized_entropy"]))
         vocab_choice = {"a": "wav2vec", "b": "traditional"}.get(better, "either")
-        vocab_reason = (f"normalized token entropy traditional {float(trad['normalized_entropy']):.2f}, "
-                        f"wav2vec {float(w2v['normalized_entropy']):.2f}")
+        vocab_reason = (
+            f"normalized token entropy traditional {float(trad['normalized_entropy']):.2f}, "
+            f"wav2vec {float(w2v['normalized_entropy']):.2f}"
+        )
     rows.append({"criterion": "vocabulary use", "choice": vocab_choice, "reason": vocab_reason})
 
     q_trad, q_w2v = _quality(trad), _quality(w2v)
     quality = _better(q_w2v, q_trad)
     quality_text = f"quality score traditional {q_trad:.2f}, wav2vec {q_w2v:.2f}"
     if not w2v_rt:
-        overall = ("traditional", f"wav2vec cannot run live here ({speed(w2v)}); {quality_text}"
-                   + ("; wav2vec is still worth it for offline training" if quality == "a" else ""))
+        overall = (
+            "traditional",
+            f"wav2vec cannot run live here ({speed(w2v)}); {quality_text}"
+            + ("; wav2vec is still worth it for offline training" if quality == "a" else ""),
+        )
     elif quality == "a":
         overall = ("wav2vec", f"real time and more informative: {quality_text}")
     elif quality == "b":
         overall = ("traditional", f"as fast or faster and more informative: {quality_text}")
     else:
-        overall = ("hybrid", f"wav2vec keeps up and neither view is clearly better ({quality_text}); "
-                             "hybrid keeps both and falls back to traditional")
+        overall = (
+            "hybrid",
+            f"wav2vec keeps up and neither view is clearly better ({quality_text}); "
+            "hybrid keeps both and falls back to traditional",
+        )
     rows.append({"criterion": "overall", "choice": overall[0], "reason": overall[1]})
     return rows

@@ -4,6 +4,7 @@ file's sha256 + the feature settings); a small :class:`~services.trainer.shards.
 empty or onset-less files are skipped with a one-line reason; a file a worker cannot open is marked unreadable.
 The wav2vec path runs it in two stages (:func:`segment_batch` on CPU tasks, :func:`encode_pending` on encoder
 actors)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,21 +12,30 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from shared.config import MusicHalConfig
-from shared.errors import MusicHalError
 from services.trainer.hashing import file_sha256
 from services.trainer.shards import FEATURE_CACHE_VERSION, FeatureCache, FileOutcome, descriptor_columns
+from shared.config import MusicHalConfig
+from shared.errors import MusicHalError
 
-__all__ = ["feature_settings", "cache_key", "make_perception", "analyze_path", "analyze_batch", "segmentation_config",
-           "segment_batch", "encode_pending"]
+__all__ = [
+    "feature_settings",
+    "cache_key",
+    "make_perception",
+    "analyze_path",
+    "analyze_batch",
+    "segmentation_config",
+    "segment_batch",
+    "encode_pending",
+]
 
 
-def _checkpoint_hash(model: str) -> Optional[str]:
+def _checkpoint_hash(model: str) -> str | None:
     """sha256 over a local checkpoint folder's weight and config files (None for a hub name not on disk)."""
     root = Path(model)
     if not root.is_dir():
@@ -53,11 +63,18 @@ def feature_settings(config: MusicHalConfig, perception: Any) -> dict[str, Any]:
         wav2vec = {k: v for k, v in wav2vec.items() if k != "device"}
         wav2vec["checkpoint_sha256"] = _checkpoint_hash(str(wav2vec.get("model")))
         wav2vec["batch_size"] = config.wav2vec.batch_size
-    return {"cache_version": FEATURE_CACHE_VERSION, "views": info["views"], "primary_view": info["primary_view"],
-            "hybrid": info["hybrid"], "traditional": info["traditional"], "wav2vec": wav2vec,
-            "slice_notes": info.get("slice_notes"),
-            "sample_rate_hz": config.audio.sample_rate_hz, "input_channel": config.audio.input_channel,
-            "segmenter": dataclasses.asdict(config.segmenter)}
+    return {
+        "cache_version": FEATURE_CACHE_VERSION,
+        "views": info["views"],
+        "primary_view": info["primary_view"],
+        "hybrid": info["hybrid"],
+        "traditional": info["traditional"],
+        "wav2vec": wav2vec,
+        "slice_notes": info.get("slice_notes"),
+        "sample_rate_hz": config.audio.sample_rate_hz,
+        "input_channel": config.audio.input_channel,
+        "segmenter": dataclasses.asdict(config.segmenter),
+    }
 
 
 def _canonical(value: Any) -> bytes:
@@ -69,21 +86,31 @@ def cache_key(sha256: str, settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(sha256.encode() + b"\0" + _canonical(settings)).hexdigest()
 
 
-def make_perception(config: MusicHalConfig, *, torch_threads: Optional[int] = None) -> Any:
+def make_perception(config: MusicHalConfig, *, torch_threads: int | None = None) -> Any:
     """The feature computer a worker uses (wav2vec loaded here when the config asks for it)."""
     from services.encoder.views import HybridPerceptionModule
 
     return HybridPerceptionModule.from_config(config, torch_threads=torch_threads)
 
+
 def _one_line(error: BaseException, path: Path, name: str) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     text = text.replace(str(path), name)
-    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
+    return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
 
 
-def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalConfig, perception: Any,
-                 settings: Mapping[str, Any], cache: Optional[FeatureCache],
-                 known: Optional[Sequence[Any]] = None, window_batches: Optional[list] = None) -> FileOutcome:
+def analyze_path(
+    path: str | Path,
+    *,
+    index: int,
+    name: str,
+    config: MusicHalConfig,
+    perception: Any,
+    settings: Mapping[str, Any],
+    cache: FeatureCache | None,
+    known: Sequence[Any] | None = None,
+    window_batches: list | None = None,
+) -> FileOutcome:
     """Features of one file, written as a shard to ``cache`` (a summary without arrays is returned then).
 
     ``known`` = ``(size, mtime_ns, sha256)`` from the driver's :class:`HashIndex`: when size and mtime still
@@ -93,8 +120,8 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
     stage, ``perception`` without wav2vec) the windows are collected there in analysis batches and the outcome
     is returned with its arrays and ``pending`` set, unstored: :func:`encode_pending` finishes it.
     """
-    from shared.audio import probe_audio_file
     from services.encoder.analysis import analyze_file
+    from shared.audio import probe_audio_file
 
     path = Path(path)
     start = time.perf_counter()
@@ -104,7 +131,9 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
         with open(path, "rb"):
             pass
     except OSError as error:
-        return FileOutcome(index=index, name=name, reason=f"unreadable ({_one_line(error, path, name)})", unreadable=True)
+        return FileOutcome(
+            index=index, name=name, reason=f"unreadable ({_one_line(error, path, name)})", unreadable=True
+        )
     hashed = False
     if known is not None and (int(known[0]), int(known[1])) == (st.st_size, st.st_mtime_ns):
         sha = str(known[2])
@@ -112,18 +141,32 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
         try:
             sha = file_sha256(path)
         except OSError as error:
-            return FileOutcome(index=index, name=name, reason=f"unreadable ({_one_line(error, path, name)})",
-                               unreadable=True)
+            return FileOutcome(
+                index=index, name=name, reason=f"unreadable ({_one_line(error, path, name)})", unreadable=True
+            )
         hashed = True
     key = cache_key(sha, settings)
-    common = {"index": index, "name": name, "sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-              "hashed": hashed, "settings": dict(settings)}
+    common = {
+        "index": index,
+        "name": name,
+        "sha256": sha,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "hashed": hashed,
+        "settings": dict(settings),
+    }
     if cache is not None:
         head = cache.header(key)
         if head is not None:
-            return FileOutcome(**common, key=key, duration_s=float(head["duration_s"]), events=int(head["events"]),
-                               from_cache=True, seconds=time.perf_counter() - start,
-                               cpu_s=time.process_time() - cpu_start)
+            return FileOutcome(
+                **common,
+                key=key,
+                duration_s=float(head["duration_s"]),
+                events=int(head["events"]),
+                from_cache=True,
+                seconds=time.perf_counter() - start,
+                cpu_s=time.process_time() - cpu_start,
+            )
     try:
         duration_s = probe_audio_file(path).duration_s
         events, analyses = analyze_file(path, config, perception, window_batches=window_batches)
@@ -133,10 +176,16 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
         return FileOutcome(**common, reason=f"{type(error).__name__}: {_one_line(error, path, name)}")
     if not events:
         return FileOutcome(**common, duration_s=duration_s, reason="no onsets found")
-    views = {view: np.stack([vectors[view] for _, vectors in analyses]).astype(np.float32)
-             for view in analyses[0][1]}
-    outcome = FileOutcome(**common, key=key, duration_s=duration_s, columns=descriptor_columns([d for d, _ in analyses]),
-                          views=views, seconds=time.perf_counter() - start, cpu_s=time.process_time() - cpu_start)
+    views = {view: np.stack([vectors[view] for _, vectors in analyses]).astype(np.float32) for view in analyses[0][1]}
+    outcome = FileOutcome(
+        **common,
+        key=key,
+        duration_s=duration_s,
+        columns=descriptor_columns([d for d, _ in analyses]),
+        views=views,
+        seconds=time.perf_counter() - start,
+        cpu_s=time.process_time() - cpu_start,
+    )
     if window_batches is not None:
         outcome.pending = True
         return outcome
@@ -149,8 +198,9 @@ def analyze_path(path: str | Path, *, index: int, name: str, config: MusicHalCon
     return outcome.without_arrays()
 
 
-def analyze_batch(items: Sequence[Sequence[Any]], *, config: MusicHalConfig, perception: Any,
-                  cache_dir: Optional[str], node: str = "") -> list[FileOutcome]:
+def analyze_batch(
+    items: Sequence[Sequence[Any]], *, config: MusicHalConfig, perception: Any, cache_dir: str | None, node: str = ""
+) -> list[FileOutcome]:
     """``[(index, path, name[, known])]`` → outcomes (a worker's unit of work; shards go to ``cache_dir``)."""
     settings = getattr(perception, "_trainer_settings", None)
     if settings is None:
@@ -166,8 +216,16 @@ def analyze_batch(items: Sequence[Sequence[Any]], *, config: MusicHalConfig, per
     for item in items:
         index, path, name = item[0], item[1], item[2]
         known = item[3] if len(item) > 3 else None
-        outcome = analyze_path(path, index=index, name=name, config=config, perception=perception,
-                               settings=settings, cache=cache, known=known)
+        outcome = analyze_path(
+            path,
+            index=index,
+            name=name,
+            config=config,
+            perception=perception,
+            settings=settings,
+            cache=cache,
+            known=known,
+        )
         outcome.node = node
         outcome.settings_key = digest
         if sent:
@@ -182,8 +240,15 @@ def segmentation_config(config: MusicHalConfig) -> MusicHalConfig:
     return config.with_overrides({"features.kind": "traditional", "features.hybrid": False})
 
 
-def segment_batch(items: Sequence[Sequence[Any]], *, config: MusicHalConfig, perception: Any,
-                  settings: Mapping[str, Any], cache_dir: str, node: str = "") -> tuple[list[FileOutcome], list[dict]]:
+def segment_batch(
+    items: Sequence[Sequence[Any]],
+    *,
+    config: MusicHalConfig,
+    perception: Any,
+    settings: Mapping[str, Any],
+    cache_dir: str,
+    node: str = "",
+) -> tuple[list[FileOutcome], list[dict]]:
     """First stage of the wav2vec path (a CPU task): decode, segment, descriptors and traditional features.
 
     ``perception`` is built from :func:`segmentation_config`; ``settings`` are the full feature settings (with
@@ -197,21 +262,43 @@ def segment_batch(items: Sequence[Sequence[Any]], *, config: MusicHalConfig, per
     payloads: list[dict] = []
     for item in items:
         batches: list = []
-        outcome = analyze_path(item[1], index=item[0], name=item[2], config=config, perception=perception,
-                               settings=settings, cache=cache, known=item[3] if len(item) > 3 else None,
-                               window_batches=batches)
+        outcome = analyze_path(
+            item[1],
+            index=item[0],
+            name=item[2],
+            config=config,
+            perception=perception,
+            settings=settings,
+            cache=cache,
+            known=item[3] if len(item) > 3 else None,
+            window_batches=batches,
+        )
         outcome.node = node
         outcome.settings_key = digest
         if outcome.pending:
-            payloads.append({"index": outcome.index, "columns": outcome.columns,
-                             "traditional": outcome.views.get("traditional"), "batches": batches})
+            payloads.append(
+                {
+                    "index": outcome.index,
+                    "columns": outcome.columns,
+                    "traditional": outcome.views.get("traditional"),
+                    "batches": batches,
+                }
+            )
             outcome = outcome.without_arrays()
         summaries.append(outcome)
     return summaries, payloads
 
 
-def encode_pending(summaries: Sequence[FileOutcome], payloads: Sequence[dict], *, perception: Any,
-                   settings: Mapping[str, Any], cache_dir: str, sample_rate_hz: int, node: str = "") -> list[FileOutcome]:
+def encode_pending(
+    summaries: Sequence[FileOutcome],
+    payloads: Sequence[dict],
+    *,
+    perception: Any,
+    settings: Mapping[str, Any],
+    cache_dir: str,
+    sample_rate_hz: int,
+    node: str = "",
+) -> list[FileOutcome]:
     """Second stage of the wav2vec path (an encoder actor): the wav2vec view of each pending file, batch by batch
     exactly as :func:`analyze_path` would, then the shard is written. Returns the final summaries."""
     cache = FeatureCache(cache_dir)
@@ -220,18 +307,27 @@ def encode_pending(summaries: Sequence[FileOutcome], payloads: Sequence[dict], *
     for summary in summaries:
         payload = by_index[summary.index]
         start, cpu_start = time.perf_counter(), time.process_time()
-        rows = [np.asarray(row, dtype=np.float32) for batch in payload["batches"]
-                for row in perception.wav2vec.extract_batch(list(batch), sample_rate_hz)]
+        rows = [
+            np.asarray(row, dtype=np.float32)
+            for batch in payload["batches"]
+            for row in perception.wav2vec.extract_batch(list(batch), sample_rate_hz)
+        ]
         views = {"wav2vec": np.stack(rows).astype(np.float32)}
         if "traditional" in settings["views"]:
             views["traditional"] = payload["traditional"]
-        outcome = dataclasses.replace(summary, views=views, columns=payload["columns"], pending=False, node=node,
-                                      seconds=summary.seconds + time.perf_counter() - start,
-                                      cpu_s=summary.cpu_s + time.process_time() - cpu_start, settings=dict(settings))
+        outcome = dataclasses.replace(
+            summary,
+            views=views,
+            columns=payload["columns"],
+            pending=False,
+            node=node,
+            seconds=summary.seconds + time.perf_counter() - start,
+            cpu_s=summary.cpu_s + time.process_time() - cpu_start,
+            settings=dict(settings),
+        )
         try:
             cache.store(outcome)
         except OSError as error:
             outcome.error = f"cannot write the features of {summary.name} to {cache.directory}: {error}"
         out.append(outcome.without_arrays())
     return out
-

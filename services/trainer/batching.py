@@ -1,8 +1,10 @@
 """Trainer units of parallel work: consecutive files grouped by events (:func:`file_groups`) and the mapper that runs
 a function over groups (:func:`serial_map` in-process; Ray tasks in :mod:`services.trainer.distributed`)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["GROUP_EVENTS", "GROUP_FILES", "Mapper", "serial_map", "file_groups"]
 

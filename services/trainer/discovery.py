@@ -1,10 +1,11 @@
 """Trainer step 1, the corpus: ``--file``/``--dir`` inputs, sorted and deduplicated (the corpus order), and their
 short, location-independent names."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from shared.audio import AUDIO_FILE_SUFFIXES
 from shared.errors import ParameterError

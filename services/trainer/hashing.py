@@ -1,12 +1,12 @@
 """Trainer step 2a, content hashes: a file's sha256 and the ``(path, size, mtime)`` → sha256 index in the cache
 folder that spares a resume the rehashing."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 __all__ = ["HASH_INDEX", "file_sha256", "HashIndex"]
 
@@ -37,7 +37,7 @@ class HashIndex:
         except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
             self.entries = {}
 
-    def known(self, path: str | Path) -> Optional[tuple[int, int, str]]:
+    def known(self, path: str | Path) -> tuple[int, int, str] | None:
         entry = self.entries.get(str(path))
         if entry is None:
             return None

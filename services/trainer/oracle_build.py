@@ -1,15 +1,17 @@
 """Trainer step 4b, the oracle: which files it holds (:func:`oracle_files`, ``trainer.oracle_max_states``), the
 threshold (``"auto"``: Information Rate maximum), the continuous Audio Oracle on the primary view's (PCA) features and
 a token factor oracle, built by numba kernels with per-state metadata appended as columns, states in corpus order."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from services.trainer.shards import FileOutcome
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
-from services.trainer.shards import FileOutcome
 
 __all__ = ["IR_MAX_EVENTS", "oracle_files", "build_model_parts"]
 
@@ -36,10 +38,14 @@ def oracle_files(sizes: Sequence[int], max_states: int) -> np.ndarray:
     return keep
 
 
-
-def build_model_parts(model: Any, usable: Sequence[FileOutcome], tokenized: Sequence[dict[str, Any]], *,
-                      config: MusicHalConfig, threshold: str | float = "auto"
-                      ) -> tuple[tuple[dict[str, Any], dict[str, np.ndarray]], dict[str, Any]]:
+def build_model_parts(
+    model: Any,
+    usable: Sequence[FileOutcome],
+    tokenized: Sequence[dict[str, Any]],
+    *,
+    config: MusicHalConfig,
+    threshold: str | float = "auto",
+) -> tuple[tuple[dict[str, Any], dict[str, np.ndarray]], dict[str, Any]]:
     """Threshold and the oracle memory from the tokenised files (states in corpus order).
 
     ``tokenized[i]`` is :func:`tokenize_group`'s result for ``usable[i]``. Returns ``(oracle_parts, facts)``: the
@@ -82,22 +88,35 @@ def build_model_parts(model: Any, usable: Sequence[FileOutcome], tokenized: Sequ
     token_oracle = FactorOracle(capacity=n_states + 1)
     for outcome, t in members:  # per file; the kernels and column appends do the per-state work
         first = first_ids[outcome.index]
-        audio.extend(t["frames"].astype(np.float64), tokens=t["tokens"], columns=t["columns"],
-                     event_ids=np.arange(first, first + outcome.n_events, dtype=np.int64), source=outcome.name)
+        audio.extend(
+            t["frames"].astype(np.float64),
+            tokens=t["tokens"],
+            columns=t["columns"],
+            event_ids=np.arange(first, first + outcome.n_events, dtype=np.int64),
+            source=outcome.name,
+        )
         token_oracle.extend(t["tokens"])
     stage = OracleStage.from_memory(config, audio, token_oracle, threshold_source="trained")
     usage = {}
     for v, c in counts.items():
         counts_v = np.zeros(model.vocabulary_size, dtype=np.int64)
-        counts_v[:c.size] = c
+        counts_v[: c.size] = c
         total_v = int(counts_v.sum())
         p = counts_v[counts_v > 0] / max(1, total_v)
         entropy = float(-(p * np.log2(p)).sum()) if total_v else 0.0
-        usage[v] = {"counts": counts_v.tolist(), "used": int((counts_v > 0).sum()),
-                    "used_fraction": float((counts_v > 0).sum() / model.vocabulary_size), "entropy_bits": entropy,
-                    "perplexity": float(2.0 ** entropy)}
-    facts = {"threshold": value, "threshold_source": source,
-             "information_rate": total_information_rate(audio.lrs) if audio.n_states > 1 else 0.0,
-             "ir_curve": [[float(a), float(b)] for a, b in curve], "vocabulary_usage": usage,
-             "states": int(audio.n_states - 1)}
+        usage[v] = {
+            "counts": counts_v.tolist(),
+            "used": int((counts_v > 0).sum()),
+            "used_fraction": float((counts_v > 0).sum() / model.vocabulary_size),
+            "entropy_bits": entropy,
+            "perplexity": float(2.0**entropy),
+        }
+    facts = {
+        "threshold": value,
+        "threshold_source": source,
+        "information_rate": total_information_rate(audio.lrs) if audio.n_states > 1 else 0.0,
+        "ir_curve": [[float(a), float(b)] for a, b in curve],
+        "vocabulary_usage": usage,
+        "states": int(audio.n_states - 1),
+    }
     return stage.to_model_parts(), facts

@@ -19,21 +19,20 @@ serial run share them:
 5. :func:`train` (here) — all of it with pluggable ``analyze_many`` and ``map_groups`` (serial here, Ray in
    ``distributed``); writes ``model.json`` + ``.safetensors`` (deterministic bytes) and ``<stem>.stats.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from shared.config import MusicHalConfig
-from shared.errors import ParameterError
-from shared.messages import EventDescriptors
 from services.trainer.analysis import analyze_batch, make_perception
 from services.trainer.batching import Mapper, file_groups, serial_map
 from services.trainer.discovery import corpus_names
@@ -42,6 +41,9 @@ from services.trainer.hashing import HashIndex
 from services.trainer.oracle_build import build_model_parts, oracle_files
 from services.trainer.shards import FeatureCache, FileOutcome, descriptor_columns
 from services.trainer.tokens import tokenize_group
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
+from shared.messages import EventDescriptors
 
 __all__ = ["TrainingResult", "stats_path_for", "default_cache_dir", "train"]
 
@@ -60,7 +62,7 @@ def default_cache_dir(output: str | Path) -> Path:
 class TrainingResult:
     """What :func:`train` did: the files, the deterministic training facts and the run statistics."""
 
-    output: Optional[Path]
+    output: Path | None
     outcomes: list[FileOutcome]
     training: dict[str, Any]
     stats: dict[str, Any]
@@ -70,8 +72,13 @@ class TrainingResult:
         return [o for o in self.outcomes if not o.ok]
 
 
-def _serial_analyze(items: list[tuple[Any, ...]], *, config: MusicHalConfig, cache_dir: Optional[str],
-                    progress: Callable[[FileOutcome], None]) -> list[FileOutcome]:
+def _serial_analyze(
+    items: list[tuple[Any, ...]],
+    *,
+    config: MusicHalConfig,
+    cache_dir: str | None,
+    progress: Callable[[FileOutcome], None],
+) -> list[FileOutcome]:
     perception = make_perception(config)
     out = []
     for item in items:
@@ -101,8 +108,12 @@ def _prewarm_driver() -> None:
         select_threshold(frames)
         tokens = np.arange(16, dtype=np.int64) % 3
         oracle = AudioOracle(0.5, 2, capacity=17)
-        descriptors = [EventDescriptors(onset_s=0.1 * i, duration_s=0.1, rms=0.1, velocity=64, f0_hz=220.0,
-                                        f0_confidence=0.5, chroma_peaks=(9,)) for i in range(16)]
+        descriptors = [
+            EventDescriptors(
+                onset_s=0.1 * i, duration_s=0.1, rms=0.1, velocity=64, f0_hz=220.0, f0_confidence=0.5, chroma_peaks=(9,)
+            )
+            for i in range(16)
+        ]
         oracle.extend(frames, tokens=tokens, columns=descriptor_columns(descriptors), event_ids=np.arange(16))
         total_information_rate(oracle.lrs)
         FactorOracle(capacity=17).extend(tokens)
@@ -114,10 +125,19 @@ def _node_label(node: str) -> str:
     return node[:12] if node else "local"
 
 
-def train(paths: Sequence[str | Path], *, config: MusicHalConfig, output: str | Path, threshold: str | float = "auto",
-          cache_dir: Optional[str | Path] = None, analyze_many: Optional[Callable[..., list[FileOutcome]]] = None,
-          progress: Optional[Callable[[FileOutcome], None]] = None, map_groups: Optional[Mapper] = None,
-          skip_unreadable: Optional[bool] = None, extra_stats: Optional[Mapping[str, Any]] = None) -> TrainingResult:
+def train(
+    paths: Sequence[str | Path],
+    *,
+    config: MusicHalConfig,
+    output: str | Path,
+    threshold: str | float = "auto",
+    cache_dir: str | Path | None = None,
+    analyze_many: Callable[..., list[FileOutcome]] | None = None,
+    progress: Callable[[FileOutcome], None] | None = None,
+    map_groups: Mapper | None = None,
+    skip_unreadable: bool | None = None,
+    extra_stats: Mapping[str, Any] | None = None,
+) -> TrainingResult:
     """Train a model from ``paths`` (corpus order = the given order) and write it to ``output``.
 
     ``analyze_many(items, config=, cache_dir=, progress=)`` returns one small :class:`FileOutcome` per
@@ -168,34 +188,52 @@ def train(paths: Sequence[str | Path], *, config: MusicHalConfig, output: str | 
     if unreadable and not skip_unreadable:
         first = unreadable[0]
         more = f" ({len(unreadable) - 1} more unreadable file(s))" if len(unreadable) > 1 else ""
-        raise ParameterError(f"{first.name}: cannot be read on node {_node_label(first.node)}: {first.reason}{more}; "
-                             "every node must see the corpus at the same paths, or give --skip-unreadable")
+        raise ParameterError(
+            f"{first.name}: cannot be read on node {_node_label(first.node)}: {first.reason}{more}; "
+            "every node must see the corpus at the same paths, or give --skip-unreadable"
+        )
     usable = [o for o in outcomes if o.ok]
     if not usable:
         reasons = "; ".join(f"{o.name}: {o.reason}" for o in outcomes[:3])
         raise ParameterError(f"nothing usable to train on ({len(outcomes)} file(s) skipped: {reasons})")
-    settings = next((o.settings for o in outcomes if o.settings is not None and o.settings_key == usable[0].settings_key),
-                    None)
+    settings = next(
+        (o.settings for o in outcomes if o.settings is not None and o.settings_key == usable[0].settings_key), None
+    )
     if settings is None or any(o.settings_key != usable[0].settings_key for o in usable):
         raise ParameterError("workers computed features with different settings (mixed checkpoints or configs?)")
     invisible = [o for o in usable if o.key not in cache]
     if invisible:
         o = invisible[0]
-        raise ParameterError(f"the features of {o.name} were written on node {_node_label(o.node)} but {cache_dir} "
-                             "does not hold them here: on a cluster --cache-dir must be a folder every node shares")
+        raise ParameterError(
+            f"the features of {o.name} were written on node {_node_label(o.node)} but {cache_dir} "
+            "does not hold them here: on a cluster --cache-dir must be a folder every node shares"
+        )
 
     total_events = sum(o.n_events for o in usable)
     t1 = time.perf_counter()
-    model, sample_size = fit_perception(new_perception_model(config, settings, config.quantizer.seed), usable,
-                                        cache_dir=str(cache_dir), sample_events=config.trainer.fit_sample_events,
-                                        seed=config.quantizer.seed, map_groups=map_groups)
+    model, sample_size = fit_perception(
+        new_perception_model(config, settings, config.quantizer.seed),
+        usable,
+        cache_dir=str(cache_dir),
+        sample_events=config.trainer.fit_sample_events,
+        seed=config.quantizer.seed,
+        map_groups=map_groups,
+    )
     timings["fit_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     keep = oracle_files([o.n_events for o in usable], config.trainer.oracle_max_states)
     groups = file_groups([o.n_events for o in usable])
-    tokenized = [r for part in map_groups(tokenize_group, [(str(cache_dir), [(usable[i].key, usable[i].name, bool(keep[i]))
-                                                                             for i in group], model) for group in groups])
-                 for r in part]
+    tokenized = [
+        r
+        for part in map_groups(
+            tokenize_group,
+            [
+                (str(cache_dir), [(usable[i].key, usable[i].name, bool(keep[i])) for i in group], model)
+                for group in groups
+            ],
+        )
+        for r in part
+    ]
     timings["tokenize_s"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     oracle_parts, facts = build_model_parts(model, usable, tokenized, config=config, threshold=threshold)
@@ -205,7 +243,9 @@ def train(paths: Sequence[str | Path], *, config: MusicHalConfig, output: str | 
     training = {
         "trainer": "musichal-train",
         "seed": config.quantizer.seed,
-        "files": [{"name": o.name, "sha256": o.sha256, "duration_s": o.duration_s, "events": o.n_events} for o in usable],
+        "files": [
+            {"name": o.name, "sha256": o.sha256, "duration_s": o.duration_s, "events": o.n_events} for o in usable
+        ],
         "skipped": [{"name": o.name, "reason": o.reason} for o in outcomes if not o.ok],
         "events": total_events,
         "audio_seconds": audio_s,
@@ -214,8 +254,10 @@ def train(paths: Sequence[str | Path], *, config: MusicHalConfig, output: str | 
         "oracle_files": [o.name for o, k in zip(usable, keep) if k] if not keep.all() else "all",
         **facts,
     }
-    config_record = {name: dataclasses.asdict(getattr(config, name)) for name in ("audio", "segmenter", "features",
-                                                                                    "wav2vec", "quantizer", "oracle")}
+    config_record = {
+        name: dataclasses.asdict(getattr(config, name))
+        for name in ("audio", "segmenter", "features", "wav2vec", "quantizer", "oracle")
+    }
     config_record["wav2vec"].pop("use_gpu", None)  # runtime choice, not part of the features
     output.parent.mkdir(parents=True, exist_ok=True)
     t4 = time.perf_counter()
@@ -225,15 +267,32 @@ def train(paths: Sequence[str | Path], *, config: MusicHalConfig, output: str | 
     nodes: dict[str, int] = {}
     for o in outcomes:
         nodes[o.node] = nodes.get(o.node, 0) + 1
-    stats = {"timings": timings, "wall_s": timings["total_s"],
-             "audio_hours_per_hour": (audio_s / timings["total_s"]) if timings["total_s"] > 0 else 0.0,
-             "cache": {"directory": str(cache_dir), "hits": sum(o.from_cache for o in outcomes),
-                       "misses": sum((not o.from_cache) and o.ok for o in outcomes),
-                       "hashed": sum(o.hashed for o in outcomes)},
-             "unreadable_skipped": [{"name": o.name, "node": o.node, "reason": o.reason} for o in unreadable],
-             "oracle_states": facts["states"],
-             "files": [{"name": o.name, "node": o.node, "seconds": o.seconds, "from_cache": o.from_cache,
-                        "hashed": o.hashed, "events": o.n_events if o.ok else 0, "skipped": o.reason} for o in outcomes],
-             "files_per_node": nodes, **dict(extra_stats or {})}
+    stats = {
+        "timings": timings,
+        "wall_s": timings["total_s"],
+        "audio_hours_per_hour": (audio_s / timings["total_s"]) if timings["total_s"] > 0 else 0.0,
+        "cache": {
+            "directory": str(cache_dir),
+            "hits": sum(o.from_cache for o in outcomes),
+            "misses": sum((not o.from_cache) and o.ok for o in outcomes),
+            "hashed": sum(o.hashed for o in outcomes),
+        },
+        "unreadable_skipped": [{"name": o.name, "node": o.node, "reason": o.reason} for o in unreadable],
+        "oracle_states": facts["states"],
+        "files": [
+            {
+                "name": o.name,
+                "node": o.node,
+                "seconds": o.seconds,
+                "from_cache": o.from_cache,
+                "hashed": o.hashed,
+                "events": o.n_events if o.ok else 0,
+                "skipped": o.reason,
+            }
+            for o in outcomes
+        ],
+        "files_per_node": nodes,
+        **dict(extra_stats or {}),
+    }
     atomic_write_bytes(stats_path_for(output), json.dumps(stats, indent=2, sort_keys=True).encode())
     return TrainingResult(output=output, outcomes=outcomes, training=training, stats=stats)

@@ -1,13 +1,15 @@
 """Trainer step 4a, tokenising: each file's events through the fitted perception (token counts per view; for the
 files the oracle holds also the primary view's tokens, projected frames and descriptor columns)."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from shared.errors import ParameterError
 from services.trainer.shards import FeatureCache
+from shared.errors import ParameterError
 
 __all__ = ["tokenize_group"]
 
@@ -27,7 +29,10 @@ def tokenize_group(cache_dir: str, entries: Sequence[tuple[str, str, bool]], mod
             tokens = model.quantizers[view].transform(projected)
             result["counts"][view] = np.bincount(tokens, minlength=model.quantizers[view].n_centroids).astype(np.int64)
             if in_oracle and view == model.primary_view:
-                result.update(tokens=tokens.astype(np.int64), frames=np.ascontiguousarray(projected, dtype=np.float32),
-                              columns=loaded.columns)
+                result.update(
+                    tokens=tokens.astype(np.int64),
+                    frames=np.ascontiguousarray(projected, dtype=np.float32),
+                    columns=loaded.columns,
+                )
         out.append(result)
     return out
