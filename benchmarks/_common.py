@@ -20,6 +20,10 @@ single source ``benchmarks/report.py`` turns into docs/benchmarks.md)::
 in the report (``met`` is ``null`` for it) and never fails. A value of ``None`` (not measured) counts as not met.
 Unmet goals do not change the exit status (a benchmark that ran is a result, not a failure); a crash does, and
 ``make bench`` stops on it. Pass ``--no-save`` to a script (or set ``MUSICHAL_BENCH_NO_SAVE=1``) to print only.
+
+A run whose 1-minute load average, at its start or its end, is above :data:`NOISY_LOAD` is *noisy*
+(``machine.noisy``): the CPU was shared, so its figures say little about the code. A noisy run never replaces a
+quiet one: it is saved to ``benchmarks/results/noisy/<name>.json`` instead (delete the quiet file to accept it).
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _LOAD_AT_START = round(os.getloadavg()[0], 2)
+#: A run taken at a higher 1-minute load average (start or end) is noisy: not a figure to report.
+NOISY_LOAD = 1.5
 
 
 def goal(label: str, value: Any, op: str, target: Any = None, *, unit: str = "", note: str = "") -> dict:
@@ -88,18 +94,59 @@ def strip_no_save(argv: list[str] | None = None) -> list[str]:
     return [a for a in (sys.argv[1:] if argv is None else argv) if a != "--no-save"]
 
 
+def run_load(result: dict) -> float | None:
+    """The higher of a result's 1-minute load averages at its start and end (None when it recorded neither)."""
+    machine = result.get("machine") or {}
+    loads = [machine.get(k) for k in ("load_average_1min_start", "load_average_1min_end")]
+    loads = [float(v) for v in loads if isinstance(v, (int, float))]
+    return max(loads) if loads else None
+
+
+def is_noisy(result: dict) -> bool:
+    """True when the result was taken at a 1-minute load above :data:`NOISY_LOAD` (or its load is unknown)."""
+    load = run_load(result)
+    return load is None or load > NOISY_LOAD
+
+
+def save_result(report: dict, text: str | None = None, *, results_dir: Path | None = None) -> Path:
+    """Write ``report`` (as ``text`` when given) to ``<results_dir>/<name>.json``, unless it is noisy and a quiet
+    result is already there: then to ``<results_dir>/noisy/<name>.json`` (a line on stderr says so). Returns the path
+    written."""
+    results_dir = RESULTS_DIR if results_dir is None else results_dir
+    text = json.dumps(report, indent=2, default=str) if text is None else text
+    target = results_dir / f"{report['benchmark']}.json"
+    if is_noisy(report) and target.exists():
+        try:
+            kept = json.loads(target.read_text())
+        except (OSError, ValueError):
+            kept = None
+        if isinstance(kept, dict) and not is_noisy(kept):
+            noisy_target = results_dir / "noisy" / target.name
+            noisy_target.parent.mkdir(parents=True, exist_ok=True)
+            noisy_target.write_text(text + "\n")
+            print(f"{report['benchmark']}: load {run_load(report)} > {NOISY_LOAD}, a noisy run: kept the quiet result "
+                  f"of {kept.get('measured_at')} in {target}; this run is in {noisy_target}", file=sys.stderr)
+            return noisy_target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text + "\n")
+    return target
+
+
 def emit(name: str, figures: dict, goals: list[dict], *, notes: str = "", save: bool | None = None,
          indent: int | None = 2) -> int:
     """Print the benchmark's JSON (figures + goals + ``met``) and save it to ``benchmarks/results/<name>.json``.
 
-    Returns 0 (the exit status for ``sys.exit``): unmet goals are reported in the JSON, not as a failure."""
+    Returns 0 (the exit status for ``sys.exit``): unmet goals are reported in the JSON, not as a failure. A noisy run
+    (load above :data:`NOISY_LOAD`) does not replace a quiet saved one (:func:`save_result`)."""
     checked = [g for g in goals if g["met"] is not None]
+    machine = {"cpu_count": os.cpu_count(), "load_average_1min_start": _LOAD_AT_START,
+               "load_average_1min_end": round(os.getloadavg()[0], 2)}
+    machine["noisy"] = is_noisy({"machine": machine})
     report = {
         "benchmark": name,
         "command": command_line(),
         "measured_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpu_count": os.cpu_count(), "load_average_1min_start": _LOAD_AT_START,
-                    "load_average_1min_end": round(os.getloadavg()[0], 2)},
+        "machine": machine,
         "figures": _plain(figures),
         "goals": goals,
         "met": all(g["met"] for g in checked),
@@ -110,6 +157,5 @@ def emit(name: str, figures: dict, goals: list[dict], *, notes: str = "", save: 
     text = json.dumps(report, indent=indent, default=str)
     print(text, flush=True)
     if wants_save() if save is None else save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / f"{name}.json").write_text(text + "\n")
+        save_result(report, text)
     return 0

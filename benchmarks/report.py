@@ -4,6 +4,8 @@
 
 Every benchmark saves its last run there through benchmarks/_common.py (figures, goals, per-goal ``met``, the
 command, the time and the machine's load). ``--check`` exits 1 when the document is not what the JSON gives (stale).
+A result taken at a 1-minute load above ``_common.NOISY_LOAD`` (1.5) is marked noisy: its figures are shown as
+noisy, never as met or not met.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import NOISY_LOAD, is_noisy, run_load  # noqa: E402
+
 ORDER = ("ring", "latency", "features", "midi", "oracle", "musical", "train", "remote_encoder", "reliability", "startup",
          "soak")
 
@@ -48,7 +53,9 @@ def _goal_text(g: dict) -> str:
     return f"{op} {_with_unit(g['target'], g.get('unit', ''))}"
 
 
-def _met_text(g: dict) -> str:
+def _met_text(g: dict, *, noisy: bool = False) -> str:
+    if noisy and g["met"] is not None:
+        return "noisy"
     return {True: "met", False: "**not met**", None: "—"}[g["met"]]
 
 
@@ -64,7 +71,10 @@ def render(results: list[dict]) -> str:
         "`benchmarks/results/<name>.json`; this page is generated from those files (`python benchmarks/report.py`). "
         "`make bench` runs every benchmark, fails when any script fails, and regenerates this page. The machine is the "
         "2-core, no-GPU development machine; its 1-minute load average during each run is shown (the CPU is shared, "
-        "so figures taken under load are noisy and usually pessimistic).",
+        "so figures taken under load are noisy and usually pessimistic). A run taken at a 1-minute load above "
+        f"{_fmt(NOISY_LOAD)} is marked **noisy**: its figures are not the code's, its goals are neither met nor "
+        "missed, and `make bench` never replaces a quiet result with a noisy one (that run goes to "
+        "`benchmarks/results/noisy/`).",
         "",
         "| benchmark | command | measured (UTC) | load | goals met |",
         "|---|---|---|---|---|",
@@ -74,14 +84,27 @@ def render(results: list[dict]) -> str:
         met = sum(1 for g in checked if g["met"])
         machine = r.get("machine", {})
         load = f"{_fmt(machine.get('load_average_1min_start'))} → {_fmt(machine.get('load_average_1min_end'))}"
+        if is_noisy(r):
+            lines.append(f"| [`{r['benchmark']}`](#{r['benchmark']}) | `{r['command']}` | {r['measured_at']} | {load} "
+                         f"**noisy** | noisy: not counted |")
+            continue
         lines.append(f"| [`{r['benchmark']}`](#{r['benchmark']}) | `{r['command']}` | {r['measured_at']} | {load} | "
                      f"{met} / {len(checked)}{'' if r['met'] else ' (not all)'} |")
     for r in results:
-        lines += ["", f"## {r['benchmark']}", "", f"`{r['command']}` — {r['measured_at']}", "",
-                  "| figure | measured | goal | |", "|---|---|---|---|"]
+        noisy = is_noisy(r)
+        lines += ["", f"## {r['benchmark']}", "", f"`{r['command']}` — {r['measured_at']}", ""]
+        if noisy:
+            load = run_load(r)
+            lines += [f"**Noisy:** taken at a 1-minute load of {_fmt(load) if load is not None else 'unknown'} (above "
+                      f"{_fmt(NOISY_LOAD)} on a shared CPU): these figures are not the code's; rerun on a quiet "
+                      "machine.", ""]
+        lines += ["| figure | measured | goal | |", "|---|---|---|---|"]
         for g in r["goals"]:
             label = g["label"] + (f" ({g['note']})" if g.get("note") else "")
-            lines.append(f"| {label} | {_with_unit(g['value'], g.get('unit', ''))} | {_goal_text(g)} | {_met_text(g)} |")
+            value = _with_unit(g["value"], g.get("unit", ""))
+            if noisy and g["value"] is not None:
+                value = f"({value}, noisy)"
+            lines.append(f"| {label} | {value} | {_goal_text(g)} | {_met_text(g, noisy=noisy)} |")
         if r.get("notes"):
             lines += ["", r["notes"]]
     lines += ["", "All other figures of a run (percentiles, counters, per-minute series) are in its JSON file.", ""]

@@ -1,7 +1,7 @@
 """Ray Data vs Ray core tasks for the trainer's analysis step, same work side by side: prints ONE JSON object
 (``benchmarks/_common.emit``) and saves it to benchmarks/results/train_engine.json.
 
-Both run :func:`services.trainer.pipeline.analyze_batch` on one file per unit (decode, front end, segmentation,
+Both run :func:`services.trainer.analysis.analyze_batch` on one file per unit (decode, front end, segmentation,
 traditional features, shard written to a fresh cache) over the same generated corpus on a local 2-CPU Ray:
 
 * core: one ``@ray.remote(num_cpus=1)`` task per file, at most 2 in flight, small summaries returned;
@@ -44,7 +44,7 @@ def main() -> int:
 
     from benchmarks.train import corpus
     from shared.config import MusicHalConfig
-    from services.trainer.pipeline import analyze_batch, make_perception
+    from services.trainer.analysis import analyze_batch, make_perception
 
     paths = corpus(args.files, args.seconds)
     items = [(i, str(p), p.name) for i, p in enumerate(paths)]

@@ -78,6 +78,15 @@ def render_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, sample
     return path
 
 
+def random_note_clip(path: str | Path, *, seed: int, pitches: Sequence[int], count: int, ioi_s: float, note_s: float,
+                     start_s: float = 0.1, velocity: int = 95) -> Path:
+    """``count`` piano notes, one every ``ioi_s`` from ``start_s``, each ``note_s`` long, pitches drawn from ``pitches``
+    with ``seed``, rendered to a WAV at ``path`` (the live tests' clip)."""
+    rng = np.random.default_rng(seed)
+    notes = [(int(rng.choice(list(pitches))), start_s + i * ioi_s, note_s, velocity) for i in range(count)]
+    return render_midi_notes(notes, path)
+
+
 def chorale_notes(name: str, *, bpm: float = 100.0, seconds: Optional[float] = None, velocity: int = 80,
                   transpose: int = 0) -> list[tuple[int, float, float, int]]:
     """``(pitch, start_s, dur_s, velocity)`` of a music21 corpus piece (e.g. ``"bach/bwv269"``) at ``bpm`` quarter

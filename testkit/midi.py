@@ -436,3 +436,8 @@ def expected_rpn(channel: int, param_lsb: int, value: int) -> list[list[int]]:
     status = 0xB0 | channel
     return [[status, 101, 0], [status, 100, param_lsb], [status, 6, value], [status, 38, 0],
             [status, 101, 127], [status, 100, 127]]
+
+
+def note_on_messages(messages: list[list[int]]) -> list[list[int]]:
+    """The note-on messages (velocity > 0) of raw MIDI ``messages``, in order (``[m[1] for m in ...]``: the pitches)."""
+    return [m for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]

@@ -310,7 +310,7 @@ def _check_audio(case: Case, path: Path) -> CaseResult:
     from shared.audio import INTERNAL_SAMPLE_RATE_HZ, load_audio_internal, probe_audio_file
     from shared.config import MusicHalConfig
     from shared.errors import MusicHalError
-    from services.trainer.pipeline import analyze_path, feature_settings, make_perception
+    from services.trainer.analysis import analyze_path, feature_settings, make_perception
 
     try:
         info = probe_audio_file(path)

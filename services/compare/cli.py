@@ -91,7 +91,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         import orjson
 
-        from services.compare.metrics import run_comparison
+        from services.compare.comparison import run_comparison
         from services.compare.schema import validate
 
         config = MusicHalConfig.from_toml(args.config) if args.config else MusicHalConfig()

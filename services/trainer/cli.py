@@ -175,7 +175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     started_ray = False
     try:
-        from services.trainer.pipeline import discover_audio_files, train
+        from services.trainer.discovery import discover_audio_files
+        from services.trainer.pipeline import train
 
         threshold = parse_threshold(args.threshold)
         if args.workers is not None and args.workers < 1:

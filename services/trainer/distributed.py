@@ -2,7 +2,7 @@
 on CPUs each decodes, segments and encodes its batch, with GPUs CPU tasks decode and segment and the actors encode
 the windows), sampling and tokenisation as tasks over groups of shards.
 
-Only scheduling lives here; the work is :mod:`services.trainer.pipeline`. Workers write each file's features as
+Only scheduling lives here; the work is :mod:`services.trainer.pipeline` and its step modules. Workers write each file's features as
 a safetensors shard into the run's cache folder (one path every node shares on a cluster) and return small
 summaries, so nothing proportional to the corpus passes through the driver. Results are gathered as they
 finish but put back in corpus order, so the model does not depend on the number of workers or nodes.
@@ -27,8 +27,9 @@ import ray.exceptions as rex
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.ray_support import current_node_id
-from services.trainer.pipeline import (FileOutcome, analyze_batch, encode_pending, feature_settings,
-                                       make_perception, segment_batch, segmentation_config)
+from services.trainer.analysis import (analyze_batch, encode_pending, feature_settings, make_perception, segment_batch,
+                                       segmentation_config)
+from services.trainer.shards import FileOutcome
 from services.trainer.schedule import Retry, run_units
 
 __all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]

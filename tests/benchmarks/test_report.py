@@ -44,7 +44,7 @@ def test_report_renders_every_goal_and_checks_staleness(tmp_path) -> None:
     for name, value in (("ring", 25.0), ("soak", 7.9)):
         op, target = (">=", 20.0) if name == "ring" else ("<", 5.0)
         data = {"benchmark": name, "command": f"python benchmarks/{name}.py", "measured_at": "2026-11-30T00:00:00Z",
-                "machine": {"load_average_1min_start": 1.0, "load_average_1min_end": 2.0}, "figures": {},
+                "machine": {"load_average_1min_start": 1.0, "load_average_1min_end": 1.5}, "figures": {},
                 "goals": [_common.goal(f"{name} figure", value, op, target, unit="x")]}
         data["met"] = data["goals"][0]["met"]
         (results / f"{name}.json").write_text(json.dumps(data))
@@ -57,6 +57,56 @@ def test_report_renders_every_goal_and_checks_staleness(tmp_path) -> None:
     assert report.main(["--results", str(results), "--output", str(out), "--check"]) == 0
     out.write_text(text + "edited by hand\n")
     assert report.main(["--results", str(results), "--output", str(out), "--check"]) == 1
+
+
+def _result(name: str, value: float, *, load: tuple[float, float], target: float = 20.0) -> dict:
+    goals = [_common.goal(f"{name} figure", value, ">=", target, unit="x"), _common.goal("shown", 3.0, "report")]
+    return {"benchmark": name, "command": f"python benchmarks/{name}.py", "measured_at": "2026-12-07T00:00:00Z",
+            "machine": {"load_average_1min_start": load[0], "load_average_1min_end": load[1]}, "figures": {},
+            "goals": goals, "met": goals[0]["met"]}
+
+
+def test_a_result_taken_above_load_1_5_is_marked_noisy_not_reported_as_the_figure() -> None:
+    assert not _common.is_noisy(_result("a", 1.0, load=(0.2, 1.5)))
+    assert _common.is_noisy(_result("a", 1.0, load=(0.2, 1.6)))  # the end counts
+    assert _common.is_noisy(_result("a", 1.0, load=(36.1, 0.4)))  # and the start
+    assert _common.is_noisy({"benchmark": "a"})  # an unknown load is no quiet figure either
+    text = report.render([_result("ring", 6.4, load=(0.3, 0.4), target=5.0), _result("features", 1.9, load=(36.1, 42.6),
+                                                                                     target=3.0)])
+    assert "| ring figure | 6.4x | ≥ 5x | met |" in text
+    section = text[text.index("## features"):]
+    assert "**Noisy:** taken at a 1-minute load of 42.6" in section
+    assert "| features figure | (1.9x, noisy) | ≥ 3x | noisy |" in section
+    assert "| shown | (3, noisy) | report | — |" in section
+    assert "not met" not in section and "| met |" not in section
+    summary = text[:text.index("## ring")]
+    assert "| 36.1 → 42.6 **noisy** | noisy: not counted |" in summary
+    assert "| 0.3 → 0.4 | 1 / 1 |" in summary
+
+
+def _emit_at_load(monkeypatch, tmp_path, value: float, load: float) -> None:
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(_common, "_LOAD_AT_START", load)
+    monkeypatch.setattr(_common.os, "getloadavg", lambda: (load, load, load))
+    _common.emit("features", {"speedup": value}, [_common.goal("speed-up", value, ">=", 3.0, unit="x")], save=True)
+
+
+def test_make_bench_never_replaces_a_quiet_result_with_a_noisy_one(tmp_path, monkeypatch, capsys) -> None:
+    saved = tmp_path / "features.json"
+    _emit_at_load(monkeypatch, tmp_path, 1.9, 40.0)  # noisy, nothing saved before: saved (better than nothing)
+    assert json.loads(saved.read_text())["machine"]["noisy"] is True
+    _emit_at_load(monkeypatch, tmp_path, 3.8, 0.4)  # quiet replaces noisy
+    first = json.loads(saved.read_text())
+    assert first["figures"] == {"speedup": 3.8} and first["machine"]["noisy"] is False
+    capsys.readouterr()
+    _emit_at_load(monkeypatch, tmp_path, 1.2, 6.0)  # noisy does not replace quiet: it goes to noisy/
+    assert json.loads(saved.read_text()) == first
+    assert json.loads((tmp_path / "noisy" / "features.json").read_text())["figures"] == {"speedup": 1.2}
+    assert "kept the quiet result" in capsys.readouterr().err
+    report_text = report.render(report.load(tmp_path))  # the noisy/ folder is not part of the page
+    assert "3.8x" in report_text and "1.2x" not in report_text
+    _emit_at_load(monkeypatch, tmp_path, 4.1, 1.0)  # quiet replaces quiet
+    assert json.loads(saved.read_text())["figures"] == {"speedup": 4.1}
 
 
 def test_report_rejects_foreign_json(tmp_path) -> None:

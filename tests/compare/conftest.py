@@ -42,7 +42,7 @@ def tiny_encoder(tiny_wav2vec_dir):
 @pytest.fixture(scope="session")
 def scale_results(chromatic_scale, tiny_encoder):
     """One comparison of the scale against its reference with a 12-token vocabulary."""
-    from services.compare.metrics import run_comparison
+    from services.compare.comparison import run_comparison
 
     wav, reference = chromatic_scale
     return run_comparison(wav, encoder=tiny_encoder, reference=reference, vocabulary_size=12, seed=0)

@@ -1,13 +1,14 @@
-"""services/compare/metrics.py: figures that could fail, on rendered audio and hand-made inputs."""
+"""services/compare/metrics.py and comparison.py: figures that could fail, on rendered audio and hand-made inputs."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from shared.errors import ParameterError
+from services.compare.comparison import run_comparison
 from services.compare.metrics import (
     CONSONANCE_DIMENSION, chord_consonance, consonance_targets, dimension_stats, pitch_class_labels,
-    probe_classification, probe_regression, read_reference_notes, run_comparison, timing_summary, vocabulary_stats)
+    probe_classification, probe_regression, read_reference_notes, timing_summary, vocabulary_stats)
 from tests.compare.conftest import SCALE_NOTES
 
 

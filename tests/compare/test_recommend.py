@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import ParameterError
-from services.compare.metrics import figures_from_results, recommend, run_comparison
+from services.compare.comparison import run_comparison
+from services.compare.metrics import figures_from_results, recommend
 from services.encoder.wav2vec import Wav2VecMusicEncoder
+from testkit.clock import FakeClock
 
 FAST_W2V = {"real_time_factor": 0.1, "p95_ms": 30.0, "load_seconds": 2.0, "pitch_accuracy": 0.95,
             "consonance_r2": 0.6, "normalized_entropy": 0.95, "collapse": False}
@@ -49,21 +51,9 @@ def test_missing_figures_raise():
         recommend({"deadline_ms": 250.0, "traditional": {}, "wav2vec": dict(FAST_W2V)})
 
 
-class FakeClock:
-    """A clock that only moves when an encoder is charged for its work: timings without sleeping or load noise."""
-
-    def __init__(self) -> None:
-        self.offset_s = 0.0
-
-    def __call__(self) -> float:
-        return self.offset_s
-
-    def advance(self, seconds: float) -> None:
-        self.offset_s += seconds
-
-
 class ChargedEncoder(Wav2VecMusicEncoder):
-    """The real tiny encoder, charged ``cost`` × the audio's length per call on the fake clock."""
+    """The real tiny encoder, charged ``cost`` × the audio's length per call on the fake clock (which moves only
+    then: timings without sleeping or load noise)."""
 
     clock: FakeClock
     cost: float

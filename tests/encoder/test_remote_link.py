@@ -10,14 +10,7 @@ from services.encoder.guard import GuardedEncoder, OverloadGuard
 from services.encoder.remote import RemoteEncoderLink
 from shared.errors import ParameterError
 from shared.messages import Event, Percept
-
-
-class FakeClock:
-    def __init__(self, start: float = 0.0) -> None:
-        self.t = float(start)
-
-    def __call__(self) -> float:
-        return self.t
+from testkit.clock import FakeClock
 
 
 # ---------------------------------------------------------------------------------------------- in-flight bound

@@ -9,7 +9,7 @@ from shared.messages import EventDescriptors
 from shared.model_io import load_model, save_model
 from services.oracle.memory.audio_oracle import AudioOracle
 from services.oracle.memory.states import EXPRESSION_POINTS, MAX_SLICE_NOTES, StateStore, slice_columns, slice_fields
-from services.trainer.pipeline import descriptor_columns, descriptors_from_columns
+from services.trainer.shards import descriptor_columns, descriptors_from_columns
 
 
 def _descriptors(i: int) -> EventDescriptors:

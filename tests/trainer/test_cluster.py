@@ -9,7 +9,8 @@ from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.trainer.cli import main
 from services.model_file import load_musichal_model
-from services.trainer.pipeline import discover_audio_files, stats_path_for, train
+from services.trainer.discovery import discover_audio_files
+from services.trainer.pipeline import stats_path_for, train
 
 
 @pytest.mark.ray

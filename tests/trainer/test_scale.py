@@ -10,8 +10,11 @@ import pytest
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from services.model_file import load_musichal_model
-from services.trainer import pipeline
-from services.trainer.pipeline import discover_audio_files, oracle_files, sample_rows, stats_path_for, train
+from services.trainer import analysis
+from services.trainer.discovery import discover_audio_files
+from services.trainer.fitting import sample_rows
+from services.trainer.oracle_build import oracle_files
+from services.trainer.pipeline import stats_path_for, train
 from services.trainer.schedule import Retry, run_units
 
 CONFIG = MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 8})
@@ -101,13 +104,13 @@ def test_sample_rows_and_oracle_files_are_deterministic_and_bounded():
 @pytest.fixture
 def counted_hashes(monkeypatch):
     calls: list[str] = []
-    real = pipeline.file_sha256
+    real = analysis.file_sha256
 
     def counting(path, **kwargs):
         calls.append(os.path.basename(str(path)))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(pipeline, "file_sha256", counting)
+    monkeypatch.setattr(analysis, "file_sha256", counting)
     return calls
 
 
@@ -171,7 +174,7 @@ def test_shards_the_driver_cannot_see_stop_the_run_with_the_reason(corpus_dir, t
 
 def test_oracle_columns_path_equals_the_descriptor_path_and_rejects_bad_columns_unchanged():
     from services.oracle.memory.audio_oracle import AudioOracle
-    from services.trainer.pipeline import descriptor_columns
+    from services.trainer.shards import descriptor_columns
     from shared.messages import EventDescriptors
 
     rng = np.random.default_rng(0)

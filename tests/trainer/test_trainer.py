@@ -18,7 +18,9 @@ from services.encoder.stage import EncoderStage
 from services.model_file import load_musichal_model
 from services.oracle.memory.store import OracleMemory
 from services.trainer.cli import main, parse_threshold
-from services.trainer.pipeline import FeatureCache, corpus_names, discover_audio_files, stats_path_for, train
+from services.trainer.discovery import corpus_names, discover_audio_files
+from services.trainer.pipeline import stats_path_for, train
+from services.trainer.shards import FeatureCache
 from shared.errors import ParameterError
 
 VOCAB = "8"
@@ -105,7 +107,7 @@ def test_interrupted_run_resumes_from_the_cache(ray_module, corpus_dir, traditio
 
 
 def test_feature_cache_round_trip_and_truncated_entries(corpus_dir, tmp_path):
-    from services.trainer.pipeline import analyze_path, feature_settings, make_perception
+    from services.trainer.analysis import analyze_path, feature_settings, make_perception
 
     config = MusicHalConfig()
     perception = make_perception(config)
