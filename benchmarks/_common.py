@@ -25,6 +25,7 @@ A run whose 1-minute load average, at its start or its end, is above :data:`NOIS
 (``machine.noisy``): the CPU was shared, so its figures say little about the code. A noisy run never replaces a
 quiet one: it is saved to ``benchmarks/results/noisy/<name>.json`` instead (delete the quiet file to accept it).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -124,23 +125,30 @@ def save_result(report: dict, text: str | None = None, *, results_dir: Path | No
             noisy_target = results_dir / "noisy" / target.name
             noisy_target.parent.mkdir(parents=True, exist_ok=True)
             noisy_target.write_text(text + "\n")
-            print(f"{report['benchmark']}: load {run_load(report)} > {NOISY_LOAD}, a noisy run: kept the quiet result "
-                  f"of {kept.get('measured_at')} in {target}; this run is in {noisy_target}", file=sys.stderr)
+            print(
+                f"{report['benchmark']}: load {run_load(report)} > {NOISY_LOAD}, a noisy run: kept the quiet result "
+                f"of {kept.get('measured_at')} in {target}; this run is in {noisy_target}",
+                file=sys.stderr,
+            )
             return noisy_target
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text + "\n")
     return target
 
 
-def emit(name: str, figures: dict, goals: list[dict], *, notes: str = "", save: bool | None = None,
-         indent: int | None = 2) -> int:
+def emit(
+    name: str, figures: dict, goals: list[dict], *, notes: str = "", save: bool | None = None, indent: int | None = 2
+) -> int:
     """Print the benchmark's JSON (figures + goals + ``met``) and save it to ``benchmarks/results/<name>.json``.
 
     Returns 0 (the exit status for ``sys.exit``): unmet goals are reported in the JSON, not as a failure. A noisy run
     (load above :data:`NOISY_LOAD`) does not replace a quiet saved one (:func:`save_result`)."""
     checked = [g for g in goals if g["met"] is not None]
-    machine = {"cpu_count": os.cpu_count(), "load_average_1min_start": _LOAD_AT_START,
-               "load_average_1min_end": round(os.getloadavg()[0], 2)}
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "load_average_1min_start": _LOAD_AT_START,
+        "load_average_1min_end": round(os.getloadavg()[0], 2),
+    }
     machine["noisy"] = is_noisy({"machine": machine})
     report = {
         "benchmark": name,

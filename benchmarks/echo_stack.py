@@ -17,6 +17,7 @@ the other gate mode replayed offline on the same session (``same_onsets_*``): th
 Run: ``python benchmarks/echo_stack.py`` (``--quick``: one musician, imitate only; the full run: two musicians, both
 players, both gate modes: 8 takes of 20 s; ``--keep DIR``: keep the takes' session logs and ground truth in DIR).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,15 +34,16 @@ os.environ["JACK_NO_START_SERVER"] = "1"
 
 from _common import emit, goal, strip_no_save  # noqa: E402
 
-
-NOTES = ("Through the real stack on a JACK dummy server: the musician (C2..B2, rendered) and MusicHal's own MIDI "
-         "rendered live by fluidsynth are mixed into the capture's JACK input. Onsets are named musician / echo / both / "
-         "other against ground truth (musician: its known onsets, stamped by the JACK cycle that played them; echo: "
-         "-20..+150 ms of a note-on MusicHal sent); 'musician' shares include 'both' (the musician's onsets at one of "
-         "MusicHal's attacks). The time-gate takes hear the same musician, but MusicHal, deaf to it, plays another, "
-         "denser part; the 'same onsets' figures replay the other gate mode over a take's own session log. On a "
-         "loaded machine the --sync JACK graph stalls and falls behind the wall clock: echoes are then detected late, "
-         "past the gate's 120 ms attack window, and learned (see the timing rows and the per-take figures in the JSON).")
+NOTES = (
+    "Through the real stack on a JACK dummy server: the musician (C2..B2, rendered) and MusicHal's own MIDI "
+    "rendered live by fluidsynth are mixed into the capture's JACK input. Onsets are named musician / echo / both / "
+    "other against ground truth (musician: its known onsets, stamped by the JACK cycle that played them; echo: "
+    "-20..+150 ms of a note-on MusicHal sent); 'musician' shares include 'both' (the musician's onsets at one of "
+    "MusicHal's attacks). The time-gate takes hear the same musician, but MusicHal, deaf to it, plays another, "
+    "denser part; the 'same onsets' figures replay the other gate mode over a take's own session log. On a "
+    "loaded machine the --sync JACK graph stalls and falls behind the wall clock: echoes are then detected late, "
+    "past the gate's 120 ms attack window, and learned (see the timing rows and the per-take figures in the JSON)."
+)
 
 
 def _sum(takes: list[dict], *keys: str, field: str = "counts") -> dict:
@@ -55,8 +57,11 @@ def _replayed(run: dict, notes: list, mode: str) -> dict:
     from testkit.echo_loop import classify, cycle_time, gate_verdicts
 
     full = [p for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None]
-    labels = classify([p["onset_wall"] for p in full], [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes],
-                      [t for t, _ in run["received"]])["labels"]
+    labels = classify(
+        [p["onset_wall"] for p in full],
+        [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes],
+        [t for t, _ in run["received"]],
+    )["labels"]
     verdicts = gate_verdicts(run["session"], mode)
     counts: dict = {}
     for label, blocked in zip(labels, verdicts):
@@ -86,35 +91,61 @@ def main(argv=None) -> int:
     jack = start_dummy_jack(sync=True)
     takes: dict[str, dict[str, list[dict]]] = {p: {"content": [], "time": []} for p in players}
     try:
-        ray.init(address="local", num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, _node_ip_address="127.0.0.1")
+        ray.init(
+            address="local",
+            num_cpus=max(2, os.cpu_count() or 2),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _node_ip_address="127.0.0.1",
+        )
         with tempfile.TemporaryDirectory(prefix="musichal_echo_stack_") as tmp:
             root = Path(tmp) if keep is None else keep
             root.mkdir(parents=True, exist_ok=True)
             model = root / "model.json"
-            train([render_midi_notes(training_line(21), root / "train.wav")],
-                  config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 16}), output=model,
-                  cache_dir=root / "cache")
+            train(
+                [render_midi_notes(training_line(21), root / "train.wav")],
+                config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 16}),
+                output=model,
+                cache_dir=root / "cache",
+            )
             for seed in seeds:
                 notes = musician_line(seed, seconds)
                 wav = render_midi_notes(notes, root / f"musician{seed}.wav")
                 for player in players:
                     for mode in ("content", "time"):
-                        run = run_loop(model=model, musician_wav=wav, mode=mode, workdir=root,
-                                       overrides={"generation.mode": player})
+                        run = run_loop(
+                            model=model,
+                            musician_wav=wav,
+                            mode=mode,
+                            workdir=root,
+                            overrides={"generation.mode": player},
+                        )
                         figures = learned_shares(run, notes)
                         other = "time" if mode == "content" else "content"
                         figures[f"replayed_{other}"] = _replayed(run, notes, other)
                         counters = run["final"].get("oracle", {}).get("counters", {})
-                        figures.update({"seed": seed, "player": player, "gate_mode": mode,
-                                        "oracle": {k: counters.get(k) for k in ("stage_percepts", "stage_gated",
-                                                                                 "stage_learned", "gate_blocked")}})
-                        print(f"{player} {mode} seed {seed}: musician {figures['musician_learned']} echo "
-                              f"{figures['echo_learned']} {figures['counts']}", file=sys.stderr)
+                        figures.update(
+                            {
+                                "seed": seed,
+                                "player": player,
+                                "gate_mode": mode,
+                                "oracle": {
+                                    k: counters.get(k)
+                                    for k in ("stage_percepts", "stage_gated", "stage_learned", "gate_blocked")
+                                },
+                            }
+                        )
+                        print(
+                            f"{player} {mode} seed {seed}: musician {figures['musician_learned']} echo "
+                            f"{figures['echo_learned']} {figures['counts']}",
+                            file=sys.stderr,
+                        )
                         takes[player][mode].append(figures)
                         if keep is not None:  # the take as measured, for a look afterwards (sessions stay beside it)
-                            (keep / f"take_{player}_{mode}_{seed}.json").write_text(json.dumps(
-                                {"run": {k: v for k, v in run.items() if k != "final"}, "notes": notes}))
+                            (keep / f"take_{player}_{mode}_{seed}.json").write_text(
+                                json.dumps({"run": {k: v for k, v in run.items() if k != "final"}, "notes": notes})
+                            )
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -125,39 +156,69 @@ def main(argv=None) -> int:
         for mode, t in by_mode.items():
             other = "time" if mode == "content" else "content"
             summary[f"{player}/{mode}"] = {
-                "musician": _sum(t, "musician", "both"), "echo": _sum(t, "echo"), "both": _sum(t, "both"),
+                "musician": _sum(t, "musician", "both"),
+                "echo": _sum(t, "echo"),
+                "both": _sum(t, "both"),
                 "other": _sum(t, "other"),
                 "jack_graph_behind_s": [x["timing"]["jack_graph_behind_s"] for x in t],
                 "echo_delay_ms_p50": [x["timing"]["echo_delay_ms_p50"] for x in t],
                 "echo_delay_ms_p90": [x["timing"]["echo_delay_ms_p90"] for x in t],
-                f"same_onsets_{other}_gate": {"musician": _sum(t, "musician", "both", field=f"replayed_{other}"),
-                                              "echo": _sum(t, "echo", field=f"replayed_{other}")}}
-    figures = {"takes": takes, "summary": summary, "seconds_per_take": seconds, "seeds": list(seeds),
-               "players": list(players)}
+                f"same_onsets_{other}_gate": {
+                    "musician": _sum(t, "musician", "both", field=f"replayed_{other}"),
+                    "echo": _sum(t, "echo", field=f"replayed_{other}"),
+                },
+            }
+    figures = {
+        "takes": takes,
+        "summary": summary,
+        "seconds_per_take": seconds,
+        "seeds": list(seeds),
+        "players": list(players),
+    }
     c, t = summary["imitate/content"], summary["imitate/time"]
     goals = [
         goal("musician onsets learned, echo-aware gate (imitate, the default)", c["musician"]["share"], ">=", 0.9),
         goal("echo onsets learned, echo-aware gate (imitate)", c["echo"]["share"], "<=", 0.1),
         goal("musician onsets learned, time gate (imitate, same musician)", t["musician"]["share"], "report"),
         goal("echo onsets learned, time gate (imitate)", t["echo"]["share"], "report"),
-        goal("musician / echo onsets detected, echo-aware takes (imitate)",
-             f"{c['musician']['onsets']} / {c['echo']['onsets']}", "report"),
-        goal("musician / echo onsets detected, time-gate takes (imitate)",
-             f"{t['musician']['onsets']} / {t['echo']['onsets']}", "report"),
-        goal("musician onsets the time gate would learn on the echo-aware takes' own onsets (replayed)",
-             c["same_onsets_time_gate"]["musician"]["share"], "report"),
-        goal("JACK graph behind the wall clock after each 20 s take, echo-aware imitate (a loaded machine)",
-             ", ".join(f"{x:.1f}" for x in c["jack_graph_behind_s"]), "report", unit="s",
-             note="a --sync dummy server waits for every client; on a loaded machine its cycles stall"),
-        goal("echo detected after its note-on, p50 / p90 per take, echo-aware imitate",
-             ", ".join(f"{a} / {b}" for a, b in zip(c["echo_delay_ms_p50"], c["echo_delay_ms_p90"])), "report",
-             unit="ms", note="the gate's attack window is -15..+120 ms"),
+        goal(
+            "musician / echo onsets detected, echo-aware takes (imitate)",
+            f"{c['musician']['onsets']} / {c['echo']['onsets']}",
+            "report",
+        ),
+        goal(
+            "musician / echo onsets detected, time-gate takes (imitate)",
+            f"{t['musician']['onsets']} / {t['echo']['onsets']}",
+            "report",
+        ),
+        goal(
+            "musician onsets the time gate would learn on the echo-aware takes' own onsets (replayed)",
+            c["same_onsets_time_gate"]["musician"]["share"],
+            "report",
+        ),
+        goal(
+            "JACK graph behind the wall clock after each 20 s take, echo-aware imitate (a loaded machine)",
+            ", ".join(f"{x:.1f}" for x in c["jack_graph_behind_s"]),
+            "report",
+            unit="s",
+            note="a --sync dummy server waits for every client; on a loaded machine its cycles stall",
+        ),
+        goal(
+            "echo detected after its note-on, p50 / p90 per take, echo-aware imitate",
+            ", ".join(f"{a} / {b}" for a, b in zip(c["echo_delay_ms_p50"], c["echo_delay_ms_p90"])),
+            "report",
+            unit="ms",
+            note="the gate's attack window is -15..+120 ms",
+        ),
     ]
     if "lead" in players:
         lc, lt = summary["lead/content"], summary["lead/time"]
         goals += [
-            goal("musician onsets learned, echo-aware gate (lead: its own dense phrases)", lc["musician"]["share"],
-                 "report"),
+            goal(
+                "musician onsets learned, echo-aware gate (lead: its own dense phrases)",
+                lc["musician"]["share"],
+                "report",
+            ),
             goal("echo onsets learned, echo-aware gate (lead)", lc["echo"]["share"], "report"),
             goal("musician onsets learned, time gate (lead)", lt["musician"]["share"], "report"),
         ]

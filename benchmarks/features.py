@@ -11,6 +11,7 @@ forward; int8 ≥ 1.5× faster than fp32 at cosine ≥ 0.99.
 Run: ``.venv/bin/python benchmarks/features.py [--repeats N] [--skip-wav2vec] [--no-save]`` (a minute or two on 2
 CPU cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import emit, goal, strip_no_save  # noqa: E402
 
-from shared.pitch import midi_to_hz  # noqa: E402
 from services.encoder.features import traditional_features  # noqa: E402
 from services.encoder.wav2vec import Wav2VecMusicEncoder  # noqa: E402
+from shared.pitch import midi_to_hz  # noqa: E402
 
 SR = 48_000
 WINDOW_S = 0.5
@@ -60,8 +61,13 @@ def bench_traditional(windows: list[np.ndarray], repeats: int) -> dict:
     traditional_features(windows[0], sample_rate_hz=SR)
     ours = _median_ms(lambda: [traditional_features(w, sample_rate_hz=SR) for w in windows], repeats) / len(windows)
     theirs = _median_ms(lambda: [librosa.feature.chroma_stft(y=w, sr=SR) for w in windows], repeats) / len(windows)
-    return {"windows": len(windows), "window_ms": WINDOW_S * 1e3, "traditional_22d_ms_per_window": ours,
-            "librosa_chroma_stft_ms_per_window": theirs, "speedup_vs_librosa": theirs / ours}
+    return {
+        "windows": len(windows),
+        "window_ms": WINDOW_S * 1e3,
+        "traditional_22d_ms_per_window": ours,
+        "librosa_chroma_stft_ms_per_window": theirs,
+        "speedup_vs_librosa": theirs / ours,
+    }
 
 
 def bench_wav2vec(windows: list[np.ndarray], repeats: int) -> dict:
@@ -103,15 +109,25 @@ def bench_wav2vec(windows: list[np.ndarray], repeats: int) -> dict:
         a, b = encoder.encode(w, SR).vector, int8.encode(w, SR).vector
         cosines.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
     return {
-        "config": "Wav2Vec2Config() random weights", "dimension": encoder.dimension, "layers": encoder.num_layers,
-        "device": encoder.device, "torch_threads": torch.get_num_threads(),
-        "encode_ms": encode_ms, "raw_forward_ms": raw_ms, "encode_vs_raw_ratio": encode_ms / raw_ms,
-        "encode_batch16_ms_per_window": encode_batch_ms, "raw_batch16_forward_ms_per_window": raw_batch_ms,
+        "config": "Wav2Vec2Config() random weights",
+        "dimension": encoder.dimension,
+        "layers": encoder.num_layers,
+        "device": encoder.device,
+        "torch_threads": torch.get_num_threads(),
+        "encode_ms": encode_ms,
+        "raw_forward_ms": raw_ms,
+        "encode_vs_raw_ratio": encode_ms / raw_ms,
+        "encode_batch16_ms_per_window": encode_batch_ms,
+        "raw_batch16_forward_ms_per_window": raw_batch_ms,
         "encode_batch_vs_raw_batch_ratio": encode_batch_ms / raw_batch_ms,
-        "single_calls_ms_per_window": singles_ms, "batch_speedup_vs_single_calls": singles_ms / encode_batch_ms,
-        "int8_encode_ms": int8_ms, "int8_speedup_vs_fp32": encode_ms / int8_ms,
-        "int8_cosine_min": min(cosines), "int8_cosine_mean": float(np.mean(cosines)),
-        "memory_fp32_mb": encoder.memory_bytes / 1e6, "memory_int8_mb": int8.memory_bytes / 1e6,
+        "single_calls_ms_per_window": singles_ms,
+        "batch_speedup_vs_single_calls": singles_ms / encode_batch_ms,
+        "int8_encode_ms": int8_ms,
+        "int8_speedup_vs_fp32": encode_ms / int8_ms,
+        "int8_cosine_min": min(cosines),
+        "int8_cosine_mean": float(np.mean(cosines)),
+        "memory_fp32_mb": encoder.memory_bytes / 1e6,
+        "memory_int8_mb": int8.memory_bytes / 1e6,
         "load_and_warmup_s": encoder.load_seconds,
     }
 

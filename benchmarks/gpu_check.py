@@ -14,6 +14,7 @@ follows ``benchmarks/_common.emit`` (saved to benchmarks/results/gpu_check.json 
 
     scripts/gpu_check.sh [--model facebook/wav2vec2-base] [--repeats 50] [--output gpu_check.json] [--no-ray]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,19 +38,25 @@ def cuda_or_exit() -> str:
         import torch
     except ImportError:
         print("gpu_check: error: torch is not installed", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     if not torch.cuda.is_available():
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        print(f"gpu_check: error: no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}, "
-              f"CUDA_VISIBLE_DEVICES={visible!r}); run it on a machine with an NVIDIA GPU and a CUDA build of torch",
-              file=sys.stderr)
+        print(
+            f"gpu_check: error: no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}, "
+            f"CUDA_VISIBLE_DEVICES={visible!r}); run it on a machine with an NVIDIA GPU and a CUDA build of torch",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return torch.cuda.get_device_name(0)
 
 
 def _ms(values: list[float]) -> dict[str, float]:
     a = np.asarray(values) * 1000.0
-    return {"p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3), "n": len(values)}
+    return {
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p99": round(float(np.percentile(a, 99)), 3),
+        "n": len(values),
+    }
 
 
 def measure(model: str, repeats: int, batch: int) -> dict:
@@ -78,10 +85,17 @@ def measure(model: str, repeats: int, batch: int) -> dict:
         encoder.encode_batch(windows, 16_000)
         torch.cuda.synchronize()
         batched.append((time.perf_counter() - t0) / batch)
-    return {"model": model, "device": encoder.device, "fp16": encoder.fp16, "dimension": encoder.dimension,
-            "per_window_ms": {"encode": _ms(single), f"encode_batch_{batch}": _ms(batched)},
-            "memory_mb": {"weights": round(model_memory_bytes(encoder.network) / 2**20, 1),
-                          "peak_allocated": round(torch.cuda.max_memory_allocated() / 2**20, 1)}}
+    return {
+        "model": model,
+        "device": encoder.device,
+        "fp16": encoder.fp16,
+        "dimension": encoder.dimension,
+        "per_window_ms": {"encode": _ms(single), f"encode_batch_{batch}": _ms(batched)},
+        "memory_mb": {
+            "weights": round(model_memory_bytes(encoder.network) / 2**20, 1),
+            "peak_allocated": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        },
+    }
 
 
 def through_ray(model: str) -> dict:
@@ -91,22 +105,30 @@ def through_ray(model: str) -> dict:
     from services.encoder.actor import EncoderActor
     from shared.config import MusicHalConfig
 
-    config = MusicHalConfig().with_overrides({"features.kind": "wav2vec", "wav2vec.model": model, "wav2vec.use_gpu": True,
-                                              "wav2vec.fp16": True})
+    config = MusicHalConfig().with_overrides(
+        {"features.kind": "wav2vec", "wav2vec.model": model, "wav2vec.use_gpu": True, "wav2vec.fp16": True}
+    )
     ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         actor = EncoderActor.options(num_gpus=config.cluster.encoder_num_gpus).remote(config)
         info = ray.get(actor.ready.remote(), timeout=600)
-        return {"ray_gpus": gpus, "num_gpus_requested": config.cluster.encoder_num_gpus, "actor_device": info["device"],
-                "input_rate_hz": info["input_rate_hz"], "load_seconds": info["load_seconds"]}
+        return {
+            "ray_gpus": gpus,
+            "num_gpus_requested": config.cluster.encoder_num_gpus,
+            "actor_device": info["device"],
+            "input_rate_hz": info["input_rate_hz"],
+            "load_seconds": info["load_seconds"],
+        }
     finally:
         ray.shutdown()
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="facebook/wav2vec2-base", help="checkpoint name (in the HF cache) or directory")
+    parser.add_argument(
+        "--model", default="facebook/wav2vec2-base", help="checkpoint name (in the HF cache) or directory"
+    )
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--output", default="gpu_check.json")
@@ -122,18 +144,34 @@ def main(argv=None) -> int:
         goal("encoder device with --gpu", result["device"], "==", "cuda", note=f"{name}, fp16 {result['fp16']}"),
         goal("per window, encode (one per call), p50", single["p50"], "report", unit="ms"),
         goal(f"per window, encode_batch of {args.batch}, p50", batched["p50"], "report", unit="ms"),
-        goal(f"per window, encode_batch of {args.batch} over encode, p50", batched["p50"] / single["p50"], "<", 1.0,
-             unit="x"),
-        goal("peak CUDA allocation", result["memory_mb"]["peak_allocated"], "report", unit="MB",
-             note=f"weights {result['memory_mb']['weights']} MB"),
+        goal(
+            f"per window, encode_batch of {args.batch} over encode, p50",
+            batched["p50"] / single["p50"],
+            "<",
+            1.0,
+            unit="x",
+        ),
+        goal(
+            "peak CUDA allocation",
+            result["memory_mb"]["peak_allocated"],
+            "report",
+            unit="MB",
+            note=f"weights {result['memory_mb']['weights']} MB",
+        ),
     ]
     if not args.no_ray:
         goals.append(goal("encoder actor's device through Ray (num_gpus)", result["ray"]["actor_device"], "==", "cuda"))
-    code = emit("gpu_check", result, goals, notes=f"Model {args.model}, {args.repeats} calls each, CUDA synchronised "
-                "around every call; 500 ms windows at 16 kHz.")
+    code = emit(
+        "gpu_check",
+        result,
+        goals,
+        notes=f"Model {args.model}, {args.repeats} calls each, CUDA synchronised "
+        "around every call; 500 ms windows at 16 kHz.",
+    )
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2, default=str))
     return code
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,6 +16,7 @@ Goals: scheduling error p99 ≤ 1 ms; no message lost; the JACK delivery latency
 
     .venv/bin/python benchmarks/midi.py [--notes 5000] [--spacing-ms 5] [--no-save]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,15 @@ import numpy as np
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import emit, goal, strip_no_save  # noqa: E402
+
 from services.midi_out.engine import MidiOutStage  # noqa: E402
 from services.midi_out.ports import open_output  # noqa: E402
 from services.midi_out.scheduler import NoteScheduler  # noqa: E402
 from shared.config import MidiConfig  # noqa: E402
+from shared.jack_server import start_dummy_jack as start_jack  # noqa: E402
+from shared.jack_server import stop_jack
 from shared.messages import NoteEvent  # noqa: E402
-
-from shared.jack_server import start_dummy_jack as start_jack, stop_jack  # noqa: E402
-from _common import emit, goal, strip_no_save  # noqa: E402
 
 
 class TimingSink:
@@ -109,8 +111,18 @@ class Reader:
         self.rows: list[tuple[float, float, tuple[int, ...]]] = []
         self.done = threading.Event()
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--reader", f"mh-bench-reader-{os.getpid()}", source_port,
-             str(poll_s)], stdout=subprocess.PIPE, text=True, env=dict(os.environ, JACK_NO_START_SERVER="1"))
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--reader",
+                f"mh-bench-reader-{os.getpid()}",
+                source_port,
+                str(poll_s),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, JACK_NO_START_SERVER="1"),
+        )
         first = self.proc.stdout.readline().strip()
         if first != "READY":
             self.proc.kill()
@@ -143,7 +155,7 @@ class Reader:
 
     def arrivals(self, sent: list[tuple[float, tuple[int, ...]]]) -> dict:
         """Each received message matched to its send (same bytes, in order; a lost message is skipped)."""
-        rows = self.rows[:len(sent)]
+        rows = self.rows[: len(sent)]
         drained = np.asarray([r[0] for r in rows])
         chained = np.cumsum(np.concatenate([[0.0], [r[1] for r in rows[1:]]]))
         arrival = float(np.min(drained - chained)) + chained
@@ -158,8 +170,12 @@ class Reader:
             if kind in delivery:
                 delivery[kind].append(t_arrival - sent[j][0])
             j += 1
-        return {"on": np.asarray(delivery[0x90]), "off": np.asarray(delivery[0x80]), "drain_lag": drained - arrival,
-                "messages": len(rows)}
+        return {
+            "on": np.asarray(delivery[0x90]),
+            "off": np.asarray(delivery[0x80]),
+            "drain_lag": drained - arrival,
+            "messages": len(rows),
+        }
 
     def close(self) -> None:
         self.proc.kill()
@@ -194,9 +210,18 @@ def run(notes: int, spacing_ms: float, seed: int) -> dict:
         for i in range(notes):
             t_on = base + i * spacing_s + rng.uniform(0.0, 0.2) * spacing_s
             t_off = t_on + rng.uniform(0.3, 3.0) * spacing_s  # offs interleave with later ons; ≤ 4 notes overlap
-            events.append(NoteEvent(note_id=i, pitch=rng.randint(40, 90), velocity=rng.randint(1, 127),
-                                    t_on=t_on, t_off=t_off, bend_semitones=rng.uniform(-2.0, 2.0),
-                                    pressure=rng.randint(0, 127), timbre=rng.randint(0, 127)))
+            events.append(
+                NoteEvent(
+                    note_id=i,
+                    pitch=rng.randint(40, 90),
+                    velocity=rng.randint(1, 127),
+                    t_on=t_on,
+                    t_off=t_off,
+                    bend_semitones=rng.uniform(-2.0, 2.0),
+                    pressure=rng.randint(0, 127),
+                    timbre=rng.randint(0, 127),
+                )
+            )
         scheduler.start()
         # feed the scheduler in chunks ahead of time, like the oracle actor would (never all at once)
         fed = 0
@@ -212,8 +237,10 @@ def run(notes: int, spacing_ms: float, seed: int) -> dict:
         sent = list(sink.sent)
         reader.wait(len(sent))
         if reader.proc.poll() is not None:
-            raise SystemExit(f"midi: the reader process exited ({reader.proc.returncode}) after {len(reader.rows)} of "
-                             f"{len(sent)} messages")
+            raise SystemExit(
+                f"midi: the reader process exited ({reader.proc.returncode}) after {len(reader.rows)} of "
+                f"{len(sent)} messages"
+            )
         stats = scheduler.stats()
     finally:
         scheduler.stop(panic=False)
@@ -238,9 +265,11 @@ def run(notes: int, spacing_ms: float, seed: int) -> dict:
         "note_on_spacing_ms": spacing_ms,
         "profile": "mpe",
         "jack_period_ms": round(256 / 48000 * 1000.0, 3),
-        "scheduling_error_at_send_message": {**percentiles_ms(sched_error),
-                                             "goal_p99_ms": 1.0,
-                                             "p99_within_goal": bool(np.percentile(sched_error, 99) * 1000.0 <= 1.0)},
+        "scheduling_error_at_send_message": {
+            **percentiles_ms(sched_error),
+            "goal_p99_ms": 1.0,
+            "p99_within_goal": bool(np.percentile(sched_error, 99) * 1000.0 <= 1.0),
+        },
         "scheduler_error_at_dispatch": {k: round(v, 4) for k, v in stats.get("error_ms", {}).items()},
         "late_events_over_1ms": stats["late"],
         "late_on_arrival": stats["late_on_arrival"],
@@ -260,7 +289,9 @@ def main() -> int:
     if sys.argv[1:2] == ["--reader"]:
         return reader_main(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notes", type=int, default=5000, help="notes to play (each = one note-on + one note-off event)")
+    parser.add_argument(
+        "--notes", type=int, default=5000, help="notes to play (each = one note-on + one note-off event)"
+    )
     parser.add_argument("--spacing-ms", type=float, default=5.0, help="time between note-ons")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(strip_no_save())
@@ -271,23 +302,40 @@ def main() -> int:
     finally:
         stop_jack(jack)
     goals = [
-        goal("scheduling error p99 at send_message", result["scheduling_error_at_send_message"]["p99_ms"], "<=", 1.0,
-             unit="ms"),
-        goal("JACK delivery to a reader, p99", result["delivery_latency_jack"]["p99_ms"], "report", unit="ms",
-             note=f"one JACK period = {result['jack_period_ms']} ms"),
-        goal("messages lost between the JACK output and the reader", result["messages_lost"], "==", 0,
-             note=f"of {result['messages_received'] + result['messages_lost']:,}"),
+        goal(
+            "scheduling error p99 at send_message",
+            result["scheduling_error_at_send_message"]["p99_ms"],
+            "<=",
+            1.0,
+            unit="ms",
+        ),
+        goal(
+            "JACK delivery to a reader, p99",
+            result["delivery_latency_jack"]["p99_ms"],
+            "report",
+            unit="ms",
+            note=f"one JACK period = {result['jack_period_ms']} ms",
+        ),
+        goal(
+            "messages lost between the JACK output and the reader",
+            result["messages_lost"],
+            "==",
+            0,
+            note=f"of {result['messages_received'] + result['messages_lost']:,}",
+        ),
     ]
-    notes = ("Arrival timing: the reader is a separate process with RtMidi's JACK input in queue mode, drained on its "
-             "own thread every 2 ms (no Python callback on JACK's process thread). Each message's arrival is RtMidi's "
-             "JACK timestamp (jack_get_time() in the reader's process callback, microseconds, kept as deltas between "
-             "messages); the chain of deltas is anchored to time.monotonic by the smallest (drain time − chained time) "
-             "over the run, so a late drain does not inflate the latency (reader_drain_lag in the JSON shows how late "
-             "the drain thread stamped; the drain's polling period therefore does not limit the precision). Messages sent "
-             "within one JACK period arrive in the same cycle, so delivery is bounded by about one period plus the "
-             "output's own hand-over. Lost messages: the JACK server here runs without real-time scheduling, so under "
-             "CPU load a client can miss a cycle and the MIDI of that cycle never reaches the reader; they are counted, "
-             "not waited for (the reader stops waiting after 3 s without a message).")
+    notes = (
+        "Arrival timing: the reader is a separate process with RtMidi's JACK input in queue mode, drained on its "
+        "own thread every 2 ms (no Python callback on JACK's process thread). Each message's arrival is RtMidi's "
+        "JACK timestamp (jack_get_time() in the reader's process callback, microseconds, kept as deltas between "
+        "messages); the chain of deltas is anchored to time.monotonic by the smallest (drain time − chained time) "
+        "over the run, so a late drain does not inflate the latency (reader_drain_lag in the JSON shows how late "
+        "the drain thread stamped; the drain's polling period therefore does not limit the precision). Messages sent "
+        "within one JACK period arrive in the same cycle, so delivery is bounded by about one period plus the "
+        "output's own hand-over. Lost messages: the JACK server here runs without real-time scheduling, so under "
+        "CPU load a client can miss a cycle and the MIDI of that cycle never reaches the reader; they are counted, "
+        "not waited for (the reader stops waiting after 3 s without a message)."
+    )
     return emit("midi", result, goals, notes=notes)
 
 

@@ -13,6 +13,7 @@ into one JACK MIDI reader, one after another, and every message each one sent mu
 
     python benchmarks/midi_exit.py [--children 200] [--panics 50] [--replays 50] [--no-save]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,11 @@ def per_channel(messages):
 def expected_child(reference_setup, pitch):
     from testkit.midi import expected_panic
 
-    return reference_setup + [[0xE1, 0, 64], [0xD1, 0], [0xB1, 74, 64], [0x91, pitch, 100], [0x81, pitch, 0]] \
+    return (
+        reference_setup
+        + [[0xE1, 0, 64], [0xD1, 0], [0xB1, 74, 64], [0x91, pitch, 100], [0x81, pitch, 0]]
         + expected_panic()
+    )
 
 
 def run_children(count, port, reader, env, rng):
@@ -87,8 +91,14 @@ def run_children(count, port, reader, env, rng):
         pitch = 40 + run % 48
         reader.clear()
         t0 = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-c", CHILD, port, mode, f"mh-exit-{os.getpid()}-{run}", str(pitch)],
-                                 env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, port, mode, f"mh-exit-{os.getpid()}-{run}", str(pitch)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         ready = child.stdout.readline().strip() == "ready"
         if mode == "sigint":
             child.send_signal(signal.SIGINT)
@@ -113,11 +123,25 @@ def run_children(count, port, reader, env, rng):
         if received != expected:
             wrong += 1
         if not heard or received != expected:
-            failures.append({"run": run, "path": mode, "rc": child.returncode, "received": len(received),
-                             "expected": len(expected), "stderr": err[-300:]})
-    return {"runs": count, "exits_heard_and_handled": exits_ok, "messages_lost": lost, "runs_not_exact": wrong,
-            "paths": dict(by_path), "run_s_p50": sorted(durations)[len(durations) // 2] if durations else None,
-            "failures": failures[:5]}
+            failures.append(
+                {
+                    "run": run,
+                    "path": mode,
+                    "rc": child.returncode,
+                    "received": len(received),
+                    "expected": len(expected),
+                    "stderr": err[-300:],
+                }
+            )
+    return {
+        "runs": count,
+        "exits_heard_and_handled": exits_ok,
+        "messages_lost": lost,
+        "runs_not_exact": wrong,
+        "paths": dict(by_path),
+        "run_s_p50": sorted(durations)[len(durations) // 2] if durations else None,
+        "failures": failures[:5],
+    }
 
 
 def run_command(count, argv, expected, reader, env):
@@ -135,11 +159,24 @@ def run_command(count, argv, expected, reader, env):
         exact = received == expected and per_channel(received) == per_channel(expected)
         wrong += not exact
         if result.returncode or not exact:
-            failures.append({"run": run, "rc": result.returncode, "received": len(received),
-                             "expected": len(expected), "stderr": result.stderr[-300:]})
-    return {"runs": count, "exit_0": ok_rc, "messages_per_run": len(expected), "messages_lost": lost,
-            "runs_not_exact": wrong, "run_s_p50": sorted(durations)[len(durations) // 2] if durations else None,
-            "failures": failures[:5]}
+            failures.append(
+                {
+                    "run": run,
+                    "rc": result.returncode,
+                    "received": len(received),
+                    "expected": len(expected),
+                    "stderr": result.stderr[-300:],
+                }
+            )
+    return {
+        "runs": count,
+        "exit_0": ok_rc,
+        "messages_per_run": len(expected),
+        "messages_lost": lost,
+        "runs_not_exact": wrong,
+        "run_s_p50": sorted(durations)[len(durations) // 2] if durations else None,
+        "failures": failures[:5],
+    }
 
 
 def record_session_log(work: Path, env) -> tuple[Path, list[list[int]]]:
@@ -150,14 +187,34 @@ def record_session_log(work: Path, env) -> tuple[Path, list[list[int]]]:
 
     clip = render_midi_notes(chorale_opening("bwv66.6", seconds=4.0), work / "clip.wav")
     log = work / "session.jsonl"
-    live = subprocess.run([str(REPO / ".venv/bin/musichal"), "--input-file", str(clip), "--midi-api", "jack",
-                           "--quiet", "--session-log", str(log)], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    live = subprocess.run(
+        [
+            str(REPO / ".venv/bin/musichal"),
+            "--input-file",
+            str(clip),
+            "--midi-api",
+            "jack",
+            "--quiet",
+            "--session-log",
+            str(log),
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if live.returncode:
         raise RuntimeError(f"the live run failed: {live.stderr[-800:]}")
     smf = work / "replay.mid"
-    subprocess.run([str(REPO / ".venv/bin/musichal"), "replay", str(log), "--record", str(smf)], env=env, cwd=REPO,
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(REPO / ".venv/bin/musichal"), "replay", str(log), "--record", str(smf)],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     expected = [list(message.bytes()) for message in mido.MidiFile(str(smf)) if not message.is_meta]
     return log, expected
 
@@ -186,10 +243,24 @@ def main(argv=None) -> int:
             log, replay_expected = record_session_log(Path(tmp), env) if args.replays else (None, [])
             children = run_children(args.children, port, reader, env, random.Random(args.seed))
             musichal = str(REPO / ".venv/bin/musichal")
-            panics = run_command(args.panics, [musichal, "--panic", "--midi-api", "jack", "--midi-port", port],
-                                 expected_panic(), reader, env)
-            replays = run_command(args.replays, [musichal, "replay", str(log), "--midi-api", "jack", "--midi-port",
-                                                 port], replay_expected, reader, env) if args.replays else {}
+            panics = run_command(
+                args.panics,
+                [musichal, "--panic", "--midi-api", "jack", "--midi-port", port],
+                expected_panic(),
+                reader,
+                env,
+            )
+            replays = (
+                run_command(
+                    args.replays,
+                    [musichal, "replay", str(log), "--midi-api", "jack", "--midi-port", port],
+                    replay_expected,
+                    reader,
+                    env,
+                )
+                if args.replays
+                else {}
+            )
     finally:
         reader.close()
         busy.kill()
@@ -199,16 +270,30 @@ def main(argv=None) -> int:
     goals = [
         goal("short-lived senders: messages lost", children["messages_lost"], "==", 0),
         goal("short-lived senders: runs whose stream differs", children["runs_not_exact"], "==", 0),
-        goal(f"short-lived senders: exits heard and handled (of {args.children})", children["exits_heard_and_handled"],
-             "==", args.children),
+        goal(
+            f"short-lived senders: exits heard and handled (of {args.children})",
+            children["exits_heard_and_handled"],
+            "==",
+            args.children,
+        ),
         goal("musichal --panic: messages lost", panics["messages_lost"], "==", 0),
-        goal(f"musichal --panic: exact 32-message panics (of {args.panics})", args.panics - panics["runs_not_exact"],
-             "==", args.panics),
+        goal(
+            f"musichal --panic: exact 32-message panics (of {args.panics})",
+            args.panics - panics["runs_not_exact"],
+            "==",
+            args.panics,
+        ),
     ]
     if replays:
-        goals += [goal("musichal replay: messages lost", replays["messages_lost"], "==", 0),
-                  goal(f"musichal replay: runs delivering the SMF's messages in order (of {args.replays})",
-                       args.replays - replays["runs_not_exact"], "==", args.replays)]
+        goals += [
+            goal("musichal replay: messages lost", replays["messages_lost"], "==", 0),
+            goal(
+                f"musichal replay: runs delivering the SMF's messages in order (of {args.replays})",
+                args.replays - replays["runs_not_exact"],
+                "==",
+                args.replays,
+            ),
+        ]
     return emit("midi_exit", figures, goals)
 
 

@@ -41,6 +41,7 @@ repeat_share ≤ the input's + 0.10; lead ≥ 1 note/s during silence; output IO
     .venv/bin/python benchmarks/musical.py [--pieces 4] [--seconds 30] [--silence 10] [--modes imitate,contrast,lead]
         [--voices melody,bass,comping] [--slice-notes] [--early-ms MS] [--lookahead-ms MS] [--plots DIR] [--no-save]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,12 +52,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, goal  # noqa: E402
-
 import numpy as np
+from _common import emit, goal  # noqa: E402
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -152,18 +151,36 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
     return percepts, notes
 
 
-def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int, voices=("melody", "bass", "comping"),
-             slice_notes: bool = False, overrides: Optional[dict] = None) -> dict:
+def run_mode(
+    wav: Path,
+    mode: str,
+    folder: Path,
+    *,
+    api: str,
+    seed: int,
+    voices=("melody", "bass", "comping"),
+    slice_notes: bool = False,
+    overrides: dict | None = None,
+) -> dict:
     import ray
 
     from services.stack import LiveStack
 
     log = folder / f"session-{mode}.jsonl"
-    config = MusicHalConfig().with_overrides({
-        "features.kind": "traditional", "features.hybrid": False, "midi.api": api, "midi.profile": "gm-safe",
-        "generation.mode": mode, "generation.seed": seed, "control.input_gate": False,
-        "features.slice_notes": bool(slice_notes), **{f"voices.{v}": v in voices for v in ("melody", "bass", "comping")},
-        **(overrides or {})})
+    config = MusicHalConfig().with_overrides(
+        {
+            "features.kind": "traditional",
+            "features.hybrid": False,
+            "midi.api": api,
+            "midi.profile": "gm-safe",
+            "generation.mode": mode,
+            "generation.seed": seed,
+            "control.input_gate": False,
+            "features.slice_notes": bool(slice_notes),
+            **{f"voices.{v}": v in voices for v in ("melody", "bass", "comping")},
+            **(overrides or {}),
+        }
+    )
     stack = LiveStack(config, input_file=str(wav), session_log=str(log))
     stack.start()
     try:
@@ -175,15 +192,24 @@ def run_mode(wav: Path, mode: str, folder: Path, *, api: str, seed: int, voices=
         midi_out = stack.actors["midi_out"]
         reaction = ray.get(midi_out.latency_values.remote("onset_to_note"), timeout=10)
         pipeline = ray.get(midi_out.latency_values.remote("pipeline"), timeout=10)
-        errors = {kind: ray.get(midi_out.latency_values.remote(f"schedule_error_{kind}"), timeout=10)
-                  for kind in ("clocked", "reaction")}
+        errors = {
+            kind: ray.get(midi_out.latency_values.remote(f"schedule_error_{kind}"), timeout=10)
+            for kind in ("clocked", "reaction")
+        }
         midi_stats = ray.get(midi_out.stats.remote(), timeout=10)
         oracle_stats = ray.get(stack.actors["oracle"].stats.remote(), timeout=10)
     finally:
         stack.stop(graceful=True)
     percepts, notes = read_log(log)
-    return {"percepts": percepts, "notes": notes, "reaction_s": list(reaction), "pipeline_s": list(pipeline),
-            "schedule_error_s": errors, "midi_out": midi_stats, "oracle": oracle_stats}
+    return {
+        "percepts": percepts,
+        "notes": notes,
+        "reaction_s": list(reaction),
+        "pipeline_s": list(pipeline),
+        "schedule_error_s": errors,
+        "midi_out": midi_stats,
+        "oracle": oracle_stats,
+    }
 
 
 def timing(result: dict) -> dict:
@@ -193,23 +219,35 @@ def timing(result: dict) -> dict:
     for kind in ("clocked", "reaction"):
         n = counters.get(f"scheduler_{kind}_notes", 0)
         errors = np.asarray(result["schedule_error_s"][kind]) * 1000
-        out[kind] = {"notes": n, "late_on_arrival": counters.get(f"scheduler_{kind}_late_on_arrival", 0),
-                     "late_share": round(counters.get(f"scheduler_{kind}_late_on_arrival", 0) / n, 4) if n else None,
-                     "sent_late": counters.get(f"scheduler_{kind}_late", 0),
-                     "schedule_error_p50_ms": round(float(np.percentile(errors, 50)), 3) if errors.size else None,
-                     "schedule_error_p99_ms": round(float(np.percentile(errors, 99)), 3) if errors.size else None}
+        out[kind] = {
+            "notes": n,
+            "late_on_arrival": counters.get(f"scheduler_{kind}_late_on_arrival", 0),
+            "late_share": round(counters.get(f"scheduler_{kind}_late_on_arrival", 0) / n, 4) if n else None,
+            "sent_late": counters.get(f"scheduler_{kind}_late", 0),
+            "schedule_error_p50_ms": round(float(np.percentile(errors, 50)), 3) if errors.size else None,
+            "schedule_error_p99_ms": round(float(np.percentile(errors, 99)), 3) if errors.size else None,
+        }
     for name in ("clocked_hop", "clocked_lead"):  # decided -> received at midi_out, against t_on - decided
         figures = result["midi_out"]["latency_ms"].get(name) or {}
         if figures.get("count"):
             out["clocked"][name + "_ms"] = {q: round(figures[q], 2) for q in ("p50", "p95", "p99")}
     out["clocked"]["sent_behind_by_oracle"] = counters.get("clocked_sent_behind", 0)
-    out["all_notes"] = {"notes": counters.get("scheduler_scheduled", 0),
-                        "late_on_arrival_on_or_off": counters.get("scheduler_late_on_arrival", 0),
-                        "sent_late_on_or_off": counters.get("scheduler_late", 0)}
+    out["all_notes"] = {
+        "notes": counters.get("scheduler_scheduled", 0),
+        "late_on_arrival_on_or_off": counters.get("scheduler_late_on_arrival", 0),
+        "sent_late_on_or_off": counters.get("scheduler_late", 0),
+    }
     stages = {}
-    for stage, name in (("midi_out", "onset_to_detected"), ("oracle", "early_detected_to_oracle"),
-                        ("oracle", "early_analysis"), ("oracle", "early_decision"), ("midi_out", "oracle_to_midi_out"),
-                        ("midi_out", "decision_to_note_on"), ("midi_out", "pipeline"), ("midi_out", "onset_to_note")):
+    for stage, name in (
+        ("midi_out", "onset_to_detected"),
+        ("oracle", "early_detected_to_oracle"),
+        ("oracle", "early_analysis"),
+        ("oracle", "early_decision"),
+        ("midi_out", "oracle_to_midi_out"),
+        ("midi_out", "decision_to_note_on"),
+        ("midi_out", "pipeline"),
+        ("midi_out", "onset_to_note"),
+    ):
         figures = result[stage]["latency_ms"].get(name) or {}
         if figures.get("count"):
             stages[name] = {"p50": round(figures["p50"], 2), "p95": round(figures["p95"], 2)}
@@ -246,22 +284,32 @@ def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: 
     polyphony = mean_sounding([(n["t_on"] - origin, n["t_off"] - origin) for n in every_note], *span)
     input_polyphony = mean_sounding([(n[1], n[1] + n[2]) for n in piece_notes], *span)
     return {
-        "polyphony": round(polyphony, 2), "input_polyphony": round(input_polyphony, 2),
-        "polyphony_share": round(polyphony / input_polyphony, 3) if input_polyphony else None, "voices": voices,
-        "notes": len(notes), "percepts": len(full), "early_views": len(percepts) - len(full),
-        "own_corr": round(own, 3), "other_corr": round(other, 3), "margin": round(own - other, 3),
+        "polyphony": round(polyphony, 2),
+        "input_polyphony": round(input_polyphony, 2),
+        "polyphony_share": round(polyphony / input_polyphony, 3) if input_polyphony else None,
+        "voices": voices,
+        "notes": len(notes),
+        "percepts": len(full),
+        "early_views": len(percepts) - len(full),
+        "own_corr": round(own, 3),
+        "other_corr": round(other, 3),
+        "margin": round(own - other, 3),
         "repeat_share": round(repeat_share(np.asarray(pitches)[during]), 3),
         "input_repeat_share": round(repeat_share(top_line(piece_notes)), 3),
-        "ioi": ioi_stats(on[during]), "input_ioi": ioi_stats(in_onsets),
+        "ioi": ioi_stats(on[during]),
+        "input_ioi": ioi_stats(in_onsets),
         "busy_share": round(float(bins.mean()), 3),
-        "silence_notes": in_silence, "silence_notes_per_s": round(in_silence / silence, 2),
-        "reaction_ms": {"count": int(reaction.size),
-                        "p50": round(float(np.percentile(reaction, 50)), 1) if reaction.size else None,
-                        "p95": round(float(np.percentile(reaction, 95)), 1) if reaction.size else None,
-                        "over_150": int(np.sum(reaction > 150.0)),
-                        # the part after the onset's (early) event was detected: processing and transport
-                        "detected_to_note_p50": round(float(np.percentile(pipeline, 50)), 1) if pipeline.size else None,
-                        "detected_to_note_p95": round(float(np.percentile(pipeline, 95)), 1) if pipeline.size else None},
+        "silence_notes": in_silence,
+        "silence_notes_per_s": round(in_silence / silence, 2),
+        "reaction_ms": {
+            "count": int(reaction.size),
+            "p50": round(float(np.percentile(reaction, 50)), 1) if reaction.size else None,
+            "p95": round(float(np.percentile(reaction, 95)), 1) if reaction.size else None,
+            "over_150": int(np.sum(reaction > 150.0)),
+            # the part after the onset's (early) event was detected: processing and transport
+            "detected_to_note_p50": round(float(np.percentile(pipeline, 50)), 1) if pipeline.size else None,
+            "detected_to_note_p95": round(float(np.percentile(pipeline, 95)), 1) if pipeline.size else None,
+        },
     }
 
 
@@ -278,9 +326,15 @@ def piano_roll(path: Path, piece_notes, result: dict, *, title: str, seconds: fl
     for pitch, start, duration, _ in piece_notes:
         ax.add_patch(plt.Rectangle((start, pitch - 0.4), duration, 0.8, color="0.75"))
     for n in notes:
-        ax.add_patch(plt.Rectangle((n["t_on"] - origin, n["pitch"] - 0.4), n["t_off"] - n["t_on"], 0.8,
-                                   color={"bass": "tab:red", "comping": "tab:green"}.get(n.get("voice"), "tab:blue"),
-                                   alpha=0.8))
+        ax.add_patch(
+            plt.Rectangle(
+                (n["t_on"] - origin, n["pitch"] - 0.4),
+                n["t_off"] - n["t_on"],
+                0.8,
+                color={"bass": "tab:red", "comping": "tab:green"}.get(n.get("voice"), "tab:blue"),
+                alpha=0.8,
+            )
+        )
     pitches = [n[0] for n in piece_notes] + [n["pitch"] for n in notes]
     ax.set_xlim(0, seconds + silence)
     ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
@@ -289,8 +343,12 @@ def piano_roll(path: Path, piece_notes, result: dict, *, title: str, seconds: fl
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title)
     colours = {"melody": "tab:blue", "bass": "tab:red", "comping": "tab:green"}
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ["0.75", *colours.values()]],
-              labels=["input", *colours], loc="upper right", fontsize=7)
+    ax.legend(
+        handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ["0.75", *colours.values()]],
+        labels=["input", *colours],
+        loc="upper right",
+        fontsize=7,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -306,12 +364,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--midi-api", default="jack")
     parser.add_argument("--voices", default="melody,bass,comping", help="voices that play (default all three)")
-    parser.add_argument("--slice-notes", action="store_true",
-                        help="transcribe each event's notes (features.slice_notes): comping from the transcribed notes")
+    parser.add_argument(
+        "--slice-notes",
+        action="store_true",
+        help="transcribe each event's notes (features.slice_notes): comping from the transcribed notes",
+    )
     parser.add_argument("--early-ms", type=float, help="segmenter.early_ms (the early view; default: the config's)")
     parser.add_argument("--lookahead-ms", type=float, help="generation.lookahead_ms (default: the config's)")
     parser.add_argument("--plots", help="write a piano roll PNG per piece and mode into this folder")
-    parser.add_argument("--no-save", action="store_true", help="print the JSON only (no benchmarks/results/musical.json)")
+    parser.add_argument(
+        "--no-save", action="store_true", help="print the JSON only (no benchmarks/results/musical.json)"
+    )
     args = parser.parse_args(argv)
     import ray
     import soundfile as sf
@@ -320,11 +383,19 @@ def main(argv=None) -> int:
     from testkit.audio import chorale_notes, render_midi_notes
 
     modes = [m for m in args.modes.split(",") if m]
-    overrides = {key: value for key, value in (("segmenter.early_ms", args.early_ms),
-                                               ("generation.lookahead_ms", args.lookahead_ms)) if value is not None}
-    names = PIECES[:max(2, args.pieces)]
-    out: dict = {"command": " ".join(["benchmarks/musical.py"] + (argv if argv is not None else sys.argv[1:])),
-                 "pieces": {}, "bpm": args.bpm, "seconds": args.seconds, "silence": args.silence}
+    overrides = {
+        key: value
+        for key, value in (("segmenter.early_ms", args.early_ms), ("generation.lookahead_ms", args.lookahead_ms))
+        if value is not None
+    }
+    names = PIECES[: max(2, args.pieces)]
+    out: dict = {
+        "command": " ".join(["benchmarks/musical.py"] + (argv if argv is not None else sys.argv[1:])),
+        "pieces": {},
+        "bpm": args.bpm,
+        "seconds": args.seconds,
+        "silence": args.silence,
+    }
     with tempfile.TemporaryDirectory(prefix="musichal_musical_") as tmp, dummy_jack_server():
         folder = Path(tmp)
         scores = {name: chorale_notes(name, bpm=args.bpm, seconds=args.seconds) for name in names}
@@ -334,27 +405,43 @@ def main(argv=None) -> int:
                 wav = render_midi_notes(scores[name], folder / f"{index}.wav")
                 audio, sr = sf.read(wav, dtype="float32")
                 mono = audio.mean(axis=1) if audio.ndim > 1 else audio
-                mono = mono[:int(args.seconds * sr)]
+                mono = mono[: int(args.seconds * sr)]
                 padded = np.concatenate([mono, np.zeros(int(args.silence * sr), np.float32)])
                 sf.write(folder / f"{index}-in.wav", padded, sr)
                 anchor = vmo_anchor(mono, sr, seed=args.seed)
-                entry = {"other": other, "vmo_own_corr": round(corr(anchor, score_histogram(scores[name])), 3),
-                         "vmo_other_corr": round(corr(anchor, score_histogram(scores[other])), 3), "modes": {}}
+                entry = {
+                    "other": other,
+                    "vmo_own_corr": round(corr(anchor, score_histogram(scores[name])), 3),
+                    "vmo_other_corr": round(corr(anchor, score_histogram(scores[other])), 3),
+                    "modes": {},
+                }
                 for mode in modes:
                     load_before = os.getloadavg()[0]
-                    result = run_mode(folder / f"{index}-in.wav", mode, folder, api=args.midi_api, seed=args.seed,
-                                      voices=tuple(v for v in args.voices.split(",") if v), slice_notes=args.slice_notes,
-                                      overrides=overrides)
-                    entry["modes"][mode] = measure(result, scores[name], scores[other], seconds=args.seconds,
-                                                   silence=args.silence)
+                    result = run_mode(
+                        folder / f"{index}-in.wav",
+                        mode,
+                        folder,
+                        api=args.midi_api,
+                        seed=args.seed,
+                        voices=tuple(v for v in args.voices.split(",") if v),
+                        slice_notes=args.slice_notes,
+                        overrides=overrides,
+                    )
+                    entry["modes"][mode] = measure(
+                        result, scores[name], scores[other], seconds=args.seconds, silence=args.silence
+                    )
                     load = round(max(load_before, os.getloadavg()[0]), 2)  # 1-min load, before and after the run
                     entry["modes"][mode].update(timing=timing(result), load=load, noisy=load > 1.5)
                     if args.plots:
                         Path(args.plots).mkdir(parents=True, exist_ok=True)
-                        piano_roll(Path(args.plots) / f"{name.replace('/', '_')}-{mode}.png", scores[name], result,
-                                   title=f"{name} {mode} (grey: input score; output: melody, bass, comping)",
-                                   seconds=args.seconds,
-                                   silence=args.silence)
+                        piano_roll(
+                            Path(args.plots) / f"{name.replace('/', '_')}-{mode}.png",
+                            scores[name],
+                            result,
+                            title=f"{name} {mode} (grey: input score; output: melody, bass, comping)",
+                            seconds=args.seconds,
+                            silence=args.silence,
+                        )
                 out["pieces"][name] = entry
                 print(json.dumps({name: entry}), file=sys.stderr, flush=True)
         finally:
@@ -366,9 +453,23 @@ def main(argv=None) -> int:
         values = [p["modes"][mode][key] for p in pieces if mode in p["modes"] and p["modes"][mode].get(key) is not None]
         return round(float(np.mean(values)), 3) if values else None
 
-    means = {mode: {k: mean(mode, k) for k in ("own_corr", "other_corr", "margin", "repeat_share", "busy_share",
-                                                 "silence_notes_per_s", "polyphony", "input_polyphony", "polyphony_share")}
-             for mode in modes}
+    means = {
+        mode: {
+            k: mean(mode, k)
+            for k in (
+                "own_corr",
+                "other_corr",
+                "margin",
+                "repeat_share",
+                "busy_share",
+                "silence_notes_per_s",
+                "polyphony",
+                "input_polyphony",
+                "polyphony_share",
+            )
+        }
+        for mode in modes
+    }
     means["vmo_own_corr"] = round(float(np.mean([p["vmo_own_corr"] for p in pieces])), 3)
     means["input_repeat_share"] = round(float(np.mean([p["modes"][modes[0]]["input_repeat_share"] for p in pieces])), 3)
     out["mean"] = means
@@ -376,32 +477,89 @@ def main(argv=None) -> int:
     goals = []
     if "imitate" in modes:
         im = [p["modes"]["imitate"] for p in pieces]
-        goals.append(goal("imitate: pitch-class correlation with the own score, mean (vmo Audio Oracle anchor, same audio)",
-                          means["imitate"]["own_corr"], ">=", means["vmo_own_corr"]))
+        goals.append(
+            goal(
+                "imitate: pitch-class correlation with the own score, mean (vmo Audio Oracle anchor, same audio)",
+                means["imitate"]["own_corr"],
+                ">=",
+                means["vmo_own_corr"],
+            )
+        )
         goals.append(goal("imitate: margin own - other piece, worst piece", min(m["margin"] for m in im), ">=", 0.3))
-    goals.append(goal("repeated-pitch share minus the input top line's, worst piece and mode",
-                      round(max(m["repeat_share"] - m["input_repeat_share"] for _, m in every), 3), "<=", 0.10))
+    goals.append(
+        goal(
+            "repeated-pitch share minus the input top line's, worst piece and mode",
+            round(max(m["repeat_share"] - m["input_repeat_share"] for _, m in every), 3),
+            "<=",
+            0.10,
+        )
+    )
     if "lead" in modes:
-        goals.append(goal("lead: notes per s during the final silence, worst piece",
-                          min(p["modes"]["lead"]["silence_notes_per_s"] for p in pieces), ">=", 1.0, unit="per s"))
+        goals.append(
+            goal(
+                "lead: notes per s during the final silence, worst piece",
+                min(p["modes"]["lead"]["silence_notes_per_s"] for p in pieces),
+                ">=",
+                1.0,
+                unit="per s",
+            )
+        )
     p95 = [p["modes"][mode]["reaction_ms"]["p95"] for p in pieces for mode in modes if mode != "lead"]
     if p95:  # lead keeps its own pulse: it does not react to onsets
-        goals.append(goal("onset -> first note chosen with its influence, p95, worst piece (reactive modes)",
-                          None if any(v is None for v in p95) else max(p95), "<=", 60.0, unit="ms"))
+        goals.append(
+            goal(
+                "onset -> first note chosen with its influence, p95, worst piece (reactive modes)",
+                None if any(v is None for v in p95) else max(p95),
+                "<=",
+                60.0,
+                unit="ms",
+            )
+        )
     clocked = [m["timing"]["clocked"] for _, m in every if m["timing"]["clocked"]["notes"]]
     if clocked:  # (issue 25) steps on the own clock leave a look-ahead before they are due
-        goals.append(goal("clocked steps late on arrival at midi_out, worst piece and mode",
-                          round(100 * max(c["late_share"] for c in clocked), 2), "<=", 1.0, unit="%"))
-        goals.append(goal("clocked steps' schedule error p99, worst piece and mode",
-                          max(c["schedule_error_p99_ms"] for c in clocked), "<=", 2.0, unit="ms"))
+        goals.append(
+            goal(
+                "clocked steps late on arrival at midi_out, worst piece and mode",
+                round(100 * max(c["late_share"] for c in clocked), 2),
+                "<=",
+                1.0,
+                unit="%",
+            )
+        )
+        goals.append(
+            goal(
+                "clocked steps' schedule error p99, worst piece and mode",
+                max(c["schedule_error_p99_ms"] for c in clocked),
+                "<=",
+                2.0,
+                unit="ms",
+            )
+        )
     out["max_load"] = max(m["load"] for _, m in every)
     out["noisy"] = out["max_load"] > 1.5
-    goals.append(goal("mean sounding notes, output / input (all voices), worst piece and mode",
-                      min((m["polyphony_share"] or 0.0) for _, m in every), ">=", 0.5))
-    cv_off = [None if m["ioi"]["cv"] is None or not m["input_ioi"]["cv"]
-              else abs(m["ioi"]["cv"] - m["input_ioi"]["cv"]) / m["input_ioi"]["cv"] for _, m in every]
-    goals.append(goal("output IOI coefficient of variation off the input's, worst piece and mode",
-                      None if any(v is None for v in cv_off) else round(100 * max(cv_off), 1), "<=", 50.0, unit="%"))
+    goals.append(
+        goal(
+            "mean sounding notes, output / input (all voices), worst piece and mode",
+            min((m["polyphony_share"] or 0.0) for _, m in every),
+            ">=",
+            0.5,
+        )
+    )
+    cv_off = [
+        None
+        if m["ioi"]["cv"] is None or not m["input_ioi"]["cv"]
+        else abs(m["ioi"]["cv"] - m["input_ioi"]["cv"]) / m["input_ioi"]["cv"]
+        for _, m in every
+    ]
+    goals.append(
+        goal(
+            "output IOI coefficient of variation off the input's, worst piece and mode",
+            None if any(v is None for v in cv_off) else round(100 * max(cv_off), 1),
+            "<=",
+            50.0,
+            unit="%",
+        )
+    )
     return emit("musical", out, goals, save=not args.no_save)
 
 

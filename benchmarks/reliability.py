@@ -8,6 +8,7 @@ The matrix is ``testkit/reliability_cases.py`` (WAV damage, channels 1–8, 8–
 with audio names, damaged models, missing MIDI port / audio device / wav2vec model). Device cases need a JACK server
 for the MIDI port checks; without one they report the error they get (still a one-line error, so they still pass).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 
-from testkit.reliability_cases import all_cases, make_model, run_case  # noqa: E402
 from _common import emit, goal, strip_no_save  # noqa: E402
+
+from testkit.reliability_cases import all_cases, make_model, run_case  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +42,13 @@ def main(argv: list[str] | None = None) -> int:
             per_category[case.category]["tried"] += 1
             per_category[case.category]["passed"] += int(result.passed)
             if not result.passed:
-                failures.append({"case": case.id, "expected": case.expect, "outcome": result.outcome, "detail": result.detail})
+                failures.append(
+                    {"case": case.id, "expected": case.expect, "outcome": result.outcome, "detail": result.detail}
+                )
             if args.verbose:
-                listing.append({"case": case.id, "expected": case.expect, "passed": result.passed, "outcome": result.outcome[:200]})
+                listing.append(
+                    {"case": case.id, "expected": case.expect, "passed": result.passed, "outcome": result.outcome[:200]}
+                )
     report = {
         "cases_tried": sum(v["tried"] for v in per_category.values()),
         "cases_passed": sum(v["passed"] for v in per_category.values()),

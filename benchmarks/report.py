@@ -7,6 +7,7 @@ command, the time and the machine's load). ``--check`` exits 1 when the document
 A result taken at a 1-minute load above ``_common.NOISY_LOAD`` (1.5) is marked noisy: its figures are shown as
 noisy, never as met or not met.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import NOISY_LOAD, is_noisy, run_load  # noqa: E402
 
-ORDER = ("ring", "latency", "features", "midi", "oracle", "musical", "train", "remote_encoder", "reliability", "startup",
-         "soak")
+ORDER = (
+    "ring",
+    "latency",
+    "features",
+    "midi",
+    "oracle",
+    "musical",
+    "train",
+    "remote_encoder",
+    "reliability",
+    "startup",
+    "soak",
+)
 
 
 def _fmt(value) -> str:
@@ -85,19 +97,26 @@ def render(results: list[dict]) -> str:
         machine = r.get("machine", {})
         load = f"{_fmt(machine.get('load_average_1min_start'))} → {_fmt(machine.get('load_average_1min_end'))}"
         if is_noisy(r):
-            lines.append(f"| [`{r['benchmark']}`](#{r['benchmark']}) | `{r['command']}` | {r['measured_at']} | {load} "
-                         f"**noisy** | noisy: not counted |")
+            lines.append(
+                f"| [`{r['benchmark']}`](#{r['benchmark']}) | `{r['command']}` | {r['measured_at']} | {load} "
+                f"**noisy** | noisy: not counted |"
+            )
             continue
-        lines.append(f"| [`{r['benchmark']}`](#{r['benchmark']}) | `{r['command']}` | {r['measured_at']} | {load} | "
-                     f"{met} / {len(checked)}{'' if r['met'] else ' (not all)'} |")
+        lines.append(
+            f"| [`{r['benchmark']}`](#{r['benchmark']}) | `{r['command']}` | {r['measured_at']} | {load} | "
+            f"{met} / {len(checked)}{'' if r['met'] else ' (not all)'} |"
+        )
     for r in results:
         noisy = is_noisy(r)
         lines += ["", f"## {r['benchmark']}", "", f"`{r['command']}` — {r['measured_at']}", ""]
         if noisy:
             load = run_load(r)
-            lines += [f"**Noisy:** taken at a 1-minute load of {_fmt(load) if load is not None else 'unknown'} (above "
-                      f"{_fmt(NOISY_LOAD)} on a shared CPU): these figures are not the code's; rerun on a quiet "
-                      "machine.", ""]
+            lines += [
+                f"**Noisy:** taken at a 1-minute load of {_fmt(load) if load is not None else 'unknown'} (above "
+                f"{_fmt(NOISY_LOAD)} on a shared CPU): these figures are not the code's; rerun on a quiet "
+                "machine.",
+                "",
+            ]
         lines += ["| figure | measured | goal | |", "|---|---|---|---|"]
         for g in r["goals"]:
             label = g["label"] + (f" ({g['note']})" if g.get("note") else "")

@@ -14,6 +14,7 @@ A Queue still pickles and unpickles every block it carries (that is what it cost
 Prints one JSON object (and saves benchmarks/results/ring.json). Usage:
     python benchmarks/ring.py [--seconds-of-audio 3600] [--no-save]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from shared.ring import AudioRing  # noqa: E402
 from _common import emit, goal, strip_no_save  # noqa: E402
+
+from shared.ring import AudioRing  # noqa: E402
 
 CTX = mp.get_context("spawn")
 BLOCK = 256
@@ -147,45 +149,84 @@ def wakeup_latency(n_blocks: int) -> dict[str, float]:
     latency_us = (np.frombuffer(stamps.get_obj(), dtype=np.int64) - written_at) / 1e3
     ring.close()
     ring.unlink()
-    return {"p50_us": round(float(np.percentile(latency_us, 50)), 1), "p99_us": round(float(np.percentile(latency_us, 99)), 1),
-            "max_us": round(float(latency_us.max()), 1), "blocks": n_blocks}
+    return {
+        "p50_us": round(float(np.percentile(latency_us, 50)), 1),
+        "p99_us": round(float(np.percentile(latency_us, 99)), 1),
+        "max_us": round(float(latency_us.max()), 1),
+        "blocks": n_blocks,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds-of-audio", type=float, default=3600.0,
-                        help="audio carried by each transport and reader policy (default %(default)s)")
+    parser.add_argument(
+        "--seconds-of-audio",
+        type=float,
+        default=3600.0,
+        help="audio carried by each transport and reader policy (default %(default)s)",
+    )
     args = parser.parse_args(strip_no_save())
     if args.seconds_of_audio <= 0:
         parser.error("--seconds-of-audio must be > 0")
     total = max(1, int(args.seconds_of_audio * 48000) // (64 * BLOCK)) * (64 * BLOCK)
-    figures: dict = {"block_samples": BLOCK, "batch_blocks": BATCH_BLOCKS, "samples_per_transport": total,
-                     "seconds_of_audio": total / 48000}
+    figures: dict = {
+        "block_samples": BLOCK,
+        "batch_blocks": BATCH_BLOCKS,
+        "samples_per_transport": total,
+        "seconds_of_audio": total / 48000,
+    }
     for mode in ("per_block", "batched"):
         ring = ring_throughput(total, mode)
         queue = queue_throughput(total, mode)
-        figures[mode] = {"ring_samples_per_s": round(ring["samples_per_s"]),
-                         "queue_samples_per_s": round(queue["samples_per_s"]),
-                         "ring_us_per_block": round(BLOCK / ring["samples_per_s"] * 1e6, 3),
-                         "queue_us_per_block": round(BLOCK / queue["samples_per_s"] * 1e6, 3),
-                         "ring_vs_queue_speedup": round(ring["samples_per_s"] / queue["samples_per_s"], 2),
-                         "ring_writer_waits_for_reader": ring["writer_waits"], "ring_overruns": ring["overruns"]}
+        figures[mode] = {
+            "ring_samples_per_s": round(ring["samples_per_s"]),
+            "queue_samples_per_s": round(queue["samples_per_s"]),
+            "ring_us_per_block": round(BLOCK / ring["samples_per_s"] * 1e6, 3),
+            "queue_us_per_block": round(BLOCK / queue["samples_per_s"] * 1e6, 3),
+            "ring_vs_queue_speedup": round(ring["samples_per_s"] / queue["samples_per_s"], 2),
+            "ring_writer_waits_for_reader": ring["writer_waits"],
+            "ring_overruns": ring["overruns"],
+        }
     figures["reader_wakeup"] = wakeup_latency(2000)
-    figures["reader_wakeup_note"] = ("writer paced at 256 samples / 5.33 ms; latency = reader returns from read() - "
-                                     "write() call")
+    figures["reader_wakeup_note"] = (
+        "writer paced at 256 samples / 5.33 ms; latency = reader returns from read() - write() call"
+    )
     goals = [
-        goal("ring vs Queue, one block per read", figures["per_block"]["ring_vs_queue_speedup"], ">=", SPEEDUP_GOAL, unit="x"),
-        goal("ring vs Queue, up to 94 blocks per wake-up", figures["batched"]["ring_vs_queue_speedup"], ">=", SPEEDUP_GOAL,
-             unit="x"),
-        goal("ring reader wake-up p99 (writer paced at 5.33 ms)", figures["reader_wakeup"]["p99_us"], "<=", 1000.0, unit="µs",
-             note="a third of the 3 ms p99 budget for the three ring hops"),
-        goal("ring overruns (the writer never laps the reader)",
-             figures["per_block"]["ring_overruns"] + figures["batched"]["ring_overruns"], "==", 0),
+        goal(
+            "ring vs Queue, one block per read",
+            figures["per_block"]["ring_vs_queue_speedup"],
+            ">=",
+            SPEEDUP_GOAL,
+            unit="x",
+        ),
+        goal(
+            "ring vs Queue, up to 94 blocks per wake-up",
+            figures["batched"]["ring_vs_queue_speedup"],
+            ">=",
+            SPEEDUP_GOAL,
+            unit="x",
+        ),
+        goal(
+            "ring reader wake-up p99 (writer paced at 5.33 ms)",
+            figures["reader_wakeup"]["p99_us"],
+            "<=",
+            1000.0,
+            unit="µs",
+            note="a third of the 3 ms p99 budget for the three ring hops",
+        ),
+        goal(
+            "ring overruns (the writer never laps the reader)",
+            figures["per_block"]["ring_overruns"] + figures["batched"]["ring_overruns"],
+            "==",
+            0,
+        ),
     ]
-    notes = ("Same audio, same 256-sample blocks and the same reader policy on both sides; the Queue pickles and "
-             "unpickles every block, the ring copies samples. Per-block µs and samples/s for each side are in the JSON. "
-             "The writer and the reader compete for the CPU with everything else running, so a loaded machine lowers "
-             "the ring's figure most (its per-block cost is closest to the scheduler's noise).")
+    notes = (
+        "Same audio, same 256-sample blocks and the same reader policy on both sides; the Queue pickles and "
+        "unpickles every block, the ring copies samples. Per-block µs and samples/s for each side are in the JSON. "
+        "The writer and the reader compete for the CPU with everything else running, so a loaded machine lowers "
+        "the ring's figure most (its per-block cost is closest to the scheduler's noise)."
+    )
     return emit("ring", figures, goals, notes=notes)
 
 

@@ -18,6 +18,7 @@ and whether it pulls in torch, transformers, onnxruntime or numba; the encoder's
 the oracle's numba kernels compiled cold (empty cache) and loaded from the cache; the tiny wav2vec's load (torch +
 transformers + checkpoint). Medians of ``--runs``; warm OS caches (one unmeasured run of each first).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
@@ -103,22 +104,29 @@ def _python(tree: Path) -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def _json_line(command: list[str], *, cwd: Path, env: Optional[dict] = None, timeout_s: float = 300) -> dict:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s,
-                            env={**os.environ, **(env or {})})
+def _json_line(command: list[str], *, cwd: Path, env: dict | None = None, timeout_s: float = 300) -> dict:
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **(env or {})}
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         raise RuntimeError(f"{command[:3]} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
     return json.loads(lines[-1])
 
 
-def time_until_line(command: list[str], marker: str, *, cwd: Path, timeout_s: float = 180) -> tuple[Optional[float], str]:
+def time_until_line(command: list[str], marker: str, *, cwd: Path, timeout_s: float = 180) -> tuple[float | None, str]:
     """Seconds from starting ``command`` to the first stdout line containing ``marker`` (None if it never came);
     the process is then left to finish (``--duration``) and its output returned."""
     t0 = time.monotonic()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen: Optional[float] = None
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    seen: float | None = None
     output = []
     try:
         assert process.stdout is not None
@@ -134,17 +142,28 @@ def time_until_line(command: list[str], marker: str, *, cwd: Path, timeout_s: fl
     return seen, "".join(output)
 
 
-def run_floor(cwd: Path) -> Optional[float]:
+def run_floor(cwd: Path) -> float | None:
     seconds, output = time_until_line([sys.executable, "-c", FLOOR_SCRIPT], "FLOOR READY", cwd=cwd)
     if seconds is None:
         print(f"startup: the Ray floor run failed:\n{output[-800:]}", file=sys.stderr)
     return seconds
 
 
-def run_stack(tree: Path, clip: Path, work: Path, *, new: bool, wav2vec: Optional[Path]) -> dict[str, Any]:
+def run_stack(tree: Path, clip: Path, work: Path, *, new: bool, wav2vec: Path | None) -> dict[str, Any]:
     stats_file = work / f"stats_{time.monotonic_ns()}.json"
-    command = [_python(tree), str(tree / "launch.py"), "--input-file", str(clip), "--duration", "1",
-               "--midi-api", "jack", "--stats", "--stats-file", str(stats_file)]
+    command = [
+        _python(tree),
+        str(tree / "launch.py"),
+        "--input-file",
+        str(clip),
+        "--duration",
+        "1",
+        "--midi-api",
+        "jack",
+        "--stats",
+        "--stats-file",
+        str(stats_file),
+    ]
     if wav2vec is not None:
         command += ["--wav2vec", "--wav2vec-model", str(wav2vec)]
     seconds, output = time_until_line(command, "listening after" if new else "running (", cwd=work)
@@ -160,27 +179,35 @@ def run_stack(tree: Path, clip: Path, work: Path, *, new: bool, wav2vec: Optiona
     return out
 
 
-def breakdown(tree: Path, work: Path, wav2vec: Optional[Path]) -> dict[str, Any]:
+def breakdown(tree: Path, work: Path, wav2vec: Path | None) -> dict[str, Any]:
     python = _python(tree)
     out: dict[str, Any] = {"actor_modules": {}}
     for module in ACTOR_MODULES:
         figures = _json_line([python, "-c", IMPORT_SCRIPT, module, ",".join(HEAVY)], cwd=tree)
-        out["actor_modules"][module] = {"import_s": round(figures["import_s"], 3),
-                                        "imports": [m for m, on in figures["loaded"].items() if on]}
+        out["actor_modules"][module] = {
+            "import_s": round(figures["import_s"], 3),
+            "imports": [m for m, on in figures["loaded"].items() if on],
+        }
         out["encoder_thread_setup_s"] = round(figures["encoder_thread_setup_s"], 3)
         out["encoder_thread_setup_imports_torch"] = figures["thread_setup_imported_torch"]
     with tempfile.TemporaryDirectory(prefix="numba_cache_") as cache:
         env = {"NUMBA_CACHE_DIR": cache}
         cold = _json_line([python, "-c", NUMBA_SCRIPT], cwd=tree, env=env)
         cached = _json_line([python, "-c", NUMBA_SCRIPT], cwd=tree, env=env)
-    out["oracle_numba_warm_up_s"] = {"cold_compile": round(cold["warm_up_s"], 3), "from_cache": round(cached["warm_up_s"], 3)}
+    out["oracle_numba_warm_up_s"] = {
+        "cold_compile": round(cold["warm_up_s"], 3),
+        "from_cache": round(cached["warm_up_s"], 3),
+    }
     if wav2vec is not None:
         figures = _json_line([python, "-c", WAV2VEC_SCRIPT, str(wav2vec)], cwd=tree)
-        out["wav2vec_tiny"] = {"import_torch_s": round(figures["import_torch_s"], 3), "load_s": round(figures["load_s"], 3)}
+        out["wav2vec_tiny"] = {
+            "import_torch_s": round(figures["import_torch_s"], 3),
+            "load_s": round(figures["load_s"], 3),
+        }
     return out
 
 
-def _median(values: list[Optional[float]]) -> Optional[float]:
+def _median(values: list[float | None]) -> float | None:
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 2) if values else None
 
@@ -192,7 +219,7 @@ def _median_phases(runs: list[dict]) -> dict[str, float]:
     return {n: _median([run.get("phases_s", {}).get(n) for run in runs]) for n in names}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--before", help="a checkout of an earlier commit (with TREE/.venv) measured side by side")
@@ -209,8 +236,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="musichal_startup_"))
     jack = start_dummy_jack()
     try:
-        clip = random_piano_clip(work / "clip.wav", seed=3, count=40, pitches=[55, 57, 60, 62, 64, 67, 69, 72],
-                                 start_s=0.1, step_s=0.25, duration_s=0.2)
+        clip = random_piano_clip(
+            work / "clip.wav",
+            seed=3,
+            count=40,
+            pitches=[55, 57, 60, 62, 64, 67, 69, 72],
+            start_s=0.1,
+            step_s=0.25,
+            duration_s=0.2,
+        )
         tiny = None
         if not args.no_wav2vec:
             from testkit.wav2vec import save_tiny_wav2vec
@@ -218,7 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             tiny = save_tiny_wav2vec(work / "tiny_w2v", group_norm=True)
         configs = {"traditional": None} if tiny is None else {"traditional": None, "wav2vec_tiny": tiny}
         runs: dict[str, dict[str, list]] = {t: {c: [] for c in configs} for t in trees}
-        floors: list[Optional[float]] = []
+        floors: list[float | None] = []
         loads = [os.getloadavg()[0]]
         run_floor(work)  # warm the OS caches: one unmeasured run of each
         for tree, new in trees.values():
@@ -230,15 +264,23 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for config, wav2vec in configs.items():
                     result = run_stack(tree, clip, work, new=new, wav2vec=wav2vec)
                     runs[label][config].append(result)
-                    print(f"startup run {i + 1}: {label} {config} {result['command_to_listening_s']} s "
-                          f"(floor {floors[-1]:.2f} s, load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+                    print(
+                        f"startup run {i + 1}: {label} {config} {result['command_to_listening_s']} s "
+                        f"(floor {floors[-1]:.2f} s, load {os.getloadavg()[0]:.2f})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             loads.append(os.getloadavg()[0])
         parts = {label: breakdown(tree, work, tiny) for label, (tree, _new) in trees.items()}
     finally:
         stop_jack(jack)
     floor = _median(floors)
-    figures: dict[str, Any] = {"runs": args.runs, "ray_floor_s": {"median": floor, "runs": floors},
-                               "before_tree": args.before_label or args.before, "loadavg_1min": [round(x, 2) for x in loads]}
+    figures: dict[str, Any] = {
+        "runs": args.runs,
+        "ray_floor_s": {"median": floor, "runs": floors},
+        "before_tree": args.before_label or args.before,
+        "loadavg_1min": [round(x, 2) for x in loads],
+    }
     for label in trees:
         figures[label] = {}
         for config in configs:
@@ -254,52 +296,111 @@ def main(argv: Optional[list[str]] = None) -> int:
     return emit("startup", figures, make_goals(figures), notes=NOTES)
 
 
-NOTES = ("Medians of interleaved runs (floor, then each tree and configuration, per round) after one unmeasured "
-         "warm-up run of each. 'listening' = every actor ready and the input started. Before: the older command "
-         "printed 'running (…)' after its start (its input file had started before that line). Phases are the "
-         "stack's own (LiveStack.startup, medians): ready_X is the time from creating the actors to X's ready "
-         "answer, all four created at once. Breakdown rows are separate fresh processes.")
+NOTES = (
+    "Medians of interleaved runs (floor, then each tree and configuration, per round) after one unmeasured "
+    "warm-up run of each. 'listening' = every actor ready and the input started. Before: the older command "
+    "printed 'running (…)' after its start (its input file had started before that line). Phases are the "
+    "stack's own (LiveStack.startup, medians): ready_X is the time from creating the actors to X's ready "
+    "answer, all four created at once. Breakdown rows are separate fresh processes."
+)
 
 
 def make_goals(figures: dict[str, Any]) -> list[dict]:
     """The goals and the breakdown shown in the report, from the figures."""
     goals = []
     after = figures["after"]
-    goals.append(goal("traditional: command to listening / Ray floor (same run)",
-                      after["traditional"]["ratio_to_ray_floor"], "<=", 1.5, unit="x"))
-    goals.append(goal("traditional: command to listening, median", after["traditional"]["command_to_listening_s"]["median"],
-                      "<=", 6.0, unit="s"))
+    goals.append(
+        goal(
+            "traditional: command to listening / Ray floor (same run)",
+            after["traditional"]["ratio_to_ray_floor"],
+            "<=",
+            1.5,
+            unit="x",
+        )
+    )
+    goals.append(
+        goal(
+            "traditional: command to listening, median",
+            after["traditional"]["command_to_listening_s"]["median"],
+            "<=",
+            6.0,
+            unit="s",
+        )
+    )
     if "wav2vec_tiny" in after:
-        goals.append(goal("tiny wav2vec: command to listening, median",
-                          after["wav2vec_tiny"]["command_to_listening_s"]["median"], "<=", 9.0, unit="s",
-                          note=f"{after['wav2vec_tiny']['ratio_to_ray_floor']} x the floor"))
-    goals.append(goal("Ray floor: import + ray.init + one actor, median", figures["ray_floor_s"]["median"], "report", unit="s"))
+        goals.append(
+            goal(
+                "tiny wav2vec: command to listening, median",
+                after["wav2vec_tiny"]["command_to_listening_s"]["median"],
+                "<=",
+                9.0,
+                unit="s",
+                note=f"{after['wav2vec_tiny']['ratio_to_ray_floor']} x the floor",
+            )
+        )
+    goals.append(
+        goal("Ray floor: import + ray.init + one actor, median", figures["ray_floor_s"]["median"], "report", unit="s")
+    )
     for config in ("traditional", "wav2vec_tiny"):
         phases = after.get(config, {}).get("phases_s_median", {})
         if phases:
-            goals.append(goal(f"after, {config}: phases (median s)", ", ".join(
-                f"{name} {value}" for name, value in phases.items() if value is not None), "report"))
+            goals.append(
+                goal(
+                    f"after, {config}: phases (median s)",
+                    ", ".join(f"{name} {value}" for name, value in phases.items() if value is not None),
+                    "report",
+                )
+            )
     parts = after["breakdown"]
-    goals.append(goal("actor module imports after import ray (s)", ", ".join(
-        f"{name.split('.')[1]} {m['import_s']}" + (f" [{'+'.join(m['imports'])}]" if m["imports"] else "")
-        for name, m in parts["actor_modules"].items()), "report"))
-    goals.append(goal("oracle numba kernels: cold compile / from cache", f"{parts['oracle_numba_warm_up_s']['cold_compile']} / "
-                      f"{parts['oracle_numba_warm_up_s']['from_cache']}", "report", unit="s"))
+    goals.append(
+        goal(
+            "actor module imports after import ray (s)",
+            ", ".join(
+                f"{name.split('.')[1]} {m['import_s']}" + (f" [{'+'.join(m['imports'])}]" if m["imports"] else "")
+                for name, m in parts["actor_modules"].items()
+            ),
+            "report",
+        )
+    )
+    goals.append(
+        goal(
+            "oracle numba kernels: cold compile / from cache",
+            f"{parts['oracle_numba_warm_up_s']['cold_compile']} / {parts['oracle_numba_warm_up_s']['from_cache']}",
+            "report",
+            unit="s",
+        )
+    )
     if "wav2vec_tiny" in parts:
-        goals.append(goal("tiny wav2vec in a fresh process: import torch / build + load + warm", f"{parts['wav2vec_tiny']['import_torch_s']} / "
-                          f"{parts['wav2vec_tiny']['load_s']}", "report", unit="s"))
+        goals.append(
+            goal(
+                "tiny wav2vec in a fresh process: import torch / build + load + warm",
+                f"{parts['wav2vec_tiny']['import_torch_s']} / {parts['wav2vec_tiny']['load_s']}",
+                "report",
+                unit="s",
+            )
+        )
     if "before" in figures:
         before = figures["before"]
         for config in ("traditional", "wav2vec_tiny"):
             if config in before:
-                goals.append(goal(f"before ({figures['before_tree']}), {config}: command to running",
-                                  before[config]["command_to_listening_s"]["median"], "report", unit="s",
-                                  note=f"{before[config]['ratio_to_ray_floor']} x the floor"))
-        goals.append(goal("encoder thread setup: before / after (imports torch before)",
-                          f"{before['breakdown']['encoder_thread_setup_s']} / {parts['encoder_thread_setup_s']}",
-                          "report", unit="s"))
+                goals.append(
+                    goal(
+                        f"before ({figures['before_tree']}), {config}: command to running",
+                        before[config]["command_to_listening_s"]["median"],
+                        "report",
+                        unit="s",
+                        note=f"{before[config]['ratio_to_ray_floor']} x the floor",
+                    )
+                )
+        goals.append(
+            goal(
+                "encoder thread setup: before / after (imports torch before)",
+                f"{before['breakdown']['encoder_thread_setup_s']} / {parts['encoder_thread_setup_s']}",
+                "report",
+                unit="s",
+            )
+        )
     return goals
-
 
 
 if __name__ == "__main__":

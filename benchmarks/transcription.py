@@ -16,6 +16,7 @@ On Bach chorales from the music21 corpus rendered with fluidsynth (FluidR3 GM pi
 
 Run: ``python benchmarks/transcription.py`` (``--quick``: two chorales, two echo seeds).
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, goal, strip_no_save  # noqa: E402
+
 from shared.pitch import midi_to_hz  # noqa: E402
 
 
@@ -41,8 +43,9 @@ def _f1(reference, estimated) -> dict:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     est_i = np.array([[n.onset_s, n.onset_s + max(n.duration_s, 0.01)] for n in estimated])
     est_p = midi_to_hz([n.pitch for n in estimated])
-    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ref_i, ref_p, est_i, est_p, onset_tolerance=0.05,
-                                                                    offset_ratio=None)
+    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+        ref_i, ref_p, est_i, est_p, onset_tolerance=0.05, offset_ratio=None
+    )
     return {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4)}
 
 
@@ -72,10 +75,10 @@ def chords_in_slices(reference, events, descriptors) -> tuple[int, int, list]:
 def measure_pieces(names, root: Path) -> dict:
     import soundfile as sf
 
-    from shared.config import MusicHalConfig
     from services.encoder.analysis import analyze_file
-    from services.encoder.views import HybridPerceptionModule
     from services.encoder.transcription import SliceNote, stitch_slices, transcribe_audio
+    from services.encoder.views import HybridPerceptionModule
+    from shared.config import MusicHalConfig
     from testkit.audio import chorale_opening, render_midi_notes
 
     config = MusicHalConfig()
@@ -91,12 +94,20 @@ def measure_pieces(names, root: Path) -> dict:
         events, analyses = analyze_file(path, config, perception)
         descriptors = [d for d, _ in analyses]
         slices = [tuple(SliceNote(*n) for n in d.notes) for d in descriptors]
-        stitched = stitch_slices([d.onset_s for d in descriptors], [d.duration_s for d in descriptors], slices, window_s=window_s)
+        stitched = stitch_slices(
+            [d.onset_s for d in descriptors], [d.duration_s for d in descriptors], slices, window_s=window_s
+        )
         held, found, misses = chords_in_slices(reference, events, descriptors)
-        pieces[name] = {"notes": len(reference), "events": len(events), "file": _f1(reference, whole),
-                        "slices": _f1(reference, stitched), "chords_found": found, "chords_held": held,
-                        "mean_notes_per_slice": round(float(np.mean([len(d.notes) for d in descriptors])), 2),
-                        "chord_misses": misses[:5]}
+        pieces[name] = {
+            "notes": len(reference),
+            "events": len(events),
+            "file": _f1(reference, whole),
+            "slices": _f1(reference, stitched),
+            "chords_found": found,
+            "chords_held": held,
+            "mean_notes_per_slice": round(float(np.mean([len(d.notes) for d in descriptors])), 2),
+            "chord_misses": misses[:5],
+        }
     return pieces
 
 
@@ -109,7 +120,7 @@ def measure_cost(root: Path, repeats: int = 30) -> dict:
     audio, sr = sf.read(str(next(root.glob("*.wav"))), dtype="float32")
     audio = audio.mean(axis=1) if audio.ndim > 1 else audio
     transcriber = default_transcriber()
-    windows = [audio[int(t * sr):int(t * sr) + sr // 2] for t in np.linspace(0.0, audio.size / sr - 0.6, repeats)]
+    windows = [audio[int(t * sr) : int(t * sr) + sr // 2] for t in np.linspace(0.0, audio.size / sr - 0.6, repeats)]
     transcriber.transcribe_windows(windows[:1], sample_rate_hz=sr)
     notes_ms, expression_ms = [], []
     for window in windows:
@@ -121,10 +132,13 @@ def measure_cost(root: Path, repeats: int = 30) -> dict:
         notes_ms.append((t1 - t0) * 1e3)
         expression_ms.append((t2 - t1) * 1e3)
     total = np.array(notes_ms) + np.array(expression_ms)
-    return {"transcription_ms_p50": round(float(np.percentile(notes_ms, 50)), 2),
-            "expression_ms_p50": round(float(np.percentile(expression_ms, 50)), 2),
-            "per_event_ms_p50": round(float(np.percentile(total, 50)), 2),
-            "per_event_ms_p95": round(float(np.percentile(total, 95)), 2), "windows": len(windows)}
+    return {
+        "transcription_ms_p50": round(float(np.percentile(notes_ms, 50)), 2),
+        "expression_ms_p50": round(float(np.percentile(expression_ms, 50)), 2),
+        "per_event_ms_p50": round(float(np.percentile(total, 50)), 2),
+        "per_event_ms_p95": round(float(np.percentile(total, 95)), 2),
+        "windows": len(windows),
+    }
 
 
 def echo_scene(seed: int, root: Path) -> dict:
@@ -136,9 +150,15 @@ def echo_scene(seed: int, root: Path) -> dict:
     config = SegmenterConfig()
     events, slices = scene_slices(mix, config)
     kept_by_mode = kept_onsets(own, musician, events, slices, window_s=config.window_ms / 1000.0)
-    return {mode: {"musician_onsets": len(kept["musician"]), "musician_kept": int(sum(kept["musician"])),
-                   "echo_onsets": len(kept["echo"]), "echo_kept": int(sum(kept["echo"]))}
-            for mode, kept in kept_by_mode.items()}
+    return {
+        mode: {
+            "musician_onsets": len(kept["musician"]),
+            "musician_kept": int(sum(kept["musician"])),
+            "echo_onsets": len(kept["echo"]),
+            "echo_kept": int(sum(kept["echo"])),
+        }
+        for mode, kept in kept_by_mode.items()
+    }
 
 
 def main(argv=None) -> int:
@@ -163,12 +183,18 @@ def main(argv=None) -> int:
         total = sum(s[mode][f"{who}_onsets"] for s in scenes.values())
         return round(kept / total, 4) if total else float("nan")
 
-    figures = {"pieces": pieces, "mean_file_f1": round(file_f1, 4), "mean_slice_f1": round(slice_f1, 4),
-               "chords_held_share": round(chords_held / chords_found, 4) if chords_found else None,
-               "chords_found": chords_found, "cost": cost,
-               "mean_notes_per_slice": round(float(np.mean([p["mean_notes_per_slice"] for p in pieces.values()])), 2), "echo_scenes": scenes,
-               "echo_aware": {"musician_kept": share("content", "musician"), "echo_kept": share("content", "echo")},
-               "time_gate": {"musician_kept": share("time", "musician"), "echo_kept": share("time", "echo")}}
+    figures = {
+        "pieces": pieces,
+        "mean_file_f1": round(file_f1, 4),
+        "mean_slice_f1": round(slice_f1, 4),
+        "chords_held_share": round(chords_held / chords_found, 4) if chords_found else None,
+        "chords_found": chords_found,
+        "cost": cost,
+        "mean_notes_per_slice": round(float(np.mean([p["mean_notes_per_slice"] for p in pieces.values()])), 2),
+        "echo_scenes": scenes,
+        "echo_aware": {"musician_kept": share("content", "musician"), "echo_kept": share("content", "echo")},
+        "time_gate": {"musician_kept": share("time", "musician"), "echo_kept": share("time", "echo")},
+    }
     goals = [
         goal("note F1 (50 ms onsets) on piano chorales, whole files", round(file_f1, 4), ">=", 0.8),
         goal("note F1 of what the memory holds (slices stitched)", round(slice_f1, 4), ">=", 0.8),
@@ -177,8 +203,14 @@ def main(argv=None) -> int:
         goal("echo onsets kept, echo-aware", figures["echo_aware"]["echo_kept"], "<=", 0.1),
         goal("musician onsets kept, time gate (same scenes)", figures["time_gate"]["musician_kept"], "report"),
         goal("notes per slice (chorales: four voices)", figures["mean_notes_per_slice"], "report"),
-        goal("slice notes + expression per 500 ms event, p95", cost["per_event_ms_p95"], "<=", 100.0, unit="ms",
-             note="the live encoder must keep up with an event every ~100 ms"),
+        goal(
+            "slice notes + expression per 500 ms event, p95",
+            cost["per_event_ms_p95"],
+            "<=",
+            100.0,
+            unit="ms",
+            note="the live encoder must keep up with an event every ~100 ms",
+        ),
     ]
     return emit("transcription", figures, goals)
 

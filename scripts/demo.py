@@ -5,6 +5,7 @@
 3. runs ``musichal --input-file demo_in.wav --record demo_out.mid --midi-profile gm-safe --stats``,
 4. renders ``demo_out.mid`` to ``demo_out.wav`` with fluidsynth and prints the stats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-SOUNDFONTS = [Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"),
-              Path("/usr/share/soundfonts/FluidR3_GM.sf2"), Path("/opt/homebrew/share/soundfonts/default.sf2")]
+SOUNDFONTS = [
+    Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+    Path("/usr/share/sounds/sf2/default-GM.sf2"),
+    Path("/usr/share/soundfonts/FluidR3_GM.sf2"),
+    Path("/opt/homebrew/share/soundfonts/default.sf2"),
+]
 
 
 def soundfont() -> Path:
@@ -30,8 +35,12 @@ def soundfont() -> Path:
 def render(midi: Path, wav: Path) -> None:
     if shutil.which("fluidsynth") is None:
         sys.exit("demo: fluidsynth is not installed (apt-get install fluidsynth)")
-    result = subprocess.run(["fluidsynth", "-ni", "-g", "0.8", "-F", str(wav), "-r", "48000", str(soundfont()), str(midi)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["fluidsynth", "-ni", "-g", "0.8", "-F", str(wav), "-r", "48000", str(soundfont()), str(midi)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode != 0 or not wav.is_file():
         sys.exit(f"demo: fluidsynth failed: {result.stderr.strip()}")
 
@@ -63,9 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import launch
 
-        code = launch.main(["--input-file", str(clip), "--record", str(output), "--midi-profile", "gm-safe",
-                            "--midi-api", midi_api, "--mode", args.mode, "--stats",
-                            "--stats-file", str(output.with_suffix(".stats.json"))])
+        code = launch.main(
+            [
+                "--input-file",
+                str(clip),
+                "--record",
+                str(output),
+                "--midi-profile",
+                "gm-safe",
+                "--midi-api",
+                midi_api,
+                "--mode",
+                args.mode,
+                "--stats",
+                "--stats-file",
+                str(output.with_suffix(".stats.json")),
+            ]
+        )
     finally:
         from shared.jack_server import stop_jack
 

@@ -3,6 +3,7 @@
 A motif-based melody over i–VI–III–VII with a walking bass, so the Audio Oracle finds repeated contexts.
 Deterministic: running it again writes the same bytes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -14,18 +14,19 @@ Schema 1 files (before the perception record) still load: the record is inferred
 Schema 3 adds what each state's slice holds (``oracle.audio.state.note_*`` CSR note columns, ``pressure``,
 ``f0_cents``, ``timbre``; see :mod:`services.oracle.memory.states`); schema 1 and 2 files load with no slice notes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-from shared.errors import ModelFormatError
-from shared.model_io import load_model, save_model
 from services.encoder.perception_model import PerceptionModel
 from services.encoder.spec import POOLING, PerceptionSpec, checkpoint_sha256, locate_checkpoint
+from shared.errors import ModelFormatError
+from shared.model_io import load_model, save_model
 
 __all__ = ["MusicHalModel", "load_musichal_model", "save_musichal_model", "describe_model", "MODEL_SCHEMA"]
 
@@ -39,7 +40,7 @@ class MusicHalModel:
 
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray]
-    path: Optional[Path] = None
+    path: Path | None = None
     perception: Any = field(default=None)  # PerceptionModel or None (a live-learned checkpoint may have none)
     spec: Any = field(default=None)  # services.encoder.spec.PerceptionSpec (None with perception None)
 
@@ -64,14 +65,25 @@ def _recorded_wav2vec(perception: Any) -> None:
     perception.feature_info = {**perception.feature_info, "wav2vec": info}
 
 
-def save_musichal_model(path: str | Path, *, oracle_parts: tuple[dict[str, Any], dict[str, np.ndarray]],
-                        perception: Any = None, config: Optional[dict[str, Any]] = None,
-                        training: Optional[dict[str, Any]] = None) -> None:
+def save_musichal_model(
+    path: str | Path,
+    *,
+    oracle_parts: tuple[dict[str, Any], dict[str, np.ndarray]],
+    perception: Any = None,
+    config: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> None:
     """Write perception (with its complete record) + oracle atomically (deterministic bytes for the same content)."""
     oracle_meta, arrays = oracle_parts
     arrays = dict(arrays)
-    meta: dict[str, Any] = {"musichal_model": MODEL_SCHEMA, "oracle": oracle_meta["oracle"], "perception": None,
-                            "perception_spec": None, "config": config or {}, "training": training or {}}
+    meta: dict[str, Any] = {
+        "musichal_model": MODEL_SCHEMA,
+        "oracle": oracle_meta["oracle"],
+        "perception": None,
+        "perception_spec": None,
+        "config": config or {},
+        "training": training or {},
+    }
     if perception is not None:
         _recorded_wav2vec(perception)
         spec = PerceptionSpec.from_perception_model(perception)
@@ -85,8 +97,9 @@ def save_musichal_model(path: str | Path, *, oracle_parts: tuple[dict[str, Any],
 def _check_memory(spec: Any, oracle: Any, path: Any) -> None:
     audio = oracle.get("audio") if isinstance(oracle, dict) else None
     if isinstance(audio, dict) and audio.get("dim") is not None and int(audio["dim"]) != spec.memory_dimension:
-        raise ModelFormatError(f"{path}: the oracle memory is {audio['dim']}-D but the perception gives "
-                               f"{spec.memory_dimension}-D vectors")
+        raise ModelFormatError(
+            f"{path}: the oracle memory is {audio['dim']}-D but the perception gives {spec.memory_dimension}-D vectors"
+        )
 
 
 def load_musichal_model(path: str | Path) -> MusicHalModel:
@@ -103,9 +116,10 @@ def load_musichal_model(path: str | Path) -> MusicHalModel:
             perception = PerceptionModel.from_model_parts(meta["perception"], arrays)
             inferred = PerceptionSpec.from_perception_model(perception, source=str(path))
             if schema >= 2:
-                spec = PerceptionSpec.from_dict({**(meta.get("perception_spec") or {}), "source": str(path),
-                                                 "perception_meta": meta["perception"]},
-                                                {k: v for k, v in arrays.items() if k.startswith("perception.")})
+                spec = PerceptionSpec.from_dict(
+                    {**(meta.get("perception_spec") or {}), "source": str(path), "perception_meta": meta["perception"]},
+                    {k: v for k, v in arrays.items() if k.startswith("perception.")},
+                )
                 if not spec.matches(inferred):
                     raise ModelFormatError("the perception record does not match the fitted perception")
             else:  # schema 1: migrate (the record is inferred)
@@ -115,7 +129,9 @@ def load_musichal_model(path: str | Path) -> MusicHalModel:
             text = str(error)
             raise ModelFormatError(text if text.startswith(f"{path}:") else f"{path}: {text}") from None
         except (KeyError, TypeError, ValueError) as error:
-            raise ModelFormatError(f"{path}: perception section is malformed ({type(error).__name__}: {error})") from None
+            raise ModelFormatError(
+                f"{path}: perception section is malformed ({type(error).__name__}: {error})"
+            ) from None
     return MusicHalModel(meta=meta, arrays=arrays, path=Path(path), perception=perception, spec=spec)
 
 
@@ -135,17 +151,25 @@ def describe_model(model: MusicHalModel) -> str:
     offsets = next((a for k, a in model.arrays.items() if k.endswith("state.note_offsets")), None)
     if offsets is not None and len(offsets):
         lines.append(f"slice notes: {int(offsets[-1])} transcribed notes in the memory's slices")
-    lines.append(f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing {oracle.get('playing', '?')}, "
-                 f"threshold {f'{float(threshold):.4g}' if threshold is not None else '?'} "
-                 f"({training.get('threshold_source', oracle.get('threshold_source', '?'))})")
+    lines.append(
+        f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing {oracle.get('playing', '?')}, "
+        f"threshold {f'{float(threshold):.4g}' if threshold is not None else '?'} "
+        f"({training.get('threshold_source', oracle.get('threshold_source', '?'))})"
+    )
     for view, usage in sorted((training.get("vocabulary_usage") or {}).items()):
-        lines.append(f"vocabulary {view}: {usage.get('used', '?')} of {model.spec.vocabulary_size if model.spec else '?'} "
-                     f"symbols used, entropy {float(usage.get('entropy_bits', 0.0)):.2f} bits")
+        lines.append(
+            f"vocabulary {view}: {usage.get('used', '?')} of {model.spec.vocabulary_size if model.spec else '?'} "
+            f"symbols used, entropy {float(usage.get('entropy_bits', 0.0)):.2f} bits"
+        )
     files = training.get("files") or []
     if files:
-        lines.append(f"trained on {len(files)} file(s), {training.get('events', '?')} events, "
-                     f"{float(training.get('audio_seconds', 0.0)):.1f} s of audio:")
-        lines += [f"  {f.get('name')} ({float(f.get('duration_s', 0.0)):.1f} s, {f.get('events')} events)" for f in files]
+        lines.append(
+            f"trained on {len(files)} file(s), {training.get('events', '?')} events, "
+            f"{float(training.get('audio_seconds', 0.0)):.1f} s of audio:"
+        )
+        lines += [
+            f"  {f.get('name')} ({float(f.get('duration_s', 0.0)):.1f} s, {f.get('events')} events)" for f in files
+        ]
     for skipped in training.get("skipped") or []:
         lines.append(f"  skipped {skipped.get('name')}: {skipped.get('reason')}")
     if model.spec is not None:

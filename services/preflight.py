@@ -4,30 +4,43 @@
 checkpoint) and raises one MusicHalError line; :func:`plan_listening` turns a model's PerceptionSpec and the live
 flags into the perception the encoder is built from (``musichal --describe`` prints it).
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from shared.config import MusicHalConfig
 
 __all__ = ["listening_request", "plan_listening", "describe_listening", "preflight"]
 
 
-def listening_request(config: MusicHalConfig, *, checkpoint: Optional[str] = None,
-                      other_checkpoint: bool = False) -> dict[str, Any]:
+def listening_request(
+    config: MusicHalConfig, *, checkpoint: str | None = None, other_checkpoint: bool = False
+) -> dict[str, Any]:
     """The live perception the user asked for (flags or config file): only what differs from the defaults counts."""
     from shared.config import Wav2VecConfig
 
     default = Wav2VecConfig()
     if checkpoint is None and config.wav2vec.model != default.model:
         checkpoint = config.wav2vec.model
-    return {"wav2vec": config.features.kind == "wav2vec", "hybrid": bool(config.features.hybrid),
-            "checkpoint": checkpoint, "allow_other_checkpoint": bool(other_checkpoint or config.wav2vec.other_checkpoint),
-            "layer": config.wav2vec.layer if config.wav2vec.layer != default.layer else None}
+    return {
+        "wav2vec": config.features.kind == "wav2vec",
+        "hybrid": bool(config.features.hybrid),
+        "checkpoint": checkpoint,
+        "allow_other_checkpoint": bool(other_checkpoint or config.wav2vec.other_checkpoint),
+        "layer": config.wav2vec.layer if config.wav2vec.layer != default.layer else None,
+    }
 
 
-def plan_listening(config: MusicHalConfig, model: Any, *, checkpoint: Optional[str] = None, other_checkpoint: bool = False,
-                   resolve_here: bool = True) -> Any:
+def plan_listening(
+    config: MusicHalConfig,
+    model: Any,
+    *,
+    checkpoint: str | None = None,
+    other_checkpoint: bool = False,
+    resolve_here: bool = True,
+) -> Any:
     """The model's PerceptionSpec with the live request attached; contradicting flags and a missing or different
     checkpoint raise one line (ParameterError / DeviceError). ``resolve_here``: the encoder runs on this node."""
     from services.encoder.spec import check_live_request, resolve_checkpoint
@@ -45,25 +58,33 @@ def plan_listening(config: MusicHalConfig, model: Any, *, checkpoint: Optional[s
     return spec
 
 
-
-def describe_listening(config: MusicHalConfig, model_paths: list[str], *, checkpoint: Optional[str] = None,
-                       other_checkpoint: bool = False) -> Iterator[str]:
+def describe_listening(
+    config: MusicHalConfig, model_paths: list[str], *, checkpoint: str | None = None, other_checkpoint: bool = False
+) -> Iterator[str]:
     """``musichal --describe``: each model's description, then how this invocation would listen (checked)."""
-    from services.model_file import describe_model, load_musichal_model
-
     from services.encoder.spec import resolve_checkpoint
+    from services.model_file import describe_model, load_musichal_model
 
     for index, path in enumerate(model_paths):
         model = load_musichal_model(path)
         yield describe_model(model)
         if index == 0 and model.spec is not None:  # how this invocation would listen, checked
-            spec = plan_listening(config, model, checkpoint=checkpoint,
-                                  other_checkpoint=other_checkpoint, resolve_here=False)
+            spec = plan_listening(
+                config, model, checkpoint=checkpoint, other_checkpoint=other_checkpoint, resolve_here=False
+            )
             if spec.wav2vec is not None and not config.cluster.encoder_resource:
                 yield f"checkpoint on this machine: {resolve_checkpoint(spec)} (verified)"
 
-def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input_device: Any = None,
-              model_path: Optional[str] = None, checkpoint: Optional[str] = None, other_checkpoint: bool = False) -> Any:
+
+def preflight(
+    config: MusicHalConfig,
+    *,
+    input_file: str | None = None,
+    input_device: Any = None,
+    model_path: str | None = None,
+    checkpoint: str | None = None,
+    other_checkpoint: bool = False,
+) -> Any:
     """Check every input a user names before Ray or any actor starts; raise a MusicHalError with one line.
 
     Input file header, the model (loaded and checked as the oracle actor will check it) and how it listens
@@ -86,8 +107,13 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
             OracleMemory(config, model=model.oracle_parts)
         except ModelFormatError as error:
             raise ModelFormatError(f"{model_path}: {error}") from None
-        spec = plan_listening(config, model, checkpoint=checkpoint, other_checkpoint=other_checkpoint,
-                              resolve_here=not config.cluster.encoder_resource)
+        spec = plan_listening(
+            config,
+            model,
+            checkpoint=checkpoint,
+            other_checkpoint=other_checkpoint,
+            resolve_here=not config.cluster.encoder_resource,
+        )
     from services.midi_out.ports import choose_port, list_output_ports, resolve_api
 
     api = resolve_api(config.midi.api)
@@ -100,5 +126,7 @@ def preflight(config: MusicHalConfig, *, input_file: Optional[str] = None, input
     if model_path is None and config.features.kind == "wav2vec" and not config.cluster.encoder_resource:
         from services.encoder.wav2vec import check_wav2vec_available
 
-        check_wav2vec_available(config.wav2vec.model)  # a remote encoder resolves it on its own node (one line naming it)
+        check_wav2vec_available(
+            config.wav2vec.model
+        )  # a remote encoder resolves it on its own node (one line naming it)
     return spec

@@ -1,4 +1,5 @@
 """Small helpers shared by the actor modules (the only place besides actor.py files and services/stack.py that imports Ray)."""
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,7 @@ class inherited_env:
     """Set :data:`ACTOR_ENV_VARS` while a local ``ray.init`` starts its processes (they and every worker inherit
     them), restored in this process afterwards."""
 
-    def __enter__(self) -> "inherited_env":
+    def __enter__(self) -> inherited_env:
         self._saved = {name: os.environ.get(name) for name in ACTOR_ENV_VARS}
         os.environ.update(ACTOR_ENV_VARS)
         return self
@@ -79,7 +80,7 @@ class loopback_only:
 
     NAME = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
-    def __enter__(self) -> "loopback_only":
+    def __enter__(self) -> loopback_only:
         from ray._private import ray_constants
 
         self._env = os.environ.get(self.NAME)

@@ -6,13 +6,14 @@ starts capture, encoder, oracle and midi_out, applies performer controls through
 actor's stats, and stops everything: notes off, SMF written, rings unlinked, Ray stopped if it started it.
 ``musichal`` (launch.py) is its command line; the tests and benchmarks drive it directly.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from services.preflight import preflight
 from shared.cluster_security import require_token_auth
@@ -33,10 +34,15 @@ def gpu_placement(ray: Any, config: MusicHalConfig) -> tuple[bool, str]:
     """(a node can host the encoder with its GPUs, a description of what Ray sees) for ``--gpu``."""
     resource, need = config.cluster.encoder_resource, config.cluster.encoder_num_gpus
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    fits = [n for n in nodes if n["Resources"].get("GPU", 0) >= need and (not resource or n["Resources"].get(resource, 0) >= 1)]
+    fits = [
+        n
+        for n in nodes
+        if n["Resources"].get("GPU", 0) >= need and (not resource or n["Resources"].get(resource, 0) >= 1)
+    ]
     where = f"no node offering resource {resource!r}" if resource else "no node"
-    return bool(fits), f"{where} has {need:g} GPU(s) in Ray (GPUs seen: {sum(n['Resources'].get('GPU', 0) for n in nodes):g})"
-
+    return bool(
+        fits
+    ), f"{where} has {need:g} GPU(s) in Ray (GPUs seen: {sum(n['Resources'].get('GPU', 0) for n in nodes):g})"
 
 
 @dataclass
@@ -44,24 +50,24 @@ class LiveStack:
     """The running system: Ray, the rings and the four actors. Used by ``main`` and by the tests."""
 
     config: MusicHalConfig
-    input_file: Optional[str] = None
+    input_file: str | None = None
     input_device: Any = None
     loop: bool = False
     model_path: Any = None  # a path, or a list of paths (several corpora merged into one memory)
-    checkpoint_path: Optional[str] = None
-    session_log: Optional[str] = None
+    checkpoint_path: str | None = None
+    session_log: str | None = None
     actors: dict[str, Any] = field(default_factory=dict)
     control: Any = None  # services.control.hub.ControlHub once started
     control_inputs: list[Any] = field(default_factory=list)
     rings: dict[str, Any] = field(default_factory=dict)
     started_ray: bool = False
     encoder_info: dict[str, Any] = field(default_factory=dict)
-    wav2vec_checkpoint: Optional[str] = None  # --wav2vec-model with --model: where the model's checkpoint is
+    wav2vec_checkpoint: str | None = None  # --wav2vec-model with --model: where the model's checkpoint is
     other_checkpoint: bool = False  # --other-checkpoint
     perception_spec: Any = None  # the first model's PerceptionSpec (what the encoder is built from)
     #: start-up phases, seconds each, in order (preflight, ray_import, ray_init, actor_modules, actors, listen …)
     startup: dict[str, float] = field(default_factory=dict)
-    listening_at: Optional[float] = None  # monotonic time the input started (every actor ready): music from here
+    listening_at: float | None = None  # monotonic time the input started (every actor ready): music from here
     env_inherited: bool = False  # Ray was started here with the actors' environment (no runtime_env needed)
 
     def _phase(self, name: str) -> None:
@@ -70,7 +76,7 @@ class LiveStack:
         self.startup[name] = round(now - self._phase_t, 3)
         self._phase_t = now
 
-    def start(self) -> "LiveStack":
+    def start(self) -> LiveStack:
         from shared.message_ring import MessageRing
         from shared.ring import AudioRing, remove_stale_rings
 
@@ -80,9 +86,14 @@ class LiveStack:
         if self.config.control.input_gate is None:  # auto: a microphone hears our synth, a file does not
             self.config = self.config.with_overrides({"control.input_gate": self.input_file is None})
         models = self.model_paths
-        self.perception_spec = preflight(self.config, input_file=self.input_file, input_device=self.input_device,
-                                         model_path=models[0] if models else None, checkpoint=self.wav2vec_checkpoint,
-                                         other_checkpoint=self.other_checkpoint)
+        self.perception_spec = preflight(
+            self.config,
+            input_file=self.input_file,
+            input_device=self.input_device,
+            model_path=models[0] if models else None,
+            checkpoint=self.wav2vec_checkpoint,
+            other_checkpoint=self.other_checkpoint,
+        )
         if len(models) > 1:
             from services.oracle.memory.corpus import load_corpora
 
@@ -108,12 +119,20 @@ class LiveStack:
 
                 with loopback_only(), inherited_env():  # the actors need no runtime_env of their own
                     self.env_inherited = True
-                    ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                             num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
+                    ray.init(
+                        address="local",
+                        include_dashboard=False,
+                        _node_ip_address="127.0.0.1",
+                        num_cpus=max(2, os.cpu_count() or 2),
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
             self.started_ray = True
         self._phase("ray_init")
         try:
-            self._start_actors(ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node)
+            self._start_actors(
+                ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node
+            )
             self._start_controls()
             self._phase("controls")
             self.listening_at = ray.get(self.actors["capture"].listen.remote(), timeout=60)  # the input starts now
@@ -124,7 +143,9 @@ class LiveStack:
         self.startup["total"] = round(time.monotonic() - self._start_t, 3)
         return self
 
-    def _start_actors(self, ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node) -> None:
+    def _start_actors(
+        self, ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node
+    ) -> None:
         audio = self.config.audio
         self.rings = {
             "audio": AudioRing.create_for(seconds=audio.ring_seconds, sample_rate_hz=audio.sample_rate_hz),
@@ -144,31 +165,50 @@ class LiveStack:
         # workers Ray has started ahead; midi_out and capture get fresh ones.
         self.actors["encoder"] = EncoderActor.options(**encoder_options).remote(  # the model's perception, by value
             self.config,  # never a head path: a model without a perception record gives spec None too
-            perception_spec=self.perception_spec, rings=names, local_node_id=self.driver_node)
+            perception_spec=self.perception_spec,
+            rings=names,
+            local_node_id=self.driver_node,
+        )
         encoder_is_local = encoder_options is local  # pinned to this node: it uses the rings
         if encoder_is_local:  # the oracle needs nothing from the encoder: start it now too
             self.actors["oracle"] = self._create_oracle(ray, OracleActor, local, names, models, None, None)
         self.actors["midi_out"] = MidiOutActor.options(**local).remote(self.config, names["notes"])
         self.actors["capture"] = CaptureActor.options(**local).remote(
-            self.config, names["audio"], names["events"], input_file=self.input_file, input_device=self.input_device,
-            loop=self.loop, start=False)
-        waits = {"midi_out": self.actors["midi_out"].ready.remote(), "encoder": self.actors["encoder"].ready.remote(),
-                 "capture": self.actors["capture"].ready.remote()}
+            self.config,
+            names["audio"],
+            names["events"],
+            input_file=self.input_file,
+            input_device=self.input_device,
+            loop=self.loop,
+            start=False,
+        )
+        waits = {
+            "midi_out": self.actors["midi_out"].ready.remote(),
+            "encoder": self.actors["encoder"].ready.remote(),
+            "capture": self.actors["capture"].ready.remote(),
+        }
         if "oracle" in self.actors:
             waits["oracle"] = self.actors["oracle"].ready.remote()
         self._wait_ready(ray, waits)
         if "oracle" not in self.actors:  # a remote encoder: the oracle sends it windows at its rate
             remote_encoder = None if self.encoder_info["local"] else self.actors["encoder"]
-            self.actors["oracle"] = self._create_oracle(ray, OracleActor, local, names, models, remote_encoder,
-                                                        self.encoder_info.get("input_rate_hz"))
+            self.actors["oracle"] = self._create_oracle(
+                ray, OracleActor, local, names, models, remote_encoder, self.encoder_info.get("input_rate_hz")
+            )
             self._wait_ready(ray, {"oracle": self.actors["oracle"].ready.remote()})
         elif not self.encoder_info["local"]:
             raise MusicHalError("the encoder was pinned to this node but does not see its rings")
 
     def _create_oracle(self, ray, OracleActor, local, names, models, remote_encoder, rate_hz) -> Any:
         return OracleActor.options(**local).remote(
-            self.config, names, model_path=models or None, encoder=remote_encoder, checkpoint_path=self.checkpoint_path,
-            session_log=self.session_log, encoder_rate_hz=rate_hz)
+            self.config,
+            names,
+            model_path=models or None,
+            encoder=remote_encoder,
+            checkpoint_path=self.checkpoint_path,
+            session_log=self.session_log,
+            encoder_rate_hz=rate_hz,
+        )
 
     #: how long each actor may take to be ready (the encoder loads and warms its model)
     READY_TIMEOUT_S = {"encoder": 300.0}
@@ -212,8 +252,11 @@ class LiveStack:
             if fits:
                 encoder_options = {**encoder_options, "num_gpus": cluster.encoder_num_gpus}
                 if not cluster.encoder_resource and ray.available_resources().get("GPU", 0) >= cluster.encoder_num_gpus:
-                    local_gpu = any(n["NodeID"] == self.driver_node and n["Resources"].get("GPU", 0) >= cluster.encoder_num_gpus
-                                    for n in ray.nodes() if n.get("Alive"))
+                    local_gpu = any(
+                        n["NodeID"] == self.driver_node and n["Resources"].get("GPU", 0) >= cluster.encoder_num_gpus
+                        for n in ray.nodes()
+                        if n.get("Alive")
+                    )
                     if not local_gpu:  # the GPU is on another node: place by GPU, not on the driver's node
                         encoder_options = {"num_gpus": cluster.encoder_num_gpus, "runtime_env": self._actor_env()}
             elif not self.config.wav2vec.gpu_fallback:
@@ -228,7 +271,9 @@ class LiveStack:
     def model_paths(self) -> list[str]:
         if not self.model_path:
             return []
-        return [self.model_path] if isinstance(self.model_path, (str, os.PathLike)) else [str(p) for p in self.model_path]
+        return (
+            [self.model_path] if isinstance(self.model_path, (str, os.PathLike)) else [str(p) for p in self.model_path]
+        )
 
     # ------------------------------------------------------------------ performer controls
     def _start_controls(self) -> None:
@@ -246,8 +291,11 @@ class LiveStack:
 
         from shared.controls import calls
 
-        refs = [getattr(self.actors[actor], method).remote(*args) for actor, method, args in calls(name, value)
-                if self.actors.get(actor) is not None]
+        refs = [
+            getattr(self.actors[actor], method).remote(*args)
+            for actor, method, args in calls(name, value)
+            if self.actors.get(actor) is not None
+        ]
         if refs:
             ray.get(refs, timeout=5.0)
 
@@ -299,8 +347,15 @@ class LiveStack:
         else:
             node = encoder.get("node_id") or "?"
             where = f"{node[:8]} ({'local' if encoder.get('local') else 'remote'})"
-        drops = sum(int(counter(stage, key)) for stage, key in (("encoder", "dropped_backlog"), ("oracle", "dropped_in_flight"),
-                                                                  ("capture", "samples_lost")) if isinstance(counter(stage, key), int))
+        drops = sum(
+            int(counter(stage, key))
+            for stage, key in (
+                ("encoder", "dropped_backlog"),
+                ("oracle", "dropped_in_flight"),
+                ("capture", "samples_lost"),
+            )
+            if isinstance(counter(stage, key), int)
+        )
         p99 = stats.get("midi_out", {}).get("latency_ms", {}).get("pipeline", {}).get("p99")
         guard = encoder.get("slow_guard") or {}
         if guard.get("using_fallback"):
@@ -310,31 +365,40 @@ class LiveStack:
         failed = counter("encoder", "exceptions")
         mismatch = counter("oracle", "stage_dim_mismatch")
         reaction_p95 = stats.get("midi_out", {}).get("latency_ms", {}).get("onset_to_note", {}).get("p95")
-        return (f"[{elapsed_s:6.1f}s] events {counter('capture', 'events')}  percepts {counter('oracle', 'percepts')}  "
-                f"learned {counter('oracle', 'stage_learned')}  "
-                f"states {counter('oracle', 'stage_states')}  notes {counter('midi_out', 'notes_received')}  drops {drops}  "
-                f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms  "
-                f"late steps {counter('midi_out', 'scheduler_clocked_late_on_arrival')}/"
-                f"{counter('midi_out', 'scheduler_clocked_notes')}  "
-                f"reaction p95 {reaction_p95 if reaction_p95 is not None else '-'} ms"
-                + (f"  ENCODER ERRORS {failed}" if failed not in (0, "?") else "")
-                + (f"  DIM MISMATCH {mismatch}" if mismatch not in (0, "?") else "")
-                + (f"  gated {gated}" if gated not in (0, "?") else "") + (f"  | {control}" if control else ""))
+        return (
+            f"[{elapsed_s:6.1f}s] events {counter('capture', 'events')}  percepts {counter('oracle', 'percepts')}  "
+            f"learned {counter('oracle', 'stage_learned')}  "
+            f"states {counter('oracle', 'stage_states')}  notes {counter('midi_out', 'notes_received')}  drops {drops}  "
+            f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms  "
+            f"late steps {counter('midi_out', 'scheduler_clocked_late_on_arrival')}/"
+            f"{counter('midi_out', 'scheduler_clocked_notes')}  "
+            f"reaction p95 {reaction_p95 if reaction_p95 is not None else '-'} ms"
+            + (f"  ENCODER ERRORS {failed}" if failed not in (0, "?") else "")
+            + (f"  DIM MISMATCH {mismatch}" if mismatch not in (0, "?") else "")
+            + (f"  gated {gated}" if gated not in (0, "?") else "")
+            + (f"  | {control}" if control else "")
+        )
 
     def running_lines(self) -> list[str]:
         """What ``musichal`` prints once the stack runs: the control inputs, then where and how it listens."""
         info = self.encoder_info
         lines = []
         for server in self.control_inputs:
-            where = f"OSC on {server.host}:{server.port}" if hasattr(server, "host") else f"MIDI control on {server.port_name}"
+            where = (
+                f"OSC on {server.host}:{server.port}"
+                if hasattr(server, "host")
+                else f"MIDI control on {server.port_name}"
+            )
             lines.append(f"{where} (musichal --controls prints the map)")
-        lines.append(f"running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
-                     f"{'local rings' if info.get('local') else 'remote, windows by value at ' + str(info.get('input_rate_hz')) + ' Hz'}, "
-                     f"device {info.get('device', '?')}; listening with "
-                     f"{' + '.join(info.get('views') or ['?'])}"
-                     + (f", {info['wav2vec']}" if info.get("wav2vec") else "")
-                     + (" as the model was trained" if self.perception_spec is not None else ", learning live")
-                     + "); Ctrl-C to stop")
+        lines.append(
+            f"running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
+            f"{'local rings' if info.get('local') else 'remote, windows by value at ' + str(info.get('input_rate_hz')) + ' Hz'}, "
+            f"device {info.get('device', '?')}; listening with "
+            f"{' + '.join(info.get('views') or ['?'])}"
+            + (f", {info['wav2vec']}" if info.get("wav2vec") else "")
+            + (" as the model was trained" if self.perception_spec is not None else ", learning live")
+            + "); Ctrl-C to stop"
+        )
         return lines
 
     @staticmethod
@@ -344,19 +408,24 @@ class LiveStack:
         for stage in ("encoder", "oracle", "midi_out"):
             for name, figures in sorted(final.get(stage, {}).get("latency_ms", {}).items()):
                 if figures.get("count"):
-                    lines.append(f"  {stage:9s} {name:20s} n={figures['count']:6d}  p50 {figures['p50']:8.3f}  "
-                                 f"p95 {figures['p95']:8.3f}  p99 {figures['p99']:8.3f}")
+                    lines.append(
+                        f"  {stage:9s} {name:20s} n={figures['count']:6d}  p50 {figures['p50']:8.3f}  "
+                        f"p95 {figures['p95']:8.3f}  p99 {figures['p99']:8.3f}"
+                    )
         counters = final.get("midi_out", {}).get("counters", {})
         for kind, what in (("clocked", "steps on the own clock"), ("reaction", "reactions, due at once")):
             if f"scheduler_{kind}_notes" in counters:
-                lines.append(f"  midi_out  {kind} notes ({what}): {counters[f'scheduler_{kind}_notes']}, "
-                             f"late on arrival {counters[f'scheduler_{kind}_late_on_arrival']}, "
-                             f"sent late {counters[f'scheduler_{kind}_late']}")
+                lines.append(
+                    f"  midi_out  {kind} notes ({what}): {counters[f'scheduler_{kind}_notes']}, "
+                    f"late on arrival {counters[f'scheduler_{kind}_late_on_arrival']}, "
+                    f"sent late {counters[f'scheduler_{kind}_late']}"
+                )
         return "\n".join(lines)
 
     @staticmethod
-    def deafness(stats: dict[str, Any]) -> Optional[str]:
+    def deafness(stats: dict[str, Any]) -> str | None:
         """``"learned 0 of N events: <likely cause>"`` when onsets were heard and none was learned, else None."""
+
         def counter(stage: str, key: str) -> int:
             value = stats.get(stage, {}).get("counters", {}).get(key, 0)
             return int(value) if isinstance(value, (int, float)) else 0
@@ -371,13 +440,17 @@ class LiveStack:
         if counter("encoder", "exceptions"):
             cause = f"the encoder failed on {counter('encoder', 'exceptions')} event(s) (first: {encoder.get('first_exception')})"
         elif counter("oracle", "stage_dim_mismatch"):
-            cause = (f"{counter('oracle', 'stage_dim_mismatch')} percept(s) did not have the memory's dimension "
-                     "(the perception is not the model's)")
+            cause = (
+                f"{counter('oracle', 'stage_dim_mismatch')} percept(s) did not have the memory's dimension "
+                "(the perception is not the model's)"
+            )
         elif counter("oracle", "gated") and counter("oracle", "gated") >= counter("oracle", "events"):
             cause = "the input gate blocked every event (MusicHal heard only itself? try --no-input-gate)"
         elif counter("oracle", "encoder_misses"):
-            cause = (f"the encoder missed its deadline on {counter('oracle', 'encoder_misses')} event(s) "
-                     "(too slow or lost: see the encoder column)")
+            cause = (
+                f"the encoder missed its deadline on {counter('oracle', 'encoder_misses')} event(s) "
+                "(too slow or lost: see the encoder column)"
+            )
         elif counter("oracle", "events") == 0:
             cause = "no event reached the oracle"
         else:
@@ -447,4 +520,3 @@ class LiveStack:
             self.started_ray = False
             self.env_inherited = False
         return final
-

@@ -8,10 +8,11 @@ and read in blocks (:func:`iter_file_blocks`), never whole into memory on the wa
 >>> front.process(np.ones((4, 2), dtype=np.float32)).tolist()
 [1.0, 1.0, 1.0, 1.0]
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import numpy as np
 
@@ -48,10 +49,19 @@ class StreamingFrontEnd:
     flowing); file readers reject such files before they get here.
     """
 
-    def __init__(self, *, input_rate_hz: int, channels: int = 1, output_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ,
-                 input_channel: Optional[int] = None, quality: str = "HQ") -> None:
+    def __init__(
+        self,
+        *,
+        input_rate_hz: int,
+        channels: int = 1,
+        output_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ,
+        input_channel: int | None = None,
+        quality: str = "HQ",
+    ) -> None:
         if not MIN_INPUT_RATE_HZ <= int(input_rate_hz) <= MAX_INPUT_RATE_HZ:
-            raise ParameterError(f"input sample rate must be in {MIN_INPUT_RATE_HZ}..{MAX_INPUT_RATE_HZ} Hz, got {input_rate_hz}")
+            raise ParameterError(
+                f"input sample rate must be in {MIN_INPUT_RATE_HZ}..{MAX_INPUT_RATE_HZ} Hz, got {input_rate_hz}"
+            )
         if channels < 1:
             raise ParameterError(f"channels must be >= 1, got {channels}")
         if input_channel is not None and not 0 <= input_channel < channels:
@@ -74,8 +84,9 @@ class StreamingFrontEnd:
         if self.input_rate_hz != self.output_rate_hz:
             import soxr
 
-            self._resampler = soxr.ResampleStream(self.input_rate_hz, self.output_rate_hz, 1, dtype="float32",
-                                                  quality=self.quality)
+            self._resampler = soxr.ResampleStream(
+                self.input_rate_hz, self.output_rate_hz, 1, dtype="float32", quality=self.quality
+            )
         else:
             self._resampler = None
 
@@ -84,7 +95,9 @@ class StreamingFrontEnd:
         if block.ndim == 1:
             if self.channels != 1:
                 if block.size % self.channels:
-                    raise ParameterError(f"interleaved block of {block.size} samples is not a multiple of {self.channels} channels")
+                    raise ParameterError(
+                        f"interleaved block of {block.size} samples is not a multiple of {self.channels} channels"
+                    )
                 block = block.reshape(-1, self.channels)
             else:
                 block = block[:, None]
@@ -152,8 +165,14 @@ def probe_audio_file(path: str | Path) -> AudioFileInfo:
     return AudioFileInfo(path, int(info.samplerate), int(info.channels), int(info.frames), str(info.subtype))
 
 
-def iter_file_blocks(path: str | Path, *, block_frames: int = 4096, output_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ,
-                     input_channel: Optional[int] = None, front_end: Optional[StreamingFrontEnd] = None) -> Iterator[np.ndarray]:
+def iter_file_blocks(
+    path: str | Path,
+    *,
+    block_frames: int = 4096,
+    output_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ,
+    input_channel: int | None = None,
+    front_end: StreamingFrontEnd | None = None,
+) -> Iterator[np.ndarray]:
     """Yield the file as internal-rate mono float32 blocks through :class:`StreamingFrontEnd`.
 
     Raises AudioInputError for unreadable files and for files containing NaN/inf samples.
@@ -161,11 +180,15 @@ def iter_file_blocks(path: str | Path, *, block_frames: int = 4096, output_rate_
     import soundfile as sf
 
     info = probe_audio_file(path)
-    front = front_end or StreamingFrontEnd(input_rate_hz=info.sample_rate_hz, channels=info.channels,
-                                           output_rate_hz=output_rate_hz, input_channel=input_channel)
+    front = front_end or StreamingFrontEnd(
+        input_rate_hz=info.sample_rate_hz,
+        channels=info.channels,
+        output_rate_hz=output_rate_hz,
+        input_channel=input_channel,
+    )
     try:
         blocks = sf.blocks(str(info.path), blocksize=block_frames, dtype="float32", always_2d=True)
-        pending: Optional[np.ndarray] = None
+        pending: np.ndarray | None = None
         for block in blocks:
             if not np.isfinite(block).all():
                 raise AudioInputError(f"{info.path}: contains NaN or infinite samples")
@@ -181,8 +204,15 @@ def iter_file_blocks(path: str | Path, *, block_frames: int = 4096, output_rate_
         raise AudioInputError(f"{info.path}: decoding failed ({reason})") from None
 
 
-def load_audio_internal(path: str | Path, *, output_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ,
-                        input_channel: Optional[int] = None, block_frames: int = 4096) -> np.ndarray:
+def load_audio_internal(
+    path: str | Path,
+    *,
+    output_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ,
+    input_channel: int | None = None,
+    block_frames: int = 4096,
+) -> np.ndarray:
     """The whole file as one internal-rate mono array (concatenation of :func:`iter_file_blocks`)."""
-    blocks = list(iter_file_blocks(path, block_frames=block_frames, output_rate_hz=output_rate_hz, input_channel=input_channel))
+    blocks = list(
+        iter_file_blocks(path, block_frames=block_frames, output_rate_hz=output_rate_hz, input_channel=input_channel)
+    )
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)

@@ -1,9 +1,9 @@
 """Rules for joining a Ray cluster safely (pure: no Ray import)."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 from shared.errors import MusicHalError
 
@@ -19,7 +19,7 @@ def _address_host(address: str) -> str:
     return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
 
 
-def require_token_auth(address: Optional[str]) -> None:
+def require_token_auth(address: str | None) -> None:
     """``--ray-address`` to a non-loopback head: refuse unless Ray token authentication is configured here
     (``RAY_AUTH_MODE`` not ``disabled`` and a token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
     ``~/.ray/auth_token``)."""
@@ -29,5 +29,7 @@ def require_token_auth(address: Optional[str]) -> None:
     token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
     path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
     if mode != "token" or not (token or (path.is_file() and path.read_text().strip())):
-        raise MusicHalError(f"--ray-address {address} is not loopback and Ray token auth is not configured: set "
-                            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the head's token (ray get-auth-token on the head)>")
+        raise MusicHalError(
+            f"--ray-address {address} is not loopback and Ray token auth is not configured: set "
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the head's token (ray get-auth-token on the head)>"
+        )

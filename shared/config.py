@@ -11,15 +11,18 @@ Sources, later ones winning: defaults → TOML file (``MusicHalConfig.from_toml`
 >>> cfg.audio.sample_rate_hz
 48000
 """
+
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
-from shared.errors import ParameterError, check as _check
+from shared.errors import ParameterError
+from shared.errors import check as _check
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,10 +65,13 @@ class AudioConfig:
     sample_rate_hz: int = INTERNAL_SAMPLE_RATE_HZ
     block_samples: int = 256
     ring_seconds: float = 20.0
-    input_channel: Optional[int] = None  # None: mix all channels down to mono
+    input_channel: int | None = None  # None: mix all channels down to mono
 
     def __post_init__(self) -> None:
-        _check(8_000 <= self.sample_rate_hz <= 192_000, f"audio.sample_rate_hz must be in 8000..192000, got {self.sample_rate_hz}")
+        _check(
+            8_000 <= self.sample_rate_hz <= 192_000,
+            f"audio.sample_rate_hz must be in 8000..192000, got {self.sample_rate_hz}",
+        )
         _check(16 <= self.block_samples <= 8192, f"audio.block_samples must be in 16..8192, got {self.block_samples}")
         _check(self.ring_seconds >= 2.0, f"audio.ring_seconds must be >= 2, got {self.ring_seconds}")
         _check(self.input_channel is None or self.input_channel >= 0, "audio.input_channel must be >= 0 or unset")
@@ -87,11 +93,15 @@ class SegmenterConfig:
     threshold_window_frames: int = 32
     min_flux: float = 0.08
     silence_db: float = -50.0
-    early_ms: float = 25.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
+    early_ms: float = (
+        25.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
+    )
 
     def __post_init__(self) -> None:
-        _check(self.frame_samples >= 64 and self.frame_samples & (self.frame_samples - 1) == 0,
-               f"segmenter.frame_samples must be a power of two >= 64, got {self.frame_samples}")
+        _check(
+            self.frame_samples >= 64 and self.frame_samples & (self.frame_samples - 1) == 0,
+            f"segmenter.frame_samples must be a power of two >= 64, got {self.frame_samples}",
+        )
         _check(0 < self.hop_samples <= self.frame_samples, "segmenter.hop_samples must be in 1..frame_samples")
         _check(20.0 <= self.window_ms <= 5000.0, f"segmenter.window_ms must be in 20..5000, got {self.window_ms}")
         _check(self.min_gap_ms >= 0.0, "segmenter.min_gap_ms must be >= 0")
@@ -113,7 +123,10 @@ class FeatureConfig:
     slice_notes: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.kind in ("traditional", "wav2vec"), f"features.kind must be 'traditional' or 'wav2vec', got {self.kind!r}")
+        _check(
+            self.kind in ("traditional", "wav2vec"),
+            f"features.kind must be 'traditional' or 'wav2vec', got {self.kind!r}",
+        )
         _check(self.pca_components >= 0, "features.pca_components must be >= 0")
 
 
@@ -124,7 +137,9 @@ class Wav2VecConfig:
     model: str = "facebook/wav2vec2-base"
     layer: int = -1
     use_gpu: bool = False
-    gpu_fallback: bool = False  # with use_gpu: run on the CPU (warning) when the encoder's node has no GPU, not an error
+    gpu_fallback: bool = (
+        False  # with use_gpu: run on the CPU (warning) when the encoder's node has no GPU, not an error
+    )
     fp16: bool = False
     int8: bool = False
     fallback: str = "none"  # "none" | "traditional"
@@ -133,7 +148,10 @@ class Wav2VecConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "wav2vec.model must be a name or a directory")
-        _check(self.fallback in ("none", "traditional"), f"wav2vec.fallback must be 'none' or 'traditional', got {self.fallback!r}")
+        _check(
+            self.fallback in ("none", "traditional"),
+            f"wav2vec.fallback must be 'none' or 'traditional', got {self.fallback!r}",
+        )
         _check(self.batch_size >= 1, "wav2vec.batch_size must be >= 1")
 
 
@@ -146,14 +164,17 @@ class QuantizerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(2 <= self.vocabulary_size <= 4096, f"quantizer.vocabulary_size must be in 2..4096, got {self.vocabulary_size}")
+        _check(
+            2 <= self.vocabulary_size <= 4096,
+            f"quantizer.vocabulary_size must be in 2..4096, got {self.vocabulary_size}",
+        )
 
 
 @dataclass(frozen=True)
 class OracleConfig:
     """Audio Oracle settings."""
 
-    threshold: Optional[float] = None  # None: chosen by Information Rate
+    threshold: float | None = None  # None: chosen by Information Rate
     rebuild_every_events: int = 64
     checkpoint_seconds: float = 5.0
 
@@ -231,7 +252,10 @@ class GenerationConfig:
     lookahead_ms: float = 40.0
 
     def __post_init__(self) -> None:
-        _check(self.mode in GENERATION_MODES, f"generation.mode must be one of {', '.join(GENERATION_MODES)}, got {self.mode!r}")
+        _check(
+            self.mode in GENERATION_MODES,
+            f"generation.mode must be one of {', '.join(GENERATION_MODES)}, got {self.mode!r}",
+        )
         _check_bound("generation", "continuity", self.continuity)
         _check(self.max_continuity >= 1, "generation.max_continuity must be >= 1")
         _check(self.min_context >= 0, "generation.min_context must be >= 0")
@@ -240,7 +264,10 @@ class GenerationConfig:
         _check(self.half_life_s > 0.0, f"generation.half_life_s must be > 0, got {self.half_life_s}")
         _check_bound("generation", "tempo", self.tempo)
         _check(0 <= self.max_transpose <= 6, f"generation.max_transpose must be in 0..6, got {self.max_transpose}")
-        _check(self.dynamics_half_life_s > 0.0, f"generation.dynamics_half_life_s must be > 0, got {self.dynamics_half_life_s}")
+        _check(
+            self.dynamics_half_life_s > 0.0,
+            f"generation.dynamics_half_life_s must be > 0, got {self.dynamics_half_life_s}",
+        )
         _check(1.0 <= self.lookahead_ms <= 500.0, f"generation.lookahead_ms must be in 1..500, got {self.lookahead_ms}")
         low, high = self.melody_range
         _check(0 <= low <= high <= 127, "generation.melody_range must be two MIDI notes low <= high in 0..127")
@@ -269,14 +296,20 @@ class VoicesConfig:
     def __post_init__(self) -> None:
         for name in ("bass_range", "comping_range"):
             value = getattr(self, name)
-            _check(len(value) == 2 and 0 <= value[0] <= value[1] <= 127,
-                   f"voices.{name} must be two MIDI notes low <= high in 0..127")
+            _check(
+                len(value) == 2 and 0 <= value[0] <= value[1] <= 127,
+                f"voices.{name} must be two MIDI notes low <= high in 0..127",
+            )
             span = LIVE_BOUNDS[f"voices.{name}"]
-            _check(value[1] - value[0] >= span, f"voices.{name} must span at least {span} semitones (every pitch class)")
+            _check(
+                value[1] - value[0] >= span, f"voices.{name} must span at least {span} semitones (every pitch class)"
+            )
         for name in ("bass_density", "comping_density"):
             _check_bound("voices", name, getattr(self, name))
         for name in ("bass_phase", "comping_phase"):
-            _check(0.0 <= getattr(self, name) < 1.0, f"voices.{name} must be in 0..1 (below 1), got {getattr(self, name)}")
+            _check(
+                0.0 <= getattr(self, name) < 1.0, f"voices.{name} must be in 0..1 (below 1), got {getattr(self, name)}"
+            )
         _check(1 <= self.max_polyphony <= 8, f"voices.max_polyphony must be in 1..8, got {self.max_polyphony}")
 
 
@@ -290,12 +323,12 @@ class MidiConfig:
     """MIDI output settings."""
 
     api: str = "auto"  # auto | jack | alsa | coremidi | winmm
-    port: Optional[str] = None  # None: create a virtual port named ``virtual_port_name``
+    port: str | None = None  # None: create a virtual port named ``virtual_port_name``
     virtual_port_name: str = "MusicHal"
     profile: str = "mpe"
     member_channels: int = 15
     bend_range_semitones: int = 48
-    record_path: Optional[str] = None
+    record_path: str | None = None
     # gm-safe: the bass and comping voices each play on their own MIDI channel (1..16, never 10; 0 = share the
     # melody's channels); the melody rotates over the other member channels
     bass_channel: int = 11
@@ -304,22 +337,32 @@ class MidiConfig:
     def __post_init__(self) -> None:
         for name in ("bass_channel", "comping_channel"):
             value = getattr(self, name)
-            _check(value == 0 or (1 <= value <= 16 and value != 10),
-                   f"midi.{name} must be 1..16 but not 10 (GM drums), or 0, got {value}")
-        _check(self.bass_channel == 0 or self.bass_channel != self.comping_channel,
-               "midi.bass_channel and midi.comping_channel must differ")
+            _check(
+                value == 0 or (1 <= value <= 16 and value != 10),
+                f"midi.{name} must be 1..16 but not 10 (GM drums), or 0, got {value}",
+            )
+        _check(
+            self.bass_channel == 0 or self.bass_channel != self.comping_channel,
+            "midi.bass_channel and midi.comping_channel must differ",
+        )
         _check(self.api in MIDI_APIS, f"midi.api must be {_MIDI_APIS_TEXT}, got {self.api!r}")
-        _check(self.profile in MIDI_PROFILES, f"midi.profile must be one of {', '.join(MIDI_PROFILES)}, got {self.profile!r}")
+        _check(
+            self.profile in MIDI_PROFILES,
+            f"midi.profile must be one of {', '.join(MIDI_PROFILES)}, got {self.profile!r}",
+        )
         _check(1 <= self.member_channels <= 15, f"midi.member_channels must be in 1..15, got {self.member_channels}")
-        _check(1 <= self.bend_range_semitones <= 96, f"midi.bend_range_semitones must be in 1..96, got {self.bend_range_semitones}")
+        _check(
+            1 <= self.bend_range_semitones <= 96,
+            f"midi.bend_range_semitones must be in 1..96, got {self.bend_range_semitones}",
+        )
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
     """Where Ray runs and where the encoder is placed."""
 
-    address: Optional[str] = None  # None: start a local Ray bound to 127.0.0.1
-    encoder_resource: Optional[str] = None
+    address: str | None = None  # None: start a local Ray bound to 127.0.0.1
+    encoder_resource: str | None = None
     encoder_deadline_ms: float = 250.0  # the longest wait for a remote Percept (the adaptive deadline's ceiling)
     encoder_deadline_floor_ms: float = 50.0  # the adaptive deadline's floor (2 x p90 round trip + 10 ms, clamped)
     encoder_miss_limit: int = 1  # deadline misses in a row that mark a remote encoder down (a death: at once); a probe
@@ -330,8 +373,10 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         _check(self.encoder_deadline_ms > 0, "cluster.encoder_deadline_ms must be > 0")
-        _check(0 < self.encoder_deadline_floor_ms <= self.encoder_deadline_ms,
-               "cluster.encoder_deadline_floor_ms must be > 0 and <= cluster.encoder_deadline_ms")
+        _check(
+            0 < self.encoder_deadline_floor_ms <= self.encoder_deadline_ms,
+            "cluster.encoder_deadline_floor_ms must be > 0 and <= cluster.encoder_deadline_ms",
+        )
         _check(self.encoder_miss_limit >= 1, "cluster.encoder_miss_limit must be >= 1")
         _check(self.encoder_probe_ms > 0, "cluster.encoder_probe_ms must be > 0")
         _check(0 < self.encoder_num_gpus, "cluster.encoder_num_gpus must be > 0")
@@ -346,14 +391,14 @@ class ControlConfig:
     ``{"continuity": 20}`` moves continuity to CC20; ``{"mute": 36}`` puts the mute toggle on note 36.
     """
 
-    osc_port: Optional[int] = None  # None: no OSC server
+    osc_port: int | None = None  # None: no OSC server
     osc_host: str = "127.0.0.1"
-    midi_in_port: Optional[str] = None  # None: no MIDI controller input
+    midi_in_port: str | None = None  # None: no MIDI controller input
     midi_in_api: str = "auto"
-    midi_in_channel: Optional[int] = None  # 0..15; None: any channel
+    midi_in_channel: int | None = None  # 0..15; None: any channel
     cc_map: dict[str, int] = field(default_factory=dict)
     note_map: dict[str, int] = field(default_factory=dict)
-    input_gate: Optional[bool] = None  # ignore input onsets while own notes sound; None: on for a device, off for a file
+    input_gate: bool | None = None  # ignore input onsets while own notes sound; None: on for a device, off for a file
     gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
     gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
     # "content": drop an onset during own notes only when its pitch content is explained by the notes sounding then
@@ -367,15 +412,22 @@ class ControlConfig:
     def __post_init__(self) -> None:
         _check(self.osc_port is None or 0 <= self.osc_port <= 65535, "control.osc_port must be in 0..65535 or unset")
         _check(bool(self.osc_host), "control.osc_host must not be empty")
-        _check(self.midi_in_api in MIDI_APIS, f"control.midi_in_api must be {_MIDI_APIS_TEXT}, got {self.midi_in_api!r}")
-        _check(self.midi_in_channel is None or 0 <= self.midi_in_channel <= 15, "control.midi_in_channel must be in 0..15")
+        _check(
+            self.midi_in_api in MIDI_APIS, f"control.midi_in_api must be {_MIDI_APIS_TEXT}, got {self.midi_in_api!r}"
+        )
+        _check(
+            self.midi_in_channel is None or 0 <= self.midi_in_channel <= 15, "control.midi_in_channel must be in 0..15"
+        )
         for name in ("cc_map", "note_map"):
             table = getattr(self, name)
             _check(isinstance(table, Mapping), f"control.{name} must be a table of name = number")
             for key, value in table.items():
                 _check(isinstance(value, int) and 0 <= value <= 127, f"control.{name}.{key} must be in 0..127")
         _check(self.gate_pre_ms >= 0.0 and self.gate_release_ms >= 0.0, "control.gate_*_ms must be >= 0")
-        _check(self.gate_mode in ("content", "time"), f"control.gate_mode must be 'content' or 'time', got {self.gate_mode!r}")
+        _check(
+            self.gate_mode in ("content", "time"),
+            f"control.gate_mode must be 'content' or 'time', got {self.gate_mode!r}",
+        )
         _check(self.slow_window_events >= 1 and self.slow_recover_events >= 1, "control.slow_*_events must be >= 1")
         _check(self.test_encoder_delay_ms >= 0.0, "control.test_encoder_delay_ms must be >= 0")
 
@@ -412,15 +464,20 @@ def _check_value_type(where: str, value: Any, annotation: Any) -> None:
 
     annotation = str(annotation).replace("typing.", "")
     optional = annotation.startswith("Optional[")
-    base = annotation[len("Optional["):-1] if optional else annotation
+    base = annotation[len("Optional[") : -1] if optional else annotation
     if value is None:
         _check(optional, f"{where} must be set")
         return
     if base == "float":
-        _check(isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)),
-               f"{where} must be a finite number, got {value!r}")
+        _check(
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)),
+            f"{where} must be a finite number, got {value!r}",
+        )
     elif base == "int":
-        _check(isinstance(value, numbers.Integral) and not isinstance(value, bool), f"{where} must be a whole number, got {value!r}")
+        _check(
+            isinstance(value, numbers.Integral) and not isinstance(value, bool),
+            f"{where} must be a whole number, got {value!r}",
+        )
     elif base == "bool":
         _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
     elif base == "str":
@@ -431,7 +488,7 @@ def _check_value_type(where: str, value: Any, annotation: Any) -> None:
 #: (:func:`drop_removed_keys` drops them from a recorded config, such as an older session log's header).
 REMOVED_KEYS: dict[str, str] = {
     "generation.bass_range": "the bass voice's range is [voices] bass_range; the phrase generator that read "
-                             "generation.bass_range is gone",
+    "generation.bass_range is gone",
 }
 
 
@@ -483,11 +540,11 @@ class MusicHalConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "MusicHalConfig":
+    def from_mapping(cls, data: Mapping[str, Any]) -> MusicHalConfig:
         config = cls()
         return config.merged(data)
 
-    def merged(self, data: Mapping[str, Any]) -> "MusicHalConfig":
+    def merged(self, data: Mapping[str, Any]) -> MusicHalConfig:
         """Return a copy with whole sections updated from a nested mapping (``{"midi": {"profile": "mono"}}``)."""
         unknown = sorted(set(data) - set(_SECTIONS))
         if unknown:
@@ -500,7 +557,7 @@ class MusicHalConfig:
         return replace(self, **updates)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "MusicHalConfig":
+    def from_toml(cls, path: str | Path) -> MusicHalConfig:
         """Load a TOML file; a missing or malformed file raises ParameterError with one line."""
         path = Path(path)
         try:
@@ -511,7 +568,7 @@ class MusicHalConfig:
             raise ParameterError(f"config file {path} is not valid TOML: {error}") from None
         return cls.from_mapping(data)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> "MusicHalConfig":
+    def with_overrides(self, overrides: Mapping[str, Any]) -> MusicHalConfig:
         """Apply dotted overrides such as ``{"generation.mode": "lead"}``; ``None`` values are ignored."""
         nested: dict[str, dict[str, Any]] = {}
         for dotted, value in overrides.items():

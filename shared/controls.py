@@ -11,10 +11,11 @@ config). Adding a control is one row here (plus, for a control that sets no conf
 >>> calls("mute", True)
 [('oracle', 'control', ('mute', True)), ('midi_out', 'set_muted', (True,))]
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any
 
 from shared.config import LIVE_BOUNDS, VOICE_NAMES, MusicHalConfig
 from shared.errors import ParameterError
@@ -69,10 +70,10 @@ class Control:
     kind: str
     help: str
     routes: tuple[str, ...] = ("oracle.control",)
-    key: Optional[str] = None
+    key: str | None = None
     start: Any = None
-    cc: Optional[int] = None
-    note: Optional[int] = None
+    cc: int | None = None
+    note: int | None = None
     performer: bool = True
     by_index: bool = False
 
@@ -80,8 +81,9 @@ class Control:
         if self.kind not in KINDS:
             raise ParameterError(f"control {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.kind in ("number", "choice") and self.key not in LIVE_BOUNDS:
-            raise ParameterError(f"control {self.name!r}: its key {self.key!r} has no bounds in "
-                                 "shared.config.LIVE_BOUNDS")
+            raise ParameterError(
+                f"control {self.name!r}: its key {self.key!r} has no bounds in shared.config.LIVE_BOUNDS"
+            )
 
     # ------------------------------------------------------------------ derived
     @property
@@ -116,8 +118,13 @@ class Control:
             return parse_flag(value, name)
         if self.kind == "choice":
             options = self.bounds
-            if (self.by_index and isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and int(value) == value and 0 <= value < len(options)):
+            if (
+                self.by_index
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and int(value) == value
+                and 0 <= value < len(options)
+            ):
                 value = options[int(value)]
             if value not in options:
                 raise ParameterError(f"{name} must be one of {', '.join(options)}, got {value!r}")
@@ -129,8 +136,11 @@ class Control:
                 raise ParameterError(f"{name} takes two MIDI notes (low, high), got {value!r}") from None
             span = self.bounds
             if not 0 <= low <= high <= 127 or high - low < span:
-                raise ParameterError(f"{name} must be low <= high in 0..127"
-                                     + (f", at least {span} semitones apart" if span else "") + f", got {value!r}")
+                raise ParameterError(
+                    f"{name} must be low <= high in 0..127"
+                    + (f", at least {span} semitones apart" if span else "")
+                    + f", got {value!r}"
+                )
             return (low, high)
         try:
             number = float(value)
@@ -180,30 +190,76 @@ def _rows() -> list[Control]:
         Control("mode", "choice", "imitate, contrast, lead (or 0, 1, 2)", key="generation.mode", cc=22, by_index=True),
         Control("continuity", "number", "forward-step probability 0..1", key="generation.continuity", cc=20),
         Control("density", "number", "note density 0..4 (0 = silence)", key="generation.density", cc=21),
-        Control("mute", "flag", "1 = drop new notes and silence sounding ones, 0 = play",
-                routes=("oracle.control", "midi_out.set_muted"), start=False, note=36),
+        Control(
+            "mute",
+            "flag",
+            "1 = drop new notes and silence sounding ones, 0 = play",
+            routes=("oracle.control", "midi_out.set_muted"),
+            start=False,
+            note=36,
+        ),
         Control("learn", "flag", "1 = learn live input, 0 = stop learning", routes=(), start=True, cc=64),
-        Control("freeze", "flag", "1 = learning frozen, keep playing (overrides learn)", routes=(), start=False,
-                cc=65, note=38),
-        Control("gate", "flag", "1 = input gate on: ignore input while own notes sound", key="control.input_gate",
-                cc=66),
-        Control("profile", "choice", "mpe, gm-safe, mono (panic + the new profile's setup)", key="midi.profile",
-                routes=("oracle.control", "midi_out.set_profile"), cc=23),
+        Control(
+            "freeze",
+            "flag",
+            "1 = learning frozen, keep playing (overrides learn)",
+            routes=(),
+            start=False,
+            cc=65,
+            note=38,
+        ),
+        Control(
+            "gate", "flag", "1 = input gate on: ignore input while own notes sound", key="control.input_gate", cc=66
+        ),
+        Control(
+            "profile",
+            "choice",
+            "mpe, gm-safe, mono (panic + the new profile's setup)",
+            key="midi.profile",
+            routes=("oracle.control", "midi_out.set_profile"),
+            cc=23,
+        ),
         Control("tempo", "number", "speed factor on the learned time 0.25..4 (next step)", key="generation.tempo"),
-        Control("wait", "flag", "1 = imitate/contrast stop once you rest, 0 = play on through your rests",
-                key="generation.wait_for_input"),
-        Control("beat", "flag", "1 = steps fall on the tracked beat of the input, 0 = learned time alone",
-                key="generation.beat_aligned"),
+        Control(
+            "wait",
+            "flag",
+            "1 = imitate/contrast stop once you rest, 0 = play on through your rests",
+            key="generation.wait_for_input",
+        ),
+        Control(
+            "beat",
+            "flag",
+            "1 = steps fall on the tracked beat of the input, 0 = learned time alone",
+            key="generation.beat_aligned",
+        ),
         Control("panic", "command", "all notes off now", routes=("midi_out.panic",), note=37),
-        Control("save", "command", "checkpoint the learned memory now (--save-learned)", routes=("oracle.checkpoint",),
-                note=39),
+        Control(
+            "save",
+            "command",
+            "checkpoint the learned memory now (--save-learned)",
+            routes=("oracle.checkpoint",),
+            note=39,
+        ),
     ]
-    rows += [Control(f"voice/{v}/on", "flag", f"1 = the {v} voice plays, 0 = it rests", key=f"voices.{v}", cc=24 + i)
-             for i, v in enumerate(VOICE_NAMES)]
-    rows += [Control(f"voice/{v}/range", "range", f"the {v}'s lowest and highest MIDI note",
-                     key="generation.melody_range" if v == "melody" else f"voices.{v}_range") for v in VOICE_NAMES]
-    rows += [Control(f"voice/{v}/density", "number", f"{v} onsets per melody step 0..2", key=f"voices.{v}_density",
-                     cc=27 + i) for i, v in enumerate(v for v in VOICE_NAMES if v != "melody")]
+    rows += [
+        Control(f"voice/{v}/on", "flag", f"1 = the {v} voice plays, 0 = it rests", key=f"voices.{v}", cc=24 + i)
+        for i, v in enumerate(VOICE_NAMES)
+    ]
+    rows += [
+        Control(
+            f"voice/{v}/range",
+            "range",
+            f"the {v}'s lowest and highest MIDI note",
+            key="generation.melody_range" if v == "melody" else f"voices.{v}_range",
+        )
+        for v in VOICE_NAMES
+    ]
+    rows += [
+        Control(
+            f"voice/{v}/density", "number", f"{v} onsets per melody step 0..2", key=f"voices.{v}_density", cc=27 + i
+        )
+        for i, v in enumerate(v for v in VOICE_NAMES if v != "melody")
+    ]
     rows.append(Control("learning", "flag", "learn live input (learn on and not frozen)", start=True, performer=False))
     return rows
 

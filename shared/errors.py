@@ -3,6 +3,7 @@
 Every error a user can meet derives from :class:`MusicHalError`, and its message is one clear line
 (entry points print ``str(error)`` and exit non-zero).
 """
+
 from __future__ import annotations
 
 __all__ = [

@@ -14,12 +14,13 @@ client timeout, 50 s with 5 s; under load a restarted midi_out's panic came 3.3-
 >>> with dummy_jack_server() as server:   # doctest: +SKIP
 ...     print(server.started_here)
 """
+
 from __future__ import annotations
 
 import contextlib
 import shutil
 import subprocess
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from shared.errors import DeviceError
 
@@ -37,8 +38,9 @@ def jack_running() -> bool:
     return "running" in result.stdout and "not running" not in result.stdout
 
 
-def start_dummy_jack(*, log_path: Optional[str] = None, timeout_s: float = 15.0,
-                     sync: bool = False) -> Optional[subprocess.Popen]:
+def start_dummy_jack(
+    *, log_path: str | None = None, timeout_s: float = 15.0, sync: bool = False
+) -> subprocess.Popen | None:
     """Start a JACK dummy server unless one runs; returns the process started here (None if one was running).
 
     ``sync``: synchronous mode (see the module's notes)."""
@@ -57,7 +59,7 @@ def start_dummy_jack(*, log_path: Optional[str] = None, timeout_s: float = 15.0,
     return process
 
 
-def stop_jack(process: Optional[subprocess.Popen]) -> None:
+def stop_jack(process: subprocess.Popen | None) -> None:
     """Stop a server started by :func:`start_dummy_jack` (None: nothing to do)."""
     if process is None:
         return
@@ -102,7 +104,7 @@ def scrub_server_registry(path: str = _REGISTRY) -> int:
             for slot in range(_SERVER_SLOTS):
                 offset = _SLOT_START + slot * _SLOT_BYTES
                 pid = struct.unpack_from("<i", header, offset)[0]
-                if pid > 0 and not _is_jackd(pid) and header[offset + 4:offset + 9] == b"jack-":
+                if pid > 0 and not _is_jackd(pid) and header[offset + 4 : offset + 9] == b"jack-":
                     registry.seek(offset)
                     registry.write(b"\0" * _SLOT_BYTES)
                     freed += 1
@@ -112,7 +114,7 @@ def scrub_server_registry(path: str = _REGISTRY) -> int:
 
 
 class DummyJack:
-    def __init__(self, process: Optional[subprocess.Popen]) -> None:
+    def __init__(self, process: subprocess.Popen | None) -> None:
         self.process = process
 
     @property
@@ -121,7 +123,7 @@ class DummyJack:
 
 
 @contextlib.contextmanager
-def dummy_jack_server(*, log_path: Optional[str] = None) -> Iterator[DummyJack]:
+def dummy_jack_server(*, log_path: str | None = None) -> Iterator[DummyJack]:
     """Use a running JACK server, or start a dummy one for the block and stop it after."""
     process = start_dummy_jack(log_path=log_path)
     try:

@@ -12,6 +12,7 @@ per thread that allocated (the oracle loop, each rebuild thread). Measured offli
 buffers always go to ``mmap`` and return to the system when freed. It is idempotent, process-wide and a no-op off
 glibc or when the environment already sets ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
 """
+
 from __future__ import annotations
 
 import ctypes

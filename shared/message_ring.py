@@ -18,12 +18,13 @@ b'hello'
 True
 >>> ring.close(); ring.unlink()
 """
+
 from __future__ import annotations
 
 import os
 import secrets
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -44,12 +45,12 @@ class MessageRing:
         self.sent = 0
 
     @classmethod
-    def create(cls, *, capacity_bytes: int = 1 << 20, name: Optional[str] = None) -> "MessageRing":
+    def create(cls, *, capacity_bytes: int = 1 << 20, name: str | None = None) -> MessageRing:
         name = name or f"{RING_NAME_PREFIX}msg_{os.getpid()}_{secrets.token_hex(4)}"
         return cls(AudioRing.create(capacity_samples=capacity_bytes, sample_rate_hz=1, name=name, dtype=np.uint8))
 
     @classmethod
-    def attach(cls, name: str) -> "MessageRing":
+    def attach(cls, name: str) -> MessageRing:
         ring = AudioRing.attach(name)
         if ring.dtype != np.uint8:
             ring.close()
@@ -74,7 +75,7 @@ class MessageRing:
     def send_message(self, message: Any) -> None:
         self.send(message_to_bytes(message))
 
-    def reader(self, *, from_start: bool = False) -> "MessageReader":
+    def reader(self, *, from_start: bool = False) -> MessageReader:
         """A reader from now on (or from the oldest record still held, with ``from_start``)."""
         return MessageReader(self, 0 if from_start else self.ring.write_counter)
 
@@ -109,7 +110,7 @@ class MessageReader:
         except RingTimeoutError:
             return False
 
-    def receive(self, *, timeout_s: float = 0.0) -> Optional[bytes]:
+    def receive(self, *, timeout_s: float = 0.0) -> bytes | None:
         """The next record, or None if none arrives within ``timeout_s``. Overruns skip ahead and are counted."""
         ring = self.ring.ring
         deadline = time.monotonic() + timeout_s

@@ -9,17 +9,19 @@ Every message round-trips through orjson bytes:
 >>> message_from_bytes(message_to_bytes(note)) == note
 True
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import orjson
 
-from shared.errors import ParameterError, check as _check
+from shared.errors import ParameterError
+from shared.errors import check as _check
 
 __all__ = [
     "Event",
@@ -88,9 +90,17 @@ class EventDescriptors:
         _check(1 <= self.velocity <= 127, f"velocity must be in 1..127, got {self.velocity}")
         _check(self.duration_s >= 0.0, "duration_s must be >= 0")
         _check(all(0 <= pc < 12 for pc in self.chroma_peaks), "chroma_peaks must be pitch classes 0..11")
-        _check(all(len(n) == 6 and 0 <= n[0] <= 127 and n[1] >= 0.0 and n[2] >= 0.0 and 1 <= n[3] <= 127 for n in self.notes),
-               "notes must be (pitch 0..127, onset_s >= 0, duration_s >= 0, velocity 1..127, bend_cents, glide_cents)")
-        _check(all(0 <= p <= 127 for p in self.pressure) and 0 <= self.timbre <= 127, "pressure and timbre must be in 0..127")
+        _check(
+            all(
+                len(n) == 6 and 0 <= n[0] <= 127 and n[1] >= 0.0 and n[2] >= 0.0 and 1 <= n[3] <= 127
+                for n in self.notes
+            ),
+            "notes must be (pitch 0..127, onset_s >= 0, duration_s >= 0, velocity 1..127, bend_cents, glide_cents)",
+        )
+        _check(
+            all(0 <= p <= 127 for p in self.pressure) and 0 <= self.timbre <= 127,
+            "pressure and timbre must be in 0..127",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +110,9 @@ class Percept:
     event_id: int
     token: int
     features: np.ndarray = field(compare=False)
-    descriptors: Optional[EventDescriptors] = None
+    descriptors: EventDescriptors | None = None
     view: str = "traditional"  # which view produced ``token``/``features``
-    traditional_token: Optional[int] = None  # hybrid: the traditional view's token as well
+    traditional_token: int | None = None  # hybrid: the traditional view's token as well
     node_id: str = ""
     stamps: dict[str, float] = field(default_factory=dict, compare=False)
 
@@ -112,9 +122,17 @@ class Percept:
 
 
 def _check_curve(curve: Any, name: str, *, low: float, high: float) -> None:
-    _check(all(len(point) == 2 and math.isfinite(point[0]) and point[0] >= 0.0 and math.isfinite(point[1])
-               and low <= point[1] <= high for point in curve),
-           f"{name} must be (offset_s >= 0, value in {low:g}..{high:g}) points")
+    _check(
+        all(
+            len(point) == 2
+            and math.isfinite(point[0])
+            and point[0] >= 0.0
+            and math.isfinite(point[1])
+            and low <= point[1] <= high
+            for point in curve
+        ),
+        f"{name} must be (offset_s >= 0, value in {low:g}..{high:g}) points",
+    )
     _check(all(a[0] <= b[0] for a, b in zip(curve, curve[1:])), f"{name} offsets must not decrease")
 
 
@@ -185,7 +203,9 @@ def _from_plain(data: dict[str, Any]) -> Any:
         data["features"] = np.asarray(data["features"], dtype=np.float32)
     if cls is EventDescriptors:
         data["chroma_peaks"] = tuple(data["chroma_peaks"])
-        data["notes"] = tuple((int(n[0]), float(n[1]), float(n[2]), int(n[3]), float(n[4]), float(n[5])) for n in data.get("notes", ()))
+        data["notes"] = tuple(
+            (int(n[0]), float(n[1]), float(n[2]), int(n[3]), float(n[4]), float(n[5])) for n in data.get("notes", ())
+        )
         data["pressure"] = tuple(int(p) for p in data.get("pressure", ()))
         data["f0_cents"] = tuple(float(c) for c in data.get("f0_cents", ()))
     if cls is NoteEvent:

@@ -13,22 +13,31 @@ Integer-keyed dicts cannot survive JSON (keys become strings) — store transiti
 >>> meta["kind"], arrays["x"].tolist()
 ('demo', [0, 1, 2])
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import orjson
 
 from shared.errors import ModelFormatError, ParameterError
 
-__all__ = ["FORMAT_VERSION", "MODEL_KIND", "save_model", "load_model", "arrays_path_for", "atomic_write_bytes",
-           "current_umask"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MODEL_KIND",
+    "save_model",
+    "load_model",
+    "arrays_path_for",
+    "atomic_write_bytes",
+    "current_umask",
+]
 
 FORMAT_VERSION = 1
 MODEL_KIND = "musichal-model"
@@ -125,7 +134,9 @@ def load_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         raise ModelFormatError(f"{path}: not a MusicHal model file")
     version = document.get("format_version")
     if version != FORMAT_VERSION:
-        raise ModelFormatError(f"{path}: format_version {version!r} is not supported (this MusicHal reads {FORMAT_VERSION})")
+        raise ModelFormatError(
+            f"{path}: format_version {version!r} is not supported (this MusicHal reads {FORMAT_VERSION})"
+        )
     meta = document.get("meta")
     names = document.get("array_names")
     if not isinstance(meta, dict) or not isinstance(names, list):
@@ -137,7 +148,9 @@ def load_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             raise ModelFormatError(f"{path}: array file {arrays_file.name} is missing")
         payload = arrays_file.read_bytes()
         if hashlib.sha256(payload).hexdigest() != document.get("arrays_sha256"):
-            raise ModelFormatError(f"{path}: array file {arrays_file.name} does not match the model (truncated, corrupt or from another model)")
+            raise ModelFormatError(
+                f"{path}: array file {arrays_file.name} does not match the model (truncated, corrupt or from another model)"
+            )
         try:
             arrays = load_arrays(payload)
         except Exception as error:

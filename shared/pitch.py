@@ -10,6 +10,7 @@ scalars); :func:`midi_to_hz` takes either.
 >>> midi_to_hz(81)
 880.0
 """
+
 from __future__ import annotations
 
 import math

@@ -31,6 +31,7 @@ SIGKILLed owner leaks nothing for long.
 [10.0, 11.0, 12.0]
 >>> ring.close(); ring.unlink()
 """
+
 from __future__ import annotations
 
 import atexit
@@ -43,7 +44,6 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
-from typing import Optional
 
 import numpy as np
 
@@ -91,8 +91,15 @@ class _Futex:
     def wait(self, address: int, expected: int, timeout_s: float) -> None:
         timeout_s = max(0.0, timeout_s)
         spec = self._Timespec(int(timeout_s), int((timeout_s % 1.0) * 1e9))
-        self._syscall(ctypes.c_long(self._number), ctypes.c_void_p(address), ctypes.c_int(self._FUTEX_WAIT),
-                      ctypes.c_int(expected), ctypes.byref(spec), None, ctypes.c_int(0))
+        self._syscall(
+            ctypes.c_long(self._number),
+            ctypes.c_void_p(address),
+            ctypes.c_int(self._FUTEX_WAIT),
+            ctypes.c_int(expected),
+            ctypes.byref(spec),
+            None,
+            ctypes.c_int(0),
+        )
 
     def wake(self, address: int) -> None:
         self._syscall(self._number, ctypes.c_void_p(address), self._FUTEX_WAKE, 2**31 - 1, None, None, 0)
@@ -142,7 +149,7 @@ def remove_stale_rings(*, shm_dir: str = "/dev/shm") -> list[str]:
     for name in names:
         if not name.startswith(RING_NAME_PREFIX):
             continue
-        parts = name[len(RING_NAME_PREFIX):].split("_")
+        parts = name[len(RING_NAME_PREFIX) :].split("_")
         pid_text = parts[1] if parts and parts[0] == "msg" and len(parts) > 1 else parts[0]
         if not pid_text.isdigit():
             continue
@@ -163,7 +170,7 @@ def remove_stale_rings(*, shm_dir: str = "/dev/shm") -> list[str]:
 class RingWindow:
     """A zero-copy view of ``[start, end)``: one segment, or two when the window wraps around."""
 
-    ring: "AudioRing"
+    ring: AudioRing
     start: int
     end: int
     segments: tuple[np.ndarray, ...]
@@ -178,7 +185,8 @@ class RingWindow:
             self.ring._count_overrun()
             raise RingOverrunError(
                 f"ring window [{self.start}, {self.end}) was overwritten while in use "
-                f"(writer at {self.ring.reserved_end}, capacity {self.ring.capacity})")
+                f"(writer at {self.ring.reserved_end}, capacity {self.ring.capacity})"
+            )
 
     def copy(self) -> np.ndarray:
         """A validated contiguous copy of the window."""
@@ -203,20 +211,30 @@ class AudioRing:
         self.sample_rate_hz = int(self._header[_H_RATE])
         self.dtype = _DTYPES.get(int(self._header[_H_ITEMSIZE]) or 4, np.dtype(np.float32))
         self._data = np.ndarray((self.capacity,), dtype=self.dtype, buffer=shm.buf, offset=_HEADER_BYTES)
-        self._samples = memoryview(self._data)  # the writer's copy target: slice assignment ~0.1 µs cheaper than numpy's
+        self._samples = memoryview(
+            self._data
+        )  # the writer's copy target: slice assignment ~0.1 µs cheaper than numpy's
         self._words = shm.buf[:_HEADER_BYTES].cast("Q")  # plain memoryview: cheaper per access than numpy scalars
-        self._seq = np.ndarray((1,), dtype=np.uint32, buffer=shm.buf, offset=8 * _H_COMMITTED)  # futex word (little-endian low half)
+        self._seq = np.ndarray(
+            (1,), dtype=np.uint32, buffer=shm.buf, offset=8 * _H_COMMITTED
+        )  # futex word (little-endian low half)
         self._seq_address = self._seq.ctypes.data
         self._closed = False
         self.overruns = 0  # overruns this process has detected
         # map every page now (one read per page): no page faults later on the real-time path, and the ring's memory
         # is in RSS from the start instead of creeping up as the cursors first go round
-        int(np.frombuffer(shm.buf, dtype=np.uint8)[::mmap.PAGESIZE].sum())
+        int(np.frombuffer(shm.buf, dtype=np.uint8)[:: mmap.PAGESIZE].sum())
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def create(cls, *, capacity_samples: int, sample_rate_hz: int, name: Optional[str] = None,
-               dtype: np.dtype | type = np.float32) -> "AudioRing":
+    def create(
+        cls,
+        *,
+        capacity_samples: int,
+        sample_rate_hz: int,
+        name: str | None = None,
+        dtype: np.dtype | type = np.float32,
+    ) -> AudioRing:
         """Create a new ring (this process becomes the owner, the only one that unlinks it).
 
         ``dtype`` is float32 for audio; :class:`shared.message_ring.MessageRing` uses uint8.
@@ -245,7 +263,7 @@ class AudioRing:
         return ring
 
     @classmethod
-    def attach(cls, name: str) -> "AudioRing":
+    def attach(cls, name: str) -> AudioRing:
         """Attach to a ring created by another process (late attach is fine: read from ``write_counter``)."""
         try:
             shm = _open_untracked(name)
@@ -254,8 +272,10 @@ class AudioRing:
         return cls(shm, owner=False)
 
     @classmethod
-    def create_for(cls, *, seconds: float, sample_rate_hz: int, name: Optional[str] = None) -> "AudioRing":
-        return cls.create(capacity_samples=int(round(seconds * sample_rate_hz)), sample_rate_hz=sample_rate_hz, name=name)
+    def create_for(cls, *, seconds: float, sample_rate_hz: int, name: str | None = None) -> AudioRing:
+        return cls.create(
+            capacity_samples=int(round(seconds * sample_rate_hz)), sample_rate_hz=sample_rate_hz, name=name
+        )
 
     @property
     def name(self) -> str:
@@ -301,7 +321,7 @@ class AudioRing:
         if n > capacity or n == 0:
             if n == 0:
                 return start
-            block = np.asarray(block, dtype=self.dtype)[n - capacity:]  # only the newest ``capacity`` survive
+            block = np.asarray(block, dtype=self.dtype)[n - capacity :]  # only the newest ``capacity`` survive
             start += n - capacity
             words[4] = start
             n = capacity
@@ -310,9 +330,9 @@ class AudioRing:
         offset = start % capacity
         if n <= capacity - offset:
             try:  # a block of the ring's own dtype (the capture path): buffer-to-buffer copy
-                self._samples[offset:offset + n] = block
+                self._samples[offset : offset + n] = block
             except (TypeError, ValueError):  # another dtype or byte order: numpy converts
-                self._data[offset:offset + n] = block
+                self._data[offset : offset + n] = block
         else:
             first = capacity - offset
             self._data[offset:] = block[:first]
@@ -352,13 +372,15 @@ class AudioRing:
                 return committed
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RingTimeoutError(f"ring sample {index} not written within {timeout_s:.3f} s (writer at {committed})")
+                raise RingTimeoutError(
+                    f"ring sample {index} not written within {timeout_s:.3f} s (writer at {committed})"
+                )
             if _FUTEX.available:
                 _FUTEX.wait(self._seq_address, seq, min(remaining, _MAX_SLEEP_S))
             else:  # portable fallback: wait about a quarter of a block at a time
                 time.sleep(min(remaining, 0.001))
 
-    def window(self, start: int, end: int, *, timeout_s: Optional[float] = None) -> RingWindow:
+    def window(self, start: int, end: int, *, timeout_s: float | None = None) -> RingWindow:
         """Zero-copy view of ``[start, end)``; call ``check_valid()`` after use (or use :meth:`read`)."""
         self._check_open()
         if not 0 <= start < end:
@@ -375,19 +397,20 @@ class AudioRing:
         if start < self.reserved_end - self.capacity:
             self._count_overrun()
             raise RingOverrunError(
-                f"ring samples [{start}, {end}) already overwritten (oldest available {self.oldest_available})")
+                f"ring samples [{start}, {end}) already overwritten (oldest available {self.oldest_available})"
+            )
         a, b = start % self.capacity, end % self.capacity
         if a < b or b == 0:
-            segments: tuple[np.ndarray, ...] = (self._data[a: b or self.capacity],)
+            segments: tuple[np.ndarray, ...] = (self._data[a : b or self.capacity],)
         else:
             segments = (self._data[a:], self._data[:b])
         return RingWindow(self, start, end, segments)
 
-    def read(self, start: int, end: int, *, timeout_s: Optional[float] = None) -> np.ndarray:
+    def read(self, start: int, end: int, *, timeout_s: float | None = None) -> np.ndarray:
         """A validated copy of ``[start, end)``."""
         return self.window(start, end, timeout_s=timeout_s).copy()
 
-    def reader(self, *, start: Optional[int] = None) -> "RingReader":
+    def reader(self, *, start: int | None = None) -> RingReader:
         """A cursor starting at ``start`` (default: the current write counter)."""
         return RingReader(self, self.write_counter if start is None else start)
 
@@ -429,7 +452,7 @@ class AudioRing:
         if not getattr(self, "_unlinked", False):
             _unlink_untracked(self._shm.name)
 
-    def __enter__(self) -> "AudioRing":
+    def __enter__(self) -> AudioRing:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -467,7 +490,7 @@ class RingReader:
         self.cursor += n
         return data
 
-    def read_available(self, *, max_samples: Optional[int] = None) -> np.ndarray:
+    def read_available(self, *, max_samples: int | None = None) -> np.ndarray:
         """Everything written since the cursor (possibly empty), without waiting."""
         n = self.available()
         if max_samples is not None:

@@ -19,12 +19,13 @@ True
 >>> signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 False
 """
+
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 __all__ = ["STOP_SIGNALS", "library_threads_without_signals", "threads_taking"]
 

@@ -4,11 +4,12 @@ Each named series keeps two fixed-size structures: a :class:`LogHistogram` of ev
 percentiles are within 0.5 % of the exact ones, in constant memory however long the set) and a circular buffer of
 the most recent samples with their event keys (:meth:`LatencyRecorder.values`, :meth:`LatencyRecorder.keyed`).
 """
+
 from __future__ import annotations
 
 import math
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -21,8 +22,13 @@ def percentiles_ms(values_s: Iterable[float]) -> dict[str, float]:
     if data.size == 0:
         return {"count": 0}
     p50, p95, p99 = np.percentile(data * 1e3, [50, 95, 99])
-    return {"count": int(data.size), "p50": round(float(p50), 3), "p95": round(float(p95), 3),
-            "p99": round(float(p99), 3), "max": round(float(data.max() * 1e3), 3)}
+    return {
+        "count": int(data.size),
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "max": round(float(data.max() * 1e3), 3),
+    }
 
 
 class LogHistogram:
@@ -101,8 +107,13 @@ def _histogram_ms(histogram: LogHistogram) -> dict[str, float]:
     if histogram.count == 0:
         return {"count": 0}
     p50, p95, p99 = histogram.percentiles([50, 95, 99])
-    return {"count": histogram.count, "p50": round(p50 * 1e3, 3), "p95": round(p95 * 1e3, 3),
-            "p99": round(p99 * 1e3, 3), "max": round(histogram.max * 1e3, 3)}
+    return {
+        "count": histogram.count,
+        "p50": round(p50 * 1e3, 3),
+        "p95": round(p95 * 1e3, 3),
+        "p99": round(p99 * 1e3, 3),
+        "max": round(histogram.max * 1e3, 3),
+    }
 
 
 class _Series:
@@ -126,7 +137,7 @@ class _Series:
     def ordered(self) -> tuple[np.ndarray, np.ndarray]:
         size = self.values.shape[0]
         if self.count <= size:
-            return self.values[:self.count].copy(), self.keys[:self.count].copy()
+            return self.values[: self.count].copy(), self.keys[: self.count].copy()
         start = self.count % size
         return np.roll(self.values, -start), np.roll(self.keys, -start)
 

@@ -4,17 +4,27 @@
 >>> tone.shape, tone.dtype
 ((480,), dtype('float32'))
 """
+
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["SOUNDFONT", "sine_tone", "render_midi_notes", "write_midi_notes", "fluidsynth_available", "chorale_notes",
-           "chorale_opening", "two_line_scene", "CHORALES"]
+__all__ = [
+    "SOUNDFONT",
+    "sine_tone",
+    "render_midi_notes",
+    "write_midi_notes",
+    "fluidsynth_available",
+    "chorale_notes",
+    "chorale_opening",
+    "two_line_scene",
+    "CHORALES",
+]
 
 #: music21 corpus chorales used as transcription ground truth
 CHORALES = ("bach/bwv66.6", "bach/bwv26.6", "bach/bwv253", "bach/bwv1.6")
@@ -27,14 +37,18 @@ def fluidsynth_available() -> bool:
     return shutil.which("fluidsynth") is not None and SOUNDFONT.is_file()
 
 
-def sine_tone(freq_hz: float, seconds: float, sample_rate_hz: int, *, amplitude: float = 0.5, phase: float = 0.0) -> np.ndarray:
+def sine_tone(
+    freq_hz: float, seconds: float, sample_rate_hz: int, *, amplitude: float = 0.5, phase: float = 0.0
+) -> np.ndarray:
     """A mono float32 sine of ``seconds`` length at ``sample_rate_hz``."""
     n = int(round(seconds * sample_rate_hz))
     t = np.arange(n, dtype=np.float64) / sample_rate_hz
     return (amplitude * np.sin(2.0 * np.pi * freq_hz * t + phase)).astype(np.float32)
 
 
-def write_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, *, program: int = 0, tempo_bpm: float = 120.0) -> Path:
+def write_midi_notes(
+    notes: Iterable[Sequence[float]], path: str | Path, *, program: int = 0, tempo_bpm: float = 120.0
+) -> Path:
     """Write ``(pitch, start_s, dur_s, velocity)`` notes as a one-track SMF (channel 0, GM ``program``)."""
     import mido
 
@@ -63,23 +77,49 @@ def write_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, *, prog
     return path
 
 
-def render_midi_notes(notes: Iterable[Sequence[float]], path: str | Path, sample_rate_hz: int = 48000, *,
-                      program: int = 0, gain: float = 0.8) -> Path:
+def render_midi_notes(
+    notes: Iterable[Sequence[float]],
+    path: str | Path,
+    sample_rate_hz: int = 48000,
+    *,
+    program: int = 0,
+    gain: float = 0.8,
+) -> Path:
     """Render ``(pitch, start_s, dur_s, velocity)`` notes to a WAV at ``path`` with fluidsynth; returns ``path``."""
     if not fluidsynth_available():
         raise RuntimeError("fluidsynth or /usr/share/sounds/sf2/FluidR3_GM.sf2 is not installed")
     path = Path(path)
     midi_path = path.with_suffix(".mid")
     write_midi_notes(notes, midi_path, program=program)
-    command = ["fluidsynth", "-ni", "-g", str(gain), "-F", str(path), "-r", str(int(sample_rate_hz)), str(SOUNDFONT), str(midi_path)]
+    command = [
+        "fluidsynth",
+        "-ni",
+        "-g",
+        str(gain),
+        "-F",
+        str(path),
+        "-r",
+        str(int(sample_rate_hz)),
+        str(SOUNDFONT),
+        str(midi_path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if result.returncode != 0 or not path.is_file():
         raise RuntimeError(f"fluidsynth failed: {result.stderr.strip() or result.stdout.strip()}")
     return path
 
 
-def random_note_clip(path: str | Path, *, seed: int, pitches: Sequence[int], count: int, ioi_s: float, note_s: float,
-                     start_s: float = 0.1, velocity: int = 95) -> Path:
+def random_note_clip(
+    path: str | Path,
+    *,
+    seed: int,
+    pitches: Sequence[int],
+    count: int,
+    ioi_s: float,
+    note_s: float,
+    start_s: float = 0.1,
+    velocity: int = 95,
+) -> Path:
     """``count`` piano notes, one every ``ioi_s`` from ``start_s``, each ``note_s`` long, pitches drawn from ``pitches``
     with ``seed``, rendered to a WAV at ``path`` (the live tests' clip)."""
     rng = np.random.default_rng(seed)
@@ -87,8 +127,9 @@ def random_note_clip(path: str | Path, *, seed: int, pitches: Sequence[int], cou
     return render_midi_notes(notes, path)
 
 
-def chorale_notes(name: str, *, bpm: float = 100.0, seconds: Optional[float] = None, velocity: int = 80,
-                  transpose: int = 0) -> list[tuple[int, float, float, int]]:
+def chorale_notes(
+    name: str, *, bpm: float = 100.0, seconds: float | None = None, velocity: int = 80, transpose: int = 0
+) -> list[tuple[int, float, float, int]]:
     """``(pitch, start_s, dur_s, velocity)`` of a music21 corpus piece (e.g. ``"bach/bwv269"``) at ``bpm`` quarter
     notes per minute; with ``seconds``, the piece repeats until that length and is cut there."""
     from music21 import corpus
@@ -113,7 +154,9 @@ def chorale_notes(name: str, *, bpm: float = 100.0, seconds: Optional[float] = N
     return out
 
 
-def chorale_opening(name: str, *, seconds: float = 24.0, bpm: float = 80.0, velocity: int = 80) -> list[tuple[int, float, float, int]]:
+def chorale_opening(
+    name: str, *, seconds: float = 24.0, bpm: float = 80.0, velocity: int = 80
+) -> list[tuple[int, float, float, int]]:
     """``(pitch, start_s, dur_s, velocity)`` of a music21 corpus chorale's first ``seconds`` (all voices; each note held
     95 % of its written length so repeated notes are re-struck; notes are not cut at ``seconds``, the piece does not
     repeat) — the transcription tests' and benchmark's reference. :func:`chorale_notes` holds notes their full length

@@ -17,21 +17,32 @@ musician onset), **echo** (within ``tol_s`` of a note-on MusicHal sent, as recei
 constant latencies (player → capture, MIDI → synth → capture) are measured from the data (the median offset of
 near matches) rather than assumed. Used by ``benchmarks/echo_stack.py`` and ``tests/reliability/test_echo_stack.py``.
 """
+
 from __future__ import annotations
 
-from bisect import bisect_right
 import subprocess
 import threading
 import time
+from bisect import bisect_right
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from testkit.audio import SOUNDFONT
 from testkit.midi import TimedJackReader, unique_name
 
-__all__ = ["musician_line", "run_loop", "classify", "learned_shares", "gate_verdicts", "cycle_time", "TimedJackReader", "SynthClient"]
+__all__ = [
+    "musician_line",
+    "run_loop",
+    "classify",
+    "learned_shares",
+    "gate_verdicts",
+    "cycle_time",
+    "TimedJackReader",
+    "SynthClient",
+]
 
 MUSICIAN_PITCHES = (36, 38, 40, 41, 43, 45, 47)  # C2..B2: two octaves under MusicHal's melody
 TRAIN_PITCHES = (60, 62, 64, 65, 67, 69, 71, 72)
@@ -64,12 +75,36 @@ class SynthClient:
 
         self.name = name
         self.process = subprocess.Popen(
-            ["fluidsynth", "-a", "jack", "-m", "jack", "-g", str(gain), "-r", "48000",
-             "-o", f"audio.jack.id={name}", "-o", f"midi.jack.id={name}", "-o", "audio.jack.autoconnect=0",
-             "-o", "midi.autoconnect=0", "-o", "synth.reverb.active=0", "-o", "synth.chorus.active=0",
-             str(SOUNDFONT)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.midi_in: Optional[str] = None
+            [
+                "fluidsynth",
+                "-a",
+                "jack",
+                "-m",
+                "jack",
+                "-g",
+                str(gain),
+                "-r",
+                "48000",
+                "-o",
+                f"audio.jack.id={name}",
+                "-o",
+                f"midi.jack.id={name}",
+                "-o",
+                "audio.jack.autoconnect=0",
+                "-o",
+                "midi.autoconnect=0",
+                "-o",
+                "synth.reverb.active=0",
+                "-o",
+                "synth.chorus.active=0",
+                str(SOUNDFONT),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.midi_in: str | None = None
         self.audio_out: list[str] = []
 
         def up() -> bool:
@@ -108,7 +143,7 @@ class WavPlayer:
 
         self.audio = np.ascontiguousarray(audio, dtype=np.float32)
         self.position = 0
-        self.t0: Optional[float] = None
+        self.t0: float | None = None
         self.cycles: list[tuple[int, float]] = []
         self.playing = threading.Event()
         self.done = threading.Event()
@@ -126,8 +161,8 @@ class WavPlayer:
         if self.t0 is None:
             self.t0 = now
         self.cycles.append((self.position, now))
-        chunk = self.audio[self.position:self.position + frames]
-        buffer[:chunk.size] = chunk
+        chunk = self.audio[self.position : self.position + frames]
+        buffer[: chunk.size] = chunk
         self.position += frames
         if self.position >= self.audio.size:
             self.done.set()
@@ -150,20 +185,27 @@ def cycle_time(cycles: Sequence[tuple[int, float]], sample: int, rate: int = 480
 
 
 def _capture_inputs(client, own: Sequence[str]) -> list[str]:
-    return [p.name for p in client.get_ports(is_audio=True, is_input=True)
-            if not p.name.startswith(("system:", *own))]
+    return [p.name for p in client.get_ports(is_audio=True, is_input=True) if not p.name.startswith(("system:", *own))]
 
 
-def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed: int = 4,
-             overrides: Optional[dict[str, Any]] = None, play_timeout_s: float = 180.0) -> dict[str, Any]:
+def run_loop(
+    *,
+    model: Path,
+    musician_wav: Path,
+    mode: str,
+    workdir: Path,
+    seed: int = 4,
+    overrides: dict[str, Any] | None = None,
+    play_timeout_s: float = 180.0,
+) -> dict[str, Any]:
     """One live session: the musician plays, MusicHal (``generation.mode`` imitate, ``control.gate_mode`` ``mode``)
     plays along, its notes rendered by fluidsynth and mixed back into the capture input. Returns the session's
     percepts (``onset_wall``, ``gated``, ``early``), its notes as received (``(t, pitch)``), the musician's start time
     ``t0`` and the final stats."""
     import soundfile as sf
 
-    from services.stack import LiveStack
     from services.oracle.player.session import read_session
+    from services.stack import LiveStack
     from shared.config import MusicHalConfig
     from testkit.waiting import wait_until
 
@@ -173,10 +215,19 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
     reader = TimedJackReader()
     port = reader.open_virtual("in")
     session_path = workdir / f"session_{mode}_{time.monotonic_ns()}.jsonl"
-    config = MusicHalConfig().with_overrides({
-        "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "generation.mode": "imitate",
-        "generation.seed": seed, "control.gate_mode": mode, "control.input_gate": True, **LOOP_RANGES,
-        **(overrides or {})})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "gm-safe",
+            "generation.mode": "imitate",
+            "generation.seed": seed,
+            "control.gate_mode": mode,
+            "control.input_gate": True,
+            **LOOP_RANGES,
+            **(overrides or {}),
+        }
+    )
     stack = LiveStack(config, input_device="system", model_path=str(model), session_log=str(session_path))
     player = synth = None
     final: dict[str, Any] = {}
@@ -210,14 +261,28 @@ def run_loop(*, model: Path, musician_wav: Path, mode: str, workdir: Path, seed:
             if thing is not None:
                 thing.close()
     records = read_session(session_path)
-    percepts = [{"event_id": r["event_id"], "onset_wall": r["onset_wall"], "gated": bool(r["gated"]),
-                 "early": bool(r["early"]),
-                 "notes": [n[0] for n in ((r.get("descriptors") or {}).get("notes") or [])]}
-                for r in records if r["kind"] == "percept"]
+    percepts = [
+        {
+            "event_id": r["event_id"],
+            "onset_wall": r["onset_wall"],
+            "gated": bool(r["gated"]),
+            "early": bool(r["early"]),
+            "notes": [n[0] for n in ((r.get("descriptors") or {}).get("notes") or [])],
+        }
+        for r in records
+        if r["kind"] == "percept"
+    ]
     decided = [n for r in records if r["kind"] == "notes" for n in r["notes"]]
     received = [(t, m[1]) for t, m in reader.timed if (m[0] & 0xF0) == 0x90 and m[2] > 0]
-    return {"percepts": percepts, "received": received, "decided": decided, "t0": player.t0, "final": final,
-            "cycles": player.cycles, "session": str(session_path)}
+    return {
+        "percepts": percepts,
+        "received": received,
+        "decided": decided,
+        "t0": player.t0,
+        "final": final,
+        "cycles": player.cycles,
+        "session": str(session_path),
+    }
 
 
 def _offset(detected: np.ndarray, truth: np.ndarray, window_s: float, *, width_s: float = 0.02) -> float:
@@ -231,11 +296,18 @@ def _offset(detected: np.ndarray, truth: np.ndarray, window_s: float, *, width_s
         return 0.0
     counts = np.searchsorted(deltas, deltas + width_s, side="right") - np.arange(deltas.size)
     k = int(np.argmax(counts))
-    return float(np.median(deltas[k:k + counts[k]]))
+    return float(np.median(deltas[k : k + counts[k]]))
 
 
-def classify(onsets: Sequence[float], musician: Sequence[float], echoes: Sequence[float], *, tol_s: float = 0.05,
-             echo_window_s: tuple[float, float] = (-0.02, 0.15), latency_window_s: float = 0.06) -> dict[str, Any]:
+def classify(
+    onsets: Sequence[float],
+    musician: Sequence[float],
+    echoes: Sequence[float],
+    *,
+    tol_s: float = 0.05,
+    echo_window_s: tuple[float, float] = (-0.02, 0.15),
+    latency_window_s: float = 0.06,
+) -> dict[str, Any]:
     """Name each detected onset (same clock as ``musician`` and ``echoes``): "musician", "echo", "both" or "other".
 
     Latencies are measured first, each source on its own (:func:`_offset`: the densest 20 ms of delays up to
@@ -277,7 +349,7 @@ def learned_shares(run: dict[str, Any], musician_notes: Sequence[tuple], *, tol_
             c["onsets"] += 1
             c["learned"] += int(not p["gated"])
 
-    def share(*keys: str) -> Optional[float]:
+    def share(*keys: str) -> float | None:
         onsets = sum(counts.get(k, {}).get("onsets", 0) for k in keys)
         return round(sum(counts.get(k, {}).get("learned", 0) for k in keys) / onsets, 4) if onsets else None
 
@@ -287,17 +359,29 @@ def learned_shares(run: dict[str, Any], musician_notes: Sequence[tuple], *, tol_
     cycles = run["cycles"]
     drift = (cycles[-1][1] - cycles[0][1]) - (cycles[-1][0] - cycles[0][0]) / 48000 if len(cycles) > 1 else 0.0
     ons = np.asarray(sorted(echoes))
-    delays = [1e3 * (p["onset_wall"] - ons[ons <= p["onset_wall"] + 0.02].max())
-              for p, label in zip(full, named["labels"]) if label == "echo" and (ons <= p["onset_wall"] + 0.02).any()]
-    timing = {"jack_graph_behind_s": round(float(drift), 3),
-              "echo_delay_ms_p50": round(float(np.percentile(delays, 50)), 1) if delays else None,
-              "echo_delay_ms_p90": round(float(np.percentile(delays, 90)), 1) if delays else None}
-    return {"counts": counts, "timing": timing, "musician_learned": share("musician", "both"),
-            "echo_learned": share("echo"),
-            "musician_learned_while_playing": share("musician_while_playing", "both_while_playing"),
-            "both_learned": share("both"), "latency_musician_ms": round(named["latency_musician_s"] * 1e3, 1),
-            "latency_echo_ms": round(named["latency_echo_s"] * 1e3, 1), "musician_truth_onsets": len(musician),
-            "echo_note_ons": len(set(np.round(echoes, 4))), "detected_full_percepts": len(full)}
+    delays = [
+        1e3 * (p["onset_wall"] - ons[ons <= p["onset_wall"] + 0.02].max())
+        for p, label in zip(full, named["labels"])
+        if label == "echo" and (ons <= p["onset_wall"] + 0.02).any()
+    ]
+    timing = {
+        "jack_graph_behind_s": round(float(drift), 3),
+        "echo_delay_ms_p50": round(float(np.percentile(delays, 50)), 1) if delays else None,
+        "echo_delay_ms_p90": round(float(np.percentile(delays, 90)), 1) if delays else None,
+    }
+    return {
+        "counts": counts,
+        "timing": timing,
+        "musician_learned": share("musician", "both"),
+        "echo_learned": share("echo"),
+        "musician_learned_while_playing": share("musician_while_playing", "both_while_playing"),
+        "both_learned": share("both"),
+        "latency_musician_ms": round(named["latency_musician_s"] * 1e3, 1),
+        "latency_echo_ms": round(named["latency_echo_s"] * 1e3, 1),
+        "musician_truth_onsets": len(musician),
+        "echo_note_ons": len(set(np.round(echoes, 4))),
+        "detected_full_percepts": len(full),
+    }
 
 
 def gate_verdicts(session_path: str | Path, mode: str, **gate_options: Any) -> list[bool]:
@@ -326,8 +410,12 @@ def gate_verdicts(session_path: str | Path, mode: str, **gate_options: Any) -> l
                 blocked = gate.blocks(record["onset_wall"])
             else:
                 profile = live_profile(d["f0_hz"], tuple(d["chroma_peaks"]))
-                blocked = gate.blocks(record["onset_wall"], notes=[tuple(n) for n in d["notes"]] or None,
-                                      chroma=profile if profile.any() else None, window_s=window_s)
+                blocked = gate.blocks(
+                    record["onset_wall"],
+                    notes=[tuple(n) for n in d["notes"]] or None,
+                    chroma=profile if profile.any() else None,
+                    window_s=window_s,
+                )
             if not record["early"]:
                 out.append(bool(blocked))
     return out

@@ -3,6 +3,7 @@
 :class:`~services.oracle.player.echo.EchoGate` keeps. Used by ``tests/control/test_echo.py`` and
 ``benchmarks/transcription.py``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,7 @@ def scene_slices(mix: np.ndarray, config) -> tuple[list, list]:
     from services.encoder.transcription import transcribe_windows
 
     events = segment_signal(mix, config, sample_rate_hz=SR)
-    slices = transcribe_windows([mix[e.window_start:e.window_end] for e in events], sample_rate_hz=SR)
+    slices = transcribe_windows([mix[e.window_start : e.window_end] for e in events], sample_rate_hz=SR)
     return events, slices
 
 

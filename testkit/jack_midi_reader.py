@@ -19,6 +19,7 @@ The process callback only copies each event's bytes with its receive time (``tim
 i.e. when JACK delivered it) into a queue; a writer thread prints them. The server's ``--sync`` mode waits for
 this callback each cycle, so a late callback delays the cycle but loses nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def main() -> int:
 
     client_name, mode, port = sys.argv[1:4]
     sys.setswitchinterval(1e-4)  # the process callback waits for the GIL at most this long behind the writer
-    events: "queue.SimpleQueue[tuple[float, bytes] | None]" = queue.SimpleQueue()
+    events: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
     try:
         client = jack.Client(client_name, no_start_server=True)
     except jack.JackError as error:

@@ -1,5 +1,6 @@
 """Test helpers for midi_out: a JACK MIDI reader (with receive times), a receiver model that replays raw bytes, and the
 hung-note checks the full-stack tests use (message pairing, and each note's length against its scheduled duration)."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,9 +9,9 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 _counter = itertools.count()
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,16 +45,21 @@ class JackReader:
             self._condition.notify_all()
 
     def _start(self, mode: str, port: str) -> str:
-        self._process = subprocess.Popen([sys.executable, "-m", "testkit.jack_midi_reader", self.client_name, mode, port],
-                                         cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "testkit.jack_midi_reader", self.client_name, mode, port],
+            cwd=_REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         first = self._process.stdout.readline().strip()
         if not first.startswith("READY "):
             self.close()
             raise RuntimeError(f"JACK MIDI reader did not start: {first!r}")
         self._thread = threading.Thread(target=self._pump, name="jack-reader-pipe", daemon=True)
         self._thread.start()
-        return first[len("READY "):]
+        return first[len("READY ") :]
 
     def _pump(self) -> None:
         for line in self._process.stdout:
@@ -170,7 +176,7 @@ class ReceiverModel:
         elif kind == 0xB0 and message[1] in (120, 123):
             self.on = {key for key in self.on if key[0] != channel}
 
-    def feed_all(self, messages: list[list[int]]) -> "ReceiverModel":
+    def feed_all(self, messages: list[list[int]]) -> ReceiverModel:
         for message in messages:
             self.feed(message)
         return self
@@ -182,7 +188,7 @@ def panic_starts(messages: list[list[int]]) -> list[int]:
     starts = []
     i = 0
     while i <= len(messages) - len(block):
-        if list(messages[i]) == block[0] and [list(m) for m in messages[i:i + len(block)]] == block:
+        if list(messages[i]) == block[0] and [list(m) for m in messages[i : i + len(block)]] == block:
             starts.append(i)
             i += len(block)
         else:
@@ -199,7 +205,9 @@ def stop_panic_received(messages: list[list[int]]) -> bool:
     return starts[-1] > last_on
 
 
-def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, require_stop_panic: bool = True) -> list[str]:
+def note_pairing_problems(
+    messages: list[list[int]], *, allowed_cuts: int = 0, require_stop_panic: bool = True
+) -> list[str]:
     """Hung-note check on the stream *played*, i.e. received before the stop's panic (the last full panic block).
 
     Per channel and pitch, in arrival order: a note-on while that note sounds is a double on, a note-off (or note-on
@@ -229,7 +237,9 @@ def note_pairing_problems(messages: list[list[int]], *, allowed_cuts: int = 0, r
             if sounding:
                 cuts += 1
                 if cuts > allowed_cuts:
-                    problems.append(f"panic at message {i} cut sounding notes {sorted(sounding)} (more cuts than the {allowed_cuts} allowed)")
+                    problems.append(
+                        f"panic at message {i} cut sounding notes {sorted(sounding)} (more cuts than the {allowed_cuts} allowed)"
+                    )
                 sounding.clear()
             i += 32
             continue
@@ -269,7 +279,7 @@ class PlayedNote:
     channel: int
     pitch: int
     on_index: int
-    off_index: Optional[int]
+    off_index: int | None
 
 
 @dataclass(frozen=True)
@@ -290,16 +300,20 @@ def scheduled_notes(session_log: str | Path) -> list[ScheduledNote]:
     what midi_out was asked to play, with each note's scheduled duration."""
     from services.oracle.player.session import read_session
 
-    return [ScheduledNote(int(n["pitch"]), float(n["t_on"]), float(n["t_off"]))
-            for record in read_session(session_log) if record["kind"] == "notes" for n in record["notes"]]
+    return [
+        ScheduledNote(int(n["pitch"]), float(n["t_on"]), float(n["t_off"]))
+        for record in read_session(session_log)
+        if record["kind"] == "notes"
+        for n in record["notes"]
+    ]
 
 
 def max_note_duration_s(config) -> float:
     """The longest note the live stack can schedule with ``config`` (a :class:`~shared.config.MusicHalConfig`): a
     melody note lasts at most the player's longest step (``MAX_IOI_S``) at its speed, a bass or comping note at most
     the voices' ``MAX_DUR_S``. For :func:`note_timing_problems` where a run's scheduled notes are not all known."""
-    from services.oracle.player.walk import MAX_IOI_S
     from services.oracle.player.voices import MAX_DUR_S
+    from services.oracle.player.walk import MAX_IOI_S
 
     speed = config.generation.density * config.generation.tempo
     return max(MAX_IOI_S / speed if speed > 0 else MAX_IOI_S, MAX_DUR_S)
@@ -346,9 +360,13 @@ def played_notes(messages: list[list[int]]) -> list[PlayedNote]:
     return notes
 
 
-def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *,
-                         scheduled: Optional[Sequence[ScheduledNote]] = None, max_duration_s: Optional[float] = None,
-                         slack_s: float = HUNG_NOTE_SLACK_S) -> list[str]:
+def note_timing_problems(
+    timed: Sequence[tuple[float, list[int]]],
+    *,
+    scheduled: Sequence[ScheduledNote] | None = None,
+    max_duration_s: float | None = None,
+    slack_s: float = HUNG_NOTE_SLACK_S,
+) -> list[str]:
     """Hung-note check by time: every note played before the stop's panic and ended by a note-off of its own (the
     scheduler's, a steal's, or the stop's own note-offs, which the engine sends before CC123) must have lasted, at
     the reader, at most its scheduled duration + ``slack_s``. A scheduler that never sent a note-off passes the
@@ -376,8 +394,9 @@ def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *,
         if scheduled is not None:
             queue = queues.get(note.pitch)
             if not queue:
-                problems.append(f"note-on {(note.channel, note.pitch)} at message {note.on_index} "
-                                "matches no scheduled note")
+                problems.append(
+                    f"note-on {(note.channel, note.pitch)} at message {note.on_index} matches no scheduled note"
+                )
                 continue
             duration_s = queue.pop().duration_s
         else:
@@ -386,19 +405,28 @@ def note_timing_problems(timed: Sequence[tuple[float, list[int]]], *,
             continue  # ended by a panic or not at all: note_pairing_problems judges it
         lasted_s = times[note.off_index] - times[note.on_index]
         if lasted_s > duration_s + slack_s:
-            problems.append(f"note {(note.channel, note.pitch)} (on at message {note.on_index}) sounded "
-                            f"{lasted_s:.3f} s, longer than its scheduled {duration_s:.3f} s + {slack_s:g} s: "
-                            "hung until a steal or a stop")
+            problems.append(
+                f"note {(note.channel, note.pitch)} (on at message {note.on_index}) sounded "
+                f"{lasted_s:.3f} s, longer than its scheduled {duration_s:.3f} s + {slack_s:g} s: "
+                "hung until a steal or a stop"
+            )
     return problems
 
 
-def hung_note_problems(timed: Sequence[tuple[float, list[int]]], *, scheduled: Optional[Sequence[ScheduledNote]] = None,
-                       max_duration_s: Optional[float] = None, slack_s: float = HUNG_NOTE_SLACK_S,
-                       allowed_cuts: int = 0, require_stop_panic: bool = True) -> list[str]:
+def hung_note_problems(
+    timed: Sequence[tuple[float, list[int]]],
+    *,
+    scheduled: Sequence[ScheduledNote] | None = None,
+    max_duration_s: float | None = None,
+    slack_s: float = HUNG_NOTE_SLACK_S,
+    allowed_cuts: int = 0,
+    require_stop_panic: bool = True,
+) -> list[str]:
     """:func:`note_pairing_problems` (order) and :func:`note_timing_problems` (each note's length) of one stream."""
     messages = [list(m) for _, m in timed]
-    return (note_pairing_problems(messages, allowed_cuts=allowed_cuts, require_stop_panic=require_stop_panic)
-            + note_timing_problems(timed, scheduled=scheduled, max_duration_s=max_duration_s, slack_s=slack_s))
+    return note_pairing_problems(
+        messages, allowed_cuts=allowed_cuts, require_stop_panic=require_stop_panic
+    ) + note_timing_problems(timed, scheduled=scheduled, max_duration_s=max_duration_s, slack_s=slack_s)
 
 
 def first_note_age_s(timed: Sequence[tuple[float, list[int]]], now: float) -> float:
@@ -434,8 +462,14 @@ def expected_panic() -> list[list[int]]:
 def expected_rpn(channel: int, param_lsb: int, value: int) -> list[list[int]]:
     """RPN (0, param_lsb) = value with data LSB 0, then the null RPN, written out from the MIDI spec."""
     status = 0xB0 | channel
-    return [[status, 101, 0], [status, 100, param_lsb], [status, 6, value], [status, 38, 0],
-            [status, 101, 127], [status, 100, 127]]
+    return [
+        [status, 101, 0],
+        [status, 100, param_lsb],
+        [status, 6, value],
+        [status, 38, 0],
+        [status, 101, 127],
+        [status, 100, 127],
+    ]
 
 
 def note_on_messages(messages: list[list[int]]) -> list[list[int]]:

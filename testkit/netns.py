@@ -6,6 +6,7 @@ runs do not collide. On exit every process still inside the namespace (only what
 killed by pid, and the link and namespace are deleted. A worker joins the head with its token
 (``RAY_AUTH_MODE=token``, :func:`auth_token`) and is stopped by process group (:func:`stop_process_group`).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,9 @@ __all__ = ["RAY_CLI", "Namespace", "auth_token", "ip", "netns_usable", "stop_pro
 
 _RAY_BIN = Path(sys.executable).with_name("ray")
 #: this interpreter's own `ray` CLI (a venv without the console script still has the module)
-RAY_CLI = [str(_RAY_BIN)] if _RAY_BIN.is_file() else [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+RAY_CLI = (
+    [str(_RAY_BIN)] if _RAY_BIN.is_file() else [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+)
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -84,12 +87,26 @@ class Namespace:
         """Limit both directions of the link to ``rate`` (tc token bucket)."""
         for inside in (False, True):
             device = self.ns_veth if inside else self.host_veth
-            cmd = ["tc", "qdisc", "add", "dev", device, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]
+            cmd = [
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                device,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "32kbit",
+                "latency",
+                "400ms",
+            ]
             if inside:
                 cmd = ["ip", "netns", "exec", self.name, *cmd]
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=15)
 
-    def __enter__(self) -> "Namespace":
+    def __enter__(self) -> Namespace:
         try:
             ip("netns", "add", self.name)
             ip("link", "add", self.host_veth, "type", "veth", "peer", "name", self.ns_veth)

@@ -4,6 +4,7 @@ Allauzen, Crochemore & Raffinot (1999) with Lefebvre & Lecroq's LRS and vmo's "f
 as plainly as possible: per-state ``dict`` transitions in insertion order, per-state reverse-suffix lists
 and a ``(suffix state, lrs, preceding symbol)`` index.
 """
+
 from __future__ import annotations
 
 __all__ = ["ReferenceFactorOracle"]
@@ -68,7 +69,15 @@ def reference_model_parts(ref: ReferenceFactorOracle, *, prefix: str = "oracle."
                 sym.append(symbol)
                 dst.append(target)
     meta = {"schema": "musichal-factor-oracle/1", "kind": "factor", "n_states": len(ref.sfx)}
-    arrays = {f"{prefix}{name}": np.asarray(values, dtype=np.int64) for name, values in
-              (("sfx", ref.sfx), ("lrs", ref.lrs), ("symbols", ref.symbols), ("trn_src", src), ("trn_symbol", sym),
-               ("trn_dst", dst))}
+    arrays = {
+        f"{prefix}{name}": np.asarray(values, dtype=np.int64)
+        for name, values in (
+            ("sfx", ref.sfx),
+            ("lrs", ref.lrs),
+            ("symbols", ref.symbols),
+            ("trn_src", src),
+            ("trn_symbol", sym),
+            ("trn_dst", dst),
+        )
+    }
     return meta, arrays

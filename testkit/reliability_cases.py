@@ -7,12 +7,14 @@ missing device) and :func:`run_case` feeds it to the library entry points a user
 starts). A case passes when good input is accepted with finite 48 kHz mono output, and bad input raises a
 :class:`~shared.errors.MusicHalError` whose message is one line (the trainer: one-line skip reason).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -53,13 +55,14 @@ def _tone(seconds: float, rate_hz: int, channels: int = 1, amplitude: float = 0.
     return np.repeat(mono[:, None], channels, axis=1).astype(np.float64)
 
 
-def _wav(data: np.ndarray, rate_hz: int, subtype: str = "PCM_16", name: str = "a.wav", fmt: Optional[str] = None):
+def _wav(data: np.ndarray, rate_hz: int, subtype: str = "PCM_16", name: str = "a.wav", fmt: str | None = None):
     def build(folder: Path, _model: Path) -> dict[str, Any]:
         import soundfile as sf
 
         path = folder / name
         sf.write(str(path), data, rate_hz, subtype=subtype, format=fmt)
         return {"path": path}
+
     return build
 
 
@@ -68,6 +71,7 @@ def _bytes(payload: bytes, name: str):
         path = folder / name
         path.write_bytes(payload)
         return {"path": path}
+
     return build
 
 
@@ -82,6 +86,7 @@ def _truncated_wav(fraction: float, name: str = "truncated.wav"):
         path = folder / name
         path.write_bytes(payload[: max(1, int(len(payload) * fraction))])
         return {"path": path}
+
     return build
 
 
@@ -92,9 +97,10 @@ def _corrupt_header(offset: int, value: bytes, name: str):
         path = folder / name
         sf.write(str(path), _tone(0.5, 48000), 48000, subtype="PCM_16")
         payload = bytearray(path.read_bytes())
-        payload[offset:offset + len(value)] = value
+        payload[offset : offset + len(value)] = value
         path.write_bytes(bytes(payload))
         return {"path": path}
+
     return build
 
 
@@ -103,6 +109,7 @@ def _directory(name: str):
         path = folder / name
         path.mkdir()
         return {"path": path}
+
     return build
 
 
@@ -113,8 +120,10 @@ def _nonfinite(value: float):
 
 
 def _midi_bytes() -> bytes:
-    return (b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x00\x0c"
-            b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00")
+    return (
+        b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x00\x0c"
+        b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00"
+    )
 
 
 # models ------------------------------------------------------------------------------------------
@@ -122,15 +131,19 @@ def make_model(folder: Path) -> Path:
     """A small valid traditional model (trained in-process on a rendered tone clip); returns its JSON path."""
     import soundfile as sf
 
-    from shared.config import MusicHalConfig
     from services.trainer.pipeline import train
+    from shared.config import MusicHalConfig
 
     folder.mkdir(parents=True, exist_ok=True)
     clip = folder / "train.wav"
     sf.write(str(clip), _tone(6.0, 48000), 48000, subtype="PCM_16")
     output = folder / "good.json"
-    train([clip], config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 8}), output=output,
-          cache_dir=folder / "cache")
+    train(
+        [clip],
+        config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 8}),
+        output=output,
+        cache_dir=folder / "cache",
+    )
     return output
 
 
@@ -155,6 +168,7 @@ def _model_edit(edit: Callable[[Path], None], name: str):
         target = _copy_model(model, folder, name)
         edit(target)
         return {"model_path": target}
+
     return build
 
 
@@ -165,6 +179,7 @@ def _truncate(fraction: float, which: str):
         target = path if which == "json" else arrays_path_for(path)
         payload = target.read_bytes()
         target.write_bytes(payload[: int(len(payload) * fraction)])
+
     return edit
 
 
@@ -175,11 +190,13 @@ def _json_field(key: str, value: Any):
         doc = orjson.loads(path.read_bytes())
         doc[key] = value
         path.write_bytes(orjson.dumps(doc))
+
     return edit
 
 
 def _resave(change: Callable[[dict, dict], None]):
     """Rewrite a consistent model (valid hashes) whose content is wrong: the deeper checks must catch it."""
+
     def edit(path: Path) -> None:
         from shared.model_io import load_model, save_model
 
@@ -187,6 +204,7 @@ def _resave(change: Callable[[dict, dict], None]):
         arrays = {k: np.array(v) for k, v in arrays.items()}
         change(meta, arrays)
         save_model(path, meta, arrays)
+
     return edit
 
 
@@ -197,6 +215,7 @@ def _delete_array(key: str):
 def _set_array(key: str, make: Callable[[np.ndarray], np.ndarray]):
     def change(meta: dict, arrays: dict) -> None:
         arrays[key] = make(arrays[key])
+
     return _resave(change)
 
 
@@ -206,6 +225,7 @@ def _set_meta(path_keys: tuple[str, ...], value: Any):
         for key in path_keys[:-1]:
             node = node[key]
         node[path_keys[-1]] = value
+
     return _resave(change)
 
 
@@ -218,6 +238,7 @@ def _remove_arrays_file(path: Path) -> None:
 def _devices(**kwargs: Any):
     def build(folder: Path, _model: Path) -> dict[str, Any]:
         return dict(kwargs)
+
     return build
 
 
@@ -239,9 +260,22 @@ def all_cases() -> list[Case]:
     add(Case("wav", "nan-samples", "error", _nonfinite(float("nan"))))
     add(Case("wav", "inf-samples", "error", _nonfinite(float("inf"))))
     add(Case("wav", "silent", "ok", _wav(np.zeros((48000, 1)), 48000, name="silent.wav")))
-    add(Case("wav", "clipped-int16", "ok", _wav(np.clip(_tone(1.0, 48000, amplitude=8.0), -1, 1), 48000, name="clip16.wav")))
-    add(Case("wav", "clipped-float-over-1", "ok", _wav(_tone(1.0, 48000, amplitude=6.0).astype(np.float32), 48000, "FLOAT",
-                                                       name="clipf.wav")))
+    add(
+        Case(
+            "wav",
+            "clipped-int16",
+            "ok",
+            _wav(np.clip(_tone(1.0, 48000, amplitude=8.0), -1, 1), 48000, name="clip16.wav"),
+        )
+    )
+    add(
+        Case(
+            "wav",
+            "clipped-float-over-1",
+            "ok",
+            _wav(_tone(1.0, 48000, amplitude=6.0).astype(np.float32), 48000, "FLOAT", name="clipf.wav"),
+        )
+    )
     add(Case("wav", "rate-too-low-500Hz", "error", _wav(_tone(1.0, 500), 500, name="r500.wav")))
     for channels in range(1, 9):
         add(Case("channels", f"{channels}ch", "ok", _wav(_tone(0.6, 48000, channels), 48000, name=f"c{channels}.wav")))
@@ -254,8 +288,22 @@ def all_cases() -> list[Case]:
     rng = np.random.default_rng(0)
     add(Case("not-audio", "text.wav", "error", _bytes(b"this is not audio\n" * 50, "text.wav")))
     add(Case("not-audio", "png.flac", "error", _bytes(b"\x89PNG\r\n\x1a\n" + bytes(200), "image.flac")))
-    add(Case("not-audio", "random.mp3", "error", _bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "noise.mp3")))
-    add(Case("not-audio", "random.ogg", "error", _bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "noise.ogg")))
+    add(
+        Case(
+            "not-audio",
+            "random.mp3",
+            "error",
+            _bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "noise.mp3"),
+        )
+    )
+    add(
+        Case(
+            "not-audio",
+            "random.ogg",
+            "error",
+            _bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "noise.ogg"),
+        )
+    )
     add(Case("not-audio", "midi.wav", "error", _bytes(_midi_bytes(), "song.wav")))
     add(Case("not-audio", "json.aiff", "error", _bytes(b'{"a": 1}', "data.aiff")))
     add(Case("not-audio", "directory.wav", "error", _directory("folder.wav")))
@@ -272,31 +320,95 @@ def all_cases() -> list[Case]:
     add(Case("model", "wrong-schema", "error", _model_edit(_set_meta(("musichal_model",), 7), "schema7")))
     add(Case("model", "no-oracle-section", "error", _model_edit(_set_meta(("oracle",), None), "no_oracle")))
     add(Case("model", "missing-oracle-array", "error", _model_edit(_delete_array("oracle.audio.trn_dst"), "miss_trn")))
-    add(Case("model", "missing-centroids", "error",
-             _model_edit(_delete_array("perception.traditional.quantizer.centroids"), "miss_centroids")))
-    add(Case("model", "nan-centroids", "error", _model_edit(
-        _set_array("perception.traditional.quantizer.centroids", lambda a: np.full_like(a, np.nan)), "nan_centroids")))
-    add(Case("model", "nan-frames", "error", _model_edit(
-        _set_array("oracle.audio.frames", lambda a: np.full_like(a, np.nan)), "nan_frames")))
-    add(Case("model", "transition-out-of-range", "error", _model_edit(
-        _set_array("oracle.audio.trn_dst", lambda a: a + 10_000), "trn_range")))
-    add(Case("model", "negative-suffix-links", "error", _model_edit(
-        _set_array("oracle.tokens.sfx", lambda a: a - 1000), "sfx_neg")))
-    add(Case("model", "frames-wrong-shape", "error", _model_edit(
-        _set_array("oracle.audio.frames", lambda a: a[:, :5].copy()), "frames_shape")))
-    add(Case("model", "states-count-lies", "error", _model_edit(_set_meta(("oracle", "audio", "n_states"), 10_000), "nstates")))
-    add(Case("model", "threshold-nan", "error", _model_edit(_set_meta(("oracle", "audio", "threshold"), float("nan")),
-                                                            "thr_nan")))
-    add(Case("model", "vocabulary-zero", "error", _model_edit(
-        _set_meta(("perception", "quantizers", "traditional", "vocabulary_size"), 0), "vocab0")))
+    add(
+        Case(
+            "model",
+            "missing-centroids",
+            "error",
+            _model_edit(_delete_array("perception.traditional.quantizer.centroids"), "miss_centroids"),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "nan-centroids",
+            "error",
+            _model_edit(
+                _set_array("perception.traditional.quantizer.centroids", lambda a: np.full_like(a, np.nan)),
+                "nan_centroids",
+            ),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "nan-frames",
+            "error",
+            _model_edit(_set_array("oracle.audio.frames", lambda a: np.full_like(a, np.nan)), "nan_frames"),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "transition-out-of-range",
+            "error",
+            _model_edit(_set_array("oracle.audio.trn_dst", lambda a: a + 10_000), "trn_range"),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "negative-suffix-links",
+            "error",
+            _model_edit(_set_array("oracle.tokens.sfx", lambda a: a - 1000), "sfx_neg"),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "frames-wrong-shape",
+            "error",
+            _model_edit(_set_array("oracle.audio.frames", lambda a: a[:, :5].copy()), "frames_shape"),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "states-count-lies",
+            "error",
+            _model_edit(_set_meta(("oracle", "audio", "n_states"), 10_000), "nstates"),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "threshold-nan",
+            "error",
+            _model_edit(_set_meta(("oracle", "audio", "threshold"), float("nan")), "thr_nan"),
+        )
+    )
+    add(
+        Case(
+            "model",
+            "vocabulary-zero",
+            "error",
+            _model_edit(_set_meta(("perception", "quantizers", "traditional", "vocabulary_size"), 0), "vocab0"),
+        )
+    )
     # devices
     add(Case("device", "midi-port-missing", "error", _devices(midi_port="no-such-synth-port", midi_api="jack")))
     add(Case("device", "midi-port-index-out-of-range", "error", _devices(midi_port="97", midi_api="jack")))
     add(Case("device", "audio-device-missing", "error", _devices(input_device="no-such-sound-card")))
     add(Case("device", "audio-device-index-missing", "error", _devices(input_device="99")))
     add(Case("device", "wav2vec-dir-missing", "error", _devices(wav2vec_model="/nonexistent/wav2vec2-dir")))
-    add(Case("device", "wav2vec-dir-empty", "error", lambda folder, _m: (folder.joinpath("w2v_empty").mkdir(),
-                                                                         {"wav2vec_model": str(folder / "w2v_empty")})[1]))
+    add(
+        Case(
+            "device",
+            "wav2vec-dir-empty",
+            "error",
+            lambda folder, _m: (folder.joinpath("w2v_empty").mkdir(), {"wav2vec_model": str(folder / "w2v_empty")})[1],
+        )
+    )
     add(Case("device", "wav2vec-hub-not-cached", "error", _devices(wav2vec_model="nobody-here/no-such-wav2vec")))
     return cases
 
@@ -307,10 +419,10 @@ def _one_line(text: str) -> bool:
 
 
 def _check_audio(case: Case, path: Path) -> CaseResult:
+    from services.trainer.analysis import analyze_path, feature_settings, make_perception
     from shared.audio import INTERNAL_SAMPLE_RATE_HZ, load_audio_internal, probe_audio_file
     from shared.config import MusicHalConfig
     from shared.errors import MusicHalError
-    from services.trainer.analysis import analyze_path, feature_settings, make_perception
 
     try:
         info = probe_audio_file(path)
@@ -331,8 +443,15 @@ def _check_audio(case: Case, path: Path) -> CaseResult:
     config = MusicHalConfig()
     perception = make_perception(config)
     try:
-        outcome = analyze_path(path, index=0, name=path.name, config=config, perception=perception,
-                               settings=feature_settings(config, perception), cache=None)
+        outcome = analyze_path(
+            path,
+            index=0,
+            name=path.name,
+            config=config,
+            perception=perception,
+            settings=feature_settings(config, perception),
+            cache=None,
+        )
         if outcome.reason is not None and not _one_line(outcome.reason):
             problems.append(f"trainer skip reason not one line: {outcome.reason!r}")
         if outcome.ok and not all(np.isfinite(v).all() for v in outcome.views.values()):
@@ -357,15 +476,21 @@ def _check_preflight(case: Case, kwargs: dict[str, Any], good_wav: Path) -> Case
     config = MusicHalConfig().with_overrides(overrides)
     input_file = None if "input_device" in kwargs else str(good_wav)
     try:
-        preflight(config, input_file=input_file, input_device=kwargs.get("input_device"),
-                  model_path=str(kwargs["model_path"]) if "model_path" in kwargs else None)
+        preflight(
+            config,
+            input_file=input_file,
+            input_device=kwargs.get("input_device"),
+            model_path=str(kwargs["model_path"]) if "model_path" in kwargs else None,
+        )
     except MusicHalError as error:
         message = str(error)
         passed = case.expect == "error" and _one_line(message)
         return CaseResult(case, passed, f"error: {message}", "" if passed else "unexpected or unclear error")
     except Exception as error:
         return CaseResult(case, False, f"raw {type(error).__name__}: {error}", "non-MusicHal exception")
-    return CaseResult(case, case.expect == "ok", "ok", "" if case.expect == "ok" else "accepted, expected a clear error")
+    return CaseResult(
+        case, case.expect == "ok", "ok", "" if case.expect == "ok" else "accepted, expected a clear error"
+    )
 
 
 def run_case(case: Case, folder: Path, model: Path, good_wav: Path) -> CaseResult:

@@ -2,12 +2,13 @@
 
 Polling here waits for an external condition with a deadline; it is never used to order threads of the test itself.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["wait_until", "stage_counter", "actor_call", "actor_pid", "restarted_pid"]
 

@@ -1,4 +1,5 @@
 """Test-session fixtures: a real JACK dummy server, /dev/shm leak check, tiny wav2vec checkpoints."""
+
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from testkit.wav2vec import save_tiny_wav2vec  # noqa: E402  (testkit/: dev support shared with benchmarks/)
+
 
 # ---------------------------------------------------------------------------- no silent skips
 # Required dev dependencies (pyproject's [dev] extra, apt packages from scripts/setup.sh): a missing one fails the
@@ -133,7 +135,7 @@ def jack_server():
 
 def _creator_alive_elsewhere(name: str) -> bool:
     """True when the segment's creator (pid in its name) is another live process — e.g. a parallel test run."""
-    parts = name[len("musichal_ring_"):].split("_")
+    parts = name[len("musichal_ring_") :].split("_")
     pid_text = parts[1] if parts and parts[0] == "msg" and len(parts) > 1 else parts[0]
     if not pid_text.isdigit() or int(pid_text) == os.getpid():
         return False
@@ -183,8 +185,14 @@ def _local_ray():
     """A local Ray instance (2 CPUs, no dashboard), shut down after."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False, _node_ip_address="127.0.0.1")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _node_ip_address="127.0.0.1",
+    )
     try:
         yield ray
     finally:

@@ -9,6 +9,7 @@ Two more checks on the same parse: no import cycle between modules (every import
 ``TYPE_CHECKING`` one too: moving an import into a function hides a cycle, it does not break it), and no module
 imports another module's private name (``from a import _helper``): what modules share is public.
 """
+
 from __future__ import annotations
 
 import ast
@@ -111,15 +112,19 @@ def layer_violations() -> list[str]:
             elif own in ONLY and target not in ONLY[own]:
                 problems.append(f"{rel}:{line}: {own} may import only {sorted(ONLY[own])}, imports {imported}")
             elif LAYER_OF[target] > LAYER_OF[own]:
-                problems.append(f"{rel}:{line}: {own} (layer {LAYER_OF[own]}) imports {imported} "
-                                f"({target}, layer {LAYER_OF[target]}, above it)")
+                problems.append(
+                    f"{rel}:{line}: {own} (layer {LAYER_OF[own]}) imports {imported} "
+                    f"({target}, layer {LAYER_OF[target]}, above it)"
+                )
     for path in source_files(*NEVER_IMPORT_TESTS):
         lines: set[int] = set()
         for line, imported in imports(path):
             if imported.split(".")[0] == "tests" and line not in lines:
                 lines.add(line)
-                problems.append(f"{path.relative_to(ROOT)}:{line}: imports {imported} ({path.parts[len(ROOT.parts)]}/ "
-                                "must not import tests/)")
+                problems.append(
+                    f"{path.relative_to(ROOT)}:{line}: imports {imported} ({path.parts[len(ROOT.parts)]}/ "
+                    "must not import tests/)"
+                )
     return sorted(set(problems))
 
 
@@ -147,7 +152,7 @@ def module_graph(root: Path, tops: tuple[str, ...]) -> dict[str, set[str]]:
     paths = {}
     for top in tops:
         target = root / top
-        for path in ([target] if target.is_file() else sorted(target.rglob("*.py")) if target.is_dir() else []):
+        for path in [target] if target.is_file() else sorted(target.rglob("*.py")) if target.is_dir() else []:
             parts = list(path.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
@@ -259,8 +264,9 @@ def test_the_private_name_checker_sees_one(tmp_path):
 def memory_imports_of_the_player(root: Path) -> list[str]:
     """Imports of the player (services.oracle.player) from the memory (services.oracle.memory), with file:line."""
     found = []
-    for path in sorted((root / "services" / "oracle" / "memory").rglob("*.py")) if root == ROOT else sorted(
-            root.rglob("*.py")):
+    for path in (
+        sorted((root / "services" / "oracle" / "memory").rglob("*.py")) if root == ROOT else sorted(root.rglob("*.py"))
+    ):
         for line, imported in imports(path):
             if imported == "services.oracle.player" or imported.startswith("services.oracle.player."):
                 found.append(f"{path.name}:{line}: {imported}")
@@ -276,5 +282,7 @@ def test_the_memory_never_imports_the_player():
 
 def test_the_memory_checker_sees_a_player_import(tmp_path):
     (tmp_path / "store.py").write_text("def f():\n    from services.oracle.player.live import LiveOracle\n")
-    assert memory_imports_of_the_player(tmp_path) == ["store.py:2: services.oracle.player.live",
-                                                      "store.py:2: services.oracle.player.live.LiveOracle"]
+    assert memory_imports_of_the_player(tmp_path) == [
+        "store.py:2: services.oracle.player.live",
+        "store.py:2: services.oracle.player.live.LiveOracle",
+    ]

@@ -1,8 +1,10 @@
 """Audio input devices through PyAudio (callback mode only: PortAudio 19.6's blocking JACK mode crashes on close)."""
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,9 @@ def _silence_alsa_probe_messages() -> None:
         name = ctypes.util.find_library("asound")
         if not name:
             return
-        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+        handler_type = ctypes.CFUNCTYPE(
+            None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+        )
         handler = handler_type(lambda *args: None)
         ctypes.cdll.LoadLibrary(name).snd_lib_error_set_handler(handler)
         _ALSA_QUIET.append(handler)
@@ -51,9 +55,15 @@ def list_input_devices() -> list[dict[str, Any]]:
         for i in range(pa.get_device_count()):
             info = pa.get_device_info_by_index(i)
             if info["maxInputChannels"] > 0:
-                out.append({"index": i, "name": info["name"],
-                            "host_api": pa.get_host_api_info_by_index(info["hostApi"])["name"],
-                            "channels": int(info["maxInputChannels"]), "default_rate_hz": int(info["defaultSampleRate"])})
+                out.append(
+                    {
+                        "index": i,
+                        "name": info["name"],
+                        "host_api": pa.get_host_api_info_by_index(info["hostApi"])["name"],
+                        "channels": int(info["maxInputChannels"]),
+                        "default_rate_hz": int(info["defaultSampleRate"]),
+                    }
+                )
         return out
     finally:
         pa.terminate()
@@ -63,11 +73,13 @@ def list_input_devices_text() -> str:
     devices = list_input_devices()
     if not devices:
         return "no audio input devices found"
-    return "\n".join(f"{d['index']:3d}  {d['name']}  [{d['host_api']}]  {d['channels']} ch  {d['default_rate_hz']} Hz"
-                     for d in devices)
+    return "\n".join(
+        f"{d['index']:3d}  {d['name']}  [{d['host_api']}]  {d['channels']} ch  {d['default_rate_hz']} Hz"
+        for d in devices
+    )
 
 
-def choose_input_device(devices: list[dict[str, Any]], wanted: Union[str, int, None]) -> dict[str, Any]:
+def choose_input_device(devices: list[dict[str, Any]], wanted: str | int | None) -> dict[str, Any]:
     if not devices:
         raise DeviceError("no audio input device found (is a sound card or JACK server available?)")
     listing = "; ".join(f"{d['index']}: {d['name']} [{d['host_api']}]" for d in devices)
@@ -93,17 +105,26 @@ class AudioInputStream:
 
     kind = "audio input"
 
-    def __init__(self, push: Callable[[np.ndarray], Any], *, device: Union[str, int, None] = None,
-                 channels: Optional[int] = None, block_frames: int = 256, sample_rate_hz: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        push: Callable[[np.ndarray], Any],
+        *,
+        device: str | int | None = None,
+        channels: int | None = None,
+        block_frames: int = 256,
+        sample_rate_hz: int | None = None,
+    ) -> None:
         self.push = push
         self.device = choose_input_device(list_input_devices(), device)
         self.channels = int(channels or min(2, self.device["channels"]))
         if not 1 <= self.channels <= self.device["channels"]:
-            raise DeviceError(f"device {self.device['name']!r} has {self.device['channels']} input channel(s), asked for {self.channels}")
+            raise DeviceError(
+                f"device {self.device['name']!r} has {self.device['channels']} input channel(s), asked for {self.channels}"
+            )
         self.sample_rate_hz = int(sample_rate_hz or self.device["default_rate_hz"])
         self.block_frames = block_frames
         self.overflows = 0
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self._pa = None
         self._stream = None
         self._lock = threading.Lock()
@@ -119,13 +140,19 @@ class AudioInputStream:
             return None, pyaudio.paAbort
         return None, pyaudio.paContinue
 
-    def start(self) -> "AudioInputStream":
+    def start(self) -> AudioInputStream:
         pyaudio = _pyaudio()
         self._pa = pyaudio.PyAudio()
         try:
-            self._stream = self._pa.open(format=pyaudio.paFloat32, channels=self.channels, rate=self.sample_rate_hz,
-                                         input=True, input_device_index=self.device["index"],
-                                         frames_per_buffer=self.block_frames, stream_callback=self._callback)
+            self._stream = self._pa.open(
+                format=pyaudio.paFloat32,
+                channels=self.channels,
+                rate=self.sample_rate_hz,
+                input=True,
+                input_device_index=self.device["index"],
+                frames_per_buffer=self.block_frames,
+                stream_callback=self._callback,
+            )
             self._stream.start_stream()
         except Exception as error:
             self.close()

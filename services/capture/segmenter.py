@@ -30,11 +30,12 @@ defaults), far less than the analysis window, so it never delays an event.
 >>> len(events), abs(events[0].onset_sample - 12000) < 512
 (1, True)
 """
+
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -71,8 +72,16 @@ class OnsetSegmenter:
         It carries the id its full event will have. The trainer and offline analysis leave it at 0.
     """
 
-    def __init__(self, config: SegmenterConfig, *, sample_rate_hz: int, start_sample: int = 0, source: str = "",
-                 clock: Optional[Callable[[], float]] = time.monotonic, early_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        config: SegmenterConfig,
+        *,
+        sample_rate_hz: int,
+        start_sample: int = 0,
+        source: str = "",
+        clock: Callable[[], float] | None = time.monotonic,
+        early_ms: float = 0.0,
+    ) -> None:
         if not isinstance(config, SegmenterConfig):
             raise ParameterError(f"config must be a SegmenterConfig, got {type(config).__name__}")
         if not 1_000 <= int(sample_rate_hz) <= 384_000:
@@ -106,10 +115,12 @@ class OnsetSegmenter:
         self._buffer_origin = -self._half  # stream-relative index of _buffer[0]
         self._received = 0  # samples received (stream-relative)
         self._next_frame = 0
-        self._prev_spec: Optional[np.ndarray] = None
-        self._flux: deque[float] = deque(maxlen=max(self.config.threshold_window_frames, _PRE_MAX_FRAMES + _LOOKAHEAD_FRAMES + 1))
+        self._prev_spec: np.ndarray | None = None
+        self._flux: deque[float] = deque(
+            maxlen=max(self.config.threshold_window_frames, _PRE_MAX_FRAMES + _LOOKAHEAD_FRAMES + 1)
+        )
         self._flux_first_frame = 0  # frame index of _flux[0]
-        self._last_onset: Optional[int] = None
+        self._last_onset: int | None = None
         self._pending: list[tuple[int, float, int]] = []  # (stream-relative onset, strength, id), window not complete
         self._early: list[tuple[int, float, int]] = []  # the same, early window not yet complete
         self._next_event_id = 0
@@ -178,7 +189,7 @@ class OnsetSegmenter:
             if frame_start + frame > self._received:
                 break
             offset = frame_start - self._buffer_origin
-            samples = self._buffer[offset:offset + frame].astype(np.float64)
+            samples = self._buffer[offset : offset + frame].astype(np.float64)
             self._push_frame(samples)
             self._next_frame += 1
         # keep only what the next frame needs
@@ -211,13 +222,13 @@ class OnsetSegmenter:
         config = self.config
         if candidate <= 0.0 or candidate < config.min_flux:
             return
-        after = values[position + 1:position + 1 + _LOOKAHEAD_FRAMES]
-        before = values[max(0, position - _PRE_MAX_FRAMES):position]
+        after = values[position + 1 : position + 1 + _LOOKAHEAD_FRAMES]
+        before = values[max(0, position - _PRE_MAX_FRAMES) : position]
         if after.size and candidate < after.max():
             return
         if before.size and candidate <= before.max():
             return
-        history = values[-config.threshold_window_frames:]
+        history = values[-config.threshold_window_frames :]
         median = float(np.median(history))
         mad = float(np.median(np.abs(history - median)))
         if candidate < median + config.threshold_k * mad:
@@ -233,21 +244,38 @@ class OnsetSegmenter:
 
     def _emit(self) -> list[Event]:
         events: list[Event] = []
-        for queue, length, early in ((self._early, self.early_samples, True), (self._pending, self.window_samples, False)):
+        for queue, length, early in (
+            (self._early, self.early_samples, True),
+            (self._pending, self.window_samples, False),
+        ):
             while queue and queue[0][0] + length <= self._received:
                 onset, strength, event_id = queue.pop(0)
                 absolute = self.start_sample + onset
-                events.append(Event(
-                    event_id=event_id, onset_sample=absolute, window_start=absolute,
-                    window_end=absolute + length, sample_rate_hz=self.sample_rate_hz,
-                    strength=float(strength), t_detected=self.clock() if self.clock is not None else 0.0,
-                    source=self.source, early=early,
-                ))
+                events.append(
+                    Event(
+                        event_id=event_id,
+                        onset_sample=absolute,
+                        window_start=absolute,
+                        window_end=absolute + length,
+                        sample_rate_hz=self.sample_rate_hz,
+                        strength=float(strength),
+                        t_detected=self.clock() if self.clock is not None else 0.0,
+                        source=self.source,
+                        early=early,
+                    )
+                )
         return events
 
 
-def segment_signal(signal: np.ndarray, config: SegmenterConfig, *, sample_rate_hz: int, block_samples: int = 4096,
-                   start_sample: int = 0, source: str = "") -> list[Event]:
+def segment_signal(
+    signal: np.ndarray,
+    config: SegmenterConfig,
+    *,
+    sample_rate_hz: int,
+    block_samples: int = 4096,
+    start_sample: int = 0,
+    source: str = "",
+) -> list[Event]:
     """Segment a whole internal-rate mono signal by feeding :class:`OnsetSegmenter` block by block.
 
     Events are stamped ``t_detected=0.0`` so repeated runs compare equal.
@@ -262,9 +290,11 @@ def segment_signal(signal: np.ndarray, config: SegmenterConfig, *, sample_rate_h
         raise ParameterError(f"signal must be mono 1-D, got shape {signal.shape}")
     if int(block_samples) < 1:
         raise ParameterError(f"block_samples must be >= 1, got {block_samples}")
-    segmenter = OnsetSegmenter(config, sample_rate_hz=sample_rate_hz, start_sample=start_sample, source=source, clock=None)
+    segmenter = OnsetSegmenter(
+        config, sample_rate_hz=sample_rate_hz, start_sample=start_sample, source=source, clock=None
+    )
     events: list[Event] = []
     for begin in range(0, signal.size, int(block_samples)):
-        events.extend(segmenter.process(signal[begin:begin + int(block_samples)]))
+        events.extend(segmenter.process(signal[begin : begin + int(block_samples)]))
     events.extend(segmenter.finish())
     return events

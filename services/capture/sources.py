@@ -7,12 +7,14 @@ Both kinds sit behind one small protocol, :class:`InputSource`, so the capture a
 
 :func:`open_input_source` picks one from the command line's choice.
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,9 +31,9 @@ class InputSource(Protocol):
     name: str  # the source the events carry (file path, device name)
     sample_rate_hz: int
     channels: int
-    error: Optional[BaseException]  # set (from its own thread) when it failed; it stops then
+    error: BaseException | None  # set (from its own thread) when it failed; it stops then
 
-    def start(self) -> "InputSource":
+    def start(self) -> InputSource:
         """Begin pushing blocks (from its own thread or callback)."""
 
     def close(self) -> None:
@@ -41,8 +43,15 @@ class InputSource(Protocol):
         """Its own counters, merged into the capture actor's stats."""
 
 
-def open_input_source(push: Callable[..., Any], *, block_frames: int, input_file: Optional[str] = None,
-                      input_device: Any = None, loop: bool = False, speed: float = 1.0) -> InputSource:
+def open_input_source(
+    push: Callable[..., Any],
+    *,
+    block_frames: int,
+    input_file: str | None = None,
+    input_device: Any = None,
+    loop: bool = False,
+    speed: float = 1.0,
+) -> InputSource:
     """A :class:`FilePlayer` for ``input_file``, else the audio input device ``input_device`` (not started yet)."""
     if input_file is not None:
         return FilePlayer(input_file, push, block_frames=block_frames, loop=loop, speed=speed)
@@ -59,8 +68,16 @@ class FilePlayer:
 
     kind = "input file"
 
-    def __init__(self, path: str | Path, push: Callable[..., int], *, block_frames: int = 256, loop: bool = False,
-                 speed: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        push: Callable[..., int],
+        *,
+        block_frames: int = 256,
+        loop: bool = False,
+        speed: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         import soundfile as sf
 
         self.info = probe_audio_file(path)
@@ -77,13 +94,13 @@ class FilePlayer:
         self.speed = speed
         self.clock = clock
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.blocks_played = 0
         self.late_blocks = 0
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.done = threading.Event()
 
-    def start(self) -> "FilePlayer":
+    def start(self) -> FilePlayer:
         self._thread = threading.Thread(target=self._run, name="musichal-file-player", daemon=True)
         self._thread.start()
         return self

@@ -10,23 +10,24 @@ Two halves run on two threads (see :mod:`services.capture.actor`):
 
 What feeds :meth:`CaptureStage.push` is an input source (:mod:`services.capture.sources`).
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import numpy as np
 
+from services.capture.segmenter import OnsetSegmenter
 from shared.audio import StreamingFrontEnd
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError, RingOverrunError
 from shared.messages import Event
 from shared.ring import AudioRing
-from services.capture.segmenter import OnsetSegmenter
 
 __all__ = ["CaptureStage"]
 
@@ -40,27 +41,51 @@ def _early_ms(config) -> float:
 class CaptureStage:
     """Front end + ring writer + streaming segmenter for one input stream."""
 
-    def __init__(self, config: MusicHalConfig, ring: AudioRing, *, input_rate_hz: int, channels: int,
-                 source: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: MusicHalConfig,
+        ring: AudioRing,
+        *,
+        input_rate_hz: int,
+        channels: int,
+        source: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if ring.sample_rate_hz != config.audio.sample_rate_hz:
-            raise ParameterError(f"ring rate {ring.sample_rate_hz} Hz differs from the internal rate {config.audio.sample_rate_hz} Hz")
+            raise ParameterError(
+                f"ring rate {ring.sample_rate_hz} Hz differs from the internal rate {config.audio.sample_rate_hz} Hz"
+            )
         self.config = config
         self.ring = ring
         self.clock = clock
         self.source = source
-        self.front_end = StreamingFrontEnd(input_rate_hz=input_rate_hz, channels=channels,
-                                           output_rate_hz=config.audio.sample_rate_hz,
-                                           input_channel=config.audio.input_channel)
+        self.front_end = StreamingFrontEnd(
+            input_rate_hz=input_rate_hz,
+            channels=channels,
+            output_rate_hz=config.audio.sample_rate_hz,
+            input_channel=config.audio.input_channel,
+        )
         self._write_ends: deque[int] = deque(maxlen=4096)  # ring counter after each write
         self._write_times: deque[float] = deque(maxlen=4096)
         self._log_lock = threading.Lock()
         start = ring.write_counter
-        self.segmenter = OnsetSegmenter(config.segmenter, sample_rate_hz=config.audio.sample_rate_hz,
-                                        start_sample=start, source=source, clock=None,
-                                        early_ms=_early_ms(config))
+        self.segmenter = OnsetSegmenter(
+            config.segmenter,
+            sample_rate_hz=config.audio.sample_rate_hz,
+            start_sample=start,
+            source=source,
+            clock=None,
+            early_ms=_early_ms(config),
+        )
         self.reader = ring.reader(start=start)
-        self.counters = {"blocks_written": 0, "samples_written": 0, "events": 0, "segmenter_overruns": 0,
-                         "samples_lost": 0, "input_overflows": 0}
+        self.counters = {
+            "blocks_written": 0,
+            "samples_written": 0,
+            "events": 0,
+            "segmenter_overruns": 0,
+            "samples_lost": 0,
+            "input_overflows": 0,
+        }
         self.finished = threading.Event()
         self.first_onset_s: float | None = None  # onset times (input seconds) of the first and last full events
         self.last_onset_s: float | None = None
@@ -107,9 +132,14 @@ class CaptureStage:
             before = self.reader.lost_samples
             start = self.reader.skip_to_latest()
             self.counters["samples_lost"] += self.reader.lost_samples - before
-            self.segmenter = OnsetSegmenter(self.config.segmenter, sample_rate_hz=self.config.audio.sample_rate_hz,
-                                            start_sample=start, source=self.source, clock=None,
-                                            early_ms=_early_ms(self.config))
+            self.segmenter = OnsetSegmenter(
+                self.config.segmenter,
+                sample_rate_hz=self.config.audio.sample_rate_hz,
+                start_sample=start,
+                source=self.source,
+                clock=None,
+                early_ms=_early_ms(self.config),
+            )
             return []
         events = self.segmenter.process(block) if block.size else []
         if self.finished.is_set() and self.reader.available() == 0:

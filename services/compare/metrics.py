@@ -25,6 +25,7 @@ import numpy as np
 from services.encoder.features import FEATURE_NAMES
 from services.encoder.quantizer import SymbolQuantizer
 from shared.errors import ParameterError
+from shared.pitch import hz_to_midi
 
 __all__ = [
     "CONSONANCE_DIMENSION",

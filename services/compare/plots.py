@@ -7,10 +7,12 @@
 
 Everything is drawn from the results dict alone (``projection_2d``, ``tokens``, ``per_window_ms`` …).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -49,12 +51,21 @@ def plot_results(results: Mapping[str, Any], path: str | Path, *, dpi: int = 100
     bins = np.linspace(0.0, max(float(every.max()), 1e-3) * 1.02, min(40, max(8, every.size // 3)))
     for view in _VIEWS:
         samples = np.asarray(pipelines[view]["timing"]["per_window_ms"], dtype=float)
-        ax.hist(samples, bins=bins, alpha=0.6, color=_COLOURS[view],
-                label=f"{view} (p95 {pipelines[view]['timing']['p95_ms']:.1f} ms)")
+        ax.hist(
+            samples,
+            bins=bins,
+            alpha=0.6,
+            color=_COLOURS[view],
+            label=f"{view} (p95 {pipelines[view]['timing']['p95_ms']:.1f} ms)",
+        )
     batch = pipelines["wav2vec"].get("batch")
     if batch:
-        ax.axvline(batch["per_window_ms"], color="tab:red", linestyle="--",
-                   label=f"wav2vec batched mean {batch['per_window_ms']:.1f} ms")
+        ax.axvline(
+            batch["per_window_ms"],
+            color="tab:red",
+            linestyle="--",
+            label=f"wav2vec batched mean {batch['per_window_ms']:.1f} ms",
+        )
     ax.set_xlabel("extraction time per window (ms)")
     ax.set_ylabel("windows")
     ax.set_title("Per-window extraction time")
@@ -77,8 +88,10 @@ def plot_results(results: Mapping[str, Any], path: str | Path, *, dpi: int = 100
         counts = np.asarray(vocabulary["counts"], dtype=int)
         ax.bar(np.arange(counts.size), counts, color=_COLOURS[view])
         warning = "  COLLAPSE" if vocabulary["collapse"] else ""
-        ax.set_title(f"{view}: {vocabulary['used']}/{vocabulary['vocabulary_size']} tokens, "
-                     f"H={vocabulary['entropy_bits']:.2f} bits{warning}")
+        ax.set_title(
+            f"{view}: {vocabulary['used']}/{vocabulary['vocabulary_size']} tokens, "
+            f"H={vocabulary['entropy_bits']:.2f} bits{warning}"
+        )
         ax.set_xlabel("token")
         ax.set_ylabel("events")
     # 4. probe scores
@@ -103,8 +116,10 @@ def plot_results(results: Mapping[str, Any], path: str | Path, *, dpi: int = 100
     ax.set_xticklabels([labels[i] for i in order], fontsize=8)
     ax.set_ylim(min(0.0, np.nanmin(values) if not np.all(np.isnan(values)) else 0.0), 1.05)
     ax.set_title(f"Linear probes ({probes['pitch_class']['label_source']})")
-    figure.suptitle(f"musichal-compare: {Path(str(results.get('input', {}).get('file', ''))).name} "
-                    f"({results.get('input', {}).get('events', '?')} events)")
+    figure.suptitle(
+        f"musichal-compare: {Path(str(results.get('input', {}).get('file', ''))).name} "
+        f"({results.get('input', {}).get('events', '?')} events)"
+    )
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, dpi=dpi, format="png")

@@ -11,9 +11,11 @@ Traceback (most recent call last):
 ...
 shared.errors.ParameterError: $.a: expected integer, got str
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from shared.errors import ParameterError
 
@@ -29,16 +31,31 @@ _TIMING = {
     "required": ["windows", "mean_ms", "p50_ms", "p95_ms", "max_ms", "total_s", "real_time_factor", "per_window_ms"],
     "properties": {
         "windows": {"type": "integer", "minimum": 1},
-        "mean_ms": _NON_NEGATIVE, "p50_ms": _NON_NEGATIVE, "p95_ms": _NON_NEGATIVE, "max_ms": _NON_NEGATIVE,
-        "total_s": _NON_NEGATIVE, "real_time_factor": _NON_NEGATIVE,
+        "mean_ms": _NON_NEGATIVE,
+        "p50_ms": _NON_NEGATIVE,
+        "p95_ms": _NON_NEGATIVE,
+        "max_ms": _NON_NEGATIVE,
+        "total_s": _NON_NEGATIVE,
+        "real_time_factor": _NON_NEGATIVE,
         "per_window_ms": {"type": "array", "items": _NON_NEGATIVE},
     },
 }
 
 _VOCABULARY = {
     "type": "object",
-    "required": ["vocabulary_size", "fitted_symbols", "counts", "events", "used", "used_fraction", "entropy_bits",
-                 "max_entropy_bits", "normalized_entropy", "perplexity", "collapse"],
+    "required": [
+        "vocabulary_size",
+        "fitted_symbols",
+        "counts",
+        "events",
+        "used",
+        "used_fraction",
+        "entropy_bits",
+        "max_entropy_bits",
+        "normalized_entropy",
+        "perplexity",
+        "collapse",
+    ],
     "properties": {
         "vocabulary_size": {"type": "integer", "minimum": 2},
         "fitted_symbols": {"type": "integer", "minimum": 1},
@@ -46,7 +63,8 @@ _VOCABULARY = {
         "events": {"type": "integer", "minimum": 0},
         "used": {"type": "integer", "minimum": 0},
         "used_fraction": {"type": "number", "minimum": 0, "maximum": 1},
-        "entropy_bits": _NON_NEGATIVE, "max_entropy_bits": _NON_NEGATIVE,
+        "entropy_bits": _NON_NEGATIVE,
+        "max_entropy_bits": _NON_NEGATIVE,
         "normalized_entropy": {"type": "number", "minimum": 0, "maximum": 1.000001},
         "perplexity": _NON_NEGATIVE,
         "collapse": {"type": "boolean"},
@@ -55,12 +73,25 @@ _VOCABULARY = {
 
 _FEATURES = {
     "type": "object",
-    "required": ["dimension", "events", "variance_mean", "variance_max", "variance_min", "total_variance",
-                 "dead_dimensions", "sparsity", "variance_per_dimension"],
+    "required": [
+        "dimension",
+        "events",
+        "variance_mean",
+        "variance_max",
+        "variance_min",
+        "total_variance",
+        "dead_dimensions",
+        "sparsity",
+        "variance_per_dimension",
+    ],
     "properties": {
-        "dimension": {"type": "integer", "minimum": 1}, "events": {"type": "integer", "minimum": 1},
-        "variance_mean": _NON_NEGATIVE, "variance_max": _NON_NEGATIVE, "variance_min": _NON_NEGATIVE,
-        "total_variance": _NON_NEGATIVE, "dead_dimensions": {"type": "integer", "minimum": 0},
+        "dimension": {"type": "integer", "minimum": 1},
+        "events": {"type": "integer", "minimum": 1},
+        "variance_mean": _NON_NEGATIVE,
+        "variance_max": _NON_NEGATIVE,
+        "variance_min": _NON_NEGATIVE,
+        "total_variance": _NON_NEGATIVE,
+        "dead_dimensions": {"type": "integer", "minimum": 0},
         "sparsity": {"type": "number", "minimum": 0, "maximum": 1},
         "variance_per_dimension": {"type": "array", "items": _NON_NEGATIVE},
     },
@@ -72,24 +103,42 @@ _POINT = {"type": "array", "items": _NUMBER}
 def _pipeline(batch: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
-        "required": ["dimension", "device", "model", "load_seconds", "warmup_seconds", "timing", "batch", "memory",
-                     "vocabulary", "tokens", "features", "projection_2d", "explained_variance_ratio"],
+        "required": [
+            "dimension",
+            "device",
+            "model",
+            "load_seconds",
+            "warmup_seconds",
+            "timing",
+            "batch",
+            "memory",
+            "vocabulary",
+            "tokens",
+            "features",
+            "projection_2d",
+            "explained_variance_ratio",
+        ],
         "properties": {
             "dimension": {"type": "integer", "minimum": 1},
             "device": {"type": "string", "enum": ["cpu", "cuda", "mps"]},
             "model": {"type": "string"},
             "layer": {"type": "integer"},
-            "load_seconds": _NON_NEGATIVE, "warmup_seconds": _NON_NEGATIVE,
+            "load_seconds": _NON_NEGATIVE,
+            "warmup_seconds": _NON_NEGATIVE,
             "timing": _TIMING,
             "batch": batch,
-            "memory": {"type": "object", "properties": {
-                "peak_rss_bytes": {"type": "integer", "minimum": 0},
-                "rss_bytes": {"type": "integer", "minimum": 0},
-                "rss_before_load_bytes": {"type": "integer", "minimum": 0},
-                "rss_after_load_bytes": {"type": "integer", "minimum": 0},
-                "peak_rss_growth_bytes": {"type": "integer", "minimum": 0},
-                "model_bytes": {"type": "integer", "minimum": 0},
-                "cuda_max_allocated_bytes": {"type": ["integer", "null"], "minimum": 0}}},
+            "memory": {
+                "type": "object",
+                "properties": {
+                    "peak_rss_bytes": {"type": "integer", "minimum": 0},
+                    "rss_bytes": {"type": "integer", "minimum": 0},
+                    "rss_before_load_bytes": {"type": "integer", "minimum": 0},
+                    "rss_after_load_bytes": {"type": "integer", "minimum": 0},
+                    "peak_rss_growth_bytes": {"type": "integer", "minimum": 0},
+                    "model_bytes": {"type": "integer", "minimum": 0},
+                    "cuda_max_allocated_bytes": {"type": ["integer", "null"], "minimum": 0},
+                },
+            },
             "vocabulary": _VOCABULARY,
             "tokens": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "features": _FEATURES,
@@ -101,20 +150,45 @@ def _pipeline(batch: Mapping[str, Any]) -> dict[str, Any]:
 
 _BATCH = {
     "type": "object",
-    "required": ["batch_size", "total_s", "per_window_ms", "real_time_factor", "speedup_vs_single",
-                 "max_abs_difference_vs_single"],
-    "properties": {"batch_size": {"type": "integer", "minimum": 1}, "total_s": _NON_NEGATIVE,
-                   "per_window_ms": _NON_NEGATIVE, "real_time_factor": _NON_NEGATIVE,
-                   "speedup_vs_single": _NUMBER_OR_NULL, "max_abs_difference_vs_single": _NON_NEGATIVE},
+    "required": [
+        "batch_size",
+        "total_s",
+        "per_window_ms",
+        "real_time_factor",
+        "speedup_vs_single",
+        "max_abs_difference_vs_single",
+    ],
+    "properties": {
+        "batch_size": {"type": "integer", "minimum": 1},
+        "total_s": _NON_NEGATIVE,
+        "per_window_ms": _NON_NEGATIVE,
+        "real_time_factor": _NON_NEGATIVE,
+        "speedup_vs_single": _NUMBER_OR_NULL,
+        "max_abs_difference_vs_single": _NON_NEGATIVE,
+    },
 }
 
-_PITCH = {"type": "object", "required": ["accuracy", "folds", "events", "classes", "chance"],
-          "properties": {"accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-                         "folds": {"type": "integer", "minimum": 0}, "events": {"type": "integer", "minimum": 0},
-                         "classes": {"type": "integer", "minimum": 0}, "chance": _NUMBER_OR_NULL}}
-_R2 = {"type": "object", "required": ["r2", "folds", "events", "target_variance"],
-       "properties": {"r2": _NUMBER_OR_NULL, "folds": {"type": "integer", "minimum": 0},
-                      "events": {"type": "integer", "minimum": 0}, "target_variance": _NON_NEGATIVE}}
+_PITCH = {
+    "type": "object",
+    "required": ["accuracy", "folds", "events", "classes", "chance"],
+    "properties": {
+        "accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "folds": {"type": "integer", "minimum": 0},
+        "events": {"type": "integer", "minimum": 0},
+        "classes": {"type": "integer", "minimum": 0},
+        "chance": _NUMBER_OR_NULL,
+    },
+}
+_R2 = {
+    "type": "object",
+    "required": ["r2", "folds", "events", "target_variance"],
+    "properties": {
+        "r2": _NUMBER_OR_NULL,
+        "folds": {"type": "integer", "minimum": 0},
+        "events": {"type": "integer", "minimum": 0},
+        "target_variance": _NON_NEGATIVE,
+    },
+}
 
 #: Schema of the results JSON (``schema_version`` 1).
 RESULTS_SCHEMA: dict[str, Any] = {
@@ -123,37 +197,77 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "properties": {
         "schema_version": {"type": "integer", "enum": [1]},
         "tool": {"type": "string", "enum": ["musichal-compare"]},
-        "input": {"type": "object",
-                  "required": ["file", "sample_rate_hz", "audio_seconds", "events", "segmentation", "reference"],
-                  "properties": {"file": {"type": "string"}, "sample_rate_hz": {"type": "integer", "minimum": 1},
-                                 "audio_seconds": {"type": "number", "minimum": 0},
-                                 "events": {"type": "integer", "minimum": 2},
-                                 "segmentation": {"type": "string", "enum": ["onsets", "fixed"]},
-                                 "segmentation_seconds": _NON_NEGATIVE,
-                                 "reference": {"type": ["string", "null"]},
-                                 "segments_limit": {"type": ["integer", "null"]},
-                                 "duration_limit_s": _NUMBER_OR_NULL}},
-        "settings": {"type": "object", "required": ["vocabulary_size", "seed", "encoder_deadline_ms"],
-                     "properties": {"vocabulary_size": {"type": "integer", "minimum": 2}, "seed": {"type": "integer"},
-                                    "encoder_deadline_ms": {"type": "number", "minimum": 0},
-                                    "window_ms": _NON_NEGATIVE, "use_gpu": {"type": "boolean"}}},
-        "pipelines": {"type": "object", "required": ["traditional", "wav2vec"],
-                      "properties": {"traditional": _pipeline({"type": "null"}), "wav2vec": _pipeline(_BATCH)}},
-        "probes": {"type": "object", "required": ["pitch_class", "consonance"],
-                   "properties": {
-                       "pitch_class": {"type": "object",
-                                       "required": ["label_source", "events_labelled", "traditional", "wav2vec"],
-                                       "properties": {"label_source": {"type": "string", "enum": ["reference", "f0_estimate"]},
-                                                      "events_labelled": {"type": "integer", "minimum": 0},
-                                                      "traditional": _PITCH, "wav2vec": _PITCH}},
-                       "consonance": {"type": "object", "required": ["target_source", "traditional", "wav2vec"],
-                                      "properties": {"target_source": {"type": "string", "enum": [
-                                          "reference_chord", "traditional_consonance_dimension"]},
-                                          "traditional": _R2, "wav2vec": _R2}}}},
-        "recommendations": {"type": "array", "items": {
-            "type": "object", "required": ["criterion", "choice", "reason"],
-            "properties": {"criterion": {"type": "string"}, "choice": {"type": "string", "enum": _CHOICES},
-                           "reason": {"type": "string"}}}},
+        "input": {
+            "type": "object",
+            "required": ["file", "sample_rate_hz", "audio_seconds", "events", "segmentation", "reference"],
+            "properties": {
+                "file": {"type": "string"},
+                "sample_rate_hz": {"type": "integer", "minimum": 1},
+                "audio_seconds": {"type": "number", "minimum": 0},
+                "events": {"type": "integer", "minimum": 2},
+                "segmentation": {"type": "string", "enum": ["onsets", "fixed"]},
+                "segmentation_seconds": _NON_NEGATIVE,
+                "reference": {"type": ["string", "null"]},
+                "segments_limit": {"type": ["integer", "null"]},
+                "duration_limit_s": _NUMBER_OR_NULL,
+            },
+        },
+        "settings": {
+            "type": "object",
+            "required": ["vocabulary_size", "seed", "encoder_deadline_ms"],
+            "properties": {
+                "vocabulary_size": {"type": "integer", "minimum": 2},
+                "seed": {"type": "integer"},
+                "encoder_deadline_ms": {"type": "number", "minimum": 0},
+                "window_ms": _NON_NEGATIVE,
+                "use_gpu": {"type": "boolean"},
+            },
+        },
+        "pipelines": {
+            "type": "object",
+            "required": ["traditional", "wav2vec"],
+            "properties": {"traditional": _pipeline({"type": "null"}), "wav2vec": _pipeline(_BATCH)},
+        },
+        "probes": {
+            "type": "object",
+            "required": ["pitch_class", "consonance"],
+            "properties": {
+                "pitch_class": {
+                    "type": "object",
+                    "required": ["label_source", "events_labelled", "traditional", "wav2vec"],
+                    "properties": {
+                        "label_source": {"type": "string", "enum": ["reference", "f0_estimate"]},
+                        "events_labelled": {"type": "integer", "minimum": 0},
+                        "traditional": _PITCH,
+                        "wav2vec": _PITCH,
+                    },
+                },
+                "consonance": {
+                    "type": "object",
+                    "required": ["target_source", "traditional", "wav2vec"],
+                    "properties": {
+                        "target_source": {
+                            "type": "string",
+                            "enum": ["reference_chord", "traditional_consonance_dimension"],
+                        },
+                        "traditional": _R2,
+                        "wav2vec": _R2,
+                    },
+                },
+            },
+        },
+        "recommendations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["criterion", "choice", "reason"],
+                "properties": {
+                    "criterion": {"type": "string"},
+                    "choice": {"type": "string", "enum": _CHOICES},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
         "warnings": {"type": "array", "items": {"type": "string"}},
     },
 }

@@ -7,16 +7,18 @@ pass through). The live stack (services/stack.py) passes an ``apply`` that makes
 Errors in a message are counted and kept with their reason (the state's ``refusals``, in :meth:`ControlHub.snapshot`),
 never raised into a server.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
+from services.control.state import ControlChange, ControlState, midi_to_change, osc_to_change
 from shared.config import MusicHalConfig
 from shared.errors import MusicHalError, ParameterError
-from services.control.state import ControlChange, ControlState, midi_to_change, osc_to_change
 
 __all__ = ["ControlHub"]
 
@@ -35,14 +37,14 @@ class ControlHub:
 
     HISTORY = 1000  # changes kept in :attr:`history` (an automated controller sends many per second for hours)
 
-    def __init__(self, config: MusicHalConfig, apply: Optional[Callable[[str, Any], Any]] = None) -> None:
+    def __init__(self, config: MusicHalConfig, apply: Callable[[str, Any], Any] | None = None) -> None:
         self.config = config
         self.state = ControlState(config)
         self.apply = apply or (lambda name, value: None)
         self.history: deque[dict[str, Any]] = deque(maxlen=self.HISTORY)  # the last changes (fixed memory)
         self.changes = 0
         self.errors = 0
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
         self.ignored = 0
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -67,14 +69,20 @@ class ControlHub:
                     effective[name] = value
             for name, value in effective.items():
                 self.apply(name, value)
-            self.history.append({"t": time.monotonic(), "name": change.name, "value": change.value,
-                                 "source": change.source, "effective": effective})
+            self.history.append(
+                {
+                    "t": time.monotonic(),
+                    "name": change.name,
+                    "value": change.value,
+                    "source": change.source,
+                    "effective": effective,
+                }
+            )
             self.changes += 1
             self._changed.notify_all()
             return effective
 
-    def _guarded(self, make: Callable[[], Optional[ControlChange]], what: str, value: Any,
-                 source: str) -> dict[str, Any]:
+    def _guarded(self, make: Callable[[], ControlChange | None], what: str, value: Any, source: str) -> dict[str, Any]:
         change = None
         try:
             change = make()
@@ -99,10 +107,16 @@ class ControlHub:
     def handle_midi(self, message: list[int]) -> dict[str, Any]:
         """One raw MIDI message from the controller input (unmapped ones are counted in :attr:`ignored`)."""
         control = self.config.control
-        return self._guarded(lambda: midi_to_change(message, cc_map=control.cc_map, note_map=control.note_map,
-                                                    channel=control.midi_in_channel), "midi", list(message), "midi")
+        return self._guarded(
+            lambda: midi_to_change(
+                message, cc_map=control.cc_map, note_map=control.note_map, channel=control.midi_in_channel
+            ),
+            "midi",
+            list(message),
+            "midi",
+        )
 
-    def wait_for(self, predicate: Callable[["ControlHub"], bool], timeout_s: float) -> bool:
+    def wait_for(self, predicate: Callable[[ControlHub], bool], timeout_s: float) -> bool:
         """Block until ``predicate(hub)`` holds after some change (tests), or the timeout."""
         if timeout_s < 0:
             raise ParameterError("timeout_s must be >= 0")
@@ -111,5 +125,9 @@ class ControlHub:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {**self.state.as_dict(), "changes": self.changes, "errors": self.errors,
-                    "summary": self.state.summary()}
+            return {
+                **self.state.as_dict(),
+                "changes": self.changes,
+                "errors": self.errors,
+                "summary": self.state.summary(),
+            }

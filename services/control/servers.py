@@ -3,14 +3,15 @@
 Both only translate and forward to a :class:`~services.control.hub.ControlHub`; they run in the launcher's
 process (their own threads) and never block the audio path.
 """
+
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from shared.errors import ParameterError
 from services.control.hub import ControlHub
 from services.control.state import OSC_PREFIX
+from shared.errors import ParameterError
 
 __all__ = ["OscControlServer", "MidiControlInput", "open_controls"]
 
@@ -34,8 +35,9 @@ class OscControlServer:
             raise ParameterError(f"cannot listen for OSC on {host}:{port}: {error}") from None
         self.host, self.port = self.server.server_address[:2]
         self.messages = 0
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="musichal-osc", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="musichal-osc", daemon=True
+        )
         self._thread.start()
 
     def _on_message(self, address: str, *args: Any) -> None:
@@ -53,13 +55,25 @@ class MidiControlInput:
     port of our own named ``virtual_name`` that controllers connect to. Messages reach the hub from the input's
     own drain thread (:func:`services.midi_out.ports.open_input`), never from the MIDI driver's thread."""
 
-    def __init__(self, hub: ControlHub, *, api: str = "auto", port: str = "virtual",
-                 client_name: str = "MusicHal-control", virtual_name: str = "control") -> None:
+    def __init__(
+        self,
+        hub: ControlHub,
+        *,
+        api: str = "auto",
+        port: str = "virtual",
+        client_name: str = "MusicHal-control",
+        virtual_name: str = "control",
+    ) -> None:
         from services.midi_out.ports import open_input
 
         self.hub = hub
-        self.midi_input = open_input(self._on_message, api, None if port == "virtual" else port,
-                                     virtual_name=virtual_name, client_name=client_name)
+        self.midi_input = open_input(
+            self._on_message,
+            api,
+            None if port == "virtual" else port,
+            virtual_name=virtual_name,
+            client_name=client_name,
+        )
         self.port_name = self.midi_input.port_name
 
     @property

@@ -11,19 +11,32 @@ OSC (UDP, ``control.osc_host``:``control.osc_port``, 127.0.0.1 by default): ``/m
 type tags; MIDI controller (``control.midi_in_port``): the rows' CC and note numbers, overridable with
 ``control.cc_map`` / ``control.note_map``. ``musichal --controls`` prints both maps (:func:`controls_text`).
 """
+
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from shared.config import MusicHalConfig
 from shared.controls import CONTROLS, OSC_PREFIX, control
 from shared.errors import ParameterError
 
-__all__ = ["ControlChange", "ControlState", "osc_map", "cc_map", "note_map", "commands", "osc_to_change",
-           "midi_to_change", "controls_text", "OSC_PREFIX", "REFUSALS_KEPT"]
+__all__ = [
+    "ControlChange",
+    "ControlState",
+    "osc_map",
+    "cc_map",
+    "note_map",
+    "commands",
+    "osc_to_change",
+    "midi_to_change",
+    "controls_text",
+    "OSC_PREFIX",
+    "REFUSALS_KEPT",
+]
 
 #: refused changes kept for a UI (the oldest drop out)
 REFUSALS_KEPT = 32
@@ -34,12 +47,12 @@ def osc_map() -> dict[str, tuple[str, str]]:
     return {row.name: (row.tags, row.help) for row in CONTROLS.values() if row.performer}
 
 
-def cc_map(overrides: Optional[Mapping[str, int]] = None) -> dict[str, int]:
+def cc_map(overrides: Mapping[str, int] | None = None) -> dict[str, int]:
     """name → MIDI CC number: the table's defaults, then ``overrides`` (``[control] cc_map``)."""
     return {**{row.name: row.cc for row in CONTROLS.values() if row.cc is not None}, **dict(overrides or {})}
 
 
-def note_map(overrides: Optional[Mapping[str, int]] = None) -> dict[str, int]:
+def note_map(overrides: Mapping[str, int] | None = None) -> dict[str, int]:
     """name → MIDI note number (note-on toggles a flag or runs a command), then ``overrides``."""
     return {**{row.name: row.note for row in CONTROLS.values() if row.note is not None}, **dict(overrides or {})}
 
@@ -75,8 +88,9 @@ class ControlState:
     def __init__(self, config: MusicHalConfig) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
-        self.values: dict[str, Any] = {row.name: row.initial(config) for row in CONTROLS.values()
-                                       if row.performer and row.kind != "command"}
+        self.values: dict[str, Any] = {
+            row.name: row.initial(config) for row in CONTROLS.values() if row.performer and row.kind != "command"
+        }
         self.values["gate"] = bool(self.values.get("gate"))
         self.changes = 0
         self.refusals: deque[dict[str, Any]] = deque(maxlen=REFUSALS_KEPT)
@@ -94,8 +108,9 @@ class ControlState:
 
     def refuse(self, what: str, value: Any, source: str, reason: str) -> None:
         """Keep a refused change (its control or address, value, source and the reason) for a UI."""
-        self.refusals.append({"t": time.monotonic(), "control": what, "value": value, "source": source,
-                              "reason": reason})
+        self.refusals.append(
+            {"t": time.monotonic(), "control": what, "value": value, "source": source, "reason": reason}
+        )
 
     def apply(self, change: ControlChange) -> dict[str, Any]:
         """Validate and apply ``change``; returns ``{name: new value}`` (``{}`` for no change, commands echo)."""
@@ -133,19 +148,29 @@ class ControlState:
     def summary(self) -> str:
         """Short form for the status line."""
         v = self.values
-        flags = [flag for flag, on in (("MUTE", v["mute"]), ("FROZEN", v["freeze"]), ("no-learn", not v["learn"]),
-                                       ("gate", v["gate"])) if on]
-        voices = "+".join(name[0].upper() for name in ("melody", "bass", "comping")
-                          if v[f"voice/{name}/on"]) or "silent"
+        flags = [
+            flag
+            for flag, on in (
+                ("MUTE", v["mute"]),
+                ("FROZEN", v["freeze"]),
+                ("no-learn", not v["learn"]),
+                ("gate", v["gate"]),
+            )
+            if on
+        ]
+        voices = (
+            "+".join(name[0].upper() for name in ("melody", "bass", "comping") if v[f"voice/{name}/on"]) or "silent"
+        )
         return f"{v['mode']} c={v['continuity']:.2f} d={v['density']:.2f} {voices} {v['profile']}" + (
-            " " + " ".join(flags) if flags else "")
+            " " + " ".join(flags) if flags else ""
+        )
 
 
 def osc_to_change(address: str, args: tuple | list = ()) -> ControlChange:
     """Translate one OSC message (``/musichal/density 0.5``) into a :class:`ControlChange`."""
     if not isinstance(address, str) or not address.startswith(OSC_PREFIX):
         raise ParameterError(f"OSC address must start with {OSC_PREFIX}, got {address!r}")
-    row = CONTROLS.get(address[len(OSC_PREFIX):])
+    row = CONTROLS.get(address[len(OSC_PREFIX) :])
     if row is None or not row.performer:
         raise ParameterError(f"unknown OSC address {address!r}; see musichal --controls")
     args = list(args)
@@ -160,9 +185,13 @@ def osc_to_change(address: str, args: tuple | list = ()) -> ControlChange:
     return ControlChange(row.name, args[0], source="osc")
 
 
-def midi_to_change(message: list[int] | tuple[int, ...], *, cc_map: Optional[Mapping[str, int]] = None,
-                   note_map: Optional[Mapping[str, int]] = None,
-                   channel: Optional[int] = None) -> Optional[ControlChange]:
+def midi_to_change(
+    message: list[int] | tuple[int, ...],
+    *,
+    cc_map: Mapping[str, int] | None = None,
+    note_map: Mapping[str, int] | None = None,
+    channel: int | None = None,
+) -> ControlChange | None:
     """Translate one raw MIDI message into a :class:`ControlChange`, or ``None`` when it maps to nothing.
 
     ``cc_map``/``note_map`` are merged over the table's defaults; ``channel`` (0..15) filters the input channel.
@@ -195,13 +224,22 @@ _cc_map, _note_map = cc_map, note_map
 def controls_text(config: MusicHalConfig) -> str:
     """The address and CC/note map as printed by ``musichal --controls`` (with this config's overrides)."""
     cfg = config.control
-    lines = ["OSC (UDP " + (f"{cfg.osc_host}:{cfg.osc_port}" if cfg.osc_port is not None
-                             else f"{cfg.osc_host}, enable with --osc-port or [control] osc_port") + ")"]
+    lines = [
+        "OSC (UDP "
+        + (
+            f"{cfg.osc_host}:{cfg.osc_port}"
+            if cfg.osc_port is not None
+            else f"{cfg.osc_host}, enable with --osc-port or [control] osc_port"
+        )
+        + ")"
+    ]
     for name, (tags, text) in osc_map().items():
         lines.append(f"  {OSC_PREFIX + name:31s} {tags or '-':4s} {text}")
     port = cfg.midi_in_port or "off (enable with --midi-in or [control] midi_in_port)"
-    lines.append(f"MIDI controller input: {port}"
-                 + (f", channel {cfg.midi_in_channel + 1}" if cfg.midi_in_channel is not None else ", any channel"))
+    lines.append(
+        f"MIDI controller input: {port}"
+        + (f", channel {cfg.midi_in_channel + 1}" if cfg.midi_in_channel is not None else ", any channel")
+    )
     for name, cc in sorted(cc_map(cfg.cc_map).items(), key=lambda item: item[1]):
         row = CONTROLS.get(name)
         lines.append(f"  CC{cc:<3d} {name:21s} {row.cc_text() if row is not None else '(unknown control)'}")

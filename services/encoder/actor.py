@@ -17,28 +17,29 @@ so they answer while an encode is running.
 The model is loaded and the wav2vec encoder warmed up in ``__init__`` — never on the first live event.
 Every Percept is stamped with the node that computed it.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import ray
 
+from services.encoder.fallback import traditional_stage
+from services.encoder.features import FEATURE_DIMENSION
+from services.encoder.guard import GuardedEncoder, OverloadGuard
+from services.encoder.stage import EncoderStage, stage_from_spec
+from services.encoder.views import HybridPerceptionModule
+from services.ray_support import current_node_id, set_torch_threads
 from shared.config import MusicHalConfig
 from shared.errors import DeviceError, MusicHalError, RingBufferError
 from shared.message_ring import MessageRing
 from shared.messages import Event, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
-from services.encoder.fallback import traditional_stage
-from services.encoder.features import FEATURE_DIMENSION
-from services.encoder.guard import GuardedEncoder, OverloadGuard
-from services.encoder.views import HybridPerceptionModule
-from services.encoder.stage import EncoderStage, stage_from_spec
-from services.ray_support import current_node_id, set_torch_threads
 
 __all__ = ["EncoderActor", "build_encoder_stage"]
 
@@ -63,14 +64,20 @@ def input_rate_for(perception: HybridPerceptionModule, analysis_rate_hz: int) ->
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, concurrency_groups={"control": 1})
 class EncoderActor:
-    def __init__(self, config: MusicHalConfig, *, perception_spec: Any = None,
-                 rings: Optional[dict[str, str]] = None, local_node_id: Optional[str] = None,
-                 torch_threads: int = 1) -> None:
+    def __init__(
+        self,
+        config: MusicHalConfig,
+        *,
+        perception_spec: Any = None,
+        rings: dict[str, str] | None = None,
+        local_node_id: str | None = None,
+        torch_threads: int = 1,
+    ) -> None:
         set_torch_threads(torch_threads)
         self.config = config
         self.node_id = current_node_id()
         self.node_ip = ray.util.get_node_ip_address()
-        self.warning: Optional[str] = None
+        self.warning: str | None = None
         t0 = time.monotonic()
         try:  # this node's own preflight: checkpoint, device, model arrays; one line naming the node
             self.spec = perception_spec
@@ -84,12 +91,12 @@ class EncoderActor:
         self.input_rate_hz = input_rate_for(self.stage.perception, config.audio.sample_rate_hz)
         self.latency = LatencyRecorder()
         self.counters = {"encoded": 0, "dropped_backlog": 0, "window_overruns": 0, "remote_calls": 0, "exceptions": 0}
-        self.first_exception: Optional[str] = None  # "Type: message" of the first event that failed
-        self.error: Optional[str] = None
+        self.first_exception: str | None = None  # "Type: message" of the first event that failed
+        self.error: str | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.local = bool(rings) and local_node_id == self.node_id
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         if self.local:
             self.audio = AudioRing.attach(rings["audio"])
             self.events = MessageRing.attach(rings["events"])
@@ -106,8 +113,10 @@ class EncoderActor:
             import os
 
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            line = (f"--gpu: no CUDA or MPS device is visible to the encoder (CUDA_VISIBLE_DEVICES={visible!r}); "
-                    "use a node with a GPU, or add --gpu-fallback to run wav2vec on the CPU")
+            line = (
+                f"--gpu: no CUDA or MPS device is visible to the encoder (CUDA_VISIBLE_DEVICES={visible!r}); "
+                "use a node with a GPU, or add --gpu-fallback to run wav2vec on the CPU"
+            )
             if not config.wav2vec.gpu_fallback:
                 raise DeviceError(line)
             self._warn(line.split(";")[0] + "; running wav2vec on the CPU (--gpu-fallback)")
@@ -138,8 +147,14 @@ class EncoderActor:
         except Exception:  # the memory cannot use the traditional view: warn only
             fallback = None
         guard = OverloadGuard(window_events=control.slow_window_events, recover_events=control.slow_recover_events)
-        return GuardedEncoder(self.stage, fallback, guard, deadline_s=config.cluster.encoder_deadline_ms / 1000.0,
-                              delay_s=control.test_encoder_delay_ms / 1000.0, warn=self._warn)
+        return GuardedEncoder(
+            self.stage,
+            fallback,
+            guard,
+            deadline_s=config.cluster.encoder_deadline_ms / 1000.0,
+            delay_s=control.test_encoder_delay_ms / 1000.0,
+            warn=self._warn,
+        )
 
     def _warn(self, line: str) -> None:
         import sys
@@ -180,8 +195,9 @@ class EncoderActor:
         if self.first_exception is None:
             self.first_exception = f"{type(error).__name__}: {error}"
 
-    def _encode(self, event: Event, window: np.ndarray, *, lag_s: Optional[float] = None,
-                window_rate_hz: Optional[int] = None) -> Percept:
+    def _encode(
+        self, event: Event, window: np.ndarray, *, lag_s: float | None = None, window_rate_hz: int | None = None
+    ) -> Percept:
         """Encode one window. Local (``lag_s`` None): the event's head stamps share this node's clock. Remote: the
         head says how old the event was when sent (``lag_s``, its clock); only durations are measured here."""
         t0 = time.monotonic()
@@ -205,14 +221,16 @@ class EncoderActor:
         return replace(percept, node_id=self.node_id, stamps=stamps)
 
     # ------------------------------------------------------------------ remote data plane / control
-    def encode(self, event: Event, window: np.ndarray, *, lag_s: float = 0.0,
-               window_rate_hz: Optional[int] = None) -> Percept:
+    def encode(
+        self, event: Event, window: np.ndarray, *, lag_s: float = 0.0, window_rate_hz: int | None = None
+    ) -> Percept:
         """Encode one window sent by value (the remote-encoder hop). ``lag_s``: the event's age when the head sent
         it (head clock); ``window_rate_hz``: the window's rate when the head resampled it (else the event's)."""
         self.counters["remote_calls"] += 1
         try:
-            return self._encode(event, np.asarray(window, dtype=np.float32), lag_s=max(0.0, float(lag_s)),
-                                window_rate_hz=window_rate_hz)
+            return self._encode(
+                event, np.asarray(window, dtype=np.float32), lag_s=max(0.0, float(lag_s)), window_rate_hz=window_rate_hz
+            )
         except Exception as error:
             self._count_exception(error)
             raise
@@ -227,11 +245,19 @@ class EncoderActor:
         import os
 
         spec = self.spec
-        return {"node_id": self.node_id, "node_ip": self.node_ip, "local": self.local, "pid": os.getpid(),
-                "load_seconds": round(self.load_seconds, 3), "device": self.device, "input_rate_hz": self.input_rate_hz,
-                "views": list(self.stage.perception.views), "memory_dimension": spec.memory_dimension if spec else None,
-                "wav2vec": self.stage.perception.wav2vec.encoder.model_name if self.stage.perception.wav2vec else None,
-                "warning": self.warning}
+        return {
+            "node_id": self.node_id,
+            "node_ip": self.node_ip,
+            "local": self.local,
+            "pid": os.getpid(),
+            "load_seconds": round(self.load_seconds, 3),
+            "device": self.device,
+            "input_rate_hz": self.input_rate_hz,
+            "views": list(self.stage.perception.views),
+            "memory_dimension": spec.memory_dimension if spec else None,
+            "wav2vec": self.stage.perception.wav2vec.encoder.model_name if self.stage.perception.wav2vec else None,
+            "warning": self.warning,
+        }
 
     @ray.method(concurrency_group="control")
     def stats(self) -> dict[str, Any]:
@@ -241,12 +267,26 @@ class EncoderActor:
             counters["message_overruns"] = self.reader.overruns
         guard = None
         if self.guarded is not None:
-            guard = {"degraded": self.guarded.guard.degraded, "using_fallback": self.guarded.using_fallback,
-                     **self.guarded.guard.counters, **{f"encoded_{k}": v for k, v in self.guarded.counters.items()}}
-        return {"stage": "encoder", "node_id": self.node_id, "local": self.local, "counters": counters,
-                "latency_ms": self.latency.summary(), "error": self.error, "degraded": self.stage.degraded,
-                "slow_guard": guard, "warning": self.warning, "first_exception": self.first_exception,
-                "device": self.device, "input_rate_hz": self.input_rate_hz}
+            guard = {
+                "degraded": self.guarded.guard.degraded,
+                "using_fallback": self.guarded.using_fallback,
+                **self.guarded.guard.counters,
+                **{f"encoded_{k}": v for k, v in self.guarded.counters.items()},
+            }
+        return {
+            "stage": "encoder",
+            "node_id": self.node_id,
+            "local": self.local,
+            "counters": counters,
+            "latency_ms": self.latency.summary(),
+            "error": self.error,
+            "degraded": self.stage.degraded,
+            "slow_guard": guard,
+            "warning": self.warning,
+            "first_exception": self.first_exception,
+            "device": self.device,
+            "input_rate_hz": self.input_rate_hz,
+        }
 
     @ray.method(concurrency_group="control")
     def stop(self) -> None:

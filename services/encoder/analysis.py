@@ -9,22 +9,23 @@
 
 Which views are computed is the perception module's choice (:mod:`services.encoder.views`).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from shared.audio import iter_file_blocks
-from shared.config import MusicHalConfig
-from shared.errors import ParameterError
-from shared.messages import Event, EventDescriptors
 from services.capture.segmenter import OnsetSegmenter
 from services.encoder.expression import slice_expression
 from services.encoder.features import describe_event, traditional_features
 from services.encoder.perception import PerceptionViews
+from shared.audio import iter_file_blocks
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
+from shared.messages import Event, EventDescriptors
 
 __all__ = ["VIEWS", "Analysis", "analyze_windows", "analyze_blocks", "analyze_array", "analyze_file"]
 
@@ -34,8 +35,14 @@ VIEWS = ("traditional", "wav2vec")
 Analysis = tuple[EventDescriptors, dict[str, np.ndarray]]
 
 
-def analyze_windows(windows: Sequence[np.ndarray], events: Optional[Sequence[Event]], *, sample_rate_hz: int,
-                    perception: PerceptionViews, durations_s: Optional[Sequence[float]] = None) -> list[Analysis]:
+def analyze_windows(
+    windows: Sequence[np.ndarray],
+    events: Sequence[Event] | None,
+    *,
+    sample_rate_hz: int,
+    perception: PerceptionViews,
+    durations_s: Sequence[float] | None = None,
+) -> list[Analysis]:
     """Descriptors and ``{view: float32 vector}`` for each window — the single feature path (trainer and live).
 
     ``events`` give onset times (``None``: onsets 0). Durations default to the time to the next event in
@@ -70,13 +77,19 @@ def analyze_windows(windows: Sequence[np.ndarray], events: Optional[Sequence[Eve
     for index, window in enumerate(windows):
         d = results[index][0]
         centroid = float(traditional[index][20]) if traditional is not None and traditional[index].any() else None
-        results[index] = (dataclasses.replace(d, **slice_expression(window, sample_rate_hz=sr, reference_hz=d.f0_hz,
-                                                                    centroid_feature=centroid)), results[index][1])
+        results[index] = (
+            dataclasses.replace(
+                d, **slice_expression(window, sample_rate_hz=sr, reference_hz=d.f0_hz, centroid_feature=centroid)
+            ),
+            results[index][1],
+        )
     if perception.transcriber is not None and windows:
         # what the slice holds: its notes, by the same call offline and live
         slice_notes = perception.transcriber.transcribe_windows(list(windows), sample_rate_hz=sr)
         for index in range(len(windows)):
-            notes = tuple((n.pitch, n.onset_s, n.duration_s, n.velocity, n.bend_cents, n.glide_cents) for n in slice_notes[index])
+            notes = tuple(
+                (n.pitch, n.onset_s, n.duration_s, n.velocity, n.bend_cents, n.glide_cents) for n in slice_notes[index]
+            )
             results[index] = (dataclasses.replace(results[index][0], notes=notes), results[index][1])
     if "wav2vec" in vectors and windows:
         if perception.wav2vec is None:
@@ -101,7 +114,7 @@ class _History:
     def window(self, start: int, end: int) -> np.ndarray:
         if start < self.origin or end > self.origin + self.data.size:
             raise ParameterError(f"window [{start}, {end}) is not in the kept history")
-        return self.data[start - self.origin:end - self.origin].copy()
+        return self.data[start - self.origin : end - self.origin].copy()
 
     def keep_last(self, samples: int) -> None:
         drop = self.data.size - samples
@@ -110,8 +123,14 @@ class _History:
             self.origin += drop
 
 
-def analyze_blocks(blocks: Iterable[np.ndarray], config: MusicHalConfig, perception: PerceptionViews, *,
-                   source: str = "", window_batches: Optional[list] = None) -> tuple[list[Event], list[Analysis]]:
+def analyze_blocks(
+    blocks: Iterable[np.ndarray],
+    config: MusicHalConfig,
+    perception: PerceptionViews,
+    *,
+    source: str = "",
+    window_batches: list | None = None,
+) -> tuple[list[Event], list[Analysis]]:
     """Segment a stream of internal-rate (``config.audio.sample_rate_hz``) mono float32 blocks with
     :class:`OnsetSegmenter`, block by block, and analyse the windows in batches of ``config.wav2vec.batch_size``.
 
@@ -131,8 +150,15 @@ def analyze_blocks(blocks: Iterable[np.ndarray], config: MusicHalConfig, percept
         if batch_events:
             if window_batches is not None:
                 window_batches.append(list(batch_windows))
-            analyses.extend(analyze_windows(batch_windows, batch_events, sample_rate_hz=sr, perception=perception,
-                                            durations_s=[e.window_samples / sr for e in batch_events]))
+            analyses.extend(
+                analyze_windows(
+                    batch_windows,
+                    batch_events,
+                    sample_rate_hz=sr,
+                    perception=perception,
+                    durations_s=[e.window_samples / sr for e in batch_events],
+                )
+            )
             batch_events.clear()
             batch_windows.clear()
 
@@ -156,24 +182,40 @@ def analyze_blocks(blocks: Iterable[np.ndarray], config: MusicHalConfig, percept
     return events, analyses
 
 
-def analyze_array(signal: np.ndarray, config: MusicHalConfig, perception: PerceptionViews, *,
-                  block_frames: int = 4096, source: str = "",
-                  window_batches: Optional[list] = None) -> tuple[list[Event], list[Analysis]]:
+def analyze_array(
+    signal: np.ndarray,
+    config: MusicHalConfig,
+    perception: PerceptionViews,
+    *,
+    block_frames: int = 4096,
+    source: str = "",
+    window_batches: list | None = None,
+) -> tuple[list[Event], list[Analysis]]:
     """:func:`analyze_blocks` on an internal-rate mono array already in memory (cut into ``block_frames`` blocks;
     the segmenter does not depend on the cut)."""
     signal = np.asarray(signal, dtype=np.float32)
     if signal.ndim != 1:
         raise ParameterError(f"expected a mono 1-D signal, got shape {signal.shape}")
-    blocks = (signal[begin:begin + int(block_frames)] for begin in range(0, signal.size, int(block_frames)))
+    blocks = (signal[begin : begin + int(block_frames)] for begin in range(0, signal.size, int(block_frames)))
     return analyze_blocks(blocks, config, perception, source=source, window_batches=window_batches)
 
 
-def analyze_file(path: str | Path, config: MusicHalConfig, perception: PerceptionViews, *,
-                 block_frames: int = 4096, window_batches: Optional[list] = None) -> tuple[list[Event], list[Analysis]]:
+def analyze_file(
+    path: str | Path,
+    config: MusicHalConfig,
+    perception: PerceptionViews,
+    *,
+    block_frames: int = 4096,
+    window_batches: list | None = None,
+) -> tuple[list[Event], list[Analysis]]:
     """The trainer's path: decode ``path`` block by block through the shared front end into :func:`analyze_blocks`.
 
     Raises :class:`~shared.errors.AudioInputError` for unreadable files.
     """
-    blocks = iter_file_blocks(path, block_frames=block_frames, output_rate_hz=config.audio.sample_rate_hz,
-                              input_channel=config.audio.input_channel)
+    blocks = iter_file_blocks(
+        path,
+        block_frames=block_frames,
+        output_rate_hz=config.audio.sample_rate_hz,
+        input_channel=config.audio.input_channel,
+    )
     return analyze_blocks(blocks, config, perception, source=str(path), window_batches=window_batches)

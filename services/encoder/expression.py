@@ -24,16 +24,24 @@ automation, CC74), which ``services.midi_out`` sends per note in the MPE profile
 >>> pressure_envelope(np.zeros(4800, np.float32), sample_rate_hz=sr, points=4)
 (0, 0, 0, 0)
 """
+
 from __future__ import annotations
 
 import numpy as np
 
+from services.encoder.features import estimate_f0, magnitude_spectrum, validate_window
 from shared.errors import ParameterError
 from shared.pitch import hz_to_midi_array
-from services.encoder.features import estimate_f0, magnitude_spectrum, validate_window
 
-__all__ = ["EXPRESSION_POINTS", "pressure_envelope", "f0_cents_curve", "timbre_cc74", "timbre_from_centroid_feature",
-           "slice_expression", "DynamicsFollower"]
+__all__ = [
+    "EXPRESSION_POINTS",
+    "pressure_envelope",
+    "f0_cents_curve",
+    "timbre_cc74",
+    "timbre_from_centroid_feature",
+    "slice_expression",
+    "DynamicsFollower",
+]
 
 EXPRESSION_POINTS = 8
 _FLOOR_DB = -60.0
@@ -43,7 +51,7 @@ def _segments(x: np.ndarray, points: int) -> list[np.ndarray]:
     if int(points) < 1:
         raise ParameterError(f"points must be >= 1, got {points}")
     edges = np.linspace(0, x.size, int(points) + 1).astype(int)
-    return [x[edges[i]:max(edges[i + 1], edges[i] + 1)] for i in range(int(points))]
+    return [x[edges[i] : max(edges[i + 1], edges[i] + 1)] for i in range(int(points))]
 
 
 def pressure_envelope(window: np.ndarray, *, sample_rate_hz: int, points: int = EXPRESSION_POINTS) -> tuple[int, ...]:
@@ -57,8 +65,14 @@ def pressure_envelope(window: np.ndarray, *, sample_rate_hz: int, points: int = 
     return tuple(out)
 
 
-def f0_cents_curve(window: np.ndarray, *, sample_rate_hz: int, points: int = EXPRESSION_POINTS,
-                   min_confidence: float = 0.6, reference_hz: float = 0.0) -> tuple[float, ...]:
+def f0_cents_curve(
+    window: np.ndarray,
+    *,
+    sample_rate_hz: int,
+    points: int = EXPRESSION_POINTS,
+    min_confidence: float = 0.6,
+    reference_hz: float = 0.0,
+) -> tuple[float, ...]:
     """Cents of each segment's f0 from the nearest semitone of ``reference_hz`` (when > 0) or of the first voiced
     segment (see module docstring)."""
     x = validate_window(window, sample_rate_hz)
@@ -66,7 +80,9 @@ def f0_cents_curve(window: np.ndarray, *, sample_rate_hz: int, points: int = EXP
     last = 0.0
     out = []
     for segment in _segments(x, points):
-        f0, confidence = estimate_f0(segment, sample_rate_hz=sample_rate_hz, fmin_hz=60.0) if segment.size > 64 else (0.0, 0.0)
+        f0, confidence = (
+            estimate_f0(segment, sample_rate_hz=sample_rate_hz, fmin_hz=60.0) if segment.size > 64 else (0.0, 0.0)
+        )
         if f0 > 0.0 and confidence >= min_confidence:
             midi = hz_to_midi_array(f0)
             if reference is None:
@@ -96,19 +112,30 @@ def timbre_from_centroid_feature(value: float) -> int:
     return int(np.clip(np.rint(127.0 * float(value)), 0, 127))
 
 
-def slice_expression(window: np.ndarray, *, sample_rate_hz: int, points: int = EXPRESSION_POINTS,
-                     reference_hz: float = 0.0, centroid_feature: float | None = None) -> dict:
+def slice_expression(
+    window: np.ndarray,
+    *,
+    sample_rate_hz: int,
+    points: int = EXPRESSION_POINTS,
+    reference_hz: float = 0.0,
+    centroid_feature: float | None = None,
+) -> dict:
     """``{"pressure": ..., "f0_cents": ..., "timbre": ...}`` of one slice (the fields of ``EventDescriptors``).
 
     ``reference_hz``: the slice's f0 (the curve's reference semitone, see :func:`f0_cents_curve`);
     ``centroid_feature``: the window's traditional feature dimension 20 when already computed (saves a spectrum;
     ``None`` on a silent window's zero vector too, which gives the neutral 64).
     """
-    timbre = (timbre_from_centroid_feature(centroid_feature) if centroid_feature is not None
-              else timbre_cc74(window, sample_rate_hz=sample_rate_hz))
-    return {"pressure": pressure_envelope(window, sample_rate_hz=sample_rate_hz, points=points),
-            "f0_cents": f0_cents_curve(window, sample_rate_hz=sample_rate_hz, points=points, reference_hz=reference_hz),
-            "timbre": timbre}
+    timbre = (
+        timbre_from_centroid_feature(centroid_feature)
+        if centroid_feature is not None
+        else timbre_cc74(window, sample_rate_hz=sample_rate_hz)
+    )
+    return {
+        "pressure": pressure_envelope(window, sample_rate_hz=sample_rate_hz, points=points),
+        "f0_cents": f0_cents_curve(window, sample_rate_hz=sample_rate_hz, points=points, reference_hz=reference_hz),
+        "timbre": timbre,
+    }
 
 
 class DynamicsFollower:
@@ -131,8 +158,9 @@ class DynamicsFollower:
     (44, 0.55)
     """
 
-    def __init__(self, *, reference: float = 80.0, half_life_s: float = 4.0, min_scale: float = 0.25,
-                 max_scale: float = 1.6) -> None:
+    def __init__(
+        self, *, reference: float = 80.0, half_life_s: float = 4.0, min_scale: float = 0.25, max_scale: float = 1.6
+    ) -> None:
         if not 1.0 <= float(reference) <= 127.0:
             raise ParameterError(f"reference must be a velocity in 1..127, got {reference}")
         if not float(half_life_s) > 0.0 or not 0.0 < float(min_scale) <= 1.0 <= float(max_scale):

@@ -14,25 +14,32 @@ is never learned, so it needs no stage, model or memory: :func:`early_view` comp
 (:func:`~services.encoder.features.describe_event`, ~1 ms) — not the 22-D vector, the slice's expression curves or
 its transcription, which the full window provides.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-from shared.config import MusicHalConfig
-from shared.messages import Event, Percept
 from services.encoder.features import FEATURE_DIMENSION, describe_event
 from services.encoder.perception_model import PerceptionModel
-from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import DimensionMismatchError, EncoderStage
+from services.encoder.views import HybridPerceptionModule
+from shared.config import MusicHalConfig
+from shared.messages import Event, Percept
 
 __all__ = ["traditional_stage", "early_view"]
 
 
-def traditional_stage(config: Optional[MusicHalConfig] = None, model: Optional[PerceptionModel] = None, *,
-                      spec: Any = None, memory_dimension: Optional[int] = None, node_id: str = "") -> EncoderStage:
+def traditional_stage(
+    config: MusicHalConfig | None = None,
+    model: PerceptionModel | None = None,
+    *,
+    spec: Any = None,
+    memory_dimension: int | None = None,
+    node_id: str = "",
+) -> EncoderStage:
     """An :class:`EncoderStage` computing only the traditional view (feature settings from ``config``).
 
     Parameters
@@ -53,18 +60,23 @@ def traditional_stage(config: Optional[MusicHalConfig] = None, model: Optional[P
         model, memory_dimension = spec.perception_model(), spec.memory_dimension
     if model is not None:
         if "traditional" not in model.views:
-            raise DimensionMismatchError(f"the model's memory holds {model.primary_view} vectors and it has no "
-                                         "traditional view")
+            raise DimensionMismatchError(
+                f"the model's memory holds {model.primary_view} vectors and it has no traditional view"
+            )
         if memory_dimension is not None and model.quantizers["traditional"].dimension != memory_dimension:
-            raise DimensionMismatchError(f"the model's memory holds {memory_dimension}-D {model.primary_view} vectors; "
-                                         "the traditional view cannot feed it")
+            raise DimensionMismatchError(
+                f"the model's memory holds {memory_dimension}-D {model.primary_view} vectors; "
+                "the traditional view cannot feed it"
+            )
     else:
         if config.features.kind == "wav2vec":
             raise DimensionMismatchError("a memory learned live from wav2vec vectors cannot use traditional ones")
         memory_dimension = FEATURE_DIMENSION
     traditional = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
-    return EncoderStage(HybridPerceptionModule.from_config(traditional), model, node_id=node_id,
-                        memory_dimension=memory_dimension)
+    return EncoderStage(
+        HybridPerceptionModule.from_config(traditional), model, node_id=node_id, memory_dimension=memory_dimension
+    )
+
 
 #: an early view's chroma is taken from a spectrum zero-padded to this length (2.9 Hz bins at 48 kHz): a 25 ms
 #: window's 40 Hz bins would put mid-range partials in the neighbouring pitch class (E4 as D#, A3 as B)
@@ -81,7 +93,18 @@ def early_view(event: Event, window: np.ndarray, *, node_id: str = "") -> Percep
         On a bad window (see :func:`~services.encoder.features.describe_event`).
     """
     sr = int(event.sample_rate_hz)
-    descriptors = describe_event(window, sample_rate_hz=sr, onset_s=event.onset_s,
-                                 duration_s=np.asarray(window).shape[0] / sr, min_fft=EARLY_MIN_FFT)
-    return Percept(event_id=event.event_id, token=0, features=np.zeros(0, dtype=np.float32), descriptors=descriptors,
-                   node_id=node_id, stamps={"t_detected": event.t_detected})
+    descriptors = describe_event(
+        window,
+        sample_rate_hz=sr,
+        onset_s=event.onset_s,
+        duration_s=np.asarray(window).shape[0] / sr,
+        min_fft=EARLY_MIN_FFT,
+    )
+    return Percept(
+        event_id=event.event_id,
+        token=0,
+        features=np.zeros(0, dtype=np.float32),
+        descriptors=descriptors,
+        node_id=node_id,
+        stamps={"t_detected": event.t_detected},
+    )

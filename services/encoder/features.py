@@ -39,6 +39,7 @@ zero vector.
 >>> traditional_features(np.zeros(4800, np.float32), sample_rate_hz=sr).tolist() == [0.0] * 22
 True
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -46,8 +47,8 @@ from functools import lru_cache
 import numpy as np
 
 from shared.errors import ParameterError
-from shared.pitch import hz_to_midi_array
 from shared.messages import EventDescriptors
+from shared.pitch import hz_to_midi_array
 
 __all__ = [
     "FEATURE_DIMENSION",
@@ -62,10 +63,28 @@ __all__ = [
 ]
 
 FEATURE_NAMES = (
-    "chroma_C", "chroma_Cs", "chroma_D", "chroma_Ds", "chroma_E", "chroma_F",
-    "chroma_Fs", "chroma_G", "chroma_Gs", "chroma_A", "chroma_As", "chroma_B",
-    "ratio_2", "ratio_3", "ratio_4", "ratio_5", "consonance", "harmonicity",
-    "f0_confidence", "pitch_height", "spectral_centroid", "loudness",
+    "chroma_C",
+    "chroma_Cs",
+    "chroma_D",
+    "chroma_Ds",
+    "chroma_E",
+    "chroma_F",
+    "chroma_Fs",
+    "chroma_G",
+    "chroma_Gs",
+    "chroma_A",
+    "chroma_As",
+    "chroma_B",
+    "ratio_2",
+    "ratio_3",
+    "ratio_4",
+    "ratio_5",
+    "consonance",
+    "harmonicity",
+    "f0_confidence",
+    "pitch_height",
+    "spectral_centroid",
+    "loudness",
 )
 FEATURE_DIMENSION = len(FEATURE_NAMES)
 
@@ -149,8 +168,9 @@ def chroma(window: np.ndarray, *, sample_rate_hz: int, min_fft: int = 0) -> np.n
     return _chroma_from_spectrum(mag, n_fft, int(sample_rate_hz))
 
 
-def estimate_f0(window: np.ndarray, *, sample_rate_hz: int, fmin_hz: float = 50.0, fmax_hz: float = 2000.0,
-                threshold: float = 0.15) -> tuple[float, float]:
+def estimate_f0(
+    window: np.ndarray, *, sample_rate_hz: int, fmin_hz: float = 50.0, fmax_hz: float = 2000.0, threshold: float = 0.15
+) -> tuple[float, float]:
     """YIN fundamental-frequency estimate of one window: ``(f0_hz, confidence)``; ``(0.0, c)`` when unvoiced.
 
     Uses a 40 ms integration span starting 20 ms into the window (after the attack) when the window is
@@ -177,14 +197,14 @@ def estimate_f0(window: np.ndarray, *, sample_rate_hz: int, fmin_hz: float = 50.
         span = x.size - tau_max
     if tau_max <= tau_min + 2 or span < tau_min:
         return 0.0, 0.0
-    x = x[:span + tau_max] - x[:span + tau_max].mean()
+    x = x[: span + tau_max] - x[: span + tau_max].mean()
     energy0 = float(np.dot(x[:span], x[:span]))
-    if energy0 / span < _SILENCE_RMS ** 2:
+    if energy0 / span < _SILENCE_RMS**2:
         return 0.0, 0.0
     n = _fft_size(2 * (span + tau_max))
     spec_a = np.fft.rfft(x[:span], n=n)
     spec_b = np.fft.rfft(x, n=n)
-    corr = np.fft.irfft(np.conj(spec_a) * spec_b, n=n)[:tau_max + 1]
+    corr = np.fft.irfft(np.conj(spec_a) * spec_b, n=n)[: tau_max + 1]
     squares = np.concatenate([[0.0], np.cumsum(x * x)])
     taus = np.arange(tau_max + 1)
     energy_tau = squares[taus + span] - squares[taus]
@@ -219,8 +239,8 @@ def _peaks(mag: np.ndarray, n_fft: int, sample_rate_hz: int) -> tuple[np.ndarray
     hi = min(mag.size - 2, int(np.floor(_PEAK_FMAX_HZ / bin_hz)))
     if hi <= lo:
         return np.zeros(0), np.zeros(0)
-    center = mag[lo:hi + 1]
-    is_peak = (center > mag[lo - 1:hi]) & (center >= mag[lo + 1:hi + 2])
+    center = mag[lo : hi + 1]
+    is_peak = (center > mag[lo - 1 : hi]) & (center >= mag[lo + 1 : hi + 2])
     index = np.nonzero(is_peak)[0] + lo
     if index.size == 0:
         return np.zeros(0), np.zeros(0)
@@ -277,7 +297,7 @@ def traditional_features(window: np.ndarray, *, sample_rate_hz: int) -> np.ndarr
     freqs, amps = _peaks(mag, n_fft, sr)
     if freqs.size:
         ratios = freqs[1:5] / freqs[0]
-        out[12:12 + ratios.size] = np.clip(np.log2(ratios) / 4.0, 0.0, 1.0)
+        out[12 : 12 + ratios.size] = np.clip(np.log2(ratios) / 4.0, 0.0, 1.0)
         out[16] = _consonance(freqs, amps)
         out[17] = _harmonicity(freqs, amps)
     f0_hz, confidence = estimate_f0(x, sample_rate_hz=sr)
@@ -299,8 +319,16 @@ def rms_to_velocity(rms: float) -> int:
     return int(np.clip(np.rint(1.0 + 126.0 * (db + 60.0) / 60.0), 1, 127))
 
 
-def describe_event(window: np.ndarray, *, sample_rate_hz: int, onset_s: float, duration_s: float,
-                   max_peaks: int = 4, peak_ratio: float = 0.25, min_fft: int = 0) -> EventDescriptors:
+def describe_event(
+    window: np.ndarray,
+    *,
+    sample_rate_hz: int,
+    onset_s: float,
+    duration_s: float,
+    max_peaks: int = 4,
+    peak_ratio: float = 0.25,
+    min_fft: int = 0,
+) -> EventDescriptors:
     """Descriptors the oracle needs to turn the event back into notes.
 
     ``chroma_peaks`` holds up to ``max_peaks`` pitch classes whose chroma reaches ``peak_ratio`` of the
@@ -319,6 +347,12 @@ def describe_event(window: np.ndarray, *, sample_rate_hz: int, onset_s: float, d
     order = np.argsort(-values, kind="stable")
     peaks = tuple(int(pc) for pc in order[:max_peaks] if values[pc] > 0.0 and values[pc] >= peak_ratio)
     f0_hz, confidence = estimate_f0(x, sample_rate_hz=sample_rate_hz)
-    return EventDescriptors(onset_s=float(onset_s), duration_s=float(duration_s), rms=rms,
-                            velocity=rms_to_velocity(rms), f0_hz=f0_hz, f0_confidence=confidence,
-                            chroma_peaks=peaks)
+    return EventDescriptors(
+        onset_s=float(onset_s),
+        duration_s=float(duration_s),
+        rms=rms,
+        velocity=rms_to_velocity(rms),
+        f0_hz=f0_hz,
+        f0_confidence=confidence,
+        chroma_peaks=peaks,
+    )

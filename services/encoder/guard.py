@@ -12,12 +12,14 @@ positions (no clock at all), and ``lag_s`` — how old the event already was —
 stamped the event: locally ``now - event.t_detected`` (one node, one clock); for a remote encoder the head passes
 the event's age when it sent it (its own clock) as ``lag_s``, because the encoder's clock is unrelated to the head's.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +47,9 @@ class OverloadGuard:
         self._ok_run = 0
         self.counters = {"observed": 0, "overloaded": 0, "degrades": 0, "recovers": 0, "warnings": 0}
 
-    def observe(self, *, encode_s: float, budget_s: float, lag_s: float = 0.0, deadline_s: float = float("inf")) -> Optional[str]:
+    def observe(
+        self, *, encode_s: float, budget_s: float, lag_s: float = 0.0, deadline_s: float = float("inf")
+    ) -> str | None:
         """Record one event; returns ``"degrade"``, ``"recover"`` or ``None``."""
         if encode_s < 0 or budget_s < 0:
             raise ParameterError("encode_s and budget_s must be >= 0")
@@ -91,23 +95,33 @@ class GuardedEncoder:
         Called with one line, once per degrade (default: ``logging.warning``).
     """
 
-    def __init__(self, primary: Any, fallback: Any, guard: OverloadGuard, *, deadline_s: float, delay_s: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic, warn: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(
+        self,
+        primary: Any,
+        fallback: Any,
+        guard: OverloadGuard,
+        *,
+        deadline_s: float,
+        delay_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         if deadline_s <= 0 or delay_s < 0:
             raise ParameterError("deadline_s must be > 0 and delay_s >= 0")
         self.primary, self.fallback, self.guard = primary, fallback, guard
         self.deadline_s, self.delay_s, self.clock = float(deadline_s), float(delay_s), clock
         self.warn = warn or log.warning
         self.warnings: list[str] = []
-        self._previous_onset_s: Optional[float] = None
+        self._previous_onset_s: float | None = None
         self.counters = {"primary": 0, "fallback": 0}
 
     @property
     def using_fallback(self) -> bool:
         return self.guard.degraded and self.fallback is not None
 
-    def process(self, item: tuple[Any, np.ndarray], *, lag_s: Optional[float] = None,
-                window_rate_hz: Optional[int] = None) -> Any:
+    def process(
+        self, item: tuple[Any, np.ndarray], *, lag_s: float | None = None, window_rate_hz: int | None = None
+    ) -> Any:
         """Encode one ``(event, window)``. ``lag_s``: the event's age measured on the clock that stamped it (the
         head's, for a remote encoder); None = same node, computed here from ``event.t_detected``."""
         event, _ = item
@@ -129,9 +143,15 @@ class GuardedEncoder:
         self._previous_onset_s = onset_s
         verdict = self.guard.observe(encode_s=encode_s, budget_s=budget_s, lag_s=lag_s, deadline_s=self.deadline_s)
         if verdict == "degrade":
-            line = (f"encoder too slow: {self.guard.slow_encode_s * 1000:.0f} ms per event over the last "
-                    f"{self.guard.window_events} events, more than the time between onsets; "
-                    + ("switching to the traditional view" if self.fallback is not None else "no traditional view to switch to"))
+            line = (
+                f"encoder too slow: {self.guard.slow_encode_s * 1000:.0f} ms per event over the last "
+                f"{self.guard.window_events} events, more than the time between onsets; "
+                + (
+                    "switching to the traditional view"
+                    if self.fallback is not None
+                    else "no traditional view to switch to"
+                )
+            )
             if not self.warnings:
                 self.guard.counters["warnings"] += 1
                 self.warn(line)

@@ -4,9 +4,10 @@
 :mod:`services.encoder.analysis` and :mod:`services.encoder.perception_model` are written against this interface, so
 neither depends on the module that builds the views (which depends on both).
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 __all__ = ["PerceptionViews"]
 
@@ -14,8 +15,8 @@ __all__ = ["PerceptionViews"]
 class PerceptionViews(Protocol):
     """The views a perception computes per event and the models behind them."""
 
-    wav2vec: Optional[Any]  # the wav2vec encoder (``extract_batch(windows, rate)``), None without that view
-    transcriber: Optional[Any]  # the slice-note transcriber (``transcribe_windows``), None when off
+    wav2vec: Any | None  # the wav2vec encoder (``extract_batch(windows, rate)``), None without that view
+    transcriber: Any | None  # the slice-note transcriber (``transcribe_windows``), None when off
 
     @property
     def views(self) -> tuple[str, ...]:

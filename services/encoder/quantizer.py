@@ -18,9 +18,11 @@ window transformed alone live gives exactly the token it got in a training batch
 >>> q.usage(q.transform(data))["used_fraction"]
 1.0
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,7 @@ _CHUNK_ROWS = 256
 _N_INIT = 4
 
 
-def _as_matrix(features: Any, *, name: str = "features", dimension: Optional[int] = None) -> np.ndarray:
+def _as_matrix(features: Any, *, name: str = "features", dimension: int | None = None) -> np.ndarray:
     x = np.asarray(features, dtype=np.float64)
     if x.ndim == 1:
         x = x[None, :]
@@ -57,9 +59,9 @@ def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     c = centroids.astype(np.float64)
     out = np.empty(x.shape[0], dtype=np.int64)
     for begin in range(0, x.shape[0], _CHUNK_ROWS):
-        rows = x[begin:begin + _CHUNK_ROWS]
+        rows = x[begin : begin + _CHUNK_ROWS]
         diff = rows[:, None, :] - c[None, :, :]
-        out[begin:begin + rows.shape[0]] = np.argmin((diff * diff).sum(axis=2), axis=1)
+        out[begin : begin + rows.shape[0]] = np.argmin((diff * diff).sum(axis=2), axis=1)
     return out
 
 
@@ -82,7 +84,7 @@ def usage_stats(tokens: Any, vocabulary_size: int) -> dict[str, Any]:
         "used_fraction": float((counts > 0).sum() / vocabulary_size),
         "entropy_bits": entropy,
         "max_entropy_bits": float(np.log2(vocabulary_size)) if vocabulary_size > 1 else 0.0,
-        "perplexity": float(2.0 ** entropy),
+        "perplexity": float(2.0**entropy),
     }
 
 
@@ -99,7 +101,7 @@ class SymbolQuantizer:
         self.vocabulary_size = int(vocabulary_size)
         self.l2_normalize = bool(l2_normalize)
         self.seed = int(seed)
-        self.centroids: Optional[np.ndarray] = None  # float32 (n_centroids, d)
+        self.centroids: np.ndarray | None = None  # float32 (n_centroids, d)
         self._minibatch: Any = None
         self._pending: list[np.ndarray] = []
 
@@ -115,11 +117,11 @@ class SymbolQuantizer:
     def dimension(self) -> int:
         return 0 if self.centroids is None else int(self.centroids.shape[1])
 
-    def _prepare(self, features: Any, *, dimension: Optional[int] = None) -> np.ndarray:
+    def _prepare(self, features: Any, *, dimension: int | None = None) -> np.ndarray:
         x = _as_matrix(features, dimension=dimension)
         return l2_normalize_rows(x) if self.l2_normalize else x
 
-    def fit(self, features: Any) -> "SymbolQuantizer":
+    def fit(self, features: Any) -> SymbolQuantizer:
         """Fit k-means (``n_init=4``, fixed seed) on ``(n, d)`` features. Returns self.
 
         Raises
@@ -142,7 +144,7 @@ class SymbolQuantizer:
         self._minibatch = None
         return self
 
-    def partial_fit(self, batch: Any) -> "SymbolQuantizer":
+    def partial_fit(self, batch: Any) -> SymbolQuantizer:
         """Update a MiniBatchKMeans with one batch (big corpora); centroids are refreshed after each call.
 
         Rows are buffered until at least ``vocabulary_size`` have arrived (MiniBatchKMeans needs that many
@@ -160,8 +162,12 @@ class SymbolQuantizer:
                 self.centroids = np.unique(pending, axis=0).astype(np.float32)
                 return self
             self._pending = []
-            self._minibatch = MiniBatchKMeans(n_clusters=self.vocabulary_size, random_state=self.seed, n_init=3,
-                                              batch_size=max(256, self.vocabulary_size))
+            self._minibatch = MiniBatchKMeans(
+                n_clusters=self.vocabulary_size,
+                random_state=self.seed,
+                n_init=3,
+                batch_size=max(256, self.vocabulary_size),
+            )
             x = pending
         self._minibatch.partial_fit(x)
         self.centroids = self._minibatch.cluster_centers_.astype(np.float32)
@@ -190,8 +196,14 @@ class SymbolQuantizer:
 
     # ------------------------------------------------------------------ storage
     def meta(self) -> dict[str, Any]:
-        return {"kind": "kmeans", "vocabulary_size": self.vocabulary_size, "n_centroids": self.n_centroids,
-                "dimension": self.dimension, "l2_normalize": self.l2_normalize, "seed": self.seed}
+        return {
+            "kind": "kmeans",
+            "vocabulary_size": self.vocabulary_size,
+            "n_centroids": self.n_centroids,
+            "dimension": self.dimension,
+            "l2_normalize": self.l2_normalize,
+            "seed": self.seed,
+        }
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         if self.centroids is None:
@@ -199,20 +211,26 @@ class SymbolQuantizer:
         return {"centroids": np.ascontiguousarray(self.centroids, dtype=np.float32)}
 
     @classmethod
-    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> "SymbolQuantizer":
+    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> SymbolQuantizer:
         """Rebuild from :meth:`meta` and :meth:`to_arrays`; raises ModelFormatError when they disagree."""
         try:
             if meta.get("kind") != "kmeans":
                 raise ModelFormatError(f"quantizer kind {meta.get('kind')!r} is not 'kmeans'")
-            quantizer = cls(int(meta["vocabulary_size"]), l2_normalize=bool(meta["l2_normalize"]), seed=int(meta["seed"]))
+            quantizer = cls(
+                int(meta["vocabulary_size"]), l2_normalize=bool(meta["l2_normalize"]), seed=int(meta["seed"])
+            )
             centroids = np.asarray(arrays["centroids"])
         except (KeyError, TypeError, ValueError, ParameterError) as error:
             raise ModelFormatError(f"quantizer data is incomplete or malformed: {error}") from None
         if centroids.ndim != 2 or centroids.dtype != np.float32 or not np.isfinite(centroids).all():
-            raise ModelFormatError(f"quantizer centroids must be finite float32 (k, d), got {centroids.dtype} {centroids.shape}")
+            raise ModelFormatError(
+                f"quantizer centroids must be finite float32 (k, d), got {centroids.dtype} {centroids.shape}"
+            )
         if centroids.shape != (int(meta.get("n_centroids", -1)), int(meta.get("dimension", -1))):
-            raise ModelFormatError(f"quantizer centroids shape {centroids.shape} does not match meta "
-                                   f"({meta.get('n_centroids')}, {meta.get('dimension')})")
+            raise ModelFormatError(
+                f"quantizer centroids shape {centroids.shape} does not match meta "
+                f"({meta.get('n_centroids')}, {meta.get('dimension')})"
+            )
         if centroids.shape[0] > quantizer.vocabulary_size:
             raise ModelFormatError("quantizer has more centroids than its vocabulary size")
         quantizer.centroids = centroids.copy()
@@ -226,9 +244,9 @@ class PCAReducer:
         if int(n_components) < 1:
             raise ParameterError(f"n_components must be >= 1, got {n_components}")
         self.n_components = int(n_components)
-        self.mean: Optional[np.ndarray] = None  # float32 (d,)
-        self.components: Optional[np.ndarray] = None  # float32 (k, d)
-        self.explained_variance_ratio: Optional[np.ndarray] = None
+        self.mean: np.ndarray | None = None  # float32 (d,)
+        self.components: np.ndarray | None = None  # float32 (k, d)
+        self.explained_variance_ratio: np.ndarray | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -242,7 +260,7 @@ class PCAReducer:
     def output_dimension(self) -> int:
         return 0 if self.components is None else int(self.components.shape[0])
 
-    def fit(self, features: Any) -> "PCAReducer":
+    def fit(self, features: Any) -> PCAReducer:
         """Fit on ``(n, d)``; keeps ``min(n_components, n, d)`` components. Needs at least 2 rows."""
         x = _as_matrix(features)
         if x.shape[0] < 2:
@@ -268,13 +286,17 @@ class PCAReducer:
         comp = self.components.astype(np.float64)
         out = np.empty((x.shape[0], comp.shape[0]), dtype=np.float64)
         for begin in range(0, x.shape[0], _CHUNK_ROWS):
-            rows = x[begin:begin + _CHUNK_ROWS]
-            out[begin:begin + rows.shape[0]] = (rows[:, None, :] * comp[None, :, :]).sum(axis=2)
+            rows = x[begin : begin + _CHUNK_ROWS]
+            out[begin : begin + rows.shape[0]] = (rows[:, None, :] * comp[None, :, :]).sum(axis=2)
         return out.astype(np.float32)
 
     def meta(self) -> dict[str, Any]:
-        return {"kind": "pca", "n_components": self.n_components, "input_dimension": self.input_dimension,
-                "output_dimension": self.output_dimension}
+        return {
+            "kind": "pca",
+            "n_components": self.n_components,
+            "input_dimension": self.input_dimension,
+            "output_dimension": self.output_dimension,
+        }
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         if self.components is None or self.mean is None:
@@ -285,7 +307,7 @@ class PCAReducer:
         return arrays
 
     @classmethod
-    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> "PCAReducer":
+    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> PCAReducer:
         """Rebuild from :meth:`meta`/:meth:`to_arrays`; raises ModelFormatError when they disagree."""
         try:
             if meta.get("kind") != "pca":
@@ -295,11 +317,18 @@ class PCAReducer:
             components = np.asarray(arrays["components"])
         except (KeyError, TypeError, ValueError, ParameterError) as error:
             raise ModelFormatError(f"PCA data is incomplete or malformed: {error}") from None
-        if (mean.ndim != 1 or components.ndim != 2 or components.shape[1] != mean.shape[0]
-                or components.shape != (int(meta.get("output_dimension", -1)), int(meta.get("input_dimension", -1)))
-                or mean.dtype != np.float32 or components.dtype != np.float32
-                or not (np.isfinite(mean).all() and np.isfinite(components).all())):
-            raise ModelFormatError(f"PCA arrays have inconsistent shapes or types: mean {mean.shape}, components {components.shape}")
+        if (
+            mean.ndim != 1
+            or components.ndim != 2
+            or components.shape[1] != mean.shape[0]
+            or components.shape != (int(meta.get("output_dimension", -1)), int(meta.get("input_dimension", -1)))
+            or mean.dtype != np.float32
+            or components.dtype != np.float32
+            or not (np.isfinite(mean).all() and np.isfinite(components).all())
+        ):
+            raise ModelFormatError(
+                f"PCA arrays have inconsistent shapes or types: mean {mean.shape}, components {components.shape}"
+            )
         reducer.mean = mean.copy()
         reducer.components = components.copy()
         if "explained_variance_ratio" in arrays:

@@ -20,11 +20,13 @@ What it decides
   waiting on a dead encoder) and sends nothing but a cheap probe every ``probe_interval_s``; the first answer
   (a probe reply or any late result) brings it back *up*.
 """
+
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Hashable, Optional
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -54,15 +56,28 @@ class RemoteEncoderLink:
         Monotonic seconds on the caller's node.
     """
 
-    def __init__(self, *, max_in_flight: int = 4, floor_s: float = 0.05, ceiling_s: float = 0.25, factor: float = 2.0,
-                 margin_s: float = 0.01, miss_limit: int = 1, probe_interval_s: float = 0.5, window: int = 64,
-                 min_samples: int = 8, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = 4,
+        floor_s: float = 0.05,
+        ceiling_s: float = 0.25,
+        factor: float = 2.0,
+        margin_s: float = 0.01,
+        miss_limit: int = 1,
+        probe_interval_s: float = 0.5,
+        window: int = 64,
+        min_samples: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_in_flight < 1:
             raise ParameterError("max_in_flight must be >= 1")
         if not 0 < floor_s <= ceiling_s:
             raise ParameterError(f"need 0 < floor_s <= ceiling_s, got {floor_s} and {ceiling_s}")
         if factor < 1 or margin_s < 0 or miss_limit < 1 or probe_interval_s <= 0 or window < 1 or min_samples < 1:
-            raise ParameterError("factor >= 1, margin_s >= 0, miss_limit >= 1, probe_interval_s > 0, window/min_samples >= 1")
+            raise ParameterError(
+                "factor >= 1, margin_s >= 0, miss_limit >= 1, probe_interval_s > 0, window/min_samples >= 1"
+            )
         self.max_in_flight = int(max_in_flight)
         self.floor_s, self.ceiling_s = float(floor_s), float(ceiling_s)
         self.factor, self.margin_s = float(factor), float(margin_s)
@@ -71,15 +86,24 @@ class RemoteEncoderLink:
         self.min_samples = int(min_samples)
         self.clock = clock
         self.up = True
-        self.down_since: Optional[float] = None
+        self.down_since: float | None = None
         self.in_flight: dict[Hashable, float] = {}
         self.round_trips: deque[float] = deque(maxlen=int(window))
         self.encode_times: deque[float] = deque(maxlen=int(window))
         self._misses = 0
-        self._probe_sent: Optional[float] = None
+        self._probe_sent: float | None = None
         self._probe_in_flight = False
-        self.counters = {"sent": 0, "finished": 0, "failed": 0, "expired": 0, "refused_full": 0, "downs": 0, "ups": 0,
-                         "probes": 0, "probe_failures": 0}
+        self.counters = {
+            "sent": 0,
+            "finished": 0,
+            "failed": 0,
+            "expired": 0,
+            "refused_full": 0,
+            "downs": 0,
+            "ups": 0,
+            "probes": 0,
+            "probe_failures": 0,
+        }
 
     # ------------------------------------------------------------------ sending
     def can_send(self) -> bool:
@@ -91,7 +115,7 @@ class RemoteEncoderLink:
             return False
         return True
 
-    def sent(self, call: Hashable, now: Optional[float] = None) -> None:
+    def sent(self, call: Hashable, now: float | None = None) -> None:
         if call in self.in_flight:
             raise ParameterError(f"call {call!r} is already in flight")
         if len(self.in_flight) >= self.max_in_flight:
@@ -104,8 +128,9 @@ class RemoteEncoderLink:
         return len(self.in_flight)
 
     # ------------------------------------------------------------------ outcomes
-    def finished(self, call: Hashable, *, encode_s: Optional[float] = None, in_time: bool = True,
-                 now: Optional[float] = None) -> Optional[float]:
+    def finished(
+        self, call: Hashable, *, encode_s: float | None = None, in_time: bool = True, now: float | None = None
+    ) -> float | None:
         """A call's result came back: returns its round trip (head clock), or None for an unknown call.
 
         ``in_time`` false (the event was already answered by the fallback) still proves the encoder alive.
@@ -124,7 +149,7 @@ class RemoteEncoderLink:
         self._mark_up()
         return rtt
 
-    def failed(self, call: Hashable, *, encoder_dead: bool = True, now: Optional[float] = None) -> None:
+    def failed(self, call: Hashable, *, encoder_dead: bool = True, now: float | None = None) -> None:
         """A call ended with an error (actor died, node lost, cancelled). Dead → down at once."""
         if self.in_flight.pop(call, None) is None:
             return
@@ -132,7 +157,7 @@ class RemoteEncoderLink:
         if encoder_dead:
             self._mark_down(now)
 
-    def expired(self, now: Optional[float] = None) -> None:
+    def expired(self, now: float | None = None) -> None:
         """An event's deadline passed before its result: the caller answers it and cancels the call (which stays
         in flight until Ray reports it over). ``miss_limit`` misses in a row → down."""
         self.counters["expired"] += 1
@@ -140,7 +165,7 @@ class RemoteEncoderLink:
         if self._misses >= self.miss_limit:
             self._mark_down(now)
 
-    def _mark_down(self, now: Optional[float]) -> None:
+    def _mark_down(self, now: float | None) -> None:
         if self.up:
             self.up = False
             self.down_since = self.clock() if now is None else float(now)
@@ -156,14 +181,14 @@ class RemoteEncoderLink:
             self.counters["ups"] += 1
 
     # ------------------------------------------------------------------ probing while down
-    def should_probe(self, now: Optional[float] = None) -> bool:
+    def should_probe(self, now: float | None = None) -> bool:
         """True when a probe should go out now (down, none in flight, interval passed)."""
         if self.up or self._probe_in_flight:
             return False
         now = self.clock() if now is None else float(now)
         return self._probe_sent is None or now - self._probe_sent >= self.probe_interval_s
 
-    def probe_sent(self, now: Optional[float] = None) -> None:
+    def probe_sent(self, now: float | None = None) -> None:
         self._probe_sent = self.clock() if now is None else float(now)
         self._probe_in_flight = True
         self.counters["probes"] += 1
@@ -190,5 +215,11 @@ class RemoteEncoderLink:
             a = np.fromiter(values, dtype=np.float64) * 1000.0
             return {"p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
 
-        return {"up": self.up, "unfinished": self.unfinished, "deadline_ms": round(self.deadline_s() * 1000.0, 2),
-                "round_trip_ms": ms(self.round_trips), "encode_ms": ms(self.encode_times), **self.counters}
+        return {
+            "up": self.up,
+            "unfinished": self.unfinished,
+            "deadline_ms": round(self.deadline_s() * 1000.0, 2),
+            "round_trip_ms": ms(self.round_trips),
+            "encode_ms": ms(self.encode_times),
+            **self.counters,
+        }

@@ -18,15 +18,16 @@ around each note's key (parabolic peak refinement → cents, not rounded to semi
 Windows shorter than 2 s are placed ``_LEAD_SAMPLES`` into a zero buffer (as basic-pitch pads a file's start), so a
 note starting at the window's first sample still shows its onset. A batch of windows is one ONNX call.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -57,7 +58,11 @@ _N_KEYS = 88
 _CONTOUR_BINS_PER_SEMITONE = 3
 _FRAME_S = _HOP / MODEL_RATE_HZ
 _INPUT_NAME = "serving_default_input_2:0"
-_OUTPUT_NAMES = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0")  # note, onset, contour
+_OUTPUT_NAMES = (
+    "StatefulPartitionedCall:1",
+    "StatefulPartitionedCall:2",
+    "StatefulPartitionedCall:0",
+)  # note, onset, contour
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,7 @@ class Transcriber:
         When onnxruntime is missing or the model file cannot be loaded (one line).
     """
 
-    def __init__(self, config: Optional[TranscriberConfig] = None, *, model_path: Path | str = MODEL_PATH) -> None:
+    def __init__(self, config: TranscriberConfig | None = None, *, model_path: Path | str = MODEL_PATH) -> None:
         self.config = config or TranscriberConfig()
         try:
             import onnxruntime as ort
@@ -135,7 +140,9 @@ class Transcriber:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ParameterError(f"cannot load the transcription model {model_path}: {error}") from None
         self._lock = threading.Lock()
@@ -153,8 +160,16 @@ class Transcriber:
         return note, onset, contour
 
     # -- decoding --------------------------------------------------------------------------------------------------
-    def decode(self, note: np.ndarray, onset: np.ndarray, contour: np.ndarray, frame_times: np.ndarray, *,
-               end_s: float, last_frame: Optional[int] = None) -> list[SliceNote]:
+    def decode(
+        self,
+        note: np.ndarray,
+        onset: np.ndarray,
+        contour: np.ndarray,
+        frame_times: np.ndarray,
+        *,
+        end_s: float,
+        last_frame: int | None = None,
+    ) -> list[SliceNote]:
         """Notes from ``(T, 88)`` posteriorgrams whose frame ``t`` lies at ``frame_times[t]`` seconds."""
         cfg = self.config
         n_frames = note.shape[0] if last_frame is None else min(note.shape[0], int(last_frame))
@@ -189,20 +204,29 @@ class Transcriber:
                 i = n_frames - 1  # active within the grace span of a window's edge: it sounds to the end of the window
             if i - t0 <= min_len:
                 continue
-            remaining[t0:i, max(0, k - 1):k + 2] = 0.0
+            remaining[t0:i, max(0, k - 1) : k + 2] = 0.0
             amplitude = float(np.mean(frames[t0:i, k]))
             start = float(frame_times[t0])
             stop = float(frame_times[i]) if i < frame_times.size else float(end_s)
             stop = min(stop, float(end_s))
             bend, glide = _bend(contour[t0:i], k)
-            out.append(SliceNote(pitch=int(k + _MIDI_OFFSET), onset_s=max(0.0, start), duration_s=max(0.0, stop - max(0.0, start)),
-                                 velocity=int(np.clip(round(127 * amplitude), 1, 127)), bend_cents=bend, glide_cents=glide))
+            out.append(
+                SliceNote(
+                    pitch=int(k + _MIDI_OFFSET),
+                    onset_s=max(0.0, start),
+                    duration_s=max(0.0, stop - max(0.0, start)),
+                    velocity=int(np.clip(round(127 * amplitude), 1, 127)),
+                    bend_cents=bend,
+                    glide_cents=glide,
+                )
+            )
         out.sort(key=lambda n: (n.onset_s, n.pitch))
         return out
 
     # -- windows and files -----------------------------------------------------------------------------------------
-    def transcribe_windows(self, windows: Sequence[np.ndarray], *, sample_rate_hz: int,
-                           batch_size: int = 16) -> list[tuple[SliceNote, ...]]:
+    def transcribe_windows(
+        self, windows: Sequence[np.ndarray], *, sample_rate_hz: int, batch_size: int = 16
+    ) -> list[tuple[SliceNote, ...]]:
         """Notes of each window (onsets relative to the window start; durations end at the window's end).
 
         A window longer than 2 s − 174 ms is cut to that length (the model's input); the segmenter's are 500 ms.
@@ -215,10 +239,10 @@ class Transcriber:
         results: list[tuple[SliceNote, ...]] = []
         frame_times = (np.arange(_FRAMES) * _HOP - _LEAD_SAMPLES) / MODEL_RATE_HZ
         for start in range(0, len(prepared), max(1, int(batch_size))):
-            group = prepared[start:start + batch_size]
+            group = prepared[start : start + batch_size]
             chunks = np.zeros((len(group), _INPUT_SAMPLES), dtype=np.float32)
             for row, x in enumerate(group):
-                chunks[row, _LEAD_SAMPLES:_LEAD_SAMPLES + x.size] = x
+                chunks[row, _LEAD_SAMPLES : _LEAD_SAMPLES + x.size] = x
             note, onset, contour = self.posteriorgrams(chunks)
             for row, x in enumerate(group):
                 end_s = x.size / MODEL_RATE_HZ
@@ -242,11 +266,11 @@ class Transcriber:
         half = _OVERLAP_FRAMES // 2
         notes, onsets, contours, times = [], [], [], []
         for first in range(0, len(starts), batch_size):
-            chunk_starts = starts[first:first + batch_size]
+            chunk_starts = starts[first : first + batch_size]
             chunks = np.zeros((len(chunk_starts), _INPUT_SAMPLES), dtype=np.float32)
             for row, s in enumerate(chunk_starts):
-                piece = padded[s:s + _INPUT_SAMPLES]
-                chunks[row, :piece.size] = piece
+                piece = padded[s : s + _INPUT_SAMPLES]
+                chunks[row, : piece.size] = piece
             n, o, c = self.posteriorgrams(chunks)
             for row, s in enumerate(chunk_starts):
                 notes.append(n[row, half:-half])
@@ -256,8 +280,13 @@ class Transcriber:
         frame_times = np.concatenate(times)
         end_s = x.size / MODEL_RATE_HZ
         keep = frame_times <= end_s
-        return self.decode(np.concatenate(notes)[keep], np.concatenate(onsets)[keep], np.concatenate(contours)[keep],
-                           frame_times[keep], end_s=end_s)
+        return self.decode(
+            np.concatenate(notes)[keep],
+            np.concatenate(onsets)[keep],
+            np.concatenate(contours)[keep],
+            frame_times[keep],
+            end_s=end_s,
+        )
 
 
 def _inferred_onsets(onsets: np.ndarray, frames: np.ndarray, n_diff: int = 2) -> np.ndarray:
@@ -294,8 +323,14 @@ def _bend(contour: np.ndarray, key: int) -> tuple[float, float]:
     return round(float(np.median(cents)), 1), round(glide, 1)
 
 
-def stitch_slices(onsets_s: Sequence[float], durations_s: Sequence[float], slices: Sequence[Sequence[SliceNote]], *,
-                  window_s: float, held_tolerance_s: float = 0.05) -> list[SliceNote]:
+def stitch_slices(
+    onsets_s: Sequence[float],
+    durations_s: Sequence[float],
+    slices: Sequence[Sequence[SliceNote]],
+    *,
+    window_s: float,
+    held_tolerance_s: float = 0.05,
+) -> list[SliceNote]:
     """The recording's notes read back from its slices (what the memory holds), onsets from the recording's start.
 
     Slice ``i`` contributes the notes starting before its end (``durations_s[i]``, the time to the next onset, less
@@ -328,7 +363,7 @@ def stitch_slices(onsets_s: Sequence[float], durations_s: Sequence[float], slice
     return out
 
 
-_DEFAULT: Optional[Transcriber] = None
+_DEFAULT: Transcriber | None = None
 _DEFAULT_LOCK = threading.Lock()
 
 
@@ -341,12 +376,15 @@ def default_transcriber() -> Transcriber:
         return _DEFAULT
 
 
-def transcribe_windows(windows: Sequence[np.ndarray], *, sample_rate_hz: int,
-                       transcriber: Optional[Transcriber] = None) -> list[tuple[SliceNote, ...]]:
+def transcribe_windows(
+    windows: Sequence[np.ndarray], *, sample_rate_hz: int, transcriber: Transcriber | None = None
+) -> list[tuple[SliceNote, ...]]:
     """Each window's notes — the single slice-notes path of the trainer and the live encoder."""
     return (transcriber or default_transcriber()).transcribe_windows(windows, sample_rate_hz=sample_rate_hz)
 
 
-def transcribe_audio(audio: np.ndarray, *, sample_rate_hz: int, transcriber: Optional[Transcriber] = None) -> list[SliceNote]:
+def transcribe_audio(
+    audio: np.ndarray, *, sample_rate_hz: int, transcriber: Transcriber | None = None
+) -> list[SliceNote]:
     """A whole recording's notes (for measuring against a score)."""
     return (transcriber or default_transcriber()).transcribe_audio(audio, sample_rate_hz=sample_rate_hz)

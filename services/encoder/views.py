@@ -8,22 +8,24 @@
   :class:`services.encoder.perception_model.PerceptionModel`.
 * :class:`Wav2VecPerceptionModule` — the wav2vec view: pooled embeddings per window (+ an optional PCA).
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from shared.config import MusicHalConfig
-from shared.errors import ParameterError
-from shared.messages import Event
 from services.encoder.analysis import Analysis, analyze_windows
 from services.encoder.expression import EXPRESSION_POINTS
 from services.encoder.features import FEATURE_DIMENSION, FEATURE_NAMES
 from services.encoder.perception_model import PerceptionModel
 from services.encoder.quantizer import PCAReducer
 from services.encoder.wav2vec import Wav2VecMusicEncoder
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
+from shared.messages import Event
 
 __all__ = ["Wav2VecPerceptionModule", "HybridPerceptionModule"]
 
@@ -35,15 +37,36 @@ class Wav2VecPerceptionModule:
     from ``model`` here.
     """
 
-    def __init__(self, model: str = "facebook/wav2vec2-base", *, layer: int = -1, use_gpu: bool = False, fp16: bool = False,
-                 int8: bool = False, fallback: str = "none", pca_components: int = 16, torch_threads: Optional[int] = None,
-                 encoder: Optional[Wav2VecMusicEncoder] = None) -> None:
+    def __init__(
+        self,
+        model: str = "facebook/wav2vec2-base",
+        *,
+        layer: int = -1,
+        use_gpu: bool = False,
+        fp16: bool = False,
+        int8: bool = False,
+        fallback: str = "none",
+        pca_components: int = 16,
+        torch_threads: int | None = None,
+        encoder: Wav2VecMusicEncoder | None = None,
+    ) -> None:
         if int(pca_components) < 0:
             raise ParameterError(f"pca_components must be >= 0, got {pca_components}")
-        self.encoder = encoder if encoder is not None else Wav2VecMusicEncoder(
-            model, layer=layer, use_gpu=use_gpu, fp16=fp16, int8=int8, fallback=fallback, torch_threads=torch_threads)
+        self.encoder = (
+            encoder
+            if encoder is not None
+            else Wav2VecMusicEncoder(
+                model,
+                layer=layer,
+                use_gpu=use_gpu,
+                fp16=fp16,
+                int8=int8,
+                fallback=fallback,
+                torch_threads=torch_threads,
+            )
+        )
         self.pca_components = int(pca_components)
-        self.pca: Optional[PCAReducer] = None
+        self.pca: PCAReducer | None = None
 
     @property
     def dimension(self) -> int:
@@ -90,10 +113,25 @@ class HybridPerceptionModule:
         An already built :class:`Wav2VecPerceptionModule` or :class:`Wav2VecMusicEncoder` (tests, reuse).
     """
 
-    def __init__(self, vocabulary_size: int = 64, enable_wav2vec: bool = False, wav2vec_model: str = "facebook/wav2vec2-base",
-                 use_gpu: bool = False, hybrid: bool = False, *, wav2vec_layer: int = -1, fp16: bool = False,
-                 int8: bool = False, fallback: str = "none", pca_components: int = 0, l2_normalize: bool = True,
-                 seed: int = 0, torch_threads: Optional[int] = None, wav2vec: Any = None, slice_notes: bool = False) -> None:
+    def __init__(
+        self,
+        vocabulary_size: int = 64,
+        enable_wav2vec: bool = False,
+        wav2vec_model: str = "facebook/wav2vec2-base",
+        use_gpu: bool = False,
+        hybrid: bool = False,
+        *,
+        wav2vec_layer: int = -1,
+        fp16: bool = False,
+        int8: bool = False,
+        fallback: str = "none",
+        pca_components: int = 0,
+        l2_normalize: bool = True,
+        seed: int = 0,
+        torch_threads: int | None = None,
+        wav2vec: Any = None,
+        slice_notes: bool = False,
+    ) -> None:
         if not 2 <= int(vocabulary_size) <= 65_536:
             raise ParameterError(f"vocabulary_size must be in 2..65536, got {vocabulary_size}")
         self.vocabulary_size = int(vocabulary_size)
@@ -101,15 +139,24 @@ class HybridPerceptionModule:
         self.pca_components = int(pca_components)
         self.l2_normalize = bool(l2_normalize)
         self.seed = int(seed)
-        self.wav2vec: Optional[Wav2VecPerceptionModule] = None
+        self.wav2vec: Wav2VecPerceptionModule | None = None
         if isinstance(wav2vec, Wav2VecMusicEncoder):
             wav2vec = Wav2VecPerceptionModule(encoder=wav2vec, pca_components=pca_components)
         if enable_wav2vec or wav2vec is not None:
             module = wav2vec or Wav2VecPerceptionModule(
-                wav2vec_model, layer=wav2vec_layer, use_gpu=use_gpu, fp16=fp16, int8=int8, fallback=fallback,
-                pca_components=pca_components, torch_threads=torch_threads)
+                wav2vec_model,
+                layer=wav2vec_layer,
+                use_gpu=use_gpu,
+                fp16=fp16,
+                int8=int8,
+                fallback=fallback,
+                pca_components=pca_components,
+                torch_threads=torch_threads,
+            )
             if module.encoder.is_fallback:
-                warnings.warn("wav2vec is not available; perception uses the traditional view only", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    "wav2vec is not available; perception uses the traditional view only", RuntimeWarning, stacklevel=2
+                )
             else:
                 self.wav2vec = module
         self.wav2vec_requested = bool(enable_wav2vec or wav2vec is not None)
@@ -122,15 +169,23 @@ class HybridPerceptionModule:
             self.transcriber = default_transcriber()
 
     @classmethod
-    def from_config(cls, config: MusicHalConfig, **overrides: Any) -> "HybridPerceptionModule":
+    def from_config(cls, config: MusicHalConfig, **overrides: Any) -> HybridPerceptionModule:
         """Build from the ``features``, ``wav2vec`` and ``quantizer`` sections."""
         kwargs: dict[str, Any] = dict(
-            vocabulary_size=config.quantizer.vocabulary_size, enable_wav2vec=config.features.kind == "wav2vec",
-            wav2vec_model=config.wav2vec.model, use_gpu=config.wav2vec.use_gpu, hybrid=config.features.hybrid,
-            wav2vec_layer=config.wav2vec.layer, fp16=config.wav2vec.fp16, int8=config.wav2vec.int8,
-            fallback=config.wav2vec.fallback, pca_components=config.features.pca_components,
-            l2_normalize=config.quantizer.l2_normalize, seed=config.quantizer.seed,
-            slice_notes=config.features.slice_notes)
+            vocabulary_size=config.quantizer.vocabulary_size,
+            enable_wav2vec=config.features.kind == "wav2vec",
+            wav2vec_model=config.wav2vec.model,
+            use_gpu=config.wav2vec.use_gpu,
+            hybrid=config.features.hybrid,
+            wav2vec_layer=config.wav2vec.layer,
+            fp16=config.wav2vec.fp16,
+            int8=config.wav2vec.int8,
+            fallback=config.wav2vec.fallback,
+            pca_components=config.features.pca_components,
+            l2_normalize=config.quantizer.l2_normalize,
+            seed=config.quantizer.seed,
+            slice_notes=config.features.slice_notes,
+        )
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -150,25 +205,41 @@ class HybridPerceptionModule:
 
     def describe(self) -> dict[str, Any]:
         """Feature settings a model must match (recorded in the model meta)."""
-        return {"views": list(self.views), "primary_view": self.primary_view, "hybrid": self.hybrid,
-                "wav2vec": self.wav2vec.encoder.describe() if self.wav2vec is not None else None,
-                # every event's descriptors carry its expression (services.encoder.expression); recorded here so that
-                # the trainer's feature cache key (which holds this entry) changes with it
-                "traditional": {"dimension": FEATURE_DIMENSION, "names": list(FEATURE_NAMES),
-                                "expression": {"points": EXPRESSION_POINTS, "f0_reference": "slice f0", "version": 1}},
-                "slice_notes": self.transcriber.describe() if self.transcriber is not None else None}
+        return {
+            "views": list(self.views),
+            "primary_view": self.primary_view,
+            "hybrid": self.hybrid,
+            "wav2vec": self.wav2vec.encoder.describe() if self.wav2vec is not None else None,
+            # every event's descriptors carry its expression (services.encoder.expression); recorded here so that
+            # the trainer's feature cache key (which holds this entry) changes with it
+            "traditional": {
+                "dimension": FEATURE_DIMENSION,
+                "names": list(FEATURE_NAMES),
+                "expression": {"points": EXPRESSION_POINTS, "f0_reference": "slice f0", "version": 1},
+            },
+            "slice_notes": self.transcriber.describe() if self.transcriber is not None else None,
+        }
 
     def extract_features(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         """``{view: vector}`` for one mono window at ``sr``."""
         return analyze_windows([audio], None, sample_rate_hz=sr, perception=self)[0][1]
 
-    def analyze(self, windows: Sequence[np.ndarray], events: Optional[Sequence[Event]], *, sample_rate_hz: int) -> list[Analysis]:
+    def analyze(
+        self, windows: Sequence[np.ndarray], events: Sequence[Event] | None, *, sample_rate_hz: int
+    ) -> list[Analysis]:
         return analyze_windows(windows, events, sample_rate_hz=sample_rate_hz, perception=self)
 
-    def new_model(self, *, config: Optional[MusicHalConfig] = None) -> PerceptionModel:
+    def new_model(self, *, config: MusicHalConfig | None = None) -> PerceptionModel:
         """An unfitted :class:`PerceptionModel` for these views (segmentation/rates taken from ``config``)."""
         config = config or MusicHalConfig()
-        return PerceptionModel(views=self.views, primary_view=self.primary_view, vocabulary_size=self.vocabulary_size,
-                               l2_normalize=self.l2_normalize, seed=self.seed, pca_components=self.pca_components,
-                               feature_info=self.describe(), segmenter=config.segmenter,
-                               sample_rate_hz=config.audio.sample_rate_hz)
+        return PerceptionModel(
+            views=self.views,
+            primary_view=self.primary_view,
+            vocabulary_size=self.vocabulary_size,
+            l2_normalize=self.l2_normalize,
+            seed=self.seed,
+            pca_components=self.pca_components,
+            feature_info=self.describe(),
+            segmenter=config.segmenter,
+            sample_rate_hz=config.audio.sample_rate_hz,
+        )

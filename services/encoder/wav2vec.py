@@ -18,6 +18,7 @@ unreachable hub all mean ``local_files_only=True``. A checkpoint that cannot be 
 :class:`~shared.errors.DeviceError` line saying how to provide it. The model is loaded and warmed up with one
 forward in the constructor, never on the first live event.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,9 +26,10 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +106,9 @@ def choose_device(use_gpu: bool) -> str:
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return "mps"
-    warnings.warn("--gpu was requested but no CUDA or MPS device is available; using the CPU", RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        "--gpu was requested but no CUDA or MPS device is available; using the CPU", RuntimeWarning, stacklevel=2
+    )
     return "cpu"
 
 
@@ -116,8 +120,10 @@ def check_wav2vec_available(model: str) -> None:
             raise DeviceError(f"wav2vec model directory {model} has no config.json: save it with save_pretrained")
         return
     if path.is_absolute() or model.startswith((".", "~")) or path.exists():
-        raise DeviceError(f"wav2vec model directory {model} does not exist: pass a directory saved with save_pretrained, "
-                          "or a hub name that is in the Hugging Face cache")
+        raise DeviceError(
+            f"wav2vec model directory {model} does not exist: pass a directory saved with save_pretrained, "
+            "or a hub name that is in the Hugging Face cache"
+        )
     if hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
@@ -126,9 +132,11 @@ def check_wav2vec_available(model: str) -> None:
 
 
 def how_to_provide(model: str) -> str:
-    return (f"wav2vec model {model!r} is not available offline: pass a local directory saved with save_pretrained "
-            f"(--wav2vec-model /path/to/dir), or pre-download it into the Hugging Face cache on a machine with network "
-            f"access (`huggingface-cli download {model}`) and copy the cache (HF_HOME) here")
+    return (
+        f"wav2vec model {model!r} is not available offline: pass a local directory saved with save_pretrained "
+        f"(--wav2vec-model /path/to/dir), or pre-download it into the Hugging Face cache on a machine with network "
+        f"access (`huggingface-cli download {model}`) and copy the cache (HF_HOME) here"
+    )
 
 
 def _bin_only(source: str) -> bool:
@@ -147,7 +155,7 @@ def _bin_only(source: str) -> bool:
     return any(path.glob("*.bin")) and not any(path.glob("*.safetensors"))
 
 
-def load_wav2vec_checkpoint(model: str, *, local_files_only: Optional[bool] = None) -> tuple[Any, Any, bool]:
+def load_wav2vec_checkpoint(model: str, *, local_files_only: bool | None = None) -> tuple[Any, Any, bool]:
     """Load ``(Wav2Vec2Model, Wav2Vec2FeatureExtractor, extractor_found)`` from a hub name or a local directory.
 
     Raises
@@ -165,8 +173,10 @@ def load_wav2vec_checkpoint(model: str, *, local_files_only: Optional[bool] = No
     if path.is_dir():
         source, offline = str(path), True
     elif looks_like_path and not path.exists():
-        raise DeviceError(f"wav2vec model directory {model} does not exist: pass a directory saved with save_pretrained, "
-                          "or a hub name that is in the Hugging Face cache")
+        raise DeviceError(
+            f"wav2vec model directory {model} does not exist: pass a directory saved with save_pretrained, "
+            "or a hub name that is in the Hugging Face cache"
+        )
     else:
         source = model
         offline = hub_offline() if local_files_only is None else bool(local_files_only)
@@ -177,17 +187,23 @@ def load_wav2vec_checkpoint(model: str, *, local_files_only: Optional[bool] = No
     try:
         try:  # safetensors only: a pickled .bin checkpoint could run code while loading
             network = Wav2Vec2Model.from_pretrained(source, local_files_only=offline, use_safetensors=True)
-        except (OSError, ValueError, EnvironmentError) as error:
+        except (OSError, ValueError) as error:
             if _bin_only(source):
-                raise DeviceError(f"wav2vec checkpoint {model} has only pickled PyTorch weights (.bin), no .safetensors: "
-                                  "convert it once where you trust it (Wav2Vec2Model.from_pretrained(dir)"
-                                  ".save_pretrained(dir, safe_serialization=True))") from None
-            raise DeviceError(how_to_provide(model) + f" ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+                raise DeviceError(
+                    f"wav2vec checkpoint {model} has only pickled PyTorch weights (.bin), no .safetensors: "
+                    "convert it once where you trust it (Wav2Vec2Model.from_pretrained(dir)"
+                    ".save_pretrained(dir, safe_serialization=True))"
+                ) from None
+            raise DeviceError(
+                how_to_provide(model) + f" ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+            ) from None
         try:
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(source, local_files_only=offline)
             found = True
         except (OSError, ValueError):
-            extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True)
+            extractor = Wav2Vec2FeatureExtractor(
+                feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True
+            )
             found = False
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -250,9 +266,19 @@ class Wav2VecMusicEncoder:
         Load + warm-up time.
     """
 
-    def __init__(self, model: str = "facebook/wav2vec2-base", *, layer: int = -1, use_gpu: bool = False,
-                 fp16: bool = False, int8: bool = False, fallback: str = "none", torch_threads: Optional[int] = None,
-                 max_batch_size: Optional[int] = None, _loaded: Optional[tuple[Any, Any]] = None) -> None:
+    def __init__(
+        self,
+        model: str = "facebook/wav2vec2-base",
+        *,
+        layer: int = -1,
+        use_gpu: bool = False,
+        fp16: bool = False,
+        int8: bool = False,
+        fallback: str = "none",
+        torch_threads: int | None = None,
+        max_batch_size: int | None = None,
+        _loaded: tuple[Any, Any] | None = None,
+    ) -> None:
         if fallback not in ("none", "traditional"):
             raise ParameterError(f"fallback must be 'none' or 'traditional', got {fallback!r}")
         if torch_threads is not None and int(torch_threads) < 1:
@@ -283,8 +309,12 @@ class Wav2VecMusicEncoder:
             else:
                 network, extractor, found = load_wav2vec_checkpoint(self.model_name)
                 if not found:
-                    warnings.warn(f"{self.model_name}: no preprocessor_config.json; using the default wav2vec2 "
-                                  "normalisation (zero mean, unit variance, 16 kHz)", RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"{self.model_name}: no preprocessor_config.json; using the default wav2vec2 "
+                        "normalisation (zero mean, unit variance, 16 kHz)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         except DeviceError as error:
             if fallback != "traditional":
                 raise
@@ -296,17 +326,28 @@ class Wav2VecMusicEncoder:
         self._setup(network, extractor, fp16=fp16, int8=int8)
         self.warm_up()
         self.load_seconds = time.perf_counter() - started
-        log.info("wav2vec %s loaded on %s (%d-D, layer %d, %.1f MB) in %.2f s", self.model_name, self.device,
-                 self.dimension, self.layer, self.memory_bytes / 1e6, self.load_seconds)
+        log.info(
+            "wav2vec %s loaded on %s (%d-D, layer %d, %.1f MB) in %.2f s",
+            self.model_name,
+            self.device,
+            self.dimension,
+            self.layer,
+            self.memory_bytes / 1e6,
+            self.load_seconds,
+        )
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def from_model(cls, network: Any, feature_extractor: Any = None, *, name: str = "in-memory", **kwargs: Any) -> "Wav2VecMusicEncoder":
+    def from_model(
+        cls, network: Any, feature_extractor: Any = None, *, name: str = "in-memory", **kwargs: Any
+    ) -> Wav2VecMusicEncoder:
         """Wrap an already built ``Wav2Vec2Model`` (tests, benchmarks) — same pipeline, no loading."""
         if feature_extractor is None:
             from transformers import Wav2Vec2FeatureExtractor
 
-            feature_extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True)
+            feature_extractor = Wav2Vec2FeatureExtractor(
+                feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True
+            )
         return cls(name, _loaded=(network, feature_extractor), **kwargs)
 
     def _init_fallback(self) -> None:
@@ -323,7 +364,9 @@ class Wav2VecMusicEncoder:
         config = network.config
         self.num_layers = int(config.num_hidden_layers)
         if not -(self.num_layers + 1) <= self.layer <= self.num_layers:
-            raise ParameterError(f"layer must be in {-(self.num_layers + 1)}..{self.num_layers} for {self.model_name}, got {self.layer}")
+            raise ParameterError(
+                f"layer must be in {-(self.num_layers + 1)}..{self.num_layers} for {self.model_name}, got {self.layer}"
+            )
         self.dimension = int(config.hidden_size)
         self.group_norm = getattr(config, "feat_extract_norm", "group") == "group"
         self.feature_extractor = extractor
@@ -333,7 +376,9 @@ class Wav2VecMusicEncoder:
             warnings.warn("fp16 is only used on CUDA; running in float32", RuntimeWarning, stacklevel=3)
             fp16 = False
         if int8 and self.device != "cpu":
-            warnings.warn("int8 dynamic quantisation is CPU-only; running unquantised on the GPU", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                "int8 dynamic quantisation is CPU-only; running unquantised on the GPU", RuntimeWarning, stacklevel=3
+            )
             int8 = False
         if int8:
             from torch.ao.quantization import quantize_dynamic
@@ -360,9 +405,17 @@ class Wav2VecMusicEncoder:
     # ------------------------------------------------------------------ pipeline
     def describe(self) -> dict[str, Any]:
         """What a model file must record to reproduce these vectors."""
-        return {"model": self.model_name, "layer": self.layer, "dimension": self.dimension,
-                "sample_rate_hz": self.target_rate_hz, "do_normalize": self.do_normalize, "device": self.device,
-                "fp16": self.fp16, "int8": self.int8, "fallback": self.is_fallback}
+        return {
+            "model": self.model_name,
+            "layer": self.layer,
+            "dimension": self.dimension,
+            "sample_rate_hz": self.target_rate_hz,
+            "do_normalize": self.do_normalize,
+            "device": self.device,
+            "fp16": self.fp16,
+            "int8": self.int8,
+            "fallback": self.is_fallback,
+        }
 
     def _mono(self, audio: np.ndarray, sr: int) -> np.ndarray:
         if not 1_000 <= int(sr) <= 384_000:
@@ -395,8 +448,10 @@ class Wav2VecMusicEncoder:
 
             x = soxr.resample(x, int(sr), self.target_rate_hz, quality="HQ").astype(np.float32, copy=False)
         if x.size < MIN_WAV2VEC_SAMPLES:
-            raise ParameterError(f"audio window too short for wav2vec: {x.size} samples at {self.target_rate_hz} Hz "
-                                 f"(needs >= {MIN_WAV2VEC_SAMPLES}, i.e. 25 ms)")
+            raise ParameterError(
+                f"audio window too short for wav2vec: {x.size} samples at {self.target_rate_hz} Hz "
+                f"(needs >= {MIN_WAV2VEC_SAMPLES}, i.e. 25 ms)"
+            )
         return self._normalize(x)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -416,8 +471,15 @@ class Wav2VecMusicEncoder:
         from services.encoder.features import traditional_features
 
         x = self._mono(audio, sr)
-        return Wav2VecFeatures(vector=traditional_features(x, sample_rate_hz=int(sr)), timestamp=float(timestamp),
-                               model="traditional", layer=0, num_frames=0, sample_rate_hz=int(sr), fallback=True)
+        return Wav2VecFeatures(
+            vector=traditional_features(x, sample_rate_hz=int(sr)),
+            timestamp=float(timestamp),
+            model="traditional",
+            layer=0,
+            num_frames=0,
+            sample_rate_hz=int(sr),
+            fallback=True,
+        )
 
     def encode(self, audio: np.ndarray, sr: int, timestamp: float = 0.0) -> Wav2VecFeatures:
         """Embed one window (``(frames,)`` or ``(frames, channels)`` at ``sr``).
@@ -431,10 +493,18 @@ class Wav2VecMusicEncoder:
             return self._fallback_features(audio, sr, timestamp)
         x = self.prepare(audio, sr)
         vector = self._forward(x[None, :])[0]
-        return Wav2VecFeatures(vector=vector, timestamp=float(timestamp), model=self.model_name, layer=self.layer,
-                               num_frames=self.frames_for(x.size), sample_rate_hz=self.target_rate_hz)
+        return Wav2VecFeatures(
+            vector=vector,
+            timestamp=float(timestamp),
+            model=self.model_name,
+            layer=self.layer,
+            num_frames=self.frames_for(x.size),
+            sample_rate_hz=self.target_rate_hz,
+        )
 
-    def encode_batch(self, segments: Sequence[np.ndarray], sr: int, timestamps: Optional[Sequence[float]] = None) -> list[Wav2VecFeatures]:
+    def encode_batch(
+        self, segments: Sequence[np.ndarray], sr: int, timestamps: Sequence[float] | None = None
+    ) -> list[Wav2VecFeatures]:
         """Embed many windows: one forward per group of equal-length windows (no padding), results in input order."""
         if timestamps is not None and len(timestamps) != len(segments):
             raise ParameterError(f"got {len(timestamps)} timestamps for {len(segments)} segments")
@@ -445,17 +515,25 @@ class Wav2VecMusicEncoder:
         groups: dict[int, list[int]] = {}
         for index, x in enumerate(prepared):
             groups.setdefault(x.size, []).append(index)
-        vectors: list[Optional[np.ndarray]] = [None] * len(prepared)
-        for length, indices in groups.items():
+        vectors: list[np.ndarray | None] = [None] * len(prepared)
+        for _length, indices in groups.items():
             step = self.max_batch_size or len(indices)
             for begin in range(0, len(indices), step):
-                chunk = indices[begin:begin + step]
+                chunk = indices[begin : begin + step]
                 pooled = self._forward(np.stack([prepared[i] for i in chunk]))
                 for row, index in enumerate(chunk):
                     vectors[index] = pooled[row]
-        return [Wav2VecFeatures(vector=vectors[i], timestamp=stamps[i], model=self.model_name, layer=self.layer,
-                                num_frames=self.frames_for(prepared[i].size), sample_rate_hz=self.target_rate_hz)
-                for i in range(len(prepared))]
+        return [
+            Wav2VecFeatures(
+                vector=vectors[i],
+                timestamp=stamps[i],
+                model=self.model_name,
+                layer=self.layer,
+                num_frames=self.frames_for(prepared[i].size),
+                sample_rate_hz=self.target_rate_hz,
+            )
+            for i in range(len(prepared))
+        ]
 
     def frames_for(self, samples: int) -> int:
         """Encoder frames the convolutional feature encoder makes from ``samples`` 16 kHz samples."""

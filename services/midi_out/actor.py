@@ -3,24 +3,25 @@
 Panics the port first on every (re)start (covers a killed predecessor), and on stop, on exceptions and at
 process exit. Records the performance as an SMF when ``midi.record_path`` is set.
 """
+
 from __future__ import annotations
 
 import atexit
 import threading
 import time
 from collections import deque
-from typing import Any, Optional
+from typing import Any
 
 import ray
 
-from shared.config import MusicHalConfig
-from shared.message_ring import MessageRing
-from shared.messages import NoteEvent, message_from_bytes
-from shared.stats import LatencyRecorder
 from services.midi_out.engine import MidiOutStage
 from services.midi_out.ports import open_output
 from services.midi_out.scheduler import NoteScheduler, note_kind
 from services.ray_support import current_node_id
+from shared.config import MusicHalConfig
+from shared.message_ring import MessageRing
+from shared.messages import NoteEvent, message_from_bytes
+from shared.stats import LatencyRecorder
 
 __all__ = ["MidiOutActor"]
 
@@ -88,7 +89,7 @@ class MidiOutActor:
         self.reader = self.notes.reader()
         self.received = 0
         self.clocked_sent_behind = 0  # clocked notes the oracle sent after their t_on
-        self.error: Optional[str] = None
+        self.error: str | None = None
         self._stop = threading.Event()
         self._closed = False
         atexit.register(self._close_quietly)
@@ -186,10 +187,17 @@ class MidiOutActor:
         counters["sounding"] = len(self.stage.sounding)
         counters["dropped_muted"] = self.measured.dropped_muted
         counters.update(getattr(self, "port_counters", {}))
-        return {"stage": "midi_out", "node_id": self.node_id, "counters": counters,
-                "latency_ms": self.latency.summary(), "error": self.error, "port": self.port.port_name,
-                "port_lost": getattr(self, "port_lost", False),
-                "muted": self.measured.muted, "profile": self.stage.config.profile}
+        return {
+            "stage": "midi_out",
+            "node_id": self.node_id,
+            "counters": counters,
+            "latency_ms": self.latency.summary(),
+            "error": self.error,
+            "port": self.port.port_name,
+            "port_lost": getattr(self, "port_lost", False),
+            "muted": self.measured.muted,
+            "profile": self.stage.config.profile,
+        }
 
     def traced_notes(self) -> list[dict[str, Any]]:
         """The last :data:`TRACED_NOTES` notes sent: id, pitch, channel, voice and where in the oracle each came from."""

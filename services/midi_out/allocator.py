@@ -22,11 +22,13 @@ it out.
 >>> alloc.note_off(10) is None            # already ended by the steal
 True
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from shared.config import MIDI_PROFILES
 from shared.errors import ParameterError
@@ -88,8 +90,11 @@ def voice_channel_map(config: Any) -> dict[str, int]:
     """
     if config.profile != "gm-safe":
         return {}
-    return {voice: channel - 1 for voice, channel in (("bass", config.bass_channel), ("comping", config.comping_channel))
-            if channel}
+    return {
+        voice: channel - 1
+        for voice, channel in (("bass", config.bass_channel), ("comping", config.comping_channel))
+        if channel
+    }
 
 
 class ChannelAllocator:
@@ -110,7 +115,7 @@ class ChannelAllocator:
         Unknown profile, bad channel count, or a note id that is already sounding.
     """
 
-    def __init__(self, profile: str, member_channels: int, *, voice_channels: Optional[Mapping[str, int]] = None) -> None:
+    def __init__(self, profile: str, member_channels: int, *, voice_channels: Mapping[str, int] | None = None) -> None:
         self.profile = profile
         members = member_channel_indices(profile, member_channels)
         self.voice_channels = dict(voice_channels or {})
@@ -186,8 +191,9 @@ class ChannelAllocator:
         voice = Voice(note_id, channel, pitch)
         self._sounding[note_id] = voice
         self._by_channel_pitch[(channel, pitch)] = note_id
-        return NoteOnPlan(channel=channel, ended=tuple(ended), stolen=stolen, retriggered=retriggered,
-                          channel_shared=shared)
+        return NoteOnPlan(
+            channel=channel, ended=tuple(ended), stolen=stolen, retriggered=retriggered, channel_shared=shared
+        )
 
     def note_off(self, note_id: int) -> Voice | None:
         """End ``note_id``; ``None`` (counted) when it is not sounding (stolen, retriggered or unknown)."""

@@ -1,8 +1,10 @@
 """Helpers behind ``musichal --list-midi``, ``musichal --panic`` and ``musichal replay --midi-port`` (called from launch.py)."""
+
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from services.midi_out import protocol
 from services.midi_out.ports import compiled_api_names, list_output_ports, open_output, resolve_api
@@ -43,7 +45,7 @@ def _check_delivered(output, what: str) -> None:
         raise MidiPortError(f"{what}: {lost} of {output.sent} MIDI messages did not reach {output.port_name!r}")
 
 
-def panic_port(api: str = "auto", port: Optional[Union[str, int]] = None) -> int:
+def panic_port(api: str = "auto", port: str | int | None = None) -> int:
     """Send CC123 + CC120 on all 16 channels to ``port`` (a virtual port when None); returns messages delivered.
 
     Returns once they are out (on JACK: a cycle ran with them); raises MidiPortError when they could not be."""
@@ -58,7 +60,7 @@ def panic_port(api: str = "auto", port: Optional[Union[str, int]] = None) -> int
     return len(messages)
 
 
-def play_events(api: str, port_name: Union[str, int], events: Sequence[tuple[float, Any]]) -> None:
+def play_events(api: str, port_name: str | int, events: Sequence[tuple[float, Any]]) -> None:
     """Send ``(seconds, message)`` events to an output port at their own pace (``musichal replay --midi-port``);
     returns once the last one is out (raises MidiPortError when some could not be delivered)."""
     port = open_output(api, port_name)

@@ -34,11 +34,13 @@ note with expression counts as ``expression_skipped``), so their ±2 bend range 
 >>> stage.note_off(1), sink.messages[-1]
 (True, [129, 60, 0])
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from services.midi_out import protocol
 from services.midi_out.allocator import ChannelAllocator, Voice, voice_channel_map
@@ -97,8 +99,15 @@ class MidiOutStage:
         Whether :meth:`close` also closes the sink.
     """
 
-    def __init__(self, config: MidiConfig, sink: MidiSink, *, recorder: Optional[SmfRecorder] = None,
-                 clock: Callable[[], float] = time.monotonic, owns_sink: bool = True) -> None:
+    def __init__(
+        self,
+        config: MidiConfig,
+        sink: MidiSink,
+        *,
+        recorder: SmfRecorder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        owns_sink: bool = True,
+    ) -> None:
         if not isinstance(config, MidiConfig):
             raise ParameterError(f"config must be a MidiConfig, got {type(config).__name__}")
         if not callable(getattr(sink, "send", None)):
@@ -108,15 +117,26 @@ class MidiOutStage:
         self.owns_sink = owns_sink
         self.clock = clock
         self.recorder = recorder if recorder is not None else (SmfRecorder(clock=clock) if config.record_path else None)
-        self.allocator = ChannelAllocator(config.profile, config.member_channels, voice_channels=voice_channel_map(config))
+        self.allocator = ChannelAllocator(
+            config.profile, config.member_channels, voice_channels=voice_channel_map(config)
+        )
         self.bend_range_semitones = profile_bend_range(config)
         self._lock = threading.RLock()
         self._started = False
         self._closed = False
         self.counters: dict[str, int] = {
-            "messages_sent": 0, "notes_on": 0, "notes_off": 0, "steals": 0, "retriggers": 0,
-            "unknown_note_offs": 0, "bend_clamped": 0, "expression_skipped": 0, "panics": 0, "starts": 0,
-            "automation_sent": 0, "automation_dropped": 0,
+            "messages_sent": 0,
+            "notes_on": 0,
+            "notes_off": 0,
+            "steals": 0,
+            "retriggers": 0,
+            "unknown_note_offs": 0,
+            "bend_clamped": 0,
+            "expression_skipped": 0,
+            "panics": 0,
+            "starts": 0,
+            "automation_sent": 0,
+            "automation_dropped": 0,
         }
         #: per-note expression (starting bend, pressure, CC74 and their automation): the MPE profile only
         self.per_note_expression = config.profile == "mpe"
@@ -163,7 +183,7 @@ class MidiOutStage:
             old.close()
             self.start()
 
-    def hand_over(self, successor: "MidiOutStage", attach: Callable[["MidiOutStage"], None]) -> None:
+    def hand_over(self, successor: MidiOutStage, attach: Callable[[MidiOutStage], None]) -> None:
         """Silence this stage, start ``successor`` and run ``attach(successor)`` (the caller routes its notes there)
         while holding this stage's lock: a note being sent through this stage finishes first, none starts between."""
         with self._lock:
@@ -211,7 +231,7 @@ class MidiOutStage:
                     if self.owns_sink and callable(getattr(self.sink, "close", None)):
                         self.sink.close()
 
-    def __enter__(self) -> "MidiOutStage":
+    def __enter__(self) -> MidiOutStage:
         self.start()
         return self
 
@@ -245,8 +265,11 @@ class MidiOutStage:
             else:
                 if abs(note.bend_semitones) > self.bend_range_semitones:
                     self.counters["bend_clamped"] += 1
-                self._send(protocol.pitch_bend(channel, semitones=note.bend_semitones,
-                                               bend_range_semitones=self.bend_range_semitones))
+                self._send(
+                    protocol.pitch_bend(
+                        channel, semitones=note.bend_semitones, bend_range_semitones=self.bend_range_semitones
+                    )
+                )
                 self._send(protocol.channel_pressure(channel, note.pressure))
                 self._send(protocol.control_change(channel, protocol.CC_TIMBRE, note.timbre))
             self._send(protocol.note_on(channel, note.pitch, note.velocity))
@@ -267,8 +290,11 @@ class MidiOutStage:
             if kind == "bend":
                 if abs(float(value)) > self.bend_range_semitones:
                     self.counters["bend_clamped"] += 1
-                self._send(protocol.pitch_bend(voice.channel, semitones=float(value),
-                                               bend_range_semitones=self.bend_range_semitones))
+                self._send(
+                    protocol.pitch_bend(
+                        voice.channel, semitones=float(value), bend_range_semitones=self.bend_range_semitones
+                    )
+                )
             else:
                 self._send(protocol.channel_pressure(voice.channel, int(value)))
             self.counters["automation_sent"] += 1

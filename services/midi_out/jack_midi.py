@@ -34,19 +34,28 @@ never take SIGINT/SIGTERM away from the main thread.
 The callback takes the GIL each period (5.3 ms at 256 frames / 48 kHz): it does a bounded amount of work (the
 queue) and never raises (an exception would stop JACK calling it; it is kept in :attr:`JackMidiOutput.error`).
 """
+
 from __future__ import annotations
 
 import collections
 import sys
 import threading
 import time
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 from shared.errors import MidiPortError
 from shared.signals import library_threads_without_signals
 
-__all__ = ["JackMidiOutput", "JackMidiInput", "open_jack_output", "open_jack_input", "jack_midi_ports",
-           "jack_server_answers", "CLOSE_FLUSH_S", "CONNECT_HOLD_CYCLES"]
+__all__ = [
+    "JackMidiOutput",
+    "JackMidiInput",
+    "open_jack_output",
+    "open_jack_input",
+    "jack_midi_ports",
+    "jack_server_answers",
+    "CLOSE_FLUSH_S",
+    "CONNECT_HOLD_CYCLES",
+]
 
 CLOSE_FLUSH_S = 5.0  # the longest close() waits for JACK cycles before it reports what was not delivered
 CONNECT_HOLD_CYCLES = 2  # cycles started after jack_connect returned before the first write
@@ -84,13 +93,13 @@ class JackMidiOutput:
         self._condition = threading.Condition()
         self._waiting = 0
         self._closed = False
-        self._server_gone: Optional[str] = None
+        self._server_gone: str | None = None
         self.sent = 0
         self.written = 0  # written into a cycle's port buffer (callback thread only)
         self.delivered = 0  # written in a cycle that has ended (callback thread only)
         self.cycles = 0  # process callbacks started
         self._hold_until = 0
-        self.error: Optional[str] = None
+        self.error: str | None = None
 
     # ------------------------------------------------------------------ JACK threads
     def _process(self, frames: int) -> None:
@@ -182,17 +191,23 @@ class JackMidiOutput:
 
     def _report_undelivered(self, timeout_s: float) -> None:
         lost = self.sent - self.delivered
-        why = (self._server_gone and f"JACK server gone: {self._server_gone}") or (
-            self.error and f"process callback failed: {self.error}") or "no JACK cycle ran: the server stalled"
-        print(f"MusicHal: {lost} of {self.sent} MIDI messages not delivered to {self.port_name!r} within "
-              f"{timeout_s:g} s ({why})",
-              file=sys.stderr, flush=True)
+        why = (
+            (self._server_gone and f"JACK server gone: {self._server_gone}")
+            or (self.error and f"process callback failed: {self.error}")
+            or "no JACK cycle ran: the server stalled"
+        )
+        print(
+            f"MusicHal: {lost} of {self.sent} MIDI messages not delivered to {self.port_name!r} within "
+            f"{timeout_s:g} s ({why})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "JackMidiOutput":
+    def __enter__(self) -> JackMidiOutput:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -200,12 +215,20 @@ class JackMidiOutput:
 
     def __repr__(self) -> str:
         kind = "virtual" if self.is_virtual else "port"
-        return f"JackMidiOutput({kind} {self.port_name!r}, sent {self.sent}, delivered {self.delivered}" \
-               f"{', closed' if self._closed else ''})"
+        return (
+            f"JackMidiOutput({kind} {self.port_name!r}, sent {self.sent}, delivered {self.delivered}"
+            f"{', closed' if self._closed else ''})"
+        )
 
 
-def open_jack_output(port: Optional[Union[str, int]], *, virtual_name: str, client_name: str,
-                     choose: Callable[[list[str], Union[str, int]], int], connect_port_name: str) -> JackMidiOutput:
+def open_jack_output(
+    port: str | int | None,
+    *,
+    virtual_name: str,
+    client_name: str,
+    choose: Callable[[list[str], str | int], int],
+    connect_port_name: str,
+) -> JackMidiOutput:
     """Open a JACK client with one MIDI output: virtual (``port`` None: readers connect to ``client:virtual_name``)
     or connected to the destination ``choose(destinations, port)`` picks, through our port ``connect_port_name``.
 
@@ -222,8 +245,7 @@ def open_jack_output(port: Optional[Union[str, int]], *, virtual_name: str, clie
                 names = [p.name for p in client.get_ports(is_midi=True, is_input=True)]
                 destination = names[choose(names, port)]
                 own = client.midi_outports.register(connect_port_name)
-        output = JackMidiOutput(client, own, port_name=destination or virtual_name,
-                                is_virtual=destination is None)
+        output = JackMidiOutput(client, own, port_name=destination or virtual_name, is_virtual=destination is None)
         client.set_process_callback(output._process)
         client.set_shutdown_callback(output._shutdown)
         with library_threads_without_signals():
@@ -297,10 +319,10 @@ class JackMidiInput:
         self.messages = 0
         self._on_message = on_message
         self._ignore_sysex = ignore_sysex
-        self._queue: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self.error: Optional[str] = None
+        self.error: str | None = None
         self._thread = threading.Thread(target=self._deliver, name=f"midi-in-{port_name}", daemon=True)
 
     def _process(self, frames: int) -> None:
@@ -343,7 +365,7 @@ class JackMidiInput:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "JackMidiInput":
+    def __enter__(self) -> JackMidiInput:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -353,8 +375,15 @@ class JackMidiInput:
         return f"JackMidiInput({'virtual' if self.is_virtual else 'port'} {self.port_name!r})"
 
 
-def open_jack_input(on_message, port: Optional[Union[str, int]], *, virtual_name: str, client_name: str,
-                    choose: Callable[..., int], ignore_sysex: bool = True) -> JackMidiInput:
+def open_jack_input(
+    on_message,
+    port: str | int | None,
+    *,
+    virtual_name: str,
+    client_name: str,
+    choose: Callable[..., int],
+    ignore_sysex: bool = True,
+) -> JackMidiInput:
     """A virtual JACK MIDI input ``client:virtual_name`` (``port`` None) or one connected from the source
     ``choose(sources, port, "input")`` picks. Raises MidiPortError in one line."""
     jack = _jack()
@@ -366,8 +395,14 @@ def open_jack_input(on_message, port: Optional[Union[str, int]], *, virtual_name
             if port is not None:
                 names = [p.name for p in client.get_ports(is_midi=True, is_output=True)]
                 source = names[choose(names, port, "input")]
-        midi_input = JackMidiInput(client, own, port_name=source or f"{client.name}:{virtual_name}",
-                                   is_virtual=source is None, on_message=on_message, ignore_sysex=ignore_sysex)
+        midi_input = JackMidiInput(
+            client,
+            own,
+            port_name=source or f"{client.name}:{virtual_name}",
+            is_virtual=source is None,
+            on_message=on_message,
+            ignore_sysex=ignore_sysex,
+        )
         client.set_process_callback(midi_input._process)
         with library_threads_without_signals():
             midi_input._thread.start()

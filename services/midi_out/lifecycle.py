@@ -5,21 +5,23 @@ for everything sounding + CC123/CC120 on all channels) to run at interpreter exi
 previous signal handler runs afterwards (SIGINT still raises KeyboardInterrupt, a default SIGTERM still
 terminates the process with the signal's status). Ray actors call ``stage.close()`` from their shutdown hook.
 """
+
 from __future__ import annotations
 
 import atexit
 import os
 import signal
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from shared.errors import ParameterError
 
 __all__ = ["install_exit_panic"]
 
 
-def install_exit_panic(close: Callable[[], None], *,
-                       signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> Callable[[], None]:
+def install_exit_panic(
+    close: Callable[[], None], *, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)
+) -> Callable[[], None]:
     """Run ``close`` (idempotent) at exit and on ``signals``; returns a function that uninstalls it all.
 
     Signal handlers can only be installed from the main thread; elsewhere only the atexit hook is registered.

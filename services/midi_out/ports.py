@@ -8,21 +8,29 @@ Linux, else ALSA; CoreMIDI on macOS; Windows MM on Windows. With JACK, a virtual
 port of this client (connect it with ``jack_connect`` or by opening it from the reader's side).
 Every failure is a :class:`~shared.errors.MidiPortError` with one line that lists the available ports.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Optional, Union
 
 from shared.config import MIDI_APIS
 from shared.errors import MidiPortError, ParameterError
 from shared.signals import library_threads_without_signals
 
-__all__ = ["RtMidiOutput", "RtMidiInput", "compiled_api_names", "resolve_api", "list_output_ports", "choose_port", "open_output", "open_input",
-           "jack_server_running"]
-
+__all__ = [
+    "RtMidiOutput",
+    "RtMidiInput",
+    "compiled_api_names",
+    "resolve_api",
+    "list_output_ports",
+    "choose_port",
+    "open_output",
+    "open_input",
+    "jack_server_running",
+]
 
 
 def _rtmidi():
@@ -74,8 +82,9 @@ def resolve_api(api: str = "auto") -> str:
         else:
             api = compiled[0] if compiled else "alsa"
     if api not in compiled:
-        raise MidiPortError(f"MIDI API {api!r} is not available in this python-rtmidi build; available: "
-                            f"{', '.join(compiled) or 'none'}")
+        raise MidiPortError(
+            f"MIDI API {api!r} is not available in this python-rtmidi build; available: {', '.join(compiled) or 'none'}"
+        )
     return api
 
 
@@ -110,7 +119,7 @@ def list_output_ports(api: str = "auto") -> list[str]:
             midi_out.delete()
 
 
-def choose_port(ports: list[str], port: Union[str, int], what: str = "output") -> int:
+def choose_port(ports: list[str], port: str | int, what: str = "output") -> int:
     if isinstance(port, bool):
         raise ParameterError(f"port must be a name, a substring or an index, got {port!r}")
     if isinstance(port, int) or (isinstance(port, str) and port.strip().isdigit() and port not in ports):
@@ -127,8 +136,9 @@ def choose_port(ports: list[str], port: Union[str, int], what: str = "output") -
         return matches[0]
     if not matches:
         raise MidiPortError(f"MIDI {what} port {port!r} not found; available: {_listing(ports)}")
-    raise MidiPortError(f"MIDI {what} port {port!r} is ambiguous ({len(matches)} matches); "
-                        f"available: {_listing(ports)}")
+    raise MidiPortError(
+        f"MIDI {what} port {port!r} is ambiguous ({len(matches)} matches); available: {_listing(ports)}"
+    )
 
 
 def _listing(ports: list[str]) -> str:
@@ -207,8 +217,13 @@ class RtMidiOutput(_RtMidiPort):
                 return list(self._handle.get_ports())
 
 
-def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, virtual_name: str = "MusicHal",
-                client_name: str = "MusicHal"):
+def open_output(
+    api: str = "auto",
+    port: str | int | None = None,
+    *,
+    virtual_name: str = "MusicHal",
+    client_name: str = "MusicHal",
+):
     """Open the output ``port`` (exact name, unique case-insensitive substring, or index) or, when ``port`` is
     None, create a virtual output named ``virtual_name``.
 
@@ -229,14 +244,21 @@ def open_output(api: str = "auto", port: Optional[Union[str, int]] = None, *, vi
     if api == "jack":
         from services.midi_out.jack_midi import open_jack_output
 
-        return open_jack_output(port, virtual_name=virtual_name, client_name=client_name, choose=choose_port,
-                                connect_port_name=f"{client_name}-out-{os.getpid()}")
+        return open_jack_output(
+            port,
+            virtual_name=virtual_name,
+            client_name=client_name,
+            choose=choose_port,
+            connect_port_name=f"{client_name}-out-{os.getpid()}",
+        )
     midi_out = _new_midi_out(api, client_name)
     with _deleted_on_failure(midi_out, "output", api), library_threads_without_signals():
         if port is None:
             if api == "winmm":
-                raise MidiPortError("Windows MM cannot create virtual MIDI ports; pick an output with --midi-port "
-                                    f"(available: {_listing(list(midi_out.get_ports()))})")
+                raise MidiPortError(
+                    "Windows MM cannot create virtual MIDI ports; pick an output with --midi-port "
+                    f"(available: {_listing(list(midi_out.get_ports()))})"
+                )
             midi_out.open_virtual_port(virtual_name)
             return RtMidiOutput(midi_out, api=api, port_name=virtual_name, is_virtual=True)
         ports = list(midi_out.get_ports())
@@ -255,8 +277,9 @@ class RtMidiInput(_RtMidiPort):
     in bursts of 45: callback mode lost or garbled 29 to 11,208 of them per run, this queue-and-drain design none.
     """
 
-    def __init__(self, midi_in, *, api: str, port_name: str, is_virtual: bool, on_message,
-                 poll_interval_s: float = 0.001) -> None:
+    def __init__(
+        self, midi_in, *, api: str, port_name: str, is_virtual: bool, on_message, poll_interval_s: float = 0.001
+    ) -> None:
         if not callable(on_message):
             raise ParameterError("on_message must be callable")
         if not 0 < poll_interval_s <= 0.1:
@@ -291,9 +314,17 @@ class RtMidiInput(_RtMidiPort):
         super().close()
 
 
-def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = None, *,
-               virtual_name: str = "MusicHal-in", client_name: str = "MusicHal-in",
-               ignore_sysex: bool = True, queue_size: int = 4096, poll_interval_s: float = 0.001) -> RtMidiInput:
+def open_input(
+    on_message,
+    api: str = "auto",
+    port: str | int | None = None,
+    *,
+    virtual_name: str = "MusicHal-in",
+    client_name: str = "MusicHal-in",
+    ignore_sysex: bool = True,
+    queue_size: int = 4096,
+    poll_interval_s: float = 0.001,
+) -> RtMidiInput:
     """Open the input ``port`` (a source: exact name, unique case-insensitive substring, or index) or, when ``port``
     is None, create a virtual input named ``virtual_name`` that sources connect to; every message goes to
     ``on_message(list[int])`` on the input's own thread. Timing clock and active sensing are ignored.
@@ -310,15 +341,23 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
     if api == "jack":
         from services.midi_out.jack_midi import open_jack_input
 
-        return open_jack_input(on_message, port, virtual_name=virtual_name, client_name=client_name,
-                               choose=choose_port, ignore_sysex=ignore_sysex)
+        return open_jack_input(
+            on_message,
+            port,
+            virtual_name=virtual_name,
+            client_name=client_name,
+            choose=choose_port,
+            ignore_sysex=ignore_sysex,
+        )
     midi_in = _new_rtmidi("MidiIn", api, client_name, queue_size_limit=int(queue_size))
     with _deleted_on_failure(midi_in, "input", api), library_threads_without_signals():
         midi_in.ignore_types(sysex=ignore_sysex, timing=True, active_sense=True)
         if port is None:
             if api == "winmm":
-                raise MidiPortError("Windows MM cannot create virtual MIDI ports; pick an input port "
-                                    f"(available: {_listing(list(midi_in.get_ports()))})")
+                raise MidiPortError(
+                    "Windows MM cannot create virtual MIDI ports; pick an input port "
+                    f"(available: {_listing(list(midi_in.get_ports()))})"
+                )
             midi_in.open_virtual_port(virtual_name)
             port_name, is_virtual = (f"{client_name}:{virtual_name}" if api == "jack" else virtual_name), True
         else:
@@ -326,5 +365,11 @@ def open_input(on_message, api: str = "auto", port: Optional[Union[str, int]] = 
             index = choose_port(ports, port, "input")
             midi_in.open_port(index, name=virtual_name)
             port_name, is_virtual = ports[index], False
-        return RtMidiInput(midi_in, api=api, port_name=port_name, is_virtual=is_virtual, on_message=on_message,
-                           poll_interval_s=poll_interval_s)
+        return RtMidiInput(
+            midi_in,
+            api=api,
+            port_name=port_name,
+            is_virtual=is_virtual,
+            on_message=on_message,
+            poll_interval_s=poll_interval_s,
+        )

@@ -10,6 +10,7 @@ and its member channels are indices 1..N.
 >>> mpe_configuration_message(15)[:3]
 [[176, 101, 0], [176, 100, 6], [176, 6, 15]]
 """
+
 from __future__ import annotations
 
 from shared.errors import ParameterError

@@ -8,13 +8,14 @@ beat at 120 bpm (one tick ≈ 0.52 ms). Tick positions are rounded from absolute
 >>> [m.bytes() for m in rec.to_midi_file().tracks[0] if not m.is_meta]
 [[145, 60, 100], [129, 60, 0]]
 """
+
 from __future__ import annotations
 
 import io
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mido
 
@@ -37,8 +38,13 @@ class SmfRecorder:
         Time source used when :meth:`record` is called without ``t``.
     """
 
-    def __init__(self, *, ticks_per_beat: int = 960, tempo_us_per_beat: int = 500_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        ticks_per_beat: int = 960,
+        tempo_us_per_beat: int = 500_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not 24 <= ticks_per_beat <= 32767:
             raise ParameterError(f"ticks_per_beat must be in 24..32767, got {ticks_per_beat}")
         if not 1 <= tempo_us_per_beat <= 0xFFFFFF:

@@ -4,23 +4,30 @@
 :class:`~services.midi_out.engine.MidiOutStage` into an in-memory :class:`~services.midi_out.recorder.SmfRecorder`,
 so the note messages equal the live recording byte for byte (see :func:`services.oracle.player.replay.replay_session`).
 """
+
 from __future__ import annotations
 
 import heapq
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any
 
-from shared.config import MusicHalConfig
-from shared.messages import NoteEvent
 from services.midi_out.engine import ListSink, MidiOutStage
 from services.midi_out.recorder import SmfRecorder
 from services.midi_out.scheduler import NOTE_OFF, NOTE_ON, note_actions
+from shared.config import MusicHalConfig
+from shared.messages import NoteEvent
 
 __all__ = ["render_notes"]
 
 
-def render_notes(notes: list[NoteEvent], config: MusicHalConfig, *, t_start: float, controls: list[dict[str, Any]] = (),
-                 t_end: Optional[float] = None):
+def render_notes(
+    notes: list[NoteEvent],
+    config: MusicHalConfig,
+    *,
+    t_start: float,
+    controls: list[dict[str, Any]] = (),
+    t_end: float | None = None,
+):
     """Play ``notes`` like the live MIDI-out would, into an in-memory recorder; returns the :class:`SmfRecorder`.
 
     Order: start (panic + profile setup) at ``t_start``; then note-ons, expression automation and note-offs by due
@@ -53,8 +60,9 @@ def render_notes(notes: list[NoteEvent], config: MusicHalConfig, *, t_start: flo
                     stage.panic()
             else:
                 stage.close()
-                stage = MidiOutStage(replace(midi, profile=change["value"]), ListSink(), recorder=recorder,
-                                     clock=lambda: clock["t"])
+                stage = MidiOutStage(
+                    replace(midi, profile=change["value"]), ListSink(), recorder=recorder, clock=lambda: clock["t"]
+                )
                 stage.start()
         clock["t"] = due
         if action == NOTE_ON:

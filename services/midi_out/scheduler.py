@@ -30,13 +30,15 @@ True
 >>> scheduler.stats()["late"]
 2
 """
+
 from __future__ import annotations
 
 import heapq
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +93,14 @@ class NoteScheduler:
         How many recent scheduling errors are kept for :meth:`stats`.
     """
 
-    def __init__(self, stage: Any, *, clock: Callable[[], float] = time.monotonic,
-                 late_tolerance_ms: float = 1.0, max_error_samples: int = 100_000) -> None:
+    def __init__(
+        self,
+        stage: Any,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        late_tolerance_ms: float = 1.0,
+        max_error_samples: int = 100_000,
+    ) -> None:
         for name in ("note_on", "note_off", "panic"):
             if not callable(getattr(stage, name, None)):
                 raise ParameterError(f"stage must have a {name}() method")
@@ -108,19 +116,26 @@ class NoteScheduler:
         self._seq = 0
         self._running = False
         self._busy = False
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._errors_s: deque[float] = deque(maxlen=max_error_samples)
-        self.sent_log: Optional[list[tuple[float, float, str, int]]] = None  # (due, actual, action, note_id) if enabled
-        self.counters: dict[str, int] = {"scheduled": 0, "sent": 0, "late": 0, "late_on_arrival": 0,
-                                         "dropped_on_stop": 0, "errors": 0, "automation_sent": 0,
-                                         "automation_dropped": 0}
+        self.sent_log: list[tuple[float, float, str, int]] | None = None  # (due, actual, action, note_id) if enabled
+        self.counters: dict[str, int] = {
+            "scheduled": 0,
+            "sent": 0,
+            "late": 0,
+            "late_on_arrival": 0,
+            "dropped_on_stop": 0,
+            "errors": 0,
+            "automation_sent": 0,
+            "automation_dropped": 0,
+        }
         for kind in NOTE_KINDS:
             self.counters.update({f"{kind}_notes": 0, f"{kind}_late_on_arrival": 0, f"{kind}_late": 0})
         self._automates = callable(getattr(stage, "automate", None))
-        self.last_error: Optional[BaseException] = None
+        self.last_error: BaseException | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
-    def start(self) -> "NoteScheduler":
+    def start(self) -> NoteScheduler:
         with self._condition:
             if self._running:
                 return self
@@ -143,7 +158,7 @@ class NoteScheduler:
         if panic:
             self.stage.panic()
 
-    def __enter__(self) -> "NoteScheduler":
+    def __enter__(self) -> NoteScheduler:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -21,6 +21,7 @@ round trips, and down/probe/resume — after the encoder dies every event is ans
 ``ping`` goes out now and then, and the first answer resumes sending. Clocks: everything here is on this (the
 head's) node's clock; from the encoder only durations (``stamps["encode_s"]``) are used.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,22 +29,22 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any
 
 import ray
 
+from services.encoder.fallback import early_view, traditional_stage
+from services.oracle.memory.corpus import load_corpora
+from services.oracle.memory.store import OracleMemory
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.session import SessionLog, make_stage
+from services.ray_support import current_node_id
 from shared.config import MusicHalConfig
 from shared.errors import MusicHalError, ParameterError, RingBufferError
 from shared.message_ring import MessageRing
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
-from services.encoder.fallback import early_view, traditional_stage
-from services.oracle.memory.corpus import load_corpora
-from services.oracle.player.live import LiveOracle
-from services.oracle.player.session import SessionLog, make_stage
-from services.oracle.memory.store import OracleMemory
-from services.ray_support import current_node_id
 
 __all__ = ["OracleActor"]
 
@@ -54,9 +55,17 @@ def _is_cancelled(error: BaseException) -> bool:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class OracleActor:
-    def __init__(self, config: MusicHalConfig, rings: dict[str, str], *, model_path: Any = None,
-                 encoder: Any = None, checkpoint_path: Optional[str] = None, session_log: Optional[str] = None,
-                 encoder_rate_hz: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        config: MusicHalConfig,
+        rings: dict[str, str],
+        *,
+        model_path: Any = None,
+        encoder: Any = None,
+        checkpoint_path: str | None = None,
+        session_log: str | None = None,
+        encoder_rate_hz: int | None = None,
+    ) -> None:
         self.config = config
         self.node_id = current_node_id()
         self.model_path = model_path
@@ -75,7 +84,9 @@ class OracleActor:
         self._warm_up(config)
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleMemory(config, model=model_parts)
-        self.session = SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
+        self.session = (
+            SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
+        )
         # every decision; the actor moves messages (steps after a percept are decided at the clock's time)
         self.live = LiveOracle(config, self.stage, session=self.session, clock=time.monotonic)
         self.audio = AudioRing.attach(rings["audio"])
@@ -89,10 +100,13 @@ class OracleActor:
         from services.encoder.remote import RemoteEncoderLink
 
         cluster = config.cluster
-        self.link = RemoteEncoderLink(max_in_flight=cluster.max_events_in_flight,
-                                      floor_s=cluster.encoder_deadline_floor_ms / 1000.0,
-                                      ceiling_s=cluster.encoder_deadline_ms / 1000.0, miss_limit=cluster.encoder_miss_limit,
-                                      probe_interval_s=cluster.encoder_probe_ms / 1000.0)
+        self.link = RemoteEncoderLink(
+            max_in_flight=cluster.max_events_in_flight,
+            floor_s=cluster.encoder_deadline_floor_ms / 1000.0,
+            ceiling_s=cluster.encoder_deadline_ms / 1000.0,
+            miss_limit=cluster.encoder_miss_limit,
+            probe_interval_s=cluster.encoder_probe_ms / 1000.0,
+        )
         self._calls: dict[Any, int] = {}  # in-flight encode ref -> event id (expired, cancelled ones included)
         self._refs: dict[int, Any] = {}  # event id -> its encode call, while the event waits for it
         self._probe: Any = None
@@ -104,13 +118,28 @@ class OracleActor:
         self._warm_up_remote_path(config)
         self._warm_up_early(config)
         self.latency = LatencyRecorder()
-        self.counters = {"events": 0, "early_events": 0, "percepts": 0, "late_percepts": 0, "encoder_misses": 0,
-                         "fallback_local": 0, "fallback_autonomous": 0, "dropped_in_flight": 0, "notes": 0,
-                         "checkpoints": 0, "encoder_lost_periods": 0, "notes_while_lost": 0, "gated": 0, "controls": 0,
-                         "answered_while_down": 0, "encoder_deaths": 0, "cancelled": 0}
+        self.counters = {
+            "events": 0,
+            "early_events": 0,
+            "percepts": 0,
+            "late_percepts": 0,
+            "encoder_misses": 0,
+            "fallback_local": 0,
+            "fallback_autonomous": 0,
+            "dropped_in_flight": 0,
+            "notes": 0,
+            "checkpoints": 0,
+            "encoder_lost_periods": 0,
+            "notes_while_lost": 0,
+            "gated": 0,
+            "controls": 0,
+            "answered_while_down": 0,
+            "encoder_deaths": 0,
+            "cancelled": 0,
+        }
         self.encoder_lost = False
-        self.last_encoder_node: Optional[str] = None
-        self.error: Optional[str] = None
+        self.last_encoder_node: str | None = None
+        self.error: str | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._last_checkpoint = time.monotonic()
@@ -127,10 +156,24 @@ class OracleActor:
         scratch = LiveOracle(config, OracleMemory(config, background=False))
         rng = np.random.default_rng(0)
         for i in range(8):
-            descriptors = EventDescriptors(onset_s=i * 0.5, duration_s=0.5, rms=0.1, velocity=64, f0_hz=220.0 * (1 + i % 3),
-                                           f0_confidence=0.9, chroma_peaks=(i % 12,))
-            scratch.on_percept(Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32),
-                                       descriptors=descriptors), float(i))
+            descriptors = EventDescriptors(
+                onset_s=i * 0.5,
+                duration_s=0.5,
+                rms=0.1,
+                velocity=64,
+                f0_hz=220.0 * (1 + i % 3),
+                f0_confidence=0.9,
+                chroma_peaks=(i % 12,),
+            )
+            scratch.on_percept(
+                Percept(
+                    event_id=i,
+                    token=i % 3,
+                    features=rng.standard_normal(22).astype(np.float32),
+                    descriptors=descriptors,
+                ),
+                float(i),
+            )
             scratch.learn_queued()
             scratch.tick(float(i) + 0.5)
 
@@ -160,8 +203,9 @@ class OracleActor:
         n = max(64, int(config.segmenter.early_ms * sr / 1000) or int(0.06 * sr))
         tone = (0.1 * np.sin(2 * np.pi * 220.0 * np.arange(n) / sr)).astype(np.float32)
         try:
-            early_view(Event(event_id=0, onset_sample=0, window_start=0, window_end=n, sample_rate_hz=sr, early=True),
-                       tone)
+            early_view(
+                Event(event_id=0, onset_sample=0, window_start=0, window_end=n, sample_rate_hz=sr, early=True), tone
+            )
         except MusicHalError:
             pass
 
@@ -316,7 +360,7 @@ class OracleActor:
             self.counters["late_percepts"] += 1
             self._encoder_back(percept)
 
-    def _take_waiting(self, event_id: int) -> Optional[Event]:
+    def _take_waiting(self, event_id: int) -> Event | None:
         """Take an event off the decision object's waiting list (it is answered here, not by its percept)."""
         self._refs.pop(event_id, None)
         with self._lock:
@@ -418,9 +462,11 @@ class OracleActor:
             with self._lock:
                 self.live.take(event.event_id)  # nothing will answer it; the player keeps its own clock
             self.counters["fallback_autonomous"] += 1
-        self.recent_fallbacks.append((time.monotonic(), event.t_detected, "local" if percept is not None else "autonomous"))
+        self.recent_fallbacks.append(
+            (time.monotonic(), event.t_detected, "local" if percept is not None else "autonomous")
+        )
 
-    def _answer(self, percept: Percept, *, event: Optional[Event] = None) -> None:
+    def _answer(self, percept: Percept, *, event: Event | None = None) -> None:
         now = time.monotonic()
         with self._lock:
             if event is None:
@@ -459,7 +505,7 @@ class OracleActor:
             self.checkpoint()
 
     # ------------------------------------------------------------------ control
-    def checkpoint(self, path: Optional[str] = None) -> Optional[str]:
+    def checkpoint(self, path: str | None = None) -> str | None:
         path = path or self.checkpoint_path
         if not path:
             return None
@@ -496,12 +542,25 @@ class OracleActor:
         remote = None
         if self.encoder is not None:
             sent = self.payload["windows_sent"]
-            remote = {**self.link.summary(), **self.payload, "window_rate_hz": self.encoder_rate_hz,
-                      "down_since": self.link.down_since, "recent_fallbacks": list(self.recent_fallbacks),
-                      "bytes_per_event": round(self.payload["bytes_sent"] / sent, 1) if sent else None}
-        return {"stage": "oracle", "node_id": self.node_id, "counters": counters, "latency_ms": self.latency.summary(),
-                "encoder_lost": self.encoder_lost, "encoder_node": self.last_encoder_node, "error": self.error,
-                "control": control, "remote_encoder": remote}
+            remote = {
+                **self.link.summary(),
+                **self.payload,
+                "window_rate_hz": self.encoder_rate_hz,
+                "down_since": self.link.down_since,
+                "recent_fallbacks": list(self.recent_fallbacks),
+                "bytes_per_event": round(self.payload["bytes_sent"] / sent, 1) if sent else None,
+            }
+        return {
+            "stage": "oracle",
+            "node_id": self.node_id,
+            "counters": counters,
+            "latency_ms": self.latency.summary(),
+            "encoder_lost": self.encoder_lost,
+            "encoder_node": self.last_encoder_node,
+            "error": self.error,
+            "control": control,
+            "remote_encoder": remote,
+        }
 
     def stop(self, *, checkpoint: bool = True) -> dict[str, Any]:
         self._stop.set()

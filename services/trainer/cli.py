@@ -1,4 +1,5 @@
 """``musichal-train``: learn a model offline from audio files (see ``--help``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from shared.config import MusicHalConfig
 from shared.errors import MusicHalError, ParameterError
@@ -36,29 +37,49 @@ nothing is usable the exit status is 1 and no model is written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="musichal-train", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="musichal-train", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--file", action="append", default=[], help="an audio file (repeatable)")
-    parser.add_argument("--dir", action="append", default=[], help="a folder searched recursively for wav/flac/ogg/mp3/aiff")
-    parser.add_argument("--output", default="model.json", help="model path (model.json + model.safetensors + model.stats.json)")
+    parser.add_argument(
+        "--dir", action="append", default=[], help="a folder searched recursively for wav/flac/ogg/mp3/aiff"
+    )
+    parser.add_argument(
+        "--output", default="model.json", help="model path (model.json + model.safetensors + model.stats.json)"
+    )
     parser.add_argument("--hybrid-perception", action="store_true", help="keep both traditional and wav2vec views")
     parser.add_argument("--wav2vec", action="store_true", help="use Wav2Vec 2.0 features")
     parser.add_argument("--wav2vec-model", default=None, help="checkpoint name or local directory")
     parser.add_argument("--gpu", action="store_true", help="use a GPU for wav2vec if there is one")
     parser.add_argument("--vocabulary-size", type=int, default=64, help="tokens per quantizer (default 64)")
-    parser.add_argument("--threshold", default="auto", help="Audio Oracle distance threshold, or 'auto' (Information Rate)")
-    parser.add_argument("--workers", type=int, default=None, help="Ray workers, one core each: units of work in flight, "
-                        "thread pools pinned to one thread (default: the cluster's CPUs)")
+    parser.add_argument(
+        "--threshold", default="auto", help="Audio Oracle distance threshold, or 'auto' (Information Rate)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Ray workers, one core each: units of work in flight, "
+        "thread pools pinned to one thread (default: the cluster's CPUs)",
+    )
     parser.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default=None, help="TOML config file")
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--cache-dir", default=None,
-                        help="feature shards + hash index (default: <output stem>.cache/; shared by every node on a cluster)")
-    parser.add_argument("--skip-unreadable", action="store_true",
-                        help="skip (and list) files a worker cannot open instead of failing")
-    parser.add_argument("--task-timeout", type=float, default=None,
-                        help="seconds before a unit of work is cancelled and rescheduled (default: [trainer] task_timeout_s)")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature shards + hash index (default: <output stem>.cache/; shared by every node on a cluster)",
+    )
+    parser.add_argument(
+        "--skip-unreadable", action="store_true", help="skip (and list) files a worker cannot open instead of failing"
+    )
+    parser.add_argument(
+        "--task-timeout",
+        type=float,
+        default=None,
+        help="seconds before a unit of work is cancelled and rescheduled (default: [trainer] task_timeout_s)",
+    )
     return parser
 
 
@@ -107,12 +128,28 @@ class _Progress:
             self.progress = None
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.progress = Progress(TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                                 TextColumn("{task.fields[events]} events"), TextColumn("{task.fields[rate]}"),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
+        self.progress = Progress(
+            TextColumn("analysing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files"),
+            TextColumn("{task.fields[events]} events"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
         self.task = self.progress.add_task("files", total=total_files, events=0, rate="")
         self.progress.start()
 
@@ -138,17 +175,26 @@ def print_summary(result: Any) -> None:
     table = Table(title=f"musichal-train → {result.output}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("files", f"{len(training['files'])} used, {len(training['skipped'])} skipped "
-                           f"({stats['cache']['hits']} from cache)")
+    table.add_row(
+        "files",
+        f"{len(training['files'])} used, {len(training['skipped'])} skipped ({stats['cache']['hits']} from cache)",
+    )
     table.add_row("audio", f"{training['audio_seconds'] / 3600.0:.4f} h")
     table.add_row("events", str(training["events"]))
     for view, usage in training["vocabulary_usage"].items():
-        table.add_row(f"vocabulary ({view})", f"{usage['used']} used, entropy {usage['entropy_bits']:.2f} bits, "
-                                              f"perplexity {usage['perplexity']:.1f}")
-    table.add_row("threshold", f"{training['threshold']:.4g} ({training['threshold_source']}), IR {training['information_rate']:.2f}")
+        table.add_row(
+            f"vocabulary ({view})",
+            f"{usage['used']} used, entropy {usage['entropy_bits']:.2f} bits, perplexity {usage['perplexity']:.1f}",
+        )
+    table.add_row(
+        "threshold",
+        f"{training['threshold']:.4g} ({training['threshold_source']}), IR {training['information_rate']:.2f}",
+    )
     table.add_row("time per stage", ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stats["timings"].items()))
     table.add_row("speed", f"{stats['audio_hours_per_hour']:.1f} audio-hours per hour")
-    table.add_row("nodes", ", ".join(f"{node[:12] or '?'}: {n} file(s)" for node, n in sorted(stats["files_per_node"].items())))
+    table.add_row(
+        "nodes", ", ".join(f"{node[:12] or '?'}: {n} file(s)" for node, n in sorted(stats["files_per_node"].items()))
+    )
     for skipped in training["skipped"]:
         table.add_row("skipped", f"{skipped['name']}: {skipped['reason']}")
     for skipped in stats.get("unreadable_skipped", []):
@@ -171,7 +217,7 @@ def _fail_if_nothing_readable(paths: list[Path]) -> None:
     raise ParameterError(f"nothing usable to train on ({len(paths)} file(s) skipped: {'; '.join(reasons)})")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started_ray = False
     try:
@@ -194,10 +240,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         started_ray = ensure_ray(address=args.ray_address, num_cpus=args.workers)
         progress = _Progress(len(paths), quiet=args.quiet)
         try:
-            result = train(paths, config=config, output=args.output, threshold=threshold, cache_dir=args.cache_dir,
-                           analyze_many=partial(ray_analyze_many, workers=args.workers, gpu=args.gpu), progress=progress,
-                           map_groups=partial(ray_map, config=config, workers=args.workers),
-                           extra_stats={"workers": args.workers, "ray_address": args.ray_address})
+            result = train(
+                paths,
+                config=config,
+                output=args.output,
+                threshold=threshold,
+                cache_dir=args.cache_dir,
+                analyze_many=partial(ray_analyze_many, workers=args.workers, gpu=args.gpu),
+                progress=progress,
+                map_groups=partial(ray_map, config=config, workers=args.workers),
+                extra_stats={"workers": args.workers, "ray_address": args.ray_address},
+            )
         finally:
             progress.stop()
         if not args.quiet:

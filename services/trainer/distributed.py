@@ -14,23 +14,31 @@ own ``max_retries``; encoder actors restart, ``max_restarts=-1``, and Ray reruns
 naming the files. Shards are written atomically under content keys, so a unit that ran twice writes the
 same bytes.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import ray
 import ray.exceptions as rex
 
+from services.ray_support import current_node_id
+from services.trainer.analysis import (
+    analyze_batch,
+    encode_pending,
+    feature_settings,
+    make_perception,
+    segment_batch,
+    segmentation_config,
+)
+from services.trainer.schedule import Retry, run_units
+from services.trainer.shards import FileOutcome
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
-from services.ray_support import current_node_id
-from services.trainer.analysis import (analyze_batch, encode_pending, feature_settings, make_perception, segment_batch,
-                                       segmentation_config)
-from services.trainer.shards import FileOutcome
-from services.trainer.schedule import Retry, run_units
 
 __all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]
 
@@ -38,12 +46,20 @@ __all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]
 ENCODER_NAME_PREFIX = "musichal-train-encoder-"
 _PERCEPTIONS: dict[str, Any] = {}  # per worker process: the perception for a config (cheap for traditional)
 #: A unit's worker, actor or node went away: run the unit again.
-_LOST = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError, rex.OwnerDiedError,
-         rex.TaskCancelledError, rex.LocalRayletDiedError, rex.ObjectReconstructionFailedError,
-         rex.ActorUnavailableError)
+_LOST = (
+    rex.RayActorError,
+    rex.WorkerCrashedError,
+    rex.NodeDiedError,
+    rex.ObjectLostError,
+    rex.OwnerDiedError,
+    rex.TaskCancelledError,
+    rex.LocalRayletDiedError,
+    rex.ObjectReconstructionFailedError,
+    rex.ActorUnavailableError,
+)
 
 
-def ensure_ray(*, address: Optional[str] = None, num_cpus: Optional[int] = None) -> bool:
+def ensure_ray(*, address: str | None = None, num_cpus: int | None = None) -> bool:
     """Start (or join) Ray unless it is already up; returns True when this call started it (shut it down later)."""
     if ray.is_initialized():
         return False
@@ -57,14 +73,26 @@ def ensure_ray(*, address: Optional[str] = None, num_cpus: Optional[int] = None)
         from services.ray_support import loopback_only
 
         with loopback_only():  # listen on 127.0.0.1 only (see services.ray_support.loopback_only)
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                     _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+                configure_logging=False,
+            )
     return True
 
 
 #: The thread-pool settings of numpy's BLAS, OpenMP, numba and torch: a worker uses exactly the CPUs Ray gave it.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -100,7 +128,7 @@ _ONE_CPU = {"env_vars": thread_env(1)}
 
 
 @ray.remote(num_cpus=1, max_retries=3, runtime_env=_ONE_CPU)
-def _analyze_task(items: list[tuple[Any, ...]], config: MusicHalConfig, cache_dir: Optional[str]) -> list[FileOutcome]:
+def _analyze_task(items: list[tuple[Any, ...]], config: MusicHalConfig, cache_dir: str | None) -> list[FileOutcome]:
     pin_threads(1)
     key = repr(config)
     perception = _PERCEPTIONS.get(key)
@@ -116,8 +144,9 @@ def _map_task(fn: Callable[..., Any], arguments: tuple) -> Any:
 
 
 @ray.remote(num_cpus=1, max_retries=3, num_returns=2, runtime_env=_ONE_CPU)
-def _segment_task(items: list[tuple[Any, ...]], config: MusicHalConfig, settings: dict[str, Any],
-                  cache_dir: str) -> tuple[list[FileOutcome], list[dict]]:
+def _segment_task(
+    items: list[tuple[Any, ...]], config: MusicHalConfig, settings: dict[str, Any], cache_dir: str
+) -> tuple[list[FileOutcome], list[dict]]:
     """The wav2vec path's CPU stage: decode, segment, descriptors, traditional view; windows to the encoders."""
     pin_threads(1)
     stage_config = segmentation_config(config)
@@ -125,8 +154,14 @@ def _segment_task(items: list[tuple[Any, ...]], config: MusicHalConfig, settings
     perception = _PERCEPTIONS.get(key)
     if perception is None:
         perception = _PERCEPTIONS[key] = make_perception(stage_config, torch_threads=1)
-    return segment_batch(items, config=stage_config, perception=perception, settings=settings, cache_dir=cache_dir,
-                         node=current_node_id())
+    return segment_batch(
+        items,
+        config=stage_config,
+        perception=perception,
+        settings=settings,
+        cache_dir=cache_dir,
+        node=current_node_id(),
+    )
 
 
 @ray.remote(max_restarts=-1, max_task_retries=3)  # Ray reruns a lost call on the restarted actor
@@ -147,8 +182,15 @@ class _EncoderWorker:
         return self.settings
 
     def encode(self, summaries: list[FileOutcome], payloads: list[dict], cache_dir: str) -> list[FileOutcome]:
-        return encode_pending(summaries, payloads, perception=self.perception, settings=self.settings,
-                              cache_dir=cache_dir, sample_rate_hz=self.config.audio.sample_rate_hz, node=self.node)
+        return encode_pending(
+            summaries,
+            payloads,
+            perception=self.perception,
+            settings=self.settings,
+            cache_dir=cache_dir,
+            sample_rate_hz=self.config.audio.sample_rate_hz,
+            node=self.node,
+        )
 
     def analyze(self, items: list[tuple[Any, ...]], cache_dir: str) -> list[FileOutcome]:
         """Both stages in this process (encoders on CPUs: the worker's core decodes, segments and encodes, and
@@ -156,18 +198,24 @@ class _EncoderWorker:
         stage_config = segmentation_config(self.config)
         if self.segmenting is None:
             self.segmenting = make_perception(stage_config, torch_threads=self.threads)
-        summaries, payloads = segment_batch(items, config=stage_config, perception=self.segmenting,
-                                            settings=self.settings, cache_dir=cache_dir, node=self.node)
+        summaries, payloads = segment_batch(
+            items,
+            config=stage_config,
+            perception=self.segmenting,
+            settings=self.settings,
+            cache_dir=cache_dir,
+            node=self.node,
+        )
         pending = [o for o in summaries if o.pending]
         done = {o.index: o for o in self.encode(pending, payloads, cache_dir)} if pending else {}
         return [done.get(o.index, o) if o.pending else o for o in summaries]
 
 
-def _batches(items: list[tuple[Any, ...]], workers: int, batch_files: Optional[int]) -> list[list[tuple[Any, ...]]]:
+def _batches(items: list[tuple[Any, ...]], workers: int, batch_files: int | None) -> list[list[tuple[Any, ...]]]:
     # small units (at most 4 files, about 8 per worker): the last round leaves a worker idle for at most one
     # small unit, and a task's overhead (a few ms) stays far below a file's analysis
     size = batch_files or max(1, min(4, math.ceil(len(items) / (8 * workers))))
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _ready(handles: list[Any], wait_s: float) -> list[Any]:
@@ -194,10 +242,18 @@ def _describe_batch(batch: list[tuple[Any, ...]]) -> str:
     return ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
 
 
-def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, cache_dir: Optional[str],
-                     progress: Callable[[FileOutcome], None], workers: Optional[int] = None, gpu: bool = False,
-                     batch_files: Optional[int] = None, split_stages: Optional[bool] = None,
-                     clock: Callable[[], float] = time.monotonic) -> list[FileOutcome]:
+def ray_analyze_many(
+    items: list[tuple[Any, ...]],
+    *,
+    config: MusicHalConfig,
+    cache_dir: str | None,
+    progress: Callable[[FileOutcome], None],
+    workers: int | None = None,
+    gpu: bool = False,
+    batch_files: int | None = None,
+    split_stages: bool | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[FileOutcome]:
     """Analyse ``items`` on the running Ray cluster with at most ``workers`` batches in flight.
 
     With ``config.features.kind == "wav2vec"`` a pool of ``workers`` encoder actors (one per GPU with ``gpu``)
@@ -219,10 +275,17 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
             progress(outcome)
             outcomes.append(outcome)
 
-    common = {"ready": _ready, "on_result": take, "clock": clock, "timeout_s": config.trainer.task_timeout_s,
-              "max_attempts": config.trainer.max_attempts, "describe": _describe_batch}
+    common = {
+        "ready": _ready,
+        "on_result": take,
+        "clock": clock,
+        "timeout_s": config.trainer.task_timeout_s,
+        "max_attempts": config.trainer.max_attempts,
+        "describe": _describe_batch,
+    }
     config_ref = ray.put(config)
     if config.features.kind != "wav2vec":
+
         def submit(batch: list[tuple[Any, ...]]) -> Any:
             return _analyze_task.options(scheduling_strategy="SPREAD").remote(batch, config_ref, cache_dir)
 
@@ -245,8 +308,12 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
     threads = 2 if on_gpu else 1
     options["runtime_env"] = {"env_vars": thread_env(threads)}
     run = f"{os.getpid()}-{time.monotonic_ns()}"
-    actors = [_EncoderWorker.options(**options, scheduling_strategy="SPREAD", name=f"{ENCODER_NAME_PREFIX}{run}-{i}")
-              .remote(config, threads) for i in range(count)]
+    actors = [
+        _EncoderWorker.options(**options, scheduling_strategy="SPREAD", name=f"{ENCODER_NAME_PREFIX}{run}-{i}").remote(
+            config, threads
+        )
+        for i in range(count)
+    ]
     free = list(actors)
     owner: dict[Any, Any] = {}
     payload_of: dict[Any, Any] = {}
@@ -264,7 +331,8 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
             return handle
         if unit[0] == "cpu":
             summaries_ref, payloads_ref = _segment_task.options(scheduling_strategy="SPREAD").remote(
-                unit[1], config_ref, settings_ref, cache_dir)
+                unit[1], config_ref, settings_ref, cache_dir
+            )
             payload_of[summaries_ref] = payloads_ref
             return summaries_ref
         actor = actor if actor is not None else free.pop()
@@ -292,7 +360,7 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
             pass
         return handle
 
-    def take_stage(index: int, value: Any) -> Optional[list]:
+    def take_stage(index: int, value: Any) -> list | None:
         unit = units[index]
         if unit[0] in ("enc", "both"):
             take(index, value)
@@ -308,12 +376,22 @@ def ray_analyze_many(items: list[tuple[Any, ...]], *, config: MusicHalConfig, ca
     try:
         settings = _get_settings(actors[0], config.trainer.task_timeout_s)
         settings_ref = ray.put(settings)
-        run_units(units, slots=slots, total=None if on_gpu or not split else workers, pool=stage,
-                  submit=submit_unit,
-                  result=result_unit, restart=restart_unit,
-                  **{**common, "on_result": take_stage,
-                     "describe": lambda unit: _describe_batch(unit[1]) if unit[0] != "enc"
-                     else ", ".join(o.name for o in unit[1][:3])})
+        run_units(
+            units,
+            slots=slots,
+            total=None if on_gpu or not split else workers,
+            pool=stage,
+            submit=submit_unit,
+            result=result_unit,
+            restart=restart_unit,
+            **{
+                **common,
+                "on_result": take_stage,
+                "describe": lambda unit: (
+                    _describe_batch(unit[1]) if unit[0] != "enc" else ", ".join(o.name for o in unit[1][:3])
+                ),
+            },
+        )
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -327,8 +405,14 @@ def _get_settings(actor: Any, timeout_s: float) -> dict[str, Any]:
         raise ParameterError(f"the wav2vec encoder did not load within {timeout_s:g} s") from None
 
 
-def ray_map(fn: Callable[..., Any], arguments: list[tuple], *, config: MusicHalConfig,
-            workers: Optional[int] = None, clock: Callable[[], float] = time.monotonic) -> list[Any]:
+def ray_map(
+    fn: Callable[..., Any],
+    arguments: list[tuple],
+    *,
+    config: MusicHalConfig,
+    workers: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Any]:
     """``[fn(*args) for args in arguments]`` as Ray tasks (at most ``workers`` in flight), results in order."""
     workers = int(workers or cluster_cpus())
     results: list[Any] = [None] * len(arguments)
@@ -343,7 +427,17 @@ def ray_map(fn: Callable[..., Any], arguments: list[tuple], *, config: MusicHalC
     def store(index: int, value: Any) -> None:
         results[index] = value
 
-    run_units(arguments, slots=workers, submit=submit, ready=_ready, result=_get, restart=restart, on_result=store,
-              clock=clock, timeout_s=config.trainer.task_timeout_s, max_attempts=config.trainer.max_attempts,
-              describe=lambda args: f"{fn.__name__} over {len(args[1])} file(s)")
+    run_units(
+        arguments,
+        slots=workers,
+        submit=submit,
+        ready=_ready,
+        result=_get,
+        restart=restart,
+        on_result=store,
+        clock=clock,
+        timeout_s=config.trainer.task_timeout_s,
+        max_attempts=config.trainer.max_attempts,
+        describe=lambda args: f"{fn.__name__} over {len(args[1])} file(s)",
+    )
     return results

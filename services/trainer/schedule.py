@@ -7,10 +7,12 @@ restarted (``restart`` cancels and resubmits) up to ``max_attempts`` times, then
 Results are handed to ``on_result`` as they finish; callers restore corpus order themselves. The clock is
 injected so the timing logic is tested with a fake clock.
 """
+
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 
 from shared.errors import ParameterError
 
@@ -21,12 +23,22 @@ class Retry(Exception):
     """Raised by ``result`` when a unit's worker was lost (the unit is run again)."""
 
 
-def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: Callable[[Any], Hashable],
-              ready: Callable[[list[Hashable], float], list[Hashable]], result: Callable[[Hashable], Any],
-              restart: Callable[[Hashable, Any], Hashable], on_result: Callable[[int, Any], Optional[Sequence[Any]]],
-              clock: Callable[[], float], timeout_s: float, max_attempts: int,
-              describe: Callable[[Any], str] = str, pool: Callable[[Any], str] = lambda unit: "",
-              total: Optional[int] = None) -> dict[str, int]:
+def run_units(
+    units: Sequence[Any],
+    *,
+    slots: int | Mapping[str, int],
+    submit: Callable[[Any], Hashable],
+    ready: Callable[[list[Hashable], float], list[Hashable]],
+    result: Callable[[Hashable], Any],
+    restart: Callable[[Hashable, Any], Hashable],
+    on_result: Callable[[int, Any], Sequence[Any] | None],
+    clock: Callable[[], float],
+    timeout_s: float,
+    max_attempts: int,
+    describe: Callable[[Any], str] = str,
+    pool: Callable[[Any], str] = lambda unit: "",
+    total: int | None = None,
+) -> dict[str, int]:
     """Run every unit to completion; returns counters ``{"timeouts", "lost", "attempts"}``.
 
     ``submit(unit)`` → handle; ``ready(handles, wait_s)`` → the handles finished within ``wait_s``;
@@ -56,8 +68,9 @@ def run_units(units: Sequence[Any], *, slots: int | Mapping[str, int], submit: C
     def retry(handle: Hashable, why: str) -> None:
         index, _, attempts, name = running.pop(handle)
         if attempts >= max_attempts:
-            raise ParameterError(f"{describe(units[index])}: {why} {attempts} time(s); giving up "
-                                 f"(trainer.max_attempts = {max_attempts})")
+            raise ParameterError(
+                f"{describe(units[index])}: {why} {attempts} time(s); giving up (trainer.max_attempts = {max_attempts})"
+            )
         new = restart(handle, units[index])
         counters["attempts"] += 1
         running[new] = [index, clock() + timeout_s, attempts + 1, name]

@@ -1,4 +1,5 @@
 """The benchmarks' one output convention (benchmarks/_common.py) and the page generated from it (report.py)."""
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,14 @@ def test_report_renders_every_goal_and_checks_staleness(tmp_path) -> None:
     results.mkdir()
     for name, value in (("ring", 25.0), ("soak", 7.9)):
         op, target = (">=", 20.0) if name == "ring" else ("<", 5.0)
-        data = {"benchmark": name, "command": f"python benchmarks/{name}.py", "measured_at": "2026-11-30T00:00:00Z",
-                "machine": {"load_average_1min_start": 1.0, "load_average_1min_end": 1.5}, "figures": {},
-                "goals": [_common.goal(f"{name} figure", value, op, target, unit="x")]}
+        data = {
+            "benchmark": name,
+            "command": f"python benchmarks/{name}.py",
+            "measured_at": "2026-11-30T00:00:00Z",
+            "machine": {"load_average_1min_start": 1.0, "load_average_1min_end": 1.5},
+            "figures": {},
+            "goals": [_common.goal(f"{name} figure", value, op, target, unit="x")],
+        }
         data["met"] = data["goals"][0]["met"]
         (results / f"{name}.json").write_text(json.dumps(data))
     out = tmp_path / "benchmarks.md"
@@ -61,9 +67,15 @@ def test_report_renders_every_goal_and_checks_staleness(tmp_path) -> None:
 
 def _result(name: str, value: float, *, load: tuple[float, float], target: float = 20.0) -> dict:
     goals = [_common.goal(f"{name} figure", value, ">=", target, unit="x"), _common.goal("shown", 3.0, "report")]
-    return {"benchmark": name, "command": f"python benchmarks/{name}.py", "measured_at": "2026-12-07T00:00:00Z",
-            "machine": {"load_average_1min_start": load[0], "load_average_1min_end": load[1]}, "figures": {},
-            "goals": goals, "met": goals[0]["met"]}
+    return {
+        "benchmark": name,
+        "command": f"python benchmarks/{name}.py",
+        "measured_at": "2026-12-07T00:00:00Z",
+        "machine": {"load_average_1min_start": load[0], "load_average_1min_end": load[1]},
+        "figures": {},
+        "goals": goals,
+        "met": goals[0]["met"],
+    }
 
 
 def test_a_result_taken_above_load_1_5_is_marked_noisy_not_reported_as_the_figure() -> None:
@@ -71,15 +83,16 @@ def test_a_result_taken_above_load_1_5_is_marked_noisy_not_reported_as_the_figur
     assert _common.is_noisy(_result("a", 1.0, load=(0.2, 1.6)))  # the end counts
     assert _common.is_noisy(_result("a", 1.0, load=(36.1, 0.4)))  # and the start
     assert _common.is_noisy({"benchmark": "a"})  # an unknown load is no quiet figure either
-    text = report.render([_result("ring", 6.4, load=(0.3, 0.4), target=5.0), _result("features", 1.9, load=(36.1, 42.6),
-                                                                                     target=3.0)])
+    text = report.render(
+        [_result("ring", 6.4, load=(0.3, 0.4), target=5.0), _result("features", 1.9, load=(36.1, 42.6), target=3.0)]
+    )
     assert "| ring figure | 6.4x | ≥ 5x | met |" in text
-    section = text[text.index("## features"):]
+    section = text[text.index("## features") :]
     assert "**Noisy:** taken at a 1-minute load of 42.6" in section
     assert "| features figure | (1.9x, noisy) | ≥ 3x | noisy |" in section
     assert "| shown | (3, noisy) | report | — |" in section
     assert "not met" not in section and "| met |" not in section
-    summary = text[:text.index("## ring")]
+    summary = text[: text.index("## ring")]
     assert "| 36.1 → 42.6 **noisy** | noisy: not counted |" in summary
     assert "| 0.3 → 0.4 | 1 / 1 |" in summary
 
@@ -116,15 +129,22 @@ def test_report_rejects_foreign_json(tmp_path) -> None:
 
 
 def test_docs_page_is_generated_from_the_committed_results() -> None:
-    completed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True,
-                               text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True, text=True, timeout=60
+    )
     assert completed.returncode == 0, completed.stderr
 
 
 def test_soak_memory_report_separates_the_oracle_data() -> None:
     # oracle: +1 MB/min RSS of which +0.5 MB/min is its own arrays; encoder flat; the first minute is excluded
-    samples = [{"t_s": 30.0 * i, "rss_mb": {"oracle": 200.0 + i / 2.0 + (20.0 if i == 0 else 0.0), "encoder": 100.0},
-                "oracle_data_mb": 1.0 + i / 4.0} for i in range(11)]
+    samples = [
+        {
+            "t_s": 30.0 * i,
+            "rss_mb": {"oracle": 200.0 + i / 2.0 + (20.0 if i == 0 else 0.0), "encoder": 100.0},
+            "oracle_data_mb": 1.0 + i / 4.0,
+        }
+        for i in range(11)
+    ]
     memory = soak.memory_report(samples)
     assert memory["baseline_t_s"] == 60.0
     oracle = memory["actors"]["oracle"]

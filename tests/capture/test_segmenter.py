@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services.capture.segmenter import OnsetSegmenter, segment_signal
 from shared.audio import StreamingFrontEnd, load_audio_internal
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
-from services.capture.segmenter import OnsetSegmenter, segment_signal
 from testkit.audio import sine_tone
 from tests.encoder.conftest import SCALE
 
@@ -38,7 +38,7 @@ def test_random_block_sizes_give_identical_events(scale_wav):
         high = [7, 700, 9000][trial]
         while position < signal.size:
             size = int(rng.integers(0, high))  # zero-length blocks too
-            events += segmenter.process(signal[position:position + size])
+            events += segmenter.process(signal[position : position + size])
             position += size
         events += segmenter.finish()
         assert _key(events) == _key(reference)
@@ -116,7 +116,9 @@ def test_any_rate_and_channel_count_through_the_front_end(rate_hz, channels):
     mono = (0.4 * np.sin(2 * np.pi * 330.0 * t) * ((t > 0.2) & (t < 0.9))).astype(np.float32)
     block = np.repeat(mono[:, None], channels, axis=1)
     front = StreamingFrontEnd(input_rate_hz=rate_hz, channels=channels)
-    internal = np.concatenate([front.process(block[i:i + 512], last=i + 512 >= len(block)) for i in range(0, len(block), 512)])
+    internal = np.concatenate(
+        [front.process(block[i : i + 512], last=i + 512 >= len(block)) for i in range(0, len(block), 512)]
+    )
     events = segment_signal(internal, SegmenterConfig(), sample_rate_hz=SR)
     assert len(events) == 1
     assert abs(events[0].onset_s - 0.2) < 0.02

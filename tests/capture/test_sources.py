@@ -1,4 +1,5 @@
 """Input sources: the file player behind the InputSource protocol (the device stream is covered by the live tests)."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from shared.errors import ParameterError
 from services.capture.devices import AudioInputStream
 from services.capture.sources import FilePlayer, InputSource, open_input_source
+from shared.errors import ParameterError
 
 
 def _recorder():

@@ -1,4 +1,5 @@
 """Fixtures for the comparison tests: a rendered chromatic scale with its MIDI, a pure tone, one shared result."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,14 +1,15 @@
 """musichal-compare end to end: JSON + PNG written, a missing model is one clear line, plots are not blank."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from shared.errors import ParameterError
 from services.compare import cli
 from services.compare.plots import plot_results
 from services.compare.schema import validate
+from shared.errors import ParameterError
 from tests.compare.conftest import silence_check
 
 
@@ -24,8 +25,26 @@ def test_plot_is_written_and_not_blank(scale_results, tmp_path):
 def test_cli_writes_valid_json_and_png(chromatic_scale, tiny_wav2vec_dir, tmp_path, capsys):
     wav, reference = chromatic_scale
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    rc = cli.main(["--file", str(wav), "--wav2vec-model", str(tiny_wav2vec_dir), "--reference", str(reference),
-                   "--segments", "14", "--duration", "9", "--vocabulary-size", "8", "--output", str(out), "--plot", str(png)])
+    rc = cli.main(
+        [
+            "--file",
+            str(wav),
+            "--wav2vec-model",
+            str(tiny_wav2vec_dir),
+            "--reference",
+            str(reference),
+            "--segments",
+            "14",
+            "--duration",
+            "9",
+            "--vocabulary-size",
+            "8",
+            "--output",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     assert rc == 0
     results = json.loads(out.read_text())
     validate(results)

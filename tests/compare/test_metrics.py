@@ -1,14 +1,24 @@
 """services/compare/metrics.py and comparison.py: figures that could fail, on rendered audio and hand-made inputs."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from shared.errors import ParameterError
 from services.compare.comparison import run_comparison
 from services.compare.metrics import (
-    CONSONANCE_DIMENSION, chord_consonance, consonance_targets, dimension_stats, pitch_class_labels,
-    probe_classification, probe_regression, read_reference_notes, timing_summary, vocabulary_stats)
+    CONSONANCE_DIMENSION,
+    chord_consonance,
+    consonance_targets,
+    dimension_stats,
+    pitch_class_labels,
+    probe_classification,
+    probe_regression,
+    read_reference_notes,
+    timing_summary,
+    vocabulary_stats,
+)
+from shared.errors import ParameterError
 from tests.compare.conftest import SCALE_NOTES
 
 
@@ -56,7 +66,9 @@ def test_pure_tone_has_near_zero_variance_across_its_windows(pure_tone, tiny_enc
 
 def test_duration_and_segments_limit_the_work(chromatic_scale, tiny_encoder):
     wav, reference = chromatic_scale
-    results = run_comparison(wav, encoder=tiny_encoder, reference=reference, duration_s=4.0, segments=5, vocabulary_size=4)
+    results = run_comparison(
+        wav, encoder=tiny_encoder, reference=reference, duration_s=4.0, segments=5, vocabulary_size=4
+    )
     assert results["input"]["events"] == 5
     assert results["input"]["duration_limit_s"] == 4.0
     onsets = read_reference_notes(reference)

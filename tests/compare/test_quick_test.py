@@ -1,4 +1,5 @@
 """scripts/quick_test.sh runs in CI: train → live stack → comparison, a PASS line per step."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,18 +1,33 @@
 """Recommendations are a pure function of the measured figures; a slow encoder flips them."""
+
 from __future__ import annotations
 
 import pytest
 
-from shared.errors import ParameterError
 from services.compare.comparison import run_comparison
 from services.compare.metrics import figures_from_results, recommend
 from services.encoder.wav2vec import Wav2VecMusicEncoder
+from shared.errors import ParameterError
 from testkit.clock import FakeClock
 
-FAST_W2V = {"real_time_factor": 0.1, "p95_ms": 30.0, "load_seconds": 2.0, "pitch_accuracy": 0.95,
-            "consonance_r2": 0.6, "normalized_entropy": 0.95, "collapse": False}
-TRAD = {"real_time_factor": 0.01, "p95_ms": 2.0, "load_seconds": 0.0, "pitch_accuracy": 0.6,
-        "consonance_r2": 0.2, "normalized_entropy": 0.9, "collapse": False}
+FAST_W2V = {
+    "real_time_factor": 0.1,
+    "p95_ms": 30.0,
+    "load_seconds": 2.0,
+    "pitch_accuracy": 0.95,
+    "consonance_r2": 0.6,
+    "normalized_entropy": 0.95,
+    "collapse": False,
+}
+TRAD = {
+    "real_time_factor": 0.01,
+    "p95_ms": 2.0,
+    "load_seconds": 0.0,
+    "pitch_accuracy": 0.6,
+    "consonance_r2": 0.2,
+    "normalized_entropy": 0.9,
+    "collapse": False,
+}
 
 
 def _choices(rows):
@@ -36,11 +51,20 @@ def test_slower_than_real_time_or_late_encoder_flips_the_recommendation(slow):
 
 
 def test_collapse_and_ties():
-    choices = _choices(recommend({"deadline_ms": 250.0, "traditional": dict(TRAD),
-                                  "wav2vec": dict(FAST_W2V, collapse=True, pitch_accuracy=0.6, consonance_r2=0.2)}))
+    choices = _choices(
+        recommend(
+            {
+                "deadline_ms": 250.0,
+                "traditional": dict(TRAD),
+                "wav2vec": dict(FAST_W2V, collapse=True, pitch_accuracy=0.6, consonance_r2=0.2),
+            }
+        )
+    )
     assert choices["vocabulary use"] == "traditional"
     assert choices["overall"] == "traditional"
-    tie = _choices(recommend({"deadline_ms": 250.0, "traditional": dict(TRAD), "wav2vec": dict(TRAD, real_time_factor=0.2)}))
+    tie = _choices(
+        recommend({"deadline_ms": 250.0, "traditional": dict(TRAD), "wav2vec": dict(TRAD, real_time_factor=0.2)})
+    )
     assert tie["overall"] == "hybrid"
 
 
@@ -73,8 +97,9 @@ def test_injected_slow_encoder_flips_the_measured_recommendation(chromatic_scale
     results = {}
     for name, cost in (("fast", 0.05), ("slow", 1.5)):
         encoder.clock, encoder.cost = FakeClock(), cost
-        results[name] = run_comparison(wav, encoder=encoder, reference=reference, segments=12, vocabulary_size=6,
-                                       clock=encoder.clock)
+        results[name] = run_comparison(
+            wav, encoder=encoder, reference=reference, segments=12, vocabulary_size=6, clock=encoder.clock
+        )
     fast, slow = results["fast"], results["slow"]
     assert fast["pipelines"]["wav2vec"]["timing"]["real_time_factor"] < 1.0
     assert slow["pipelines"]["wav2vec"]["timing"]["real_time_factor"] >= 1.0

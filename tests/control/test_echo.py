@@ -1,13 +1,14 @@
 """Echo-aware listening: an onset during MusicHal's own notes is dropped only when its pitch content is explained by them."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from services.encoder.features import chroma
+from services.oracle.player.echo import EchoGate, harmonic_chroma
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
-from services.oracle.player.echo import EchoGate, harmonic_chroma
-from services.encoder.features import chroma
 from testkit.audio import fluidsynth_available
 from testkit.echo_scene import SR, kept_onsets, scene_mix, scene_slices
 
@@ -111,9 +112,15 @@ def test_rendered_scene_keeps_the_musician_and_drops_the_echo(tmp_path, seed):
     gate = EchoGate()
     for pitch, start, duration, _ in own:
         gate.note_sent(start, start + duration, pitch=pitch)
-    early = [chroma(mix[e.window_start:e.window_start + int(0.08 * SR)], sample_rate_hz=SR) for e in events]
-    musician_kept = [not gate.classify(e.onset_s, chroma=c).echo for e, c in zip(events, early)
-                     if min(abs(e.onset_s - m[1]) for m in musician) < 0.05]
-    echo_kept = [not gate.classify(e.onset_s, chroma=c).echo for e, c in zip(events, early)
-                 if min(abs(e.onset_s - o[1]) for o in own) < 0.05 and min(abs(e.onset_s - m[1]) for m in musician) >= 0.05]
+    early = [chroma(mix[e.window_start : e.window_start + int(0.08 * SR)], sample_rate_hz=SR) for e in events]
+    musician_kept = [
+        not gate.classify(e.onset_s, chroma=c).echo
+        for e, c in zip(events, early)
+        if min(abs(e.onset_s - m[1]) for m in musician) < 0.05
+    ]
+    echo_kept = [
+        not gate.classify(e.onset_s, chroma=c).echo
+        for e, c in zip(events, early)
+        if min(abs(e.onset_s - o[1]) for o in own) < 0.05 and min(abs(e.onset_s - m[1]) for m in musician) >= 0.05
+    ]
     assert np.mean(musician_kept) >= 0.5 and np.mean(echo_kept) <= 0.25, (np.mean(musician_kept), np.mean(echo_kept))

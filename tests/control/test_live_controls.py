@@ -1,4 +1,5 @@
 """Live controls on the whole stack: OSC over a real UDP socket, MIDI CCs through a real JACK port; session replay."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,10 +50,18 @@ def test_osc_and_midi_cc_change_what_the_running_stack_does(jack_server, ray_loc
 
     reader = JackReader()
     port = reader.open_virtual("in")
-    config = MusicHalConfig().with_overrides({
-        "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "generation.seed": 2,
-        "control.osc_port": 0, "control.midi_in_port": "virtual", "control.midi_in_api": "jack",
-        "control.input_gate": False})  # the input is a file: nothing to protect here
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "gm-safe",
+            "generation.seed": 2,
+            "control.osc_port": 0,
+            "control.midi_in_port": "virtual",
+            "control.midi_in_api": "jack",
+            "control.input_gate": False,
+        }
+    )  # the input is a file: nothing to protect here
     stack = LiveStack(config, input_file=str(clip), loop=True)
     controller = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=unique_name("mh-controller"))
     try:
@@ -122,9 +131,9 @@ def test_osc_and_midi_cc_change_what_the_running_stack_does(jack_server, ray_loc
 
 def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_local, clip, tmp_path):
     from launch import main
-    from services.oracle.player.session import read_session
-    from services.oracle.player.replay import replay_session
     from services.midi_out.recorder import read_smf_messages
+    from services.oracle.player.replay import replay_session
+    from services.oracle.player.session import read_session
     from services.stack import LiveStack
 
     reader = JackReader()
@@ -132,9 +141,17 @@ def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_l
     live_mid, log = tmp_path / "live.mid", tmp_path / "session.jsonl"
     # gated percepts are replayed too: the blanket gate ("time") surely gates some of the file's onsets during own
     # notes (the echo-aware default keeps them: they are not echoes of MusicHal's notes)
-    config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": "mpe",
-                                              "midi.record_path": str(live_mid), "generation.seed": 11,
-                                              "control.input_gate": True, "control.gate_mode": "time"})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "mpe",
+            "midi.record_path": str(live_mid),
+            "generation.seed": 11,
+            "control.input_gate": True,
+            "control.gate_mode": "time",
+        }
+    )
     stack = LiveStack(config, input_file=str(clip), session_log=str(log))
     try:
         stack.start()
@@ -158,6 +175,7 @@ def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_l
     live = [bytes(m) for _, m in read_smf_messages(live_mid)]
     replayed = [bytes(m) for _, m in read_smf_messages(replay_mid)]
     assert sum(1 for m in live if m[0] & 0xF0 == 0x90) >= 10
+
     def per_channel(messages):
         channels: dict = {}
         for m in messages:
@@ -169,6 +187,7 @@ def test_replay_of_a_logged_session_reproduces_the_midi_bytes(jack_server, ray_l
     # little late, after another channel's note-off due at that moment), which changes no channel's stream
     assert sorted(replayed) == sorted(live), "the replayed MIDI messages differ from the live recording"
     assert per_channel(replayed) == per_channel(live), "a channel's MIDI bytes differ between replay and live"
+
     def on_times(path):
         return np.array([t for t, m in read_smf_messages(path) if m[0] & 0xF0 == 0x90])
 

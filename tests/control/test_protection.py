@@ -1,21 +1,22 @@
 """Feedback protection in a closed loop, the too-slow guard, corpora merge and checkpoint round trips (no Ray)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from services.capture.segmenter import OnsetSegmenter
+from services.encoder.guard import GuardedEncoder, OverloadGuard
+from services.encoder.stage import EncoderStage
+from services.encoder.views import HybridPerceptionModule
+from services.oracle.memory.corpus import TOKEN_OFFSET, merge_oracle_parts
+from services.oracle.player.echo import EchoGate
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.session import make_stage
 from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
-from services.oracle.memory.corpus import TOKEN_OFFSET, merge_oracle_parts
-from services.oracle.player.echo import EchoGate
-from services.oracle.player.live import LiveOracle
-from services.encoder.guard import GuardedEncoder, OverloadGuard
-from services.oracle.player.session import make_stage
-from services.encoder.views import HybridPerceptionModule
-from services.capture.segmenter import OnsetSegmenter
-from services.encoder.stage import EncoderStage
 from testkit.audio import render_midi_notes
 
 SR = 48_000
@@ -35,8 +36,15 @@ def synth_into(buffer: np.ndarray, pitch: int, t_on: float, t_off: float, *, gai
 def closed_loop(signal: np.ndarray, *, protect: bool, seconds: float = 9.0):
     """Input + MusicHal's own notes mixed back into it, block by block, through segmenter → encoder → the live
     decision object (its gate in the blanket ``time`` mode: every onset while its own notes sound is dropped)."""
-    config = MusicHalConfig().with_overrides({"generation.seed": 5, "generation.density": 1.5, "oracle.threshold": 0.1,
-                                              "control.gate_mode": "time", "control.input_gate": protect})
+    config = MusicHalConfig().with_overrides(
+        {
+            "generation.seed": 5,
+            "generation.density": 1.5,
+            "oracle.threshold": 0.1,
+            "control.gate_mode": "time",
+            "control.input_gate": protect,
+        }
+    )
     room = np.zeros(int(seconds * SR), dtype=np.float64)
     room[: signal.size] += signal[: room.size]
     segmenter = OnsetSegmenter(config.segmenter, sample_rate_hz=SR, clock=None)
@@ -53,9 +61,9 @@ def closed_loop(signal: np.ndarray, *, protect: bool, seconds: float = 9.0):
 
     for start in range(0, room.size - block, block):
         now = (start + block) / SR
-        for event in segmenter.process(room[start:start + block].astype(np.float32)):
+        for event in segmenter.process(room[start : start + block].astype(np.float32)):
             onset = event.onset_sample / SR
-            window = room[event.window_start:event.window_end].astype(np.float32)
+            window = room[event.window_start : event.window_end].astype(np.float32)
             percept = encoder.process((event, window))
             notes = live.on_percept(percept, now, gated=gate.blocks(onset), wall=onset)
             if live.learn_queued():
@@ -100,7 +108,9 @@ def test_guard_trips_once_after_a_sustained_overload_and_recovers_only_when_sust
     guard = OverloadGuard(window_events=4, recover_events=3)
     verdicts = [guard.observe(encode_s=0.3, budget_s=0.5) for _ in range(10)]
     assert verdicts == [None] * 10  # fast enough
-    verdicts = [guard.observe(encode_s=0.3, budget_s=0.2) for _ in range(3)] + [guard.observe(encode_s=0.3, budget_s=0.5)]
+    verdicts = [guard.observe(encode_s=0.3, budget_s=0.2) for _ in range(3)] + [
+        guard.observe(encode_s=0.3, budget_s=0.5)
+    ]
     assert "degrade" not in verdicts  # one OK event in the window: not sustained
     verdicts = [guard.observe(encode_s=0.3, budget_s=0.2) for _ in range(6)]
     assert verdicts.count("degrade") == 1 and guard.degraded
@@ -130,8 +140,14 @@ def _event(i, ioi_s):
 
 def test_guarded_encoder_switches_to_the_traditional_stage_with_one_warning_when_the_encoder_is_slow():
     primary, fallback, warnings = _Stage("wav2vec"), _Stage("traditional"), []
-    encoder = GuardedEncoder(primary, fallback, OverloadGuard(window_events=4, recover_events=4), deadline_s=0.25,
-                             delay_s=0.03, warn=warnings.append)  # test-only delay: 30 ms per event, onsets 10 ms apart
+    encoder = GuardedEncoder(
+        primary,
+        fallback,
+        OverloadGuard(window_events=4, recover_events=4),
+        deadline_s=0.25,
+        delay_s=0.03,
+        warn=warnings.append,
+    )  # test-only delay: 30 ms per event, onsets 10 ms apart
     views = [encoder.process((_event(i, 0.01), None)) for i in range(12)]
     assert views[:5] == ["wav2vec"] * 5 and set(views[5:]) == {"traditional"}  # the first event has the whole deadline
     assert len(warnings) == 1 and "too slow" in warnings[0] and encoder.using_fallback
@@ -144,9 +160,20 @@ def _percepts(n, *, seed, dim=6, offset=0.0):
     rng = np.random.default_rng(seed)
     for i in range(n):
         token = int(rng.integers(0, 5))
-        yield Percept(event_id=i, token=token, features=(rng.normal(size=dim) + offset).astype(np.float32),
-                      descriptors=EventDescriptors(onset_s=0.3 * i, duration_s=0.3, rms=0.1, velocity=70, f0_hz=0.0,
-                                                   f0_confidence=0.0, chroma_peaks=(token,)))
+        yield Percept(
+            event_id=i,
+            token=token,
+            features=(rng.normal(size=dim) + offset).astype(np.float32),
+            descriptors=EventDescriptors(
+                onset_s=0.3 * i,
+                duration_s=0.3,
+                rms=0.1,
+                velocity=70,
+                f0_hz=0.0,
+                f0_confidence=0.0,
+                chroma_peaks=(token,),
+            ),
+        )
 
 
 def _learned_stage(seed, n=40, **kw):
@@ -163,7 +190,10 @@ def test_checkpoint_round_trip_is_identical(tmp_path):
     meta, arrays = load_model(tmp_path / "one" / "m.json")
     again = make_stage(stage.config, (meta, arrays))
     again.checkpoint(tmp_path / "two" / "m.json")
-    first, second = sorted(p.name for p in (tmp_path / "one").iterdir()), sorted(p.name for p in (tmp_path / "two").iterdir())
+    first, second = (
+        sorted(p.name for p in (tmp_path / "one").iterdir()),
+        sorted(p.name for p in (tmp_path / "two").iterdir()),
+    )
     assert first == second and len(first) == 2  # json + arrays, no temporaries left by the atomic writes
     for name in first:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
@@ -172,12 +202,15 @@ def test_checkpoint_round_trip_is_identical(tmp_path):
 def test_two_corpora_merge_into_one_memory_and_round_trip(tmp_path):
     a, b = _learned_stage(1, 30), _learned_stage(2, 20, offset=3.0)
     config = a.config
-    parts = merge_oracle_parts(config, [a.to_model_parts(), b.to_model_parts()], names=["a.json", "b.json"],
-                               same_perception=[True, False])
+    parts = merge_oracle_parts(
+        config, [a.to_model_parts(), b.to_model_parts()], names=["a.json", "b.json"], same_perception=[True, False]
+    )
     merged = make_stage(config, parts)
     assert merged.tokens.n_states == 51 and merged.audio.n_states == 51
     assert [merged.tokens.label(i) for i in range(1, 31)] == [a.tokens.label(i) for i in range(1, 31)]
-    assert [merged.tokens.label(30 + i) for i in range(1, 21)] == [b.tokens.label(i) + TOKEN_OFFSET for i in range(1, 21)]
+    assert [merged.tokens.label(30 + i) for i in range(1, 21)] == [
+        b.tokens.label(i) + TOKEN_OFFSET for i in range(1, 21)
+    ]
     assert np.array_equal(merged.audio.frames[30:], b.audio.frames)
     assert merged.audio.state_info(35).source == "b.json" and merged.audio.state_info(5).source == "a.json"
     # plays from both corpora

@@ -1,18 +1,27 @@
 """The control table, state, OSC/MIDI maps, hub, refusals, config section and the --controls text (pure, no
 servers)."""
+
 from __future__ import annotations
 
 import pytest
 
-from shared.config import MusicHalConfig
-from shared.errors import ParameterError
 from services.control.hub import ControlHub
-from shared import controls as table
-from shared.controls import CONTROLS, Control, calls
-from services.control.state import (REFUSALS_KEPT, ControlChange, ControlState, cc_map, controls_text, midi_to_change,
-                                    osc_map, osc_to_change)
-from services.oracle.player.live import LiveOracle
+from services.control.state import (
+    REFUSALS_KEPT,
+    ControlChange,
+    ControlState,
+    cc_map,
+    controls_text,
+    midi_to_change,
+    osc_map,
+    osc_to_change,
+)
 from services.oracle.memory.store import OracleMemory
+from services.oracle.player.live import LiveOracle
+from shared import controls as table
+from shared.config import MusicHalConfig
+from shared.controls import CONTROLS, Control, calls
+from shared.errors import ParameterError
 
 DEFAULT_CC_MAP = cc_map()
 
@@ -23,8 +32,14 @@ def test_state_validates_and_reports_only_real_changes():
     assert state.apply(ControlChange("density", 0.5)) == {"density": 0.5}
     assert state.apply(ControlChange("density", 0.5)) == {}
     assert state.apply(ControlChange("mode", 2)) == {"mode": "lead"}
-    for bad in (ControlChange("density", 5.0), ControlChange("continuity", -0.1), ControlChange("mode", "loud"),
-                ControlChange("profile", "gm"), ControlChange("mute", 7), ControlChange("density", "x")):
+    for bad in (
+        ControlChange("density", 5.0),
+        ControlChange("continuity", -0.1),
+        ControlChange("mode", "loud"),
+        ControlChange("profile", "gm"),
+        ControlChange("mute", 7),
+        ControlChange("density", "x"),
+    ):
         with pytest.raises(ParameterError):
             state.apply(bad)
     with pytest.raises(ParameterError):
@@ -77,11 +92,15 @@ def test_hub_turns_learn_and_freeze_into_one_learning_flag_and_counts_bad_messag
 
 def test_control_config_section_and_controls_text(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text('[control]\nosc_port = 9100\ncc_map = { density = 30 }\nnote_map = { panic = 48 }\ninput_gate = false\n')
+    toml.write_text(
+        "[control]\nosc_port = 9100\ncc_map = { density = 30 }\nnote_map = { panic = 48 }\ninput_gate = false\n"
+    )
     config = MusicHalConfig.from_toml(toml)
     assert config.control.osc_port == 9100 and config.control.cc_map == {"density": 30}
     text = controls_text(config)
-    assert "127.0.0.1:9100" in text and "CC30  density" in text and "note 48  panic" in text and "input gate: off" in text
+    assert (
+        "127.0.0.1:9100" in text and "CC30  density" in text and "note 48  panic" in text and "input gate: off" in text
+    )
     for bad in ({"osc_port": 70000}, {"cc_map": {"density": 200}}, {"gate_release_ms": -1}, {"midi_in_api": "x"}):
         with pytest.raises(ParameterError):
             MusicHalConfig.from_mapping({"control": bad})
@@ -90,18 +109,31 @@ def test_control_config_section_and_controls_text(tmp_path):
 def test_voice_controls_over_osc_and_midi_cc():
     applied = []
     hub = ControlHub(MusicHalConfig().with_overrides({"voices.comping": False}), lambda n, v: applied.append((n, v)))
-    assert osc_to_change("/musichal/voice/bass/range", [30, 50]) == ControlChange("voice/bass/range", (30, 50), source="osc")
+    assert osc_to_change("/musichal/voice/bass/range", [30, 50]) == ControlChange(
+        "voice/bass/range", (30, 50), source="osc"
+    )
     hub.handle_osc("/musichal/voice/bass/on", 0)
     hub.handle_osc("/musichal/voice/bass/range", 30, 50)
     hub.handle_osc("/musichal/voice/comping/density", 1.5)
     hub.handle_osc("/musichal/voice/melody/range", 55, 79)
     hub.handle_midi([0xB0, DEFAULT_CC_MAP["voice/comping/on"], 127])
     hub.handle_midi([0xB0, DEFAULT_CC_MAP["voice/bass/density"], 127])
-    assert applied == [("voice/bass/on", False), ("voice/bass/range", (30, 50)), ("voice/comping/density", 1.5),
-                       ("voice/melody/range", (55, 79)), ("voice/comping/on", True), ("voice/bass/density", 2.0)]
-    for address, args in (("/musichal/voice/bass/range", (50, 45)), ("/musichal/voice/bass/range", (40, 45)),
-                          ("/musichal/voice/bass/range", (40,)), ("/musichal/voice/comping/density", (3.0,)),
-                          ("/musichal/voice/melody/density", (1.0,)), ("/musichal/voice/drums/on", (1,))):
+    assert applied == [
+        ("voice/bass/on", False),
+        ("voice/bass/range", (30, 50)),
+        ("voice/comping/density", 1.5),
+        ("voice/melody/range", (55, 79)),
+        ("voice/comping/on", True),
+        ("voice/bass/density", 2.0),
+    ]
+    for address, args in (
+        ("/musichal/voice/bass/range", (50, 45)),
+        ("/musichal/voice/bass/range", (40, 45)),
+        ("/musichal/voice/bass/range", (40,)),
+        ("/musichal/voice/comping/density", (3.0,)),
+        ("/musichal/voice/melody/density", (1.0,)),
+        ("/musichal/voice/drums/on", (1,)),
+    ):
         before = hub.errors
         hub.handle_osc(address, *args)
         assert hub.errors == before + 1, address
@@ -120,8 +152,12 @@ def test_a_refused_control_is_kept_with_its_reason_for_a_ui():
     with pytest.raises(ParameterError):
         hub.handle(ControlChange("continuity", 2.0, source="api"))
     refusals = hub.snapshot()["refusals"]
-    assert [(r["control"], r["source"]) for r in refusals] == [("mode", "osc"), ("density", "osc"),
-                                                                ("/musichal/nothing", "osc"), ("continuity", "api")]
+    assert [(r["control"], r["source"]) for r in refusals] == [
+        ("mode", "osc"),
+        ("density", "osc"),
+        ("/musichal/nothing", "osc"),
+        ("continuity", "api"),
+    ]
     assert "mode must be one of imitate, contrast, lead, got 'loud'" in refusals[0]["reason"]
     assert "density must be in 0..4, got 9.0" in refusals[1]["reason"] and refusals[1]["value"] == 9.0
     assert "unknown OSC address" in refusals[2]["reason"]
@@ -159,11 +195,26 @@ def test_one_row_added_to_the_table_shows_in_every_view(monkeypatch):
 def test_every_row_is_routed_and_every_oracle_row_is_applied():
     """The table is complete: each control the oracle owns changes the decision object's state."""
     config = MusicHalConfig()
-    values = {"mode": "lead", "continuity": 0.3, "density": 2.0, "mute": True, "gate": True, "profile": "mono",
-              "tempo": 2.0, "wait": True, "beat": True, "learning": False, "voice/melody/on": False,
-              "voice/bass/on": False, "voice/comping/on": False, "voice/melody/range": (50, 70),
-              "voice/bass/range": (30, 45), "voice/comping/range": (50, 65), "voice/bass/density": 1.5,
-              "voice/comping/density": 1.5}
+    values = {
+        "mode": "lead",
+        "continuity": 0.3,
+        "density": 2.0,
+        "mute": True,
+        "gate": True,
+        "profile": "mono",
+        "tempo": 2.0,
+        "wait": True,
+        "beat": True,
+        "learning": False,
+        "voice/melody/on": False,
+        "voice/bass/on": False,
+        "voice/comping/on": False,
+        "voice/melody/range": (50, 70),
+        "voice/bass/range": (30, 45),
+        "voice/comping/range": (50, 65),
+        "voice/bass/density": 1.5,
+        "voice/comping/density": 1.5,
+    }
     for name, row in CONTROLS.items():
         if not row.routes:
             assert name in ("learn", "freeze")  # the hub combines them into learning

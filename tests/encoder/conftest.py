@@ -1,4 +1,5 @@
 """Encoder test fixtures: fluidsynth renders cached once per session."""
+
 from __future__ import annotations
 
 from pathlib import Path

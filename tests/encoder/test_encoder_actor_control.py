@@ -1,4 +1,5 @@
 """The encoder actor's control calls do not queue behind encodes (their own concurrency group)."""
+
 from __future__ import annotations
 
 import time
@@ -25,7 +26,9 @@ def test_stats_and_ping_answer_while_an_encode_is_running(ray_local):
     event = Event(event_id=0, onset_sample=0, window_start=0, window_end=24_000, sample_rate_hz=48_000, t_detected=1.0)
     busy = encoder.encode.remote(event, np.zeros(24_000, np.float32), lag_s=0.0)
     # the encode has started (its counter moved) and is still sleeping in the slow primary
-    assert wait_until(lambda: ray.get(encoder.stats.remote(), timeout=10)["counters"]["remote_calls"] == 1, timeout_s=30)
+    assert wait_until(
+        lambda: ray.get(encoder.stats.remote(), timeout=10)["counters"]["remote_calls"] == 1, timeout_s=30
+    )
     times = []
     for _ in range(5):
         t0 = time.monotonic()

@@ -1,5 +1,6 @@
 """Refusals that keep a stack from being exposed or fooled: pickled checkpoints, a remote head without token auth,
 ``--gpu`` where no GPU is; each a one-line error."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,13 +10,12 @@ from shared.errors import DeviceError, MusicHalError
 
 
 def test_bin_only_checkpoint_is_refused_with_a_hint(tiny_wav2vec_dir, tmp_path):
-    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    from services.encoder.wav2vec import load_wav2vec_checkpoint
-
     import shutil
 
     import torch
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from services.encoder.wav2vec import load_wav2vec_checkpoint
 
     pickled = tmp_path / "bin_only"  # what an old checkpoint looks like: config + pickled state dict
     pickled.mkdir()

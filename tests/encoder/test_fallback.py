@@ -1,16 +1,17 @@
 """The one traditional fallback factory (services.encoder.fallback.traditional_stage): what it builds and refuses."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from services.encoder.fallback import early_view, traditional_stage
+from services.encoder.features import FEATURE_DIMENSION
+from services.encoder.perception_model import PerceptionModel
+from services.encoder.stage import DimensionMismatchError
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import Event
-from services.encoder.features import FEATURE_DIMENSION
-from services.encoder.fallback import early_view, traditional_stage
-from services.encoder.perception_model import PerceptionModel
-from services.encoder.stage import DimensionMismatchError
 
 SR = 48000
 
@@ -24,8 +25,12 @@ def _tone(pitch_hz: float = 220.0, seconds: float = 0.2) -> tuple[Event, np.ndar
 def _hybrid_model() -> PerceptionModel:
     rng = np.random.default_rng(0)
     model = PerceptionModel(views=("traditional", "wav2vec"), primary_view="wav2vec", vocabulary_size=4)
-    return model.fit_arrays({"traditional": rng.standard_normal((40, FEATURE_DIMENSION)).astype(np.float32),
-                             "wav2vec": rng.standard_normal((40, 4)).astype(np.float32)})
+    return model.fit_arrays(
+        {
+            "traditional": rng.standard_normal((40, FEATURE_DIMENSION)).astype(np.float32),
+            "wav2vec": rng.standard_normal((40, 4)).astype(np.float32),
+        }
+    )
 
 
 def test_learning_live_it_makes_traditional_percepts_and_refuses_a_wav2vec_memory():
@@ -62,7 +67,9 @@ def test_a_fitted_model_gives_its_traditional_tokens_unless_the_memory_holds_oth
     stage = traditional_stage(MusicHalConfig(), model)  # memory unknown: not checked
     percept = stage.process(_tone())
     assert percept.view == "traditional" and stage.model is model
-    assert percept.token == int(model.tokens([{"traditional": percept.features}], views=["traditional"])["traditional"][0])
+    assert percept.token == int(
+        model.tokens([{"traditional": percept.features}], views=["traditional"])["traditional"][0]
+    )
     wav2vec_only = PerceptionModel(views=("wav2vec",), primary_view="wav2vec", vocabulary_size=4)
     with pytest.raises(DimensionMismatchError):  # no traditional view at all
         traditional_stage(MusicHalConfig(), wav2vec_only)

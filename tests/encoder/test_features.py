@@ -3,10 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services.encoder.features import (
+    FEATURE_DIMENSION,
+    chroma,
+    describe_event,
+    estimate_f0,
+    rms_to_velocity,
+    traditional_features,
+)
 from shared.audio import load_audio_internal
 from shared.errors import ParameterError
-from services.encoder.features import (FEATURE_DIMENSION, chroma, describe_event, estimate_f0, rms_to_velocity,
-                                       traditional_features)
 from testkit.audio import sine_tone
 
 SR = 48000
@@ -19,9 +25,11 @@ def triads(render_cache):
     out = {}
     for root in MAJOR_KEYS:
         pitch = 60 + root if root < 6 else 48 + root
-        path = render_cache(f"triad_{root}", [(pitch, 0.1, 1.0, 90), (pitch + 4, 0.1, 1.0, 90), (pitch + 7, 0.1, 1.0, 90)])
+        path = render_cache(
+            f"triad_{root}", [(pitch, 0.1, 1.0, 90), (pitch + 4, 0.1, 1.0, 90), (pitch + 7, 0.1, 1.0, 90)]
+        )
         signal = load_audio_internal(path)
-        out[root] = signal[int(0.1 * SR):int(0.6 * SR)]
+        out[root] = signal[int(0.1 * SR) : int(0.6 * SR)]
     return out
 
 
@@ -84,8 +92,16 @@ def test_silence_and_one_sample_are_finite():
     assert descriptors.velocity == 1 and descriptors.chroma_peaks == () and descriptors.f0_hz == 0.0
 
 
-@pytest.mark.parametrize("bad", [np.zeros(0, np.float32), np.array([0.1, np.nan], np.float32),
-                                 np.array([np.inf, 0.0]), np.zeros((10, 2)), np.array(["a"])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros(0, np.float32),
+        np.array([0.1, np.nan], np.float32),
+        np.array([np.inf, 0.0]),
+        np.zeros((10, 2)),
+        np.array(["a"]),
+    ],
+)
 def test_bad_windows_raise(bad):
     for function in (chroma, estimate_f0, traditional_features):
         with pytest.raises(ParameterError):

@@ -4,18 +4,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from services.capture.segmenter import OnsetSegmenter
+from services.encoder.analysis import analyze_file, analyze_windows
+from services.encoder.perception_model import PerceptionModel
+from services.encoder.quantizer import OnlineQuantizer
+from services.encoder.stage import EncoderStage
+from services.encoder.views import HybridPerceptionModule, Wav2VecPerceptionModule
+from services.encoder.wav2vec import Wav2VecMusicEncoder
 from shared.audio import StreamingFrontEnd, load_audio_internal
 from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.model_io import load_model, save_model
 from shared.ring import AudioRing
-from services.encoder.analysis import analyze_file, analyze_windows
-from services.encoder.perception_model import PerceptionModel
-from services.encoder.views import HybridPerceptionModule, Wav2VecPerceptionModule
-from services.capture.segmenter import OnsetSegmenter
-from services.encoder.quantizer import OnlineQuantizer
-from services.encoder.stage import EncoderStage
-from services.encoder.wav2vec import Wav2VecMusicEncoder
 
 SR = 48000
 MELODY = [60, 64, 67, 72, 71, 67, 64, 62, 60, 65, 69, 72, 70, 65, 62, 60]
@@ -42,7 +42,7 @@ def _live_path(path, config, stage_factory, block_frames=256):
         stage = stage_factory()
         events, percepts = [], []
         for begin in range(0, len(data), block_frames):
-            block = front.process(data[begin:begin + block_frames], last=begin + block_frames >= len(data))
+            block = front.process(data[begin : begin + block_frames], last=begin + block_frames >= len(data))
             ring.write(block)
             for event in segmenter.process(block):
                 window = ring.read(event.window_start, event.window_end)
@@ -66,8 +66,9 @@ def test_trainer_and_live_paths_give_identical_events_and_tokens(melody_wav, w2v
     model = perception.new_model(config=config).fit([views for _, views in analyses])
     trained = model.percepts(events, analyses)
     live_events, live = _live_path(melody_wav, config, lambda: EncoderStage(perception, model, node_id="local"))
-    assert [(e.onset_sample, e.window_start, e.window_end) for e in live_events] == \
-        [(e.onset_sample, e.window_start, e.window_end) for e in events]
+    assert [(e.onset_sample, e.window_start, e.window_end) for e in live_events] == [
+        (e.onset_sample, e.window_start, e.window_end) for e in events
+    ]
     assert [p.token for p in live] == [p.token for p in trained]
     assert [p.traditional_token for p in live] == [p.traditional_token for p in trained]
     assert len({p.token for p in trained}) > 2  # not collapsed
@@ -115,7 +116,7 @@ def test_hybrid_model_degrades_to_traditional_when_the_encoder_is_lost(melody_wa
         raise RuntimeError("CUDA device lost")
 
     encoder._forward = broken
-    percepts = [stage.process((e, signal[e.window_start:e.window_end])) for e in events]
+    percepts = [stage.process((e, signal[e.window_start : e.window_end])) for e in events]
     assert all(p.view == "traditional" for p in percepts)
     assert [p.token for p in percepts] == expected
     assert stage.counters["encoder_failures"] == 1 and stage.counters["degraded_events"] == len(events)
@@ -151,7 +152,7 @@ def test_wav2vec_perception_module_and_pca(w2v_encoder):
 def test_analyze_windows_views_and_errors():
     perception = HybridPerceptionModule()
     window = np.sin(np.arange(24000) * 2 * np.pi * 440 / SR).astype(np.float32)
-    (descriptors, views), = analyze_windows([window], None, sample_rate_hz=SR, perception=perception)
+    ((descriptors, views),) = analyze_windows([window], None, sample_rate_hz=SR, perception=perception)
     assert set(views) == {"traditional"} and views["traditional"].shape == (22,)
     assert descriptors.duration_s == pytest.approx(0.5) and 9 in descriptors.chroma_peaks
     with pytest.raises(ParameterError):

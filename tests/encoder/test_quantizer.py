@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services.encoder.quantizer import PCAReducer, SymbolQuantizer
 from shared.errors import ModelFormatError, ParameterError
 from shared.model_io import load_model, save_model
-from services.encoder.quantizer import PCAReducer, SymbolQuantizer
 
 
 def _clusters(n_per=30, d=8, k=5, seed=0):

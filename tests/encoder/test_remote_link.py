@@ -1,4 +1,5 @@
 """The remote-encoder hop's flow control (pure) and the too-slow guard across unrelated clocks; fake clocks only."""
+
 from __future__ import annotations
 
 import heapq
@@ -62,8 +63,9 @@ def test_cancelled_call_leaves_the_count_only_when_ray_reports_it_over():
 # ---------------------------------------------------------------------------------------------- deadline
 def test_deadline_adapts_to_measured_round_trips_between_floor_and_ceiling():
     clock = FakeClock()
-    link = RemoteEncoderLink(max_in_flight=4, floor_s=0.04, ceiling_s=0.25, factor=2.0, margin_s=0.01, min_samples=8,
-                             clock=clock)
+    link = RemoteEncoderLink(
+        max_in_flight=4, floor_s=0.04, ceiling_s=0.25, factor=2.0, margin_s=0.01, min_samples=8, clock=clock
+    )
     assert link.deadline_s() == 0.25  # nothing measured yet: the ceiling
     for i in range(20):  # a fast hop: 5 ms round trips
         clock.t = i
@@ -144,8 +146,16 @@ def _events(n: int, *, t0_head: float, spacing_s: float = 0.25) -> list[Event]:
     out = []
     for i in range(n):
         onset = int(i * spacing_s * sr)
-        out.append(Event(event_id=i, onset_sample=onset, window_start=onset, window_end=onset + 24_000,
-                         sample_rate_hz=sr, t_detected=t0_head + i * spacing_s))
+        out.append(
+            Event(
+                event_id=i,
+                onset_sample=onset,
+                window_start=onset,
+                window_end=onset + 24_000,
+                sample_rate_hz=sr,
+                t_detected=t0_head + i * spacing_s,
+            )
+        )
     return out
 
 
@@ -157,16 +167,26 @@ def test_guard_on_a_node_with_an_unrelated_clock_uses_the_heads_lag(offset_s):
     head_t0 = 5_000.0
     events = _events(40, t0_head=head_t0)
     node_clock = FakeClock(head_t0 + offset_s)
-    guarded = GuardedEncoder(_Primary(node_clock, 0.01), object(), OverloadGuard(window_events=4, recover_events=4),
-                             deadline_s=0.25, clock=node_clock)
+    guarded = GuardedEncoder(
+        _Primary(node_clock, 0.01),
+        object(),
+        OverloadGuard(window_events=4, recover_events=4),
+        deadline_s=0.25,
+        clock=node_clock,
+    )
     for event in events:
         node_clock.t = event.t_detected + offset_s + 0.002
         guarded.process((event, np.zeros(24_000, np.float32)), lag_s=0.003)  # the head measured 3 ms
     assert guarded.guard.counters["overloaded"] == 0 and not guarded.guard.degraded
 
     if offset_s > 0:  # what a cross-clock comparison does: every event "1e6 s late", degraded after 4 events
-        naive = GuardedEncoder(_Primary(node_clock, 0.01), object(), OverloadGuard(window_events=4, recover_events=4),
-                               deadline_s=0.25, clock=node_clock)
+        naive = GuardedEncoder(
+            _Primary(node_clock, 0.01),
+            object(),
+            OverloadGuard(window_events=4, recover_events=4),
+            deadline_s=0.25,
+            clock=node_clock,
+        )
         for event in events[:4]:
             node_clock.t = event.t_detected + offset_s
             naive.process((event, np.zeros(24_000, np.float32)))
@@ -177,8 +197,13 @@ def test_guard_with_head_lag_still_trips_on_a_really_slow_encoder():
     head_t0 = 10.0
     events = _events(12, t0_head=head_t0, spacing_s=0.1)
     node_clock = FakeClock(1e6)
-    guarded = GuardedEncoder(_Primary(node_clock, 0.3), _Primary(node_clock, 0.001), OverloadGuard(window_events=4, recover_events=4),
-                             deadline_s=0.25, clock=node_clock)
+    guarded = GuardedEncoder(
+        _Primary(node_clock, 0.3),
+        _Primary(node_clock, 0.001),
+        OverloadGuard(window_events=4, recover_events=4),
+        deadline_s=0.25,
+        clock=node_clock,
+    )
     for event in events:
         guarded.process((event, np.zeros(24_000, np.float32)), lag_s=0.001)
     assert guarded.guard.degraded  # 300 ms per event, 100 ms between onsets: overloaded on durations alone

@@ -1,4 +1,5 @@
 """PerceptionSpec: the model's perception record, its travel by value, old files, and percepts of the memory's dimension."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,13 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from shared.config import MusicHalConfig
-from shared.errors import DeviceError, ModelFormatError, ParameterError
-from shared.model_io import arrays_path_for, load_model, save_model
 from services.encoder.fallback import traditional_stage
 from services.encoder.spec import PerceptionSpec, check_live_request, checkpoint_sha256, resolve_checkpoint
 from services.encoder.stage import DimensionMismatchError, EncoderStage, stage_from_spec
 from services.model_file import describe_model, load_musichal_model
+from shared.config import MusicHalConfig
+from shared.errors import DeviceError, ModelFormatError, ParameterError
+from shared.model_io import arrays_path_for, load_model, save_model
 
 SCALE_NOTES = 8
 
@@ -26,9 +27,15 @@ def hybrid_model(tmp_path_factory, scale_wav, tiny_wav2vec_dir):
     root = tmp_path_factory.mktemp("spec")
     checkpoint = root / "ckpt"
     shutil.copytree(tiny_wav2vec_dir, checkpoint)
-    config = MusicHalConfig().with_overrides({"features.kind": "wav2vec", "features.hybrid": True,
-                                              "wav2vec.model": str(checkpoint), "features.pca_components": 4,
-                                              "quantizer.vocabulary_size": 4})
+    config = MusicHalConfig().with_overrides(
+        {
+            "features.kind": "wav2vec",
+            "features.hybrid": True,
+            "wav2vec.model": str(checkpoint),
+            "features.pca_components": 4,
+            "quantizer.vocabulary_size": 4,
+        }
+    )
     output = root / "m.json"
     train([scale_wav], config=config, output=output)
     return output, checkpoint
@@ -39,17 +46,23 @@ def test_the_model_file_records_its_perception_completely(hybrid_model):
     record = load_model(path)[0]["perception_spec"]
     assert record["views"] == ["traditional", "wav2vec"] and record["primary_view"] == "wav2vec" and record["hybrid"]
     assert record["memory_dimension"] == 4  # PCA'd wav2vec: the oracle memory's dimension
-    assert record["wav2vec"] == {"model": str(checkpoint.resolve()), "layer": -1, "pooling": "mean", "dimension": 32,
-                                 "sample_rate_hz": 16000, "do_normalize": True,
-                                 "checkpoint_sha256": checkpoint_sha256(checkpoint)}
+    assert record["wav2vec"] == {
+        "model": str(checkpoint.resolve()),
+        "layer": -1,
+        "pooling": "mean",
+        "dimension": 32,
+        "sample_rate_hz": 16000,
+        "do_normalize": True,
+        "checkpoint_sha256": checkpoint_sha256(checkpoint),
+    }
     model = load_musichal_model(path)
     assert model.spec.memory_dimension == model.meta["oracle"]["audio"]["dim"]
     assert "listens with: traditional + wav2vec (primary wav2vec, hybrid)" in describe_model(model)
 
 
 def test_spec_travels_by_value_as_json_plus_arrays(hybrid_model, scale_wav):
-    from shared.audio import load_audio_internal
     from services.encoder.analysis import analyze_file
+    from shared.audio import load_audio_internal
 
     spec = load_musichal_model(hybrid_model[0]).spec
     text = json.dumps(spec.to_dict())  # JSON-able: no pickle needed for the record
@@ -58,15 +71,15 @@ def test_spec_travels_by_value_as_json_plus_arrays(hybrid_model, scale_wav):
     stage = stage_from_spec(again, node_id="n2")
     events, _ = analyze_file(scale_wav, MusicHalConfig(), stage.perception)
     signal = load_audio_internal(scale_wav)
-    percepts = [stage.process((e, signal[e.window_start:e.window_end])) for e in events]
+    percepts = [stage.process((e, signal[e.window_start : e.window_end])) for e in events]
     assert len(percepts) == SCALE_NOTES
     assert all(p.features.shape == (4,) and p.view == "wav2vec" and p.node_id == "n2" for p in percepts)
 
 
 def test_a_percept_of_another_dimension_is_never_made(hybrid_model, scale_wav):
-    from shared.audio import load_audio_internal
     from services.encoder.analysis import analyze_file
     from services.encoder.views import HybridPerceptionModule
+    from shared.audio import load_audio_internal
 
     spec = load_musichal_model(hybrid_model[0]).spec
     with pytest.raises(DimensionMismatchError):  # the traditional view (22-D) cannot feed the 4-D memory
@@ -83,7 +96,7 @@ def test_a_percept_of_another_dimension_is_never_made(hybrid_model, scale_wav):
 
     stage.perception.wav2vec.encoder._forward = lost
     with pytest.raises(RuntimeError, match="device lost"):
-        stage.process((events[0], signal[events[0].window_start:events[0].window_end]))
+        stage.process((events[0], signal[events[0].window_start : events[0].window_end]))
 
 
 def test_checkpoint_is_found_verified_and_named_in_one_line(hybrid_model, tmp_path, tiny_wav2vec_layer_norm_dir):
@@ -98,7 +111,9 @@ def test_checkpoint_is_found_verified_and_named_in_one_line(hybrid_model, tmp_pa
     other = spec.with_request(checkpoint=str(tiny_wav2vec_layer_norm_dir))
     with pytest.raises(DeviceError, match="not the one .* --other-checkpoint"):
         resolve_checkpoint(other)
-    assert resolve_checkpoint(spec.with_request(checkpoint=str(tiny_wav2vec_layer_norm_dir), allow_other_checkpoint=True))
+    assert resolve_checkpoint(
+        spec.with_request(checkpoint=str(tiny_wav2vec_layer_norm_dir), allow_other_checkpoint=True)
+    )
     (copy / "config.json").write_text(json.dumps({"hidden_size": 32, "num_hidden_layers": 0}))
     deep = dataclasses.replace(spec, wav2vec=dataclasses.replace(spec.wav2vec, layer=2))
     with pytest.raises(DeviceError, match="has 0 layers; .* uses layer 2"):
@@ -140,9 +155,11 @@ def test_deafness_names_the_likely_cause():
 
     def stats(**counters):
         oracle = {k: v for k, v in counters.items() if k not in ("events", "exceptions")}
-        return {"capture": {"counters": {"events": counters.get("events", 10)}},
-                "encoder": {"counters": {"exceptions": counters.get("exceptions", 0)}, "first_exception": "KeyError: 'x'"},
-                "oracle": {"counters": {"events": 10, "stage_learned": 0, **oracle}, "control": {"learning": True}}}
+        return {
+            "capture": {"counters": {"events": counters.get("events", 10)}},
+            "encoder": {"counters": {"exceptions": counters.get("exceptions", 0)}, "first_exception": "KeyError: 'x'"},
+            "oracle": {"counters": {"events": 10, "stage_learned": 0, **oracle}, "control": {"learning": True}},
+        }
 
     assert "encoder failed on 10 event(s) (first: KeyError: 'x')" in LiveStack.deafness(stats(exceptions=10))
     assert "dimension" in LiveStack.deafness(stats(stage_dim_mismatch=10))

@@ -1,25 +1,36 @@
 """What a slice holds: polyphonic slice notes and expression, identical offline and live, measured on rendered piano."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from services.encoder.analysis import analyze_file
+from services.encoder.expression import f0_cents_curve, pressure_envelope, slice_expression, timbre_cc74
+from services.encoder.stage import EncoderStage
+from services.encoder.transcription import SliceNote, Transcriber, stitch_slices, transcribe_audio, transcribe_windows
+from services.encoder.views import HybridPerceptionModule
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, message_from_bytes, message_to_bytes
-from services.encoder.expression import f0_cents_curve, pressure_envelope, slice_expression, timbre_cc74
-from services.encoder.analysis import analyze_file
-from services.encoder.views import HybridPerceptionModule
-from services.encoder.stage import EncoderStage
-from services.encoder.transcription import SliceNote, Transcriber, stitch_slices, transcribe_audio, transcribe_windows
 from testkit.audio import chorale_opening
 from tests.encoder.test_perception import _live_path
 
 SR = 48000
 # block chords, one every 0.75 s (triads, sevenths, open voicings; bass to soprano)
-CHORDS = [(48, 64, 67, 72), (53, 65, 69, 72), (55, 62, 67, 71), (45, 60, 64, 69), (50, 65, 69, 74), (43, 59, 65, 67),
-          (48, 55, 64, 72), (52, 59, 67, 71), (41, 57, 60, 65), (47, 62, 65, 68)]
+CHORDS = [
+    (48, 64, 67, 72),
+    (53, 65, 69, 72),
+    (55, 62, 67, 71),
+    (45, 60, 64, 69),
+    (50, 65, 69, 74),
+    (43, 59, 65, 67),
+    (48, 55, 64, 72),
+    (52, 59, 67, 71),
+    (41, 57, 60, 65),
+    (47, 62, 65, 68),
+]
 
 
 def _mir_f1(reference, estimated) -> float:
@@ -29,8 +40,11 @@ def _mir_f1(reference, estimated) -> float:
     ref_p = 440.0 * 2 ** ((np.array([p for p, *_ in reference]) - 69) / 12)
     est_i = np.array([[n.onset_s, n.onset_s + max(n.duration_s, 0.01)] for n in estimated])
     est_p = 440.0 * 2 ** ((np.array([n.pitch for n in estimated]) - 69) / 12)
-    return float(mir_eval.transcription.precision_recall_f1_overlap(ref_i, ref_p, est_i, est_p, onset_tolerance=0.05,
-                                                                    offset_ratio=None)[2])
+    return float(
+        mir_eval.transcription.precision_recall_f1_overlap(
+            ref_i, ref_p, est_i, est_p, onset_tolerance=0.05, offset_ratio=None
+        )[2]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +61,9 @@ def chorale(render_cache):
 
 def _harmonic_tone(freq_hz: float, seconds: float = 0.5, *, decay: float = 3.0) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
-    return (sum((0.3 / h) * np.sin(2 * np.pi * freq_hz * h * t) for h in range(1, 6)) * np.exp(-decay * t)).astype(np.float32)
+    return (sum((0.3 / h) * np.sin(2 * np.pi * freq_hz * h * t) for h in range(1, 6)) * np.exp(-decay * t)).astype(
+        np.float32
+    )
 
 
 def test_chord_pitch_classes_are_in_their_slice_notes(chords_wav):
@@ -75,8 +91,12 @@ def test_note_f1_on_a_rendered_piano_chorale(chorale):
     assert _mir_f1(reference, whole) >= 0.8
     events, analyses = analyze_file(path, MusicHalConfig(), HybridPerceptionModule(slice_notes=True))
     descriptors = [d for d, _ in analyses]
-    stitched = stitch_slices([d.onset_s for d in descriptors], [d.duration_s for d in descriptors],
-                             [tuple(SliceNote(*n) for n in d.notes) for d in descriptors], window_s=0.5)
+    stitched = stitch_slices(
+        [d.onset_s for d in descriptors],
+        [d.duration_s for d in descriptors],
+        [tuple(SliceNote(*n) for n in d.notes) for d in descriptors],
+        window_s=0.5,
+    )
     assert _mir_f1(reference, stitched) >= 0.7  # what the memory holds (benchmarks/transcription.py reports it)
     assert np.mean([len(d.notes) for d in descriptors]) >= 3.0  # four voices: several notes per slice
 
@@ -137,13 +157,18 @@ def test_expression_follows_loudness_glide_and_brightness():
     freq = 220.0 * 2 ** (np.linspace(0, 1.5, t.size) / 12)  # a 150-cent glide up
     glide = (0.3 * np.sin(2 * np.pi * np.cumsum(freq) / SR) * np.linspace(1.0, 0.1, t.size)).astype(np.float32)
     pressure = pressure_envelope(glide, sample_rate_hz=SR)
-    assert len(pressure) == 8 and all(a >= b for a, b in zip(pressure, pressure[1:])) and pressure[0] > pressure[-1] + 20
+    assert (
+        len(pressure) == 8 and all(a >= b for a, b in zip(pressure, pressure[1:])) and pressure[0] > pressure[-1] + 20
+    )
     curve = f0_cents_curve(glide, sample_rate_hz=SR)
     assert curve[-1] - curve[0] > 100 and all(b >= a - 2 for a, b in zip(curve, curve[1:]))
     dull, bright = _harmonic_tone(220.0), (0.3 * np.sin(2 * np.pi * 3000.0 * t)).astype(np.float32)
     assert timbre_cc74(bright, sample_rate_hz=SR) > timbre_cc74(dull, sample_rate_hz=SR) + 20
-    assert slice_expression(np.zeros(4800, np.float32), sample_rate_hz=SR) == {"pressure": (0,) * 8, "f0_cents": (0.0,) * 8,
-                                                                               "timbre": 64}
+    assert slice_expression(np.zeros(4800, np.float32), sample_rate_hz=SR) == {
+        "pressure": (0,) * 8,
+        "f0_cents": (0.0,) * 8,
+        "timbre": 64,
+    }
 
 
 def test_silence_and_bad_input():
@@ -155,13 +180,30 @@ def test_silence_and_bad_input():
 
 
 def test_descriptors_with_notes_round_trip_as_messages():
-    d = EventDescriptors(onset_s=1.0, duration_s=0.5, rms=0.1, velocity=80, f0_hz=440.0, f0_confidence=0.9, chroma_peaks=(9,),
-                         notes=((69, 0.0, 0.5, 90, 12.5, -3.0), (57, 0.01, 0.4, 70, 0.0, 0.0)), pressure=(100, 90, 80),
-                         f0_cents=(12.0, 10.0), timbre=70)
+    d = EventDescriptors(
+        onset_s=1.0,
+        duration_s=0.5,
+        rms=0.1,
+        velocity=80,
+        f0_hz=440.0,
+        f0_confidence=0.9,
+        chroma_peaks=(9,),
+        notes=((69, 0.0, 0.5, 90, 12.5, -3.0), (57, 0.01, 0.4, 70, 0.0, 0.0)),
+        pressure=(100, 90, 80),
+        f0_cents=(12.0, 10.0),
+        timbre=70,
+    )
     assert message_from_bytes(message_to_bytes(d)) == d
     with pytest.raises(ParameterError):
-        EventDescriptors(onset_s=0.0, duration_s=0.5, rms=0.1, velocity=80, f0_hz=0.0, f0_confidence=0.0,
-                         notes=((200, 0.0, 0.5, 90, 0.0, 0.0),))
+        EventDescriptors(
+            onset_s=0.0,
+            duration_s=0.5,
+            rms=0.1,
+            velocity=80,
+            f0_hz=0.0,
+            f0_confidence=0.0,
+            notes=((200, 0.0, 0.5, 90, 0.0, 0.0),),
+        )
 
 
 def test_dynamics_follow_the_musician_in_input_time():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared.errors import DeviceError, ParameterError
 from services.encoder.wav2vec import Wav2VecMusicEncoder, model_memory_bytes
+from shared.errors import DeviceError, ParameterError
 from testkit.audio import sine_tone
 
 
@@ -81,7 +81,12 @@ def test_44k_stereo_tone_matches_16k_tone(encoder):
 
 
 def test_bad_input(encoder):
-    for bad in (np.zeros(0, np.float32), np.array([np.nan] * 8000, np.float32), np.zeros(1, np.float32), np.zeros((2, 2, 2))):
+    for bad in (
+        np.zeros(0, np.float32),
+        np.array([np.nan] * 8000, np.float32),
+        np.zeros(1, np.float32),
+        np.zeros((2, 2, 2)),
+    ):
         with pytest.raises(ParameterError):
             encoder.encode(bad, 16000)
     with pytest.raises(ParameterError):

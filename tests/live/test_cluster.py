@@ -3,6 +3,7 @@
 Both nodes share /dev/shm here, so the encoder decides local vs remote by node id (not by whether it can attach the
 rings); on node 2 it must receive windows by value from the oracle and stamp its Percepts with node 2's id.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,12 +49,19 @@ def two_nodes():
 def make_stack(cluster, clip, port: str, *, remote: bool, session_log):
     from services.stack import LiveStack
 
-    overrides = {"cluster.address": cluster.address, "midi.api": "jack", "midi.port": port,
-                 "midi.profile": "gm-safe", "generation.density": 4.0, "generation.seed": 5}
+    overrides = {
+        "cluster.address": cluster.address,
+        "midi.api": "jack",
+        "midi.port": port,
+        "midi.profile": "gm-safe",
+        "generation.density": 4.0,
+        "generation.seed": 5,
+    }
     if remote:
         overrides["cluster.encoder_resource"] = "encoder"
-    return LiveStack(MusicHalConfig().with_overrides(overrides), input_file=str(clip), loop=True,
-                     session_log=str(session_log))
+    return LiveStack(
+        MusicHalConfig().with_overrides(overrides), input_file=str(clip), loop=True, session_log=str(session_log)
+    )
 
 
 def encoder_lost(stack) -> bool:
@@ -114,8 +122,6 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
     was down" something the test causes, not a race against how fast Ray restarts the actor."""
     import signal
 
-    import ray
-
     cluster, head_id, node2_id = two_nodes
     reader = TimedJackReader()
     session = tmp_path / "session.jsonl"
@@ -136,11 +142,14 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
         notes_at_loss = note_on_count(reader)
         lost_at_loss = stage_counter(down, "oracle", "notes_while_lost")
         assert stage_counter(down, "oracle", "encoder_misses") > 0
-        assert stage_counter(down, "oracle", "fallback_local") + stage_counter(down, "oracle", "fallback_autonomous") > 0
+        assert (
+            stage_counter(down, "oracle", "fallback_local") + stage_counter(down, "oracle", "fallback_autonomous") > 0
+        )
         # the stack plays on while the encoder stays down: new notes decided while it was lost, and new note-ons
         # at the JACK port (the encoder is still frozen, so both happen while it is down)
-        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "notes_while_lost") > lost_at_loss,
-                          timeout_s=90), stack.stats()
+        assert wait_until(
+            lambda: stage_counter(stack.stats(), "oracle", "notes_while_lost") > lost_at_loss, timeout_s=90
+        ), stack.stats()
         assert wait_until(lambda: note_on_count(reader) > notes_at_loss, timeout_s=60), "MIDI stopped with the encoder"
         assert wait_until(lambda: encoder_lost(stack), timeout_s=30), "the frozen encoder cannot have answered"
 
@@ -150,13 +159,16 @@ def test_killed_encoder_stack_plays_on_restarts_and_listens_again(jack_server, t
         pid_after = restarted_pid(encoder, pid_before)
         assert pid_after != pid_before
         percepts_back = stage_counter(stack.stats(), "oracle", "percepts")
-        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "percepts") > percepts_back + 3, timeout_s=60), \
-            stack.stats()
+        assert wait_until(
+            lambda: stage_counter(stack.stats(), "oracle", "percepts") > percepts_back + 3, timeout_s=60
+        ), stack.stats()
         stats = stack.stats()
         assert stats["encoder"]["node_id"] == (node2_id if remote else head_id)
         assert stats["encoder"]["local"] is (not remote)
         assert stage_counter(stats, "encoder", "encoded") > 0  # counted by the restarted process
-        assert wait_until(lambda: stack.stats().get("oracle", {}).get("encoder_lost") is False, timeout_s=30), stack.stats()
+        assert wait_until(lambda: stack.stats().get("oracle", {}).get("encoder_lost") is False, timeout_s=30), (
+            stack.stats()
+        )
         assert stack.stats()["oracle"]["error"] is None
         final = stack.stop(graceful=True, drain_s=3.0)
     finally:

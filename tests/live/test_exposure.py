@@ -1,5 +1,6 @@
 """A local run listens on loopback only: every socket of `musichal --input-file ...` and of the Ray processes it
 started (gcs_server, raylets, agents, the four actors' workers) is bound to 127.0.0.1 / ::1."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -35,7 +36,9 @@ def stack_processes(root: psutil.Process) -> list[psutil.Process]:
         try:
             for arg in proc.cmdline():
                 if "/session_" in arg:
-                    sessions.add(arg[arg.index("/tmp/ray/session_"):].split("/")[3] if "/tmp/ray/session_" in arg else "")
+                    sessions.add(
+                        arg[arg.index("/tmp/ray/session_") :].split("/")[3] if "/tmp/ray/session_" in arg else ""
+                    )
         except (psutil.Error, ValueError, IndexError):
             pass
     sessions.discard("")
@@ -66,10 +69,27 @@ def test_local_run_listens_on_loopback_only(jack_server, tmp_path):
     clip = render_midi_notes([(60 + (i % 5), 0.1 + 0.2 * i, 0.15, 90) for i in range(40)], tmp_path / "clip.wav")
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     log = open(tmp_path / "musichal.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "launch", "--input-file", str(clip), "--loop", "--duration", "120",
-                                "--midi-api", "jack"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "launch",
+            "--input-file",
+            str(clip),
+            "--loop",
+            "--duration",
+            "120",
+            "--midi-api",
+            "jack",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+
         def running() -> bool:
             log.seek(0)
             return "musichal: running" in log.read() or process.poll() is not None
@@ -94,12 +114,33 @@ def test_local_run_listens_on_loopback_only(jack_server, tmp_path):
         log.close()
 
 
-def test_gpu_where_the_encoders_node_has_none_is_a_one_line_error_before_running(jack_server, tiny_wav2vec_dir, tmp_path):
+def test_gpu_where_the_encoders_node_has_none_is_a_one_line_error_before_running(
+    jack_server, tiny_wav2vec_dir, tmp_path
+):
     clip = render_midi_notes([(60, 0.1, 0.3, 90)], tmp_path / "clip.wav")
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", CUDA_VISIBLE_DEVICES="")  # no GPU for Ray to find
-    result = subprocess.run([sys.executable, "-m", "launch", "--input-file", str(clip), "--duration", "5", "--midi-api", "jack",
-                             "--wav2vec", "--wav2vec-model", str(tiny_wav2vec_dir), "--gpu"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch",
+            "--input-file",
+            str(clip),
+            "--duration",
+            "5",
+            "--midi-api",
+            "jack",
+            "--wav2vec",
+            "--wav2vec-model",
+            str(tiny_wav2vec_dir),
+            "--gpu",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("musichal: error:")]
     assert len(errors) == 1 and "--gpu" in errors[0] and "--gpu-fallback" in errors[0], result.stderr

@@ -13,6 +13,7 @@ stack (four Ray actors, ``LiveStack(input_file=...)``) learns it live and plays;
 * gm-safe, the same input and seed: no pitch bend, channel pressure or CC74 at all; velocities only.
 Both: every note-on ended by its own note-off during play.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -23,8 +24,14 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import SOUNDFONT, fluidsynth_available
-from testkit.midi import (TimedJackReader, hung_note_problems, panic_starts, scheduled_notes, stop_panic_received,
-                          stop_stats_problems)
+from testkit.midi import (
+    TimedJackReader,
+    hung_note_problems,
+    panic_starts,
+    scheduled_notes,
+    stop_panic_received,
+    stop_stats_problems,
+)
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -49,7 +56,9 @@ def write_glides(path, *, seed: int = 0):
         velocity = int(round(30 + 90 * i / (NOTES - 1)))
         for k in range(16):  # -1 semitone at the onset (before the note-on) to 0 at GLIDE_S
             value = int(round(GLIDE_FROM * (1 - k / 15) / 2 * 8191))
-            timeline.append((tick(start + GLIDE_S * k / 15), 0 if k == 0 else 2, mido.Message("pitchwheel", pitch=value)))
+            timeline.append(
+                (tick(start + GLIDE_S * k / 15), 0 if k == 0 else 2, mido.Message("pitchwheel", pitch=value))
+            )
         timeline.append((tick(start), 1, mido.Message("note_on", note=pitch, velocity=velocity)))
         timeline.append((tick(start + IOI_S - 0.1), 0, mido.Message("note_off", note=pitch, velocity=0)))
     timeline.sort(key=lambda item: (item[0], item[1]))
@@ -71,8 +80,12 @@ def glide_wav(tmp_path_factory):
     folder = tmp_path_factory.mktemp("glides")
     midi, wav = folder / "glides.mid", folder / "glides.wav"
     write_glides(midi)
-    subprocess.run(["fluidsynth", "-ni", "-g", "0.8", "-F", str(wav), "-r", "48000", str(SOUNDFONT), str(midi)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["fluidsynth", "-ni", "-g", "0.8", "-F", str(wav), "-r", "48000", str(SOUNDFONT), str(midi)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return wav
 
 
@@ -85,9 +98,17 @@ def play_through_stack(profile: str, wav, tmp_path) -> list[list[int]]:
     session = tmp_path / f"session-{profile}.jsonl"
     # the melody alone: its notes play the slices' own f0 (the glides); the bass and comping play other pitch
     # classes of the slice, without its glide (tests/oracle/test_voices.py checks their expression)
-    config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": profile,
-                                              "midi.bend_range_semitones": MPE_RANGE, "generation.seed": 3,
-                                              "voices.bass": False, "voices.comping": False})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": profile,
+            "midi.bend_range_semitones": MPE_RANGE,
+            "generation.seed": 3,
+            "voices.bass": False,
+            "voices.comping": False,
+        }
+    )
     stack = LiveStack(config, input_file=str(wav), session_log=str(session))
     try:
         stack.start()
@@ -103,7 +124,7 @@ def play_through_stack(profile: str, wav, tmp_path) -> list[list[int]]:
     assert hung_note_problems(timed, scheduled=scheduled_notes(session), require_stop_panic=False) == []
     assert stop_stats_problems(final) == []  # none longer than scheduled (+ 2 s), none the drained stop ended
     starts = panic_starts(received)
-    return received[:starts[-1]] if stop_panic_received(received) else received  # what was played
+    return received[: starts[-1]] if stop_panic_received(received) else received  # what was played
 
 
 def notes_with_expression(messages: list[list[int]]) -> list[dict]:
@@ -124,8 +145,15 @@ def notes_with_expression(messages: list[list[int]]) -> list[dict]:
             if channel in sounding:
                 sounding[channel]["pressures"].append(m[1])
         elif kind == 0x90 and m[2] > 0:
-            note = {"channel": channel, "pitch": m[1], "velocity": m[2], "bend": bend[channel],
-                    "pressure": pressure[channel], "bends": [], "pressures": []}
+            note = {
+                "channel": channel,
+                "pitch": m[1],
+                "velocity": m[2],
+                "bend": bend[channel],
+                "pressure": pressure[channel],
+                "bends": [],
+                "pressures": [],
+            }
             sounding[channel] = note
             notes.append(note)
         elif kind == 0x80 or (kind == 0x90 and m[2] == 0):
@@ -138,8 +166,9 @@ def rank_correlation(values) -> float:
     return float(np.corrcoef(np.arange(len(values)), ranks)[0, 1])
 
 
-def test_mpe_carries_learned_glides_as_per_note_bend_and_pressure_follows_a_crescendo(jack_server, ray_local,
-                                                                                      glide_wav, tmp_path):
+def test_mpe_carries_learned_glides_as_per_note_bend_and_pressure_follows_a_crescendo(
+    jack_server, ray_local, glide_wav, tmp_path
+):
     played = play_through_stack("mpe", glide_wav, tmp_path)
     notes = notes_with_expression(played)
     assert len(notes) >= 10, f"too few notes came out: {len(notes)}"
@@ -154,8 +183,10 @@ def test_mpe_carries_learned_glides_as_per_note_bend_and_pressure_follows_a_cres
     # pressure follows the crescendo
     pressures = [n["pressure"] for n in notes]
     third = len(pressures) // 3
-    print(f"mpe: {len(notes)} notes, {len(bent)} bent, {len(glides)} glides; pressure rank correlation with time "
-          f"{rank_correlation(pressures):.2f}, first/last third {np.mean(pressures[:third]):.0f}/{np.mean(pressures[-third:]):.0f}")
+    print(
+        f"mpe: {len(notes)} notes, {len(bent)} bent, {len(glides)} glides; pressure rank correlation with time "
+        f"{rank_correlation(pressures):.2f}, first/last third {np.mean(pressures[:third]):.0f}/{np.mean(pressures[-third:]):.0f}"
+    )
     assert rank_correlation(pressures) > 0.5, pressures
     assert np.mean(pressures[-third:]) > np.mean(pressures[:third]) + 15, pressures
 

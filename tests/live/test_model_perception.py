@@ -5,6 +5,7 @@ the running stack's actors) or stops with exit code 2 and a one-line error befor
 Models are trained once per module on two short rendered chorales with a tiny random-weight wav2vec; each live
 run stops as soon as enough percepts were learned (bounded wait), not after a fixed time.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,16 @@ VIEWS = {"traditional": ["traditional"], "wav2vec": ["wav2vec"], "hybrid": ["tra
 NOTES_OUT = 3  # note-ons at the JACK port before a live cell counts as "plays"
 
 # chorale-like four-voice progressions (pitch, start, duration, velocity)
-_CHORDS = [[48, 55, 64, 72], [45, 57, 64, 72], [50, 57, 65, 74], [43, 55, 62, 71], [48, 55, 64, 72], [41, 57, 65, 69],
-           [43, 55, 62, 67], [48, 52, 60, 67]]
+_CHORDS = [
+    [48, 55, 64, 72],
+    [45, 57, 64, 72],
+    [50, 57, 65, 74],
+    [43, 55, 62, 71],
+    [48, 55, 64, 72],
+    [41, 57, 65, 69],
+    [43, 55, 62, 67],
+    [48, 52, 60, 67],
+]
 
 
 def _chorale(shift: int, *, chords: int = 8, step_s: float = 0.5) -> list[tuple]:
@@ -53,8 +62,11 @@ def _trainer_config(kind: str, checkpoint: Path) -> MusicHalConfig:
 
 def _trainer_flags(kind: str, checkpoint: Path) -> list[str]:
     """The perception flags of the trainer's command line for each kind (repeated live in the 'trainer' cells)."""
-    return {"traditional": [], "wav2vec": ["--wav2vec", "--wav2vec-model", str(checkpoint)],
-            "hybrid": ["--wav2vec", "--hybrid-perception", "--wav2vec-model", str(checkpoint)]}[kind]
+    return {
+        "traditional": [],
+        "wav2vec": ["--wav2vec", "--wav2vec-model", str(checkpoint)],
+        "hybrid": ["--wav2vec", "--hybrid-perception", "--wav2vec-model", str(checkpoint)],
+    }[kind]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +88,14 @@ def world(tmp_path_factory, tiny_wav2vec_dir, tiny_wav2vec_layer_norm_dir):
     for kind in KINDS:
         models[kind] = root / kind / "m.json"
         train(corpus, config=_trainer_config(kind, checkpoint), output=models[kind])
-    return {"root": root, "play": play, "checkpoint": checkpoint, "other": Path(tiny_wav2vec_layer_norm_dir),
-            "bigger": bigger, "models": models}
+    return {
+        "root": root,
+        "play": play,
+        "checkpoint": checkpoint,
+        "other": Path(tiny_wav2vec_layer_norm_dir),
+        "bigger": bigger,
+        "models": models,
+    }
 
 
 def _moved_model(world, kind: str) -> Path:
@@ -100,8 +118,14 @@ def _cli_without_ray(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``musichal ARGS`` in a fresh interpreter in which importing Ray fails: an error before Ray starts is
     the only way to get a clean exit code 2 here."""
     code = "import sys; sys.modules['ray'] = None; import launch; sys.exit(launch.main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -118,41 +142,63 @@ def _error_cells():
     """(kind, invocation, flags(world), words the one-line error must contain)."""
     return [
         ("traditional", "contradicting", lambda w: ["--wav2vec"], ["--wav2vec contradicts", "traditional"]),
-        ("traditional", "missing-checkpoint", lambda w: ["--wav2vec-model", str(w["root"] / "nowhere")],
-         ["--wav2vec-model contradicts"]),
+        (
+            "traditional",
+            "missing-checkpoint",
+            lambda w: ["--wav2vec-model", str(w["root"] / "nowhere")],
+            ["--wav2vec-model contradicts"],
+        ),
         ("wav2vec", "contradicting", lambda w: ["--hybrid-perception"], ["--hybrid-perception contradicts"]),
         ("wav2vec", "missing-checkpoint", None, ["was not found", "gone", "--wav2vec-model DIR"]),
-        ("hybrid", "contradicting", lambda w: ["--wav2vec-model", str(w["other"])],
-         ["not the one", "--other-checkpoint"]),
+        (
+            "hybrid",
+            "contradicting",
+            lambda w: ["--wav2vec-model", str(w["other"])],
+            ["not the one", "--other-checkpoint"],
+        ),
         ("hybrid", "missing-checkpoint", None, ["was not found", "gone", "--wav2vec-model DIR"]),
     ]
 
 
 @pytest.mark.parametrize("kind,invocation,flags,words", _error_cells(), ids=lambda v: v if isinstance(v, str) else "")
-def test_contradicting_flags_or_a_missing_checkpoint_stop_before_ray_with_one_line(world, kind, invocation, flags, words):
+def test_contradicting_flags_or_a_missing_checkpoint_stop_before_ray_with_one_line(
+    world, kind, invocation, flags, words
+):
     model = _moved_model(world, kind) if flags is None else world["models"][kind]
     extra = [] if flags is None else flags(world)
-    result = _cli_without_ray(["--model", str(model), "--input-file", str(world["play"]), "--midi-api", "jack",
-                               "--quiet", *extra], world["root"])
+    result = _cli_without_ray(
+        ["--model", str(model), "--input-file", str(world["play"]), "--midi-api", "jack", "--quiet", *extra],
+        world["root"],
+    )
     _assert_one_line_error(result, *words)
 
 
 def test_other_checkpoint_is_used_only_when_asked_and_only_if_its_shape_fits(world):
-    from services.preflight import plan_listening
     from services.encoder.spec import resolve_checkpoint
     from services.model_file import load_musichal_model
+    from services.preflight import plan_listening
 
     model = load_musichal_model(world["models"]["hybrid"])
     config = MusicHalConfig()
     spec = plan_listening(config, model, checkpoint=str(world["other"]), other_checkpoint=True)
     assert resolve_checkpoint(spec) == str(world["other"].resolve())  # same 32-D, 2 layers: accepted when asked
-    result = _cli_without_ray(["--model", str(world["models"]["wav2vec"]), "--wav2vec-model", str(world["bigger"]),
-                               "--other-checkpoint", "--describe"], world["root"])
+    result = _cli_without_ray(
+        [
+            "--model",
+            str(world["models"]["wav2vec"]),
+            "--wav2vec-model",
+            str(world["bigger"]),
+            "--other-checkpoint",
+            "--describe",
+        ],
+        world["root"],
+    )
     _assert_one_line_error(result, "48-D", "32-D")
     # a moved checkpoint (same content) is found where --wav2vec-model points
     moved = _moved_model(world, "wav2vec")
-    result = _cli_without_ray(["--model", str(moved), "--wav2vec-model", str(world["checkpoint"]), "--describe"],
-                              world["root"])
+    result = _cli_without_ray(
+        ["--model", str(moved), "--wav2vec-model", str(world["checkpoint"]), "--describe"], world["root"]
+    )
     assert result.returncode == 0, result.stderr
     assert "layer -1, mean pooling, 32-D" in result.stdout and "sha256" in result.stdout
 
@@ -162,12 +208,17 @@ def test_describe_says_how_each_model_listens(world):
         result = _cli_without_ray(["--model", str(world["models"][kind]), "--describe"], world["root"])
         assert result.returncode == 0, result.stderr
         out = result.stdout
-        assert {"traditional": "listens with: traditional (primary traditional)",
-                "wav2vec": "listens with: wav2vec (primary wav2vec)",
-                "hybrid": "listens with: traditional + wav2vec (primary wav2vec, hybrid)"}[kind] in out, out
+        assert {
+            "traditional": "listens with: traditional (primary traditional)",
+            "wav2vec": "listens with: wav2vec (primary wav2vec)",
+            "hybrid": "listens with: traditional + wav2vec (primary wav2vec, hybrid)",
+        }[kind] in out, out
         assert "oracle: " in out and " states" in out and "threshold" in out and "chorale0.wav" in out
-        assert ("wav2vec checkpoint: " + str(world["checkpoint"].resolve())) in out if kind != "traditional" \
+        assert (
+            ("wav2vec checkpoint: " + str(world["checkpoint"].resolve())) in out
+            if kind != "traditional"
             else "wav2vec checkpoint" not in out
+        )
         assert "vocabulary" in out and f"play it with: musichal --model {world['models'][kind]}" in out
 
 
@@ -175,14 +226,23 @@ def test_describe_says_how_each_model_listens(world):
 def _live_config(kind: str, invocation: str, checkpoint: Path) -> MusicHalConfig:
     overrides = {"midi.api": "jack", "midi.profile": "gm-safe", "generation.seed": 1, "control.input_gate": False}
     if invocation == "trainer-flags" and kind != "traditional":  # what config_from_args makes of the trainer's flags
-        overrides.update({"features.kind": "wav2vec", "wav2vec.model": str(checkpoint),
-                          "features.hybrid": True if kind == "hybrid" else None})
+        overrides.update(
+            {
+                "features.kind": "wav2vec",
+                "wav2vec.model": str(checkpoint),
+                "features.hybrid": True if kind == "hybrid" else None,
+            }
+        )
     return MusicHalConfig().with_overrides(overrides)
 
 
 # a traditional model's trainer flags are no flags at all: that cell is the "no-flags" one
-_PLAY_CELLS = [(kind, invocation) for kind in KINDS for invocation in ("no-flags", "trainer-flags")
-               if (kind, invocation) != ("traditional", "trainer-flags")]
+_PLAY_CELLS = [
+    (kind, invocation)
+    for kind in KINDS
+    for invocation in ("no-flags", "trainer-flags")
+    if (kind, invocation) != ("traditional", "trainer-flags")
+]
 
 
 @pytest.mark.ray
@@ -221,11 +281,23 @@ def test_model_plays_and_learns_through_the_real_stack(jack_server, ray_module, 
 def test_readme_play_command_for_a_hybrid_model_exits_0_having_learned(jack_server, world, tmp_path):
     """``musichal --model m.json`` (the README's command) on a wav2vec hybrid model: plays, learns, exit 0."""
     stats_file = tmp_path / "stats.json"
-    command = [sys.executable, str(REPO / "launch.py"), "--model", str(world["models"]["hybrid"]),
-               "--input-file", str(world["play"]), "--midi-api", "jack", "--quiet", "--stats", "--stats-file",
-               str(stats_file)]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        str(REPO / "launch.py"),
+        "--model",
+        str(world["models"]["hybrid"]),
+        "--input-file",
+        str(world["play"]),
+        "--midi-api",
+        "jack",
+        "--quiet",
+        "--stats",
+        "--stats-file",
+        str(stats_file),
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     final = json.loads(stats_file.read_text())
     assert stage_counter(final, "oracle", "stage_learned") > 0
@@ -239,6 +311,7 @@ def test_readme_play_command_for_a_hybrid_model_exits_0_having_learned(jack_serv
 
 def _break_wav2vec(self):
     """Runs inside the encoder actor: every wav2vec forward from now on raises (a lost device)."""
+
     def lost(*args, **kwargs):
         raise RuntimeError("CUDA error: device lost")
 
@@ -257,14 +330,20 @@ def test_encoder_exceptions_are_counted_shown_and_never_turn_into_mismatched_per
     stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"]["hybrid"]))
     try:
         stack.start()
-        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "stage_learned") >= 2, timeout_s=90), stack.stats()
+        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "stage_learned") >= 2, timeout_s=90), (
+            stack.stats()
+        )
         assert actor_call(stack.actors["encoder"], _break_wav2vec)
         before = stack.stats()
         failing = lambda: stage_counter(stack.stats(), "encoder", "exceptions") >= 3  # noqa: E731
         assert wait_until(failing, timeout_s=60), stack.stats()
+
         # the events keep being answered (autonomously: the memory cannot use traditional vectors)
-        answered = lambda: stage_counter(stack.stats(), "oracle", "fallback_autonomous") > \
-            stage_counter(before, "oracle", "fallback_autonomous")  # noqa: E731
+        def answered():
+            return stage_counter(stack.stats(), "oracle", "fallback_autonomous") > stage_counter(
+                before, "oracle", "fallback_autonomous"
+            )
+
         assert wait_until(answered, timeout_s=30), stack.stats()
         stats = stack.stats()
     finally:
@@ -283,14 +362,19 @@ def test_encoder_exceptions_are_counted_shown_and_never_turn_into_mismatched_per
 @pytest.mark.slow
 def test_save_learned_checkpoint_is_a_model_that_describes_and_plays(jack_server, ray_module, world, tmp_path):
     """``--save-learned L`` then ``--model L``: L records the perception the stack listened with, describes, plays."""
-    from services.stack import LiveStack
     from services.model_file import load_musichal_model
+    from services.stack import LiveStack
 
     learned_file = tmp_path / "live.json"
     trained = load_musichal_model(world["models"]["traditional"])
     config = _live_config("traditional", "no-flags", world["checkpoint"])
-    stack = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(world["models"]["traditional"]),
-                      checkpoint_path=str(learned_file))
+    stack = LiveStack(
+        config,
+        input_file=str(world["play"]),
+        loop=True,
+        model_path=str(world["models"]["traditional"]),
+        checkpoint_path=str(learned_file),
+    )
     try:
         stack.start()
         assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "stage_learned") >= LEARNED, timeout_s=90)

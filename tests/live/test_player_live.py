@@ -1,5 +1,6 @@
 """The clocked player on the whole stack: it reacts to onsets through their early views and plays on through
 the input's silence. Assertions read the session log (one clock for onsets and decisions), never wall-time windows."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def melody_then_silence(tmp_path_factory):
     notes = [(int(rng.choice([60, 62, 64, 65, 67, 69, 71, 72])), 0.2 + 0.4 * i, 0.34, 90) for i in range(12)]
     wav = render_midi_notes(notes, folder / "melody.wav")
     audio, sr = sf.read(wav, dtype="float32")
-    padded = np.concatenate([audio[:int(5.2 * sr)], np.zeros((8 * sr,) + audio.shape[1:], np.float32)])
+    padded = np.concatenate([audio[: int(5.2 * sr)], np.zeros((8 * sr,) + audio.shape[1:], np.float32)])
     sf.write(folder / "melody_silence.wav", padded, sr)
     return folder / "melody_silence.wav"
 
@@ -31,13 +32,20 @@ def melody_then_silence(tmp_path_factory):
 def test_player_reacts_early_and_plays_through_the_silence(jack_server, ray_local, melody_then_silence, mode, tmp_path):
     import ray
 
-    from services.stack import LiveStack
-    from services.oracle.player.session import read_session
     from services.oracle.player.replay import replay_session
+    from services.oracle.player.session import read_session
+    from services.stack import LiveStack
 
     log = tmp_path / "session.jsonl"
-    config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.profile": "gm-safe", "generation.mode": mode,
-                                              "generation.seed": 2, "control.input_gate": False})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.profile": "gm-safe",
+            "generation.mode": mode,
+            "generation.seed": 2,
+            "control.input_gate": False,
+        }
+    )
     stack = LiveStack(config, input_file=str(melody_then_silence), session_log=str(log))
     try:
         stack.start()

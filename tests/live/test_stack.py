@@ -1,4 +1,5 @@
 """The whole live stack on one node: a WAV through --input-file → four Ray actors → MIDI read back from a real JACK port."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,18 @@ import mido
 import numpy as np
 import pytest
 
+from services.oracle.player.walk import MAX_IOI_S
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from services.oracle.player.walk import MAX_IOI_S
-from testkit.midi import (HUNG_NOTE_SLACK_S, ReceiverModel, TimedJackReader, first_note_age_s, hung_note_problems,
-                          scheduled_notes, stop_stats_problems)
+from testkit.midi import (
+    HUNG_NOTE_SLACK_S,
+    ReceiverModel,
+    TimedJackReader,
+    first_note_age_s,
+    hung_note_problems,
+    scheduled_notes,
+    stop_stats_problems,
+)
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -33,8 +41,10 @@ def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
     c_major = melody([60, 64, 67, 72], seed=1)  # C E G
     f_sharp = melody([54, 58, 61, 66], seed=2)  # F# A# C#
-    return {"c": (render_midi_notes(c_major, folder / "c.wav"), c_major),
-            "fs": (render_midi_notes(f_sharp, folder / "fs.wav"), f_sharp)}
+    return {
+        "c": (render_midi_notes(c_major, folder / "c.wav"), c_major),
+        "fs": (render_midi_notes(f_sharp, folder / "fs.wav"), f_sharp),
+    }
 
 
 def pitch_class_histogram(pitches) -> np.ndarray:
@@ -49,16 +59,23 @@ def note_ons(messages) -> list[int]:
 
 
 def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, ray_local, clips, tmp_path):
-    from services.stack import LiveStack
     from services.oracle.memory.store import OracleMemory
+    from services.stack import LiveStack
 
     reader = TimedJackReader()
     port = reader.open_virtual("in")
     record = tmp_path / "out.mid"
     learned = tmp_path / "learned.json"
     session = tmp_path / "session.jsonl"
-    config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe",
-                                              "midi.record_path": str(record), "generation.seed": 3})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "gm-safe",
+            "midi.record_path": str(record),
+            "generation.seed": 3,
+        }
+    )
     stack = LiveStack(config, input_file=str(clips["c"][0]), checkpoint_path=str(learned), session_log=str(session))
     ring_names = []
     try:
@@ -124,16 +141,43 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
     port = reader.open_virtual("in")
     record = tmp_path / "fs.mid"
     session = tmp_path / "session.jsonl"
-    command = [sys.executable, os.path.join(REPO, "launch.py"), "--input-file", str(clips["fs"][0]), "--loop",
-               "--midi-api", "jack", "--midi-port", port, "--midi-profile", "gm-safe", "--record", str(record),
-               "--session-log", str(session), "--stats", "--stats-file", str(tmp_path / "stats.json")]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        os.path.join(REPO, "launch.py"),
+        "--input-file",
+        str(clips["fs"][0]),
+        "--loop",
+        "--midi-api",
+        "jack",
+        "--midi-port",
+        port,
+        "--midi-profile",
+        "gm-safe",
+        "--record",
+        str(record),
+        "--session-log",
+        str(session),
+        "--stats",
+        "--stats-file",
+        str(tmp_path / "stats.json"),
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
-        assert wait_until(lambda: len(note_ons(list(reader.messages))) >= 5, timeout_s=90), "no notes came from the CLI run"
+        assert wait_until(lambda: len(note_ons(list(reader.messages))) >= 5, timeout_s=90), (
+            "no notes came from the CLI run"
+        )
         # long enough that a note nothing but the stop ended would be over the hung-note bound
-        assert wait_until(lambda: first_note_age_s(reader.snapshot(), time.monotonic())
-                          > MAX_IOI_S + 2 * HUNG_NOTE_SLACK_S, timeout_s=30)
+        assert wait_until(
+            lambda: first_note_age_s(reader.snapshot(), time.monotonic()) > MAX_IOI_S + 2 * HUNG_NOTE_SLACK_S,
+            timeout_s=30,
+        )
         started = _descendants(process.pid)
         t_signal = time.monotonic()
         process.send_signal(signal.SIGINT)
@@ -166,8 +210,11 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
     own = pitch_class_histogram([n[0] for n in clips["fs"][1]])
     other = pitch_class_histogram([n[0] for n in clips["c"][1]])
     assert out_hist @ own > out_hist @ other  # a different input gives a different pitch-class histogram
-    leftover = [n for n in os.listdir("/dev/shm") if n.startswith(f"musichal_ring_{process.pid}_")
-                or n.startswith(f"musichal_ring_msg_{process.pid}_")]
+    leftover = [
+        n
+        for n in os.listdir("/dev/shm")
+        if n.startswith(f"musichal_ring_{process.pid}_") or n.startswith(f"musichal_ring_msg_{process.pid}_")
+    ]
     assert not leftover, f"the CLI left shared memory behind: {leftover}"
     import psutil
 

@@ -1,11 +1,12 @@
 """LiveStack's start-up wiring without Ray: every actor's ``ready`` is waited for together, with one deadline."""
+
 from __future__ import annotations
 
 import pytest
 
+from services.stack import LiveStack
 from shared.config import MusicHalConfig
 from shared.errors import MusicHalError
-from services.stack import LiveStack
 
 
 class FakeRay:
@@ -39,12 +40,18 @@ def _stack() -> LiveStack:
 def test_all_actors_waited_for_together_in_the_order_they_become_ready() -> None:
     stack = _stack()
     info = {"local": True, "node_id": "n1"}
-    fake = FakeRay(["capture", "encoder", "oracle", "midi_out"],
-                   {"capture": "n1", "encoder": info, "oracle": "n1", "midi_out": "n1"})
+    fake = FakeRay(
+        ["capture", "encoder", "oracle", "midi_out"],
+        {"capture": "n1", "encoder": info, "oracle": "n1", "midi_out": "n1"},
+    )
     stack._wait_ready(fake, {"midi_out": "midi_out", "encoder": "encoder", "oracle": "oracle", "capture": "capture"})
     assert stack.encoder_info == info
-    assert [k for k in stack.startup if k.startswith("ready_")] == ["ready_capture", "ready_encoder", "ready_oracle",
-                                                                      "ready_midi_out"]
+    assert [k for k in stack.startup if k.startswith("ready_")] == [
+        "ready_capture",
+        "ready_encoder",
+        "ready_oracle",
+        "ready_midi_out",
+    ]
     assert "actors" in stack.startup
     # one deadline for all of them: the encoder's (it loads a model), never a sum of per-actor waits
     assert fake.timeouts[0] == pytest.approx(LiveStack.READY_TIMEOUT_S["encoder"], abs=1.0)

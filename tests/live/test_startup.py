@@ -1,5 +1,6 @@
 """Start-up: ``--duration`` counts from listening, the input starts when the stack listens, and the actors that do not
 run torch never import it."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def clip(tmp_path_factory):
     return render_midi_notes(notes, tmp_path_factory.mktemp("clip") / "clip.wav")
 
 
-def test_duration_counts_from_listening_and_no_input_is_lost_to_start_up(jack_server, ray_local, clip, tmp_path,
-                                                                         monkeypatch, capsys):
+def test_duration_counts_from_listening_and_no_input_is_lost_to_start_up(
+    jack_server, ray_local, clip, tmp_path, monkeypatch, capsys
+):
     import launch
     from services.stack import LiveStack
 
@@ -34,8 +36,9 @@ def test_duration_counts_from_listening_and_no_input_is_lost_to_start_up(jack_se
 
     monkeypatch.setattr(LiveStack, "_start_controls", slow_start_up)
     stats_file = tmp_path / "stats.json"
-    code = launch.main(["--input-file", str(clip), "--duration", "5", "--midi-api", "jack", "--stats",
-                        "--stats-file", str(stats_file)])
+    code = launch.main(
+        ["--input-file", str(clip), "--duration", "5", "--midi-api", "jack", "--stats", "--stats-file", str(stats_file)]
+    )
     output = capsys.readouterr().out
     assert code == 0, output
     assert "listening after" in output and "--duration 5 s counts from now" in output
@@ -55,9 +58,9 @@ def test_actors_without_torch_never_import_torch_and_inherit_their_environment(j
 
     import ray
 
-    from shared.config import MusicHalConfig
     from services.ray_support import ACTOR_ENV_VARS
     from services.stack import LiveStack
+    from shared.config import MusicHalConfig
 
     heavy = ("torch", "transformers", "onnxruntime")
     before = {name: os.environ.get(name) for name in ACTOR_ENV_VARS}
@@ -65,15 +68,24 @@ def test_actors_without_torch_never_import_torch_and_inherit_their_environment(j
     try:
         stack.start()  # starts its own Ray, as the command does
         assert stack.started_ray and stack.env_inherited
-        seen = {name: ray.get(actor.__ray_call__.remote(
-                    lambda self: ([m for m in heavy if m in sys.modules], {k: os.environ.get(k) for k in ACTOR_ENV_VARS})),
-                    timeout=30)
-                for name, actor in stack.actors.items()}
+        seen = {
+            name: ray.get(
+                actor.__ray_call__.remote(
+                    lambda self: (
+                        [m for m in heavy if m in sys.modules],
+                        {k: os.environ.get(k) for k in ACTOR_ENV_VARS},
+                    )
+                ),
+                timeout=30,
+            )
+            for name, actor in stack.actors.items()
+        }
     finally:
         stack.stop(graceful=False)
     # traditional features only, no slice notes: no actor needs torch, transformers or the transcription model
     assert {name: loaded for name, (loaded, _env) in seen.items()} == {
-        name: [] for name in ("capture", "encoder", "oracle", "midi_out")}, seen
+        name: [] for name in ("capture", "encoder", "oracle", "midi_out")
+    }, seen
     # every actor has the actors' environment without a runtime_env of its own; the driver's is unchanged
     assert all(env == ACTOR_ENV_VARS for _loaded, env in seen.values()), seen
     assert {name: os.environ.get(name) for name in ACTOR_ENV_VARS} == before

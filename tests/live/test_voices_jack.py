@@ -1,11 +1,12 @@
 """Voices through the whole live stack: a rendered chorale in, melody, bass and comping out on their gm-safe channels
 over a real JACK MIDI port, each in its range, every note paired per channel in the stream played before the stop."""
+
 from __future__ import annotations
 
 import pytest
 
-from shared.config import MusicHalConfig
 from services.oracle.player.session import read_session
+from shared.config import MusicHalConfig
 from testkit.audio import chorale_notes, render_midi_notes
 from testkit.midi import TimedJackReader, hung_note_problems, panic_starts, scheduled_notes, stop_stats_problems
 from testkit.waiting import wait_until
@@ -26,13 +27,23 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
     reader = TimedJackReader()
     port = reader.open_virtual("in")
     session = tmp_path / "session.jsonl"
-    config = MusicHalConfig().with_overrides({
-        "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "generation.seed": 4,
-        "generation.mode": "lead",  # its own clock: it plays through the whole file, not only on answered onsets
-        "voices.melody": True, "voices.bass": True, "voices.comping": True,  # pinned: the test is about all three
-        # a four-voice chorale, chords of at most two notes: the polyphony limit binds on most slices
-        "voices.bass_density": 0.5, "voices.comping_density": 0.5, "voices.max_polyphony": 2,
-        "control.input_gate": False})  # the input is a file: nothing to protect
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "gm-safe",
+            "generation.seed": 4,
+            "generation.mode": "lead",  # its own clock: it plays through the whole file, not only on answered onsets
+            "voices.melody": True,
+            "voices.bass": True,
+            "voices.comping": True,  # pinned: the test is about all three
+            # a four-voice chorale, chords of at most two notes: the polyphony limit binds on most slices
+            "voices.bass_density": 0.5,
+            "voices.comping_density": 0.5,
+            "voices.max_polyphony": 2,
+            "control.input_gate": False,
+        }
+    )  # the input is a file: nothing to protect
     stack = LiveStack(config, input_file=str(wav), session_log=str(session))
     try:
         stack.start()
@@ -55,14 +66,17 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
     # a double note-on, a stray note-off, a note only the panic ended or one longer than scheduled (+ 2 s): none
     assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
     assert stop_stats_problems(final) == []  # the drained stop ended no note, none was stolen
-    played = received[starts[0] + 32:starts[-1]]
+    played = received[starts[0] + 32 : starts[-1]]
     by_channel: dict[int, list[int]] = {}
     for m in note_ons(played):
         by_channel.setdefault(m[0] & 0x0F, []).append(m[1])
     # per channel in the played stream: as many note-offs as note-ons (each note ended by its own note-off)
     for channel in by_channel:
-        offs = sum(1 for m in played if m[0] & 0x0F == channel and ((m[0] & 0xF0) == 0x80 or
-                                                                     ((m[0] & 0xF0) == 0x90 and m[2] == 0)))
+        offs = sum(
+            1
+            for m in played
+            if m[0] & 0x0F == channel and ((m[0] & 0xF0) == 0x80 or ((m[0] & 0xF0) == 0x90 and m[2] == 0))
+        )
         assert offs == len(by_channel[channel]), (channel, offs, len(by_channel[channel]))
     assert 9 not in by_channel, "gm-safe never plays channel 10"
     bass, comping = by_channel.get(BASS, []), by_channel.get(COMPING, [])

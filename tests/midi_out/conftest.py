@@ -1,4 +1,5 @@
 """Fixtures for midi_out tests: a JACK MIDI link (our output → a python-rtmidi JACK input)."""
+
 from __future__ import annotations
 
 import pytest

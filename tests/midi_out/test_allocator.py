@@ -1,4 +1,5 @@
 """Channel allocator: explicit cases plus hypothesis state sequences (and the same through MidiOutStage bytes)."""
+
 from __future__ import annotations
 
 import pytest
@@ -65,8 +66,10 @@ def test_bad_input_raises():
 
 
 # (True, pitch) starts a new note; (False, k) ends the k-th started note (mod count), maybe twice
-operations = st.lists(st.one_of(st.tuples(st.just(True), st.integers(58, 62)),
-                                st.tuples(st.just(False), st.integers(0, 1000))), max_size=60)
+operations = st.lists(
+    st.one_of(st.tuples(st.just(True), st.integers(58, 62)), st.tuples(st.just(False), st.integers(0, 1000))),
+    max_size=60,
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -114,8 +117,18 @@ def test_stage_bytes_every_note_ends(profile, member_channels, ops):
     for is_on, value in ops:
         if is_on:
             note_id = len(started)
-            stage.note_on(NoteEvent(note_id=note_id, pitch=value, velocity=80, t_on=0.0, t_off=1.0,
-                                    bend_semitones=0.5, pressure=10, timbre=70))
+            stage.note_on(
+                NoteEvent(
+                    note_id=note_id,
+                    pitch=value,
+                    velocity=80,
+                    t_on=0.0,
+                    t_off=1.0,
+                    bend_semitones=0.5,
+                    pressure=10,
+                    timbre=70,
+                )
+            )
             started.append(note_id)
         elif started:
             stage.note_off(started[value % len(started)])

@@ -1,4 +1,5 @@
 """MidiOutStage's own port swap (replace_sink) and profile hand-over (hand_over), which the midi_out actor calls."""
+
 from __future__ import annotations
 
 import threading
@@ -50,4 +51,4 @@ def test_hand_over_silences_starts_the_successor_and_attaches_under_the_lock():
     assert not old.sounding and successor.counters["starts"] == 1
     # by the time the caller attaches: the old profile's panic, then the successor's own panic and MPE setup
     tail = [*expected_panic(), *expected_panic(), *successor.setup_messages()]
-    assert seen["messages"][-len(tail):] == tail
+    assert seen["messages"][-len(tail) :] == tail

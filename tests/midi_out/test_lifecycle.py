@@ -1,5 +1,6 @@
 """Every exit path of a real child process playing through JACK delivers all it sent (normal exit, stop(), port
 swap, an exception, SIGTERM, SIGINT), signals reach the main thread, and a stalled server is reported."""
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,15 @@ CHILD = textwrap.dedent("""
 """)
 
 SETUP = 32 + 6 + 2 * 6  # panic + MCM + RPN 0 on two member channels
-PATHS = [("exit", 0), ("stop", 0), ("swap", 0), ("exception", 1),
-         # an uncaught KeyboardInterrupt makes Python (>= 3.8) exit by SIGINT, hence -SIGINT
-         ("sigterm", -signal.SIGTERM), ("sigint", -signal.SIGINT)]
+PATHS = [
+    ("exit", 0),
+    ("stop", 0),
+    ("swap", 0),
+    ("exception", 1),
+    # an uncaught KeyboardInterrupt makes Python (>= 3.8) exit by SIGINT, hence -SIGINT
+    ("sigterm", -signal.SIGTERM),
+    ("sigint", -signal.SIGINT),
+]
 
 
 @pytest.mark.jack
@@ -63,12 +70,17 @@ def test_child_panics_on_exit_paths(jack_server, mode, expected_rc):
     port = reader.open_virtual("midi_in")
     env = dict(os.environ, JACK_NO_START_SERVER="1", PYTHONPATH=os.getcwd())
     # -X faulthandler: a child that does not exit is sent SIGABRT and its threads' stacks are in the failure
-    child = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", CHILD, port, mode, unique_name("mh-child")],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-X", "faulthandler", "-c", CHILD, port, mode, unique_name("mh-child")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = child.stdout.readline().strip()
         assert line.startswith("ready "), child.communicate(timeout=30)[1][-4000:]
-        report = json.loads(line[len("ready "):])
+        report = json.loads(line[len("ready ") :])
         # only the main thread takes the stop signals: no thread of the JACK libraries (ours, RtMidi's) nor numpy's
         main = report.pop("main")
         assert report == {"SIGINT": [main], "SIGTERM": [main]}, report
@@ -90,15 +102,15 @@ def test_child_panics_on_exit_paths(jack_server, mode, expected_rc):
             # (still sounding when the stage restarted) + panic + setup, note 62, then the exit's note-off + panic
             received = reader.wait_for(SETUP + on + 1 + SETUP + on + 1 + 32)
             assert received[SETUP + on - 1] == [0x91, 60, 100]
-            new = received[SETUP + on:]
-            assert new[0] == [0x81, 60, 0] and new[1:SETUP + 1] == received[:SETUP]
+            new = received[SETUP + on :]
+            assert new[0] == [0x81, 60, 0] and new[1 : SETUP + 1] == received[:SETUP]
             note_on = new[SETUP + on]
             assert note_on[0] & 0xF0 == 0x90 and note_on[1:] == [62, 90]
-            assert new[SETUP + on + 1:] == [[0x80 | (note_on[0] & 0x0F), 62, 0]] + expected_panic()
+            assert new[SETUP + on + 1 :] == [[0x80 | (note_on[0] & 0x0F), 62, 0]] + expected_panic()
         else:
             received = reader.wait_for(SETUP + on + 1 + 32)
             assert received[SETUP + on - 1] == [0x91, 60, 100]
-            assert received[SETUP + on:] == [[0x81, 60, 0]] + expected_panic()
+            assert received[SETUP + on :] == [[0x81, 60, 0]] + expected_panic()
         assert len(received) == len(reader.wait_for(len(received) + 1, timeout_s=0)), "more messages than sent"
         assert ReceiverModel().feed_all(received).on == set()
     finally:
@@ -137,8 +149,14 @@ def test_close_reports_what_a_stalled_server_did_not_deliver(tmp_path):
     finally:
         os.environ["JACK_DEFAULT_SERVER"] = old
     assert server is not None
-    child = subprocess.Popen([sys.executable, "-c", STALL_CHILD, unique_name("mh-stall")], env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALL_CHILD, unique_name("mh-stall")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "ready"
         os.kill(server.pid, signal.SIGSTOP)

@@ -1,10 +1,20 @@
 """The hung-note checker the full-stack tests use: it must fail on each kind of broken stream, and pass a good one."""
+
 from __future__ import annotations
 
 import pytest
 
-from testkit.midi import (HUNG_NOTE_SLACK_S, ScheduledNote, expected_panic, hung_note_problems, note_pairing_problems,
-                          note_timing_problems, played_notes, stop_panic_received, stop_stats_problems)
+from testkit.midi import (
+    HUNG_NOTE_SLACK_S,
+    ScheduledNote,
+    expected_panic,
+    hung_note_problems,
+    note_pairing_problems,
+    note_timing_problems,
+    played_notes,
+    stop_panic_received,
+    stop_stats_problems,
+)
 
 
 def on(channel, pitch, velocity=90):
@@ -41,8 +51,9 @@ def test_stray_off_fails():
 
 def test_off_on_another_channel_does_not_end_a_note():
     problems = note_pairing_problems(START + [on(0, 60), off(1, 60)] + STOP)
-    assert any("stray note-off (1, 60)" in p for p in problems) and any("(0, 60)" in p and "never ended" in p
-                                                                          for p in problems)
+    assert any("stray note-off (1, 60)" in p for p in problems) and any(
+        "(0, 60)" in p and "never ended" in p for p in problems
+    )
 
 
 def test_a_mid_stream_panic_may_cut_notes_only_when_allowed():
@@ -55,9 +66,11 @@ def test_a_mid_stream_panic_may_cut_notes_only_when_allowed():
 
 def test_missing_stop_panic_is_reported_and_a_lone_cc123_does_not_end_a_note():
     assert note_pairing_problems([on(0, 60), off(0, 60)]) == [
-        "no stop panic (CC123/CC120 on all 16 channels) after the last note-on"]
+        "no stop panic (CC123/CC120 on all 16 channels) after the last note-on"
+    ]
     assert note_pairing_problems(START + [on(0, 60), off(0, 60)]) == [
-        "no stop panic (CC123/CC120 on all 16 channels) after the last note-on"]
+        "no stop panic (CC123/CC120 on all 16 channels) after the last note-on"
+    ]
     assert note_pairing_problems(START + [on(0, 60), off(0, 60)], require_stop_panic=False) == []
     assert len(note_pairing_problems(START + [on(0, 60)], require_stop_panic=False)) == 1  # never ended
     assert note_pairing_problems([on(0, 60), off(0, 60)], require_stop_panic=False) == []
@@ -128,24 +141,44 @@ def test_a_scheduler_that_never_sends_a_note_off_passes_the_pairing_check_but_no
 
 def test_a_working_scheduler_passes_with_each_note_late_by_less_than_the_slack():
     notes = scheduled_line(12)
-    stream = timed([(9.0, START)] + played_as_scheduled(notes, late_s=0.9 * HUNG_NOTE_SLACK_S)
-                   + [(notes[-1].t_off + 2.0, STOP)])
+    stream = timed(
+        [(9.0, START)] + played_as_scheduled(notes, late_s=0.9 * HUNG_NOTE_SLACK_S) + [(notes[-1].t_off + 2.0, STOP)]
+    )
     assert hung_note_problems(stream, scheduled=notes) == []
-    late = timed([(9.0, START)] + played_as_scheduled(notes, late_s=1.1 * HUNG_NOTE_SLACK_S)
-                 + [(notes[-1].t_off + 2.0, STOP)])
+    late = timed(
+        [(9.0, START)] + played_as_scheduled(notes, late_s=1.1 * HUNG_NOTE_SLACK_S) + [(notes[-1].t_off + 2.0, STOP)]
+    )
     assert len(note_timing_problems(late, scheduled=notes)) == 12
 
 
 def test_each_note_is_held_to_its_own_scheduled_duration():
     # a long note (3 s) and a short one on the same pitch: the k-th note-on of a pitch is its k-th scheduled note
     notes = [ScheduledNote(60, 10.0, 13.0), ScheduledNote(60, 13.5, 13.6), ScheduledNote(64, 10.0, 10.2)]
-    good = timed([(9.0, START), (10.0, [on(1, 60), on(2, 64)]), (10.2, [off(2, 64)]), (13.0, [off(1, 60)]),
-                  (13.5, [on(1, 60)]), (13.6, [off(1, 60)]), (15.0, STOP)])
+    good = timed(
+        [
+            (9.0, START),
+            (10.0, [on(1, 60), on(2, 64)]),
+            (10.2, [off(2, 64)]),
+            (13.0, [off(1, 60)]),
+            (13.5, [on(1, 60)]),
+            (13.6, [off(1, 60)]),
+            (15.0, STOP),
+        ]
+    )
     assert hung_note_problems(good, scheduled=notes) == []
     assert len(note_timing_problems(good, max_duration_s=0.2)) == 1  # one bound for all: the 3 s note is too long
     # the short one held as long as the long one: hung
-    bad = timed([(9.0, START), (10.0, [on(1, 60), on(2, 64)]), (10.2, [off(2, 64)]), (13.0, [off(1, 60)]),
-                 (13.5, [on(1, 60)]), (16.5, [off(1, 60)]), (17.0, STOP)])
+    bad = timed(
+        [
+            (9.0, START),
+            (10.0, [on(1, 60), on(2, 64)]),
+            (10.2, [off(2, 64)]),
+            (13.0, [off(1, 60)]),
+            (13.5, [on(1, 60)]),
+            (16.5, [off(1, 60)]),
+            (17.0, STOP),
+        ]
+    )
     problems = note_timing_problems(bad, scheduled=notes)
     assert len(problems) == 1 and "(1, 60)" in problems[0] and "scheduled 0.100 s" in problems[0]
 
@@ -153,21 +186,33 @@ def test_each_note_is_held_to_its_own_scheduled_duration():
 def test_the_stops_own_note_offs_count_when_they_come_late_and_unscheduled_notes_are_reported():
     notes = scheduled_line(2)
     # the stop's panic ends the second note (its note-off just before CC123) 5 s after it started: hung
-    stream = timed([(9.0, START), (10.0, [on(1, 60)]), (10.34, [off(1, 60)]), (10.4, [on(2, 62)]),
-                    (15.4, [off(2, 62)] + STOP)])
+    stream = timed(
+        [(9.0, START), (10.0, [on(1, 60)]), (10.34, [off(1, 60)]), (10.4, [on(2, 62)]), (15.4, [off(2, 62)] + STOP)]
+    )
     problems = hung_note_problems(stream, scheduled=notes)
     assert len(problems) == 1 and "(2, 62)" in problems[0]
     # a note-on midi_out was never asked for
-    stream = timed([(9.0, START), (10.0, [on(1, 60)]), (10.34, [off(1, 60)]), (10.5, [on(1, 70)]), (10.6, [off(1, 70)]),
-                    (11.0, STOP)])
+    stream = timed(
+        [
+            (9.0, START),
+            (10.0, [on(1, 60)]),
+            (10.34, [off(1, 60)]),
+            (10.5, [on(1, 70)]),
+            (10.6, [off(1, 70)]),
+            (11.0, STOP),
+        ]
+    )
     problems = note_timing_problems(stream, scheduled=notes)
     assert len(problems) == 1 and "matches no scheduled note" in problems[0]
 
 
 def test_played_notes_end_at_their_own_note_off_or_at_a_panic():
     notes = played_notes(START + [on(1, 60), on(2, 62), off(1, 60)] + expected_panic() + [on(1, 64)] + STOP)
-    assert [(n.channel, n.pitch, n.off_index is not None) for n in notes] == [(1, 60, True), (2, 62, False),
-                                                                              (1, 64, False)]
+    assert [(n.channel, n.pitch, n.off_index is not None) for n in notes] == [
+        (1, 60, True),
+        (2, 62, False),
+        (1, 64, False),
+    ]
 
 
 def test_timing_check_needs_exactly_one_bound():

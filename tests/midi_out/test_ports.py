@@ -1,4 +1,5 @@
 """The python-rtmidi port layer on JACK: open by name/substring/index, virtual ports, one-line errors, panic."""
+
 from __future__ import annotations
 
 import threading
@@ -106,7 +107,7 @@ def test_input_gets_every_message_of_bursts_in_order(jack_server):
         with open_output("jack", midi_input.port_name, client_name=unique_name("mh-out")) as output:
             sent = [numbered(n) for n in range(45 * 40)]
             for start in range(0, len(sent), 45):
-                for message in sent[start:start + 45]:
+                for message in sent[start : start + 45]:
                     output.send(message)
             assert collected.wait_for(len(sent)) == sent
         assert midi_input.messages == len(sent)

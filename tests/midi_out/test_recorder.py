@@ -1,4 +1,5 @@
 """SMF recording: the file read back with mido equals what was sent (bytes, order, channels, times)."""
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,26 @@ from shared.messages import NoteEvent
 @pytest.mark.jack
 def test_recorded_smf_equals_what_was_sent_over_jack(jack_link, tmp_path):
     recorder = SmfRecorder()
-    stage = MidiOutStage(MidiConfig(profile="mpe", member_channels=4), jack_link.output, recorder=recorder,
-                         owns_sink=False)
+    stage = MidiOutStage(
+        MidiConfig(profile="mpe", member_channels=4), jack_link.output, recorder=recorder, owns_sink=False
+    )
     stage.start()
     base = time.monotonic() + 0.01
     with NoteScheduler(stage) as scheduler:
         for i in range(12):
             t_on = base + 0.007 * i
-            scheduler.schedule(NoteEvent(note_id=i, pitch=60 + i % 3, velocity=20 + i, t_on=t_on, t_off=t_on + 0.02,
-                                         bend_semitones=0.25 * i, pressure=i, timbre=100 - i))
+            scheduler.schedule(
+                NoteEvent(
+                    note_id=i,
+                    pitch=60 + i % 3,
+                    velocity=20 + i,
+                    t_on=t_on,
+                    t_off=t_on + 0.02,
+                    bend_semitones=0.25 * i,
+                    pressure=i,
+                    timbre=100 - i,
+                )
+            )
         assert scheduler.wait_idle(timeout_s=20.0)
     received = jack_link.reader.wait_for(stage.counters["messages_sent"])
     path = recorder.save(tmp_path / "take.mid")

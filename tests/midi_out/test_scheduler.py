@@ -1,4 +1,5 @@
 """NoteScheduler: time order, late events sent at once and counted, stop → panic, every note paired over JACK."""
+
 from __future__ import annotations
 
 import random
@@ -39,10 +40,14 @@ def test_sends_in_time_order_and_counts_late():
     stage = make_stage(sink)
     now = time.monotonic()
     rng = random.Random(3)
-    past = [NoteEvent(note_id=i, pitch=50 + i, velocity=90, t_on=now - 1.0 + 0.01 * i, t_off=now - 0.5 + 0.01 * i)
-            for i in range(5)]
-    future = [NoteEvent(note_id=10 + i, pitch=70 + i, velocity=90, t_on=now + 0.05 + 0.004 * i,
-                        t_off=now + 0.1 + 0.004 * i) for i in range(10)]
+    past = [
+        NoteEvent(note_id=i, pitch=50 + i, velocity=90, t_on=now - 1.0 + 0.01 * i, t_off=now - 0.5 + 0.01 * i)
+        for i in range(5)
+    ]
+    future = [
+        NoteEvent(note_id=10 + i, pitch=70 + i, velocity=90, t_on=now + 0.05 + 0.004 * i, t_off=now + 0.1 + 0.004 * i)
+        for i in range(10)
+    ]
     notes = past + future
     rng.shuffle(notes)
     frozen = [now]  # the clock stands still while the notes are handed over (a loaded machine takes its time), so
@@ -63,8 +68,8 @@ def test_sends_in_time_order_and_counts_late():
     assert dues == sorted(dues)
     assert len(dues) == 2 * len(notes)
     assert stats["sent"] == 2 * len(notes) and stats["scheduled"] == len(notes)
-    assert stats["late_on_arrival"] == 2 * len(past)       # both the on and the off were already due
-    assert stats["late"] >= 2 * len(past)                   # they went out at once, counted as late
+    assert stats["late_on_arrival"] == 2 * len(past)  # both the on and the off were already due
+    assert stats["late"] >= 2 * len(past)  # they went out at once, counted as late
     assert all(actual >= due for due, actual, _a, _i in scheduler.sent_log)  # never early
     # note-ons reach the sink in due-time order too
     on_pitches = [m[1] for m in sink.messages if m[0] & 0xF0 == 0x90]
@@ -111,8 +116,16 @@ def test_every_note_on_gets_its_note_off_over_jack(jack_link):
     notes = []
     for i in range(40):
         t_on = base + rng.uniform(0.0, 0.15)
-        notes.append(NoteEvent(note_id=i, pitch=rng.choice([60, 62, 64]), velocity=rng.randint(1, 127),
-                               t_on=t_on, t_off=t_on + rng.uniform(0.0, 0.05), bend_semitones=rng.uniform(-2, 2)))
+        notes.append(
+            NoteEvent(
+                note_id=i,
+                pitch=rng.choice([60, 62, 64]),
+                velocity=rng.randint(1, 127),
+                t_on=t_on,
+                t_off=t_on + rng.uniform(0.0, 0.05),
+                bend_semitones=rng.uniform(-2, 2),
+            )
+        )
     scheduler = NoteScheduler(stage).start()
     for n in notes:
         scheduler.schedule(n)
@@ -120,7 +133,7 @@ def test_every_note_on_gets_its_note_off_over_jack(jack_link):
     received = jack_link.reader.wait_for(stage.counters["messages_sent"])
     assert len(received) == stage.counters["messages_sent"]
     model = ReceiverModel().feed_all(received)
-    assert model.on == set()                        # silent before any panic
+    assert model.on == set()  # silent before any panic
     assert model.double_on == [] and model.stray_off == []
     assert model.note_ons == 40 and model.note_offs == 40
     scheduler.stop()
@@ -147,8 +160,9 @@ def test_clocked_steps_and_reactions_are_counted_apart():
     scheduler = NoteScheduler(stage, clock=lambda: clock[0]).start()
     try:
         scheduler.schedule(NoteEvent(note_id=1, pitch=60, velocity=90, t_on=100.04, t_off=100.3))
-        scheduler.schedule(NoteEvent(note_id=2, pitch=64, velocity=90, t_on=99.99, t_off=100.2,
-                                     stamps={"reaction": 1.0}))
+        scheduler.schedule(
+            NoteEvent(note_id=2, pitch=64, velocity=90, t_on=99.99, t_off=100.2, stamps={"reaction": 1.0})
+        )
         assert wait_until(lambda: scheduler.counters["sent"] >= 1, timeout_s=10.0, poll_s=0.01)
         clock[0] = 100.04  # the clocked note's time: it goes out on time
         assert wait_until(lambda: scheduler.counters["sent"] >= 2, timeout_s=10.0, poll_s=0.01)

@@ -2,32 +2,44 @@
 
 Only ``test_equals_vmo`` imports vmo (a required dev dependency: missing, that test fails; the rest still run).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shared.errors import ModelFormatError, ParameterError
-from shared.messages import EventDescriptors
-from shared.model_io import load_model, save_model
 from services.oracle.memory.audio_oracle import AudioOracle
 from services.oracle.memory.factor_oracle import FactorOracle
 from services.oracle.memory.information_rate import information_rate, select_threshold
+from shared.errors import ModelFormatError, ParameterError
+from shared.messages import EventDescriptors
+from shared.model_io import load_model, save_model
 
 
 def tables(ao):
     n = ao.n_states
-    return (ao.sfx.tolist(), ao.lrs.tolist(), [ao.transition_targets(s) for s in range(n)], [ao.rsfx(s) for s in range(n)],
-            ao.labels.tolist())
+    return (
+        ao.sfx.tolist(),
+        ao.lrs.tolist(),
+        [ao.transition_targets(s) for s in range(n)],
+        [ao.rsfx(s) for s in range(n)],
+        ao.labels.tolist(),
+    )
 
 
 def vmo_tables(x, threshold):
     import vmo  # a required dev dependency: only the vmo-equality test needs it, and its absence fails that test
 
     o = vmo.build_oracle(x, "a", threshold=threshold, dfunc="euclidean", dim=x.shape[1])
-    return ([-1 if s is None else s for s in o.sfx], list(o.lrs), [list(t) for t in o.trn], [list(r) for r in o.rsfx],
-            [-1] + list(o.data[1:])), o
+    return (
+        [-1 if s is None else s for s in o.sfx],
+        list(o.lrs),
+        [list(t) for t in o.trn],
+        [list(r) for r in o.rsfx],
+        [-1] + list(o.data[1:]),
+    ), o
 
 
 @settings(max_examples=150, deadline=None)
@@ -65,11 +77,12 @@ def test_separated_clusters_equal_symbolic_oracle(seq, seed):
     fo.extend(seq)
     assert ao.sfx.tolist() == list(fo.sfx)
     assert ao.lrs.tolist() == list(fo.lrs)
-    assert [sorted(ao.transition_targets(s)) for s in range(ao.n_states)] == \
-           [sorted(fo.transition_targets(s)) for s in range(fo.n_states)]
+    assert [sorted(ao.transition_targets(s)) for s in range(ao.n_states)] == [
+        sorted(fo.transition_targets(s)) for s in range(fo.n_states)
+    ]
     for i in range(1, ao.n_states):  # the repeated context really repeats (cluster by cluster)
         length, parent = ao.lrs[i], ao.sfx[i]
-        assert seq[i - length:i] == seq[parent - length:parent]
+        assert seq[i - length : i] == seq[parent - length : parent]
 
 
 def test_build_100k_continuous():
@@ -116,8 +129,15 @@ def make_oracle(n=500, seed=5):
     rng = np.random.default_rng(seed)
     ao = AudioOracle(1.5, 6)
     for i in range(n):
-        d = EventDescriptors(onset_s=i * 0.1, duration_s=0.1 + 0.01 * (i % 7), rms=0.1, velocity=1 + i % 127,
-                             f0_hz=110.0 * (1 + i % 5), f0_confidence=0.5, chroma_peaks=tuple(range(i % 4)))
+        d = EventDescriptors(
+            onset_s=i * 0.1,
+            duration_s=0.1 + 0.01 * (i % 7),
+            rms=0.1,
+            velocity=1 + i % 127,
+            f0_hz=110.0 * (1 + i % 5),
+            f0_confidence=0.5,
+            chroma_peaks=tuple(range(i % 4)),
+        )
         ao.add(rng.normal(size=6), token=i % 9, descriptors=d, event_id=1000 + i, source=f"file{i % 3}.wav")
     return ao
 
@@ -134,8 +154,16 @@ def test_round_trip_identical(tmp_path):
     np.testing.assert_array_equal(back.frames, ao.frames)
     for s in range(ao.n_states):
         a, b = ao.state_info(s), back.state_info(s)
-        assert (a.token, a.onset_s, a.duration_s, a.velocity, a.f0_hz, a.chroma_peaks, a.event_id, a.source) == \
-               (b.token, b.onset_s, b.duration_s, b.velocity, b.f0_hz, b.chroma_peaks, b.event_id, b.source)
+        assert (a.token, a.onset_s, a.duration_s, a.velocity, a.f0_hz, a.chroma_peaks, a.event_id, a.source) == (
+            b.token,
+            b.onset_s,
+            b.duration_s,
+            b.velocity,
+            b.f0_hz,
+            b.chroma_peaks,
+            b.event_id,
+            b.source,
+        )
     x = np.random.default_rng(9).normal(size=(50, 6))
     ao.extend(x)
     back.extend(x)
@@ -147,9 +175,13 @@ def test_rejects_bad_data():
     meta, arrays = ao.to_model_parts()
     with pytest.raises(ModelFormatError):
         AudioOracle.from_model_parts({"schema": "x"}, arrays)
-    for name, value in [("oracle.sfx", arrays["oracle.sfx"] + 5), ("oracle.trn_dst", arrays["oracle.trn_dst"] * 0),
-                        ("oracle.frames", arrays["oracle.frames"][:3]), ("oracle.labels", arrays["oracle.labels"].astype(float)),
-                        ("oracle.state.velocity", arrays["oracle.state.velocity"] * 0)]:
+    for name, value in [
+        ("oracle.sfx", arrays["oracle.sfx"] + 5),
+        ("oracle.trn_dst", arrays["oracle.trn_dst"] * 0),
+        ("oracle.frames", arrays["oracle.frames"][:3]),
+        ("oracle.labels", arrays["oracle.labels"].astype(float)),
+        ("oracle.state.velocity", arrays["oracle.state.velocity"] * 0),
+    ]:
         broken = dict(arrays)
         broken[name] = value
         with pytest.raises(ModelFormatError):

@@ -2,6 +2,7 @@
 
 Pure and deterministic: fake clocks (plain numbers) for the scheduler and the live oracle, a ListSink for bytes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,15 +11,15 @@ import heapq
 import numpy as np
 import pytest
 
+from services.midi_out.engine import ListSink, MidiOutStage
+from services.midi_out.scheduler import NoteScheduler, note_actions
+from services.oracle.memory.states import StateInfo
+from services.oracle.memory.store import OracleMemory
+from services.oracle.player.expression import NEUTRAL, note_expression, with_dynamics
+from services.oracle.player.live import LiveOracle
 from shared.config import MidiConfig, MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept, message_from_bytes, message_to_bytes
-from services.midi_out.engine import ListSink, MidiOutStage
-from services.midi_out.scheduler import NoteScheduler, note_actions
-from services.oracle.player.expression import NEUTRAL, note_expression, with_dynamics
-from services.oracle.player.live import LiveOracle
-from services.oracle.memory.store import OracleMemory
-from services.oracle.memory.states import StateInfo
 
 
 def hz(pitch: float) -> float:
@@ -26,8 +27,21 @@ def hz(pitch: float) -> float:
 
 
 def state(*, f0_hz: float, f0_cents, pressure=(90,) * 8, timbre: int = 64, notes=()) -> StateInfo:
-    return StateInfo(state=1, token=0, onset_s=0.0, duration_s=0.5, velocity=80, f0_hz=f0_hz, chroma_peaks=(),
-                     event_id=0, source="", notes=notes, pressure=tuple(pressure), f0_cents=tuple(f0_cents), timbre=timbre)
+    return StateInfo(
+        state=1,
+        token=0,
+        onset_s=0.0,
+        duration_s=0.5,
+        velocity=80,
+        f0_hz=f0_hz,
+        chroma_peaks=(),
+        event_id=0,
+        source="",
+        notes=notes,
+        pressure=tuple(pressure),
+        f0_cents=tuple(f0_cents),
+        timbre=timbre,
+    )
 
 
 # ------------------------------------------------------------------------------------------ the expression function
@@ -64,8 +78,9 @@ def test_a_note_off_the_f0_path_takes_its_transcribed_bend_or_none():
 
 def test_pressure_follows_the_envelope_and_timbre_is_cc74():
     crescendo = (20, 30, 40, 50, 60, 70, 80, 90)
-    e = note_expression(state(f0_hz=0.0, f0_cents=(0.0,) * 8, pressure=crescendo, timbre=101), learned_pitch=None,
-                        duration_s=0.5)
+    e = note_expression(
+        state(f0_hz=0.0, f0_cents=(0.0,) * 8, pressure=crescendo, timbre=101), learned_pitch=None, duration_s=0.5
+    )
     assert e.pressure == 20 and e.timbre == 101 and e.bend_semitones == 0.0 and e.bend_curve == ()
     values = [v for _, v in e.pressure_curve]
     assert values == sorted(values) and values[-1] == 90
@@ -77,21 +92,48 @@ def test_pressure_follows_the_envelope_and_timbre_is_cc74():
 
 # ------------------------------------------------------------------------------------------ messages
 def test_note_event_round_trips_with_curves_and_rejects_bad_ones():
-    note = NoteEvent(note_id=3, pitch=64, velocity=90, t_on=1.0, t_off=1.5, bend_semitones=-0.3, pressure=40, timbre=99,
-                     bend_curve=((0.02, -0.25), (0.04, 0.125)), pressure_curve=((0.02, 50), (0.3, 70)))
+    note = NoteEvent(
+        note_id=3,
+        pitch=64,
+        velocity=90,
+        t_on=1.0,
+        t_off=1.5,
+        bend_semitones=-0.3,
+        pressure=40,
+        timbre=99,
+        bend_curve=((0.02, -0.25), (0.04, 0.125)),
+        pressure_curve=((0.02, 50), (0.3, 70)),
+    )
     back = message_from_bytes(message_to_bytes(note))
     assert back == note and back.bend_curve == note.bend_curve and back.pressure_curve == note.pressure_curve
     assert isinstance(back.pressure_curve[0][1], int)
-    assert message_from_bytes(message_to_bytes(NoteEvent(note_id=1, pitch=60, velocity=1, t_on=0, t_off=1))).bend_curve == ()
-    for bad in ({"bend_curve": ((0.2, 1.0), (0.1, 2.0))}, {"pressure_curve": ((0.1, 200),)}, {"bend_curve": ((-0.1, 0.0),)},
-                {"bend_semitones": float("nan")}):
+    assert (
+        message_from_bytes(message_to_bytes(NoteEvent(note_id=1, pitch=60, velocity=1, t_on=0, t_off=1))).bend_curve
+        == ()
+    )
+    for bad in (
+        {"bend_curve": ((0.2, 1.0), (0.1, 2.0))},
+        {"pressure_curve": ((0.1, 200),)},
+        {"bend_curve": ((-0.1, 0.0),)},
+        {"bend_semitones": float("nan")},
+    ):
         with pytest.raises(ParameterError):
             NoteEvent(note_id=1, pitch=60, velocity=90, t_on=0.0, t_off=1.0, **bad)
 
 
 # ------------------------------------------------------------------------------------------ bytes per profile
-GLIDE_NOTE = NoteEvent(note_id=1, pitch=69, velocity=100, t_on=10.0, t_off=10.3, bend_semitones=0.3, pressure=64,
-                       timbre=90, bend_curve=((0.1, 1.0), (0.2, 2.0), (0.3, 3.0)), pressure_curve=((0.15, 100),))
+GLIDE_NOTE = NoteEvent(
+    note_id=1,
+    pitch=69,
+    velocity=100,
+    t_on=10.0,
+    t_off=10.3,
+    bend_semitones=0.3,
+    pressure=64,
+    timbre=90,
+    bend_curve=((0.1, 1.0), (0.2, 2.0), (0.3, 3.0)),
+    pressure_curve=((0.15, 100),),
+)
 
 
 class FakeClock:
@@ -108,7 +150,7 @@ def play(profile: str, note: NoteEvent = GLIDE_NOTE) -> list[list[int]]:
     stage = MidiOutStage(MidiConfig(profile=profile, member_channels=4), sink)
     stage.start()
     sink.clear()
-    for due, action, value in sorted(note_actions(note), key=lambda a: a[0]):
+    for _due, action, value in sorted(note_actions(note), key=lambda a: a[0]):
         if action == "on":
             stage.note_on(note)
         elif action == "off":
@@ -123,8 +165,12 @@ def test_mpe_bytes_bend_on_the_notes_channel_before_its_note_on_then_automation(
     # 0.3 semitones at the 48-semitone MPE range: 8192 + round(0.3 / 48 * 8192) = 8243 -> LSB 51, MSB 64
     assert messages[:4] == [[0xE1, 51, 64], [0xD1, 64], [0xB1, 74, 90], [0x91, 69, 100]]
     bend = lambda s: 8192 + round(s / 48 * 8192)  # noqa: E731
-    assert messages[4:] == [[0xE1, bend(1.0) & 0x7F, bend(1.0) >> 7], [0xD1, 100],
-                            [0xE1, bend(2.0) & 0x7F, bend(2.0) >> 7], [0x81, 69, 0]]  # 0.3 s point: at t_off, never sent
+    assert messages[4:] == [
+        [0xE1, bend(1.0) & 0x7F, bend(1.0) >> 7],
+        [0xD1, 100],
+        [0xE1, bend(2.0) & 0x7F, bend(2.0) >> 7],
+        [0x81, 69, 0],
+    ]  # 0.3 s point: at t_off, never sent
 
 
 @pytest.mark.parametrize("profile, channel", [("gm-safe", 1), ("mono", 0)])
@@ -152,10 +198,22 @@ def test_scheduler_sends_automation_in_time_and_never_after_the_note_off_or_a_pa
     stage.start()
     scheduler = NoteScheduler(stage, clock=clock)
     note = dataclasses.replace(GLIDE_NOTE, t_on=0.0, t_off=0.3)
-    assert [a for _, a, _ in note_actions(note)] == ["on", "bend", "bend", "pressure", "off"]  # the 0.3 s point: dropped
+    assert [a for _, a, _ in note_actions(note)] == [
+        "on",
+        "bend",
+        "bend",
+        "pressure",
+        "off",
+    ]  # the 0.3 s point: dropped
     scheduler._running = True  # accept notes without the thread: fire_due plays its part
     scheduler.schedule(note)
-    assert fire_due(scheduler, clock, 10.0) == [(0.0, "on"), (0.1, "bend"), (0.15, "pressure"), (0.2, "bend"), (0.3, "off")]
+    assert fire_due(scheduler, clock, 10.0) == [
+        (0.0, "on"),
+        (0.1, "bend"),
+        (0.15, "pressure"),
+        (0.2, "bend"),
+        (0.3, "off"),
+    ]
     assert scheduler.counters["automation_sent"] == 3 and scheduler.counters["sent"] == 2
     # a panic in the middle of a note: its later automation finds no note and sends nothing
     scheduler.schedule(dataclasses.replace(note, note_id=2, t_on=1.0, t_off=1.3))
@@ -171,10 +229,22 @@ def test_scheduler_sends_automation_in_time_and_never_after_the_note_off_or_a_pa
 # ------------------------------------------------------------------------------------------ dynamics
 def live_percept(i: int, pitch: int, onset_s: float, velocity: int) -> Percept:
     rng = np.random.default_rng(pitch)
-    return Percept(event_id=i, token=pitch % 12, features=(rng.normal(size=8) + pitch / 10).astype(np.float32),
-                   descriptors=EventDescriptors(onset_s=onset_s, duration_s=0.5, rms=0.1, velocity=velocity,
-                                                f0_hz=hz(pitch), f0_confidence=0.9, chroma_peaks=(pitch % 12,),
-                                                pressure=(velocity,) * 8, f0_cents=(0.0,) * 8))
+    return Percept(
+        event_id=i,
+        token=pitch % 12,
+        features=(rng.normal(size=8) + pitch / 10).astype(np.float32),
+        descriptors=EventDescriptors(
+            onset_s=onset_s,
+            duration_s=0.5,
+            rms=0.1,
+            velocity=velocity,
+            f0_hz=hz(pitch),
+            f0_confidence=0.9,
+            chroma_peaks=(pitch % 12,),
+            pressure=(velocity,) * 8,
+            f0_cents=(0.0,) * 8,
+        ),
+    )
 
 
 def run(live: LiveOracle, start: float, end: float, step: float = 0.01) -> list[NoteEvent]:
@@ -187,9 +257,15 @@ def run(live: LiveOracle, start: float, end: float, step: float = 0.01) -> list[
 
 def dynamics_run(follow: bool) -> tuple[list[int], list[int], list[int], list[int]]:
     # the melody alone: the bass and comping voices play at their own velocity share of the melody's
-    config = MusicHalConfig().with_overrides({"generation.mode": "lead", "generation.follow_dynamics": follow,
-                                              "generation.dynamics_half_life_s": 1.0,
-                                              "voices.bass": False, "voices.comping": False})
+    config = MusicHalConfig().with_overrides(
+        {
+            "generation.mode": "lead",
+            "generation.follow_dynamics": follow,
+            "generation.dynamics_half_life_s": 1.0,
+            "voices.bass": False,
+            "voices.comping": False,
+        }
+    )
     live = LiveOracle(config, OracleMemory(config, background=False))
     pitches = [60, 62, 64, 65, 67, 69, 71, 72]
     for i, p in enumerate(pitches * 3):  # a memory learned at velocity 80
@@ -204,7 +280,12 @@ def dynamics_run(follow: bool) -> tuple[list[int], list[int], list[int], list[in
         live.on_percept(live_percept(k, p, t, 30), t)
         t, k = t + 0.5, k + 1
     soft = run(live, t, t + 3.0)
-    return [n.velocity for n in loud], [n.velocity for n in soft], [n.pressure for n in loud], [n.pressure for n in soft]
+    return (
+        [n.velocity for n in loud],
+        [n.velocity for n in soft],
+        [n.pressure for n in loud],
+        [n.pressure for n in soft],
+    )
 
 
 def test_velocity_follows_the_input_loudness_softer_input_softer_notes():

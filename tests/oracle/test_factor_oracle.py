@@ -2,15 +2,17 @@
 
 Only ``test_equals_vmo`` imports vmo (a required dev dependency: missing, that test fails; the rest still run).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from services.oracle.memory.factor_oracle import FactorOracle
 from shared.errors import ModelFormatError, ParameterError
 from shared.model_io import load_model, save_model
-from services.oracle.memory.factor_oracle import FactorOracle
 from testkit.reference_factor_oracle import ReferenceFactorOracle, reference_model_parts
 
 sequences = st.lists(st.integers(0, 3), min_size=1, max_size=40)
@@ -32,7 +34,16 @@ def test_abbbaab_link_by_link():
     assert list(fo.sfx) == [-1, 0, 0, 2, 3, 1, 1, 2]
     assert list(fo.lrs) == [0, 0, 0, 1, 2, 1, 1, 2]
     a, b = 0, 1
-    expected = {0: {a: 1, b: 2}, 1: {b: 2, a: 6}, 2: {b: 3, a: 5}, 3: {b: 4, a: 5}, 4: {a: 5}, 5: {a: 6}, 6: {b: 7}, 7: {}}
+    expected = {
+        0: {a: 1, b: 2},
+        1: {b: 2, a: 6},
+        2: {b: 3, a: 5},
+        3: {b: 4, a: 5},
+        4: {a: 5},
+        5: {a: 6},
+        6: {b: 7},
+        7: {},
+    }
     assert {s: fo.transitions(s) for s in range(fo.n_states)} == expected
     assert [fo.rsfx(s) for s in range(fo.n_states)] == [[1, 2], [5, 6], [3, 7], [4], [], [], [], []]
 
@@ -60,14 +71,18 @@ def vmo_tables(seq):
 @given(sequences)
 def test_equals_vmo(seq):
     fo = build(seq)
-    assert (list(fo.sfx), list(fo.lrs), [fo.transition_targets(s) for s in range(fo.n_states)],
-            [fo.rsfx(s) for s in range(fo.n_states)]) == vmo_tables(seq)
+    assert (
+        list(fo.sfx),
+        list(fo.lrs),
+        [fo.transition_targets(s) for s in range(fo.n_states)],
+        [fo.rsfx(s) for s in range(fo.n_states)],
+    ) == vmo_tables(seq)
 
 
 def true_lrs(seq, i):
     for length in range(i - 1, 0, -1):
-        suffix = seq[i - length:i]
-        if any(seq[j - length:j] == suffix for j in range(length, i)):
+        suffix = seq[i - length : i]
+        if any(seq[j - length : j] == suffix for j in range(length, i)):
             return length
     return 0
 
@@ -86,7 +101,7 @@ def test_brute_force_properties(seq):
     for start in range(n):
         for end in range(start + 1, n + 1):
             word = seq[start:end]
-            first = next(j for j in range(len(word), n + 1) if seq[j - len(word):j] == word)
+            first = next(j for j in range(len(word), n + 1) if seq[j - len(word) : j] == word)
             state = 0
             for symbol in word:
                 state = fo.transition(state, symbol)
@@ -97,7 +112,7 @@ def test_brute_force_properties(seq):
     for i in range(1, n + 1):
         length, parent = fo.lrs[i], fo.sfx[i]
         assert 0 <= parent < i
-        assert seq[i - length:i] == seq[parent - length:parent]
+        assert seq[i - length : i] == seq[parent - length : parent]
         assert length <= true_lrs(seq, i)
     # the automaton accepts no factor it should not: every transition target's symbol is the label
     for s in range(fo.n_states):
@@ -107,8 +122,13 @@ def test_brute_force_properties(seq):
 
 def tables(fo):
     n = fo.n_states
-    return (fo.sfx.tolist(), fo.lrs.tolist(), fo.symbols.tolist(), [fo.transitions(s) for s in range(n)],
-            [fo.rsfx(s) for s in range(n)])
+    return (
+        fo.sfx.tolist(),
+        fo.lrs.tolist(),
+        fo.symbols.tolist(),
+        [fo.transitions(s) for s in range(n)],
+        [fo.rsfx(s) for s in range(n)],
+    )
 
 
 def reference_tables(ref):
@@ -145,7 +165,7 @@ def test_large_random_equals_reference_and_big_symbols():
     assert tables(fo) == reference_tables(ref)
     context = seq[5000:5006].tolist()
     end = fo.find_context(context)
-    assert end > 0 and fo.symbols[end - 5:end + 1].tolist() == context
+    assert end > 0 and fo.symbols[end - 5 : end + 1].tolist() == context
 
 
 @settings(max_examples=50, deadline=None)

@@ -4,24 +4,31 @@ The decision object is driven on a fake clock the way the oracle actor drives it
 ``seconds_to_next`` says (or later, for a stalled actor) and hands every note it returns to midi_out at that
 moment. Reactions (an onset's step, due at once) are stamped ``reaction`` and counted apart.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from shared.config import MusicHalConfig
-from shared.errors import ParameterError
+from services.oracle.memory.store import OracleMemory
 from services.oracle.player.live import LiveOracle
 from services.oracle.player.walk import MIN_LEAD_SHARE
-from services.oracle.memory.store import OracleMemory
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
 from tests.oracle.test_player import C_MAJOR, learn_melody, percept
 
 EPS = 1e-9
 
 
 def make_live(mode: str, *, lookahead_ms: float = 40.0, voices: bool = True) -> LiveOracle:
-    config = MusicHalConfig().with_overrides({"generation.mode": mode, "generation.lookahead_ms": lookahead_ms,
-                                              "voices.bass": voices, "voices.comping": voices})
+    config = MusicHalConfig().with_overrides(
+        {
+            "generation.mode": mode,
+            "generation.lookahead_ms": lookahead_ms,
+            "voices.bass": voices,
+            "voices.comping": voices,
+        }
+    )
     return LiveOracle(config, OracleMemory(config, background=False))
 
 

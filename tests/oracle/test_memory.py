@@ -1,17 +1,18 @@
 """OracleMemory: live learning, IR threshold, what a player plays from it, checkpoint round trip, bad models."""
+
 from __future__ import annotations
 
 import numpy as np
 import orjson
 import pytest
 
+from services.oracle.memory.audio_oracle import AudioOracle
+from services.oracle.memory.store import OracleMemory
+from services.oracle.player.live import LiveOracle
 from shared.config import MusicHalConfig
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors, Percept
 from shared.model_io import load_model
-from services.oracle.memory.audio_oracle import AudioOracle
-from services.oracle.player.live import LiveOracle
-from services.oracle.memory.store import OracleMemory
 
 
 def percepts(n, seed=0, dim=8):
@@ -20,11 +21,20 @@ def percepts(n, seed=0, dim=8):
     motif = rng.integers(0, 6, 10)
     for i in range(n):
         token = int(motif[i % 10])
-        yield Percept(event_id=i, token=token,
-                      features=(centres[token] + rng.normal(scale=0.1, size=dim)).astype(np.float32),
-                      descriptors=EventDescriptors(onset_s=0.25 * i, duration_s=0.25, rms=0.1, velocity=60 + token,
-                                                   f0_hz=220.0 * 2 ** (token / 12), f0_confidence=0.9,
-                                                   chroma_peaks=((9 + token) % 12,)))
+        yield Percept(
+            event_id=i,
+            token=token,
+            features=(centres[token] + rng.normal(scale=0.1, size=dim)).astype(np.float32),
+            descriptors=EventDescriptors(
+                onset_s=0.25 * i,
+                duration_s=0.25,
+                rms=0.1,
+                velocity=60 + token,
+                f0_hz=220.0 * 2 ** (token / 12),
+                f0_confidence=0.9,
+                chroma_peaks=((9 + token) % 12,),
+            ),
+        )
 
 
 def config(**overrides):
@@ -76,8 +86,10 @@ def test_checkpoint_round_trip(tmp_path):
     meta, arrays = load_model(path)
     assert meta["oracle"]["playing"] == "audio" and all(k.startswith("oracle.") for k in arrays)
     # identical models play identically from the same seed
-    played = [[n.pitch for t in np.arange(0.0, 8.0, 0.05) for n in LiveOracle(config(), m).tick(float(t))]
-              for m in (stage, back)]
+    played = [
+        [n.pitch for t in np.arange(0.0, 8.0, 0.05) for n in LiveOracle(config(), m).tick(float(t))]
+        for m in (stage, back)
+    ]
     assert played[0] and played[0] == played[1]
     back.set_playing("tokens")
     assert back.walk is back.tokens
@@ -127,14 +139,20 @@ def test_bad_models(tmp_path):
 
 def links(ao):
     n = ao.n_states
-    return (ao.threshold, ao.sfx.tolist(), ao.lrs.tolist(), ao.labels.tolist(),
-            [ao.transition_targets(s) for s in range(n)], [ao.rsfx(s) for s in range(n)])
+    return (
+        ao.threshold,
+        ao.sfx.tolist(),
+        ao.lrs.tolist(),
+        ao.labels.tolist(),
+        [ao.transition_targets(s) for s in range(n)],
+        [ao.rsfx(s) for s in range(n)],
+    )
 
 
 def test_background_rebuild_joined_each_event_equals_synchronous():
     sync = OracleMemory(config(), background=False)
     bg = OracleMemory(config(), background=True)
-    for i, p in enumerate(percepts(260, seed=5)):
+    for _i, p in enumerate(percepts(260, seed=5)):
         sync.learn(p)
         bg.learn(p)
         assert bg.join(timeout_s=60.0) and sync.join()

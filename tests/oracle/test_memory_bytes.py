@@ -1,4 +1,5 @@
 """OracleMemory.memory_bytes: the memory's own data, which a soak separates from any other RSS growth."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,15 +1,16 @@
 """The clocked influence player and the live decision object, on a fake clock (times are plain numbers)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from services.oracle.memory.store import OracleMemory
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.walk import MODE_WEIGHTS
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
-from services.oracle.player.live import LiveOracle
-from services.oracle.player.walk import MODE_WEIGHTS
-from services.oracle.memory.store import OracleMemory
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
 
@@ -18,14 +19,32 @@ def hz(pitch: float) -> float:
     return 440.0 * 2 ** ((pitch - 69) / 12)
 
 
-def percept(i: int, pitch: int, onset_s: float, *, duration_s: float = 0.5, dim: int = 8,
-            chroma_peaks: tuple[int, ...] | None = None) -> Percept:
+def percept(
+    i: int,
+    pitch: int,
+    onset_s: float,
+    *,
+    duration_s: float = 0.5,
+    dim: int = 8,
+    chroma_peaks: tuple[int, ...] | None = None,
+) -> Percept:
     """A percept of ``pitch`` (its f0); its strongest chroma class is the pitch's own unless ``chroma_peaks`` says."""
     rng = np.random.default_rng(pitch)
     peaks = (pitch % 12,) if chroma_peaks is None else tuple(chroma_peaks)
-    return Percept(event_id=i, token=peaks[0], features=(rng.normal(size=dim) + pitch / 10).astype(np.float32),
-                   descriptors=EventDescriptors(onset_s=onset_s, duration_s=duration_s, rms=0.1, velocity=70,
-                                                f0_hz=hz(pitch), f0_confidence=0.9, chroma_peaks=peaks))
+    return Percept(
+        event_id=i,
+        token=peaks[0],
+        features=(rng.normal(size=dim) + pitch / 10).astype(np.float32),
+        descriptors=EventDescriptors(
+            onset_s=onset_s,
+            duration_s=duration_s,
+            rms=0.1,
+            velocity=70,
+            f0_hz=hz(pitch),
+            f0_confidence=0.9,
+            chroma_peaks=peaks,
+        ),
+    )
 
 
 def feed(live: LiveOracle, item: Percept, now: float, **kwargs):
@@ -107,7 +126,7 @@ def test_contrast_plays_where_the_input_is_not_and_imitate_where_it_is(order):
             notes += feed(live, percept(1000 + i, p, t), t)
             notes += live.tick(t + 0.12)
             t += 0.25
-        tail = notes[len(notes) // 4:]
+        tail = notes[len(notes) // 4 :]
         assert len(tail) >= 30
         shares[mode] = sum(n.pitch % 12 in F_SHARP_ONLY for n in tail) / len(tail)
     assert shares["imitate"] <= 0.2 and shares["contrast"] >= 0.4, shares
@@ -220,7 +239,7 @@ def test_output_transposes_a_fixed_memory_towards_the_live_key():
         notes += feed(live, percept(100 + i, p, t), t)
         notes += live.tick(t + 0.12)
         t += 0.25
-    tail = [n.pitch % 12 for n in notes[len(notes) // 2:]]
+    tail = [n.pitch % 12 for n in notes[len(notes) // 2 :]]
     f_pcs = {(p + 6) % 12 for p in C_MAJOR}
     assert sum(pc in f_pcs for pc in tail) / len(tail) >= 0.9, tail
     assert live.player.counters["transpositions"] >= 1
@@ -356,8 +375,9 @@ def test_events_wait_for_their_own_deadline_and_a_local_answer_is_not_unannounce
 def test_the_input_gate_drops_echoes_of_own_notes_and_keeps_the_musician(gate_mode):
     from shared.messages import Event
 
-    config = MusicHalConfig().with_overrides({"generation.mode": "lead", "control.input_gate": True,
-                                              "control.gate_mode": gate_mode})
+    config = MusicHalConfig().with_overrides(
+        {"generation.mode": "lead", "control.input_gate": True, "control.gate_mode": gate_mode}
+    )
     live = LiveOracle(config, OracleMemory(config, background=False))
     learn_melody(live, C_MAJOR)
     notes = run_clock(live, 0.0, 3.0)
@@ -372,8 +392,11 @@ def test_the_input_gate_drops_echoes_of_own_notes_and_keeps_the_musician(gate_mo
         return live.counters["gated"] - before
 
     sounding = {n.pitch % 12 for n in notes if n.t_on - 0.02 <= at <= n.t_off + 0.25}
-    other = next(p for p in range(own.pitch + 1, own.pitch + 12)  # not a sounding pitch class nor a low harmonic
-                 if p % 12 not in sounding and all((p - s) % 12 not in (0, 7, 4) for s in sounding))
+    other = next(
+        p
+        for p in range(own.pitch + 1, own.pitch + 12)  # not a sounding pitch class nor a low harmonic
+        if p % 12 not in sounding and all((p - s) % 12 not in (0, 7, 4) for s in sounding)
+    )
     assert onset(100, own.pitch) == 1  # our own note heard back: an echo in either mode
     # the musician during our note's sustain (away from its attack, where echoes are): kept by the echo-aware gate
     sustain = own.t_on + 0.15

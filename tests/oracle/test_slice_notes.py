@@ -1,22 +1,35 @@
 """Each oracle state stores its slice's notes and expression (CSR columns, model schema 3; older files still load)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from shared.errors import ModelFormatError
-from shared.messages import EventDescriptors
-from shared.model_io import load_model, save_model
 from services.oracle.memory.audio_oracle import AudioOracle
 from services.oracle.memory.states import EXPRESSION_POINTS, MAX_SLICE_NOTES, StateStore, slice_columns, slice_fields
 from services.trainer.shards import descriptor_columns, descriptors_from_columns
+from shared.errors import ModelFormatError
+from shared.messages import EventDescriptors
+from shared.model_io import load_model, save_model
 
 
 def _descriptors(i: int) -> EventDescriptors:
-    notes = tuple((48 + (i + k * 4) % 30, 0.01 * k, 0.3 + 0.01 * k, 60 + k, float(k) - 1.5, 0.5 * k) for k in range(i % 5))
-    return EventDescriptors(onset_s=0.5 * i, duration_s=0.5, rms=0.1, velocity=70, f0_hz=220.0, f0_confidence=0.8,
-                            chroma_peaks=(i % 12,), notes=notes, pressure=tuple(range(100, 100 - EXPRESSION_POINTS, -1)),
-                            f0_cents=tuple(float(i) for _ in range(EXPRESSION_POINTS)), timbre=40 + i % 50)
+    notes = tuple(
+        (48 + (i + k * 4) % 30, 0.01 * k, 0.3 + 0.01 * k, 60 + k, float(k) - 1.5, 0.5 * k) for k in range(i % 5)
+    )
+    return EventDescriptors(
+        onset_s=0.5 * i,
+        duration_s=0.5,
+        rms=0.1,
+        velocity=70,
+        f0_hz=220.0,
+        f0_confidence=0.8,
+        chroma_peaks=(i % 12,),
+        notes=notes,
+        pressure=tuple(range(100, 100 - EXPRESSION_POINTS, -1)),
+        f0_cents=tuple(float(i) for _ in range(EXPRESSION_POINTS)),
+        timbre=40 + i % 50,
+    )
 
 
 def _oracle(n: int = 40) -> AudioOracle:
@@ -46,9 +59,25 @@ def test_states_round_trip_their_notes_and_expression(tmp_path):
 def test_files_without_slice_notes_still_load():
     ao = _oracle(20)
     meta, arrays = ao.to_model_parts()
-    old = {k: v for k, v in arrays.items() if not any(k.endswith(s) for s in (
-        "note_offsets", "note_pitch", "note_velocity", "note_onset_s", "note_duration_s", "note_bend_cents",
-        "note_glide_cents", "pressure", "f0_cents", "timbre"))}
+    old = {
+        k: v
+        for k, v in arrays.items()
+        if not any(
+            k.endswith(s)
+            for s in (
+                "note_offsets",
+                "note_pitch",
+                "note_velocity",
+                "note_onset_s",
+                "note_duration_s",
+                "note_bend_cents",
+                "note_glide_cents",
+                "pressure",
+                "f0_cents",
+                "timbre",
+            )
+        )
+    }
     back = AudioOracle.from_model_parts(meta, old)
     assert back.state_info(5).notes == () and back.state_info(5).timbre == 64
     assert back.state_info(5).chroma_peaks == ao.state_info(5).chroma_peaks
@@ -59,9 +88,11 @@ def test_files_without_slice_notes_still_load():
 def test_bad_slice_arrays_are_refused():
     ao = _oracle(20)
     meta, arrays = ao.to_model_parts()
-    for name, value in [("oracle.state.note_offsets", arrays["oracle.state.note_offsets"][::-1].copy()),
-                        ("oracle.state.note_pitch", arrays["oracle.state.note_pitch"][:-1]),
-                        ("oracle.state.timbre", arrays["oracle.state.timbre"] + 500)]:
+    for name, value in [
+        ("oracle.state.note_offsets", arrays["oracle.state.note_offsets"][::-1].copy()),
+        ("oracle.state.note_pitch", arrays["oracle.state.note_pitch"][:-1]),
+        ("oracle.state.timbre", arrays["oracle.state.timbre"] + 500),
+    ]:
         with pytest.raises(ModelFormatError):
             AudioOracle.from_model_parts(meta, {**arrays, name: value})
     with pytest.raises(ModelFormatError):

@@ -1,13 +1,14 @@
 """Tempo tracker: ±2 % on rendered chorales at four tempi; beat grid; early events of the segmenter."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from shared.config import MusicHalConfig
 from services.capture.segmenter import OnsetSegmenter, segment_signal
 from services.oracle.player.tempo import TempoTracker
+from shared.config import MusicHalConfig
 from testkit.audio import chorale_notes, render_midi_notes
 
 
@@ -19,11 +20,11 @@ def test_tempo_within_two_percent_on_a_rendered_chorale(bpm, tmp_path):
     events = segment_signal(audio.mean(axis=1) if audio.ndim > 1 else audio, config.segmenter, sample_rate_hz=sr)
     tracker = TempoTracker()
     estimates = [tracker.add(e.onset_s) for e in events]
-    settled = [b for b in estimates[len(estimates) // 2:] if b is not None]
+    settled = [b for b in estimates[len(estimates) // 2 :] if b is not None]
     assert settled, "no tempo after half the piece"
     assert max(abs(b - bpm) / bpm for b in settled) <= 0.02, (bpm, settled[-5:])
     # the phase puts beats on the onsets: most onsets lie near a grid point (beats and halves)
-    on = np.array([e.onset_s for e in events[len(events) // 2:]])
+    on = np.array([e.onset_s for e in events[len(events) // 2 :]])
     half = tracker.period_s / 2
     off = np.abs(((on - tracker.phase_s) / half + 0.5) % 1.0 - 0.5) * half
     assert np.mean(off < 0.03) >= 0.8
@@ -48,7 +49,7 @@ def test_segmenter_early_events_come_first_with_the_full_events_id():
     segmenter = OnsetSegmenter(config, sample_rate_hz=sr, clock=None, early_ms=90.0)
     events = []
     for start in range(0, tone.size, 512):
-        events += segmenter.process(tone[start:start + 512])
+        events += segmenter.process(tone[start : start + 512])
     events += segmenter.finish()
     early = [e for e in events if e.early]
     full = [e for e in events if not e.early]

@@ -1,4 +1,5 @@
 """Voices over one memory (services.oracle.player.voices): melody, bass and comping on a fake clock (plain numbers)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,18 +7,29 @@ import dataclasses
 import numpy as np
 import pytest
 
+from services.oracle.memory.store import OracleMemory
+from services.oracle.player.live import LiveOracle
+from services.oracle.player.voices import Ensemble, chord_movement, naive_chord, voice_chord
+from services.oracle.player.walk import Player
 from shared.config import MusicHalConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
-from services.oracle.player.live import LiveOracle
-from services.oracle.player.walk import Player
-from services.oracle.memory.store import OracleMemory
-from services.oracle.player.voices import Ensemble, chord_movement, naive_chord, voice_chord
 
 # a chorale-like progression: four voices (bass, tenor, alto, soprano) per slice, some with a fifth note
-CHORDS = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 67, 74), (48, 55, 64, 67), (45, 57, 64, 72),
-          (50, 57, 65, 69), (55, 59, 65, 71, 74), (48, 52, 60, 67), (41, 57, 60, 69), (43, 55, 62, 71),
-          (52, 55, 60, 72), (47, 55, 62, 67)]
+CHORDS = [
+    (48, 55, 64, 72),
+    (53, 57, 65, 72),
+    (55, 59, 62, 67, 74),
+    (48, 55, 64, 67),
+    (45, 57, 64, 72),
+    (50, 57, 65, 69),
+    (55, 59, 65, 71, 74),
+    (48, 52, 60, 67),
+    (41, 57, 60, 69),
+    (43, 55, 62, 71),
+    (52, 55, 60, 72),
+    (47, 55, 62, 67),
+]
 
 
 def hz(pitch: float) -> float:
@@ -29,9 +41,21 @@ def chord_percept(i: int, chord, onset_s: float, *, with_notes: bool = True) -> 
     top = max(chord)
     pcs = tuple(dict.fromkeys(p % 12 for p in sorted(chord, reverse=True)))[:4]
     notes = tuple((p, 0.0, 0.45, 70 + k, 0.0, 0.0) for k, p in enumerate(chord)) if with_notes else ()
-    return Percept(event_id=i, token=i % len(CHORDS), features=(rng.normal(size=8) + top / 10).astype(np.float32),
-                   descriptors=EventDescriptors(onset_s=onset_s, duration_s=0.5, rms=0.1, velocity=80, f0_hz=hz(top),
-                                                f0_confidence=0.9, chroma_peaks=pcs, notes=notes))
+    return Percept(
+        event_id=i,
+        token=i % len(CHORDS),
+        features=(rng.normal(size=8) + top / 10).astype(np.float32),
+        descriptors=EventDescriptors(
+            onset_s=onset_s,
+            duration_s=0.5,
+            rms=0.1,
+            velocity=80,
+            f0_hz=hz(top),
+            f0_confidence=0.9,
+            chroma_peaks=pcs,
+            notes=notes,
+        ),
+    )
 
 
 def make_live(voices: dict | None = None, **generation) -> LiveOracle:
@@ -124,8 +148,10 @@ def test_voice_leading_moves_less_than_a_naive_voicing():
     led = naive = 0.0
     for a, b in zip(log, log[1:]):
         led += chord_movement(a["pitches"], b["pitches"])
-        naive += chord_movement(naive_chord([p % 12 for p in a["pitches"]], low, high),
-                                naive_chord([p % 12 for p in b["pitches"]], low, high))
+        naive += chord_movement(
+            naive_chord([p % 12 for p in a["pitches"]], low, high),
+            naive_chord([p % 12 for p in b["pitches"]], low, high),
+        )
     assert led < 0.9 * naive, (led, naive)  # measured 195 vs 232 semitones over 31 chords
     # a known case: C major to F major (F A C) from C4-E4-G4: the common tone stays, the others move by step
     assert voice_chord([5, 9, 0], [60, 64, 67], 48, 72) == [60, 65, 69]
@@ -133,8 +159,9 @@ def test_voice_leading_moves_less_than_a_naive_voicing():
 
 
 def test_melody_only_is_the_old_player_note_for_note():
-    config = MusicHalConfig().with_overrides({"generation.mode": "imitate", "voices.bass": False,
-                                              "voices.comping": False})
+    config = MusicHalConfig().with_overrides(
+        {"generation.mode": "imitate", "voices.bass": False, "voices.comping": False}
+    )
     stages = [OracleMemory(config, background=False) for _ in range(2)]
     for stage in stages:
         learn(stage)
@@ -152,7 +179,9 @@ def test_melody_only_is_the_old_player_note_for_note():
         t = round(t + 0.01, 6)
     assert len(out["player"]) >= 40
     assert out["ensemble"] == out["player"]
-    assert [(n.t_on, n.t_off, n.note_id) for n in out["ensemble"]] == [(n.t_on, n.t_off, n.note_id) for n in out["player"]]
+    assert [(n.t_on, n.t_off, n.note_id) for n in out["ensemble"]] == [
+        (n.t_on, n.t_off, n.note_id) for n in out["player"]
+    ]
 
 
 def test_voice_controls_switch_voices_ranges_and_densities():
@@ -253,7 +282,9 @@ def test_a_session_with_voices_and_voice_controls_replays_to_the_same_midi_bytes
     result = replay_session(tmp_path / "s.jsonl")
     assert result.notes and result.identical
     live_events = render_notes(notes, config, t_start=0.0).events
-    assert [bytes(m) for _, m in live_events] == [bytes(m) for _, m in render_notes(result.notes, config, t_start=0.0).events]
+    assert [bytes(m) for _, m in live_events] == [
+        bytes(m) for _, m in render_notes(result.notes, config, t_start=0.0).events
+    ]
     channels = {m[0] & 0x0F for _, m in live_events if (m[0] & 0xF0) == 0x90}
     assert {10, 11} <= channels and 9 not in channels  # bass on MIDI 11, comping on 12, never 10
 
@@ -262,8 +293,13 @@ def expressive_percept(i: int, onset_s: float):
     """A chord slice without transcribed notes whose f0 (the chord's lowest note) glides up 80 cents, a swell."""
     chord = CHORDS[i % len(CHORDS)]
     base = chord_percept(i, chord, onset_s, with_notes=False)
-    descriptors = dataclasses.replace(base.descriptors, f0_hz=hz(min(chord)), pressure=(40, 60, 80, 100, 100, 90, 80, 70),
-                                      f0_cents=tuple(float(c) for c in np.linspace(0.0, 80.0, 8)), timbre=99)
+    descriptors = dataclasses.replace(
+        base.descriptors,
+        f0_hz=hz(min(chord)),
+        pressure=(40, 60, 80, 100, 100, 90, 80, 70),
+        f0_cents=tuple(float(c) for c in np.linspace(0.0, 80.0, 8)),
+        timbre=99,
+    )
     return dataclasses.replace(base, descriptors=descriptors)
 
 

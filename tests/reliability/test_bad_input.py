@@ -5,6 +5,7 @@ counts); a handful run the real ``musichal`` / ``musichal-train`` commands and c
 line on stderr and no traceback, a non-zero exit, nothing written half-way (no SMF, no model), and — for checks that
 can be made before starting — Ray never started (``RAY_TMPDIR`` stays empty).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,11 +44,31 @@ def test_missing_device_case(case, jack_server, model_dir, tmp_path):
 def test_the_matrix_covers_what_the_issue_lists():
     ids = {c.id for c in CASES}
     assert {f"channels-{n}ch" for n in range(1, 9)} <= ids
-    assert {"rates-8000Hz", "rates-192000Hz", "subtypes-PCM_16", "subtypes-PCM_24", "subtypes-PCM_32", "subtypes-FLOAT"} <= ids
-    assert {"wav-empty-0-frames", "wav-truncated-half", "wav-corrupt-riff-magic", "wav-nan-samples", "wav-inf-samples",
-            "wav-silent", "wav-clipped-int16", "not-audio-text.wav", "model-json-truncated", "model-wrong-format-version",
-            "model-missing-oracle-array", "model-nan-frames", "device-midi-port-missing", "device-audio-device-missing",
-            "device-wav2vec-dir-missing"} <= ids
+    assert {
+        "rates-8000Hz",
+        "rates-192000Hz",
+        "subtypes-PCM_16",
+        "subtypes-PCM_24",
+        "subtypes-PCM_32",
+        "subtypes-FLOAT",
+    } <= ids
+    assert {
+        "wav-empty-0-frames",
+        "wav-truncated-half",
+        "wav-corrupt-riff-magic",
+        "wav-nan-samples",
+        "wav-inf-samples",
+        "wav-silent",
+        "wav-clipped-int16",
+        "not-audio-text.wav",
+        "model-json-truncated",
+        "model-wrong-format-version",
+        "model-missing-oracle-array",
+        "model-nan-frames",
+        "device-midi-port-missing",
+        "device-audio-device-missing",
+        "device-wav2vec-dir-missing",
+    } <= ids
 
 
 # ------------------------------------------------------------------------------------------ the commands
@@ -67,14 +88,19 @@ def _musichal_cases(tmp: Path, model_dir: Path, reader_port: str) -> list[tuple[
     from testkit.reliability_cases import _model_edit, _set_array
 
     (tmp / "text.wav").write_bytes(b"not audio at all\n" * 10)
-    bad_model = _model_edit(_set_array("oracle.audio.trn_dst", lambda a: a + 10_000), "bad_model")(tmp, model_dir / "good.json")
+    bad_model = _model_edit(_set_array("oracle.audio.trn_dst", lambda a: a + 10_000), "bad_model")(
+        tmp, model_dir / "good.json"
+    )
     good = str(model_dir / "train.wav")
     return [
         ("not-audio", ["--input-file", str(tmp / "text.wav")], "not a readable audio file"),
         ("bad-model", ["--input-file", good, "--model", str(bad_model["model_path"])], "transition points outside"),
         ("midi-port", ["--input-file", good, "--midi-api", "jack", "--midi-port", "no-such-synth"], "not found"),
-        ("audio-device", ["--input-device", "no-such-sound-card", "--midi-port", reader_port, "--midi-api", "jack"],
-         "no audio input device matching"),
+        (
+            "audio-device",
+            ["--input-device", "no-such-sound-card", "--midi-port", reader_port, "--midi-api", "jack"],
+            "no audio input device matching",
+        ),
         ("wav2vec", ["--input-file", good, "--wav2vec", "--wav2vec-model", str(tmp / "no_w2v")], "does not exist"),
     ]
 
@@ -91,8 +117,20 @@ def test_musichal_fails_before_ray_with_one_line_and_writes_nothing(jack_server,
             work = tmp_path / name
             work.mkdir()
             ray_tmp = tmp_path / f"ray_{name}"
-            result = _run([sys.executable, str(REPO / "launch.py"), *args, "--record", str(work / "out.mid"),
-                           "--save-learned", str(work / "learned.json"), "--quiet"], work, ray_tmp)
+            result = _run(
+                [
+                    sys.executable,
+                    str(REPO / "launch.py"),
+                    *args,
+                    "--record",
+                    str(work / "out.mid"),
+                    "--save-learned",
+                    str(work / "learned.json"),
+                    "--quiet",
+                ],
+                work,
+                ray_tmp,
+            )
             assert result.returncode == 2, (name, result.stdout, result.stderr)
             _assert_one_clear_line(result, "musichal", needle=needle)
             assert written_files(work) == set(), f"{name}: files written half-way: {written_files(work)}"
@@ -103,8 +141,20 @@ def test_musichal_fails_before_ray_with_one_line_and_writes_nothing(jack_server,
 
 def test_musichal_train_missing_file_fails_before_ray(tmp_path):
     ray_tmp = tmp_path / "ray"
-    result = _run([sys.executable, "-m", "services.trainer.cli", "--file", str(tmp_path / "missing.wav"),
-                   "--output", str(tmp_path / "m.json"), "--quiet"], REPO, ray_tmp)
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "services.trainer.cli",
+            "--file",
+            str(tmp_path / "missing.wav"),
+            "--output",
+            str(tmp_path / "m.json"),
+            "--quiet",
+        ],
+        REPO,
+        ray_tmp,
+    )
     assert result.returncode == 1
     _assert_one_clear_line(result, "musichal-train", needle="missing.wav")
     assert not (tmp_path / "m.json").exists() and not (ray_tmp.exists() and any(ray_tmp.iterdir()))
@@ -117,8 +167,22 @@ def test_musichal_train_with_nothing_usable_exits_1_before_ray_and_writes_no_mod
     (corpus / "zero.flac").write_bytes(b"")
     out = tmp_path / "out"
     out.mkdir()
-    result = _run([sys.executable, "-m", "services.trainer.cli", "--dir", str(corpus), "--output", str(out / "m.json"),
-                   "--quiet", "--workers", "1"], REPO, tmp_path / "ray")
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "services.trainer.cli",
+            "--dir",
+            str(corpus),
+            "--output",
+            str(out / "m.json"),
+            "--quiet",
+            "--workers",
+            "1",
+        ],
+        REPO,
+        tmp_path / "ray",
+    )
     assert result.returncode == 1, result.stderr
     _assert_one_clear_line(result, "musichal-train", needle="nothing usable")
     assert written_files(out) == set()

@@ -16,8 +16,8 @@ with that input on pitch classes, which undoes the octave folding the improviser
 100 % (checked on a built echo) and an unrelated line in the same key about 6 %.
 Both runs: notes arrive, every note-on is ended by its own note-off during play, and the SMF holds what was sent.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import jack  # noqa: F401  JACK-Client, a required dev dependency (testkit.echo_loop.WavPlayer plays audio into a JACK port): missing, this module fails
 import mido
@@ -27,14 +27,20 @@ import pytest
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
 from testkit.echo_loop import WavPlayer
-from testkit.midi import (ReceiverModel, TimedJackReader, hung_note_problems, scheduled_notes, stop_stats_problems,
-                          unique_name)
+from testkit.midi import (
+    ReceiverModel,
+    TimedJackReader,
+    hung_note_problems,
+    scheduled_notes,
+    stop_stats_problems,
+    unique_name,
+)
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
-TRAIN_SCALE = [60, 62, 64, 67, 69, 72, 74]       # C D E G A C D: pitch classes {0, 2, 4, 7, 9}
-PLAY_SCALE = [54, 56, 58, 61, 63, 66, 68, 70]    # F# G# A# C# D#: pitch classes {1, 3, 6, 8, 10}
+TRAIN_SCALE = [60, 62, 64, 67, 69, 72, 74]  # C D E G A C D: pitch classes {0, 2, 4, 7, 9}
+PLAY_SCALE = [54, 56, 58, 61, 63, 66, 68, 70]  # F# G# A# C# D#: pitch classes {1, 3, 6, 8, 10}
 TRAIN_PCS = {p % 12 for p in TRAIN_SCALE}
 PLAY_PCS = {p % 12 for p in PLAY_SCALE}
 COPY_LIMIT = 0.35  # lead: at most this share of its melody's pitch-class 4-grams may occur verbatim in the input
@@ -57,8 +63,8 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def ngram_overlap(output: list[int], source: list[int], n: int = 4) -> float:
     """Fraction of the output's n-grams of pitch classes that occur verbatim in ``source``'s (octaves do not count)."""
     out_pcs, source_pcs = [p % 12 for p in output], [p % 12 for p in source]
-    grams = {tuple(source_pcs[i:i + n]) for i in range(len(source_pcs) - n + 1)}
-    out = [tuple(out_pcs[i:i + n]) for i in range(len(out_pcs) - n + 1)]
+    grams = {tuple(source_pcs[i : i + n]) for i in range(len(source_pcs) - n + 1)}
+    out = [tuple(out_pcs[i : i + n]) for i in range(len(out_pcs) - n + 1)]
     return sum(g in grams for g in out) / max(1, len(out))
 
 
@@ -92,16 +98,29 @@ def pieces(tmp_path_factory):
     play_wav = render_midi_notes(performance, folder / "play.wav")
     in_key_wav = render_midi_notes(in_key, folder / "in_key.wav")
     model = folder / "model.json"
-    train([train_wav], config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 16}), output=model,
-          cache_dir=folder / "cache")
-    return {"model": model, "play_wav": play_wav, "performance": performance, "in_key_wav": in_key_wav,
-            "in_key": in_key, "training": training}
+    train(
+        [train_wav],
+        config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 16}),
+        output=model,
+        cache_dir=folder / "cache",
+    )
+    return {
+        "model": model,
+        "play_wav": play_wav,
+        "performance": performance,
+        "in_key_wav": in_key_wav,
+        "in_key": in_key,
+        "training": training,
+    }
 
 
 def portaudio_inputs(client) -> list[str]:
     """Audio input ports that belong to the capture actor's PortAudio client (not ours, not system's)."""
-    return [p.name for p in client.get_ports(is_audio=True, is_input=True)
-            if not p.name.startswith(("system:", "mh-player"))]
+    return [
+        p.name
+        for p in client.get_ports(is_audio=True, is_input=True)
+        if not p.name.startswith(("system:", "mh-player"))
+    ]
 
 
 def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
@@ -117,16 +136,24 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
     port = reader.open_virtual("in")
     record = tmp_path / f"{mode}.mid"
     session = tmp_path / f"{mode}.jsonl"
-    config = MusicHalConfig().with_overrides({
-        "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "midi.record_path": str(record),
-        "generation.mode": mode, "generation.seed": 4})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "gm-safe",
+            "midi.record_path": str(record),
+            "generation.mode": mode,
+            "generation.seed": 4,
+        }
+    )
     stack = LiveStack(config, input_device="system", model_path=str(pieces["model"]), session_log=str(session))
     player = None
     try:
         stack.start()
         player = WavPlayer(audio.mean(axis=1), unique_name("mh-player"))  # once the capture's JACK input exists
-        assert wait_until(lambda: len(portaudio_inputs(player.client)) >= 1, timeout_s=30), \
-            [p.name for p in player.client.get_ports(is_audio=True)]
+        assert wait_until(lambda: len(portaudio_inputs(player.client)) >= 1, timeout_s=30), [
+            p.name for p in player.client.get_ports(is_audio=True)
+        ]
         for name in portaudio_inputs(player.client):
             for source in player.client.get_all_connections(name):
                 player.client.disconnect(source, name)
@@ -135,7 +162,9 @@ def perform(pieces, tmp_path, mode: str, wav_key: str = "play_wav") -> dict:
         assert player.done.wait(timeout=120), "the player did not finish"
         player.close()
         player = None
-        assert wait_until(lambda: stack.stats()["capture"]["counters"].get("events", 0) >= 10, timeout_s=30), stack.stats()
+        assert wait_until(lambda: stack.stats()["capture"]["counters"].get("events", 0) >= 10, timeout_s=30), (
+            stack.stats()
+        )
         traced = ray.get(stack.actors["midi_out"].traced_notes.remote(), timeout=30)
         final = stack.stop(graceful=True, drain_s=5.0)
     finally:
@@ -169,12 +198,15 @@ def test_imitate_follows_the_live_input_not_the_trained_model(jack_server, ray_l
     memory = correlation(out_hist, pc_histogram([n[0] for n in pieces["training"]]))
     counters = out["final"]["oracle"].get("counters", {})
     print(f"e2e imitate: oracle events {counters.get('events')}, gated {counters.get('gated')}")
-    print(f"e2e imitate: events {out['final']['capture']['counters']['events']}, notes {len(pitches)}, "
-          f"pitch classes of the performance {play_share:.0%} / of the training {train_share:.0%}, "
-          f"pc correlation with the performance {actual:.2f} / with the training {memory:.2f}")
+    print(
+        f"e2e imitate: events {out['final']['capture']['counters']['events']}, notes {len(pitches)}, "
+        f"pitch classes of the performance {play_share:.0%} / of the training {train_share:.0%}, "
+        f"pc correlation with the performance {actual:.2f} / with the training {memory:.2f}"
+    )
     # the trained memory alone would give 100 % training pitch classes: the live input must dominate
-    assert play_share >= 0.6 and play_share > 2 * train_share, \
+    assert play_share >= 0.6 and play_share > 2 * train_share, (
         f"performance pitch classes {play_share:.0%}, training {train_share:.0%}"
+    )
     # and the weights of its pitch classes follow the performance's, not the memory's (a permutation baseline is no
     # yardstick here: with 5 of 12 pitch classes in use, a random relabelling keeping 4 of them scores ~0.8)
     assert actual > 0.5 and actual > memory + 0.5, f"pc correlation {actual:.2f}, with the training {memory:.2f}"

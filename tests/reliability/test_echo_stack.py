@@ -15,13 +15,22 @@ detected up to ~250 ms after their scheduled note-on, past the gate's attack win
 window): musician 0.78-1.0 learned, echoes 0.07-0.47. The margins catch a broken gate (the old profile test kept
 ~70 % of the echoes at our attacks; a gate that drops everything learns none of the musician), not a loaded machine.
 """
+
 from __future__ import annotations
 
 import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from testkit.echo_loop import classify, cycle_time, gate_verdicts, learned_shares, musician_line, run_loop, training_line
+from testkit.echo_loop import (
+    classify,
+    cycle_time,
+    gate_verdicts,
+    learned_shares,
+    musician_line,
+    run_loop,
+    training_line,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
@@ -47,12 +56,16 @@ def test_musician_learned_and_echo_dropped_through_the_live_loop(jack_server, ra
     from services.trainer.pipeline import train
 
     model = tmp_path / "model.json"
-    train([render_midi_notes(training_line(21), tmp_path / "train.wav")],
-          config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 16}), output=model,
-          cache_dir=tmp_path / "cache")
+    train(
+        [render_midi_notes(training_line(21), tmp_path / "train.wav")],
+        config=MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 16}),
+        output=model,
+        cache_dir=tmp_path / "cache",
+    )
     notes = musician_line(7, 14.0, start_s=3.0)  # 3 s of MusicHal alone first: pure echoes, enough to count
-    run = run_loop(model=model, musician_wav=render_midi_notes(notes, tmp_path / "musician.wav"), mode="content",
-                   workdir=tmp_path)
+    run = run_loop(
+        model=model, musician_wav=render_midi_notes(notes, tmp_path / "musician.wav"), mode="content", workdir=tmp_path
+    )
     figures = learned_shares(run, notes)
     logged = [p["gated"] for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None]
     assert gate_verdicts(run["session"], "content") == logged  # the offline replay is the live gate
@@ -76,7 +89,10 @@ def test_musician_learned_and_echo_dropped_through_the_live_loop(jack_server, ra
     # fewer of the musician's (its drops include all of the echo-aware gate's, so fewer means at least one more;
     # measured in the benchmark's imitate takes: 0.45 kept against 0.98)
     timed = gate_verdicts(run["session"], "time")
-    named = classify([p["onset_wall"] for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None],
-                     [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes], [t for t, _ in run["received"]])
+    named = classify(
+        [p["onset_wall"] for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None],
+        [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes],
+        [t for t, _ in run["received"]],
+    )
     kept_by_time = sum(not blocked for blocked, label in zip(timed, named["labels"]) if label in ("musician", "both"))
     assert kept_by_time < musician["learned"], (kept_by_time, counts)

@@ -5,6 +5,7 @@ reader within 1 s of having its port again (within 20 s of the kill, Ray's resta
 client included), a restarted oracle comes back with at least the states of its last checkpoint,
 no /dev/shm segment and no actor process outlives the stack. (The encoder kill is in tests/live/test_cluster.py.)
 """
+
 from __future__ import annotations
 
 import os
@@ -17,11 +18,20 @@ import numpy as np
 import psutil
 import pytest
 
+from services.oracle.player.walk import MAX_IOI_S
 from shared.config import MusicHalConfig
 from testkit.audio import render_midi_notes
-from services.oracle.player.walk import MAX_IOI_S
-from testkit.midi import (HUNG_NOTE_SLACK_S, ReceiverModel, TimedJackReader, first_note_age_s, hung_note_problems,
-                          max_note_duration_s, panic_starts, scheduled_notes, stop_stats_problems)
+from testkit.midi import (
+    HUNG_NOTE_SLACK_S,
+    ReceiverModel,
+    TimedJackReader,
+    first_note_age_s,
+    hung_note_problems,
+    max_note_duration_s,
+    panic_starts,
+    scheduled_notes,
+    stop_stats_problems,
+)
 from testkit.waiting import actor_call, actor_pid, restarted_pid, stage_counter, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -52,15 +62,23 @@ def panic_delay_after(reader: TimedJackReader, started: float) -> float:
 
 def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jack_server, ray_local, clip, tmp_path):
     import ray
-    from services.stack import LiveStack
+
     from services.oracle.memory.store import OracleMemory
+    from services.stack import LiveStack
 
     reader = TimedJackReader()
     port = reader.open_virtual("in")
     learned = tmp_path / "learned.json"
-    config = MusicHalConfig().with_overrides({
-        "midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe", "generation.density": 4.0,
-        "generation.seed": 2, "oracle.checkpoint_seconds": 1.0})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "gm-safe",
+            "generation.density": 4.0,
+            "generation.seed": 2,
+            "oracle.checkpoint_seconds": 1.0,
+        }
+    )
     stack = LiveStack(config, input_file=str(clip), loop=True, checkpoint_path=str(learned))
     pids: set[int] = set()
     rings: list[str] = []
@@ -85,7 +103,9 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
 
         # oracle: restored from its last checkpoint
         oracle = stack.actors["oracle"]
-        assert wait_until(lambda: stage_counter(stack.stats(), "oracle", "checkpoints") >= 1 and learned.exists(), timeout_s=30)
+        assert wait_until(
+            lambda: stage_counter(stack.stats(), "oracle", "checkpoints") >= 1 and learned.exists(), timeout_s=30
+        )
         checkpointed = OracleMemory(config, model=str(learned)).stats()["states"]
         assert checkpointed >= 2
         before = actor_pid(oracle)
@@ -113,8 +133,9 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
             # measured from the port being open: before that the restarted process waits on Ray and on the JACK
             # server, which (--sync, as the tests run it) first drops the killed client (shared/jack_server.py)
             port_open = actor_call(midi_out, lambda self: self.port_open_monotonic)
-            assert wait_until(lambda: panic_delay_after(reader, port_open) < float("inf"), timeout_s=10), \
+            assert wait_until(lambda: panic_delay_after(reader, port_open) < float("inf"), timeout_s=10), (
                 f"no panic on all 16 channels after the midi_out restart ({how})"
+            )
             panic_delays[how] = panic_delay_after(reader, port_open)
             restart_delays[how] = panic_delay_after(reader, killed_at)
             notes = note_ons(reader)
@@ -127,18 +148,27 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
         reader.wait_for_stop_panic(timeout_s=20)
         timed = reader.snapshot()
         reader.close()
-    print(f"faults: panic after the restarted midi_out's port opened (s): {panic_delays}; after the kill: {restart_delays}")
-    assert all(delay < PANIC_BOUND_S for delay in panic_delays.values()), f"panic after the port opened: {panic_delays} s"
-    assert all(delay < RESTART_BOUND_S for delay in restart_delays.values()), f"panic after the kill: {restart_delays} s"
+    print(
+        f"faults: panic after the restarted midi_out's port opened (s): {panic_delays}; after the kill: {restart_delays}"
+    )
+    assert all(delay < PANIC_BOUND_S for delay in panic_delays.values()), (
+        f"panic after the port opened: {panic_delays} s"
+    )
+    assert all(delay < RESTART_BOUND_S for delay in restart_delays.values()), (
+        f"panic after the kill: {restart_delays} s"
+    )
     # no hung note during play; only the two midi_out restarts' panics may cut notes its dead predecessor left on. The
     # oracle's restart starts its session log again, so every note is held to the longest the stack can schedule
     # (+ 2 s); the graceful stop (by the last midi_out) had no note to end and stole none
-    assert hung_note_problems(timed, max_duration_s=max_note_duration_s(config), allowed_cuts=2,
-                              require_stop_panic=False) == []
+    assert (
+        hung_note_problems(timed, max_duration_s=max_note_duration_s(config), allowed_cuts=2, require_stop_panic=False)
+        == []
+    )
     assert stop_stats_problems(final) == []
     assert not [name for name in rings if os.path.exists(f"/dev/shm/{name}")], "rings left in /dev/shm"
-    assert wait_until(lambda: not [p for p in pids if psutil.pid_exists(p)], timeout_s=30), \
+    assert wait_until(lambda: not [p for p in pids if psutil.pid_exists(p)], timeout_s=30), (
         f"actor processes outlived the stack: {[p for p in pids if psutil.pid_exists(p)]}"
+    )
 
 
 def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, tmp_path):
@@ -146,18 +176,40 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
     port = reader.open_virtual("in")
     record = tmp_path / "out.mid"
     session = tmp_path / "session.jsonl"
-    command = [sys.executable, os.path.join(REPO, "launch.py"), "--input-file", str(clip), "--loop",
-               "--midi-api", "jack", "--midi-port", port, "--midi-profile", "gm-safe", "--record", str(record),
-               "--session-log", str(session)]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        os.path.join(REPO, "launch.py"),
+        "--input-file",
+        str(clip),
+        "--loop",
+        "--midi-api",
+        "jack",
+        "--midi-port",
+        port,
+        "--midi-profile",
+        "gm-safe",
+        "--record",
+        str(record),
+        "--session-log",
+        str(session),
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
     descendants: set[int] = set()
     try:
         assert wait_until(lambda: note_ons(reader) >= 3, timeout_s=90), "no notes from musichal"
         # long enough that a note nothing but the stop ended would be over the hung-note bound
-        assert wait_until(lambda: first_note_age_s(reader.snapshot(), time.monotonic())
-                          > MAX_IOI_S + 2 * HUNG_NOTE_SLACK_S, timeout_s=30)
+        assert wait_until(
+            lambda: first_note_age_s(reader.snapshot(), time.monotonic()) > MAX_IOI_S + 2 * HUNG_NOTE_SLACK_S,
+            timeout_s=30,
+        )
         descendants = {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
@@ -178,11 +230,15 @@ def test_sigterm_to_musichal_stops_cleanly_with_one_message(jack_server, clip, t
     # no hung note during play: each ended by its own note-off within its scheduled duration (+ 2 s), the notes
     # SIGTERM's stop ended included
     assert hung_note_problems(timed, scheduled=scheduled_notes(session)) == []
-    leftover = [n for n in os.listdir("/dev/shm") if n.startswith((f"musichal_ring_{process.pid}_",
-                                                                    f"musichal_ring_msg_{process.pid}_"))]
+    leftover = [
+        n
+        for n in os.listdir("/dev/shm")
+        if n.startswith((f"musichal_ring_{process.pid}_", f"musichal_ring_msg_{process.pid}_"))
+    ]
     assert not leftover, f"shared memory left behind: {leftover}"
-    assert descendants and wait_until(lambda: not [p for p in descendants if psutil.pid_exists(p)], timeout_s=60), \
+    assert descendants and wait_until(lambda: not [p for p in descendants if psutil.pid_exists(p)], timeout_s=60), (
         f"Ray processes outlived musichal: {[p for p in descendants if psutil.pid_exists(p)]}"
+    )
 
 
 def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack_server, ray_local, clip):
@@ -191,8 +247,15 @@ def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack
     reader = TimedJackReader()
     name = reader.client_name
     port = reader.open_virtual("in")
-    config = MusicHalConfig().with_overrides({"midi.api": "jack", "midi.port": port, "midi.profile": "gm-safe",
-                                              "generation.density": 4.0, "generation.seed": 8})
+    config = MusicHalConfig().with_overrides(
+        {
+            "midi.api": "jack",
+            "midi.port": port,
+            "midi.profile": "gm-safe",
+            "generation.density": 4.0,
+            "generation.seed": 8,
+        }
+    )
     stack = LiveStack(config, input_file=str(clip), loop=True)
     returned = None
     try:
@@ -221,6 +284,10 @@ def test_midi_port_disappearing_is_reported_and_reconnected_when_it_returns(jack
     # on the returned synth, from its panic on: every note ended by its own note-off during play. (Before that panic
     # midi_out may send note-offs for notes the synth never got, sounding while it was gone: harmless, not judged.)
     # Notes scheduled while it was gone never reached it: each note is held to the longest the stack can schedule.
-    assert hung_note_problems(timed[panic_starts(messages)[0]:], max_duration_s=max_note_duration_s(config),
-                              require_stop_panic=False) == []
+    assert (
+        hung_note_problems(
+            timed[panic_starts(messages)[0] :], max_duration_s=max_note_duration_s(config), require_stop_panic=False
+        )
+        == []
+    )
     assert stop_stats_problems(final) == []

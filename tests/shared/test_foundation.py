@@ -1,4 +1,5 @@
 """Config, messages, the audio front end and the model container."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,16 @@ def test_config_layers_defaults_toml_and_overrides(tmp_path):
     assert cfg.audio.sample_rate_hz == 48000
 
 
-@pytest.mark.parametrize("text", ['[generation]\nmood = "x"\n', '[nosuch]\na = 1\n', '[midi]\nprofile = "loud"\n',
-                                  '[generation]\ncontinuity = 2.0\n', 'not toml = = ='])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[generation]\nmood = "x"\n',
+        "[nosuch]\na = 1\n",
+        '[midi]\nprofile = "loud"\n',
+        "[generation]\ncontinuity = 2.0\n",
+        "not toml = = =",
+    ],
+)
 def test_config_rejects_unknown_or_bad_values(tmp_path, text):
     path = tmp_path / "c.toml"
     path.write_text(text)
@@ -39,9 +48,17 @@ def test_config_missing_file_is_one_line():
 
 # ------------------------------------------------------------------ messages
 def test_messages_round_trip_through_orjson():
-    desc = EventDescriptors(onset_s=1.0, duration_s=0.5, rms=0.1, velocity=80, f0_hz=440.0, f0_confidence=0.9, chroma_peaks=(9, 4))
-    percept = Percept(event_id=3, token=7, features=np.arange(4, dtype=np.float32), descriptors=desc, node_id="n1",
-                      stamps={"t_encoded": 1.5})
+    desc = EventDescriptors(
+        onset_s=1.0, duration_s=0.5, rms=0.1, velocity=80, f0_hz=440.0, f0_confidence=0.9, chroma_peaks=(9, 4)
+    )
+    percept = Percept(
+        event_id=3,
+        token=7,
+        features=np.arange(4, dtype=np.float32),
+        descriptors=desc,
+        node_id="n1",
+        stamps={"t_encoded": 1.5},
+    )
     back = message_from_bytes(message_to_bytes(percept))
     assert back == percept and back.descriptors == desc
     np.testing.assert_array_equal(back.features, percept.features)
@@ -69,7 +86,9 @@ def test_front_end_is_block_size_independent_when_resampling():
     outs = []
     for block in (256, 1000, 4096):
         front = StreamingFrontEnd(input_rate_hz=44100, channels=2)
-        pieces = [front.process(stereo[i:i + block], last=i + block >= len(stereo)) for i in range(0, len(stereo), block)]
+        pieces = [
+            front.process(stereo[i : i + block], last=i + block >= len(stereo)) for i in range(0, len(stereo), block)
+        ]
         outs.append(np.concatenate(pieces))
     assert abs(len(outs[0]) - 48000) <= 2
     for other in outs[1:]:
@@ -120,7 +139,10 @@ def test_bad_audio_files_raise_one_line(tmp_path):
 
 # ------------------------------------------------------------------ model container
 def test_model_round_trip_is_identical_and_deterministic(tmp_path):
-    arrays = {"oracle.next": np.arange(10, dtype=np.int64), "perception.centroids": np.random.default_rng(1).random((4, 22))}
+    arrays = {
+        "oracle.next": np.arange(10, dtype=np.int64),
+        "perception.centroids": np.random.default_rng(1).random((4, 22)),
+    }
     meta = {"transitions": [[0, 1, 2]], "name": "x", "n": np.int64(3)}
     save_model(tmp_path / "a.json", meta, arrays)
     save_model(tmp_path / "b.json", meta, arrays)

@@ -1,4 +1,5 @@
 """The real audio/MIDI plumbing the other tests stand on: PyAudio's JACK host API and an rtmidi JACK port pair."""
+
 from __future__ import annotations
 
 import threading
@@ -29,8 +30,15 @@ def test_jack_input_device_visible_and_streams_through_pyaudio(jack_server):
                 enough.set()
             return None, pyaudio.paContinue
 
-        stream = pa.open(format=pyaudio.paFloat32, channels=1, rate=48000, input=True,
-                         input_device_index=device["index"], frames_per_buffer=256, stream_callback=callback)
+        stream = pa.open(
+            format=pyaudio.paFloat32,
+            channels=1,
+            rate=48000,
+            input=True,
+            input_device_index=device["index"],
+            frames_per_buffer=256,
+            stream_callback=callback,
+        )
         stream.start_stream()
         assert enough.wait(10), "JACK delivered no audio blocks"
         stream.stop_stream()

@@ -1,4 +1,5 @@
 """shared.memory: large freed buffers go back to the system in a long-running process (glibc)."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """Message rings: length-prefixed records across processes, wrap-around, overrun skip, typed messages."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -31,7 +32,7 @@ def test_records_wrapping_the_ring_come_back_whole(ring):
 
 def test_slow_reader_overrun_skips_to_newest_and_counts(ring):
     reader = ring.reader()
-    for i in range(100):
+    for _i in range(100):
         ring.send(b"x" * 20)
     assert reader.receive(timeout_s=0.0) is None  # everything it missed is gone: nothing stale is returned
     assert reader.overruns == 1
@@ -85,7 +86,9 @@ def _consumer(name, n, result):
 
 
 def test_many_records_across_processes_in_order():
-    ring = MessageRing.create(capacity_bytes=1 << 18)  # holds all records: the late-starting consumer reads from the start
+    ring = MessageRing.create(
+        capacity_bytes=1 << 18
+    )  # holds all records: the late-starting consumer reads from the start
     try:
         n = 5000
         result = CTX.Value("q", 0)

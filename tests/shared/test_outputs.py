@@ -1,4 +1,5 @@
 """Output files get the user's usual permissions (0666 less the umask) and out-of-range settings are one-line errors."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,8 @@ def test_atomic_write_respects_the_umask_like_open(tmp_path, umask, mask):
 
 
 def test_models_smf_stats_and_session_logs_are_0644_under_umask_022(tmp_path, umask):
-    from services.oracle.player.session import SessionLog
     from services.midi_out.recorder import SmfRecorder
+    from services.oracle.player.session import SessionLog
     from services.trainer.pipeline import stats_path_for
 
     umask(0o022)
@@ -70,16 +71,19 @@ def test_replacing_an_output_keeps_the_umask_mode_not_the_old_files(tmp_path, um
     assert target.read_bytes() == b"new" and mode(target) == 0o644
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--duration", "-5"], "--duration must be a number of seconds > 0, got -5"),
-    (["--duration", "0"], "--duration must be a number of seconds > 0, got 0"),
-    (["--duration", "inf"], "--duration must be a number of seconds > 0, got inf"),
-    (["--density", "9"], "generation.density must be in 0..4, got 9.0"),
-    (["--continuity", "nan"], "generation.continuity must be a finite number, got nan"),
-    (["--gate-release-ms", "inf"], "control.gate_release_ms must be a finite number, got inf"),
-    (["--input-channel", "-1"], "audio.input_channel must be >= 0 or unset"),
-    (["--osc-port", "70000"], "control.osc_port must be in 0..65535 or unset"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--duration", "-5"], "--duration must be a number of seconds > 0, got -5"),
+        (["--duration", "0"], "--duration must be a number of seconds > 0, got 0"),
+        (["--duration", "inf"], "--duration must be a number of seconds > 0, got inf"),
+        (["--density", "9"], "generation.density must be in 0..4, got 9.0"),
+        (["--continuity", "nan"], "generation.continuity must be a finite number, got nan"),
+        (["--gate-release-ms", "inf"], "control.gate_release_ms must be a finite number, got inf"),
+        (["--input-channel", "-1"], "audio.input_channel must be >= 0 or unset"),
+        (["--osc-port", "70000"], "control.osc_port must be in 0..65535 or unset"),
+    ],
+)
 def test_out_of_range_numbers_on_the_command_line_are_one_line_errors(tmp_path, capsys, argv, expected):
     from launch import main
 
@@ -89,15 +93,18 @@ def test_out_of_range_numbers_on_the_command_line_are_one_line_errors(tmp_path, 
     assert err == f"musichal: error: {expected}\n"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('[generation]\ndensity = "high"\n', "generation.density must be a finite number, got 'high'"),
-    ("[generation]\nseed = 1.5\n", "generation.seed must be a whole number, got 1.5"),
-    ("[oracle]\ncheckpoint_seconds = inf\n", "oracle.checkpoint_seconds must be a finite number, got inf"),
-    ("[audio]\nring_seconds = nan\n", "audio.ring_seconds must be a finite number, got nan"),
-    ('[control]\ninput_gate = "yes"\n', "control.input_gate must be true or false, got 'yes'"),
-    ("[midi]\nport = 3\n", "midi.port must be text, got 3"),
-    ("[generation]\nmode = true\n", "generation.mode must be text, got True"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('[generation]\ndensity = "high"\n', "generation.density must be a finite number, got 'high'"),
+        ("[generation]\nseed = 1.5\n", "generation.seed must be a whole number, got 1.5"),
+        ("[oracle]\ncheckpoint_seconds = inf\n", "oracle.checkpoint_seconds must be a finite number, got inf"),
+        ("[audio]\nring_seconds = nan\n", "audio.ring_seconds must be a finite number, got nan"),
+        ('[control]\ninput_gate = "yes"\n', "control.input_gate must be true or false, got 'yes'"),
+        ("[midi]\nport = 3\n", "midi.port must be text, got 3"),
+        ("[generation]\nmode = true\n", "generation.mode must be text, got True"),
+    ],
+)
 def test_wrong_kinds_of_values_in_a_config_file_are_one_line_errors(tmp_path, text, expected):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -107,7 +114,14 @@ def test_wrong_kinds_of_values_in_a_config_file_are_one_line_errors(tmp_path, te
 
 
 def test_good_values_still_load_including_ints_for_floats_and_unset_optionals():
-    config = MusicHalConfig().with_overrides({"generation.density": 2, "oracle.threshold": 0.5, "audio.input_channel": 1,
-                                              "generation.seed": np.int64(4), "generation.continuity": np.float32(0.5)})
+    config = MusicHalConfig().with_overrides(
+        {
+            "generation.density": 2,
+            "oracle.threshold": 0.5,
+            "audio.input_channel": 1,
+            "generation.seed": np.int64(4),
+            "generation.continuity": np.float32(0.5),
+        }
+    )
     assert config.generation.density == 2 and config.generation.seed == 4 and config.audio.input_channel == 1
     assert MusicHalConfig.from_mapping({"oracle": {"threshold": None}}).oracle.threshold is None

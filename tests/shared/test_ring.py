@@ -1,4 +1,5 @@
 """The shared-memory ring across real OS processes: wrap-around, many readers, overruns, mid-read overwrite, late attach."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -9,7 +10,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import ParameterError, RingBufferError, RingOverrunError, RingTimeoutError
 from shared.ring import AudioRing
@@ -41,10 +43,18 @@ def test_wrap_around_returns_exact_samples(ring):
     assert ring.write_counter == written
 
 
-@pytest.mark.parametrize("convert", [
-    lambda a: a.astype(np.float64), lambda a: a.astype(">f4"), lambda a: a.astype(np.int32),
-    lambda a: a, lambda a: np.repeat(a, 2)[::2], lambda a: a.tolist(),
-], ids=["float64", "big-endian", "int32", "float32", "strided", "list"])
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda a: a.astype(np.float64),
+        lambda a: a.astype(">f4"),
+        lambda a: a.astype(np.int32),
+        lambda a: a,
+        lambda a: np.repeat(a, 2)[::2],
+        lambda a: a.tolist(),
+    ],
+    ids=["float64", "big-endian", "int32", "float32", "strided", "list"],
+)
 def test_blocks_of_any_numeric_type_and_layout_are_stored_as_the_ring_dtype(ring, convert):
     """The writer's fast copy only takes float32 blocks as they are; others are converted, not rejected or garbled."""
     written = 0
@@ -120,8 +130,10 @@ def test_attach_errors_and_owner_only_unlink(ring):
 
 # ------------------------------------------------------------------ hypothesis: index arithmetic
 @settings(max_examples=60, deadline=None)
-@given(capacity=st.integers(16, 300),
-       ops=st.lists(st.tuples(st.sampled_from(["w", "r"]), st.integers(1, 400), st.integers(0, 800)), max_size=40))
+@given(
+    capacity=st.integers(16, 300),
+    ops=st.lists(st.tuples(st.sampled_from(["w", "r"]), st.integers(1, 400), st.integers(0, 800)), max_size=40),
+)
 def test_index_arithmetic_matches_a_reference_model(capacity, ops):
     ring = AudioRing.create(capacity_samples=capacity, sample_rate_hz=48000)
     try:
@@ -182,8 +194,10 @@ def test_one_writer_many_readers_across_processes():
         n_readers = 3
         progress = CTX.Array("q", n_readers)
         result = CTX.Array("q", [-1] * n_readers)
-        readers = [CTX.Process(target=_reader_process, args=(ring.name, total, chunk, progress, i, result))
-                   for i, chunk in enumerate([100, 256, 1000])]
+        readers = [
+            CTX.Process(target=_reader_process, args=(ring.name, total, chunk, progress, i, result))
+            for i, chunk in enumerate([100, 256, 1000])
+        ]
         for p in readers:
             p.start()
         writer = CTX.Process(target=_writer_process, args=(ring.name, total, block, progress, n_readers))

@@ -1,4 +1,5 @@
 """shared.stats: latency series, keyed per event so actors' series can be joined."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,14 +32,24 @@ def _exact(values, qs=(50, 95, 99)):
     return [float(v) for v in np.percentile(np.asarray(values, dtype=np.float64), qs)]
 
 
-@pytest.mark.parametrize("name, values", [
-    ("lognormal latencies", np.random.default_rng(1).lognormal(mean=np.log(0.004), sigma=0.8, size=50_000)),
-    ("uniform 0.1-300 ms", np.random.default_rng(2).uniform(1e-4, 0.3, size=20_000)),
-    ("heavy tail", np.concatenate([np.random.default_rng(3).normal(0.003, 0.0003, 9_900),
-                                   np.random.default_rng(4).uniform(0.05, 0.4, 100)])),
-    ("late schedule errors", np.random.default_rng(5).exponential(0.0005, 30_000) + 2e-5),
-    ("few samples", [0.0031, 0.0042, 0.0105, 0.0007, 0.0219]),
-])
+@pytest.mark.parametrize(
+    "name, values",
+    [
+        ("lognormal latencies", np.random.default_rng(1).lognormal(mean=np.log(0.004), sigma=0.8, size=50_000)),
+        ("uniform 0.1-300 ms", np.random.default_rng(2).uniform(1e-4, 0.3, size=20_000)),
+        (
+            "heavy tail",
+            np.concatenate(
+                [
+                    np.random.default_rng(3).normal(0.003, 0.0003, 9_900),
+                    np.random.default_rng(4).uniform(0.05, 0.4, 100),
+                ]
+            ),
+        ),
+        ("late schedule errors", np.random.default_rng(5).exponential(0.0005, 30_000) + 2e-5),
+        ("few samples", [0.0031, 0.0042, 0.0105, 0.0007, 0.0219]),
+    ],
+)
 def test_histogram_percentiles_within_one_percent_of_exact(name, values) -> None:
     histogram = LogHistogram()
     for value in values:
@@ -52,11 +63,15 @@ def test_histogram_percentiles_within_one_percent_of_exact(name, values) -> None
 
 def test_histogram_signed_values_and_zero() -> None:
     rng = np.random.default_rng(6)  # schedule errors: mostly late, some early, some exactly on time
-    values = np.concatenate([rng.normal(-0.002, 0.0005, 3_000), np.zeros(500), rng.lognormal(np.log(0.001), 1.0, 6_000)])
+    values = np.concatenate(
+        [rng.normal(-0.002, 0.0005, 3_000), np.zeros(500), rng.lognormal(np.log(0.001), 1.0, 6_000)]
+    )
     histogram = LogHistogram()
     for value in values:
         histogram.add(value)
-    for q, e, a in zip((1, 10, 50, 95, 99), _exact(values, (1, 10, 50, 95, 99)), histogram.percentiles([1, 10, 50, 95, 99])):
+    for q, e, a in zip(
+        (1, 10, 50, 95, 99), _exact(values, (1, 10, 50, 95, 99)), histogram.percentiles([1, 10, 50, 95, 99])
+    ):
         assert abs(a - e) <= 0.01 * abs(e) + 1e-7, f"p{q}: {a} vs exact {e}"
 
 

@@ -1,4 +1,5 @@
 """Trainer fixtures: a small generated corpus (numpy notes at 48 kHz + one fluidsynth file at 44.1 kHz stereo)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,9 @@ def note_sequence(seed: int, seconds: float, *, sample_rate_hz: int = SR) -> np.
         t = np.arange(int(0.3 * sample_rate_hz)) / sample_rate_hz
         envelope = np.exp(-t * 6.0) * np.minimum(1.0, t * 200.0)
         start = int(onset_s * sample_rate_hz)
-        out[start:start + t.size] += (0.4 * envelope * (np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(4 * np.pi * freq * t))).astype(np.float32)
+        out[start : start + t.size] += (
+            0.4 * envelope * (np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(4 * np.pi * freq * t))
+        ).astype(np.float32)
         onset_s += float(rng.uniform(0.25, 0.5))
     return out
 

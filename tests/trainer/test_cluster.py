@@ -1,16 +1,17 @@
 """A two-node Ray cluster trains the same bytes as one machine and records which node did each file."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from shared.config import MusicHalConfig
-from shared.errors import ParameterError
-from services.trainer.cli import main
 from services.model_file import load_musichal_model
+from services.trainer.cli import main
 from services.trainer.discovery import discover_audio_files
 from services.trainer.pipeline import stats_path_for, train
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
 
 
 @pytest.mark.ray
@@ -24,8 +25,24 @@ def test_two_node_cluster_uses_both_nodes_and_writes_the_same_bytes(corpus_dir, 
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         output = tmp_path / "cluster" / "model.json"
-        assert main(["--dir", str(corpus_dir), "--output", str(output), "--vocabulary-size", "8", "--quiet",
-                     "--ray-address", cluster.address, "--workers", "2"]) == 0
+        assert (
+            main(
+                [
+                    "--dir",
+                    str(corpus_dir),
+                    "--output",
+                    str(output),
+                    "--vocabulary-size",
+                    "8",
+                    "--quiet",
+                    "--ray-address",
+                    cluster.address,
+                    "--workers",
+                    "2",
+                ]
+            )
+            == 0
+        )
         assert not ray.is_initialized()  # the CLI joined the cluster and left it again
     finally:
         cluster.shutdown()
@@ -50,9 +67,9 @@ from typing import Any  # noqa: E402
 
 import soundfile as sf  # noqa: E402
 
-from tests.trainer.conftest import SR, note_sequence  # noqa: E402
 from testkit.netns import auth_token, stop_process_group  # noqa: E402
 from testkit.waiting import wait_until  # noqa: E402
+from tests.trainer.conftest import SR, note_sequence  # noqa: E402
 
 CONFIG = MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 8})
 
@@ -83,15 +100,38 @@ def test_a_node_that_cannot_see_a_file_fails_the_run_unless_skip_unreadable(priv
     log = open(tmp_path / "node2.log", "w")
     worker = None
     try:
-        ray.init(address="local", num_cpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address="local",
+            num_cpus=0,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            configure_logging=False,
+        )
         head = ray.get_runtime_context().get_node_id()
         env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token(), RAY_USAGE_STATS_ENABLED="0")
-        script = 'mount -t tmpfs -o size=1m musichal-private "$0" && exec "$1" -m ray.scripts.scripts start ' \
-                 '--address="$2" --node-ip-address=127.0.0.1 --num-cpus=2 --block --disable-usage-stats'
-        worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(private),
-                                   sys.executable, ray.get_runtime_context().gcs_address],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        script = (
+            'mount -t tmpfs -o size=1m musichal-private "$0" && exec "$1" -m ray.scripts.scripts start '
+            '--address="$2" --node-ip-address=127.0.0.1 --num-cpus=2 --block --disable-usage-stats'
+        )
+        worker = subprocess.Popen(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                str(private),
+                sys.executable,
+                ray.get_runtime_context().gcs_address,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         def node2():
             alive = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != head]
@@ -102,16 +142,45 @@ def test_a_node_that_cannot_see_a_file_fails_the_run_unless_skip_unreadable(priv
         node = node2()
         capsys.readouterr()  # Ray's own start-up notice
         output = tmp_path / "strict" / "model.json"
-        assert main(["--dir", str(private_corpus), "--output", str(output), "--vocabulary-size", "8", "--quiet",
-                     "--workers", "2"]) == 1
+        assert (
+            main(
+                [
+                    "--dir",
+                    str(private_corpus),
+                    "--output",
+                    str(output),
+                    "--vocabulary-size",
+                    "8",
+                    "--quiet",
+                    "--workers",
+                    "2",
+                ]
+            )
+            == 1
+        )
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and "private/secret.wav: cannot be read on node " + node[:12] in err[0], err
         assert "--skip-unreadable" in err[0]
         assert not output.exists() and not output.with_suffix(".safetensors").exists()
 
         skipped = tmp_path / "skip" / "model.json"
-        assert main(["--dir", str(private_corpus), "--output", str(skipped), "--vocabulary-size", "8", "--quiet",
-                     "--workers", "2", "--skip-unreadable"]) == 0
+        assert (
+            main(
+                [
+                    "--dir",
+                    str(private_corpus),
+                    "--output",
+                    str(skipped),
+                    "--vocabulary-size",
+                    "8",
+                    "--quiet",
+                    "--workers",
+                    "2",
+                    "--skip-unreadable",
+                ]
+            )
+            == 0
+        )
         stats = json.loads(stats_path_for(skipped).read_text())
         assert [(s["name"], s["node"]) for s in stats["unreadable_skipped"]] == [("private/secret.wav", node)]
         assert set(stats["files_per_node"]) == {node}
@@ -164,9 +233,14 @@ def test_a_worker_node_killed_mid_run_changes_no_byte(tmp_path):
                 events["replacement"] = cluster.add_node(num_cpus=1).node_id
 
         output = tmp_path / "disturbed" / "model.json"
-        result = train(paths, config=CONFIG, output=output, progress=progress,
-                       analyze_many=partial(ray_analyze_many, workers=2, batch_files=1),
-                       map_groups=partial(ray_map, config=CONFIG, workers=2))
+        result = train(
+            paths,
+            config=CONFIG,
+            output=output,
+            progress=progress,
+            analyze_many=partial(ray_analyze_many, workers=2, batch_files=1),
+            map_groups=partial(ray_map, config=CONFIG, workers=2),
+        )
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -192,17 +266,29 @@ def test_a_hung_decoder_times_out_is_rescheduled_and_then_named(tmp_path, corpus
     os.mkfifo(stalled)
     config = CONFIG.with_overrides({"trainer.task_timeout_s": 2.0, "trainer.max_attempts": 2})
     assert not ray.is_initialized()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
-        runner = {"analyze_many": partial(ray_analyze_many, workers=2, batch_files=1),
-                  "map_groups": partial(ray_map, config=config, workers=2)}
+        runner = {
+            "analyze_many": partial(ray_analyze_many, workers=2, batch_files=1),
+            "map_groups": partial(ray_map, config=config, workers=2),
+        }
         with pytest.raises(ParameterError, match=r"^stalled.wav: ran past trainer.task_timeout_s \(2 s\) 2 time"):
             train([stalled], config=config, output=tmp_path / "hung" / "model.json", **runner)
         assert not (tmp_path / "hung" / "model.json").exists()
         paths = discover_audio_files(dirs=[corpus_dir])
-        result = train(paths, config=config.with_overrides({"trainer.task_timeout_s": 900.0}),
-                       output=tmp_path / "after" / "model.json", **runner)
+        result = train(
+            paths,
+            config=config.with_overrides({"trainer.task_timeout_s": 900.0}),
+            output=tmp_path / "after" / "model.json",
+            **runner,
+        )
         assert result.training["events"] > 0
     finally:
         ray.shutdown()
@@ -211,24 +297,36 @@ def test_a_hung_decoder_times_out_is_rescheduled_and_then_named(tmp_path, corpus
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.parametrize("split", [None, True], ids=["stages-in-the-actor", "split-stages"])
-def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_path, corpus_dir, tiny_wav2vec_dir,
-                                                                             split):
+def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(
+    tmp_path, corpus_dir, tiny_wav2vec_dir, split
+):
     import ray
 
     from services.trainer.distributed import ENCODER_NAME_PREFIX, ray_analyze_many, ray_map
 
-    config = CONFIG.with_overrides({"features.kind": "wav2vec", "features.hybrid": True,
-                                    "wav2vec.model": str(tiny_wav2vec_dir)})
+    config = CONFIG.with_overrides(
+        {"features.kind": "wav2vec", "features.hybrid": True, "wav2vec.model": str(tiny_wav2vec_dir)}
+    )
     paths = discover_audio_files(dirs=[corpus_dir])
     assert not ray.is_initialized()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
+    )
     killed: list[str] = []
     try:
         reference = tmp_path / "reference" / "model.json"  # undisturbed, same actors (one torch thread each)
-        train(paths, config=config, output=reference,
-              analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
-              map_groups=partial(ray_map, config=config, workers=2))
+        train(
+            paths,
+            config=config,
+            output=reference,
+            analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
+            map_groups=partial(ray_map, config=config, workers=2),
+        )
 
         def progress(outcome):
             if not killed:  # after the first file: every encoder actor dies (Ray restarts them), work in flight is lost
@@ -237,9 +335,14 @@ def test_encoder_actors_killed_mid_run_restart_and_the_bytes_do_not_change(tmp_p
                     ray.kill(ray.get_actor(name), no_restart=False)
 
         output = tmp_path / "disturbed" / "model.json"
-        train(paths, config=config, output=output, progress=progress,
-              analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
-              map_groups=partial(ray_map, config=config, workers=2))
+        train(
+            paths,
+            config=config,
+            output=output,
+            progress=progress,
+            analyze_many=partial(ray_analyze_many, workers=2, batch_files=1, split_stages=split),
+            map_groups=partial(ray_map, config=config, workers=2),
+        )
     finally:
         ray.shutdown()
     assert len(killed) == 2

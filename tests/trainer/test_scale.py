@@ -1,5 +1,6 @@
 """The trainer's scale pieces without Ray: the scheduler (fake clock), the hash index, the fitting sample, the
 oracle cap and the column path of the oracle."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from shared.config import MusicHalConfig
-from shared.errors import ParameterError
 from services.model_file import load_musichal_model
 from services.trainer import analysis
 from services.trainer.discovery import discover_audio_files
@@ -16,6 +15,8 @@ from services.trainer.fitting import sample_rows
 from services.trainer.oracle_build import oracle_files
 from services.trainer.pipeline import stats_path_for, train
 from services.trainer.schedule import Retry, run_units
+from shared.config import MusicHalConfig
+from shared.errors import ParameterError
 
 CONFIG = MusicHalConfig().with_overrides({"quantizer.vocabulary_size": 8})
 
@@ -65,9 +66,18 @@ class FakeWorkers:
 
 def _run(workers: FakeWorkers, units: list[str], max_attempts: int = 3) -> tuple[dict, dict]:
     results: dict[int, str] = {}
-    counters = run_units(units, slots=2, submit=workers.submit, ready=workers.ready, result=workers.result,
-                         restart=workers.restart, on_result=results.__setitem__, clock=workers.clock, timeout_s=60.0,
-                         max_attempts=max_attempts)
+    counters = run_units(
+        units,
+        slots=2,
+        submit=workers.submit,
+        ready=workers.ready,
+        result=workers.result,
+        restart=workers.restart,
+        on_result=results.__setitem__,
+        clock=workers.clock,
+        timeout_s=60.0,
+        max_attempts=max_attempts,
+    )
     return results, counters
 
 
@@ -140,10 +150,10 @@ def test_fitting_sample_and_oracle_cap_are_recorded_and_the_model_loads(corpus_d
     events = full.training["events"]
     assert full.training["fit_sample_events"] == events and full.training["oracle_files"] == "all"
     assert full.training["states"] == events
-    small = CONFIG.with_overrides({"trainer.fit_sample_events": events // 2,
-                                   "trainer.oracle_max_states": events - 1})
-    capped = train(paths, config=small, output=tmp_path / "capped" / "model.json",
-                   cache_dir=tmp_path / "full" / "model.cache")
+    small = CONFIG.with_overrides({"trainer.fit_sample_events": events // 2, "trainer.oracle_max_states": events - 1})
+    capped = train(
+        paths, config=small, output=tmp_path / "capped" / "model.json", cache_dir=tmp_path / "full" / "model.cache"
+    )
     assert capped.stats["cache"]["hits"] == len(paths)
     assert capped.training["fit_sample_events"] == events // 2
     kept = capped.training["oracle_files"]
@@ -180,14 +190,24 @@ def test_oracle_columns_path_equals_the_descriptor_path_and_rejects_bad_columns_
     rng = np.random.default_rng(0)
     n = 400
     frames = rng.normal(size=(4, 4))[rng.integers(0, 4, n)] + 0.1 * rng.normal(size=(n, 4))
-    descriptors = [EventDescriptors(onset_s=0.3 * i, duration_s=0.1 + 0.001 * i, rms=0.1, velocity=1 + i % 127,
-                                    f0_hz=100.0 + i, f0_confidence=0.5, chroma_peaks=tuple(range(i % 5)))
-                   for i in range(n)]
+    descriptors = [
+        EventDescriptors(
+            onset_s=0.3 * i,
+            duration_s=0.1 + 0.001 * i,
+            rms=0.1,
+            velocity=1 + i % 127,
+            f0_hz=100.0 + i,
+            f0_confidence=0.5,
+            chroma_peaks=tuple(range(i % 5)),
+        )
+        for i in range(n)
+    ]
     tokens = rng.integers(0, 8, n)
     by_rows, by_columns = AudioOracle(0.5, 4), AudioOracle(0.5, 4)
     by_rows.extend(frames, tokens=tokens, descriptors=descriptors, event_ids=range(n), source="a.wav")
-    by_columns.extend(frames, tokens=tokens, columns=descriptor_columns(descriptors), event_ids=np.arange(n),
-                      source="a.wav")
+    by_columns.extend(
+        frames, tokens=tokens, columns=descriptor_columns(descriptors), event_ids=np.arange(n), source="a.wav"
+    )
     (meta_r, arrays_r), (meta_c, arrays_c) = by_rows.to_model_parts(), by_columns.to_model_parts()
     assert meta_r == meta_c and arrays_r.keys() == arrays_c.keys()
     assert all(np.array_equal(arrays_r[k], arrays_c[k]) for k in arrays_r)
@@ -227,9 +247,19 @@ def test_two_stages_with_their_own_slots_and_follow_up_units():
         results[index] = value
         return [value.lower().replace("cpu", "enc")] if value.startswith("CPU") else None
 
-    counters = run_units(units, slots={"cpu": 2, "enc": 1}, pool=lambda unit: unit[:3], submit=submit,
-                         ready=workers.ready, result=result, restart=restart, on_result=on_result,
-                         clock=workers.clock, timeout_s=60.0, max_attempts=3)
+    counters = run_units(
+        units,
+        slots={"cpu": 2, "enc": 1},
+        pool=lambda unit: unit[:3],
+        submit=submit,
+        ready=workers.ready,
+        result=result,
+        restart=restart,
+        on_result=on_result,
+        clock=workers.clock,
+        timeout_s=60.0,
+        max_attempts=3,
+    )
     assert sorted(results.values()) == ["CPU-A", "CPU-B", "CPU-C", "ENC-A", "ENC-B", "ENC-C"]
     assert units[3:] == ["enc-a", "enc-b", "enc-c"] and counters["lost"] == 1
     assert peak == {"cpu": 2, "enc": 1}
@@ -258,8 +288,19 @@ def test_a_total_bound_shares_the_slots_of_both_stages_and_follow_ups_go_first()
     def on_result(index, value):
         return [value.lower().replace("cpu", "enc")] if value.startswith("CPU") else None
 
-    run_units(units, slots={"cpu": 2, "enc": 2}, total=2, pool=lambda unit: unit[:3], submit=submit,
-              ready=workers.ready, result=result, restart=workers.restart, on_result=on_result,
-              clock=workers.clock, timeout_s=60.0, max_attempts=3)
+    run_units(
+        units,
+        slots={"cpu": 2, "enc": 2},
+        total=2,
+        pool=lambda unit: unit[:3],
+        submit=submit,
+        ready=workers.ready,
+        result=result,
+        restart=workers.restart,
+        on_result=on_result,
+        clock=workers.clock,
+        timeout_s=60.0,
+        max_attempts=3,
+    )
     assert peak_total == 2
     assert order == ["cpu-a", "cpu-b", "enc-a", "enc-b", "cpu-c", "cpu-d", "enc-c", "enc-d"]

@@ -1,4 +1,5 @@
 """musichal-train end to end: determinism over workers and re-runs, resume from cache, bad files, wav2vec, live parity."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from shared.config import MusicHalConfig
-from shared.ring import AudioRing
 from services.capture.stage import CaptureStage
-from services.encoder.views import HybridPerceptionModule
 from services.encoder.stage import EncoderStage
+from services.encoder.views import HybridPerceptionModule
 from services.model_file import load_musichal_model
 from services.oracle.memory.store import OracleMemory
 from services.trainer.cli import main, parse_threshold
 from services.trainer.discovery import corpus_names, discover_audio_files
 from services.trainer.pipeline import stats_path_for, train
 from services.trainer.shards import FeatureCache
+from shared.config import MusicHalConfig
 from shared.errors import ParameterError
+from shared.ring import AudioRing
 
 VOCAB = "8"
 
@@ -58,8 +59,12 @@ def test_one_and_two_workers_and_a_rerun_give_identical_bytes(traditional_runs, 
     assert _train(corpus_dir, one, "--workers", "2") == 0  # re-run: everything from the cache, same bytes
     assert _bytes(one) == first
     files = len(discover_audio_files(dirs=[corpus_dir]))
-    assert _stats(one)["cache"] == {"directory": str(one.with_name("model.cache")), "hits": files, "misses": 0,
-                                    "hashed": 0}
+    assert _stats(one)["cache"] == {
+        "directory": str(one.with_name("model.cache")),
+        "hits": files,
+        "misses": 0,
+        "hashed": 0,
+    }
     # the serial, Ray-free path computes the same model
     serial = one.parent.parent / "serial" / "model.json"
     config = MusicHalConfig().with_overrides({"quantizer.vocabulary_size": int(VOCAB)})
@@ -94,8 +99,24 @@ def test_interrupted_run_resumes_from_the_cache(ray_module, corpus_dir, traditio
     cache = tmp_path / "cache"
     part = tmp_path / "part" / "model.json"
     # a run that stopped after two files left their features in the cache
-    assert main(["--file", str(paths[0]), "--file", str(paths[1]), "--output", str(part), "--cache-dir", str(cache),
-                 "--vocabulary-size", VOCAB, "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--file",
+                str(paths[0]),
+                "--file",
+                str(paths[1]),
+                "--output",
+                str(part),
+                "--cache-dir",
+                str(cache),
+                "--vocabulary-size",
+                VOCAB,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len(list(cache.glob("*.safetensors"))) == 2
     full = tmp_path / "full" / "model.json"
     assert _train(corpus_dir, full, "--cache-dir", str(cache)) == 0
@@ -178,7 +199,7 @@ def _live_tokens(path: Path, config: MusicHalConfig, encoder: EncoderStage) -> l
         capture = CaptureStage(config, ring, input_rate_hz=rate, channels=data.shape[1], source=path.name)
         tokens = []
         for begin in range(0, len(data), 256):
-            capture.push(data[begin:begin + 256], last=begin + 256 >= len(data))
+            capture.push(data[begin : begin + 256], last=begin + 256 >= len(data))
             for event in capture.segment(timeout_s=0.0):
                 if not event.early:
                     tokens.append(encoder.process((event, ring.read(event.window_start, event.window_end))).token)
@@ -195,8 +216,11 @@ def _live_tokens(path: Path, config: MusicHalConfig, encoder: EncoderStage) -> l
 def _trained_tokens(model_path: Path, name: str) -> list[int]:
     model = load_musichal_model(model_path)
     stage = OracleMemory(MusicHalConfig(), model=model.oracle_parts)
-    return [stage.audio.state_info(s).token for s in range(1, stage.audio.n_states)
-            if stage.audio.state_info(s).source == name]
+    return [
+        stage.audio.state_info(s).token
+        for s in range(1, stage.audio.n_states)
+        if stage.audio.state_info(s).source == name
+    ]
 
 
 @pytest.mark.ray
@@ -212,8 +236,9 @@ def test_live_stack_reproduces_the_trained_tokens(traditional_runs, corpus_dir):
 
 
 @pytest.mark.ray
-def test_wav2vec_hybrid_training_is_deterministic_and_matches_live(ray_module, corpus_dir, tiny_wav2vec_dir, tmp_path,
-                                                                   monkeypatch):
+def test_wav2vec_hybrid_training_is_deterministic_and_matches_live(
+    ray_module, corpus_dir, tiny_wav2vec_dir, tmp_path, monkeypatch
+):
     import services.trainer.distributed as distributed
 
     ray_analyze_many = distributed.ray_analyze_many
@@ -224,16 +249,28 @@ def test_wav2vec_hybrid_training_is_deterministic_and_matches_live(ray_module, c
     for workers, split in ((1, None), (2, None), (2, True)):
         monkeypatch.setattr(distributed, "ray_analyze_many", partial(ray_analyze_many, split_stages=split))
         outputs.append(tmp_path / f"w{workers}{'split' if split else ''}" / "model.json")
-        assert _train(corpus_dir, outputs[-1], "--workers", str(workers), "--wav2vec", "--hybrid-perception",
-                      "--wav2vec-model", str(tiny_wav2vec_dir)) == 0
+        assert (
+            _train(
+                corpus_dir,
+                outputs[-1],
+                "--workers",
+                str(workers),
+                "--wav2vec",
+                "--hybrid-perception",
+                "--wav2vec-model",
+                str(tiny_wav2vec_dir),
+            )
+            == 0
+        )
     assert _bytes(outputs[0]) == _bytes(outputs[1]) == _bytes(outputs[2])
     model = load_musichal_model(outputs[0])
     assert model.perception.views == ("traditional", "wav2vec") and model.perception.primary_view == "wav2vec"
     w2v = model.meta["training"]["feature_settings"]["wav2vec"]
     assert w2v["model"] == str(tiny_wav2vec_dir) and len(w2v["checkpoint_sha256"]) == 64
     assert model.meta["perception"]["pca"]["wav2vec"] is not None  # PCA stored as arrays
-    config = MusicHalConfig().with_overrides({"features.kind": "wav2vec", "features.hybrid": True,
-                                              "wav2vec.model": str(tiny_wav2vec_dir)})
+    config = MusicHalConfig().with_overrides(
+        {"features.kind": "wav2vec", "features.hybrid": True, "wav2vec.model": str(tiny_wav2vec_dir)}
+    )
     encoder = EncoderStage(HybridPerceptionModule.from_config(config, vocabulary_size=int(VOCAB)), model.perception)
     path = discover_audio_files(dirs=[corpus_dir])[0]
     name = corpus_names(discover_audio_files(dirs=[corpus_dir]))[0]

@@ -5,6 +5,7 @@ The factor oracle / Audio Oracle built online (``factor_oracle``, ``audio_oracle
 stack learns into and saves (``store.OracleMemory``) and corpus merging (``corpus``). The player
 (:mod:`services.oracle.player`) reads it; it never imports the player.
 """
+
 from services.oracle.memory.audio_oracle import AudioOracle
 from services.oracle.memory.corpus import load_corpora
 from services.oracle.memory.factor_oracle import FactorOracle

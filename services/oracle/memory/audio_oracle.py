@@ -25,17 +25,27 @@ number of distinct clusters the threshold allows, not by the number of frames.
 >>> ao.sfx.tolist(), ao.lrs.tolist()
 ([-1, 0, 0, 1, 2, 0], [0, 0, 0, 1, 2, 0])
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import numba
 import numpy as np
 
+from services.oracle.memory.kernels import (
+    aligned,
+    find_better,
+    link_state,
+    lrs_after_jump,
+    rehash,
+    require_parts,
+    validate_links,
+)
+from services.oracle.memory.states import StateInfo, StateStore
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
-from services.oracle.memory.kernels import aligned, find_better, link_state, lrs_after_jump, rehash, require_parts, validate_links
-from services.oracle.memory.states import StateInfo, StateStore
 
 __all__ = ["AudioOracle", "AO_SCHEMA"]
 
@@ -218,8 +228,16 @@ class AudioOracle:
 
     def _set_st(self, st: np.ndarray) -> None:
         self._st = st
-        (self._sfx, self._lrs, self._labels, self._trn_head, self._trn_tail, self._rs_head, self._rs_tail,
-         self._rs_next) = (st[:, c] for c in range(8))
+        (
+            self._sfx,
+            self._lrs,
+            self._labels,
+            self._trn_head,
+            self._trn_tail,
+            self._rs_head,
+            self._rs_tail,
+            self._rs_next,
+        ) = (st[:, c] for c in range(8))
 
     def _set_edges(self, edges: np.ndarray) -> None:
         self._edges = edges
@@ -257,8 +275,9 @@ class AudioOracle:
         while row < total:
             self._grow_states(self.n_states + (total - row))
             self._grow_edges(int(self._counters[_E]) + self.n_states + 1)
-            row = _extend_kernel(self._frames, self._st, self._edges, self._better, self._counters, rows, row,
-                                 self.threshold)
+            row = _extend_kernel(
+                self._frames, self._st, self._edges, self._better, self._counters, rows, row, self.threshold
+            )
             if row < 0:
                 raise ParameterError("frames must be finite (no NaN or inf)")
 
@@ -273,8 +292,15 @@ class AudioOracle:
         return np.ascontiguousarray(rows)
 
     # ------------------------------------------------------------------ building
-    def add(self, features: Any, *, token: int = -1, descriptors: Optional[EventDescriptors] = None,
-            event_id: int = -1, source: str = "") -> int:
+    def add(
+        self,
+        features: Any,
+        *,
+        token: int = -1,
+        descriptors: EventDescriptors | None = None,
+        event_id: int = -1,
+        source: str = "",
+    ) -> int:
         """Append one event (its feature row and metadata); returns the new state's index."""
         rows = np.ascontiguousarray(features, dtype=np.float64).reshape(1, -1) if np.ndim(features) == 1 else None
         if rows is None or rows.shape[1] != self.dim:
@@ -286,15 +312,24 @@ class AudioOracle:
             self._grow_states(i + 1)
             self._grow_edges(int(self._counters[_E]) + i + 2)
         # the kernel checks finiteness before changing anything
-        if _extend_kernel(self._frames, self._st, self._edges, self._better, self._counters, rows, 0, self.threshold) < 0:
+        if (
+            _extend_kernel(self._frames, self._st, self._edges, self._better, self._counters, rows, 0, self.threshold)
+            < 0
+        ):
             raise ParameterError("frames must be finite (no NaN or inf)")
         self.states.append(token=token, descriptors=descriptors, event_id=event_id, source=source)
         return i
 
-    def extend(self, frames: Any, *, tokens: Optional[Iterable[int]] = None,
-               descriptors: Optional[Iterable[Optional[EventDescriptors]]] = None,
-               event_ids: Optional[Iterable[int]] = None, source: str = "",
-               columns: Optional[dict[str, np.ndarray]] = None) -> None:
+    def extend(
+        self,
+        frames: Any,
+        *,
+        tokens: Iterable[int] | None = None,
+        descriptors: Iterable[EventDescriptors | None] | None = None,
+        event_ids: Iterable[int] | None = None,
+        source: str = "",
+        columns: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """Append many frames at once (the fast path for training); metadata is optional per column.
 
         ``columns`` (descriptor columns, see :meth:`StateStore.extend_columns`) instead of ``descriptors`` keeps
@@ -338,7 +373,7 @@ class AudioOracle:
         self._run(frames)
 
     @classmethod
-    def links_for(cls, frames: np.ndarray, threshold: float) -> "AudioOracle":
+    def links_for(cls, frames: np.ndarray, threshold: float) -> AudioOracle:
         """An oracle holding only links (no event metadata) for ``frames`` (rows of states 1..n) at ``threshold``.
 
         Meant for a background rebuild: it reads ``frames`` only and holds the GIL just for set-up (the
@@ -351,7 +386,7 @@ class AudioOracle:
         oracle._run(np.ascontiguousarray(rows))
         return oracle
 
-    def adopt_links(self, other: "AudioOracle") -> None:
+    def adopt_links(self, other: AudioOracle) -> None:
         """Replace this oracle's links by ``other``'s (built by :meth:`links_for` on a prefix of this oracle's
         frames, possibly at another threshold): the states added since are re-added to ``other`` first, so the
         result is exactly the oracle of all frames at ``other.threshold``. States, indices and metadata stay.
@@ -364,7 +399,7 @@ class AudioOracle:
         if not isinstance(other, AudioOracle) or other.dim != self.dim or other.n_states > self.n_states:
             raise ParameterError("adopt_links takes an AudioOracle of the same dim built on a prefix of these frames")
         if other.n_states < self.n_states:
-            other._run(np.ascontiguousarray(self._frames[other.n_states:self.n_states]))
+            other._run(np.ascontiguousarray(self._frames[other.n_states : self.n_states]))
         self._frames = other._frames
         self._set_st(other._st)
         self._set_edges(other._edges)
@@ -405,7 +440,7 @@ class AudioOracle:
     @property
     def frames(self) -> np.ndarray:
         """Feature rows of states 1..n-1 (row ``i-1`` is state ``i``)."""
-        return _ro(self._frames[1: self.n_states])
+        return _ro(self._frames[1 : self.n_states])
 
     def label(self, state: int) -> int:
         return int(self._labels[state])
@@ -443,8 +478,16 @@ class AudioOracle:
         """``(meta, arrays)`` for :func:`shared.model_io.save_model` (transitions as flat src/dst arrays)."""
         src, dst = self._flat_transitions()
         n = self.n_states
-        meta = {"schema": AO_SCHEMA, "kind": "audio", "distance": "euclidean", "threshold": self.threshold,
-                "dim": self.dim, "n_states": n, "n_labels": self.n_labels, "states": self.states.meta()}
+        meta = {
+            "schema": AO_SCHEMA,
+            "kind": "audio",
+            "distance": "euclidean",
+            "threshold": self.threshold,
+            "dim": self.dim,
+            "n_states": n,
+            "n_labels": self.n_labels,
+            "states": self.states.meta(),
+        }
         arrays = {
             f"{prefix}sfx": self._sfx[:n].copy(),
             f"{prefix}lrs": self._lrs[:n].copy(),
@@ -457,7 +500,9 @@ class AudioOracle:
         return meta, arrays
 
     @classmethod
-    def from_model_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle.") -> "AudioOracle":
+    def from_model_parts(
+        cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle."
+    ) -> AudioOracle:
         """Inverse of :meth:`to_model_parts`; inconsistent data raises ModelFormatError (one line)."""
         names = ["sfx", "lrs", "labels", "frames", "trn_src", "trn_dst"]
         require_parts("audio oracle", meta, arrays, schema=AO_SCHEMA, names=names, prefix=prefix)
@@ -481,7 +526,11 @@ class AudioOracle:
             raise ModelFormatError(f"audio oracle: frames must be finite floats of shape ({n}, {dim})")
         sfx, lrs, labels, src, dst = (ints[k] for k in ("sfx", "lrs", "labels", "trn_src", "trn_dst"))
         validate_links(sfx, lrs, n, what="audio oracle")
-        if labels.shape != (n,) or labels[0] != -1 or (n > 1 and ((labels[1:] < 0).any() or (labels[1:] >= n_labels).any())):
+        if (
+            labels.shape != (n,)
+            or labels[0] != -1
+            or (n > 1 and ((labels[1:] < 0).any() or (labels[1:] >= n_labels).any()))
+        ):
             raise ModelFormatError("audio oracle: labels must be in 0..n_labels-1 (and -1 for state 0)")
         if src.shape != dst.shape or (src.size and ((src < 0).any() or (dst <= src).any() or (dst >= n).any())):
             raise ModelFormatError("audio oracle: a transition points outside the oracle or backwards")

@@ -8,20 +8,22 @@ first model's perception; a later model whose perception differs keeps its state
 Oracle but its tokens are offset (``+ (k << 20)`` for the k-th model) so they never match live tokens. All
 models must have the same feature dimension. Each state's ``source`` names its model file.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from shared.config import MusicHalConfig
-from shared.errors import ModelFormatError, ParameterError
-from shared.messages import EventDescriptors
 from services.model_file import load_musichal_model
 from services.oracle.memory.audio_oracle import AudioOracle
 from services.oracle.memory.factor_oracle import FactorOracle
 from services.oracle.memory.store import OracleMemory
+from shared.config import MusicHalConfig
+from shared.errors import ModelFormatError, ParameterError
+from shared.messages import EventDescriptors
 
 __all__ = ["merge_oracle_parts", "load_corpora", "TOKEN_OFFSET"]
 
@@ -29,13 +31,24 @@ TOKEN_OFFSET = 1 << 20
 
 
 def _descriptors(info: Any) -> EventDescriptors:
-    return EventDescriptors(onset_s=float(info.onset_s), duration_s=max(0.0, float(info.duration_s)), rms=0.0,
-                            velocity=int(min(127, max(1, info.velocity))), f0_hz=float(info.f0_hz), f0_confidence=1.0,
-                            chroma_peaks=tuple(int(p) for p in info.chroma_peaks))
+    return EventDescriptors(
+        onset_s=float(info.onset_s),
+        duration_s=max(0.0, float(info.duration_s)),
+        rms=0.0,
+        velocity=int(min(127, max(1, info.velocity))),
+        f0_hz=float(info.f0_hz),
+        f0_confidence=1.0,
+        chroma_peaks=tuple(int(p) for p in info.chroma_peaks),
+    )
 
 
-def merge_oracle_parts(config: MusicHalConfig, parts: Sequence[tuple[dict, dict]], *, names: Sequence[str] = (),
-                       same_perception: Sequence[bool] = ()) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def merge_oracle_parts(
+    config: MusicHalConfig,
+    parts: Sequence[tuple[dict, dict]],
+    *,
+    names: Sequence[str] = (),
+    same_perception: Sequence[bool] = (),
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One oracle (``(meta, arrays)`` as :meth:`OracleMemory.to_model_parts`) holding every model's states in order."""
     if not parts:
         raise ParameterError("merge_oracle_parts needs at least one model")
@@ -51,20 +64,29 @@ def merge_oracle_parts(config: MusicHalConfig, parts: Sequence[tuple[dict, dict]
     if first.audio is not None:
         dims = {s.audio.dim for s in stages}
         if len(dims) != 1:
-            raise ModelFormatError(f"models have different feature dimensions {sorted(dims)}; they cannot share one memory")
+            raise ModelFormatError(
+                f"models have different feature dimensions {sorted(dims)}; they cannot share one memory"
+            )
         audio = AudioOracle(first.audio.threshold, first.audio.dim)
     tokens = FactorOracle()
     for k, stage in enumerate(stages):
         offset = 0 if (k == 0 or same[k]) else k * TOKEN_OFFSET
         n = stage.tokens.n_states
-        infos = [stage.tokens.state_info(i) for i in range(1, n)] if stage.audio is None else \
-            [stage.audio.state_info(i) for i in range(1, n)]
+        infos = (
+            [stage.tokens.state_info(i) for i in range(1, n)]
+            if stage.audio is None
+            else [stage.audio.state_info(i) for i in range(1, n)]
+        )
         token_ids = [int(stage.tokens.label(i)) + offset for i in range(1, n)]
         tokens.extend(token_ids)
         if audio is not None and n > 1:
-            audio.extend(np.array(stage.audio.frames),
-                         tokens=token_ids, descriptors=[_descriptors(i) for i in infos],
-                         event_ids=[int(i.event_id) for i in infos], source=str(names[k]))
+            audio.extend(
+                np.array(stage.audio.frames),
+                tokens=token_ids,
+                descriptors=[_descriptors(i) for i in infos],
+                event_ids=[int(i.event_id) for i in infos],
+                source=str(names[k]),
+            )
     merged = OracleMemory.from_memory(config, audio, tokens, threshold_source=first.threshold_source)
     merged.playing = first.playing
     meta, arrays = merged.to_model_parts()
@@ -81,6 +103,7 @@ def load_corpora(config: MusicHalConfig, paths: Sequence[str | Path]):
         return models[0].oracle_parts, models[0].perception
     base = models[0].meta.get("perception")
     same = [m.meta.get("perception") == base for m in models]
-    parts = merge_oracle_parts(config, [m.oracle_parts for m in models], names=[Path(p).name for p in paths],
-                               same_perception=same)
+    parts = merge_oracle_parts(
+        config, [m.oracle_parts for m in models], names=[Path(p).name for p in paths], same_perception=same
+    )
     return parts, models[0].perception

@@ -25,16 +25,26 @@ environment compiles them once, about a second; later processes load the cache f
 >>> fo.sfx.tolist(), fo.lrs.tolist()
 ([-1, 0, 0, 2, 3, 1, 1, 2], [0, 0, 0, 1, 2, 1, 1, 2])
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numba
 import numpy as np
 
+from services.oracle.memory.kernels import (
+    aligned,
+    find_better,
+    link_state,
+    lrs_after_jump,
+    probe,
+    rehash,
+    require_parts,
+    validate_links,
+)
 from shared.errors import ModelFormatError, ParameterError
-from services.oracle.memory.kernels import (aligned, find_better, link_state, lrs_after_jump, probe, rehash, require_parts,
-                                     validate_links)
 
 __all__ = ["FactorOracle", "FO_SCHEMA"]
 
@@ -45,6 +55,7 @@ _SYM, _FWD, _SFX, _LRS, _JHEAD, _RSHEAD, _RSTAIL, _RSNEXT = range(8)
 _NCOL = 8
 # counters: [n_states, n_edges, n_better]
 _N, _E, _B = 0, 1, 2
+
 
 @numba.njit(cache=True, nogil=True)
 def _extend_kernel(rows, edges, jumps, better, counters, symbols, start):
@@ -331,8 +342,17 @@ class FactorOracle:
 
         if not 0 <= state < self.n_states:
             raise ParameterError(f"state {state} is outside 0..{self.n_states - 1}")
-        return StateInfo(state=state, token=int(self._rows[state, _SYM]), onset_s=0.0, duration_s=0.25, velocity=80,
-                         f0_hz=0.0, chroma_peaks=(), event_id=state - 1, source="")
+        return StateInfo(
+            state=state,
+            token=int(self._rows[state, _SYM]),
+            onset_s=0.0,
+            duration_s=0.25,
+            velocity=80,
+            f0_hz=0.0,
+            chroma_peaks=(),
+            event_id=state - 1,
+            source="",
+        )
 
     def add(self, symbol: int) -> int:
         """Append one symbol; returns the new state's index.
@@ -415,12 +435,16 @@ class FactorOracle:
         return meta, arrays
 
     @classmethod
-    def from_model_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle.") -> "FactorOracle":
+    def from_model_parts(
+        cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, prefix: str = "oracle."
+    ) -> FactorOracle:
         """Inverse of :meth:`to_model_parts`; inconsistent data raises ModelFormatError (one line)."""
         names = ["sfx", "lrs", "symbols", "trn_src", "trn_symbol", "trn_dst"]
         require_parts("factor oracle", meta, arrays, schema=FO_SCHEMA, names=names, prefix=prefix)
         try:
-            sfx, lrs, symbols, src, sym, dst = (np.asarray(arrays[prefix + n]).astype(np.int64, casting="same_kind") for n in names)
+            sfx, lrs, symbols, src, sym, dst = (
+                np.asarray(arrays[prefix + n]).astype(np.int64, casting="same_kind") for n in names
+            )
         except TypeError as error:
             raise ModelFormatError(f"factor oracle: arrays must be integers: {error}") from None
         try:
@@ -429,20 +453,34 @@ class FactorOracle:
             raise ModelFormatError("factor oracle: n_states must be an integer") from None
         validate_links(sfx, lrs, n, what="factor oracle")
         if symbols.shape != (n,) or (n and symbols[0] != -1) or (symbols[1:] < 0).any():
-            raise ModelFormatError("factor oracle: symbols must have one non-negative symbol per state (and -1 for state 0)")
+            raise ModelFormatError(
+                "factor oracle: symbols must have one non-negative symbol per state (and -1 for state 0)"
+            )
         if not (src.shape == sym.shape == dst.shape) or src.ndim != 1:
             raise ModelFormatError("factor oracle: transition arrays must be 1-D and of equal length")
         if src.size and ((src < 0).any() or (dst <= src + 1).any() or (dst >= n).any() or (symbols[dst] != sym).any()):
-            raise ModelFormatError("factor oracle: a transition points outside the oracle or disagrees with the target's symbol")
+            raise ModelFormatError(
+                "factor oracle: a transition points outside the oracle or disagrees with the target's symbol"
+            )
         if src.size >= n:
             raise ModelFormatError("factor oracle: more jump transitions than a factor oracle can have")
         oracle = cls(capacity=max(2, n))
         oracle._rows[:n, _SYM] = symbols
         oracle._rows[:n, _SFX] = sfx
         oracle._rows[:n, _LRS] = lrs
-        duplicate = _load_kernel(oracle._rows, oracle._edges, oracle._jumps, oracle._better, oracle._counters, n,
-                                 np.ascontiguousarray(src), np.ascontiguousarray(sym), np.ascontiguousarray(dst))
+        duplicate = _load_kernel(
+            oracle._rows,
+            oracle._edges,
+            oracle._jumps,
+            oracle._better,
+            oracle._counters,
+            n,
+            np.ascontiguousarray(src),
+            np.ascontiguousarray(sym),
+            np.ascontiguousarray(dst),
+        )
         if duplicate != -1:
-            raise ModelFormatError(f"factor oracle: state {int(src[duplicate])} has two transitions on symbol "
-                                   f"{int(sym[duplicate])}")
+            raise ModelFormatError(
+                f"factor oracle: state {int(src[duplicate])} has two transitions on symbol {int(sym[duplicate])}"
+            )
         return oracle

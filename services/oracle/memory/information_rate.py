@@ -12,9 +12,10 @@ oracle per candidate (fast numba build) and keeps the one with the largest total
 >>> bool(curve[:, 1].max() == curve[curve[:, 0] == threshold, 1][0])
 True
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numba
 import numpy as np
@@ -95,7 +96,7 @@ def default_candidates(features: np.ndarray, *, count: int = 24, max_pairs: int 
     return np.unique(np.quantile(distances, np.linspace(0.01, 0.9, count)))
 
 
-def select_threshold(features: Any, *, candidates: Optional[Any] = None, alpha: float = 1.0) -> tuple[float, np.ndarray]:
+def select_threshold(features: Any, *, candidates: Any | None = None, alpha: float = 1.0) -> tuple[float, np.ndarray]:
     """Sweep thresholds and keep the one with the largest total IR.
 
     Parameters

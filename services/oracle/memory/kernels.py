@@ -7,6 +7,7 @@
 - :func:`aligned`: a 64-byte-aligned int64 array (one state row == one cache line);
 - :func:`validate_links`, :func:`require_parts`: the checks of a stored oracle (ModelFormatError, one line).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,17 @@ import numpy as np
 
 from shared.errors import ModelFormatError
 
-__all__ = ["hash3", "probe", "lrs_after_jump", "find_better", "link_state", "rehash", "aligned", "validate_links",
-           "require_parts"]
+__all__ = [
+    "hash3",
+    "probe",
+    "lrs_after_jump",
+    "find_better",
+    "link_state",
+    "rehash",
+    "aligned",
+    "validate_links",
+    "require_parts",
+]
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -104,7 +114,7 @@ def aligned(shape: tuple[int, ...], fill: int) -> np.ndarray:
     size = int(np.prod(shape))
     buffer = np.empty(size + 8, dtype=np.int64)
     offset = (-buffer.ctypes.data % 64) // 8
-    out = buffer[offset:offset + size].reshape(shape)
+    out = buffer[offset : offset + size].reshape(shape)
     out.fill(fill)
     return out
 
@@ -115,13 +125,15 @@ def validate_links(sfx: np.ndarray, lrs: np.ndarray, n: int, *, what: str) -> No
     if sfx[0] != -1 or lrs[0] != 0:
         raise ModelFormatError(f"{what}: state 0 must have sfx -1 and lrs 0")
     index = np.arange(n)
-    if n > 1 and ((sfx[1:] < 0).any() or (sfx[1:] >= index[1:]).any() or (lrs[1:] < 0).any()
-                  or (lrs[1:] >= index[1:]).any()):
+    if n > 1 and (
+        (sfx[1:] < 0).any() or (sfx[1:] >= index[1:]).any() or (lrs[1:] < 0).any() or (lrs[1:] >= index[1:]).any()
+    ):
         raise ModelFormatError(f"{what}: suffix links must point backwards and LRS must be in 0..i-1")
 
 
-def require_parts(kind: str, meta: Any, arrays: dict[str, np.ndarray], *, schema: str, names: list[str],
-                   prefix: str) -> None:
+def require_parts(
+    kind: str, meta: Any, arrays: dict[str, np.ndarray], *, schema: str, names: list[str], prefix: str
+) -> None:
     """Check a stored oracle's schema and that its arrays are all there (ModelFormatError, one line)."""
     if not isinstance(meta, dict) or meta.get("schema") != schema:
         found = meta.get("schema") if isinstance(meta, dict) else None

@@ -15,19 +15,28 @@ value. Files written before schema 3 load with no notes and neutral expression.
 >>> [(n[0], n[3]) for n in store.notes(1)]
 [(60, 90), (64, 80)]
 """
+
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from shared.errors import ModelFormatError, ParameterError
 from shared.messages import EventDescriptors
 
-__all__ = ["StateInfo", "StateStore", "MAX_CHROMA_PEAKS", "MAX_SLICE_NOTES", "EXPRESSION_POINTS", "SLICE_COLUMNS",
-           "slice_columns", "slice_fields"]
+__all__ = [
+    "StateInfo",
+    "StateStore",
+    "MAX_CHROMA_PEAKS",
+    "MAX_SLICE_NOTES",
+    "EXPRESSION_POINTS",
+    "SLICE_COLUMNS",
+    "slice_columns",
+    "slice_fields",
+]
 
 MAX_CHROMA_PEAKS = 12
 #: notes a slice keeps (the trainer's shard columns are padded to this many; the lowest onsets first)
@@ -55,9 +64,14 @@ def slice_columns(descriptors: Any) -> dict[str, np.ndarray]:
     """Row-aligned slice columns of many descriptors (the trainer's shards): notes padded to MAX_SLICE_NOTES."""
     descriptors = list(descriptors)
     n = len(descriptors)
-    out: dict[str, np.ndarray] = {name: np.full((n, MAX_SLICE_NOTES), -1 if name in _NOTE_INT_COLUMNS else 0.0,
-                                                dtype=np.int16 if name in _NOTE_INT_COLUMNS else np.float64)
-                                  for name in _NOTE_FIELDS}
+    out: dict[str, np.ndarray] = {
+        name: np.full(
+            (n, MAX_SLICE_NOTES),
+            -1 if name in _NOTE_INT_COLUMNS else 0.0,
+            dtype=np.int16 if name in _NOTE_INT_COLUMNS else np.float64,
+        )
+        for name in _NOTE_FIELDS
+    }
     out["pressure"] = np.zeros((n, EXPRESSION_POINTS), dtype=np.int16)
     out["f0_cents"] = np.zeros((n, EXPRESSION_POINTS), dtype=np.float64)
     out["timbre"] = np.full(n, _DEFAULT_TIMBRE, dtype=np.int64)
@@ -82,12 +96,28 @@ def slice_fields(columns: Any) -> list[dict[str, Any]]:
     out = []
     for row in range(n):
         keep = np.nonzero(cols["note_pitch"][row] >= 0)[0]
-        notes = tuple((int(cols["note_pitch"][row, k]), float(cols["note_onset_s"][row, k]), float(cols["note_duration_s"][row, k]),
-                       int(cols["note_velocity"][row, k]), float(cols["note_bend_cents"][row, k]), float(cols["note_glide_cents"][row, k]))
-                      for k in keep)
-        out.append({"notes": notes, "pressure": tuple(int(p) for p in cols["pressure"][row]),
-                    "f0_cents": tuple(float(c) for c in cols["f0_cents"][row]), "timbre": int(cols["timbre"][row])})
+        notes = tuple(
+            (
+                int(cols["note_pitch"][row, k]),
+                float(cols["note_onset_s"][row, k]),
+                float(cols["note_duration_s"][row, k]),
+                int(cols["note_velocity"][row, k]),
+                float(cols["note_bend_cents"][row, k]),
+                float(cols["note_glide_cents"][row, k]),
+            )
+            for k in keep
+        )
+        out.append(
+            {
+                "notes": notes,
+                "pressure": tuple(int(p) for p in cols["pressure"][row]),
+                "f0_cents": tuple(float(c) for c in cols["f0_cents"][row]),
+                "timbre": int(cols["timbre"][row]),
+            }
+        )
     return out
+
+
 _DEFAULT_DURATION_S = 0.25
 _DEFAULT_VELOCITY = 80
 
@@ -105,7 +135,7 @@ class StateInfo:
     chroma_peaks: tuple[int, ...]
     event_id: int
     source: str
-    features: Optional[np.ndarray] = None
+    features: np.ndarray | None = None
     #: the notes sounding in the slice: (pitch, onset_s in the slice, duration_s, velocity, bend_cents, glide_cents)
     notes: tuple[tuple[int, float, float, int, float, float], ...] = ()
     pressure: tuple[int, ...] = ()  # loudness envelope → channel pressure 0..127 (EXPRESSION_POINTS values)
@@ -142,9 +172,9 @@ class StateStore:
     def __len__(self) -> int:
         return len(self.token)
 
-
-    def append(self, *, token: int = -1, descriptors: Optional[EventDescriptors] = None, event_id: int = -1,
-               source: str = "") -> None:
+    def append(
+        self, *, token: int = -1, descriptors: EventDescriptors | None = None, event_id: int = -1, source: str = ""
+    ) -> None:
         """Append the row for the next state."""
         if token < -1:
             raise ParameterError(f"token must be >= 0 (or -1 for unknown), got {token}")
@@ -242,9 +272,14 @@ class StateStore:
         ids = np.ascontiguousarray(event_ids, dtype=np.int64).ravel()
         n = tok.size
         try:
-            out = {"token": tok, "event_id": ids,
-                   "velocity": np.ascontiguousarray(columns["velocity"], dtype=np.int64).ravel()}
-            out.update({name: np.ascontiguousarray(columns[name], dtype=np.float64).ravel() for name in cls._FLOAT_COLUMNS})
+            out = {
+                "token": tok,
+                "event_id": ids,
+                "velocity": np.ascontiguousarray(columns["velocity"], dtype=np.int64).ravel(),
+            }
+            out.update(
+                {name: np.ascontiguousarray(columns[name], dtype=np.float64).ravel() for name in cls._FLOAT_COLUMNS}
+            )
             chroma = np.asarray(columns["chroma"], dtype=np.int64).reshape(n, -1)
         except (KeyError, ValueError, TypeError) as error:
             raise ParameterError(f"descriptor columns are missing or malformed: {error}") from None
@@ -252,8 +287,13 @@ class StateStore:
             raise ParameterError("tokens, event_ids and descriptor columns must have one entry per row")
         if n and tok.min() < -1:
             raise ParameterError(f"token must be >= 0 (or -1 for unknown), got {int(tok.min())}")
-        if n and (out["velocity"].min() < 1 or out["velocity"].max() > 127 or chroma.min(initial=0) < -1
-                  or chroma.max(initial=0) > 11 or not all(np.isfinite(out[k]).all() for k in cls._FLOAT_COLUMNS)):
+        if n and (
+            out["velocity"].min() < 1
+            or out["velocity"].max() > 127
+            or chroma.min(initial=0) < -1
+            or chroma.max(initial=0) > 11
+            or not all(np.isfinite(out[k]).all() for k in cls._FLOAT_COLUMNS)
+        ):
             raise ParameterError("velocity must be in 1..127, chroma pitch classes in -1..11, times finite")
         padded = np.full((n, MAX_CHROMA_PEAKS), -1, dtype=np.int8)
         k = min(MAX_CHROMA_PEAKS, chroma.shape[1])
@@ -264,17 +304,27 @@ class StateStore:
                 slices = {name: np.asarray(columns[name]) for name in SLICE_COLUMNS}
             except KeyError as error:
                 raise ParameterError(f"slice columns are incomplete: {error}") from None
-            shapes_ok = slices["note_pitch"].ndim == 2 and slices["note_pitch"].shape[0] == n \
-                and all(slices[name].shape == slices["note_pitch"].shape for name in _NOTE_FIELDS) and slices["pressure"].shape == (n, EXPRESSION_POINTS) \
-                and slices["f0_cents"].shape == (n, EXPRESSION_POINTS) and slices["timbre"].shape == (n,)
+            shapes_ok = (
+                slices["note_pitch"].ndim == 2
+                and slices["note_pitch"].shape[0] == n
+                and all(slices[name].shape == slices["note_pitch"].shape for name in _NOTE_FIELDS)
+                and slices["pressure"].shape == (n, EXPRESSION_POINTS)
+                and slices["f0_cents"].shape == (n, EXPRESSION_POINTS)
+                and slices["timbre"].shape == (n,)
+            )
             if not shapes_ok:
                 raise ParameterError("slice columns must be (n, notes) per note field, (n, 8) curves and (n,) timbre")
             pitch = slices["note_pitch"]
             present = pitch >= 0
-            if n and ((pitch > 127).any() or (present & ((slices["note_velocity"] < 1) | (slices["note_velocity"] > 127))).any()
-                      or (slices["pressure"] < 0).any() or (slices["pressure"] > 127).any()
-                      or (slices["timbre"] < 0).any() or (slices["timbre"] > 127).any()
-                      or not all(np.isfinite(slices[k]).all() for k in (*_NOTE_FLOAT_COLUMNS, "f0_cents"))):
+            if n and (
+                (pitch > 127).any()
+                or (present & ((slices["note_velocity"] < 1) | (slices["note_velocity"] > 127))).any()
+                or (slices["pressure"] < 0).any()
+                or (slices["pressure"] > 127).any()
+                or (slices["timbre"] < 0).any()
+                or (slices["timbre"] > 127).any()
+                or not all(np.isfinite(slices[k]).all() for k in (*_NOTE_FLOAT_COLUMNS, "f0_cents"))
+            ):
                 raise ParameterError("slice notes need pitch/velocity/pressure/timbre in MIDI range and finite times")
             out.update({f"slice.{name}": a for name, a in slices.items()})
         return out
@@ -302,30 +352,55 @@ class StateStore:
     def notes(self, state: int) -> tuple[tuple[int, float, float, int, float, float], ...]:
         """The notes sounding in ``state``'s slice (see :class:`StateInfo`)."""
         lo, hi = self.note_offsets[state], self.note_offsets[state + 1]
-        return tuple((self.note_pitch[k], self.note_onset_s[k], self.note_duration_s[k], self.note_velocity[k],
-                      self.note_bend_cents[k], self.note_glide_cents[k]) for k in range(lo, hi))
+        return tuple(
+            (
+                self.note_pitch[k],
+                self.note_onset_s[k],
+                self.note_duration_s[k],
+                self.note_velocity[k],
+                self.note_bend_cents[k],
+                self.note_glide_cents[k],
+            )
+            for k in range(lo, hi)
+        )
 
     def chroma_peaks(self, state: int) -> tuple[int, ...]:
-        row = self.chroma[state * MAX_CHROMA_PEAKS:(state + 1) * MAX_CHROMA_PEAKS]
+        row = self.chroma[state * MAX_CHROMA_PEAKS : (state + 1) * MAX_CHROMA_PEAKS]
         return tuple(pc for pc in row if pc >= 0)
 
-    def info(self, state: int, *, features: Optional[np.ndarray] = None) -> StateInfo:
+    def info(self, state: int, *, features: np.ndarray | None = None) -> StateInfo:
         if not 0 <= state < len(self.token):
             raise ParameterError(f"state {state} is outside 0..{len(self.token) - 1}")
-        return StateInfo(state=state, token=self.token[state], onset_s=self.onset_s[state],
-                         duration_s=self.duration_s[state], velocity=self.velocity[state], f0_hz=self.f0_hz[state],
-                         chroma_peaks=self.chroma_peaks(state), event_id=self.event_id[state],
-                         source=self.sources[self.source_index[state]], features=features, notes=self.notes(state),
-                         pressure=tuple(self.pressure[state * EXPRESSION_POINTS:(state + 1) * EXPRESSION_POINTS]),
-                         f0_cents=tuple(self.f0_cents[state * EXPRESSION_POINTS:(state + 1) * EXPRESSION_POINTS]),
-                         timbre=self.timbre[state])
+        return StateInfo(
+            state=state,
+            token=self.token[state],
+            onset_s=self.onset_s[state],
+            duration_s=self.duration_s[state],
+            velocity=self.velocity[state],
+            f0_hz=self.f0_hz[state],
+            chroma_peaks=self.chroma_peaks(state),
+            event_id=self.event_id[state],
+            source=self.sources[self.source_index[state]],
+            features=features,
+            notes=self.notes(state),
+            pressure=tuple(self.pressure[state * EXPRESSION_POINTS : (state + 1) * EXPRESSION_POINTS]),
+            f0_cents=tuple(self.f0_cents[state * EXPRESSION_POINTS : (state + 1) * EXPRESSION_POINTS]),
+            timbre=self.timbre[state],
+        )
 
     def meta(self) -> dict[str, Any]:
         return {"sources": list(self.sources)}
 
     def arrays(self, *, prefix: str) -> dict[str, np.ndarray]:
-        out = {f"{prefix}{name}": np.frombuffer(getattr(self, name), dtype=np.int64).copy() for name in self._INT_COLUMNS}
-        out.update({f"{prefix}{name}": np.frombuffer(getattr(self, name), dtype=np.float64).copy() for name in self._FLOAT_COLUMNS})
+        out = {
+            f"{prefix}{name}": np.frombuffer(getattr(self, name), dtype=np.int64).copy() for name in self._INT_COLUMNS
+        }
+        out.update(
+            {
+                f"{prefix}{name}": np.frombuffer(getattr(self, name), dtype=np.float64).copy()
+                for name in self._FLOAT_COLUMNS
+            }
+        )
         out[f"{prefix}chroma"] = np.frombuffer(self.chroma, dtype=np.int8).reshape(-1, MAX_CHROMA_PEAKS).copy()
         out[f"{prefix}note_offsets"] = np.frombuffer(self.note_offsets, dtype=np.int64).copy()
         for name in _NOTE_INT_COLUMNS + ("timbre",):
@@ -337,8 +412,12 @@ class StateStore:
         return out
 
     @classmethod
-    def from_arrays(cls, meta: Any, arrays: dict[str, np.ndarray], *, prefix: str, n_states: int) -> "StateStore":
-        if not isinstance(meta, dict) or not isinstance(meta.get("sources"), list) or not all(isinstance(s, str) for s in meta["sources"]):
+    def from_arrays(cls, meta: Any, arrays: dict[str, np.ndarray], *, prefix: str, n_states: int) -> StateStore:
+        if (
+            not isinstance(meta, dict)
+            or not isinstance(meta.get("sources"), list)
+            or not all(isinstance(s, str) for s in meta["sources"])
+        ):
             raise ModelFormatError("oracle states: meta 'sources' must be a list of strings")
         store = cls()
         store.sources = list(meta["sources"])
@@ -360,12 +439,24 @@ class StateStore:
                 raise ModelFormatError(f"oracle states: {prefix + name} must be {n_states} finite floats")
             setattr(store, name, array("d", np.ascontiguousarray(a, dtype=np.float64).tobytes()))
         chroma = np.asarray(arrays[prefix + "chroma"])
-        if chroma.dtype.kind not in "iu" or chroma.shape != (n_states, MAX_CHROMA_PEAKS) or (chroma < -1).any() or (chroma > 11).any():
-            raise ModelFormatError(f"oracle states: {prefix}chroma must be ({n_states}, {MAX_CHROMA_PEAKS}) pitch classes or -1")
+        if (
+            chroma.dtype.kind not in "iu"
+            or chroma.shape != (n_states, MAX_CHROMA_PEAKS)
+            or (chroma < -1).any()
+            or (chroma > 11).any()
+        ):
+            raise ModelFormatError(
+                f"oracle states: {prefix}chroma must be ({n_states}, {MAX_CHROMA_PEAKS}) pitch classes or -1"
+            )
         store.chroma = array("b", np.ascontiguousarray(chroma, dtype=np.int8).tobytes())
         velocity = np.frombuffer(store.velocity, dtype=np.int64)
         sources = np.frombuffer(store.source_index, dtype=np.int64)
-        if n_states and ((velocity < 1).any() or (velocity > 127).any() or (sources < 0).any() or (sources >= len(store.sources)).any()):
+        if n_states and (
+            (velocity < 1).any()
+            or (velocity > 127).any()
+            or (sources < 0).any()
+            or (sources >= len(store.sources)).any()
+        ):
             raise ModelFormatError("oracle states: velocity must be in 1..127 and source indices valid")
         if prefix + "note_offsets" not in arrays:  # written before schema 3: no slice notes, neutral expression
             store.note_offsets = array("q", [0] * (n_states + 1))
@@ -381,25 +472,45 @@ class StateStore:
             if prefix + name not in arrays:
                 raise ModelFormatError(f"oracle states: array {prefix + name} is missing")
         offsets = np.asarray(arrays[prefix + "note_offsets"])
-        if offsets.dtype.kind not in "iu" or offsets.shape != (n_states + 1,) or (n_states and offsets[0] != 0) \
-                or (np.diff(offsets) < 0).any():
-            raise ModelFormatError(f"oracle states: {prefix}note_offsets must be {n_states + 1} non-decreasing integers from 0")
+        if (
+            offsets.dtype.kind not in "iu"
+            or offsets.shape != (n_states + 1,)
+            or (n_states and offsets[0] != 0)
+            or (np.diff(offsets) < 0).any()
+        ):
+            raise ModelFormatError(
+                f"oracle states: {prefix}note_offsets must be {n_states + 1} non-decreasing integers from 0"
+            )
         total = int(offsets[-1]) if offsets.size else 0
         for name in _NOTE_INT_COLUMNS + _NOTE_FLOAT_COLUMNS:
             a = np.asarray(arrays[prefix + name])
-            if a.shape != (total,) or (name in _NOTE_INT_COLUMNS and a.dtype.kind not in "iu") \
-                    or (name in _NOTE_FLOAT_COLUMNS and (a.dtype.kind != "f" or not np.isfinite(a).all())):
+            if (
+                a.shape != (total,)
+                or (name in _NOTE_INT_COLUMNS and a.dtype.kind not in "iu")
+                or (name in _NOTE_FLOAT_COLUMNS and (a.dtype.kind != "f" or not np.isfinite(a).all()))
+            ):
                 raise ModelFormatError(f"oracle states: {prefix + name} must hold {total} notes")
         pitch, velocity = np.asarray(arrays[prefix + "note_pitch"]), np.asarray(arrays[prefix + "note_velocity"])
         pressure, f0_cents = np.asarray(arrays[prefix + "pressure"]), np.asarray(arrays[prefix + "f0_cents"])
         timbre = np.asarray(arrays[prefix + "timbre"])
         if total and ((pitch < 0).any() or (pitch > 127).any() or (velocity < 1).any() or (velocity > 127).any()):
             raise ModelFormatError("oracle states: note pitch must be in 0..127 and velocity in 1..127")
-        if pressure.shape != (n_states, EXPRESSION_POINTS) or pressure.dtype.kind not in "iu" or (pressure < 0).any() \
-                or f0_cents.shape != (n_states, EXPRESSION_POINTS) or f0_cents.dtype.kind != "f" or not np.isfinite(f0_cents).all() \
-                or timbre.shape != (n_states,) or timbre.dtype.kind not in "iu" or (timbre < 0).any() or (timbre > 127).any():
-            raise ModelFormatError(f"oracle states: pressure/f0_cents must be ({n_states}, {EXPRESSION_POINTS}), timbre "
-                                   f"{n_states} values in 0..127")
+        if (
+            pressure.shape != (n_states, EXPRESSION_POINTS)
+            or pressure.dtype.kind not in "iu"
+            or (pressure < 0).any()
+            or f0_cents.shape != (n_states, EXPRESSION_POINTS)
+            or f0_cents.dtype.kind != "f"
+            or not np.isfinite(f0_cents).all()
+            or timbre.shape != (n_states,)
+            or timbre.dtype.kind not in "iu"
+            or (timbre < 0).any()
+            or (timbre > 127).any()
+        ):
+            raise ModelFormatError(
+                f"oracle states: pressure/f0_cents must be ({n_states}, {EXPRESSION_POINTS}), timbre "
+                f"{n_states} values in 0..127"
+            )
         self.note_offsets = array("q", np.ascontiguousarray(offsets, dtype=np.int64).tobytes())
         for name in _NOTE_INT_COLUMNS:
             setattr(self, name, array("q", np.ascontiguousarray(arrays[prefix + name], dtype=np.int64).tobytes()))

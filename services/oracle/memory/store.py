@@ -21,22 +21,23 @@ stalls the live loop.
 What plays the memory is :class:`services.oracle.player.live.LiveOracle` (the player and its voices); the memory
 only learns, rebuilds, and saves.
 """
+
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-from shared.config import MusicHalConfig
-from shared.errors import ModelFormatError, ParameterError
-from shared.messages import Percept
-from shared.memory import fix_malloc_thresholds
-from shared.model_io import load_model
 from services.oracle.memory.audio_oracle import AudioOracle
 from services.oracle.memory.factor_oracle import FactorOracle
 from services.oracle.memory.information_rate import select_threshold
+from shared.config import MusicHalConfig
+from shared.errors import ModelFormatError, ParameterError
+from shared.memory import fix_malloc_thresholds
+from shared.messages import Percept
+from shared.model_io import load_model
 
 __all__ = ["OracleMemory", "STAGE_SCHEMA", "IR_WINDOW_EVENTS"]
 
@@ -54,20 +55,20 @@ class _RebuildJob:
         self.frames = frames  # the live oracle's frame buffer; rows 1..n_states-1 are never written again
         self.n_states = n_states
         self.old_threshold = old_threshold
-        self.threshold: Optional[float] = None
-        self.result: Optional[AudioOracle] = None
-        self.error: Optional[BaseException] = None
+        self.threshold: float | None = None
+        self.result: AudioOracle | None = None
+        self.error: BaseException | None = None
         self.done = threading.Event()
         self.adopt_at = 0  # deterministic stages adopt the result when this many events have been learned
 
     def run(self) -> None:
         try:
-            recent = self.frames[max(1, self.n_states - IR_WINDOW_EVENTS):self.n_states]
+            recent = self.frames[max(1, self.n_states - IR_WINDOW_EVENTS) : self.n_states]
             threshold, _ = select_threshold(recent)
             self.threshold = threshold
             old = self.old_threshold
             if old == 0.0 or abs(threshold - old) > 0.05 * old:
-                self.result = AudioOracle.links_for(self.frames[1:self.n_states], threshold)
+                self.result = AudioOracle.links_for(self.frames[1 : self.n_states], threshold)
         except Exception as error:  # surfaced by OracleMemory._collect
             self.error = error
         finally:
@@ -88,21 +89,30 @@ class OracleMemory:
         Adopt a background rebuild at a fixed event count (replayable) instead of as soon as it is done.
     """
 
-    def __init__(self, config: MusicHalConfig, model: Any = None, *, background: bool = True,
-                 deterministic: bool = False) -> None:
+    def __init__(
+        self, config: MusicHalConfig, model: Any = None, *, background: bool = True, deterministic: bool = False
+    ) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
         fix_malloc_thresholds()  # multi-MB oracle arrays are swapped and freed for hours: keep them off the heap
         self.learning = True
         self.playing = "audio"
-        self.counters = {"events": 0, "learned": 0, "rebuilds": 0, "checkpoints": 0,
-                         "dim_mismatch": 0, "reestimates": 0, "rebuilds_skipped": 0, "rebuild_errors": 0}
+        self.counters = {
+            "events": 0,
+            "learned": 0,
+            "rebuilds": 0,
+            "checkpoints": 0,
+            "dim_mismatch": 0,
+            "reestimates": 0,
+            "rebuilds_skipped": 0,
+            "rebuild_errors": 0,
+        }
         self.background = bool(background)
         self.deterministic = bool(deterministic)
-        self.last_rebuild_error: Optional[str] = None
-        self._job: Optional[_RebuildJob] = None
-        self.audio: Optional[AudioOracle] = None
+        self.last_rebuild_error: str | None = None
+        self._job: _RebuildJob | None = None
+        self.audio: AudioOracle | None = None
         self.tokens = FactorOracle()
         self.threshold_source = "config" if config.oracle.threshold is not None else "provisional"
         self.trained = False
@@ -135,26 +145,36 @@ class OracleMemory:
         if self.audio is not None:
             audio_meta, audio_arrays = self.audio.to_model_parts(prefix=_AUDIO_PREFIX)
             arrays.update(audio_arrays)
-        meta = {"oracle": {
-            "schema": STAGE_SCHEMA,
-            "playing": self.playing,
-            "memory_note": "continuous Audio Oracle on (PCA-reduced) features plays by default; the token factor "
-                           "oracle serves imitate-matching and the symbolic mode; state i of both is event i",
-            "threshold_source": self.threshold_source,
-            "trained": self.trained,
-            "learning": self.learning,
-            "tokens": token_meta,
-            "audio": audio_meta,
-        }}
+        meta = {
+            "oracle": {
+                "schema": STAGE_SCHEMA,
+                "playing": self.playing,
+                "memory_note": "continuous Audio Oracle on (PCA-reduced) features plays by default; the token factor "
+                "oracle serves imitate-matching and the symbolic mode; state i of both is event i",
+                "threshold_source": self.threshold_source,
+                "trained": self.trained,
+                "learning": self.learning,
+                "tokens": token_meta,
+                "audio": audio_meta,
+            }
+        }
         return meta, arrays
 
     @classmethod
-    def from_model_parts(cls, config: MusicHalConfig, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "OracleMemory":
+    def from_model_parts(
+        cls, config: MusicHalConfig, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> OracleMemory:
         return cls(config, model=(meta, arrays))
 
     @classmethod
-    def from_memory(cls, config: MusicHalConfig, audio: Optional[AudioOracle], tokens: FactorOracle, *,
-                    threshold_source: str = "trained") -> "OracleMemory":
+    def from_memory(
+        cls,
+        config: MusicHalConfig,
+        audio: AudioOracle | None,
+        tokens: FactorOracle,
+        *,
+        threshold_source: str = "trained",
+    ) -> OracleMemory:
         """A trained stage around oracles built elsewhere (the trainer): state ``i`` of both is event ``i``."""
         if not isinstance(tokens, FactorOracle) or (audio is not None and not isinstance(audio, AudioOracle)):
             raise ParameterError("from_memory takes an AudioOracle (or None) and a FactorOracle")
@@ -177,11 +197,18 @@ class OracleMemory:
 
         from services.model_file import save_musichal_model
 
-        config = {name: dataclasses.asdict(getattr(self.config, name))
-                  for name in ("audio", "segmenter", "features", "wav2vec", "quantizer", "oracle")}
+        config = {
+            name: dataclasses.asdict(getattr(self.config, name))
+            for name in ("audio", "segmenter", "features", "wav2vec", "quantizer", "oracle")
+        }
         config["wav2vec"].pop("use_gpu", None)
-        save_musichal_model(path, oracle_parts=self.to_model_parts(), perception=perception, config=config,
-                            training={"live_learned": True, "events": int(self.tokens.n_states - 1)})
+        save_musichal_model(
+            path,
+            oracle_parts=self.to_model_parts(),
+            perception=perception,
+            config=config,
+            training={"live_learned": True, "events": int(self.tokens.n_states - 1)},
+        )
         self.counters["checkpoints"] += 1
 
     # ------------------------------------------------------------------ settings
@@ -229,13 +256,18 @@ class OracleMemory:
             gap = float(percept.descriptors.onset_s) - float(states.onset_s[prev])
             if 0.0 < gap < float(states.duration_s[prev]):
                 states.duration_s[prev] = gap  # learned time: the real IOI replaces the window length
-        self.audio.add(features, token=percept.token, descriptors=percept.descriptors, event_id=percept.event_id,
-                       source=source)
+        self.audio.add(
+            features, token=percept.token, descriptors=percept.descriptors, event_id=percept.event_id, source=source
+        )
         self.tokens.add(percept.token)
         self.counters["learned"] += 1
         every = self.config.oracle.rebuild_every_events
-        if (self.config.oracle.threshold is None and not self.trained and self.counters["learned"] % every == 0
-                and self.audio.n_states > 2):
+        if (
+            self.config.oracle.threshold is None
+            and not self.trained
+            and self.counters["learned"] % every == 0
+            and self.audio.n_states > 2
+        ):
             self._reestimate()
 
     def _reestimate(self) -> None:
@@ -272,7 +304,7 @@ class OracleMemory:
             self.counters["rebuilds"] += 1
         self.threshold_source = "ir-live"
 
-    def join(self, timeout_s: Optional[float] = None) -> bool:
+    def join(self, timeout_s: float | None = None) -> bool:
         """Wait for a running rebuild and adopt it; returns False if it did not finish within ``timeout_s``."""
         job = self._job
         if job is None:
@@ -293,7 +325,7 @@ class OracleMemory:
         """The events' descriptors (state ``i`` = event ``i``), or None before any feature row was learned."""
         return None if self.audio is None else self.audio.states
 
-    def learn(self, percept: Percept) -> Optional[np.ndarray]:
+    def learn(self, percept: Percept) -> np.ndarray | None:
         """Learn ``percept`` when learning is on; returns its feature row (None on a dimension mismatch).
 
         The previous live state gets its real inter-onset interval now: its duration becomes at most the time

@@ -5,6 +5,7 @@ in replay), the walk over the memory (``walk.Player``), the three voices (``voic
 expression (``expression``), the tempo tracker (``tempo``), the echo-aware input gate (``echo``), the session log
 (``session``) and its replay (``replay``).
 """
+
 from services.oracle.player.echo import EchoGate
 from services.oracle.player.live import LiveOracle
 from services.oracle.player.replay import ReplayResult, replay_session
@@ -13,5 +14,14 @@ from services.oracle.player.tempo import TempoTracker
 from services.oracle.player.voices import Ensemble
 from services.oracle.player.walk import Player
 
-__all__ = ["EchoGate", "Ensemble", "LiveOracle", "Player", "ReplayResult", "SessionLog", "TempoTracker",
-           "read_session", "replay_session"]
+__all__ = [
+    "EchoGate",
+    "Ensemble",
+    "LiveOracle",
+    "Player",
+    "ReplayResult",
+    "SessionLog",
+    "TempoTracker",
+    "read_session",
+    "replay_session",
+]

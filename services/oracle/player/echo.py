@@ -44,11 +44,13 @@ False
 >>> timed.blocks(10.5, notes=((43, 0.01, 0.4, 70, 0.0, 0.0),))                                 # the old blanket gate
 True
 """
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +86,7 @@ class EchoDecision:
     reason: str
     sounding: tuple[int, ...] = ()
     unexplained: tuple[int, ...] = ()
-    explained_share: Optional[float] = None  # share of the chroma's energy on the sounding notes' harmonics (info)
+    explained_share: float | None = None  # share of the chroma's energy on the sounding notes' harmonics (info)
 
 
 class EchoGate:
@@ -113,14 +115,28 @@ class EchoGate:
         Off: nothing is dropped (notes are still registered).
     """
 
-    def __init__(self, *, mode: str = "content", pre_ms: float = 20.0, release_ms: float = 250.0, early_ms: float = 60.0,
-                 attack_pre_ms: float = 15.0, attack_ms: float = 120.0, octave_tolerant: bool = True, no_content_is_echo: bool = True,
-                 enabled: bool = True, max_notes: int = 4096, chroma_explained: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str = "content",
+        pre_ms: float = 20.0,
+        release_ms: float = 250.0,
+        early_ms: float = 60.0,
+        attack_pre_ms: float = 15.0,
+        attack_ms: float = 120.0,
+        octave_tolerant: bool = True,
+        no_content_is_echo: bool = True,
+        enabled: bool = True,
+        max_notes: int = 4096,
+        chroma_explained: float = 0.5,
+    ) -> None:
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if min(pre_ms, release_ms, early_ms, attack_pre_ms, attack_ms) < 0:
-            raise ParameterError(f"pre_ms, release_ms, early_ms, attack_pre_ms and attack_ms must be >= 0, got {pre_ms}, "
-                                 f"{release_ms}, {early_ms}, {attack_pre_ms}, {attack_ms}")
+            raise ParameterError(
+                f"pre_ms, release_ms, early_ms, attack_pre_ms and attack_ms must be >= 0, got {pre_ms}, "
+                f"{release_ms}, {early_ms}, {attack_pre_ms}, {attack_ms}"
+            )
         if max_notes < 1:
             raise ParameterError(f"max_notes must be >= 1, got {max_notes}")
         self.mode = mode
@@ -139,15 +155,21 @@ class EchoGate:
         self._slices = 0
         self.counters = {"registered": 0, "checked": 0, "blocked": 0, "kept_during_own_notes": 0}
 
-    def note_sent(self, t_on_s: float, t_off_s: float, pitch: Optional[int] = None) -> None:
+    def note_sent(self, t_on_s: float, t_off_s: float, pitch: int | None = None) -> None:
         """Register one own note sounding from ``t_on_s`` to ``t_off_s`` (``pitch`` None: unknown, content mode then
         treats it like the time gate does)."""
         if not t_off_s >= t_on_s:
             raise ParameterError(f"t_off_s must be >= t_on_s, got {t_on_s}..{t_off_s}")
         if pitch is not None and not 0 <= int(pitch) <= 127:
             raise ParameterError(f"pitch must be in 0..127, got {pitch}")
-        self._notes.append((float(t_on_s) - self.pre_s, float(t_off_s) + self.release_s, -1 if pitch is None else int(pitch),
-                            float(t_on_s)))
+        self._notes.append(
+            (
+                float(t_on_s) - self.pre_s,
+                float(t_off_s) + self.release_s,
+                -1 if pitch is None else int(pitch),
+                float(t_on_s),
+            )
+        )
         self.counters["registered"] += 1
 
     def heard(self, onset_s: float, notes: Sequence[Sequence[Any]], *, window_s: float) -> None:
@@ -157,13 +179,21 @@ class EchoGate:
         for n in notes:
             start = float(onset_s) + float(n[1])
             duration = float(n[2]) if len(n) > 2 else 0.0
-            self._heard.append((start, start + duration, int(n[0]), float(n[1]) + duration >= float(window_s) - 0.03,
-                                self._slices))
+            self._heard.append(
+                (start, start + duration, int(n[0]), float(n[1]) + duration >= float(window_s) - 0.03, self._slices)
+            )
 
     def held(self, onset_s: float) -> tuple[int, ...]:
         """Input pitches already sounding just before ``onset_s`` (from the slices :meth:`heard` before it)."""
-        return tuple(sorted({p for start, end, p, open_ended, index in self._heard
-                             if start < onset_s - 0.03 and (end >= onset_s - 0.05 or (open_ended and index == self._slices))}))
+        return tuple(
+            sorted(
+                {
+                    p
+                    for start, end, p, open_ended, index in self._heard
+                    if start < onset_s - 0.03 and (end >= onset_s - 0.05 or (open_ended and index == self._slices))
+                }
+            )
+        )
 
     def sounding(self, onset_s: float) -> tuple[int, ...]:
         """Pitches of own notes sounding (with margins) at ``onset_s`` (-1 for a note registered without pitch)."""
@@ -171,11 +201,17 @@ class EchoGate:
 
     def attacking(self, onset_s: float) -> tuple[int, ...]:
         """Pitches of own notes at whose attack ``onset_s`` falls: ``t_on - attack_pre <= onset_s <= t_on + attack``."""
-        return tuple(sorted({p for _, _, p, t_on in self._notes
-                             if t_on - self.attack_pre_s <= onset_s <= t_on + self.attack_s}))
+        return tuple(
+            sorted({p for _, _, p, t_on in self._notes if t_on - self.attack_pre_s <= onset_s <= t_on + self.attack_s})
+        )
 
-    def classify(self, onset_s: float, *, notes: Optional[Sequence[Sequence[Any]]] = None,
-                 chroma: Optional[Sequence[float]] = None) -> EchoDecision:
+    def classify(
+        self,
+        onset_s: float,
+        *,
+        notes: Sequence[Sequence[Any]] | None = None,
+        chroma: Sequence[float] | None = None,
+    ) -> EchoDecision:
         """Echo or musician for an onset at ``onset_s`` (see the module docstring). ``notes``: the onset's slice notes
         as ``(pitch, onset_s_in_slice, ...)``; ``chroma``: its early-window chroma (12 values)."""
         sounding = self.sounding(float(onset_s))
@@ -214,8 +250,14 @@ class EchoGate:
             return EchoDecision(echo, "attack" if echo else "unexplained", sounding, explained_share=share)
         return EchoDecision(self.no_content_is_echo, "no-content", sounding)
 
-    def blocks(self, onset_s: float, *, notes: Optional[Sequence[Sequence[Any]]] = None,
-               chroma: Optional[Sequence[float]] = None, window_s: float = 0.5) -> bool:
+    def blocks(
+        self,
+        onset_s: float,
+        *,
+        notes: Sequence[Sequence[Any]] | None = None,
+        chroma: Sequence[float] | None = None,
+        window_s: float = 0.5,
+    ) -> bool:
         """True when the onset should be dropped (an echo of our own notes).
         The slice's ``notes`` are remembered (:meth:`heard`) whatever the decision."""
         self.counters["checked"] += 1

@@ -31,12 +31,13 @@ strictly before the note's end.
 >>> e.bend_semitones, e.bend_curve, e.pressure, e.pressure_curve, e.timbre
 (0.3, (), 100, (), 90)
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,15 @@ from shared.errors import ParameterError
 from shared.messages import NoteEvent
 from shared.pitch import hz_to_midi_array
 
-__all__ = ["NoteExpression", "NEUTRAL", "note_expression", "with_dynamics", "expression_window_s",
-           "AUTOMATION_STEP_S", "ON_PATH_SEMITONES"]
+__all__ = [
+    "NoteExpression",
+    "NEUTRAL",
+    "note_expression",
+    "with_dynamics",
+    "expression_window_s",
+    "AUTOMATION_STEP_S",
+    "ON_PATH_SEMITONES",
+]
 
 AUTOMATION_STEP_S = 0.02
 ON_PATH_SEMITONES = 0.5  # the played note must lie this close to the slice's f0 path to take its bend
@@ -78,9 +86,11 @@ def expression_window_s(memory: Any) -> float:
     return _DEFAULT_WINDOW_S if segmenter is None else float(segmenter.window_ms) / 1000.0
 
 
-def _automation(times_s: np.ndarray, values: np.ndarray, *, duration_s: float, step_s: float, min_change: float,
-                as_int: bool) -> tuple[float | int, tuple]:
+def _automation(
+    times_s: np.ndarray, values: np.ndarray, *, duration_s: float, step_s: float, min_change: float, as_int: bool
+) -> tuple[float | int, tuple]:
     """Start value and the changing points of the piecewise-linear curve through (times_s, values), before duration_s."""
+
     def value_at(t: float):
         v = float(np.interp(t, times_s, values))
         return int(np.clip(np.rint(v), 0, 127)) if as_int else round(v, 4)
@@ -99,8 +109,15 @@ def _automation(times_s: np.ndarray, values: np.ndarray, *, duration_s: float, s
     return start, tuple(points)
 
 
-def note_expression(state: Any, *, learned_pitch: Optional[float], duration_s: float, speed: float = 1.0,
-                    window_s: float = _DEFAULT_WINDOW_S, step_s: float = AUTOMATION_STEP_S) -> NoteExpression:
+def note_expression(
+    state: Any,
+    *,
+    learned_pitch: float | None,
+    duration_s: float,
+    speed: float = 1.0,
+    window_s: float = _DEFAULT_WINDOW_S,
+    step_s: float = AUTOMATION_STEP_S,
+) -> NoteExpression:
     """The expression of a note played from ``state`` (a :class:`~services.oracle.memory.states.StateInfo`).
 
     ``learned_pitch``: the state's own pitch the note plays (before transposition and octave moves; None when it
@@ -115,8 +132,9 @@ def note_expression(state: Any, *, learned_pitch: Optional[float], duration_s: f
     if len(state.pressure) and any(state.pressure):
         env = np.asarray(state.pressure, dtype=np.float64)
         centres = (np.arange(env.size) + 0.5) * window_s / env.size / speed
-        pressure, pressure_curve = _automation(centres, env, duration_s=duration_s, step_s=step_s, min_change=1,
-                                               as_int=True)
+        pressure, pressure_curve = _automation(
+            centres, env, duration_s=duration_s, step_s=step_s, min_change=1, as_int=True
+        )
     bend, bend_curve = 0.0, ()
     have_pitch = learned_pitch is not None and math.isfinite(float(learned_pitch))
     path = None
@@ -129,21 +147,32 @@ def note_expression(state: Any, *, learned_pitch: Optional[float], duration_s: f
             path = None  # the f0 is another voice's
     if path is not None:
         centres = (np.arange(path.size) + 0.5) * window_s / path.size / speed
-        bend, bend_curve = _automation(centres, path, duration_s=duration_s, step_s=step_s, min_change=_BEND_STEP,
-                                       as_int=False)
+        bend, bend_curve = _automation(
+            centres, path, duration_s=duration_s, step_s=step_s, min_change=_BEND_STEP, as_int=False
+        )
     elif have_pitch:
-        for pitch, onset_s, note_duration_s, _velocity, bend_cents, glide_cents in state.notes:
+        for pitch, _onset_s, note_duration_s, _velocity, bend_cents, glide_cents in state.notes:
             if pitch == int(round(float(learned_pitch))):
                 half = glide_cents / 200.0
                 span = max(float(note_duration_s), 1e-3) / speed
-                bend, bend_curve = _automation(np.array([0.0, span]), np.array([bend_cents / 100.0 - half,
-                                                                                  bend_cents / 100.0 + half]),
-                                               duration_s=duration_s, step_s=step_s, min_change=_BEND_STEP, as_int=False)
+                bend, bend_curve = _automation(
+                    np.array([0.0, span]),
+                    np.array([bend_cents / 100.0 - half, bend_cents / 100.0 + half]),
+                    duration_s=duration_s,
+                    step_s=step_s,
+                    min_change=_BEND_STEP,
+                    as_int=False,
+                )
                 break
     if abs(bend) < _BEND_STEP / 2 and not bend_curve:
         bend = 0.0
-    return NoteExpression(bend_semitones=float(bend), bend_curve=bend_curve, pressure=int(pressure),
-                          pressure_curve=pressure_curve, timbre=int(state.timbre))
+    return NoteExpression(
+        bend_semitones=float(bend),
+        bend_curve=bend_curve,
+        pressure=int(pressure),
+        pressure_curve=pressure_curve,
+        timbre=int(state.timbre),
+    )
 
 
 def with_dynamics(note: NoteEvent, scale: float) -> NoteEvent:
@@ -156,5 +185,9 @@ def with_dynamics(note: NoteEvent, scale: float) -> NoteEvent:
     def level(v: int, low: int) -> int:
         return int(min(127, max(low, round(v * scale))))
 
-    return dataclasses.replace(note, velocity=level(note.velocity, 1), pressure=level(note.pressure, 0),
-                               pressure_curve=tuple((t, level(v, 0)) for t, v in note.pressure_curve))
+    return dataclasses.replace(
+        note,
+        velocity=level(note.velocity, 1),
+        pressure=level(note.pressure, 0),
+        pressure_curve=tuple((t, level(v, 0)) for t, v in note.pressure_curve),
+    )

@@ -26,26 +26,29 @@ The oracle actor only moves messages between rings and this object; ``musichal r
 from the session log (percepts, ticks and controls at their logged times), so replay equals live by
 construction.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from services.encoder.expression import DynamicsFollower
+from services.oracle.player.echo import EchoGate
+from services.oracle.player.expression import with_dynamics
+from services.oracle.player.session import note_to_record, percept_to_record
+from services.oracle.player.tempo import TempoTracker
+from services.oracle.player.voices import Ensemble
+from services.oracle.player.walk import live_profile
 from shared.config import MusicHalConfig
 from shared.controls import CONTROLS, control
 from shared.errors import ParameterError
 from shared.messages import Event, NoteEvent, Percept
-from services.encoder.expression import DynamicsFollower
-from services.oracle.player.echo import EchoGate
-from services.oracle.player.expression import with_dynamics
-from services.oracle.player.walk import live_profile
-from services.oracle.player.session import note_to_record, percept_to_record
-from services.oracle.player.tempo import TempoTracker
-from services.oracle.player.voices import Ensemble
 
 __all__ = ["LiveOracle"]
+
 
 def onset_wall(event: Event) -> float:
     """Monotonic time of the event's onset (from its detection stamp and window)."""
@@ -70,8 +73,9 @@ class LiveOracle:
         at a stale time would leave with less than its look-ahead). Replay and tests leave it None.
     """
 
-    def __init__(self, config: MusicHalConfig, stage: Any, *, session: Any = None,
-                 clock: Optional[Callable[[], float]] = None) -> None:
+    def __init__(
+        self, config: MusicHalConfig, stage: Any, *, session: Any = None, clock: Callable[[], float] | None = None
+    ) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a shared.config.MusicHalConfig")
         self.config = config
@@ -79,13 +83,17 @@ class LiveOracle:
         self.ensemble = Ensemble(stage, config.generation, config.voices)
         self.player = self.ensemble.player  # the melody: the clock the other voices follow
         control = config.control
-        self.gate = EchoGate(mode=control.gate_mode, pre_ms=control.gate_pre_ms, release_ms=control.gate_release_ms,
-                             enabled=bool(control.input_gate))
+        self.gate = EchoGate(
+            mode=control.gate_mode,
+            pre_ms=control.gate_pre_ms,
+            release_ms=control.gate_release_ms,
+            enabled=bool(control.input_gate),
+        )
         self.muted = False
         self.session = session
         self.clock = clock
         self.deadline_s = config.cluster.encoder_deadline_ms / 1000.0
-        self.pending: "OrderedDict[int, tuple[Event, float]]" = OrderedDict()
+        self.pending: OrderedDict[int, tuple[Event, float]] = OrderedDict()
         self.tempo = TempoTracker()
         self.player.beat = self.tempo
         self._tracked_id = -1
@@ -94,28 +102,39 @@ class LiveOracle:
         self.dynamics = DynamicsFollower(half_life_s=config.generation.dynamics_half_life_s)
         self._velocity_sum, self._velocity_rows = 0, 1  # the memory's velocities (row 0 is a placeholder)
         self._velocity_store: Any = None
-        self.counters = {"events": 0, "percepts": 0, "early": 0, "unannounced": 0, "gated": 0, "learned": 0,
-                         "notes": 0, "steps": 0, "controls": 0, "missed": 0}
+        self.counters = {
+            "events": 0,
+            "percepts": 0,
+            "early": 0,
+            "unannounced": 0,
+            "gated": 0,
+            "learned": 0,
+            "notes": 0,
+            "steps": 0,
+            "controls": 0,
+            "missed": 0,
+        }
 
     # ------------------------------------------------------------------ inputs
-    def on_event(self, event: Event, now: float, *, deadline_s: Optional[float] = None) -> None:
+    def on_event(self, event: Event, now: float, *, deadline_s: float | None = None) -> None:
         """An input event whose percept must arrive by ``now + deadline_s`` (default ``cluster.encoder_deadline_ms``;
         the actor passes a remote encoder link's adaptive deadline)."""
         self.counters["events"] += 1
         self.pending[event.event_id] = (event, now + (self.deadline_s if deadline_s is None else float(deadline_s)))
         if self.session is not None:
-            self.session.write("event", event_id=event.event_id, onset_sample=event.onset_sample,
-                               t_detected=event.t_detected)
+            self.session.write(
+                "event", event_id=event.event_id, onset_sample=event.onset_sample, t_detected=event.t_detected
+            )
 
     def waiting_for(self, event_id: int) -> bool:
         return event_id in self.pending
 
-    def pending_event(self, event_id: int) -> Optional[Event]:
+    def pending_event(self, event_id: int) -> Event | None:
         """The event still waiting for ``event_id``'s percept (it stays waiting), or None."""
         pending = self.pending.get(event_id)
         return None if pending is None else pending[0]
 
-    def take(self, event_id: int) -> Optional[Event]:
+    def take(self, event_id: int) -> Event | None:
         """Stop waiting for ``event_id``'s percept (the caller answers it another way); its event, or None."""
         pending = self.pending.pop(event_id, None)
         return None if pending is None else pending[0]
@@ -126,9 +145,18 @@ class LiveOracle:
         self.counters["missed"] += len(out)
         return [self.pending.pop(k)[0] for k in out]
 
-    def on_percept(self, percept: Percept, now: float, *, event: Optional[Event] = None, early: bool = False,
-                   gated: Optional[bool] = None, wall: Optional[float] = None,
-                   announced: bool = False, tick_at: Optional[float] = None) -> list[NoteEvent]:
+    def on_percept(
+        self,
+        percept: Percept,
+        now: float,
+        *,
+        event: Event | None = None,
+        early: bool = False,
+        gated: bool | None = None,
+        wall: float | None = None,
+        announced: bool = False,
+        tick_at: float | None = None,
+    ) -> list[NoteEvent]:
         """A percept (``early``: the onset's first view, influence only); returns the notes now due.
 
         ``event`` is the percept's event when known (else the pending one is used); ``gated`` and ``wall`` (the
@@ -155,10 +183,15 @@ class LiveOracle:
             self.counters["gated"] += 1
         else:
             d = percept.descriptors
-            self.player.listen(now=now, token=None if early else percept.token,
-                               f0_hz=0.0 if d is None else d.f0_hz, chroma_peaks=() if d is None else d.chroma_peaks,
-                               event_id=percept.event_id, onset_wall=wall,
-                               detected=event.t_detected if event is not None and event.t_detected else None)
+            self.player.listen(
+                now=now,
+                token=None if early else percept.token,
+                f0_hz=0.0 if d is None else d.f0_hz,
+                chroma_peaks=() if d is None else d.chroma_peaks,
+                event_id=percept.event_id,
+                onset_wall=wall,
+                detected=event.t_detected if event is not None and event.t_detected else None,
+            )
             if self._tracked_id != percept.event_id:  # one onset, two views: tracked once
                 self._tracked_id = percept.event_id
                 self.tempo.add(wall)
@@ -169,8 +202,15 @@ class LiveOracle:
         if tick_at is None:
             tick_at = now if self.clock is None else max(now, self.clock())
         if self.session is not None:
-            self.session.write("percept", now_s=now, tick_s=tick_at, gated=gated, early=early, onset_wall=wall,
-                               **percept_to_record(percept))
+            self.session.write(
+                "percept",
+                now_s=now,
+                tick_s=tick_at,
+                gated=gated,
+                early=early,
+                onset_wall=wall,
+                **percept_to_record(percept),
+            )
         return self.tick(tick_at)
 
     def _echo(self, wall: float, d: Any) -> bool:
@@ -179,8 +219,12 @@ class LiveOracle:
         if d is None:
             return self.gate.blocks(wall)
         profile = live_profile(d.f0_hz, tuple(d.chroma_peaks))
-        return self.gate.blocks(wall, notes=d.notes or None, chroma=profile if profile.any() else None,
-                                window_s=self.config.segmenter.window_ms / 1000.0)
+        return self.gate.blocks(
+            wall,
+            notes=d.notes or None,
+            chroma=profile if profile.any() else None,
+            window_s=self.config.segmenter.window_ms / 1000.0,
+        )
 
     def learn_queued(self) -> int:
         """Learn the percepts taken since the last call (after their notes left: learning never delays a
@@ -218,8 +262,12 @@ class LiveOracle:
         if self.session is not None:
             self.session.write("tick", now_s=now)
             if notes:
-                self.session.write("notes", notes=[note_to_record(n) for n in notes], last_move=self.player.last_kind,
-                                   walk=dict(self.player.counters))
+                self.session.write(
+                    "notes",
+                    notes=[note_to_record(n) for n in notes],
+                    last_move=self.player.last_kind,
+                    walk=dict(self.player.counters),
+                )
         return notes
 
     def dynamics_scale(self) -> float:
@@ -229,7 +277,7 @@ class LiveOracle:
         if store is not self._velocity_store or n < self._velocity_rows:  # a new memory (reset, a model): count again
             self._velocity_sum, self._velocity_rows, self._velocity_store = 0, 1, store
         if n > self._velocity_rows:
-            self._velocity_sum += int(np.frombuffer(store.velocity, dtype=np.int64)[self._velocity_rows:n].sum())
+            self._velocity_sum += int(np.frombuffer(store.velocity, dtype=np.int64)[self._velocity_rows : n].sum())
             self._velocity_rows = n
         if self._velocity_rows > 1:
             self.dynamics.reference = min(127.0, max(1.0, self._velocity_sum / (self._velocity_rows - 1)))
@@ -243,14 +291,16 @@ class LiveOracle:
         return wait
 
     # ------------------------------------------------------------------ controls
-    def apply_control(self, name: str, value: Any, now: Optional[float] = None) -> dict[str, Any]:
+    def apply_control(self, name: str, value: Any, now: float | None = None) -> dict[str, Any]:
         """Apply one control of the table (:data:`shared.controls.CONTROLS`) that the oracle owns; it takes effect at
         the next step. A control with a config key sets it in :attr:`config`; ``learning`` and ``mute`` are the
         memory's and this object's own state. Logged."""
         row = control(name)
         if "oracle.control" not in row.routes:
-            raise ParameterError(f"the oracle has no control {name!r}; its controls: "
-                                 + ", ".join(n for n, r in CONTROLS.items() if "oracle.control" in r.routes))
+            raise ParameterError(
+                f"the oracle has no control {name!r}; its controls: "
+                + ", ".join(n for n, r in CONTROLS.items() if "oracle.control" in r.routes)
+            )
         value = row.parse(value)
         if row.key is not None:
             self._settings(row.set_in(self.config, value))
@@ -262,8 +312,9 @@ class LiveOracle:
             raise ParameterError(f"control {row.name!r} sets no config key and the oracle has no setter for it")
         self.counters["controls"] += 1
         if self.session is not None:
-            self.session.write("control", name=name, value=list(value) if isinstance(value, tuple) else value,
-                               now_s=now)
+            self.session.write(
+                "control", name=name, value=list(value) if isinstance(value, tuple) else value, now_s=now
+            )
         return self.control_state()
 
     def _settings(self, config: MusicHalConfig) -> None:
@@ -276,18 +327,34 @@ class LiveOracle:
 
     def control_state(self) -> dict[str, Any]:
         g = self.config.generation
-        return {"mode": g.mode, "continuity": g.continuity, "density": g.density, "tempo": g.tempo,
-                "range": list(g.melody_range), "wait": g.wait_for_input, "beat": g.beat_aligned,
-                "bpm": None if self.tempo.bpm is None else round(self.tempo.bpm, 2), "learning": self.stage.learning,
-                "gate": self.gate.enabled, "muted": self.muted, "voices": self.voices_state()}
+        return {
+            "mode": g.mode,
+            "continuity": g.continuity,
+            "density": g.density,
+            "tempo": g.tempo,
+            "range": list(g.melody_range),
+            "wait": g.wait_for_input,
+            "beat": g.beat_aligned,
+            "bpm": None if self.tempo.bpm is None else round(self.tempo.bpm, 2),
+            "learning": self.stage.learning,
+            "gate": self.gate.enabled,
+            "muted": self.muted,
+            "voices": self.voices_state(),
+        }
 
     def voices_state(self) -> dict[str, Any]:
         """Each voice: on, range, density (the melody's are the generation settings)."""
         v, g = self.config.voices, self.config.generation
-        return {"melody": {"on": v.melody, "range": list(g.melody_range), "density": g.density},
-                "bass": {"on": v.bass, "range": list(v.bass_range), "density": v.bass_density},
-                "comping": {"on": v.comping, "range": list(v.comping_range), "density": v.comping_density,
-                            "max_polyphony": v.max_polyphony}}
+        return {
+            "melody": {"on": v.melody, "range": list(g.melody_range), "density": g.density},
+            "bass": {"on": v.bass, "range": list(v.bass_range), "density": v.bass_density},
+            "comping": {
+                "on": v.comping,
+                "range": list(v.comping_range),
+                "density": v.comping_density,
+                "max_polyphony": v.max_polyphony,
+            },
+        }
 
     def stats(self) -> dict[str, Any]:
         out = dict(self.counters)
@@ -295,4 +362,3 @@ class LiveOracle:
         out.update({f"voices_{k}": v for k, v in self.ensemble.counters.items()})
         out["pending"] = len(self.pending)
         return out
-

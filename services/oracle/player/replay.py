@@ -7,17 +7,18 @@ and models; the decisions are deterministic, so it reproduces the logged notes e
 arrival order) through a :class:`MidiOutStage` into an SMF, so the note messages equal the live recording byte for byte.
 A log recorded before a config key was removed replays with that key dropped (:func:`shared.config.drop_removed_keys`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from shared.config import MusicHalConfig, drop_removed_keys
-from shared.messages import NoteEvent
 from services.oracle.memory.corpus import load_corpora
 from services.oracle.player.live import LiveOracle
 from services.oracle.player.session import make_stage, note_from_record, percept_from_record, read_session
+from shared.config import MusicHalConfig, drop_removed_keys
+from shared.messages import NoteEvent
 
 __all__ = ["replay_session", "ReplayResult"]
 
@@ -29,13 +30,27 @@ class ReplayResult:
     controls: list[dict[str, Any]]
     config: MusicHalConfig
     t0: float
-    t_end: Optional[float] = None
+    t_end: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
 
     @property
     def identical(self) -> bool:
-        key = lambda n: (n.note_id, n.pitch, n.velocity, n.t_on, n.t_off, n.voice, n.source_state,  # noqa: E731
-                         n.bend_semitones, n.pressure, n.timbre, n.bend_curve, n.pressure_curve)
+        def key(n):
+            return (
+                n.note_id,
+                n.pitch,
+                n.velocity,
+                n.t_on,
+                n.t_off,
+                n.voice,
+                n.source_state,
+                n.bend_semitones,
+                n.pressure,
+                n.timbre,
+                n.bend_curve,
+                n.pressure_curve,
+            )
+
         return [key(n) for n in self.notes] == [key(n) for n in self.logged_notes]
 
 
@@ -61,9 +76,14 @@ def replay_session(path: str | Path) -> ReplayResult:
         if kind == "percept":
             counters["percepts"] += 1
             counters["gated"] += bool(record.get("gated"))
-            notes += live.on_percept(percept_from_record(record), record["now_s"], early=bool(record.get("early")),
-                                     gated=bool(record.get("gated")), wall=record.get("onset_wall"),
-                                     tick_at=record.get("tick_s"))
+            notes += live.on_percept(
+                percept_from_record(record),
+                record["now_s"],
+                early=bool(record.get("early")),
+                gated=bool(record.get("gated")),
+                wall=record.get("onset_wall"),
+                tick_at=record.get("tick_s"),
+            )
             live.learn_queued()
         elif kind == "tick":
             counters["ticks"] += 1
@@ -76,5 +96,12 @@ def replay_session(path: str | Path) -> ReplayResult:
             logged += [note_from_record(r) for r in record["notes"]]
         elif kind == "stop":
             t_end = record.get("t_end", record["t"])
-    return ReplayResult(notes=notes, logged_notes=logged, controls=controls, config=config, t0=header["t0"],
-                        t_end=t_end, counters=counters)
+    return ReplayResult(
+        notes=notes,
+        logged_notes=logged,
+        controls=controls,
+        config=config,
+        t0=header["t0"],
+        t_end=t_end,
+        counters=counters,
+    )

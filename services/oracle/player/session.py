@@ -17,23 +17,32 @@ The oracle actor writes one JSON object per line, in the exact order it did thin
 :class:`~services.oracle.player.live.LiveOracle` (this module is what the decision object and the replay share: the
 records and the memory they start from).
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import orjson
 
+from services.oracle.memory.store import OracleMemory
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept
-from services.oracle.memory.store import OracleMemory
 
-__all__ = ["make_stage", "SessionLog", "SESSION_SCHEMA", "read_session", "note_to_record", "note_from_record",
-           "percept_to_record", "percept_from_record"]
+__all__ = [
+    "make_stage",
+    "SessionLog",
+    "SESSION_SCHEMA",
+    "read_session",
+    "note_to_record",
+    "note_from_record",
+    "percept_to_record",
+    "percept_from_record",
+]
 
 SESSION_SCHEMA = "musichal-session/1"
 
@@ -46,48 +55,107 @@ def make_stage(config: MusicHalConfig, model: Any = None):
 
 def percept_to_record(percept: Percept) -> dict[str, Any]:
     d = percept.descriptors
-    return {"event_id": percept.event_id, "token": percept.token, "view": percept.view,
-            "features": np.asarray(percept.features, dtype=np.float32).ravel().tolist(),
-            "descriptors": None if d is None else {
-                "onset_s": d.onset_s, "duration_s": d.duration_s, "rms": d.rms, "velocity": d.velocity, "f0_hz": d.f0_hz,
-                "f0_confidence": d.f0_confidence, "chroma_peaks": list(d.chroma_peaks),
-                "notes": [list(n) for n in d.notes], "pressure": list(d.pressure), "f0_cents": list(d.f0_cents),
-                "timbre": d.timbre}}
+    return {
+        "event_id": percept.event_id,
+        "token": percept.token,
+        "view": percept.view,
+        "features": np.asarray(percept.features, dtype=np.float32).ravel().tolist(),
+        "descriptors": None
+        if d is None
+        else {
+            "onset_s": d.onset_s,
+            "duration_s": d.duration_s,
+            "rms": d.rms,
+            "velocity": d.velocity,
+            "f0_hz": d.f0_hz,
+            "f0_confidence": d.f0_confidence,
+            "chroma_peaks": list(d.chroma_peaks),
+            "notes": [list(n) for n in d.notes],
+            "pressure": list(d.pressure),
+            "f0_cents": list(d.f0_cents),
+            "timbre": d.timbre,
+        },
+    }
 
 
 def percept_from_record(record: dict[str, Any]) -> Percept:
     d = record.get("descriptors")
-    descriptors = None if d is None else EventDescriptors(
-        onset_s=d["onset_s"], duration_s=d["duration_s"], rms=d["rms"], velocity=d["velocity"], f0_hz=d["f0_hz"],
-        f0_confidence=d["f0_confidence"], chroma_peaks=tuple(d["chroma_peaks"]),
-        notes=tuple((int(n[0]), float(n[1]), float(n[2]), int(n[3]), float(n[4]), float(n[5])) for n in d.get("notes", ())),
-        pressure=tuple(int(p) for p in d.get("pressure", ())), f0_cents=tuple(float(c) for c in d.get("f0_cents", ())),
-        timbre=int(d.get("timbre", 64)))
-    return Percept(event_id=record["event_id"], token=record["token"], view=record["view"],
-                   features=np.asarray(record["features"], dtype=np.float32), descriptors=descriptors)
+    descriptors = (
+        None
+        if d is None
+        else EventDescriptors(
+            onset_s=d["onset_s"],
+            duration_s=d["duration_s"],
+            rms=d["rms"],
+            velocity=d["velocity"],
+            f0_hz=d["f0_hz"],
+            f0_confidence=d["f0_confidence"],
+            chroma_peaks=tuple(d["chroma_peaks"]),
+            notes=tuple(
+                (int(n[0]), float(n[1]), float(n[2]), int(n[3]), float(n[4]), float(n[5])) for n in d.get("notes", ())
+            ),
+            pressure=tuple(int(p) for p in d.get("pressure", ())),
+            f0_cents=tuple(float(c) for c in d.get("f0_cents", ())),
+            timbre=int(d.get("timbre", 64)),
+        )
+    )
+    return Percept(
+        event_id=record["event_id"],
+        token=record["token"],
+        view=record["view"],
+        features=np.asarray(record["features"], dtype=np.float32),
+        descriptors=descriptors,
+    )
 
 
 def note_to_record(note: NoteEvent) -> dict[str, Any]:
-    return {"note_id": note.note_id, "pitch": note.pitch, "velocity": note.velocity, "t_on": note.t_on,
-            "t_off": note.t_off, "voice": note.voice, "source_state": note.source_state,
-            "source_event_id": note.source_event_id, "bend": note.bend_semitones, "pressure": note.pressure,
-            "timbre": note.timbre, "bend_curve": [list(p) for p in note.bend_curve],
-            "pressure_curve": [list(p) for p in note.pressure_curve]}
+    return {
+        "note_id": note.note_id,
+        "pitch": note.pitch,
+        "velocity": note.velocity,
+        "t_on": note.t_on,
+        "t_off": note.t_off,
+        "voice": note.voice,
+        "source_state": note.source_state,
+        "source_event_id": note.source_event_id,
+        "bend": note.bend_semitones,
+        "pressure": note.pressure,
+        "timbre": note.timbre,
+        "bend_curve": [list(p) for p in note.bend_curve],
+        "pressure_curve": [list(p) for p in note.pressure_curve],
+    }
 
 
 def note_from_record(r: dict[str, Any]) -> NoteEvent:
-    return NoteEvent(note_id=r["note_id"], pitch=r["pitch"], velocity=r["velocity"], t_on=r["t_on"], t_off=r["t_off"],
-                     voice=r["voice"], source_state=r["source_state"], source_event_id=r["source_event_id"],
-                     bend_semitones=r["bend"], pressure=r["pressure"], timbre=r["timbre"],
-                     bend_curve=tuple((float(t), float(v)) for t, v in r.get("bend_curve", ())),
-                     pressure_curve=tuple((float(t), int(v)) for t, v in r.get("pressure_curve", ())))
+    return NoteEvent(
+        note_id=r["note_id"],
+        pitch=r["pitch"],
+        velocity=r["velocity"],
+        t_on=r["t_on"],
+        t_off=r["t_off"],
+        voice=r["voice"],
+        source_state=r["source_state"],
+        source_event_id=r["source_event_id"],
+        bend_semitones=r["bend"],
+        pressure=r["pressure"],
+        timbre=r["timbre"],
+        bend_curve=tuple((float(t), float(v)) for t, v in r.get("bend_curve", ())),
+        pressure_curve=tuple((float(t), int(v)) for t, v in r.get("pressure_curve", ())),
+    )
 
 
 class SessionLog:
     """Thread-safe JSONL writer (line-buffered: a crash loses at most the line being written)."""
 
-    def __init__(self, path: str | Path, *, config: MusicHalConfig, models: list[str] | tuple[str, ...] = (),
-                 resume: Optional[str] = None, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        config: MusicHalConfig,
+        models: list[str] | tuple[str, ...] = (),
+        resume: str | None = None,
+        clock=time.monotonic,
+    ) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a MusicHalConfig")
         self.path = Path(path)
@@ -95,8 +163,16 @@ class SessionLog:
         self._lock = threading.Lock()
         self._file = open(self.path, "wb", buffering=0)
         self.records = 0
-        self.write("header", schema=SESSION_SCHEMA, wall_time=time.time(), t0=clock(), config=config.to_dict(),
-                   seed=config.generation.seed, models=[str(m) for m in models], resume=resume)
+        self.write(
+            "header",
+            schema=SESSION_SCHEMA,
+            wall_time=time.time(),
+            t0=clock(),
+            config=config.to_dict(),
+            seed=config.generation.seed,
+            models=[str(m) for m in models],
+            resume=resume,
+        )
 
     def write(self, kind: str, **fields: Any) -> None:
         record = {"kind": kind, "t": self.clock(), **fields}

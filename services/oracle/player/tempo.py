@@ -15,11 +15,11 @@ Each onset (seconds on one clock) is added with :meth:`TempoTracker.add`; over t
 :attr:`TempoTracker.bpm` is ``None`` until ``min_onsets`` onsets span at least two periods.
 :meth:`TempoTracker.next_beat` gives the next grid point (beat or subdivision) after a time.
 """
+
 from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Optional
 
 import numpy as np
 
@@ -32,22 +32,23 @@ _SIGMA_S = 0.015
 
 
 class TempoTracker:
-    def __init__(self, *, min_bpm: float = 60.0, max_bpm: float = 160.0, window_s: float = 8.0,
-                 min_onsets: int = 6) -> None:
+    def __init__(
+        self, *, min_bpm: float = 60.0, max_bpm: float = 160.0, window_s: float = 8.0, min_onsets: int = 6
+    ) -> None:
         if not 20.0 <= min_bpm < max_bpm <= 400.0:
             raise ParameterError(f"need 20 <= min_bpm < max_bpm <= 400, got {min_bpm}, {max_bpm}")
         self.min_bpm, self.max_bpm = float(min_bpm), float(max_bpm)
         self.window_s = float(window_s)
         self.min_onsets = int(min_onsets)
         self.onsets: deque[float] = deque()
-        self.period_s: Optional[float] = None
-        self.phase_s: Optional[float] = None  # a time at which a beat falls
+        self.period_s: float | None = None
+        self.phase_s: float | None = None  # a time at which a beat falls
 
     @property
-    def bpm(self) -> Optional[float]:
+    def bpm(self) -> float | None:
         return None if self.period_s is None else 60.0 / self.period_s
 
-    def add(self, onset_s: float) -> Optional[float]:
+    def add(self, onset_s: float) -> float | None:
         """Add one onset time; returns the current tempo in BPM (None while unknown)."""
         if not math.isfinite(onset_s):
             raise ParameterError("onset_s must be finite")
@@ -75,7 +76,7 @@ class TempoTracker:
         kernel = np.exp(-0.5 * (np.arange(-k, k + 1) * _RES_S / _SIGMA_S) ** 2)
         signal = np.convolve(signal, kernel, mode="same")
         spectrum = np.fft.rfft(signal, 2 * signal.size)
-        ac = np.fft.irfft(spectrum * np.conj(spectrum))[:signal.size]
+        ac = np.fft.irfft(spectrum * np.conj(spectrum))[: signal.size]
         if ac[0] <= 0:
             return
         ac = ac / ac[0]
@@ -109,7 +110,7 @@ class TempoTracker:
         self.period_s = period
         self.phase_s = float(phase)
 
-    def next_beat(self, after_s: float, *, subdivision: int = 1) -> Optional[float]:
+    def next_beat(self, after_s: float, *, subdivision: int = 1) -> float | None:
         """The first grid point (``period / subdivision``) strictly after ``after_s``; None while no tempo."""
         if self.period_s is None or self.phase_s is None:
             return None

@@ -30,21 +30,23 @@ time —, 95 %, clamped to 0.1..4 s). A voice switched off plays nothing (the me
 clock the others follow). With only the melody on, :meth:`Ensemble.tick` returns exactly the player's notes.
 Note ids come from one counter (the player's), so they are unique across voices.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 from collections import deque
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
+from services.oracle.player.walk import Player
 from shared.config import VOICE_NAMES, GenerationConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
 from shared.pitch import hz_to_midi
-from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
-from services.oracle.player.walk import Player
 
 __all__ = ["Ensemble", "voice_chord", "naive_chord", "chord_movement", "place_near", "VOICE_NAMES", "MAX_DUR_S"]
 
@@ -58,8 +60,9 @@ def chord_movement(previous: Sequence[int], chord: Sequence[int]) -> float:
     distance to its nearest new note (semitones; 0 with no previous chord)."""
     if not previous or not chord:
         return 0.0
-    return float(sum(min(abs(n - p) for p in previous) for n in chord)
-                 + sum(min(abs(p - n) for n in chord) for p in previous))
+    return float(
+        sum(min(abs(n - p) for p in previous) for n in chord) + sum(min(abs(p - n) for n in chord) for p in previous)
+    )
 
 
 def _options(pc: int, low: int, high: int) -> list[int]:
@@ -71,8 +74,9 @@ def naive_chord(pcs: Sequence[int], low: int, high: int) -> list[int]:
     return sorted(opts[0] for opts in (_options(int(pc), low, high) for pc in pcs) if opts)
 
 
-def voice_chord(pcs: Sequence[int], previous: Sequence[int], low: int, high: int, *,
-                below: Optional[int] = None) -> list[int]:
+def voice_chord(
+    pcs: Sequence[int], previous: Sequence[int], low: int, high: int, *, below: int | None = None
+) -> list[int]:
     """Place ``pcs`` inside ``low..high``: the placement with the least :func:`chord_movement` from ``previous``
     (the first chord: the most compact one around the range's centre); each note at or above ``below`` (the
     melody) costs :data:`ABOVE_COST` semitones of movement, so the chord sits under the melody when that does
@@ -81,7 +85,7 @@ def voice_chord(pcs: Sequence[int], previous: Sequence[int], low: int, high: int
     if not choices:
         return []
     centre = (low + high) / 2.0
-    best: Optional[tuple[float, list[int]]] = None
+    best: tuple[float, list[int]] | None = None
     for combo in itertools.product(*choices):
         span = max(combo) - min(combo)
         if previous:
@@ -95,7 +99,7 @@ def voice_chord(pcs: Sequence[int], previous: Sequence[int], low: int, high: int
     return sorted(best[1])
 
 
-def place_near(pc: int, low: int, high: int, ref: float) -> Optional[int]:
+def place_near(pc: int, low: int, high: int, ref: float) -> int | None:
     """Pitch class ``pc`` at the place in ``low..high`` nearest ``ref`` (None: the range has no such pitch)."""
     opts = _options(int(pc) % 12, low, high)
     return min(opts, key=lambda p: (abs(p - ref), p)) if opts else None
@@ -123,7 +127,7 @@ class Ensemble:
         Which voices play, their ranges, densities and phases.
     """
 
-    def __init__(self, memory: Any, config: GenerationConfig, voices: Optional[VoicesConfig] = None) -> None:
+    def __init__(self, memory: Any, config: GenerationConfig, voices: VoicesConfig | None = None) -> None:
         voices = VoicesConfig() if voices is None else voices
         if not isinstance(voices, VoicesConfig):
             raise ParameterError("voices must be a shared.config.VoicesConfig")
@@ -132,7 +136,7 @@ class Ensemble:
         self._bass = _Follower()
         self._comping = _Follower()
         self._gaps: deque[float] = deque(maxlen=8)  # the melody's recent step-to-step times
-        self._last_step: Optional[float] = None
+        self._last_step: float | None = None
         self.chords: list[dict[str, Any]] = []  # the last comping chords (state, transpose, pitches), for checks
         self.counters = {"bass": 0, "comping": 0, "chords": 0, "bass_rests": 0, "melody_muted": 0}
 
@@ -142,14 +146,14 @@ class Ensemble:
         return self.player.memory
 
     # ------------------------------------------------------------------ the clock
-    def tick(self, now: float, *, lookahead_s: Optional[float] = None) -> tuple[list[NoteEvent], int]:
+    def tick(self, now: float, *, lookahead_s: float | None = None) -> tuple[list[NoteEvent], int]:
         """Every melody step due up to ``now + lookahead_s`` (default ``generation.lookahead_ms``) and what the
         voices play with it: ``(notes, steps)``.
 
         It is :meth:`Player.tick` with the voices as its ``on_step``: with only the melody on, the notes are the same."""
         return self.player.tick(now, lookahead_s=lookahead_s, on_step=self._on_step)
 
-    def _on_step(self, at: float, note: Optional[NoteEvent]) -> list[NoteEvent]:
+    def _on_step(self, at: float, note: NoteEvent | None) -> list[NoteEvent]:
         """One melody step at ``at``: the melody's note (unless muted) and what the followers play with it."""
         if self._last_step is not None and at > self._last_step:
             self._gaps.append(at - self._last_step)
@@ -175,7 +179,7 @@ class Ensemble:
         notes = [(int(n[0]), int(n[3])) for n in store.notes(state)]
         return notes, float(store.f0_hz[state]), tuple(store.chroma_peaks(state))
 
-    def _timing(self, at: float, follower: _Follower, density: float, phase: float) -> Optional[tuple[float, float]]:
+    def _timing(self, at: float, follower: _Follower, density: float, phase: float) -> tuple[float, float] | None:
         """(t_on, t_off) when the follower plays at this melody step (credit reached 1), else None."""
         player = self.player
         interval = max(0.0, (player.next_step_s or at) - at)
@@ -188,7 +192,7 @@ class Ensemble:
         t_off = t_on + min(MAX_DUR_S, max(_MIN_DUR_S, 0.95 * steps * interval))
         return t_on, t_off
 
-    def _follow(self, at: float, melody: Optional[NoteEvent]) -> list[NoteEvent]:
+    def _follow(self, at: float, melody: NoteEvent | None) -> list[NoteEvent]:
         v = self.voices
         player = self.player
         if not (v.bass or v.comping) or player.last_kind not in ("forward", "jump"):
@@ -197,11 +201,18 @@ class Ensemble:
         slice_notes, f0, chroma = self._slice(state)
         if not slice_notes and f0 <= 0.0 and not chroma:
             return []  # a silent slice: the followers rest with the melody
-        velocity = int(np.clip(np.mean([vel for _, vel in slice_notes]) if slice_notes else
-                               (80 if self.memory.store is None else self.memory.store.velocity[state]), 1, 127))
+        velocity = int(
+            np.clip(
+                np.mean([vel for _, vel in slice_notes])
+                if slice_notes
+                else (80 if self.memory.store is None else self.memory.store.velocity[state]),
+                1,
+                127,
+            )
+        )
         melody_pitch = melody.pitch if melody is not None else player.last_pitch
         out: list[NoteEvent] = []
-        bass_pc: Optional[int] = None
+        bass_pc: int | None = None
         run_start = player.last_kind == "jump"
         if v.bass and v.bass_density > 0.0:
             f = self._bass
@@ -251,8 +262,9 @@ class Ensemble:
                     del self.chords[:-64]
         return out
 
-    def _chord_pcs(self, slice_notes: list[tuple[int, int]], chroma: tuple[int, ...], transpose: int,
-                   bass_pc: Optional[int]) -> list[int]:
+    def _chord_pcs(
+        self, slice_notes: list[tuple[int, int]], chroma: tuple[int, ...], transpose: int, bass_pc: int | None
+    ) -> list[int]:
         """The chord's pitch classes (transposed as the melody is): the slice's, strongest first."""
         weight: dict[int, float] = {}
         if slice_notes:
@@ -285,9 +297,20 @@ class Ensemble:
             if info.f0_hz > 0.0:
                 f0_pitch = hz_to_midi(info.f0_hz)
                 learned += 12.0 * round((f0_pitch - learned) / 12.0)
-            expression = note_expression(info, learned_pitch=learned, duration_s=max(0.0, t_off - t_on),
-                                         window_s=expression_window_s(self.memory))
-        return NoteEvent(note_id=self._new_id(), pitch=int(pitch), velocity=int(max(1, min(127, velocity))),
-                         t_on=t_on, t_off=t_off, voice=voice, source_state=state,
-                         source_event_id=int(state - 1) if store is None else int(store.event_id[state]),
-                         **expression.fields())
+            expression = note_expression(
+                info,
+                learned_pitch=learned,
+                duration_s=max(0.0, t_off - t_on),
+                window_s=expression_window_s(self.memory),
+            )
+        return NoteEvent(
+            note_id=self._new_id(),
+            pitch=int(pitch),
+            velocity=int(max(1, min(127, velocity))),
+            t_on=t_on,
+            t_off=t_off,
+            voice=voice,
+            source_state=state,
+            source_event_id=int(state - 1) if store is None else int(store.event_id[state]),
+            **expression.fields(),
+        )

@@ -62,23 +62,33 @@ forward) the player picks the octave offset that puts the run's next ``max_conti
 ``melody_range`` (zero when they already are), and keeps it while the run goes forward, so intervals keep
 their signs.
 """
+
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
+from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
 from shared.config import GenerationConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
 from shared.pitch import hz_to_midi, hz_to_midi_array
-from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
 
-__all__ = ["Player", "ModeWeights", "MODE_WEIGHTS", "MIN_IOI_S", "MAX_IOI_S", "LIVE_CONTEXT", "live_profile",
-           "state_pitch_or_none"]
+__all__ = [
+    "Player",
+    "ModeWeights",
+    "MODE_WEIGHTS",
+    "MIN_IOI_S",
+    "MAX_IOI_S",
+    "LIVE_CONTEXT",
+    "live_profile",
+    "state_pitch_or_none",
+]
 
 LIVE_CONTEXT = 8
 CANDIDATES = 8
@@ -121,7 +131,7 @@ MODE_WEIGHTS: dict[str, ModeWeights] = {
 }
 
 
-def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: Optional[float] = None) -> Optional[int]:
+def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: float | None = None) -> int | None:
     """A state's learned pitch: f0, else its strongest chroma class next to ``near`` (octave 4), else None."""
     if f0_hz > 0.0:
         return int(round(hz_to_midi(f0_hz)))
@@ -136,7 +146,7 @@ def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: Op
 def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
     """The 12-bin pitch-class profile of one live event (f0 class 1.0, chroma peaks by rank)."""
     profile = np.zeros(12)
-    for rank, pc in enumerate(chroma_peaks[:len(_CHROMA_WEIGHTS)]):
+    for rank, pc in enumerate(chroma_peaks[: len(_CHROMA_WEIGHTS)]):
         profile[int(pc)] = max(profile[int(pc)], _CHROMA_WEIGHTS[rank])
     if f0_hz > 0.0:
         profile[int(round(hz_to_midi(f0_hz))) % 12] = 1.0
@@ -167,8 +177,8 @@ class _Columns:
     def sync(self, store: Any, n: int) -> None:
         if store is None or n <= self.n:
             return
-        f0 = np.frombuffer(store.f0_hz, dtype=np.float64)[self.n:n]
-        chroma = np.frombuffer(store.chroma, dtype=np.int8).reshape(-1, 12)[self.n:n, 0].astype(np.int64)
+        f0 = np.frombuffer(store.f0_hz, dtype=np.float64)[self.n : n]
+        chroma = np.frombuffer(store.chroma, dtype=np.int8).reshape(-1, 12)[self.n : n, 0].astype(np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             pitch = np.where(f0 > 0, np.round(hz_to_midi_array(np.where(f0 > 0, f0, 1.0))), np.nan)
         # the slice's strongest pitch class, in the register of its f0 (on polyphonic input f0 follows one voice,
@@ -212,24 +222,33 @@ class Player:
         self._activity_t = 0.0
         self._profile = np.zeros(12)  # decayed live pitch-class profile
         self._columns = _Columns()
-        self._last_pitch: Optional[int] = None
+        self._last_pitch: int | None = None
         self._next_note_id = 1
-        self.next_step_s: Optional[float] = None  # None: starts at the first tick
+        self.next_step_s: float | None = None  # None: starts at the first tick
         self.last_step_s = -math.inf
         self.last_onset_s = -math.inf  # time of the last live influence
         self.influence_id = -1  # event id of the last live influence
         self.influence_onset = 0.0  # its onset (wall clock)
         self.influence_detected = 0.0  # when it was detected
-        self.influence_used_by: Optional[int] = None
+        self.influence_used_by: int | None = None
         self._reacted_id = -2
-        self.react_s: Optional[float] = None  # a pending reaction step
+        self.react_s: float | None = None  # a pending reaction step
         self.last_input_s = -math.inf  # when the last input onset was first heard
         self._input_gaps: deque[float] = deque(maxlen=16)
         self.beat: Any = None  # a TempoTracker (the live input's beat) for beat-aligned steps
         self.last_kind = "start"
         self.last_mode = config.mode
-        self.counters = {"steps": 0, "forward": 0, "jump": 0, "rests": 0, "notes": 0, "influences": 0,
-                         "transpositions": 0, "reactions": 0, "reactions_skipped": 0}
+        self.counters = {
+            "steps": 0,
+            "forward": 0,
+            "jump": 0,
+            "rests": 0,
+            "notes": 0,
+            "influences": 0,
+            "transpositions": 0,
+            "reactions": 0,
+            "reactions_skipped": 0,
+        }
 
     # ------------------------------------------------------------------ settings
     @property
@@ -241,7 +260,7 @@ class Player:
         return MODE_WEIGHTS[self.config.mode]
 
     @property
-    def last_pitch(self) -> Optional[int]:
+    def last_pitch(self) -> int | None:
         """The pitch of the last note played (None before the first)."""
         return self._last_pitch
 
@@ -275,7 +294,7 @@ class Player:
         self._columns.sync(self.memory.store, n)
         if self._activity.size < n:
             grown = np.zeros(max(n, 2 * self._activity.size))
-            grown[:self._activity.size] = self._activity
+            grown[: self._activity.size] = self._activity
             self._activity = grown
 
     def _decay(self, now: float) -> None:
@@ -293,8 +312,17 @@ class Player:
         return self._activity[:n].copy()
 
     # ------------------------------------------------------------------ listening
-    def listen(self, *, now: float, token: Optional[int], f0_hz: float, chroma_peaks: tuple[int, ...],
-               event_id: int = -1, onset_wall: Optional[float] = None, detected: Optional[float] = None) -> None:
+    def listen(
+        self,
+        *,
+        now: float,
+        token: int | None,
+        f0_hz: float,
+        chroma_peaks: tuple[int, ...],
+        event_id: int = -1,
+        onset_wall: float | None = None,
+        detected: float | None = None,
+    ) -> None:
         """One live percept's influence (``token=None``: an early view, pitch and chroma only)."""
         n = self._n()
         self._sync(n)
@@ -325,8 +353,11 @@ class Player:
         if n > 1 and f0_hz > 0.0:
             live_pitch = hz_to_midi(f0_hz)
             pitch = cols.pitch[1:n] + self.transpose
-            act[1:n] += np.where(np.isnan(pitch), 0.0,
-                                 w.w_register * np.exp(-np.square(np.nan_to_num(pitch) - live_pitch) / (2 * _REGISTER_SIGMA ** 2)))
+            act[1:n] += np.where(
+                np.isnan(pitch),
+                0.0,
+                w.w_register * np.exp(-np.square(np.nan_to_num(pitch) - live_pitch) / (2 * _REGISTER_SIGMA**2)),
+            )
         self.counters["influences"] += 1
         self.last_onset_s = now
         speed = self.config.density * self.config.tempo
@@ -356,8 +387,11 @@ class Player:
 
     def holding(self, now: float) -> bool:
         """Reactive modes at density <= 1 step on the input's onsets while it plays (own clock in its rests)."""
-        return (self.weights.reactive and self.config.density * self.config.tempo <= 1.0
-                and now - self.last_input_s < self.active_window_s())
+        return (
+            self.weights.reactive
+            and self.config.density * self.config.tempo <= 1.0
+            and now - self.last_input_s < self.active_window_s()
+        )
 
     # ------------------------------------------------------------------ walking
     def _pivots(self, state: int, n: int) -> list[int]:
@@ -380,7 +414,7 @@ class Player:
         return [c for c in dict.fromkeys(out) if 0 < c + 1 < n and c != state]
 
     def _neighbourhood(self, state: int, n: int) -> np.ndarray:
-        pcs = self._columns.pc[max(1, state - _NEIGHBOURHOOD):min(n, state + _NEIGHBOURHOOD + 1)]
+        pcs = self._columns.pc[max(1, state - _NEIGHBOURHOOD) : min(n, state + _NEIGHBOURHOOD + 1)]
         pcs = pcs[pcs >= 0]
         return np.bincount(pcs, minlength=12).astype(np.float64)
 
@@ -421,9 +455,14 @@ class Player:
             if use_t and c != s + 1:
                 local = self._neighbourhood(c, n)
                 if local.sum() > 0:
-                    options = [(t, w.w_transpose * _corr_centred(centred, centred_sq, _rolled(local, t))
-                                - (w.transpose_penalty if t != self.transpose else 0.0))
-                               for t in range(-cfg.max_transpose, cfg.max_transpose + 1)]
+                    options = [
+                        (
+                            t,
+                            w.w_transpose * _corr_centred(centred, centred_sq, _rolled(local, t))
+                            - (w.transpose_penalty if t != self.transpose else 0.0),
+                        )
+                        for t in range(-cfg.max_transpose, cfg.max_transpose + 1)
+                    ]
             for t, bonus in options:
                 total = float(score[c]) + bonus
                 if total > best[0]:
@@ -448,7 +487,7 @@ class Player:
 
     def _octave_for_run(self, state: int, transpose: int, n: int) -> int:
         low, high = self.config.melody_range
-        pitches = self._columns.pitch[state:min(n, state + self.config.max_continuity + 1)] + transpose
+        pitches = self._columns.pitch[state : min(n, state + self.config.max_continuity + 1)] + transpose
         pitches = pitches[~np.isnan(pitches)]
         if pitches.size == 0:
             return 0
@@ -464,7 +503,7 @@ class Player:
                 best = (key, off)
         return best[1]
 
-    def _pitch(self, state: int, transpose: int, n: int, kind: str) -> Optional[int]:
+    def _pitch(self, state: int, transpose: int, n: int, kind: str) -> int | None:
         cols = self._columns
         raw = cols.pitch[state]
         if np.isnan(raw):
@@ -488,7 +527,7 @@ class Player:
             p = int(raw) + transpose + self.octave
         return int(min(127, max(0, p)))
 
-    def step(self, at: float) -> Optional[NoteEvent]:
+    def step(self, at: float) -> NoteEvent | None:
         """Take one step at time ``at`` (no clock check): move, schedule the next step, return the note (or None)."""
         n = self._n()
         self._sync(n)
@@ -516,7 +555,7 @@ class Player:
         # where contrast would always go
         act = self._activity
         first = 2 if self.weights.coupling < 0 else 1
-        act[first:n] = act[first - 1:n - 1].copy()
+        act[first:n] = act[first - 1 : n - 1].copy()
         act[0] = 0.0
         ioi, dur = self._ioi(c, n)
         self.next_step_s = at + ioi / speed
@@ -542,16 +581,36 @@ class Player:
         if self.influence_id >= 0 and self.influence_used_by is None:
             self.influence_used_by = note_id
             # the first note whose choice used this onset's influence (latency accounting in midi_out)
-            stamps = {"input_event_id": float(self.influence_id), "onset_wall": self.influence_onset,
-                      "t_detected": self.influence_detected, "first_of_response": True}
+            stamps = {
+                "input_event_id": float(self.influence_id),
+                "onset_wall": self.influence_onset,
+                "t_detected": self.influence_detected,
+                "first_of_response": True,
+            }
         # the state's expression (services.oracle.player.expression): bend from its f0 curve, pressure, CC74
-        expression = NEUTRAL if store is None else note_expression(
-            store.info(c), learned_pitch=self._columns.pitch[c], duration_s=dur / speed, speed=speed,
-            window_s=expression_window_s(self.memory))
-        return NoteEvent(note_id=note_id, pitch=pitch, velocity=velocity, t_on=at, t_off=at + dur / speed,
-                         voice="melody", source_state=c,
-                         source_event_id=int(c - 1) if store is None else int(store.event_id[c]), stamps=stamps,
-                         **expression.fields())
+        expression = (
+            NEUTRAL
+            if store is None
+            else note_expression(
+                store.info(c),
+                learned_pitch=self._columns.pitch[c],
+                duration_s=dur / speed,
+                speed=speed,
+                window_s=expression_window_s(self.memory),
+            )
+        )
+        return NoteEvent(
+            note_id=note_id,
+            pitch=pitch,
+            velocity=velocity,
+            t_on=at,
+            t_off=at + dur / speed,
+            voice="melody",
+            source_state=c,
+            source_event_id=int(c - 1) if store is None else int(store.event_id[c]),
+            stamps=stamps,
+            **expression.fields(),
+        )
 
     @property
     def lookahead_s(self) -> float:
@@ -561,7 +620,7 @@ class Player:
     def _reaction_due(self, now: float, lookahead_s: float) -> bool:
         return self.react_s is not None and self.react_s <= now + lookahead_s
 
-    def due(self, now: float, lookahead_s: Optional[float] = None) -> bool:
+    def due(self, now: float, lookahead_s: float | None = None) -> bool:
         lookahead_s = self.lookahead_s if lookahead_s is None else lookahead_s
         if self.next_step_s is None or self._reaction_due(now, lookahead_s):
             return True
@@ -571,9 +630,13 @@ class Player:
             return False
         return self.next_step_s <= now + lookahead_s
 
-    def tick(self, now: float, *, lookahead_s: Optional[float] = None,
-             on_step: Optional[Callable[[float, Optional[NoteEvent]], list[NoteEvent]]] = None
-             ) -> tuple[list[NoteEvent], int]:
+    def tick(
+        self,
+        now: float,
+        *,
+        lookahead_s: float | None = None,
+        on_step: Callable[[float, NoteEvent | None], list[NoteEvent]] | None = None,
+    ) -> tuple[list[NoteEvent], int]:
         """Every step due up to ``now + lookahead_s`` (default ``generation.lookahead_ms``): ``(notes, steps
         taken)``. ``on_step(at, note)``, when given, returns the notes a step plays (its own note or none, and what
         other voices play with it).
@@ -605,7 +668,7 @@ class Player:
             notes.extend(played)
         return notes, steps
 
-    def seconds_to_next(self, now: float, lookahead_s: Optional[float] = None) -> float:
+    def seconds_to_next(self, now: float, lookahead_s: float | None = None) -> float:
         lookahead_s = self.lookahead_s if lookahead_s is None else lookahead_s
         if self.next_step_s is None:
             return 0.0
