@@ -41,8 +41,10 @@ __all__ = ["build_parser", "config_from_args", "build_replay_parser", "replay_ma
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musichal",
-        description="MusicHal: a real-time AI co-improviser. Listens to audio, learns an Audio Oracle, answers in MIDI/MPE.",
-        epilog="Without --model MusicHal learns live from what it hears; with --model it listens as the model was trained "
+        description="MusicHal: a real-time AI co-improviser. Listens to audio, learns an Audio Oracle, answers in "
+        "MIDI/MPE.",
+        epilog="Without --model MusicHal learns live from what it hears; with --model it listens as the model was "
+        "trained "
         "(musichal --model m.json --describe shows how). Ctrl-C stops cleanly (all notes off). Exit status: 0 "
         "played; 1 heard onsets but learned none of them (the warning names the likely cause); 2 error.",
     )
@@ -155,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no status line")
     run.add_argument(
         "--config",
-        help="TOML config file (sections: audio, segmenter, features, wav2vec, quantizer, oracle, generation, midi, cluster, control)",
+        help="TOML config file (sections: audio, segmenter, features, wav2vec, quantizer, oracle, generation, midi, "
+        "cluster, control)",
     )
     tools = parser.add_argument_group("tools (print and exit)")
     tools.add_argument("--list-midi", action="store_true", help="list MIDI output ports")

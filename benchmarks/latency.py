@@ -1,6 +1,7 @@
 """Live-stack latency benchmark: a generated clip through capture → encoder → oracle → midi_out (traditional features).
 
-Renders ``--seconds`` of short piano notes every ``--ioi-ms`` with fluidsynth, plays it through :class:`services.stack.LiveStack`
+Renders ``--seconds`` of short piano notes every ``--ioi-ms`` with fluidsynth, plays it through
+:class:`services.stack.LiveStack`
 at real-time pace on one node (local rings), and prints ONE JSON object:
 
 Every series is recorded per event, keyed by the input event's id, and joined by that id (never by drawing from

@@ -4,7 +4,8 @@ Beside one busy process, on a JACK dummy server of its own (``--sync``, as the t
 into one JACK MIDI reader, one after another, and every message each one sent must arrive, in order:
 
 - ``--children`` (200) processes open a JACK output to the reader, send the MPE setup and a note and leave by a random
-  path: normal exit, SIGINT, SIGTERM, an uncaught exception, ``stop()`` (close then exit). Expected: the setup, the note,
+  path: normal exit, SIGINT, SIGTERM, an uncaught exception, ``stop()`` (close then exit). Expected: the setup, the
+  note,
   then the exit's note-off and all-notes-off, exactly; the exit status of the path (a signal is heard and handled: the
   process runs its panic and dies of the signal).
 - ``--panics`` (50) runs of ``musichal --panic --midi-api jack --midi-port READER``: exactly the 32-message panic.

@@ -35,7 +35,8 @@ chroma peaks).
 Goals (issue 14): mean own_corr (imitate) ≥ the vmo anchor's mean; margin ≥ 0.3 on every piece (imitate);
 repeat_share ≤ the input's + 0.10; lead ≥ 1 note/s during silence; output IOI CV within ±50 % of the input's;
 (issue 15) mean polyphony ≥ 50 % of the input's; (issue 25) reaction p95 ≤ 60 ms, clocked steps late on arrival
-≤ 1 % and their schedule error p99 ≤ 2 ms. One JSON object (per piece and mode, means, goals, ``met``) is printed and saved to
+≤ 1 % and their schedule error p99 ≤ 2 ms. One JSON object (per piece and mode, means, goals, ``met``) is printed and
+saved to
 ``benchmarks/results/musical.json`` through ``_common.emit`` (``--no-save``: printed only).
 
     .venv/bin/python benchmarks/musical.py [--pieces 4] [--seconds 30] [--silence 10] [--modes imitate,contrast,lead]

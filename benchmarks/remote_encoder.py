@@ -14,7 +14,8 @@ Prints ONE JSON object (``benchmarks/_common.emit``) and saves it to benchmarks/
   the first event answered without the encoder; includes waiting for the next onset) and ``reaction_ms`` (from the
   later of the kill and that event's detection → its answer: the time the stack itself took). All on the head's clock.
 
-Goals: 16 kHz transport p50 below 48 kHz; kill → first fallback answer and reaction ≤ one event deadline (``cluster.encoder_deadline_ms``, 250 ms);
+Goals: 16 kHz transport p50 below 48 kHz; kill → first fallback answer and reaction ≤ one event deadline
+(``cluster.encoder_deadline_ms``, 250 ms);
 stretch: reaction ≤ 20 ms (shown as a figure with its verdict; it does not decide ``met``).
 
     sudo .venv/bin/python benchmarks/remote_encoder.py [--calls 200] [--kills 5] [--rate 100mbit] [--no-save]

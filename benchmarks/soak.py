@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"soak minute {len(minutes)}: "
                     + ", ".join(
-                        f"{name} {a['rss_mb_end']:.0f} MB ({a['rss_slope_mb_per_hour'] if a['rss_slope_mb_per_hour'] is not None else '-'} MB/h)"
+                        f"{name} {a['rss_mb_end']:.0f} MB "
+                        f"({a['rss_slope_mb_per_hour'] if a['rss_slope_mb_per_hour'] is not None else '-'} MB/h)"
                         for name, a in so_far.items()
                     )
                     + f", oracle arrays {samples[-1]['oracle_data_mb']} MB, "
@@ -282,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory,
         "baseline_s": baseline_s,
         "loadavg_1min_per_minute": [round(x, 2) for x in load],
-        "memory_note": f"growth from the first sample at/after {baseline_s:.0f} s to the last; the oracle's goal is on its "
+        "memory_note": f"growth from the first sample at/after {baseline_s:.0f} s to the last; the oracle's goal is "
+        "on its "
         "non-data growth = (RSS growth - growth of its own arrays) / baseline RSS; slopes are "
         "least-squares MB/hour",
         "dropped_total": dropped,
@@ -333,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     goals.append(goal("pipeline latency p99, worst minute", max(latencies) if latencies else None, "report", unit="ms"))
     notes = (
         f"RSS growth and slopes are measured from the first sample at or after {baseline_s:.0f} s (start-up, JIT "
-        "compilation, the first arena growth and the statistics' fixed rings are done by then) to the end. The oracle actor's goal is on its growth net of its own "
+        "compilation, the first arena growth and the statistics' fixed rings are done by then) to the end. The oracle "
+        "actor's goal is on its growth net of its own "
         "arrays (oracle frames, links and per-state metadata at their allocated capacity, which grow with the "
         "states it learns): (ΔRSS − Δarrays) / RSS at the baseline; its raw growth and the arrays' growth are "
         "in the goal's note. Slopes are least-squares MB/hour over the samples after the baseline."

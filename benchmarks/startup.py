@@ -54,8 +54,8 @@ class One:
         return os.getpid()
 
 with loopback_only():
-    ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", num_cpus=max(2, os.cpu_count() or 2),
-             log_to_driver=False, configure_logging=False)
+    ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+             num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
 ray.get(One.remote().ping.remote(), timeout=120)
 print("FLOOR READY", flush=True)
 ray.shutdown()

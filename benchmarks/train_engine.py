@@ -139,7 +139,8 @@ def main() -> int:
         notes=(
             "Same files, same analyze_batch (decode, front end, segmentation, traditional features, shard written to a "
             "fresh cache) on one local 2-CPU Ray, core tasks first, then Ray Data; workers warmed and numba compiled "
-            "before either is timed. No target: the figures decide which engine the trainer uses (docs/architecture.md). "
+            "before either is timed. No target: the figures decide which engine the trainer uses "
+            "(docs/architecture.md). "
             f"pandas {pandas.__version__} and pyarrow {pyarrow.__version__} come from PYTHONPATH (out of the tree)."
         ),
     )

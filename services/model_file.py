@@ -3,7 +3,8 @@
 ``model.json`` meta (schema 3)::
 
     {"musichal_model": 3, "perception": {...PerceptionModel meta...} | null,
-     "perception_spec": {...PerceptionSpec.record(): views, hybrid, wav2vec checkpoint identity, memory dimension...} | null,
+     "perception_spec": {...PerceptionSpec.record(): views, hybrid, wav2vec checkpoint identity, memory dimension...} |
+     null,
      "oracle": {...OracleMemory meta...}, "config": {...segmenter/features/quantizer sections...},
      "training": {...deterministic facts: files, events, vocabulary usage...}}
 
@@ -152,7 +153,8 @@ def describe_model(model: MusicHalModel) -> str:
     if offsets is not None and len(offsets):
         lines.append(f"slice notes: {int(offsets[-1])} transcribed notes in the memory's slices")
     lines.append(
-        f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing {oracle.get('playing', '?')}, "
+        f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing "
+        f"{oracle.get('playing', '?')}, "
         f"threshold {f'{float(threshold):.4g}' if threshold is not None else '?'} "
         f"({training.get('threshold_source', oracle.get('threshold_source', '?'))})"
     )

@@ -1,4 +1,5 @@
-"""Small helpers shared by the actor modules (the only place besides actor.py files and services/stack.py that imports Ray)."""
+"""Small helpers shared by the actor modules (the only place besides actor.py files and services/stack.py that imports
+Ray)."""
 
 from __future__ import annotations
 

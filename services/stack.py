@@ -368,7 +368,8 @@ class LiveStack:
         return (
             f"[{elapsed_s:6.1f}s] events {counter('capture', 'events')}  percepts {counter('oracle', 'percepts')}  "
             f"learned {counter('oracle', 'stage_learned')}  "
-            f"states {counter('oracle', 'stage_states')}  notes {counter('midi_out', 'notes_received')}  drops {drops}  "
+            f"states {counter('oracle', 'stage_states')}  notes {counter('midi_out', 'notes_received')}  drops "
+            f"{drops}  "
             f"encoder {where}  latency p99 {p99 if p99 is not None else '-'} ms  "
             f"late steps {counter('midi_out', 'scheduler_clocked_late_on_arrival')}/"
             f"{counter('midi_out', 'scheduler_clocked_notes')}  "
@@ -392,7 +393,8 @@ class LiveStack:
             lines.append(f"{where} (musichal --controls prints the map)")
         lines.append(
             f"running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
-            f"{'local rings' if info.get('local') else 'remote, windows by value at ' + str(info.get('input_rate_hz')) + ' Hz'}, "
+            + ("local rings" if info.get("local") else f"remote, windows by value at {info.get('input_rate_hz')} Hz")
+            + ", "
             f"device {info.get('device', '?')}; listening with "
             f"{' + '.join(info.get('views') or ['?'])}"
             + (f", {info['wav2vec']}" if info.get("wav2vec") else "")
@@ -438,7 +440,10 @@ class LiveStack:
             return None  # learning switched off on purpose
         encoder = stats.get("encoder", {})
         if counter("encoder", "exceptions"):
-            cause = f"the encoder failed on {counter('encoder', 'exceptions')} event(s) (first: {encoder.get('first_exception')})"
+            cause = (
+                f"the encoder failed on {counter('encoder', 'exceptions')} event(s) (first: "
+                f"{encoder.get('first_exception')})"
+            )
         elif counter("oracle", "stage_dim_mismatch"):
             cause = (
                 f"{counter('oracle', 'stage_dim_mismatch')} percept(s) did not have the memory's dimension "

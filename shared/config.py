@@ -313,7 +313,8 @@ class VoicesConfig:
         _check(1 <= self.max_polyphony <= 8, f"voices.max_polyphony must be in 1..8, got {self.max_polyphony}")
 
 
-#: The MIDI APIs python-rtmidi knows (``auto``: the OS's default), for ``midi.api``, ``control.midi_in_api`` and the flags.
+#: The MIDI APIs python-rtmidi knows (``auto``: the OS's default), for ``midi.api``, ``control.midi_in_api`` and the
+# flags.
 MIDI_APIS = ("auto", "jack", "alsa", "coremidi", "winmm")
 _MIDI_APIS_TEXT = ", ".join(MIDI_APIS[:-1]) + " or " + MIDI_APIS[-1]
 

@@ -149,7 +149,8 @@ def load_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         payload = arrays_file.read_bytes()
         if hashlib.sha256(payload).hexdigest() != document.get("arrays_sha256"):
             raise ModelFormatError(
-                f"{path}: array file {arrays_file.name} does not match the model (truncated, corrupt or from another model)"
+                f"{path}: array file {arrays_file.name} does not match the model (truncated, corrupt or from another "
+                "model)"
             )
         try:
             arrays = load_arrays(payload)

@@ -213,9 +213,11 @@ def note_pairing_problems(
     Per channel and pitch, in arrival order: a note-on while that note sounds is a double on, a note-off (or note-on
     velocity 0) for a note not sounding is a stray off, and every note-on must be ended by its own note-off before the
     stop's panic — a note only CC123/CC120 silences is reported as never ended. Without a full panic after the last
-    note-on the whole stream is judged (and, with ``require_stop_panic``, the missing stop panic is a problem). Earlier panic blocks (the start-up
+    note-on the whole stream is judged (and, with ``require_stop_panic``, the missing stop panic is a problem). Earlier
+    panic blocks (the start-up
     panic, a restarted midi_out's panic) reset the state; ``allowed_cuts`` of them may cut sounding notes (a restarted
-    midi_out whose predecessor died with notes on, a mute), any other cut is a problem. Returns a list of one-line problems (empty: ok).
+    midi_out whose predecessor died with notes on, a mute), any other cut is a problem. Returns a list of one-line
+    problems (empty: ok).
     A note-off the stop sends for a note still sounding (the engine's panic ends each voice by its own note-off
     before CC123) counts as that note's off; a graceful, drained stop sends none.
     """
@@ -238,7 +240,8 @@ def note_pairing_problems(
                 cuts += 1
                 if cuts > allowed_cuts:
                     problems.append(
-                        f"panic at message {i} cut sounding notes {sorted(sounding)} (more cuts than the {allowed_cuts} allowed)"
+                        f"panic at message {i} cut sounding notes {sorted(sounding)} (more cuts than the "
+                        f"{allowed_cuts} allowed)"
                     )
                 sounding.clear()
             i += 32

@@ -3,7 +3,8 @@
 Each :class:`Case` builds one input in a folder (a WAV, a non-audio file with an audio name, a damaged model, a
 missing device) and :func:`run_case` feeds it to the library entry points a user reaches: ``probe_audio_file`` +
 ``load_audio_internal`` (live ``--input-file`` and the trainer's decoding), the trainer's per-file
-``analyze_path`` (which must skip, never raise) and ``services.preflight.preflight`` (what ``musichal`` checks before Ray
+``analyze_path`` (which must skip, never raise) and ``services.preflight.preflight`` (what ``musichal`` checks before
+Ray
 starts). A case passes when good input is accepted with finite 48 kHz mono output, and bad input raises a
 :class:`~shared.errors.MusicHalError` whose message is one line (the trainer: one-line skip reason).
 """

@@ -119,7 +119,8 @@ class AudioInputStream:
         self.channels = int(channels or min(2, self.device["channels"]))
         if not 1 <= self.channels <= self.device["channels"]:
             raise DeviceError(
-                f"device {self.device['name']!r} has {self.device['channels']} input channel(s), asked for {self.channels}"
+                f"device {self.device['name']!r} has {self.device['channels']} input channel(s), asked for "
+                f"{self.channels}"
             )
         self.sample_rate_hz = int(sample_rate_hz or self.device["default_rate_hz"])
         self.block_frames = block_frames

@@ -21,7 +21,8 @@ HOW_TO_PROVIDE = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musichal-compare",
-        description="Compare traditional 22-D and Wav2Vec perception on the same events: speed, vocabulary use, musical information.",
+        description="Compare traditional 22-D and Wav2Vec perception on the same events: speed, vocabulary use, "
+        "musical information.",
     )
     parser.add_argument("--file", required=False, help="audio file to analyse")
     parser.add_argument("--gpu", action="store_true", help="run wav2vec on a GPU if there is one")
@@ -88,8 +89,8 @@ def render_report(results: Mapping[str, Any], *, quiet: bool = False, file: Any 
             (
                 "tokens used / entropy (bits)",
                 lambda p: (
-                    f"{p['vocabulary']['used']}/{p['vocabulary']['vocabulary_size']} / {p['vocabulary']['entropy_bits']:.2f}"
-                    + (" COLLAPSE" if p["vocabulary"]["collapse"] else "")
+                    f"{p['vocabulary']['used']}/{p['vocabulary']['vocabulary_size']} / "
+                    f"{p['vocabulary']['entropy_bits']:.2f}" + (" COLLAPSE" if p["vocabulary"]["collapse"] else "")
                 ),
             ),
         ]

@@ -1,1 +1,2 @@
-"""Performer controls: control state and maps, OSC/MIDI servers, feedback gate, too-slow guard, session log and replay."""
+"""Performer controls: control state and maps, OSC/MIDI servers, feedback gate, too-slow guard, session log and
+replay."""

@@ -11,7 +11,8 @@
   0..127: CC74 ("brightness").
 
 Every event gets them (cheap: no transcription needed) through the one analysis path of the trainer and the live
-encoder (:func:`services.encoder.analysis.analyze_windows`). How they reach MIDI: :mod:`services.oracle.player.expression`
+encoder (:func:`services.encoder.analysis.analyze_windows`). How they reach MIDI:
+:mod:`services.oracle.player.expression`
 turns a state's expression into a note's (``shared.messages.NoteEvent``: starting bend, bend and pressure
 automation, CC74), which ``services.midi_out`` sends per note in the MPE profile.
 

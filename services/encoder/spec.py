@@ -1,4 +1,5 @@
-"""How a model listens, as a small value: :class:`PerceptionSpec`, :func:`resolve_checkpoint`, :func:`check_live_request`.
+"""How a model listens, as a small value: :class:`PerceptionSpec`, :func:`resolve_checkpoint`,
+:func:`check_live_request`.
 
 A model plays the way it was trained. The model file records its perception completely — the views, whether it
 is hybrid, the wav2vec checkpoint's identity (name or directory, layer, pooling, dimension and a sha256 of the

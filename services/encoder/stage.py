@@ -7,7 +7,8 @@ tokens live. Two modes:
 * **fitted** (a :class:`PerceptionModel` from the model file): tokens from its quantizer(s); when the model is
   hybrid and the wav2vec encoder is lost (an exception from it, or :meth:`EncoderStage.degrade_to_traditional`),
   it keeps going on the traditional view and says so in ``Percept.view`` and :attr:`EncoderStage.counters`.
-* **learning live** (no model): an :class:`~services.encoder.quantizer.OnlineQuantizer` per view assigns tokens as events arrive
+* **learning live** (no model): an :class:`~services.encoder.quantizer.OnlineQuantizer` per view assigns tokens as
+events arrive
   (leader clustering on L2-normalised vectors: a vector farther than ``radius`` from every centroid opens a new
   token until the vocabulary is full, otherwise it takes the nearest). Centroids never move, so a token once
   given keeps its meaning; the result depends only on the order of events (deterministic).

@@ -200,7 +200,8 @@ class MidiOutActor:
         }
 
     def traced_notes(self) -> list[dict[str, Any]]:
-        """The last :data:`TRACED_NOTES` notes sent: id, pitch, channel, voice and where in the oracle each came from."""
+        """The last :data:`TRACED_NOTES` notes sent: id, pitch, channel, voice and where in the oracle each came
+        from."""
         return [dict(zip(_TRACE_FIELDS, row)) for row in list(self.measured.sent_notes)]
 
     def latency_values(self, name: str) -> list[float]:

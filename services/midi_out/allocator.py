@@ -162,7 +162,8 @@ class ChannelAllocator:
         return voice
 
     def note_on(self, note_id: int, pitch: int, voice: str = "melody") -> NoteOnPlan:
-        """Allocate a channel for a new note of ``voice``; the plan lists voices to end (note-off) before its note-on."""
+        """Allocate a channel for a new note of ``voice``; the plan lists voices to end (note-off) before its
+        note-on."""
         if note_id in self._sounding:
             raise ParameterError(f"note id {note_id} is already sounding")
         if not isinstance(pitch, int) or not 0 <= pitch <= 127:

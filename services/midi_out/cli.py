@@ -1,4 +1,5 @@
-"""Helpers behind ``musichal --list-midi``, ``musichal --panic`` and ``musichal replay --midi-port`` (called from launch.py)."""
+"""Helpers behind ``musichal --list-midi``, ``musichal --panic`` and ``musichal replay --midi-port`` (called from
+launch.py)."""
 
 from __future__ import annotations
 

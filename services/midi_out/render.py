@@ -31,7 +31,8 @@ def render_notes(
     """Play ``notes`` like the live MIDI-out would, into an in-memory recorder; returns the :class:`SmfRecorder`.
 
     Order: start (panic + profile setup) at ``t_start``; then note-ons, expression automation and note-offs by due
-    time, ties in arrival order (:func:`~services.midi_out.scheduler.note_actions`), as :class:`NoteScheduler`; logged ``mute`` and ``profile`` controls apply at their
+    time, ties in arrival order (:func:`~services.midi_out.scheduler.note_actions`), as :class:`NoteScheduler`; logged
+    ``mute`` and ``profile`` controls apply at their
     times (a muted note-on is dropped; a profile switch panics and sends the new setup); close (panic) at the end.
     """
     clock = {"t": float(t_start)}

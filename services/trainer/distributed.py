@@ -2,7 +2,8 @@
 on CPUs each decodes, segments and encodes its batch, with GPUs CPU tasks decode and segment and the actors encode
 the windows), sampling and tokenisation as tasks over groups of shards.
 
-Only scheduling lives here; the work is :mod:`services.trainer.pipeline` and its step modules. Workers write each file's features as
+Only scheduling lives here; the work is :mod:`services.trainer.pipeline` and its step modules. Workers write each
+file's features as
 a safetensors shard into the run's cache folder (one path every node shares on a cluster) and return small
 summaries, so nothing proportional to the corpus passes through the driver. Results are gathered as they
 finish but put back in corpus order, so the model does not depend on the number of workers or nodes.
@@ -10,7 +11,8 @@ finish but put back in corpus order, so the model does not depend on the number 
 Faults (:func:`services.trainer.schedule.run_units`): a unit running past ``trainer.task_timeout_s`` is
 cancelled and resubmitted; a unit whose worker, actor or node was lost is resubmitted (tasks also carry Ray's
 own ``max_retries``; encoder actors restart, ``max_restarts=-1``, and Ray reruns their lost calls,
-``max_task_retries=3``; a hung call's actor is killed with ``no_restart=False`` so Ray restarts it and reruns it); after ``trainer.max_attempts`` the run fails
+``max_task_retries=3``; a hung call's actor is killed with ``no_restart=False`` so Ray restarts it and reruns it);
+after ``trainer.max_attempts`` the run fails
 naming the files. Shards are written atomically under content keys, so a unit that ran twice writes the
 same bytes.
 """
@@ -42,7 +44,8 @@ from shared.errors import ParameterError
 
 __all__ = ["ensure_ray", "cluster_cpus", "ray_analyze_many", "ray_map"]
 
-#: Encoder actors are named ``<prefix><run>-<i>`` (operators and tests can find them with ``ray.util.list_named_actors``).
+#: Encoder actors are named ``<prefix><run>-<i>`` (operators and tests can find them with
+# ``ray.util.list_named_actors``).
 ENCODER_NAME_PREFIX = "musichal-train-encoder-"
 _PERCEPTIONS: dict[str, Any] = {}  # per worker process: the perception for a config (cheap for traditional)
 #: A unit's worker, actor or node went away: run the unit again.

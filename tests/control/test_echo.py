@@ -1,4 +1,5 @@
-"""Echo-aware listening: an onset during MusicHal's own notes is dropped only when its pitch content is explained by them."""
+"""Echo-aware listening: an onset during MusicHal's own notes is dropped only when its pitch content is explained by
+them."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def test_time_mode_chroma_and_no_content():
 
 def test_attack_window_follows_the_note_on_not_the_musician_it_answers():
     """Measured through the real stack: echoes are detected -7..+40 ms from their note-on; a musician's onset that
-    MusicHal reacts to lies 25-95 ms before the reaction's note-on. The attack window is -15..+120 ms (notes may leave late)."""
+    MusicHal reacts to lies 25-95 ms before the reaction's note-on. The attack window is -15..+120 ms (notes may leave
+    late)."""
     gate = EchoGate()
     gate.note_sent(5.0, 5.5, pitch=72)
     assert gate.attacking(4.99) == (72,) and gate.attacking(5.12) == (72,)

@@ -1,4 +1,5 @@
-"""PerceptionSpec: the model's perception record, its travel by value, old files, and percepts of the memory's dimension."""
+"""PerceptionSpec: the model's perception record, its travel by value, old files, and percepts of the memory's
+dimension."""
 
 from __future__ import annotations
 

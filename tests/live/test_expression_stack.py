@@ -185,7 +185,8 @@ def test_mpe_carries_learned_glides_as_per_note_bend_and_pressure_follows_a_cres
     third = len(pressures) // 3
     print(
         f"mpe: {len(notes)} notes, {len(bent)} bent, {len(glides)} glides; pressure rank correlation with time "
-        f"{rank_correlation(pressures):.2f}, first/last third {np.mean(pressures[:third]):.0f}/{np.mean(pressures[-third:]):.0f}"
+        f"{rank_correlation(pressures):.2f}, first/last third "
+        f"{np.mean(pressures[:third]):.0f}/{np.mean(pressures[-third:]):.0f}"
     )
     assert rank_correlation(pressures) > 0.5, pressures
     assert np.mean(pressures[-third:]) > np.mean(pressures[:third]) + 15, pressures

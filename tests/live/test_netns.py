@@ -180,7 +180,8 @@ def test_encoder_node_with_own_network_clock_and_files_plays_falls_back_on_death
     events and latencies are plausible (< 1 s; mixing the two clocks would give ~10^9 ms). The encoder process is
     then stopped (SIGSTOP: it hangs, so the link stays down as long as the test wants): only calls in flight miss,
     later events are answered locally at once, notes keep flowing; continued, a probe brings it back. Then it is
-    killed: notes keep flowing and the encoder Ray restarts on the worker node is heard again. ``wav2vec``: a model trained on a tiny wav2vec checkpoint (a directory the worker
+    killed: notes keep flowing and the encoder Ray restarts on the worker node is heard again. ``wav2vec``: a model
+    trained on a tiny wav2vec checkpoint (a directory the worker
     sees at the same path); its windows travel at 16 kHz. ``hybrid``: the issue's case (both views, wav2vec primary)."""
     import ray
     from ray._raylet import AuthenticationMode, get_authentication_mode

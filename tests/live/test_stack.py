@@ -1,4 +1,5 @@
-"""The whole live stack on one node: a WAV through --input-file → four Ray actors → MIDI read back from a real JACK port."""
+"""The whole live stack on one node: a WAV through --input-file → four Ray actors → MIDI read back from a real JACK
+port."""
 
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
 
 
 def _descendants(pid: int) -> set[int]:
-    """Every process the CLI started (Ray's GCS, raylet, workers...): only ours, not other Ray clusters on the machine."""
+    """Every process the CLI started (Ray's GCS, raylet, workers...): only ours, not other Ray clusters on the
+    machine."""
     import psutil
 
     try:

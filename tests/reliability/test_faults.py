@@ -149,7 +149,8 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
         timed = reader.snapshot()
         reader.close()
     print(
-        f"faults: panic after the restarted midi_out's port opened (s): {panic_delays}; after the kill: {restart_delays}"
+        f"faults: panic after the restarted midi_out's port opened (s): {panic_delays}; after the kill: "
+        f"{restart_delays}"
     )
     assert all(delay < PANIC_BOUND_S for delay in panic_delays.values()), (
         f"panic after the port opened: {panic_delays} s"

@@ -49,7 +49,8 @@ def test_jack_input_device_visible_and_streams_through_pyaudio(jack_server):
 
 
 def test_rtmidi_jack_port_pair_passes_a_message(jack_server):
-    """A python-rtmidi JACK output opens a python-rtmidi JACK input (in its own process, see testkit/jack_midi_reader.py)."""
+    """A python-rtmidi JACK output opens a python-rtmidi JACK input (in its own process, see
+    testkit/jack_midi_reader.py)."""
     import rtmidi
 
     from testkit.midi import JackReader

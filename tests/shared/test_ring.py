@@ -1,4 +1,5 @@
-"""The shared-memory ring across real OS processes: wrap-around, many readers, overruns, mid-read overwrite, late attach."""
+"""The shared-memory ring across real OS processes: wrap-around, many readers, overruns, mid-read overwrite, late
+attach."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""musichal-train end to end: determinism over workers and re-runs, resume from cache, bad files, wav2vec, live parity."""
+"""musichal-train end to end: determinism over workers and re-runs, resume from cache, bad files, wav2vec, live
+parity."""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ def expression_window_s(memory: Any) -> float:
 def _automation(
     times_s: np.ndarray, values: np.ndarray, *, duration_s: float, step_s: float, min_change: float, as_int: bool
 ) -> tuple[float | int, tuple]:
-    """Start value and the changing points of the piecewise-linear curve through (times_s, values), before duration_s."""
+    """Start value and the changing points of the piecewise-linear curve through (times_s, values), before
+    duration_s."""
 
     def value_at(t: float):
         v = float(np.interp(t, times_s, values))

@@ -3,7 +3,8 @@
 :class:`LiveOracle` owns the events waiting for their percepts (with deadlines), the feedback gate, mute, the
 live settings (:attr:`LiveOracle.config`, changed by :meth:`LiveOracle.apply_control` through the control table
 :data:`shared.controls.CONTROLS`; the player and the voices are handed their sections), the session-log hook, the
-memory (:class:`~services.oracle.memory.store.OracleMemory`) and the voices (:class:`~services.oracle.player.voices.Ensemble`: the
+memory (:class:`~services.oracle.memory.store.OracleMemory`) and the voices
+(:class:`~services.oracle.player.voices.Ensemble`: the
 melody :class:`~services.oracle.player.walk.Player` and the bass and comping that follow it). Its methods take the time
 ``now`` (``time.monotonic`` seconds live; logged values on replay) and return notes:
 

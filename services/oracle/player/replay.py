@@ -55,7 +55,8 @@ class ReplayResult:
 
 
 def replay_session(path: str | Path) -> ReplayResult:
-    """Re-run a session's decisions on a fresh :class:`~services.oracle.player.live.LiveOracle` (the live decision object)
+    """Re-run a session's decisions on a fresh :class:`~services.oracle.player.live.LiveOracle` (the live decision
+    object)
     at the logged times; returns the notes (and the logged ones to compare)."""
     records = read_session(path)
     header = records[0]

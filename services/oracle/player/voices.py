@@ -150,7 +150,8 @@ class Ensemble:
         """Every melody step due up to ``now + lookahead_s`` (default ``generation.lookahead_ms``) and what the
         voices play with it: ``(notes, steps)``.
 
-        It is :meth:`Player.tick` with the voices as its ``on_step``: with only the melody on, the notes are the same."""
+        It is :meth:`Player.tick` with the voices as its ``on_step``: with only the melody on, the notes are the
+        same."""
         return self.player.tick(now, lookahead_s=lookahead_s, on_step=self._on_step)
 
     def _on_step(self, at: float, note: NoteEvent | None) -> list[NoteEvent]:
