@@ -295,7 +295,7 @@ def main(argv=None) -> int:
                 args.replays,
             ),
         ]
-    return emit("midi_exit", figures, goals)
+    return emit("midi_exit", figures, goals, loaded_by_design=True)
 
 
 if __name__ == "__main__":
