@@ -19,16 +19,15 @@ after ``t_on``; echoes then came 80-150 ms after it): ``attack_ms`` = 120. So ``
   :meth:`EchoGate.heard`, with its partials). Without notes (only a pitch-class profile) it is an echo when at least
   ``chroma_explained`` (0.5) of the profile's energy lies on the sounding notes' harmonics. A profile is
   octave-blind and an imitating MusicHal plays the musician's pitch classes, so some of the musician's onsets are lost
-  there; but calling *every* onset at an attack an echo made the player deaf once it stepped on the musician's beat
-  (its notes then start where the musician's next onsets are): the e2e imitate test under load gated 40 of 40 onsets
-  and played 97 % training pitch classes.
+  there; but calling *every* onset at an attack an echo makes the player deaf once it steps on the musician's beat
+  (its notes then start where the musician's next onsets are).
 * **During our notes' sustain, away from any attack**, the onset is the musician's unless its transcribed notes are
   all explained (each new note one we are sounding or a partial of one: the segmenter firing again on our own tone).
-  A pitch-class profile alone keeps the onset: measured through the real stack, the profile test dropped a third of
-  a musician's onsets two octaves under an imitating MusicHal (its pitch classes were "explained" by ours) and kept
-  echoes of high notes over a held bass (the bass dominated the profile).
+  A pitch-class profile alone keeps the onset: it cannot tell a musician playing two octaves under an imitating
+  MusicHal (whose pitch classes ours "explain") from an echo, nor see echoes of high notes over a held bass (the bass
+  dominates the profile). The measurements behind these rules are in docs/architecture.md ("The echo gate").
 
-``time`` mode is the blanket gate (the old behaviour, kept as an option). An onset while nothing of ours sounds is
+``time`` mode is the blanket gate (kept as an option). An onset while nothing of ours sounds is
 always the musician's. Times are seconds on one clock.
 
 >>> gate = EchoGate()

@@ -182,8 +182,7 @@ class _Columns:
         with np.errstate(divide="ignore", invalid="ignore"):
             pitch = np.where(f0 > 0, np.round(hz_to_midi_array(np.where(f0 > 0, f0, 1.0))), np.nan)
         # the slice's strongest pitch class, in the register of its f0 (on polyphonic input f0 follows one voice,
-        # often the bass; the chroma peak is what sounds most — measured: pitch-class correlation with the score
-        # 0.64 -> 0.82 on four rendered chorales, see benchmarks/musical.py)
+        # often the bass; the chroma peak is what sounds most: docs/architecture.md, "The echo gate")
         use = (f0 > 0) & (chroma >= 0)
         base = np.nan_to_num(pitch, nan=60.0)
         placed = base + ((chroma - base.astype(np.int64) + 6) % 12 - 6)
