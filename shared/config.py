@@ -463,9 +463,13 @@ def _check_value_type(where: str, value: Any, annotation: Any) -> None:
     import math
     import numbers
 
-    annotation = str(annotation).replace("typing.", "")
-    optional = annotation.startswith("Optional[")
-    base = annotation[len("Optional[") : -1] if optional else annotation
+    annotation = str(annotation).replace("typing.", "").replace(" ", "")
+    if annotation.startswith("Optional[") and annotation.endswith("]"):
+        optional, base = True, annotation[len("Optional[") : -1]
+    elif annotation.endswith("|None") or annotation.startswith("None|"):  # PEP 604: ``int | None``
+        optional, base = True, annotation.replace("|None", "").replace("None|", "")
+    else:
+        optional, base = False, annotation
     if value is None:
         _check(optional, f"{where} must be set")
         return

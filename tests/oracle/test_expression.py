@@ -20,10 +20,7 @@ from services.oracle.player.live import LiveOracle
 from shared.config import MidiConfig, MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept, message_from_bytes, message_to_bytes
-
-
-def hz(pitch: float) -> float:
-    return 440.0 * 2 ** ((pitch - 69) / 12)
+from shared.pitch import midi_to_hz as hz
 
 
 def state(*, f0_hz: float, f0_cents, pressure=(90,) * 8, timbre: int = 64, notes=()) -> StateInfo:

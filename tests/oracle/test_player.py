@@ -11,12 +11,9 @@ from services.oracle.player.walk import MODE_WEIGHTS
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
+from shared.pitch import midi_to_hz as hz
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
-
-
-def hz(pitch: float) -> float:
-    return 440.0 * 2 ** ((pitch - 69) / 12)
 
 
 def percept(

@@ -14,6 +14,7 @@ from services.oracle.player.walk import Player
 from shared.config import MusicHalConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, Percept
+from shared.pitch import midi_to_hz as hz
 
 # a chorale-like progression: four voices (bass, tenor, alto, soprano) per slice, some with a fifth note
 CHORDS = [
@@ -30,10 +31,6 @@ CHORDS = [
     (52, 55, 60, 72),
     (47, 55, 62, 67),
 ]
-
-
-def hz(pitch: float) -> float:
-    return 440.0 * 2 ** ((pitch - 69) / 12)
 
 
 def chord_percept(i: int, chord, onset_s: float, *, with_notes: bool = True) -> Percept:

@@ -175,3 +175,22 @@ def test_model_validation_errors(tmp_path):
         load_model(tmp_path / "nope.json")
     with pytest.raises(ParameterError):
         save_model(tmp_path / "m.bin", {}, {})
+
+
+def test_optional_settings_round_trip_whatever_the_annotation_style():
+    """``int | None`` fields (PEP 604) accept None from a mapping (a session log's recorded config, a TOML file
+    without the key written as null) and still refuse a value of the wrong kind."""
+    import dataclasses
+
+    from shared.config import AudioConfig, MusicHalConfig, _check_value_type
+
+    assert "None" in str(next(f.type for f in dataclasses.fields(AudioConfig) if f.name == "input_channel"))
+    recorded = MusicHalConfig().to_dict()
+    assert recorded["audio"]["input_channel"] is None
+    assert MusicHalConfig.from_mapping(recorded) == MusicHalConfig()
+    for annotation in ("int | None", "Optional[int]", "None | int"):
+        _check_value_type("x", None, annotation)
+        with pytest.raises(ParameterError):
+            _check_value_type("x", "two", annotation)
+    with pytest.raises(ParameterError):
+        _check_value_type("x", None, "int")
