@@ -58,7 +58,8 @@ CHILD = textwrap.dedent("""
     if mode == "stop":
         stage.close()
     if mode in ("sigint", "sigterm"):
-        threading.Event().wait()
+        while True:  # as launch.py waits: bounded (see shared/signals.py)
+            threading.Event().wait(0.5)
 """)
 
 

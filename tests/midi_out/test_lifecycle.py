@@ -45,7 +45,8 @@ CHILD = textwrap.dedent("""
     if mode == "stop":
         stage.close()
     if mode in ("sigint", "sigterm"):
-        threading.Event().wait()   # hangs until a signal arrives
+        while True:  # as launch.py waits: bounded, so a signal that comes as a wait begins is handled (signals.py)
+            threading.Event().wait(0.5)
 """)
 
 SETUP = 32 + 6 + 2 * 6  # panic + MCM + RPN 0 on two member channels
