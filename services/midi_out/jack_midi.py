@@ -38,6 +38,7 @@ queue) and never raises (an exception would stop JACK calling it; it is kept in 
 from __future__ import annotations
 
 import collections
+import contextlib
 import sys
 import threading
 import time
@@ -236,7 +237,7 @@ def open_jack_output(
     """
     jack = _jack()
     client = _open_client(jack, client_name)
-    try:
+    with _closed_on_failure(jack, client, "output"):
         with library_threads_without_signals():
             if port is None:
                 own = client.midi_outports.register(virtual_name)
@@ -254,10 +255,17 @@ def open_jack_output(
                 client.connect(own, destination)
                 output._hold_until = output.cycles + CONNECT_HOLD_CYCLES
         return output
+
+
+@contextlib.contextmanager
+def _closed_on_failure(jack, client, what: str):
+    """While a new client is being set up: any failure closes it; JACK's own errors become one line."""
+    try:
+        yield
     except jack.JackError as error:
         with library_threads_without_signals():
             client.close()
-        raise MidiPortError(f"cannot open MIDI output on jack: {error}") from None
+        raise MidiPortError(f"cannot open MIDI {what} on jack: {error}") from None
     except BaseException:
         with library_threads_without_signals():
             client.close()
@@ -388,7 +396,7 @@ def open_jack_input(
     ``choose(sources, port, "input")`` picks. Raises MidiPortError in one line."""
     jack = _jack()
     client = _open_client(jack, client_name)
-    try:
+    with _closed_on_failure(jack, client, "input"):
         with library_threads_without_signals():
             own = client.midi_inports.register(virtual_name)
             source = None
@@ -410,11 +418,3 @@ def open_jack_input(
             if source is not None:
                 client.connect(source, own)
         return midi_input
-    except jack.JackError as error:
-        with library_threads_without_signals():
-            client.close()
-        raise MidiPortError(f"cannot open MIDI input on jack: {error}") from None
-    except BaseException:
-        with library_threads_without_signals():
-            client.close()
-        raise
