@@ -21,8 +21,11 @@ in the report (``met`` is ``null`` for it) and never fails. A value of ``None`` 
 Unmet goals do not change the exit status (a benchmark that ran is a result, not a failure); a crash does, and
 ``make bench`` stops on it. Pass ``--no-save`` to a script (or set ``MUSICHAL_BENCH_NO_SAVE=1``) to print only.
 
-A run whose 1-minute load average, at its start or its end, is above :data:`NOISY_LOAD` is *noisy*
-(``machine.noisy``): the CPU was shared, so its figures say little about the code. A noisy run never replaces a
+A run during which processes outside the benchmark's own process tree used more than :data:`NOISY_FOREIGN_CPU` cores
+(``machine.foreign_cpu_cores``, the machine's busy time from /proc/stat minus the tree's) is *noisy*
+(``machine.noisy``): the CPU was shared, so its figures say little about the code. (The 1-minute load average is
+recorded too, but a benchmark that runs a whole stack raises it by itself; results older than the foreign-CPU figure
+are judged by it: above :data:`NOISY_LOAD` at start or end is noisy.) A noisy run never replaces a
 quiet one: it is saved to ``benchmarks/results/noisy/<name>.json`` instead (delete the quiet file to accept it).
 """
 
@@ -35,14 +38,79 @@ import operator
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _LOAD_AT_START = round(os.getloadavg()[0], 2)
-#: A run taken at a higher 1-minute load average (start or end) is noisy: not a figure to report.
+#: A result that recorded no foreign CPU (older results) is noisy at a higher 1-minute load average (start or end).
 NOISY_LOAD = 1.5
+#: A run during which processes outside the benchmark's own process tree used more CPU than this (in cores, mean over
+#: the run) is noisy. The benchmark's own work (a whole stack on 2 cores) raises the load average by itself, so the load
+#: average alone cannot tell a busy benchmark from a shared machine; this can.
+NOISY_FOREIGN_CPU = 0.25
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_ticks() -> int | None:
+    """CPU ticks the whole machine spent busy (user, nice, system, irq, softirq, steal) since boot."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    except (OSError, ValueError):
+        return None
+    return user + nice + system + irq + softirq + steal
+
+
+def _tree_ticks(root: int) -> int | None:
+    """CPU ticks used by ``root`` and every live descendant, each with its reaped children (utime, stime, cutime,
+    cstime): every process of the tree counted once, whether it still runs or has been waited for by a tree member."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        rest = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+        pid = int(entry)
+        parents[pid] = int(rest[1])
+        ticks[pid] = sum(int(v) for v in rest[11:15])
+    if root not in ticks:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def _cpu_snapshot() -> tuple[float, int | None, int | None]:
+    return time.monotonic(), _busy_ticks(), _tree_ticks(os.getpid())
+
+
+_CPU_AT_START = _cpu_snapshot()
+
+
+def foreign_cpu_cores(start: tuple[float, int | None, int | None] | None = None) -> float | None:
+    """Mean CPU (in cores) that processes outside this process's tree used since ``start`` (default: since this
+    module was imported): the machine's busy time minus the tree's. None where /proc cannot tell."""
+    t0, busy0, tree0 = _CPU_AT_START if start is None else start
+    t1, busy1, tree1 = _cpu_snapshot()
+    if None in (busy0, tree0, busy1, tree1) or t1 <= t0:
+        return None
+    foreign = (busy1 - busy0) - (tree1 - tree0)
+    return round(max(foreign, 0) / _CLK_TCK / (t1 - t0), 3)
 
 
 def goal(label: str, value: Any, op: str, target: Any = None, *, unit: str = "", note: str = "") -> dict:
@@ -104,12 +172,18 @@ def run_load(result: dict) -> float | None:
 
 
 def is_noisy(result: dict) -> bool:
-    """True when the result was taken at a 1-minute load above :data:`NOISY_LOAD` (or its load is unknown).
+    """True when other processes used more than :data:`NOISY_FOREIGN_CPU` cores during the run
+    (``machine.foreign_cpu_cores``); for an older result that recorded no foreign CPU, when it was taken at a 1-minute
+    load above :data:`NOISY_LOAD` (or its load is unknown).
 
     A benchmark that loads the machine on purpose (``machine.loaded_by_design``: it counts what is delivered beside a
     busy process, no timing goal) is never noisy."""
-    if (result.get("machine") or {}).get("loaded_by_design"):
+    machine = result.get("machine") or {}
+    if machine.get("loaded_by_design"):
         return False
+    foreign = machine.get("foreign_cpu_cores")
+    if isinstance(foreign, (int, float)):
+        return foreign > NOISY_FOREIGN_CPU
     load = run_load(result)
     return load is None or load > NOISY_LOAD
 
@@ -160,6 +234,7 @@ def emit(
         "cpu_count": os.cpu_count(),
         "load_average_1min_start": _LOAD_AT_START,
         "load_average_1min_end": round(os.getloadavg()[0], 2),
+        "foreign_cpu_cores": foreign_cpu_cores(),
     }
     if loaded_by_design:
         machine["loaded_by_design"] = True

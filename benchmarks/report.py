@@ -4,8 +4,8 @@
 
 Every benchmark saves its last run there through benchmarks/_common.py (figures, goals, per-goal ``met``, the
 command, the time and the machine's load). ``--check`` exits 1 when the document is not what the JSON gives (stale).
-A result taken at a 1-minute load above ``_common.NOISY_LOAD`` (1.5) is marked noisy: its figures are shown as
-noisy, never as met or not met.
+A result during which other processes used more than ``_common.NOISY_FOREIGN_CPU`` cores (older results: taken at a
+1-minute load above ``_common.NOISY_LOAD``) is marked noisy: its figures are shown as noisy, never as met or not met.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NOISY_LOAD, is_noisy, run_load  # noqa: E402
+from _common import NOISY_FOREIGN_CPU, NOISY_LOAD, is_noisy, run_load  # noqa: E402
 
 ORDER = (
     "ring",
@@ -82,13 +82,14 @@ def render(results: list[dict]) -> str:
         "(figures, goals, a `met` flag per goal and overall, the command, the time and the machine's load) to "
         "`benchmarks/results/<name>.json`; this page is generated from those files (`python benchmarks/report.py`). "
         "`make bench` runs every benchmark, fails when any script fails, and regenerates this page. The machine is the "
-        "2-core, no-GPU development machine; its 1-minute load average during each run is shown (the CPU is shared, "
-        "so figures taken under load are noisy and usually pessimistic). A run taken at a 1-minute load above "
-        f"{_fmt(NOISY_LOAD)} is marked **noisy**: its figures are not the code's, its goals are neither met nor "
-        "missed, and `make bench` never replaces a quiet result with a noisy one (that run goes to "
+        "2-core, no-GPU development machine; its 1-minute load average at each run's start and end is shown, and the "
+        "CPU that other processes (outside the benchmark's own process tree) used during the run, in cores. A run "
+        f"during which others used more than {_fmt(NOISY_FOREIGN_CPU)} cores (for older results that did not record "
+        f"it: a load above {_fmt(NOISY_LOAD)}) is marked **noisy**: its figures are not the code's, its goals are "
+        "neither met nor missed, and `make bench` never replaces a quiet result with a noisy one (that run goes to "
         "`benchmarks/results/noisy/`).",
         "",
-        "| benchmark | command | measured (UTC) | load | goals met |",
+        "| benchmark | command | measured (UTC) | load (others' CPU) | goals met |",
         "|---|---|---|---|---|",
     ]
     for r in results:
@@ -96,6 +97,8 @@ def render(results: list[dict]) -> str:
         met = sum(1 for g in checked if g["met"])
         machine = r.get("machine", {})
         load = f"{_fmt(machine.get('load_average_1min_start'))} → {_fmt(machine.get('load_average_1min_end'))}"
+        if isinstance(machine.get("foreign_cpu_cores"), (int, float)):
+            load += f" ({_fmt(machine['foreign_cpu_cores'])})"
         if is_noisy(r):
             lines.append(
                 f"| [`{r['benchmark']}`](#{r['benchmark']}) | `{r['command']}` | {r['measured_at']} | {load} "
@@ -109,7 +112,15 @@ def render(results: list[dict]) -> str:
     for r in results:
         noisy = is_noisy(r)
         lines += ["", f"## {r['benchmark']}", "", f"`{r['command']}` — {r['measured_at']}", ""]
-        if noisy:
+        foreign = (r.get("machine") or {}).get("foreign_cpu_cores")
+        if noisy and isinstance(foreign, (int, float)):
+            lines += [
+                f"**Noisy:** other processes used {_fmt(foreign)} cores during the run (above "
+                f"{_fmt(NOISY_FOREIGN_CPU)} on a shared CPU): these figures are not the code's; rerun on a quiet "
+                "machine.",
+                "",
+            ]
+        elif noisy:
             load = run_load(r)
             lines += [
                 f"**Noisy:** taken at a 1-minute load of {_fmt(load) if load is not None else 'unknown'} (above "

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +99,49 @@ def test_a_result_taken_above_load_1_5_is_marked_noisy_not_reported_as_the_figur
     assert "| 0.3 → 0.4 | 1 / 1 |" in summary
 
 
+def test_a_result_judged_by_the_cpu_other_processes_used_not_by_its_own_load() -> None:
+    busy_own_stack = _result("musical", 1.0, load=(0.3, 2.4))
+    busy_own_stack["machine"]["foreign_cpu_cores"] = 0.05
+    assert not _common.is_noisy(busy_own_stack)  # its own whole stack raised the load: not noise
+    shared = _result("musical", 1.0, load=(0.3, 0.4))
+    shared["machine"]["foreign_cpu_cores"] = 0.6
+    assert _common.is_noisy(shared)
+    section = report.render([shared])
+    assert "**Noisy:** other processes used 0.6 cores during the run" in section
+    assert "| 0.3 → 0.4 (0.6) **noisy** |" in section
+
+
+def _spin_cpu_seconds(seconds: float) -> str:
+    return f"import time\nwhile time.process_time() < {seconds}: pass\nprint(time.process_time())\n"
+
+
+def test_foreign_cpu_counts_a_process_outside_the_tree_and_not_a_child() -> None:
+    clk = _common._CLK_TCK
+    # A child of ours (waited for): its CPU lands in this tree's ticks (cutime), so it is not foreign.
+    tree0 = _common._tree_ticks(os.getpid())
+    child = subprocess.run([sys.executable, "-c", _spin_cpu_seconds(0.3)], capture_output=True, text=True, check=True)
+    tree1 = _common._tree_ticks(os.getpid())
+    assert tree1 - tree0 >= int(float(child.stdout) * clk) - 1
+    # A process outside the tree (double-forked: reparented away from us): its CPU is foreign.
+    busy0, own0 = _common._busy_ticks(), _common._tree_ticks(os.getpid())
+    script = (
+        "import os, subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {_spin_cpu_seconds(0.3)!r}], stdout=subprocess.PIPE, "
+        "start_new_session=True)\n"
+        "print(p.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    grandchild = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition, bounded: the orphan spins 0.3 s of CPU, then exits
+    assert not Path(f"/proc/{grandchild}").exists()
+    busy1, own1 = _common._busy_ticks(), _common._tree_ticks(os.getpid())
+    assert (busy1 - busy0) - (own1 - own0) >= int(0.3 * clk) - 1
+
+
 def _emit_at_load(monkeypatch, tmp_path, value: float, load: float) -> None:
+    monkeypatch.setattr(_common, "foreign_cpu_cores", lambda start=None: None)  # judged by the load figures
     monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
     monkeypatch.setattr(_common, "_LOAD_AT_START", load)
     monkeypatch.setattr(_common.os, "getloadavg", lambda: (load, load, load))
