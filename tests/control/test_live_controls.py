@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
-from testkit.audio import render_midi_notes
-from testkit.midi import JackReader, panic_starts, unique_name
+from testkit.audio import random_note_clip
+from testkit.midi import JackReader, note_on_messages, panic_starts, unique_name
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -15,13 +15,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    rng = np.random.default_rng(4)
-    notes = [(int(rng.choice([60, 62, 64, 67, 69])), 0.2 + 0.3 * i, 0.26, 95) for i in range(36)]
-    return render_midi_notes(notes, tmp_path_factory.mktemp("clip") / "clip.wav")
-
-
-def note_ons(messages) -> list[list[int]]:
-    return [m for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]
+    path = tmp_path_factory.mktemp("clip") / "clip.wav"
+    return random_note_clip(path, seed=4, pitches=[60, 62, 64, 67, 69], count=36, ioi_s=0.3, note_s=0.26, start_s=0.2)
 
 
 class Probe:
@@ -75,7 +70,7 @@ def test_osc_and_midi_cc_change_what_the_running_stack_does(jack_server, ray_loc
         controller.open_port(destinations.index(midi_in.port_name))
         hub = stack.control
         probe = Probe(stack)
-        assert wait_until(lambda: len(note_ons(reader.messages)) >= 3, 60), "the stack never played"
+        assert wait_until(lambda: len(note_on_messages(reader.messages)) >= 3, 60), "the stack never played"
 
         # mute over OSC: the oracle keeps deciding, nothing sounds after the mute's panic reached the synth
         before_mute = len(reader.wait_for(0, timeout_s=0))
@@ -86,11 +81,11 @@ def test_osc_and_midi_cc_change_what_the_running_stack_does(jack_server, ray_loc
         decided = probe.oracle()["notes"]
         assert wait_until(lambda: probe.oracle()["notes"] >= decided + 6, 40), "no decisions while muted"
         assert wait_until(lambda: probe.midi()["dropped_muted"] > 0, 10)
-        assert note_ons(reader.wait_for(0, timeout_s=0)[muted_from:]) == [], "a note sounded while muted"
+        assert note_on_messages(reader.wait_for(0, timeout_s=0)[muted_from:]) == [], "a note sounded while muted"
         reader.clear()
         osc.send_message("/musichal/mute", 0)
         assert hub.wait_for(lambda h: not h.state.mute, 5)
-        assert wait_until(lambda: len(note_ons(reader.messages)) >= 1, 30), "unmute did not bring the notes back"
+        assert wait_until(lambda: len(note_on_messages(reader.messages)) >= 1, 30), "unmute brought no notes"
 
         # learning off by MIDI CC64 = 0 through the JACK port: the memory stops growing while percepts keep coming
         controller.send_message([0xB0, 64, 0])

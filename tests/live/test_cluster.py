@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
-from testkit.audio import render_midi_notes
+from testkit.audio import random_note_clip
 from testkit.midi import ReceiverModel, TimedJackReader, hung_note_problems, scheduled_notes, stop_stats_problems
 from testkit.waiting import actor_pid, restarted_pid, stage_counter, wait_until
 
@@ -22,9 +21,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """~10 s of short piano notes every 150 ms over a few pitches (played in a loop by the tests)."""
-    rng = np.random.default_rng(7)
-    notes = [(int(rng.choice([55, 60, 62, 64, 67, 69, 72])), 0.1 + i * 0.15, 0.12, 95) for i in range(64)]
-    return render_midi_notes(notes, tmp_path_factory.mktemp("cluster_clip") / "clip.wav")
+    path = tmp_path_factory.mktemp("cluster_clip") / "clip.wav"
+    return random_note_clip(path, seed=7, pitches=[55, 60, 62, 64, 67, 69, 72], count=64, ioi_s=0.15, note_s=0.12)
 
 
 @pytest.fixture(scope="module")

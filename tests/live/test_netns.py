@@ -15,11 +15,10 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import pytest
 
 from shared.config import MusicHalConfig
-from testkit.audio import render_midi_notes
+from testkit.audio import random_note_clip
 from testkit.midi import ReceiverModel, TimedJackReader, hung_note_problems, scheduled_notes, stop_stats_problems
 from testkit.netns import RAY_CLI, Namespace, auth_token, ip, netns_usable, stop_process_group
 from testkit.waiting import stage_counter, wait_until
@@ -43,9 +42,8 @@ def veth_namespace():
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    rng = np.random.default_rng(11)
-    notes = [(int(rng.choice([57, 60, 64, 65, 69, 72])), 0.1 + i * 0.15, 0.12, 95) for i in range(64)]
-    return render_midi_notes(notes, tmp_path_factory.mktemp("netns_clip") / "clip.wav")
+    path = tmp_path_factory.mktemp("netns_clip") / "clip.wav"
+    return random_note_clip(path, seed=11, pitches=[57, 60, 64, 65, 69, 72], count=64, ioi_s=0.15, note_s=0.12)
 
 
 def test_encoder_across_veth_then_link_cut_stack_plays_on(jack_server, veth_namespace, clip, tmp_path):

@@ -23,6 +23,7 @@ from testkit.midi import (
     TimedJackReader,
     first_note_age_s,
     hung_note_problems,
+    note_on_messages,
     scheduled_notes,
     stop_stats_problems,
 )
@@ -53,10 +54,6 @@ def pitch_class_histogram(pitches) -> np.ndarray:
     for p in pitches:
         hist[int(p) % 12] += 1
     return hist / max(1.0, hist.sum())
-
-
-def note_ons(messages) -> list[int]:
-    return [m[1] for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]
 
 
 def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, ray_local, clips, tmp_path):
@@ -93,7 +90,7 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
         received = reader.wait_for_stop_panic(timeout_s=20)
         if record.exists():  # the player plays on until stop: wait for the reader to get what the SMF holds
             expected = sum(1 for m in mido.MidiFile(record) if m.type == "note_on" and m.velocity > 0)
-            wait_until(lambda: len(note_ons(list(reader.messages))) >= expected, timeout_s=5)
+            wait_until(lambda: len(note_on_messages(list(reader.messages))) >= expected, timeout_s=5)
             received = list(reader.messages)
         timed = reader.snapshot()
         reader.close()
@@ -172,7 +169,7 @@ def test_cli_on_another_file_plays_other_pitches_and_stops_cleanly_on_sigint(jac
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        assert wait_until(lambda: len(note_ons(list(reader.messages))) >= 5, timeout_s=90), (
+        assert wait_until(lambda: len(note_on_messages(list(reader.messages))) >= 5, timeout_s=90), (
             "no notes came from the CLI run"
         )
         # long enough that a note nothing but the stop ended would be over the hung-note bound

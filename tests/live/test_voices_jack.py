@@ -8,16 +8,19 @@ import pytest
 from services.oracle.player.session import read_session
 from shared.config import MusicHalConfig
 from testkit.audio import chorale_notes, render_midi_notes
-from testkit.midi import TimedJackReader, hung_note_problems, panic_starts, scheduled_notes, stop_stats_problems
+from testkit.midi import (
+    TimedJackReader,
+    hung_note_problems,
+    note_on_messages,
+    panic_starts,
+    scheduled_notes,
+    stop_stats_problems,
+)
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
 BASS, COMPING = 10, 11  # channel indices of MIDI channels 11 and 12 (midi.bass_channel, midi.comping_channel)
-
-
-def note_ons(messages) -> list[list[int]]:
-    return [m for m in messages if (m[0] & 0xF0) == 0x90 and m[2] > 0]
 
 
 def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(jack_server, ray_local, tmp_path):
@@ -49,7 +52,7 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
         stack.start()
 
         def played(channel: int, count: int) -> bool:
-            return sum((m[0] & 0x0F) == channel for m in note_ons(reader.wait_for(0, timeout_s=0))) >= count
+            return sum((m[0] & 0x0F) == channel for m in note_on_messages(reader.wait_for(0, timeout_s=0))) >= count
 
         assert wait_until(lambda: played(BASS, 4) and played(COMPING, 12), timeout_s=60), "bass or comping never played"
         assert wait_until(stack.finished, timeout_s=60), "the input file was not played to its end"
@@ -68,7 +71,7 @@ def test_melody_bass_and_comping_on_their_gm_safe_channels_in_range_and_paired(j
     assert stop_stats_problems(final) == []  # the drained stop ended no note, none was stolen
     played = received[starts[0] + 32 : starts[-1]]
     by_channel: dict[int, list[int]] = {}
-    for m in note_ons(played):
+    for m in note_on_messages(played):
         by_channel.setdefault(m[0] & 0x0F, []).append(m[1])
     # per channel in the played stream: as many note-offs as note-ons (each note ended by its own note-off)
     for channel in by_channel:

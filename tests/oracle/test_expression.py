@@ -21,6 +21,7 @@ from shared.config import MidiConfig, MusicHalConfig
 from shared.errors import ParameterError
 from shared.messages import EventDescriptors, NoteEvent, Percept, message_from_bytes, message_to_bytes
 from shared.pitch import midi_to_hz as hz
+from testkit.clock import FakeClock
 
 
 def state(*, f0_hz: float, f0_cents, pressure=(90,) * 8, timbre: int = 64, notes=()) -> StateInfo:
@@ -131,14 +132,6 @@ GLIDE_NOTE = NoteEvent(
     bend_curve=((0.1, 1.0), (0.2, 2.0), (0.3, 3.0)),
     pressure_curve=((0.15, 100),),
 )
-
-
-class FakeClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def play(profile: str, note: NoteEvent = GLIDE_NOTE) -> list[list[int]]:

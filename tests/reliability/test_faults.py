@@ -14,13 +14,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import psutil
 import pytest
 
 from services.oracle.player.walk import MAX_IOI_S
 from shared.config import MusicHalConfig
-from testkit.audio import render_midi_notes
+from testkit.audio import random_note_clip
 from testkit.midi import (
     HUNG_NOTE_SLACK_S,
     ReceiverModel,
@@ -46,9 +45,8 @@ def note_ons(reader: TimedJackReader) -> int:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    rng = np.random.default_rng(11)
-    notes = [(int(rng.choice([57, 60, 62, 64, 67, 69])), 0.1 + i * 0.2, 0.15, 95) for i in range(40)]
-    return render_midi_notes(notes, tmp_path_factory.mktemp("faults") / "clip.wav")
+    path = tmp_path_factory.mktemp("faults") / "clip.wav"
+    return random_note_clip(path, seed=11, pitches=[57, 60, 62, 64, 67, 69], count=40, ioi_s=0.2, note_s=0.15)
 
 
 def panic_delay_after(reader: TimedJackReader, started: float) -> float:
