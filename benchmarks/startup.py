@@ -6,8 +6,10 @@
 ``musichal`` prints ``listening after …`` then. Each run starts the real command (``launch.py --input-file clip.wav
 --duration 1 --midi-api jack --stats``) as a new process and times it from ``Popen`` to that line; the stats JSON
 it writes holds the stack's own phases (preflight, Ray import and init, actor modules, each actor's time to ready,
-listen). Ray's floor is a process that imports Ray, calls ``ray.init`` with the stack's options, creates one actor and
-gets one answer from it — run in the same loop, interleaved with the stacks, so both see the same load.
+listen). Ray's floor is a process that imports Ray, calls ``ray.init`` with Ray's own processes (the options the
+stack used before :func:`services.ray_support.lean_head`), creates one actor and gets one answer from it; the lean
+floor does the same through the stack's ``start_local_ray`` — both run in the same loop, interleaved with the stacks,
+so all see the same load.
 
 ``--before TREE``: a checkout of an earlier commit with its own venv (``TREE/.venv``) is run the same way, side by
 side (its command prints ``running (…)`` once started: its input had started before that line). Configurations:
@@ -56,6 +58,22 @@ class One:
 with loopback_only():
     ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
              num_cpus=max(2, os.cpu_count() or 2), log_to_driver=False, configure_logging=False)
+ray.get(One.remote().ping.remote(), timeout=120)
+print("FLOOR READY", flush=True)
+ray.shutdown()
+"""
+
+LEAN_FLOOR_SCRIPT = """
+import os, sys
+import ray
+from services.ray_support import start_local_ray
+
+@ray.remote(num_cpus=0)
+class One:
+    def ping(self):
+        return os.getpid()
+
+start_local_ray(max(2, os.cpu_count() or 2))
 ray.get(One.remote().ping.remote(), timeout=120)
 print("FLOOR READY", flush=True)
 ray.shutdown()
@@ -142,8 +160,9 @@ def time_until_line(command: list[str], marker: str, *, cwd: Path, timeout_s: fl
     return seen, "".join(output)
 
 
-def run_floor(cwd: Path) -> float | None:
-    seconds, output = time_until_line([sys.executable, "-c", FLOOR_SCRIPT], "FLOOR READY", cwd=cwd)
+def run_floor(cwd: Path, *, lean: bool = False) -> float | None:
+    script = LEAN_FLOOR_SCRIPT if lean else FLOOR_SCRIPT
+    seconds, output = time_until_line([sys.executable, "-c", script], "FLOOR READY", cwd=cwd)
     if seconds is None:
         print(f"startup: the Ray floor run failed:\n{output[-800:]}", file=sys.stderr)
     return seconds
@@ -253,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = {"traditional": None} if tiny is None else {"traditional": None, "wav2vec_tiny": tiny}
         runs: dict[str, dict[str, list]] = {t: {c: [] for c in configs} for t in trees}
         floors: list[float | None] = []
+        lean_floors: list[float | None] = []
         loads = [os.getloadavg()[0]]
         run_floor(work)  # warm the OS caches: one unmeasured run of each
         for tree, new in trees.values():
@@ -260,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_stack(tree, clip, work, new=new, wav2vec=wav2vec)
         for i in range(args.runs):  # interleaved: floor and every stack see the same load
             floors.append(run_floor(work))
+            lean_floors.append(run_floor(work, lean=True))
             for label, (tree, new) in trees.items():
                 for config, wav2vec in configs.items():
                     result = run_stack(tree, clip, work, new=new, wav2vec=wav2vec)
@@ -278,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "runs": args.runs,
         "ray_floor_s": {"median": floor, "runs": floors},
+        "ray_lean_floor_s": {"median": _median(lean_floors), "runs": lean_floors},
         "before_tree": args.before_label or args.before,
         "loadavg_1min": [round(x, 2) for x in loads],
     }
@@ -341,6 +363,16 @@ def make_goals(figures: dict[str, Any]) -> list[dict]:
     goals.append(
         goal("Ray floor: import + ray.init + one actor, median", figures["ray_floor_s"]["median"], "report", unit="s")
     )
+    if figures.get("ray_lean_floor_s", {}).get("median") is not None:
+        goals.append(
+            goal(
+                "Ray lean floor: the same with the stack's own start_local_ray (no autoscaler monitor, log monitor, "
+                "API server), median",
+                figures["ray_lean_floor_s"]["median"],
+                "report",
+                unit="s",
+            )
+        )
     for config in ("traditional", "wav2vec_tiny"):
         phases = after.get(config, {}).get("phases_s_median", {})
         if phases:

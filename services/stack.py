@@ -115,18 +115,10 @@ class LiveStack:
                 require_token_auth(address)
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
-                from services.ray_support import inherited_env, loopback_only
+                from services.ray_support import start_local_ray
 
-                with loopback_only(), inherited_env():  # the actors need no runtime_env of their own
-                    self.env_inherited = True
-                    ray.init(
-                        address="local",
-                        include_dashboard=False,
-                        _node_ip_address="127.0.0.1",
-                        num_cpus=max(2, os.cpu_count() or 2),
-                        log_to_driver=False,
-                        configure_logging=False,
-                    )
+                start_local_ray(max(2, os.cpu_count() or 2), actor_env=True)  # the actors need no runtime_env
+                self.env_inherited = True
             self.started_ray = True
         self._phase("ray_init")
         try:

@@ -185,14 +185,9 @@ def _local_ray():
     """A local Ray instance (2 CPUs, no dashboard), shut down after."""
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
+    from services.ray_support import start_local_ray
+
+    start_local_ray(2)  # as the stack and the trainer start theirs (127.0.0.1, without Ray's unused processes)
     try:
         yield ray
     finally:

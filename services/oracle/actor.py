@@ -33,11 +33,6 @@ from typing import Any
 
 import ray
 
-from services.encoder.fallback import early_view, traditional_stage
-from services.oracle.memory.corpus import load_corpora
-from services.oracle.memory.store import OracleMemory
-from services.oracle.player.live import LiveOracle
-from services.oracle.player.session import SessionLog, make_stage
 from services.ray_support import current_node_id
 from shared.config import MusicHalConfig
 from shared.errors import MusicHalError, ParameterError, RingBufferError
@@ -47,6 +42,9 @@ from shared.ring import AudioRing
 from shared.stats import LatencyRecorder
 
 __all__ = ["OracleActor"]
+
+# The memory, the player and the early view (numba, scipy: ~0.25 s of imports) are imported inside the methods that
+# use them, in the actor's own process: the driver imports this module only to create the actor, while Ray starts.
 
 
 def _is_cancelled(error: BaseException) -> bool:
@@ -66,6 +64,11 @@ class OracleActor:
         session_log: str | None = None,
         encoder_rate_hz: int | None = None,
     ) -> None:
+        from services.oracle.memory.corpus import load_corpora
+        from services.oracle.memory.store import OracleMemory
+        from services.oracle.player.live import LiveOracle
+        from services.oracle.player.session import SessionLog, make_stage
+
         self.config = config
         self.node_id = current_node_id()
         self.model_path = model_path
@@ -151,6 +154,8 @@ class OracleActor:
         """Compile the oracle's numba kernels and walk once on throwaway data before the first live event."""
         import numpy as np
 
+        from services.oracle.memory.store import OracleMemory
+        from services.oracle.player.live import LiveOracle
         from shared.messages import EventDescriptors
 
         scratch = LiveOracle(config, OracleMemory(config, background=False))
@@ -199,6 +204,8 @@ class OracleActor:
         reaction)."""
         import numpy as np
 
+        from services.encoder.fallback import early_view
+
         sr = config.audio.sample_rate_hz
         n = max(64, int(config.segmenter.early_ms * sr / 1000) or int(0.06 * sr))
         tone = (0.1 * np.sin(2 * np.pi * 220.0 * np.arange(n) / sr)).astype(np.float32)
@@ -211,6 +218,8 @@ class OracleActor:
 
     def _make_fallback(self):
         """A local traditional analyser, when its tokens mean something to the model (or no model is loaded)."""
+        from services.encoder.fallback import traditional_stage
+
         model = self.perception_model
         memory = model.quantizers[model.primary_view].dimension if model is not None else None
         try:  # refused (DimensionMismatchError) when the memory holds another view's vectors
@@ -249,6 +258,8 @@ class OracleActor:
 
     def _early_view(self, event: Event) -> None:
         """An onset's first ``segmenter.early_ms``: traditional pitch and chroma influence the player at once."""
+        from services.encoder.fallback import early_view  # imported once, in __init__'s warm-up
+
         self.counters["early_events"] += 1
         t0 = time.monotonic()
         try:

@@ -73,17 +73,9 @@ def ensure_ray(*, address: str | None = None, num_cpus: int | None = None) -> bo
         require_token_auth(address)
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
-        from services.ray_support import loopback_only
+        from services.ray_support import start_local_ray
 
-        with loopback_only():  # listen on 127.0.0.1 only (see services.ray_support.loopback_only)
-            ray.init(
-                address="local",
-                num_cpus=num_cpus or os.cpu_count() or 1,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                log_to_driver=False,
-                configure_logging=False,
-            )
+        start_local_ray(num_cpus or os.cpu_count() or 1)  # 127.0.0.1 only, without Ray's unused processes
     return True
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+import psutil
 import pytest
 
 from testkit.audio import render_midi_notes
@@ -68,6 +69,7 @@ def test_actors_without_torch_never_import_torch_and_inherit_their_environment(j
     try:
         stack.start()  # starts its own Ray, as the command does
         assert stack.started_ray and stack.env_inherited
+        tree = [p.cmdline() for p in psutil.Process().children(recursive=True) if p.is_running()]
         seen = {
             name: ray.get(
                 actor.__ray_call__.remote(
@@ -86,6 +88,14 @@ def test_actors_without_torch_never_import_torch_and_inherit_their_environment(j
     assert {name: loaded for name, (loaded, _env) in seen.items()} == {
         name: [] for name in ("capture", "encoder", "oracle", "midi_out")
     }, seen
+    # a lean Ray head: none of the processes the stack never uses (each costs ~1 s of CPU while the stack starts)
+    lines = [" ".join(cmd) for cmd in tree]
+    assert any("gcs_server" in line for line in lines) and any("raylet" in line for line in lines), lines
+    unused = ("autoscaler/_private/monitor.py", "_private/log_monitor.py", "dashboard/dashboard.py")
+    assert [line for line in lines if any(name in line for name in unused)] == []
+    from ray._private.parameter import RayParams
+
+    assert RayParams.__init__.__qualname__ == "RayParams.__init__"  # Ray's own again after the init
     # every actor has the actors' environment without a runtime_env of its own; the driver's is unchanged
     assert all(env == ACTOR_ENV_VARS for _loaded, env in seen.values()), seen
     assert {name: os.environ.get(name) for name in ACTOR_ENV_VARS} == before
