@@ -270,6 +270,7 @@ class EncoderActor:
             guard = {
                 "degraded": self.guarded.guard.degraded,
                 "using_fallback": self.guarded.using_fallback,
+                "max_lag_s": round(self.guarded.guard.max_lag_s, 6),
                 **self.guarded.guard.counters,
                 **{f"encoded_{k}": v for k, v in self.guarded.counters.items()},
             }

@@ -46,6 +46,9 @@ class OverloadGuard:
         self._recent: deque[tuple[bool, float]] = deque(maxlen=self.window_events)
         self._ok_run = 0
         self.counters = {"observed": 0, "overloaded": 0, "degrades": 0, "recovers": 0, "warnings": 0}
+        #: the oldest an event already was when it was observed (seconds): plausible only when every lag was
+        #: measured on the clock that stamped its event (another node's clock would make it ~ their offset)
+        self.max_lag_s = 0.0
 
     def observe(
         self, *, encode_s: float, budget_s: float, lag_s: float = 0.0, deadline_s: float = float("inf")
@@ -54,6 +57,7 @@ class OverloadGuard:
         if encode_s < 0 or budget_s < 0:
             raise ParameterError("encode_s and budget_s must be >= 0")
         self.counters["observed"] += 1
+        self.max_lag_s = max(self.max_lag_s, float(lag_s))
         budget = min(budget_s, deadline_s)
         if not self.degraded:
             overloaded = encode_s > budget or lag_s > deadline_s

@@ -178,6 +178,7 @@ def test_guard_on_a_node_with_an_unrelated_clock_uses_the_heads_lag(offset_s):
         node_clock.t = event.t_detected + offset_s + 0.002
         guarded.process((event, np.zeros(24_000, np.float32)), lag_s=0.003)  # the head measured 3 ms
     assert guarded.guard.counters["overloaded"] == 0 and not guarded.guard.degraded
+    assert guarded.guard.max_lag_s == pytest.approx(0.003)  # the stats' evidence that no clocks were mixed
 
     if offset_s > 0:  # what a cross-clock comparison does: every event "1e6 s late", degraded after 4 events
         naive = GuardedEncoder(
@@ -190,7 +191,7 @@ def test_guard_on_a_node_with_an_unrelated_clock_uses_the_heads_lag(offset_s):
         for event in events[:4]:
             node_clock.t = event.t_detected + offset_s
             naive.process((event, np.zeros(24_000, np.float32)))
-        assert naive.guard.degraded
+        assert naive.guard.degraded and naive.guard.max_lag_s >= offset_s
 
 
 def test_guard_with_head_lag_still_trips_on_a_really_slow_encoder():
