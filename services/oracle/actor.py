@@ -88,7 +88,15 @@ class OracleActor:
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleMemory(config, model=model_parts)
         self.session = (
-            SessionLog(session_log, config=config, models=model_paths, resume=resume) if session_log else None
+            SessionLog(
+                session_log,
+                config=config,
+                models=model_paths,
+                resume=resume,
+                restarted=ray.get_runtime_context().was_current_actor_reconstructed,  # keep the log so far
+            )
+            if session_log
+            else None
         )
         # every decision; the actor moves messages (steps after a percept are decided at the clock's time)
         self.live = LiveOracle(config, self.stage, session=self.session, clock=time.monotonic)

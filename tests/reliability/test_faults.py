@@ -77,7 +77,8 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
             "oracle.checkpoint_seconds": 1.0,
         }
     )
-    stack = LiveStack(config, input_file=str(clip), loop=True, checkpoint_path=str(learned))
+    session = tmp_path / "session.jsonl"
+    stack = LiveStack(config, input_file=str(clip), loop=True, checkpoint_path=str(learned), session_log=str(session))
     pids: set[int] = set()
     rings: list[str] = []
     panic_delays: dict[str, float] = {}
@@ -156,9 +157,13 @@ def test_each_actor_killed_in_turn_and_a_worker_sigkilled_the_stack_recovers(jac
     assert all(delay < RESTART_BOUND_S for delay in restart_delays.values()), (
         f"panic after the kill: {restart_delays} s"
     )
-    # no hung note during play; only the two midi_out restarts' panics may cut notes its dead predecessor left on. The
-    # oracle's restart starts its session log again, so every note is held to the longest the stack can schedule
-    # (+ 2 s); the graceful stop (by the last midi_out) had no note to end and stole none
+    # the restarted oracle kept its first incarnation's session log (and started a new one)
+    kept = tmp_path / "session.before-restart-1.jsonl"
+    assert kept.exists() and scheduled_notes(kept), "the oracle's restart lost the session log so far"
+    # no hung note during play; only the two midi_out restarts' panics may cut notes its dead predecessor left on.
+    # Notes a killed midi_out had queued never reach the port, so the played notes cannot be paired with the logged
+    # ones: every note is held to the longest the stack can schedule (+ 2 s); the graceful stop (by the last
+    # midi_out) had no note to end and stole none
     assert (
         hung_note_problems(timed, max_duration_s=max_note_duration_s(config), allowed_cuts=2, require_stop_panic=False)
         == []

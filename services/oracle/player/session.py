@@ -144,8 +144,24 @@ def note_from_record(r: dict[str, Any]) -> NoteEvent:
     )
 
 
+def keep_aside(path: Path) -> Path | None:
+    """Move an existing ``path`` to the first free ``<stem>.before-restart-<k><suffix>`` (k = 1, 2, …) and return
+    where it went (None when there was nothing to keep)."""
+    if not path.exists():
+        return None
+    k = 1
+    while (kept := path.with_name(f"{path.stem}.before-restart-{k}{path.suffix}")).exists():
+        k += 1
+    path.rename(kept)
+    return kept
+
+
 class SessionLog:
-    """Thread-safe JSONL writer (line-buffered: a crash loses at most the line being written)."""
+    """Thread-safe JSONL writer (line-buffered: a crash loses at most the line being written).
+
+    ``restarted``: the oracle was restarted after a crash, and the log at ``path`` holds the session so far: it is
+    kept (:func:`keep_aside`, its name in the new header's ``previous``) and a new log starts, which replays on its
+    own from the resumed memory. A new session (not a restart) replaces the file, as ``--record`` does."""
 
     def __init__(
         self,
@@ -155,12 +171,14 @@ class SessionLog:
         models: list[str] | tuple[str, ...] = (),
         resume: str | None = None,
         clock=time.monotonic,
+        restarted: bool = False,
     ) -> None:
         if not isinstance(config, MusicHalConfig):
             raise ParameterError("config must be a MusicHalConfig")
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.Lock()
+        self.previous = keep_aside(self.path) if restarted else None
         self._file = open(self.path, "wb", buffering=0)
         self.records = 0
         self.write(
@@ -172,6 +190,7 @@ class SessionLog:
             seed=config.generation.seed,
             models=[str(m) for m in models],
             resume=resume,
+            previous=None if self.previous is None else str(self.previous),
         )
 
     def write(self, kind: str, **fields: Any) -> None:
