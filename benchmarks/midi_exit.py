@@ -39,7 +39,10 @@ PATHS = {"exit": 0, "stop": 0, "exception": 1, "sigterm": -signal.SIGTERM, "sigi
 SETUP = 32 + 6 + 2 * 6  # panic + MCM + RPN 0 on two member channels
 
 CHILD = textwrap.dedent("""
-    import sys, threading
+    import signal, sys, threading
+    # a foreground process's SIGINT: a runner started in the background (`cmd &`, no job control) hands its children
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler (install_exit_panic keeps what it finds)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from shared.signals import library_threads_without_signals
     with library_threads_without_signals():
         from services.midi_out.engine import MidiOutStage

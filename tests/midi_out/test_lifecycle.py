@@ -18,6 +18,9 @@ from testkit.midi import JackReader, ReceiverModel, expected_panic, unique_name
 
 CHILD = textwrap.dedent("""
     import json, signal, sys, threading
+    # a foreground process's SIGINT: a runner started in the background (`cmd &`, no job control) hands its children
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler (install_exit_panic keeps what it finds)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from shared.signals import library_threads_without_signals, threads_taking
     with library_threads_without_signals():   # as launch.py does: numpy's BLAS threads must not take the signals
         from services.midi_out.engine import MidiOutStage
