@@ -15,6 +15,7 @@ import pytest
 from services.midi_out.lifecycle import install_exit_panic
 from shared.errors import ParameterError
 from testkit.midi import JackReader, ReceiverModel, expected_panic, unique_name
+from testkit.waiting import wait_until
 
 CHILD = textwrap.dedent("""
     import json, signal, sys, threading
@@ -124,9 +125,17 @@ def test_child_panics_on_exit_paths(jack_server, mode, expected_rc):
         reader.close()
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            states.append(stat.read().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 STALL_CHILD = textwrap.dedent("""
     import faulthandler, sys
-    faulthandler.dump_traceback_later(60, exit=True)   # bounded: a hung child dumps its stacks and exits
+    faulthandler.dump_traceback_later(300, exit=True)   # bounded: a hung child dumps its stacks and exits
     from services.midi_out.ports import open_input, open_output
     output = open_output("jack", None, virtual_name="out", client_name=sys.argv[1])
     print("ready", flush=True)
@@ -165,6 +174,9 @@ def test_close_reports_what_a_stalled_server_did_not_deliver(tmp_path):
         assert child.stdout.readline().strip() == "ready"
         os.kill(server.pid, signal.SIGSTOP)
         try:
+            # a group stop takes effect as each of jackd's threads is next scheduled: on a loaded machine a cycle can
+            # still run after kill() returned. Send only once every thread is stopped (bounded).
+            assert wait_until(lambda: _all_threads_stopped(server.pid), timeout_s=30), "jackd did not stop"
             child.stdin.write("go\n")
             child.stdin.flush()
             # the report comes before the client leaves the graph (which needs the server): read it while stopped
