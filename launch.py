@@ -134,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a JSONL log of every event, percept, decision, note and control change "
         "(replay it with: musichal replay LOG --record out.mid)",
     )
+    live.add_argument(
+        "--console",
+        action="store_true",
+        help="serve the performer's console (a web page: what MusicHal hears, remembers and plays, and every "
+        "control) on 127.0.0.1; open the URL it prints (it carries the access token)",
+    )
+    live.add_argument(
+        "--console-host",
+        help="serve the console on this address instead (e.g. 0.0.0.0: reachable from the LAN, still with the "
+        "token); implies --console",
+    )
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument(
         "--ray-address",
@@ -158,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config",
         help="TOML config file (sections: audio, segmenter, features, wav2vec, quantizer, oracle, generation, midi, "
-        "cluster, control)",
+        "cluster, control, console)",
     )
     tools = parser.add_argument_group("tools (print and exit)")
     tools.add_argument("--list-midi", action="store_true", help="list MIDI output ports")
@@ -223,6 +234,8 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
             "control.midi_in_api": args.midi_in_api,
             "control.input_gate": False if args.no_input_gate else None,
             "control.gate_release_ms": args.gate_release_ms,
+            "console.enabled": True if getattr(args, "console", False) or getattr(args, "console_host", None) else None,
+            "console.host": getattr(args, "console_host", None),
             **voices,
         }
     )

@@ -59,6 +59,9 @@ class LiveStack:
     actors: dict[str, Any] = field(default_factory=dict)
     control: Any = None  # services.control.hub.ControlHub once started
     control_inputs: list[Any] = field(default_factory=list)
+    console: Any = None  # services.console.console.LiveConsole with [console] enabled (musichal --console)
+    last_stats: dict[str, Any] | None = None  # the latest stats() (the console shows them) and when they were taken
+    last_stats_at: float | None = None
     rings: dict[str, Any] = field(default_factory=dict)
     started_ray: bool = False
     encoder_info: dict[str, Any] = field(default_factory=dict)
@@ -134,6 +137,10 @@ class LiveStack:
                 ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node
             )
             self._start_controls()
+            if self.config.console.enabled:
+                from services.console.console import LiveConsole
+
+                self.console = LiveConsole(self)
             self._phase("controls")
             self.listening_at = ray.get(self.actors["capture"].listen.remote(), timeout=60)  # the input starts now
             self._phase("listen")
@@ -325,6 +332,7 @@ class LiveStack:
                     out[name] = {"unavailable": f"{type(error).__name__}"}
             else:
                 out[name] = {"unavailable": "no answer"}
+        self.last_stats, self.last_stats_at = out, time.monotonic()
         return out
 
     def finished(self) -> bool:
@@ -383,7 +391,7 @@ class LiveStack:
     def running_lines(self) -> list[str]:
         """What ``musichal`` prints once the stack runs: the control inputs, then where and how it listens."""
         info = self.encoder_info
-        lines = []
+        lines = [] if self.console is None else [f"console on {self.console.url}"]
         for server in self.control_inputs:
             where = (
                 f"OSC on {server.host}:{server.port}"
@@ -469,6 +477,12 @@ class LiveStack:
 
         final: dict[str, Any] = {}
         order = ["capture", "oracle", "encoder", "midi_out"]
+        if self.console is not None:  # it reads the rings: it stops first
+            try:
+                self.console.close()
+            except Exception:
+                pass
+            self.console = None
         for server in self.control_inputs:  # no control change may arrive while the actors stop
             try:
                 server.close()

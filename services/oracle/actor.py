@@ -38,6 +38,7 @@ from services.oracle.memory.corpus import load_corpora
 from services.oracle.memory.store import OracleMemory
 from services.oracle.player.live import LiveOracle
 from services.oracle.player.session import SessionLog, make_stage
+from services.oracle.player.view import player_view
 from services.ray_support import current_node_id
 from shared.config import MusicHalConfig
 from shared.errors import MusicHalError, ParameterError, RingBufferError
@@ -114,6 +115,7 @@ class OracleActor:
         self.payload = {"windows_sent": 0, "bytes_sent": 0}
         # (answered at, event detected at, how) for the last answers made without the encoder; this node's clock
         self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
+        self.verdicts: deque[tuple[int, bool]] = deque(maxlen=64)  # (event id, gated) of the last answers: a console
         self.fallback = self._make_fallback()
         self._warm_up_remote_path(config)
         self._warm_up_early(config)
@@ -480,7 +482,9 @@ class OracleActor:
             # an event answered without its percept was taken off the waiting list: it is still this event's answer
             notes = self.live.on_percept(percept, time.monotonic(), event=event, announced=True)
             self.latency.add("oracle", time.monotonic() - t0)
-            self.counters["gated"] += self.live.counters["gated"] - gated_before
+            gated = self.live.counters["gated"] - gated_before
+            self.counters["gated"] += gated
+            self.verdicts.append((event.event_id, bool(gated)))
         if event.t_detected:  # every event (the benchmark's per-event series)
             self.latency.add("detected_to_decision", time.monotonic() - event.t_detected, key=event.event_id)
         self._send_notes(notes)
@@ -527,6 +531,14 @@ class OracleActor:
     def control_state(self) -> dict[str, Any]:
         with self._lock:
             return self.live.control_state()
+
+    def console_view(self) -> dict[str, Any]:
+        """The player as a console shows it (:func:`~services.oracle.player.view.player_view`, read only) and the
+        echo gate's last verdicts; the lock is held only to copy."""
+        with self._lock:
+            view = player_view(self.live, time.monotonic())
+        view["verdicts"] = list(self.verdicts)
+        return view
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

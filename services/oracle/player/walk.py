@@ -310,6 +310,13 @@ class Player:
         self._decay(now)
         return self._activity[:n].copy()
 
+    def peek_activity(self, now: float) -> np.ndarray:
+        """The merged activity over the states at ``now``, decayed on a copy: reading it (a console) changes
+        nothing the walk will decide."""
+        n = min(self._n(), self._activity.size)
+        dt = max(0.0, now - self._activity_t)
+        return self._activity[:n] * 0.5 ** (dt / self.config.half_life_s)
+
     # ------------------------------------------------------------------ listening
     def listen(
         self,
