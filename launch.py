@@ -35,7 +35,7 @@ with library_threads_without_signals():
     from shared.config import GENERATION_MODES, MIDI_APIS, MIDI_PROFILES, MusicHalConfig
     from shared.errors import MusicHalError, ParameterError, one_line
 
-__all__ = ["build_parser", "config_from_args", "build_replay_parser", "replay_main", "main"]
+__all__ = ["build_parser", "config_from_args", "build_replay_parser", "replay_console", "replay_main", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,7 +285,42 @@ def build_replay_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record", help="write the replayed performance as a Standard MIDI File")
     parser.add_argument("--midi-port", help="also play it to this MIDI output port, at the logged pace")
     parser.add_argument("--midi-api", choices=MIDI_APIS, default="auto")
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="show the session on the performer's console at its logged pace (open the printed URL; Ctrl-C stops)",
+    )
+    parser.add_argument("--console-host", help="serve that console on this address (default 127.0.0.1)")
+    parser.add_argument("--console-port", type=int, help="... and port (default 8765; 0: any free port)")
     return parser
+
+
+def replay_console(args: argparse.Namespace) -> int:
+    """``musichal replay LOG --console``: serve the console while the replay runs at its pace; Ctrl-C stops."""
+    from services.console.replay import ReplayConsole
+    from services.console.server import console_token
+
+    config = (
+        MusicHalConfig()
+        .with_overrides({"console.enabled": True, "console.host": args.console_host, "console.port": args.console_port})
+        .console
+    )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    console = ReplayConsole(args.session_log, config, token=console_token(config.token_file))
+    try:
+        print(f"musichal replay: console on {console.url} (Ctrl-C to stop)", flush=True)
+        while not stop.wait(0.5):
+            if console.done.is_set():
+                if console.error:
+                    raise MusicHalError(f"the replay failed: {console.error}")
+                print("musichal replay: the session has ended; the console stays open until Ctrl-C", flush=True)
+                stop.wait()
+    finally:
+        console.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 def replay_main(argv: list[str]) -> int:
@@ -294,6 +329,8 @@ def replay_main(argv: list[str]) -> int:
 
     args = build_replay_parser().parse_args(argv)
     try:
+        if args.console or args.console_host or args.console_port is not None:
+            return replay_console(args)
         result = replay_session(args.session_log)
         print(
             f"musichal replay: {result.counters['percepts']} percepts ({result.counters['gated']} gated), "
