@@ -31,7 +31,6 @@ class LiveConsole:
                 host=config.host,
                 port=config.port,
                 rate_hz=config.rate_hz,
-                refresh=self.feed.poll,
             )
         except BaseException:
             self.feed.close()

@@ -124,8 +124,12 @@ class ConsoleServer:
 
     # ------------------------------------------------------------------ the server's thread
     def _run(self) -> None:
-        from aiohttp import web
-
+        try:
+            from aiohttp import web
+        except ImportError as error:  # told in one line by __init__
+            self._error = error
+            self._started.set()
+            return
         loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
 

@@ -19,7 +19,7 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import chorale_notes, render_midi_notes
-from testkit.midi import TimedJackReader, panic_starts
+from testkit.midi import TimedJackReader
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -114,9 +114,14 @@ def test_the_console_in_a_browser_against_a_running_stack(jack_server, ray_local
         browser.save_screenshot(str(shots / "console_lead.png"))
 
         # the panic button: all notes off reaches the JACK reader
-        panics = len(panic_starts([m for _, m in reader.snapshot()]))
+        clicked = time.monotonic()
         browser.find_element("id", "panic").click()
-        assert wait_until(lambda: len(panic_starts([m for _, m in reader.snapshot()])) > panics, 20)
+
+        def all_notes_off() -> bool:
+            after = [m for t, m in reader.snapshot() if t >= clicked]
+            return all([0xB0 | ch, 123, 0] in after and [0xB0 | ch, 120, 0] in after for ch in range(16))
+
+        assert wait_until(all_notes_off, 20), "the panic's all-notes-off did not reach the JACK reader"
 
         # a refusal from another source shows on the page with its reason
         stack.control.handle_osc("/musichal/density", 9.0)

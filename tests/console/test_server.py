@@ -182,3 +182,14 @@ def test_loopback_only_by_default_and_a_taken_port_is_one_line(served):
     with pytest.raises(ParameterError, match=f"cannot serve the console on 127.0.0.1:{server.port}: ") as error:
         ConsoleServer(ConsoleState(), None, token=TOKEN, port=server.port)
     assert "\n" not in str(error.value)
+
+
+def test_a_console_host_exposes_it_deliberately_still_with_the_token():
+    server = ConsoleServer(ConsoleState(), None, token=TOKEN, host="0.0.0.0", port=0)
+    try:
+        mine = [c for c in psutil.Process().net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        assert [c.laddr.ip for c in mine if c.laddr.port == server.port] == ["0.0.0.0"]
+        assert request(server, "/api/state")[0] == 401
+        assert request(server, f"/api/state?token={TOKEN}")[0] == 200
+    finally:
+        server.close()
