@@ -38,7 +38,7 @@ from services.oracle.memory.corpus import load_corpora
 from services.oracle.memory.store import OracleMemory
 from services.oracle.player.live import LiveOracle
 from services.oracle.player.session import SessionLog, make_stage
-from services.oracle.player.view import player_view
+from services.oracle.player.view import finish_view, player_snapshot
 from services.ray_support import current_node_id
 from shared.config import MusicHalConfig
 from shared.errors import MusicHalError, ParameterError, RingBufferError
@@ -533,10 +533,11 @@ class OracleActor:
             return self.live.control_state()
 
     def console_view(self) -> dict[str, Any]:
-        """The player as a console shows it (:func:`~services.oracle.player.view.player_view`, read only) and the
-        echo gate's last verdicts; the lock is held only to copy."""
+        """The player as a console shows it (:mod:`services.oracle.player.view`, read only) and the echo gate's
+        last verdicts; the lock is held only to take the snapshot (scalars and a view of the activity)."""
         with self._lock:
-            view = player_view(self.live, time.monotonic())
+            snapshot = player_snapshot(self.live, time.monotonic())
+        view = finish_view(snapshot)  # the strip, outside the lock
         view["verdicts"] = list(self.verdicts)
         return view
 

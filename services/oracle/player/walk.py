@@ -310,12 +310,12 @@ class Player:
         self._decay(now)
         return self._activity[:n].copy()
 
-    def peek_activity(self, now: float) -> np.ndarray:
-        """The merged activity over the states at ``now``, decayed on a copy: reading it (a console) changes
-        nothing the walk will decide."""
-        n = min(self._n(), self._activity.size)
-        dt = max(0.0, now - self._activity_t)
-        return self._activity[:n] * 0.5 ** (dt / self.config.half_life_s)
+    def activity_view(self) -> np.ndarray:
+        """The merged activity over the states as the walk last updated it: a read-only view (no copy; not decayed
+        to now, which would scale every state alike). Reading it (a console) changes nothing the walk will decide."""
+        view = self._activity[: min(self._n(), self._activity.size)].view()
+        view.flags.writeable = False
+        return view
 
     # ------------------------------------------------------------------ listening
     def listen(
