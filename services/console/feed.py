@@ -19,6 +19,7 @@ from services.console.state import ConsoleState
 from services.oracle.player.live import onset_wall
 from shared.errors import MusicHalError
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
+from shared.signals import library_threads_without_signals
 
 __all__ = ["LiveFeed"]
 
@@ -55,8 +56,9 @@ class LiveFeed:
             threading.Thread(target=self._loop, name="musichal-console-feed", daemon=True),
             threading.Thread(target=self._stats_loop, name="musichal-console-stats", daemon=True),
         ]
-        for thread in self._threads:
-            thread.start()
+        with library_threads_without_signals():  # Ctrl-C and SIGTERM stay the main thread's
+            for thread in self._threads:
+                thread.start()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -20,6 +20,7 @@ from services.oracle.player.replay import ReplayResult, replay_session
 from services.oracle.player.session import percept_from_record
 from services.oracle.player.view import player_view
 from shared.config import ConsoleConfig
+from shared.signals import library_threads_without_signals
 
 __all__ = ["ReplayConsole"]
 
@@ -53,7 +54,8 @@ class ReplayConsole:
             self.state, None, token=token, host=config.host, port=config.port, rate_hz=config.rate_hz, clock=self.now
         )
         self._thread = threading.Thread(target=self._run, name="musichal-replay-console", daemon=True)
-        self._thread.start()
+        with library_threads_without_signals():  # Ctrl-C stays the main thread's
+            self._thread.start()
 
     @property
     def url(self) -> str:

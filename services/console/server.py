@@ -30,6 +30,7 @@ import orjson
 
 from services.console.state import ConsoleState, control_specs
 from shared.errors import MusicHalError, ParameterError
+from shared.signals import library_threads_without_signals
 
 __all__ = ["ConsoleServer", "console_token", "COOKIE", "STATIC_FILES"]
 
@@ -111,7 +112,8 @@ class ConsoleServer:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="musichal-console", daemon=True)
-        self._thread.start()
+        with library_threads_without_signals():  # Ctrl-C and SIGTERM stay the main thread's (its pool inherits it)
+            self._thread.start()
         if not self._started.wait(timeout=30.0):
             raise MusicHalError("the console server did not start within 30 s")
         if self._error is not None:
