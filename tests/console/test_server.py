@@ -193,3 +193,21 @@ def test_a_console_host_exposes_it_deliberately_still_with_the_token():
         assert request(server, f"/api/state?token={TOKEN}")[0] == 200
     finally:
         server.close()
+
+
+def test_the_servers_threads_never_take_ctrl_c(served):
+    import signal
+    import threading
+
+    from shared.signals import threads_taking
+
+    server, *_ = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert request(server, "/api/control", body={"name": "density", "value": 2.0}, headers=auth)[0] == 200
+    assert request(server, "/api/state", headers=auth)[0] == 200  # its worker threads exist now
+    takers = threads_taking(signal.SIGINT)
+    assert threading.get_native_id() in takers  # the main thread does (this process' other threads are pytest's)
+    console = {t.native_id for t in threading.enumerate() if t.name == "musichal-console"}
+    assert console and not console & set(takers)
+    workers = {t.native_id for t in threading.enumerate() if t.name.startswith("asyncio_")}
+    assert workers and not workers & set(takers), takers
