@@ -127,7 +127,7 @@ def test_api_control_applies_or_answers_400_with_one_line_and_keeps_every_refusa
         ("console", "density"),
         ("console", "mode"),
         ("console", "3"),
-        ("osc", "/musichal/density"),
+        ("osc", "density"),
     ]
     assert "density must be in 0..4, got 7.0" in refusals[-1]["reason"]
 
