@@ -38,7 +38,7 @@ COOKIE = "musichal_console"
 #: the files the page is made of (services/console/static, shipped in the wheel)
 STATIC_FILES = {"index.html": "text/html", "console.js": "application/javascript", "console.css": "text/css"}
 #: a one-line 401 body
-UNAUTHORIZED = "the console needs its token: open the URL musichal printed (…/?token=…)"
+UNAUTHORIZED = "the console needs its token: open the URL musichal printed (.../?token=...)"
 
 
 def console_token(path: str | os.PathLike) -> str:
