@@ -4,9 +4,14 @@ the same decisions as without the console, and a page that shows but does not st
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +21,7 @@ from services.oracle.player.replay import replay_session
 from services.oracle.player.session import SessionLog, make_stage
 from shared.config import MusicHalConfig
 from shared.messages import EventDescriptors, Percept
+from testkit.waiting import wait_until
 
 TOKEN = "r" * 24
 
@@ -88,3 +94,39 @@ def test_replay_console_shows_the_session_at_its_pace_and_only_shows(tmp_path):
     assert state["controls"]["mode"] == "lead" and state["player"]["n_states"] >= 10
     assert state["health"]["events"] == 10 and state["health"]["notes"] == len(plain.notes)
     assert refused is not None and refused[0] == 400 and "only shows" in refused[1]
+
+
+def test_musichal_replay_console_prints_its_url_serves_and_stops_on_ctrl_c(tmp_path):
+    log = tmp_path / "s.jsonl"
+    write_log(log)
+    repo = Path(__file__).resolve().parent.parent.parent
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONUNBUFFERED="1")  # its token file under this HOME
+    out = open(tmp_path / "out.txt", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "launch", "replay", str(log), "--console", "--console-port", "0"],
+        cwd=repo,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def url() -> str | None:
+            out.seek(0)
+            lines = [line for line in out.read().splitlines() if "console on http://127.0.0.1:" in line]
+            return lines[0].split("console on ")[1].split(" ")[0] if lines else None
+
+        assert wait_until(lambda: url() is not None or process.poll() is not None, 60), "no URL printed"
+        assert process.poll() is None, open(tmp_path / "out.txt").read()
+        token = (tmp_path / ".config" / "musichal" / "console-token").read_text().strip()
+        assert url().endswith(f"/?token={token}")
+        api = url().split("/?")[0] + "/api/state"
+        with urllib.request.urlopen(urllib.request.Request(api, headers={"Authorization": f"Bearer {token}"})) as a:
+            assert json.loads(a.read())["source"] == "replay"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        out.close()
