@@ -97,6 +97,13 @@ class LiveStack:
             checkpoint=self.wav2vec_checkpoint,
             other_checkpoint=self.other_checkpoint,
         )
+        console_token = None
+        if self.config.console.enabled:  # its address and token checked before Ray starts (one line each)
+            from services.console.server import check_console_address
+            from services.console.server import console_token as read_token
+
+            check_console_address(self.config.console.host, self.config.console.port)
+            console_token = read_token(self.config.console.token_file)
         if len(models) > 1:
             from services.oracle.memory.corpus import load_corpora
 
@@ -140,7 +147,7 @@ class LiveStack:
             if self.config.console.enabled:
                 from services.console.console import LiveConsole
 
-                self.console = LiveConsole(self)
+                self.console = LiveConsole(self, token=console_token)
             self._phase("controls")
             self.listening_at = ray.get(self.actors["capture"].listen.remote(), timeout=60)  # the input starts now
             self._phase("listen")

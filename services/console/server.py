@@ -32,7 +32,7 @@ from services.console.state import ConsoleState, control_specs
 from shared.errors import MusicHalError, ParameterError
 from shared.signals import library_threads_without_signals
 
-__all__ = ["ConsoleServer", "console_token", "COOKIE", "STATIC_FILES"]
+__all__ = ["ConsoleServer", "console_token", "check_console_address", "COOKIE", "STATIC_FILES"]
 
 COOKIE = "musichal_console"
 #: the files the page is made of (services/console/static, shipped in the wheel)
@@ -64,6 +64,26 @@ def console_token(path: str | os.PathLike) -> str:
     except OSError as error:
         raise ParameterError(f"cannot write the console token {path}: {error.strerror}") from None
     return token
+
+
+def check_console_address(host: str, port: int) -> None:
+    """A one-line ParameterError now when ``host:port`` cannot be listened on (taken, not this machine's), so a
+    stack started with the console fails before Ray and the actors start, not after."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise ParameterError(f"cannot serve the console on {host}:{port}: {error.strerror or error}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ParameterError(f"cannot serve the console on {host}:{port}: {error.strerror or error}") from None
 
 
 def _static(name: str) -> bytes:

@@ -211,3 +211,15 @@ def test_the_servers_threads_never_take_ctrl_c(served):
     assert console and not console & set(takers)
     workers = {t.native_id for t in threading.enumerate() if t.name.startswith("asyncio_")}
     assert workers and not workers & set(takers), takers
+
+
+def test_a_taken_console_port_is_found_before_the_stack_starts(served):
+    from services.console.server import check_console_address
+
+    server, *_ = served
+    with pytest.raises(ParameterError, match=f"cannot serve the console on 127.0.0.1:{server.port}: ") as error:
+        check_console_address("127.0.0.1", server.port)
+    assert "\n" not in str(error.value)
+    check_console_address("127.0.0.1", 0)  # any free port: nothing to check
+    with pytest.raises(ParameterError, match="cannot serve the console on no-such-host.invalid:8765"):
+        check_console_address("no-such-host.invalid", 8765)
