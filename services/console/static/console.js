@@ -242,6 +242,14 @@
       }
       if (!state.drawn.has(n.id)) { state.drawn.add(n.id); newly.push(n.id); }
     }
+    const p = f.player || {};
+    if (p.next_step_s != null && p.t) { // the player's next step (its next note unless it rests)
+      const nx = x(p.t + p.next_step_s);
+      if (nx > nowX && nx < W) {
+        ctx.setLineDash([2, 3]); ctx.strokeStyle = "#ffa64d"; ctx.beginPath(); ctx.moveTo(nx, 0); ctx.lineTo(nx, H - 14); ctx.stroke(); ctx.setLineDash([]);
+        ctx.fillStyle = "#ffa64d"; ctx.fillText("next step", nx + 3, 34);
+      }
+    }
     ctx.fillStyle = "#fff"; ctx.fillRect(nowX, 0, 2, H); // the now-line
     ctx.fillStyle = "#9aa5b5"; ctx.fillText("now", nowX + 4, 10);
     ctx.fillText(`${f.scheduled} scheduled`, nowX + 4, 22);
