@@ -247,7 +247,7 @@
       const nx = x(p.t + p.next_step_s);
       if (nx > nowX && nx < W) {
         ctx.setLineDash([2, 3]); ctx.strokeStyle = "#ffa64d"; ctx.beginPath(); ctx.moveTo(nx, 0); ctx.lineTo(nx, H - 14); ctx.stroke(); ctx.setLineDash([]);
-        ctx.fillStyle = "#ffa64d"; ctx.fillText("next step", nx + 3, 34);
+        ctx.fillStyle = "#ffa64d"; ctx.fillText("next step", nx + 3, H - 20);
       }
     }
     ctx.fillStyle = "#fff"; ctx.fillRect(nowX, 0, 2, H); // the now-line
