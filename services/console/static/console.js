@@ -190,6 +190,8 @@
       const beatAt = p.t + p.next_beat_s;
       const phase = (((t - beatAt) % p.beat_period_s) + p.beat_period_s) % p.beat_period_s;
       $("beat-dot").classList.toggle("beat", phase < 0.1);
+    } else {
+      $("beat-dot").classList.remove("beat"); // no tempo (yet, or a new stack)
     }
   }
 
