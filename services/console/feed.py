@@ -41,7 +41,7 @@ class LiveFeed:
     """
 
     def __init__(
-        self, stack: Any, state: ConsoleState, *, rate_hz: float = 20.0, view_hz: float = 10.0, stats_s: float = 1.0
+        self, stack: Any, state: ConsoleState, *, rate_hz: float = 20.0, view_hz: float = 5.0, stats_s: float = 1.0
     ) -> None:
         if not stack.rings:
             raise MusicHalError("the console's feed needs a started stack")
