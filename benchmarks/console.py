@@ -65,7 +65,7 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
-def one_round(clip: Path, *, console: bool, seconds: float, tmp: Path) -> dict:
+def one_round(clip: Path, *, console: bool, seconds: float, tmp: Path, client: bool = True) -> dict:
     import ray
 
     from services.stack import LiveStack
@@ -88,7 +88,7 @@ def one_round(clip: Path, *, console: bool, seconds: float, tmp: Path) -> dict:
             int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30))
             for actor in stack.actors.values()
         ]
-        if console:
+        if console and client:
             url = stack.console.url.replace("http://", "ws://").replace("/?token=", "/ws?token=")
             client = subprocess.Popen([sys.executable, "-c", CLIENT, url])
         cpu0, t0 = _cpu_s(pids), time.monotonic()
@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs (default 2)")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of listening per round (default 20)")
+    parser.add_argument(
+        "--no-page", action="store_true", help="no page connected: the feed and the oracle's view alone (no frames)"
+    )
     args = parser.parse_args(strip_no_save(argv))
     import ray
 
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for _ in range(args.rounds):
             for console in (False, True):
-                rounds.append(one_round(clip, console=console, seconds=args.seconds, tmp=tmp))
+                rounds.append(one_round(clip, console=console, seconds=args.seconds, tmp=tmp, client=not args.no_page))
     finally:
         ray.shutdown()
         stop_jack(jack)
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         goal("reaction p95 with the console", figures["reaction_p95_ms_with"], "report", unit="ms"),
         goal("reaction p95 without it", figures["reaction_p95_ms_without"], "report", unit="ms"),
     ]
-    return emit("console", figures, goals)
+    figures["page_connected"] = not args.no_page
+    return emit("console_no_page" if args.no_page else "console", figures, goals)
 
 
 if __name__ == "__main__":
