@@ -35,7 +35,7 @@ with library_threads_without_signals():
     from shared.config import GENERATION_MODES, MIDI_APIS, MIDI_PROFILES, MusicHalConfig
     from shared.errors import MusicHalError, ParameterError, one_line
 
-__all__ = ["build_parser", "config_from_args", "build_replay_parser", "replay_main", "main"]
+__all__ = ["build_parser", "config_from_args", "build_replay_parser", "replay_console", "replay_main", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a JSONL log of every event, percept, decision, note and control change "
         "(replay it with: musichal replay LOG --record out.mid)",
     )
+    live.add_argument(
+        "--console",
+        action="store_true",
+        help="serve the performer's console (a web page: what MusicHal hears, remembers and plays, and every "
+        "control) on 127.0.0.1; open the URL it prints (it carries the access token)",
+    )
+    live.add_argument(
+        "--console-host",
+        help="serve the console on this address instead (e.g. 0.0.0.0: reachable from the LAN, still with the "
+        "token); implies --console",
+    )
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument(
         "--ray-address",
@@ -158,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config",
         help="TOML config file (sections: audio, segmenter, features, wav2vec, quantizer, oracle, generation, midi, "
-        "cluster, control)",
+        "cluster, control, console)",
     )
     tools = parser.add_argument_group("tools (print and exit)")
     tools.add_argument("--list-midi", action="store_true", help="list MIDI output ports")
@@ -223,6 +234,8 @@ def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
             "control.midi_in_api": args.midi_in_api,
             "control.input_gate": False if args.no_input_gate else None,
             "control.gate_release_ms": args.gate_release_ms,
+            "console.enabled": True if getattr(args, "console", False) or getattr(args, "console_host", None) else None,
+            "console.host": getattr(args, "console_host", None),
             **voices,
         }
     )
@@ -272,7 +285,42 @@ def build_replay_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record", help="write the replayed performance as a Standard MIDI File")
     parser.add_argument("--midi-port", help="also play it to this MIDI output port, at the logged pace")
     parser.add_argument("--midi-api", choices=MIDI_APIS, default="auto")
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="show the session on the performer's console at its logged pace (open the printed URL; Ctrl-C stops)",
+    )
+    parser.add_argument("--console-host", help="serve that console on this address (default 127.0.0.1)")
+    parser.add_argument("--console-port", type=int, help="... and port (default 8765; 0: any free port)")
     return parser
+
+
+def replay_console(args: argparse.Namespace) -> int:
+    """``musichal replay LOG --console``: serve the console while the replay runs at its pace; Ctrl-C stops."""
+    from services.console.replay import ReplayConsole
+    from services.console.server import console_token
+
+    config = (
+        MusicHalConfig()
+        .with_overrides({"console.enabled": True, "console.host": args.console_host, "console.port": args.console_port})
+        .console
+    )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    console = ReplayConsole(args.session_log, config, token=console_token(config.token_file))
+    try:
+        print(f"musichal replay: console on {console.url} (Ctrl-C to stop)", flush=True)
+        while not stop.wait(0.5):
+            if console.done.is_set():
+                if console.error:
+                    raise MusicHalError(f"the replay failed: {console.error}")
+                print("musichal replay: the session has ended; the console stays open until Ctrl-C", flush=True)
+                stop.wait()
+    finally:
+        console.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 def replay_main(argv: list[str]) -> int:
@@ -281,6 +329,8 @@ def replay_main(argv: list[str]) -> int:
 
     args = build_replay_parser().parse_args(argv)
     try:
+        if args.console or args.console_host or args.console_port is not None:
+            return replay_console(args)
         result = replay_session(args.session_log)
         print(
             f"musichal replay: {result.counters['percepts']} percepts ({result.counters['gated']} gated), "

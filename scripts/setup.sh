@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 APT_PACKAGES="jackd2 libjack-jackd2-dev portaudio19-dev libasound2-dev fluidsynth fluid-soundfont-gm libsndfile1 iproute2"
+# the console's browser tests (tests/console): headless Chromium driven by Selenium
+APT_PACKAGES="$APT_PACKAGES chromium chromium-driver"
 
 log() { printf '[setup] %s\n' "$*"; }
 

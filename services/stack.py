@@ -59,6 +59,9 @@ class LiveStack:
     actors: dict[str, Any] = field(default_factory=dict)
     control: Any = None  # services.control.hub.ControlHub once started
     control_inputs: list[Any] = field(default_factory=list)
+    console: Any = None  # services.console.console.LiveConsole with [console] enabled (musichal --console)
+    last_stats: dict[str, Any] | None = None  # the latest stats() (the console shows them) and when they were taken
+    last_stats_at: float | None = None
     rings: dict[str, Any] = field(default_factory=dict)
     started_ray: bool = False
     encoder_info: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +97,13 @@ class LiveStack:
             checkpoint=self.wav2vec_checkpoint,
             other_checkpoint=self.other_checkpoint,
         )
+        console_token = None
+        if self.config.console.enabled:  # its address and token checked before Ray starts (one line each)
+            from services.console.server import check_console_address
+            from services.console.server import console_token as read_token
+
+            check_console_address(self.config.console.host, self.config.console.port)
+            console_token = read_token(self.config.console.token_file)
         if len(models) > 1:
             from services.oracle.memory.corpus import load_corpora
 
@@ -126,6 +136,10 @@ class LiveStack:
                 ray, AudioRing, MessageRing, CaptureActor, EncoderActor, MidiOutActor, OracleActor, pin_to_node
             )
             self._start_controls()
+            if self.config.console.enabled:
+                from services.console.console import LiveConsole
+
+                self.console = LiveConsole(self, token=console_token)
             self._phase("controls")
             self.listening_at = ray.get(self.actors["capture"].listen.remote(), timeout=60)  # the input starts now
             self._phase("listen")
@@ -317,6 +331,7 @@ class LiveStack:
                     out[name] = {"unavailable": f"{type(error).__name__}"}
             else:
                 out[name] = {"unavailable": "no answer"}
+        self.last_stats, self.last_stats_at = out, time.monotonic()
         return out
 
     def finished(self) -> bool:
@@ -375,7 +390,7 @@ class LiveStack:
     def running_lines(self) -> list[str]:
         """What ``musichal`` prints once the stack runs: the control inputs, then where and how it listens."""
         info = self.encoder_info
-        lines = []
+        lines = [] if self.console is None else [f"console on {self.console.url}"]
         for server in self.control_inputs:
             where = (
                 f"OSC on {server.host}:{server.port}"
@@ -461,6 +476,12 @@ class LiveStack:
 
         final: dict[str, Any] = {}
         order = ["capture", "oracle", "encoder", "midi_out"]
+        if self.console is not None:  # it reads the rings: it stops first
+            try:
+                self.console.close()
+            except Exception:
+                pass
+            self.console = None
         for server in self.control_inputs:  # no control change may arrive while the actors stop
             try:
                 server.close()

@@ -49,6 +49,7 @@ __all__ = [
     "drop_removed_keys",
     "ClusterConfig",
     "ControlConfig",
+    "ConsoleConfig",
     "MusicHalConfig",
     "INTERNAL_SAMPLE_RATE_HZ",
     "dataclass_from_mapping",
@@ -436,6 +437,30 @@ class ControlConfig:
         return id(self)
 
 
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The performer's console: a web page served by the driver (``services/console``, ``musichal --console``).
+
+    Loopback only unless ``host`` says otherwise (``--console-host``); every request and WebSocket must carry the
+    token, kept in ``token_file`` (created with a random token, mode 0600, on first use; reused so an open page
+    reconnects after the stack restarts; delete the file for a new token).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8765  # 0: any free port (printed)
+    token_file: str = "~/.config/musichal/console-token"
+    rate_hz: float = 20.0  # frames per second over the WebSocket
+    roll_seconds: float = 12.0  # the piano roll's history
+
+    def __post_init__(self) -> None:
+        _check(bool(self.host), "console.host must not be empty")
+        _check(0 <= self.port <= 65535, f"console.port must be in 0..65535, got {self.port}")
+        _check(bool(self.token_file), "console.token_file must not be empty")
+        _check(1.0 <= self.rate_hz <= 60.0, f"console.rate_hz must be in 1..60, got {self.rate_hz}")
+        _check(1.0 <= self.roll_seconds <= 120.0, f"console.roll_seconds must be in 1..120, got {self.roll_seconds}")
+
+
 _SECTIONS: dict[str, type] = {
     "audio": AudioConfig,
     "segmenter": SegmenterConfig,
@@ -449,6 +474,7 @@ _SECTIONS: dict[str, type] = {
     "cluster": ClusterConfig,
     "control": ControlConfig,
     "trainer": TrainerConfig,
+    "console": ConsoleConfig,
 }
 
 
@@ -543,6 +569,7 @@ class MusicHalConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MusicHalConfig:

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("services.oracle",),  # memory, the decision object, gate, session log, corpus merging
     ("services.midi_out",),
     ("services.control",),  # the control plane only: state, hub, servers
-    ("services.trainer", "services.compare"),
+    ("services.trainer", "services.compare", "services.console"),  # console: the performer's web page
     ("services.stack", "services.preflight"),  # the live stack wiring and its checks
     ("launch",),  # the command line
 ]

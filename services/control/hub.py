@@ -100,6 +100,29 @@ class ControlHub:
                 self._changed.notify_all()
             return {}
 
+    def handle_named(self, name: Any, value: Any, source: str) -> dict[str, Any]:
+        """One change by control name (the console, an HTTP client): like :meth:`handle`, but an unknown name is
+        refused too — counted in :attr:`errors` and kept in the refusals — and the ParameterError is raised with
+        its one-line reason for the caller to answer."""
+        try:
+            change = ControlChange(name, value, source=source) if isinstance(name, str) else None
+            if change is None:
+                raise ParameterError(f"a control name is text, got {name!r}")
+        except ParameterError as error:
+            with self._lock:
+                self.errors += 1
+                self.last_error = f"ParameterError: {error}"
+                self.state.refuse(str(name), value, source, str(error))
+                self._changed.notify_all()
+            raise
+        try:
+            return self.handle(change)
+        except ParameterError as error:
+            with self._lock:
+                self.errors += 1
+                self.last_error = f"ParameterError: {error}"
+            raise
+
     def handle_osc(self, address: str, *args: Any) -> dict[str, Any]:
         """One OSC message (bad ones are counted in :attr:`errors` and kept in the refusals)."""
         return self._guarded(lambda: osc_to_change(address, args), address, list(args), "osc")

@@ -125,6 +125,7 @@ class OracleActor:
         self.payload = {"windows_sent": 0, "bytes_sent": 0}
         # (answered at, event detected at, how) for the last answers made without the encoder; this node's clock
         self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
+        self.verdicts: deque[tuple[int, bool]] = deque(maxlen=64)  # (event id, gated) of the last answers: a console
         self.fallback = self._make_fallback()
         self._warm_up_remote_path(config)
         self._warm_up_early(config)
@@ -499,7 +500,9 @@ class OracleActor:
             # an event answered without its percept was taken off the waiting list: it is still this event's answer
             notes = self.live.on_percept(percept, time.monotonic(), event=event, announced=True)
             self.latency.add("oracle", time.monotonic() - t0)
-            self.counters["gated"] += self.live.counters["gated"] - gated_before
+            gated = self.live.counters["gated"] - gated_before
+            self.counters["gated"] += gated
+            self.verdicts.append((event.event_id, bool(gated)))
         if event.t_detected:  # every event (the benchmark's per-event series)
             self.latency.add("detected_to_decision", time.monotonic() - event.t_detected, key=event.event_id)
         self._send_notes(notes)
@@ -546,6 +549,17 @@ class OracleActor:
     def control_state(self) -> dict[str, Any]:
         with self._lock:
             return self.live.control_state()
+
+    def console_view(self) -> dict[str, Any]:
+        """The player as a console shows it (:mod:`services.oracle.player.view`, read only) and the echo gate's
+        last verdicts; the lock is held only to take the snapshot (scalars and a view of the activity)."""
+        from services.oracle.player.view import finish_view, player_snapshot
+
+        with self._lock:
+            snapshot = player_snapshot(self.live, time.monotonic())
+        view = finish_view(snapshot)  # the strip, outside the lock
+        view["verdicts"] = list(self.verdicts)
+        return view
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

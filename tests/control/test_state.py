@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.console.state import control_specs
 from services.control.hub import ControlHub
 from services.control.state import (
     REFUSALS_KEPT,
@@ -190,6 +191,20 @@ def test_one_row_added_to_the_table_shows_in_every_view(monkeypatch):
     hub.handle_osc("/musichal/swing", 5.0)  # out of generation.tempo's bounds: refused
     assert applied == [("swing", 3.0)] and hub.snapshot()["swing"] == 3.0
     assert "swing must be in 0.25..4" in hub.snapshot()["refusals"][0]["reason"]
+    # the console (a third view): its widget comes from the row, its value from the hub, and it applies like OSC
+    spec = {c["name"]: c for c in control_specs(hub.snapshot())}["swing"]
+    assert spec == {
+        "name": "swing",
+        "kind": "number",
+        "bounds": [0.25, 4.0],
+        "help": "a fake control for this test",
+        "address": "/musichal/swing",
+        "cc": 90,
+        "note": None,
+        "value": 3.0,
+    }
+    hub.handle_named("swing", 1.5, "console")
+    assert applied[-1] == ("swing", 1.5)
 
 
 def test_every_row_is_routed_and_every_oracle_row_is_applied():

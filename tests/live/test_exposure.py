@@ -1,5 +1,5 @@
-"""A local run listens on loopback only: every socket of `musichal --input-file ...` and of the Ray processes it
-started (gcs_server, raylets, agents, the four actors' workers) is bound to 127.0.0.1 / ::1."""
+"""A local run listens on loopback only: every socket of `musichal --input-file ... --console` and of the Ray processes
+it started (gcs_server, raylets, agents, the four actors' workers, the console's server) is bound to 127.0.0.1 / ::1."""
 
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def listening(procs: list[psutil.Process]) -> list[tuple[int, str, str, int]]:
 def test_local_run_listens_on_loopback_only(jack_server, tmp_path):
     clip = render_midi_notes([(60 + (i % 5), 0.1 + 0.2 * i, 0.15, 90) for i in range(40)], tmp_path / "clip.wav")
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+    config = tmp_path / "musichal.toml"
+    config.write_text(f'[console]\nport = 0\ntoken_file = "{tmp_path / "token"}"\n')
     log = open(tmp_path / "musichal.log", "w+")
     process = subprocess.Popen(
         [
@@ -81,6 +83,9 @@ def test_local_run_listens_on_loopback_only(jack_server, tmp_path):
             "120",
             "--midi-api",
             "jack",
+            "--console",
+            "--config",
+            str(config),
         ],
         cwd=REPO,
         env=env,
@@ -103,6 +108,13 @@ def test_local_run_listens_on_loopback_only(jack_server, tmp_path):
         assert len(sockets) >= 6, sockets  # gcs, raylet, agents, actor workers: the test really saw them
         exposed = [s for s in sockets if not _is_loopback(s[2])]
         assert exposed == [], f"listening beyond loopback: {exposed}"
+        log.seek(0)
+        printed = [line for line in log.read().splitlines() if line.startswith("musichal: console on http://")]
+        assert len(printed) == 1 and "/?token=" in printed[0], printed
+        console_port = int(printed[0].split("http://127.0.0.1:")[1].split("/")[0])
+        assert [(ip, port) for pid, _, ip, port in sockets if pid == process.pid and port == console_port] == [
+            ("127.0.0.1", console_port)
+        ]  # the console: the driver's one new listener, on loopback
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)

@@ -10,6 +10,7 @@ A log recorded before a config key was removed replays with that key dropped (:f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,14 @@ class ReplayResult:
         return [key(n) for n in self.notes] == [key(n) for n in self.logged_notes]
 
 
-def replay_session(path: str | Path) -> ReplayResult:
+def replay_session(
+    path: str | Path, *, observe: Callable[[dict[str, Any], LiveOracle, list[NoteEvent]], None] | None = None
+) -> ReplayResult:
     """Re-run a session's decisions on a fresh :class:`~services.oracle.player.live.LiveOracle` (the live decision
     object)
-    at the logged times; returns the notes (and the logged ones to compare)."""
+    at the logged times; returns the notes (and the logged ones to compare). ``observe(record, live, notes)`` is
+    called after each record is replayed, with the notes it decided (``musichal replay --console`` paces and shows
+    the replay from there; it must not change ``live``)."""
     records = read_session(path)
     header = records[0]
     config = MusicHalConfig.from_mapping(drop_removed_keys(header["config"]))
@@ -74,6 +79,7 @@ def replay_session(path: str | Path) -> ReplayResult:
     t_end = None
     for record in records[1:]:
         kind = record["kind"]
+        before = len(notes)
         if kind == "percept":
             counters["percepts"] += 1
             counters["gated"] += bool(record.get("gated"))
@@ -97,6 +103,8 @@ def replay_session(path: str | Path) -> ReplayResult:
             logged += [note_from_record(r) for r in record["notes"]]
         elif kind == "stop":
             t_end = record.get("t_end", record["t"])
+        if observe is not None:
+            observe(record, live, notes[before:])
     return ReplayResult(
         notes=notes,
         logged_notes=logged,

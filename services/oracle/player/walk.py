@@ -310,6 +310,13 @@ class Player:
         self._decay(now)
         return self._activity[:n].copy()
 
+    def activity_view(self) -> np.ndarray:
+        """The merged activity over the states as the walk last updated it: a read-only view (no copy; not decayed
+        to now, which would scale every state alike). Reading it (a console) changes nothing the walk will decide."""
+        view = self._activity[: min(self._n(), self._activity.size)].view()
+        view.flags.writeable = False
+        return view
+
     # ------------------------------------------------------------------ listening
     def listen(
         self,
