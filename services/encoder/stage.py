@@ -266,6 +266,7 @@ def stage_from_spec(spec: Any, config: Any = None, *, node_id: str = "") -> Enco
         l2_normalize=model.l2_normalize,
         seed=model.seed,
         slice_notes=config.features.slice_notes,
+        symbolic="symbolic" in spec.views,
     )
     if use_wav2vec:
         if perception.wav2vec is None:
