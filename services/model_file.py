@@ -154,7 +154,7 @@ def describe_model(model: MusicHalModel) -> str:
     threshold = training.get("threshold", audio.get("threshold"))
     offsets = next((a for k, a in model.arrays.items() if k.endswith("state.note_offsets")), None)
     if offsets is not None and len(offsets):
-        lines.append(f"slice notes: {int(offsets[-1])} transcribed notes in the memory's slices")
+        lines.append(f"slice notes: {int(offsets[-1])} notes (transcribed, or from MIDI) in the memory's slices")
     lines.append(
         f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing "
         f"{oracle.get('playing', '?')}, "
@@ -170,7 +170,7 @@ def describe_model(model: MusicHalModel) -> str:
     if files:
         lines.append(
             f"trained on {len(files)} file(s), {training.get('events', '?')} events, "
-            f"{float(training.get('audio_seconds', 0.0)):.1f} s of audio:"
+            f"{float(training.get('audio_seconds', 0.0)):.1f} s of music:"
         )
         lines += [
             f"  {f.get('name')} ({float(f.get('duration_s', 0.0)):.1f} s, {f.get('events')} events)" for f in files
