@@ -408,6 +408,7 @@ class ControlConfig:
     cc_map: dict[str, int] = field(default_factory=dict)
     note_map: dict[str, int] = field(default_factory=dict)
     input_gate: bool | None = None  # ignore input onsets while own notes sound; None: on for a device, off for a file
+    midi_input_gate: bool = False  # the echo gate for --input-midi notes too (MIDI has no acoustic echo: off)
     gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
     gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
     # "content": drop an onset during own notes only when its pitch content is explained by the notes sounding then
