@@ -251,7 +251,7 @@ def descriptors_from_group(group: NoteGroup, *, duration_s: float, now_s: float 
     for n in notes:
         loudness[n[0] % 12] = max(loudness.get(n[0] % 12, 0), n[3])
     order = sorted(loudness, key=lambda pc: (pc != top % 12, -loudness[pc], pc))
-    struck = [int(n[1]) for n in group.struck] or [velocity]
+    struck = [int(n[1]) for n in group.struck] or [n[3] for n in notes]
     return EventDescriptors(
         onset_s=float(group.onset_s),
         duration_s=max(0.0, float(duration_s)),
