@@ -422,6 +422,11 @@ class LiveStack:
                 else f"MIDI control on {server.port_name}"
             )
             lines.append(f"{where} (musichal --controls prints the map)")
+        if self.midi_input is not None:
+            lines.append(
+                f"MIDI notes from {self.midi_input.port_name} (the symbolic view; a chord = note-ons within "
+                f"{self.config.features.chord_window_ms:g} ms)"
+            )
         lines.append(
             f"running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
             + ("local rings" if info.get("local") else f"remote, windows by value at {info.get('input_rate_hz')} Hz")
