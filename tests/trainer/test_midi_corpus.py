@@ -99,3 +99,15 @@ def test_midi_with_wav2vec_is_one_line_before_ray(midi_corpus, capsys):
     assert error.startswith("musichal-train: error:") and "symbolic view" in error and "\n" not in error
     assert not (midi_corpus.parent / "never").exists()
     assert len(discover_audio_files(dirs=[midi_corpus])) == 6
+
+
+def test_the_trainer_flags_set_the_symbolic_view_and_its_grouping():
+    from services.trainer.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--dir", "x", "--symbolic", "--chord-window-ms", "45", "--midi-drums"])
+    config = config_from_args(args)
+    assert config.features.kind == "symbolic" and config.features.chord_window_ms == 45.0 and config.features.midi_drums
+    with pytest.raises(ParameterError):
+        config_from_args(build_parser().parse_args(["--dir", "x", "--symbolic", "--wav2vec"]))
+    with pytest.raises(ParameterError):
+        config_from_args(build_parser().parse_args(["--dir", "x", "--chord-window-ms", "-1"]))
