@@ -9,8 +9,6 @@ to the same notes; onset → note latencies are in the stats (printed, not asser
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -21,49 +19,21 @@ from services.oracle.player.replay import replay_session
 from services.oracle.player.session import read_session
 from shared.config import MusicHalConfig
 from testkit.audio import CHORALES, chorale_notes
-from testkit.midi import TimedJackReader, hung_note_problems, scheduled_notes, unique_name
+from testkit.keyboard import (
+    chord_send_times,
+    correlation,
+    first_note_latencies_ms,
+    open_keyboard,
+    pc_histogram,
+    play_score,
+)
+from testkit.midi import TimedJackReader, hung_note_problems, scheduled_notes
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
 
 SCORE_S = 16.0
 GAP_S = 0.060  # chords whose sends were closer than this are not compared (JACK's and the threads' jitter)
-
-
-def pc_histogram(pitches) -> np.ndarray:
-    hist = np.zeros(12)
-    for p in pitches:
-        hist[int(p) % 12] += 1
-    return hist / max(1.0, hist.sum())
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def timeline(notes) -> list[tuple[float, list[int]]]:
-    """Note-offs before note-ons at the same time (a legato line re-strikes cleanly), chords together."""
-    events = []
-    for pitch, start, duration, velocity in notes:
-        events.append((start, 1, [0x90, pitch, velocity]))
-        events.append((start + duration, 0, [0x80, pitch, 0]))
-    return [(t, message) for t, _, message in sorted(events, key=lambda e: (round(e[0], 6), e[1], e[2][1]))]
-
-
-def play(output, notes) -> list[tuple[float, float, list[int]]]:
-    """Send the score at its times (the player's own schedule; the wait only paces it); returns
-    ``(sent at, score time, message)``."""
-    pause = threading.Event()
-    t0 = time.monotonic() + 0.3
-    sent = []
-    for t, message in timeline(notes):
-        delay = t0 + t - time.monotonic()
-        if delay > 0:
-            pause.wait(delay)
-        output.send(message)
-        sent.append((time.monotonic(), round(t, 6), message))
-    output.flush()
-    return sent
 
 
 def groups(times: list[float], window_s: float) -> int:
@@ -81,8 +51,6 @@ def sounding(notes, at_s: float) -> list[int]:
 
 
 def test_a_keyboard_plays_a_score_into_musichal_in_and_it_learns_and_imitates(jack_server, ray_local, tmp_path):
-    from services.midi_out.jack_midi import open_jack_output
-    from services.midi_out.ports import choose_port
     from services.stack import LiveStack
 
     score = chorale_notes(CHORALES[0], bpm=100, seconds=SCORE_S, velocity=80)
@@ -106,14 +74,8 @@ def test_a_keyboard_plays_a_score_into_musichal_in_and_it_learns_and_imitates(ja
         stack.start()
         assert stack.config.features.kind == "symbolic"  # learning live from MIDI: the symbolic view
         assert "MusicHal in" in stack.midi_input.port_name
-        output = open_jack_output(
-            "MusicHal in",
-            virtual_name="out",
-            client_name=unique_name("mh-keyboard"),
-            choose=choose_port,
-            connect_port_name="out",
-        )
-        sent = play(output, score)
+        output = open_keyboard("MusicHal in")
+        sent = play_score(output, score)
         chords = sorted({round(s, 6) for _, s, _, _ in score})
         # what the grouping must make of the note-ons as they were sent: the arrivals differ from the sends by JACK's
         # period and the threads' delays, so the count is bounded by a narrower and a wider window (equal unless the
@@ -143,10 +105,7 @@ def test_a_keyboard_plays_a_score_into_musichal_in_and_it_learns_and_imitates(ja
     full = [r for r in records if r["kind"] == "percept" and not r["early"] and r["event_id"] >= MIDI_EVENT_IDS]
     assert len(full) == oracle["midi_events"] and set(arrived) >= {r["event_id"] for r in full}
     assert all(r["view"] == "symbolic" and len(r["features"]) == 23 and not r["gated"] for r in full)
-    first_sent = {}  # score time of each chord → when its first note-on left the player
-    for t, at_s, m in sent:
-        if m[0] == 0x90:
-            first_sent.setdefault(at_s, t)
+    first_sent = chord_send_times(sent)
     chord_sent = [first_sent[at_s] for at_s in chords]
     compared = 0
     for record in full:
@@ -172,9 +131,7 @@ def test_a_keyboard_plays_a_score_into_musichal_in_and_it_learns_and_imitates(ja
     # onset → influenced note: the MIDI arrival → the reaction's note-on at the port (midi_out), and the whole way
     # through JACK (the player's send → the reader's receive of the first note-on after it)
     latency = final["midi_out"]["latency_ms"]["onset_to_note"]
-    note_ons = [t for t, m in timed if (m[0] & 0xF0) == 0x90 and m[2] > 0]
-    through = [min((t - s for t in note_ons if t >= s), default=np.nan) * 1000 for s in chord_sent]
-    through = [x for x in through if np.isfinite(x) and x < 200]
+    through = first_note_latencies_ms(chord_sent, timed)
     figures = {
         "onset_to_note_ms": {k: latency.get(k) for k in ("p50", "p95", "p99", "count")},
         "through_jack_ms": {"p50": float(np.percentile(through, 50)), "p95": float(np.percentile(through, 95))},

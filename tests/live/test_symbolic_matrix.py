@@ -23,7 +23,8 @@ import pytest
 from services.encoder.symbolic import SYMBOLIC_DIMENSION
 from shared.config import MusicHalConfig
 from testkit.audio import fluidsynth_available, render_midi_notes, write_midi_notes
-from testkit.midi import JackReader, ReceiverModel, unique_name
+from testkit.keyboard import open_keyboard
+from testkit.midi import JackReader, ReceiverModel
 from testkit.waiting import stage_counter, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,12 +99,7 @@ def test_describe_says_a_symbolic_model_listens_to_notes(world):
 
 def _keyboard(stop: threading.Event) -> threading.Thread:
     """A test player on "MusicHal in": a chord every 0.4 s until ``stop``."""
-    from services.midi_out.jack_midi import open_jack_output
-    from services.midi_out.ports import choose_port
-
-    output = open_jack_output(
-        "MusicHal in", virtual_name="out", client_name=unique_name("mh-keys"), choose=choose_port, connect_port_name="o"
-    )
+    output = open_keyboard("MusicHal in")
 
     def run() -> None:
         try:
