@@ -290,13 +290,13 @@ class LiveStack:
         ring with its arrival time, where the oracle makes events of the notes."""
         if self.input_midi is None:
             return
-        from services.encoder.midi_input import MIDI_RECORD
+        from services.encoder.midi_input import midi_record
         from services.midi_out.ports import open_input
 
         ring = self.rings["midi_in"]
 
         def on_message(message: list[int]) -> None:
-            ring.send(MIDI_RECORD.pack(time.monotonic()) + bytes(message))
+            ring.send(midi_record(time.monotonic(), message))
 
         self.midi_input = open_input(
             on_message,

@@ -31,12 +31,34 @@ from services.encoder.views import HybridPerceptionModule
 from shared.errors import ParameterError
 from shared.messages import Event, Percept
 
-__all__ = ["MIDI_EVENT_IDS", "MIDI_RECORD", "parse_note_message", "LiveNoteInput", "symbolic_stage"]
+__all__ = [
+    "MIDI_EVENT_IDS",
+    "midi_record",
+    "read_midi_record",
+    "parse_note_message",
+    "LiveNoteInput",
+    "symbolic_stage",
+]
 
 MIDI_EVENT_IDS = 1 << 40  # MIDI events' ids start here (audio events count from 0)
-#: a record of the ``midi_in`` ring: the arrival time (monotonic seconds, little-endian float64), then the message
-MIDI_RECORD = struct.Struct("<d")
+_RECORD_TIME = "<d"  # a ``midi_in`` ring record: the arrival time (monotonic seconds, little-endian float64) …
+_RECORD_TIME_BYTES = struct.calcsize(_RECORD_TIME)  # … then the message's bytes
 DUE_MARGIN_S = 1e-4  # a window has passed strictly after its end (NoteGrouper.close_due): wake just after it
+
+
+def midi_record(arrival_s: float, message: Sequence[int]) -> bytes:
+    """A ``midi_in`` ring record: the arrival time, then the message (:func:`read_midi_record` reads it).
+
+    >>> read_midi_record(midi_record(12.5, [0x90, 60, 100]))
+    (12.5, [144, 60, 100])
+    """
+    return struct.pack(_RECORD_TIME, float(arrival_s)) + bytes(message)
+
+
+def read_midi_record(payload: bytes) -> tuple[float, list[int]]:
+    """``(arrival time, message)`` of a :func:`midi_record`."""
+    (arrival,) = struct.unpack_from(_RECORD_TIME, payload)
+    return float(arrival), list(payload[_RECORD_TIME_BYTES:])
 
 
 def parse_note_message(data: Sequence[int]) -> tuple[str, int, int, int] | None:

@@ -166,7 +166,7 @@ class NoteGrouper:
     after that opens the next group. A group is complete (:meth:`close_due`) once its window has passed; the note
     durations keep completing at their note-offs (the lists are shared). Channel ``DRUM_CHANNEL`` (10) is left out
     unless ``include_drums``. A note-on with velocity 0 is a note-off; a note-on of a pitch already sounding on its
-    channel ends the earlier one first.
+    channel ends the earlier one first, unless that one was struck in the same chord (a unison: one note).
     """
 
     def __init__(self, *, chord_window_s: float = 0.030, include_drums: bool = False) -> None:
@@ -194,15 +194,16 @@ class NoteGrouper:
             return None, False
         if not 0 <= int(pitch) <= 127 or not 1 <= int(velocity) <= 127:
             raise ParameterError(f"note-on pitch {pitch} velocity {velocity} is out of range")
-        earlier = self.sounding.get((int(channel), int(pitch)))
-        if earlier is not None and earlier[2] == float(time_s):  # a unison on one channel: one note
-            earlier[1] = max(earlier[1], int(velocity))
-            return None, False
-        self.note_off(time_s, pitch, channel)
         closed = None
         opened = False
         if self.open is not None and time_s - self.open.onset_s > self.chord_window_s:
             closed = self._close()
+        earlier = self.sounding.get((int(channel), int(pitch)))
+        if earlier is not None and self.open is not None and any(n is earlier for n in self.open.struck):
+            # the key struck again within the chord (a unison of two voices on one channel): one note
+            earlier[1] = max(earlier[1], int(velocity))
+            return closed, False
+        self.note_off(time_s, pitch, channel)
         if self.open is None:
             held = [n for n in self.sounding.values()]
             self.open = NoteGroup(onset_s=float(time_s), held=held)

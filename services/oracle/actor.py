@@ -41,7 +41,7 @@ from typing import Any
 import ray
 
 from services.encoder.fallback import early_view, traditional_stage
-from services.encoder.midi_input import MIDI_RECORD, LiveNoteInput, symbolic_stage
+from services.encoder.midi_input import LiveNoteInput, read_midi_record, symbolic_stage
 from services.oracle.memory.corpus import load_corpora
 from services.oracle.memory.store import OracleMemory
 from services.oracle.player.live import LiveOracle
@@ -285,9 +285,9 @@ class OracleActor:
             return
         items = []
         for payload in self.midi_reader.drain():
-            (arrival,) = MIDI_RECORD.unpack_from(payload)
+            arrival, message = read_midi_record(payload)
             with self._lock:
-                items += self.midi_input.on_message(arrival, payload[MIDI_RECORD.size :])
+                items += self.midi_input.on_message(arrival, message)
         with self._lock:
             items += self.midi_input.due(time.monotonic())
         gate = None if self.config.control.midi_input_gate else False  # None: the echo gate decides

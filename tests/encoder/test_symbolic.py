@@ -98,10 +98,14 @@ def test_the_drum_channel_velocity_zero_and_unisons():
     grouper = NoteGrouper()
     assert grouper.note_on(0.0, 36, 100, channel=9) == (None, False)  # channel 10: left out
     assert grouper.note_on(0.0, 60, 80, channel=0) == (None, True)
-    assert grouper.note_on(0.0, 60, 90, channel=0) == (None, False)  # a unison on one channel is one note
+    assert grouper.note_on(0.004, 60, 90, channel=0) == (None, False)  # a unison within the chord: one note
     grouper.note_on(0.2, 60, 0, channel=0)  # velocity 0 = note-off
     group = grouper.finish(1.0)
     assert group is not None and [(n[0], n[1], n[3]) for n in group.struck] == [(60, 90, 0.2)]
+    restruck = NoteGrouper()
+    restruck.note_on(0.0, 60, 80)
+    closed, opened = restruck.note_on(0.2, 60, 70)  # the same key again after the chord: a new note, the old one ends
+    assert opened and [(n[0], n[3]) for n in closed.struck] == [(60, 0.2)]
     drums = NoteGrouper(include_drums=True)
     assert drums.note_on(0.0, 36, 100, channel=9) == (None, True)
     with pytest.raises(ParameterError):

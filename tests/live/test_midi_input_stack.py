@@ -26,6 +26,7 @@ from testkit.keyboard import (
     open_keyboard,
     pc_histogram,
     play_score,
+    timeline,
 )
 from testkit.midi import TimedJackReader, hung_note_problems, scheduled_notes
 from testkit.waiting import wait_until
@@ -46,8 +47,14 @@ def groups(times: list[float], window_s: float) -> int:
 
 
 def sounding(notes, at_s: float) -> list[int]:
-    """The score's notes sounding at a chord's onset: those starting then and those held across it."""
-    return sorted(p for p, s, d, _ in notes if abs(s - at_s) < 1e-6 or (s < at_s - 1e-6 and s + d > at_s + 1e-6))
+    """The keys down at a chord's onset when the score is played on one channel (its timeline up to then: a note-off
+    lifts the key whichever voice struck it, so a unison's shorter voice ends it): the chord's notes and those held."""
+    down: set[int] = set()
+    for t, message in timeline(notes):
+        if t > at_s + 1e-6:
+            break
+        (down.add if message[0] == 0x90 else down.discard)(message[1])
+    return sorted(down)
 
 
 def test_a_keyboard_plays_a_score_into_musichal_in_and_it_learns_and_imitates(jack_server, ray_local, tmp_path):
