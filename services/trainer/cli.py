@@ -34,10 +34,12 @@ again, up to [trainer] max_attempts).
 A file some worker cannot open is an error naming the file and the node (the model must not depend on
 where files landed) unless --skip-unreadable; corrupt, empty or silent files are skipped and listed. If
 nothing is usable the exit status is 1 and no model is written.
-MIDI files (.mid/.midi, type 0 and 1) are corpora too, alone or mixed with audio: a corpus holding any trains
-the symbolic view (--symbolic; features of each event's notes: pitch-class set, bass and top pitch, interval
-classes, span, density, velocity), its audio files heard through their notes (slice notes when [features]
-slice_notes is on, else f0, else chroma classes). Note-ons within --chord-window-ms of each other make one
+MIDI files (.mid/.midi, type 0 and 1) are corpora too, alone or mixed with audio: they train the symbolic view
+(features of each event's notes: pitch-class set, bass and top pitch, interval classes, span, density,
+velocity), the audio files beside them heard through their notes (slice notes when [features] slice_notes is
+on, else f0, else chroma classes). A corpus of MIDI files, MIDI files named with --file, or --symbolic choose
+it; a --dir that holds audio files trains their audio view as before and leaves the MIDI files in it out (it
+says so) unless --symbolic. Note-ons within --chord-window-ms of each other make one
 event; channel 10 (drums) is left out unless --midi-drums."""
 
 
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--symbolic",
         action="store_true",
-        help="learn the symbolic view (features of the notes); the default when the corpus holds MIDI files",
+        help="learn the symbolic view (features of the notes): with it, MIDI files under --dir are learned beside "
+        "audio files (the default for a corpus of MIDI files, or MIDI files given with --file)",
     )
     parser.add_argument(
         "--chord-window-ms",
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started_ray = False
     try:
-        from services.trainer.discovery import corpus_config, discover_audio_files
+        from services.trainer.discovery import corpus_config, discover_corpus
         from services.trainer.pipeline import train
 
         threshold = parse_threshold(args.threshold)
@@ -265,7 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         missing = [name for name in args.file if not Path(name).expanduser().exists()]
         if missing:
             raise ParameterError(f"{missing[0]}: no such file")
-        paths = discover_audio_files(args.file, args.dir)
+        paths, left_out = discover_corpus(args.file, args.dir, symbolic=config.features.kind == "symbolic")
+        if left_out and not args.quiet:
+            print(
+                f"musichal-train: {len(left_out)} MIDI file(s) under --dir left out: the corpus has audio files and "
+                "trains their audio view (--symbolic learns the MIDI files too)",
+                file=sys.stderr,
+            )
         if not paths:
             raise ParameterError(
                 "no audio or MIDI files found (give --file or --dir with wav/flac/ogg/mp3/aiff/mid files)"

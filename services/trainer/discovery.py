@@ -13,7 +13,15 @@ from shared.audio import AUDIO_FILE_SUFFIXES
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
 
-__all__ = ["AUDIO_EXTENSIONS", "CORPUS_EXTENSIONS", "discover_audio_files", "corpus_names", "is_midi", "corpus_config"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "CORPUS_EXTENSIONS",
+    "discover_audio_files",
+    "discover_corpus",
+    "corpus_names",
+    "is_midi",
+    "corpus_config",
+]
 
 AUDIO_EXTENSIONS = AUDIO_FILE_SUFFIXES  # what the front end decodes
 CORPUS_EXTENSIONS = (*AUDIO_FILE_SUFFIXES, *MIDI_EXTENSIONS)  # what the trainer learns from
@@ -45,8 +53,8 @@ def corpus_config(config: MusicHalConfig, paths: Sequence[str | Path]) -> MusicH
 
 
 def discover_audio_files(files: Iterable[str | Path] = (), dirs: Iterable[str | Path] = ()) -> list[Path]:
-    """The corpus: ``files`` plus audio and MIDI files found recursively under ``dirs``, resolved, deduplicated,
-    sorted.
+    """The corpus: ``files`` plus audio files found recursively under ``dirs``, resolved, deduplicated, sorted
+    (:func:`discover_corpus` adds the MIDI files).
 
     Raises
     ------
@@ -61,9 +69,28 @@ def discover_audio_files(files: Iterable[str | Path] = (), dirs: Iterable[str | 
         if not root.is_dir():
             raise ParameterError(f"--dir {root}: not a directory")
         for path in root.rglob("*"):
-            if path.is_file() and path.suffix.lower() in CORPUS_EXTENSIONS:
+            if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
                 found.add(path.resolve())
     return sorted(found, key=lambda p: str(p))
+
+
+def discover_corpus(
+    files: Iterable[str | Path] = (), dirs: Iterable[str | Path] = (), *, symbolic: bool = False
+) -> tuple[list[Path], list[Path]]:
+    """``(corpus, MIDI files left out)``: :func:`discover_audio_files` plus the MIDI files under ``dirs`` when the
+    corpus learns the symbolic view (``symbolic``) or holds no audio file at all. A folder of audio with MIDI files
+    beside it (a rendering's sources) trains the audio view as it always did; its MIDI files are left out and
+    returned, so the caller can say so. MIDI files named with ``--file`` are always in.
+    """
+    corpus = discover_audio_files(files, dirs)
+    midi: set[Path] = set()
+    for name in dirs:
+        midi.update(p.resolve() for p in Path(name).expanduser().rglob("*") if p.is_file() and is_midi(p))
+    midi -= set(corpus)
+    has_audio = any(not is_midi(p) for p in corpus)
+    if symbolic or not has_audio:
+        return sorted(set(corpus) | midi, key=lambda p: str(p)), []
+    return corpus, sorted(midi, key=lambda p: str(p))
 
 
 def corpus_names(paths: Sequence[Path]) -> list[str]:

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from services.model_file import describe_model, load_musichal_model
 from services.trainer.cli import main
-from services.trainer.discovery import corpus_config, discover_audio_files
+from services.trainer.discovery import corpus_config, discover_audio_files, discover_corpus
 from services.trainer.pipeline import stats_path_for, train
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
@@ -98,7 +98,22 @@ def test_midi_with_wav2vec_is_one_line_before_ray(midi_corpus, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("musichal-train: error:") and "symbolic view" in error and "\n" not in error
     assert not (midi_corpus.parent / "never").exists()
-    assert len(discover_audio_files(dirs=[midi_corpus])) == 6
+    assert len(discover_corpus(dirs=[midi_corpus])[0]) == 6 and discover_audio_files(dirs=[midi_corpus]) == []
+
+
+def test_a_folder_of_audio_with_midi_beside_it_trains_the_audio_view_as_before(midi_corpus, tmp_path):
+    folder = tmp_path / "rendered"
+    folder.mkdir()
+    sf.write(folder / "take.wav", note_sequence(1, 2.0), SR)
+    write_midi_notes([(60, 0.1, 0.3, 90)], folder / "take.mid")  # the rendering's source, beside it
+    corpus, left_out = discover_corpus(dirs=[folder])
+    assert [p.name for p in corpus] == ["take.wav"] and [p.name for p in left_out] == ["take.mid"]
+    assert corpus_config(MusicHalConfig(), corpus).features.kind == "traditional"
+    both, none_left = discover_corpus(dirs=[folder], symbolic=True)
+    assert [p.name for p in both] == ["take.mid", "take.wav"] and none_left == []
+    named, _ = discover_corpus(files=[folder / "take.mid"], dirs=[folder])  # a MIDI file named with --file is in
+    assert [p.name for p in named] == ["take.mid", "take.wav"]
+    assert corpus_config(MusicHalConfig(), named).features.kind == "symbolic"
 
 
 def test_the_trainer_flags_set_the_symbolic_view_and_its_grouping():
