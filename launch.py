@@ -10,6 +10,7 @@ Examples::
     musichal --input-file take1.wav --record out.mid --duration 30
     musichal --model model.json --input-device "USB Audio" --midi-port "Surge XT"
     musichal --ray-address 192.168.1.10:6379 --encoder-resource encoder --wav2vec --model model.json
+    musichal --input-midi virtual --record out.mid     # a keyboard as the musician (connect it to "MusicHal in")
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--input-file", help="play this audio file into the stack at real-time pace (instead of a device)")
     io.add_argument("--loop", action="store_true", help="repeat --input-file")
     io.add_argument("--input-device", help="audio input device, by name (substring) or index (see --list-devices)")
+    io.add_argument(
+        "--input-midi",
+        metavar="NAME|virtual",
+        help="also hear the notes of a MIDI source (name, substring or index, as --midi-port), or 'virtual' for a "
+        "port named 'MusicHal in' to connect a keyboard to; learns the symbolic view (a --model must be symbolic); "
+        "no echo gate on it unless [control] midi_input_gate",
+    )
     io.add_argument("--input-channel", type=int, help="use only this input channel (0-based) instead of a mono mix")
     io.add_argument(
         "--midi-port", help="MIDI output port by name, substring or index (default: a virtual port 'MusicHal')"
@@ -418,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             model_path=args.model,
             checkpoint_path=args.save_learned,
             session_log=args.session_log,
+            input_midi=args.input_midi,
             wav2vec_checkpoint=args.wav2vec_model if args.model else None,
             other_checkpoint=args.other_checkpoint,
         )

@@ -1,8 +1,8 @@
 """The whole MusicHal model file: perception (features, PCA, quantizers) + oracle, in one container.
 
-``model.json`` meta (schema 3)::
+``model.json`` meta (schema 4)::
 
-    {"musichal_model": 3, "perception": {...PerceptionModel meta...} | null,
+    {"musichal_model": 4, "perception": {...PerceptionModel meta...} | null,
      "perception_spec": {...PerceptionSpec.record(): views, hybrid, wav2vec checkpoint identity, memory dimension...} |
      null,
      "oracle": {...OracleMemory meta...}, "config": {...segmenter/features/quantizer sections...},
@@ -14,6 +14,9 @@ Schema 1 files (before the perception record) still load: the record is inferred
 (views, checkpoint name, layer, dimension and — when the trainer could hash it — the checkpoint's sha256).
 Schema 3 adds what each state's slice holds (``oracle.audio.state.note_*`` CSR note columns, ``pressure``,
 ``f0_cents``, ``timbre``; see :mod:`services.oracle.memory.states`); schema 1 and 2 files load with no slice notes.
+Schema 4 adds the symbolic view (``views`` may be ``["symbolic"]``: features of each event's notes, from MIDI files or
+transcribed audio; the record's ``features.symbolic`` says which); older files hold audio views only and load as before.
+A schema-4 file is written for every model; one with audio views only reads the same as schema 3.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from shared.model_io import load_model, save_model
 
 __all__ = ["MusicHalModel", "load_musichal_model", "save_musichal_model", "describe_model", "MODEL_SCHEMA"]
 
-MODEL_SCHEMA = 3  # 3: per-state slice notes and expression
-READABLE_SCHEMAS = (1, 2, 3)
+MODEL_SCHEMA = 4  # 3: per-state slice notes and expression; 4: the symbolic view (services.encoder.symbolic)
+READABLE_SCHEMAS = (1, 2, 3, 4)
 
 
 @dataclass
@@ -151,7 +154,7 @@ def describe_model(model: MusicHalModel) -> str:
     threshold = training.get("threshold", audio.get("threshold"))
     offsets = next((a for k, a in model.arrays.items() if k.endswith("state.note_offsets")), None)
     if offsets is not None and len(offsets):
-        lines.append(f"slice notes: {int(offsets[-1])} transcribed notes in the memory's slices")
+        lines.append(f"slice notes: {int(offsets[-1])} notes (transcribed, or from MIDI) in the memory's slices")
     lines.append(
         f"oracle: {max(0, int(states) - 1) if states is not None else '?'} states, playing "
         f"{oracle.get('playing', '?')}, "
@@ -167,7 +170,7 @@ def describe_model(model: MusicHalModel) -> str:
     if files:
         lines.append(
             f"trained on {len(files)} file(s), {training.get('events', '?')} events, "
-            f"{float(training.get('audio_seconds', 0.0)):.1f} s of audio:"
+            f"{float(training.get('audio_seconds', 0.0)):.1f} s of music:"
         )
         lines += [
             f"  {f.get('name')} ({float(f.get('duration_s', 0.0)):.1f} s, {f.get('events')} events)" for f in files

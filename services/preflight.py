@@ -15,6 +15,27 @@ from shared.config import MusicHalConfig
 __all__ = ["listening_request", "plan_listening", "describe_listening", "preflight"]
 
 
+def _check_midi_input(config: MusicHalConfig, spec: Any, port: str, *, model: bool, api: str) -> None:
+    """``--input-midi`` with this model (or live learning) and port: one line (exit 2) when they cannot work."""
+    from shared.errors import ParameterError
+
+    if spec is not None and "symbolic" not in spec.views:
+        raise ParameterError(
+            f"--input-midi needs a model of the symbolic view; {spec.source or 'this model'} listens with "
+            f"{'+'.join(spec.views)} (MIDI notes have no audio to analyse): train one from MIDI files or with "
+            "musichal-train --symbolic, or learn live without --model"
+        )
+    if not model and config.features.kind != "symbolic":
+        raise ParameterError(
+            f"--input-midi learns the symbolic view; [features] kind = {config.features.kind!r} cannot hear MIDI notes"
+        )
+    if port != "virtual" and api == "jack":
+        from services.midi_out.jack_midi import jack_midi_ports
+        from services.midi_out.ports import choose_port
+
+        choose_port(jack_midi_ports(outputs=True), port, "input")
+
+
 def listening_request(
     config: MusicHalConfig, *, checkpoint: str | None = None, other_checkpoint: bool = False
 ) -> dict[str, Any]:
@@ -84,8 +105,12 @@ def preflight(
     model_path: str | None = None,
     checkpoint: str | None = None,
     other_checkpoint: bool = False,
+    input_midi: str | None = None,
 ) -> Any:
     """Check every input a user names before Ray or any actor starts; raise a MusicHalError with one line.
+
+    ``input_midi`` (``--input-midi``): the model must listen with the symbolic view (learning live, the features
+    must be symbolic), and on JACK a named source port must exist.
 
     Input file header, the model (loaded and checked as the oracle actor will check it) and how it listens
     (:func:`plan_listening`: flags that contradict it, its wav2vec checkpoint found and verified), MIDI API and
@@ -123,6 +148,8 @@ def preflight(
         from services.capture.devices import choose_input_device, list_input_devices
 
         choose_input_device(list_input_devices(), input_device)
+    if input_midi is not None:
+        _check_midi_input(config, spec, input_midi, model=model_path is not None, api=api)
     if model_path is None and config.features.kind == "wav2vec" and not config.cluster.encoder_resource:
         from services.encoder.wav2vec import check_wav2vec_available
 

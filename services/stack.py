@@ -71,6 +71,8 @@ class LiveStack:
     #: start-up phases, seconds each, in order (preflight, ray_import, ray_init, actor_modules, actors, listen …)
     startup: dict[str, float] = field(default_factory=dict)
     listening_at: float | None = None  # monotonic time the input started (every actor ready): music from here
+    input_midi: str | None = None  # --input-midi: a MIDI source port (name, substring, index) or "virtual"
+    midi_input: Any = None  # its open port (services.midi_out.ports.open_input) while running
     env_inherited: bool = False  # Ray was started here with the actors' environment (no runtime_env needed)
 
     def _phase(self, name: str) -> None:
@@ -89,6 +91,8 @@ class LiveStack:
         if self.config.control.input_gate is None:  # auto: a microphone hears our synth, a file does not
             self.config = self.config.with_overrides({"control.input_gate": self.input_file is None})
         models = self.model_paths
+        if self.input_midi is not None and not models and self.config.features.kind == "traditional":
+            self.config = self.config.with_overrides({"features.kind": "symbolic"})  # learn what MIDI notes are
         self.perception_spec = preflight(
             self.config,
             input_file=self.input_file,
@@ -96,6 +100,7 @@ class LiveStack:
             model_path=models[0] if models else None,
             checkpoint=self.wav2vec_checkpoint,
             other_checkpoint=self.other_checkpoint,
+            input_midi=self.input_midi,
         )
         console_token = None
         if self.config.console.enabled:  # its address and token checked before Ray starts (one line each)
@@ -141,7 +146,10 @@ class LiveStack:
 
                 self.console = LiveConsole(self, token=console_token)
             self._phase("controls")
+            self._open_midi_input()
             self.listening_at = ray.get(self.actors["capture"].listen.remote(), timeout=60)  # the input starts now
+            if self.midi_input is not None:  # MIDI onsets on the audio events' clock
+                ray.get(self.actors["oracle"].midi_origin.remote(self.listening_at), timeout=10)
             self._phase("listen")
         except BaseException:
             self.stop(graceful=False)
@@ -159,6 +167,8 @@ class LiveStack:
             "percepts": MessageRing.create(capacity_bytes=1 << 22),
             "notes": MessageRing.create(capacity_bytes=1 << 20),
         }
+        if self.input_midi is not None:  # --input-midi: the port's messages, read by the oracle
+            self.rings["midi_in"] = MessageRing.create(capacity_bytes=1 << 20)
         names = {key: ring.name for key, ring in self.rings.items()}
         self.driver_node = ray.get_runtime_context().get_node_id()
         local = pin_to_node(self.driver_node, env=not self.env_inherited)
@@ -281,6 +291,27 @@ class LiveStack:
             [self.model_path] if isinstance(self.model_path, (str, os.PathLike)) else [str(p) for p in self.model_path]
         )
 
+    def _open_midi_input(self) -> None:
+        """``--input-midi``: open the port here (its own delivery thread); every message goes to the ``midi_in``
+        ring with its arrival time, where the oracle makes events of the notes."""
+        if self.input_midi is None:
+            return
+        from services.encoder.midi_input import midi_record
+        from services.midi_out.ports import open_input
+
+        ring = self.rings["midi_in"]
+
+        def on_message(message: list[int]) -> None:
+            ring.send(midi_record(time.monotonic(), message))
+
+        self.midi_input = open_input(
+            on_message,
+            self.config.midi.api,
+            None if self.input_midi == "virtual" else self.input_midi,
+            virtual_name="MusicHal in",
+            client_name="MusicHal-notes",
+        )
+
     # ------------------------------------------------------------------ performer controls
     def _start_controls(self) -> None:
         """The control hub (always; ``apply_control`` works without servers) and the OSC/MIDI inputs asked for."""
@@ -398,6 +429,11 @@ class LiveStack:
                 else f"MIDI control on {server.port_name}"
             )
             lines.append(f"{where} (musichal --controls prints the map)")
+        if self.midi_input is not None:
+            lines.append(
+                f"MIDI notes from {self.midi_input.port_name} (the symbolic view; a chord = note-ons within "
+                f"{self.config.features.chord_window_ms:g} ms)"
+            )
         lines.append(
             f"running (encoder on node {info.get('node_id', '?')[:8]} {info.get('node_ip', '')}, "
             + ("local rings" if info.get("local") else f"remote, windows by value at {info.get('input_rate_hz')} Hz")
@@ -488,6 +524,12 @@ class LiveStack:
             except Exception:
                 pass
         self.control_inputs = []
+        if self.midi_input is not None:  # no note may arrive while the actors stop
+            try:
+                self.midi_input.close()
+            except Exception:
+                pass
+            self.midi_input = None
         if graceful and "capture" in self.actors:
             try:
                 ray.get(self.actors["capture"].stop.remote(), timeout=1.0)

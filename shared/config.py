@@ -116,19 +116,27 @@ class SegmenterConfig:
 class FeatureConfig:
     """Which perception views are computed per event."""
 
-    kind: str = "traditional"  # "traditional" | "wav2vec"
+    kind: str = (
+        "traditional"  # "traditional" | "wav2vec" | "symbolic" (features of notes: services/encoder/symbolic.py)
+    )
     hybrid: bool = False  # keep both views (traditional always + wav2vec when enabled)
     pca_components: int = 16  # 0 disables PCA for the continuous oracle
     # transcribe the notes sounding in each slice (docs/transcription.md): off by default while no player uses them,
     # since it costs a 2 s Basic Pitch model run per event (25 ms idle, ~100 ms loaded, on 2 CPU cores)
     slice_notes: bool = False
+    # MIDI notes → events (the symbolic view, services/encoder/symbolic.py): note-ons within this window of the first
+    # make one chord; channel 10 (drums) is left out unless midi_drums
+    chord_window_ms: float = 30.0
+    midi_drums: bool = False
 
     def __post_init__(self) -> None:
         _check(
-            self.kind in ("traditional", "wav2vec"),
-            f"features.kind must be 'traditional' or 'wav2vec', got {self.kind!r}",
+            self.kind in ("traditional", "wav2vec", "symbolic"),
+            f"features.kind must be 'traditional', 'wav2vec' or 'symbolic', got {self.kind!r}",
         )
         _check(self.pca_components >= 0, "features.pca_components must be >= 0")
+        _check(0.0 <= self.chord_window_ms <= 1000.0, "features.chord_window_ms must be in 0..1000")
+        _check(not (self.kind == "symbolic" and self.hybrid), "features.hybrid needs kind 'wav2vec', not 'symbolic'")
 
 
 @dataclass(frozen=True)
@@ -401,6 +409,7 @@ class ControlConfig:
     cc_map: dict[str, int] = field(default_factory=dict)
     note_map: dict[str, int] = field(default_factory=dict)
     input_gate: bool | None = None  # ignore input onsets while own notes sound; None: on for a device, off for a file
+    midi_input_gate: bool = False  # the echo gate for --input-midi notes too (MIDI has no acoustic echo: off)
     gate_pre_ms: float = 20.0  # the gate opens this long before each note-on
     gate_release_ms: float = 250.0  # ... and closes this long after its note-off (synth release + room)
     # "content": drop an onset during own notes only when its pitch content is explained by the notes sounding then

@@ -118,7 +118,10 @@ class Percept:
 
     def __post_init__(self) -> None:
         _check(self.token >= 0, "token must be >= 0")
-        _check(self.view in ("traditional", "wav2vec"), f"view must be traditional or wav2vec, got {self.view!r}")
+        _check(
+            self.view in ("traditional", "wav2vec", "symbolic"),
+            f"view must be traditional, wav2vec or symbolic, got {self.view!r}",
+        )
 
 
 def _check_curve(curve: Any, name: str, *, low: float, high: float) -> None:

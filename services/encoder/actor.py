@@ -32,6 +32,7 @@ from services.encoder.fallback import traditional_stage
 from services.encoder.features import FEATURE_DIMENSION
 from services.encoder.guard import GuardedEncoder, OverloadGuard
 from services.encoder.stage import EncoderStage, stage_from_spec
+from services.encoder.symbolic import SYMBOLIC_DIMENSION
 from services.encoder.views import HybridPerceptionModule
 from services.ray_support import current_node_id, set_torch_threads
 from shared.config import MusicHalConfig
@@ -51,6 +52,8 @@ def build_encoder_stage(config: MusicHalConfig, *, node_id: str = "", spec: Any 
         return stage_from_spec(spec, config, node_id=node_id)
     perception = HybridPerceptionModule.from_config(config)
     memory = perception.wav2vec.dimension if perception.wav2vec is not None else FEATURE_DIMENSION
+    if perception.symbolic:  # features of the notes (services.encoder.symbolic)
+        memory = SYMBOLIC_DIMENSION
     return EncoderStage(perception, None, node_id=node_id, memory_dimension=memory)  # learning live
 
 

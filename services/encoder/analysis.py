@@ -22,6 +22,7 @@ from services.capture.segmenter import OnsetSegmenter
 from services.encoder.expression import slice_expression
 from services.encoder.features import describe_event, traditional_features
 from services.encoder.perception import PerceptionViews
+from services.encoder.symbolic import symbolic_view
 from shared.audio import iter_file_blocks
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
@@ -29,7 +30,7 @@ from shared.messages import Event, EventDescriptors
 
 __all__ = ["VIEWS", "Analysis", "analyze_windows", "analyze_blocks", "analyze_array", "analyze_file"]
 
-VIEWS = ("traditional", "wav2vec")
+VIEWS = ("traditional", "wav2vec", "symbolic")
 
 #: One analysed event: its descriptors and a float32 vector per view.
 Analysis = tuple[EventDescriptors, dict[str, np.ndarray]]
@@ -91,6 +92,9 @@ def analyze_windows(
                 (n.pitch, n.onset_s, n.duration_s, n.velocity, n.bend_cents, n.glide_cents) for n in slice_notes[index]
             )
             results[index] = (dataclasses.replace(results[index][0], notes=notes), results[index][1])
+    if "symbolic" in vectors:
+        # the notes the slice holds (its transcription, else its f0, else its chroma classes): services.encoder.symbolic
+        vectors["symbolic"] = [symbolic_view(descriptors) for descriptors, _ in results]
     if "wav2vec" in vectors and windows:
         if perception.wav2vec is None:
             raise ParameterError("the wav2vec view was asked for but no encoder is loaded")

@@ -69,8 +69,10 @@ def traditional_stage(
                 "the traditional view cannot feed it"
             )
     else:
-        if config.features.kind == "wav2vec":
-            raise DimensionMismatchError("a memory learned live from wav2vec vectors cannot use traditional ones")
+        if config.features.kind in ("wav2vec", "symbolic"):
+            raise DimensionMismatchError(
+                f"a memory learned live from {config.features.kind} vectors cannot use traditional ones"
+            )
         memory_dimension = FEATURE_DIMENSION
     traditional = replace(config, features=replace(config.features, kind="traditional", hybrid=False))
     return EncoderStage(

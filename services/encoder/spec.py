@@ -258,6 +258,12 @@ class PerceptionSpec:
             + ")",
             f"memory features: {self.memory_dimension}-D; {self.vocabulary_size} symbols per view",
         ]
+        if "symbolic" in self.views:
+            lines.append(
+                "symbolic view: the notes of each event (pitch-class set, bass and top pitch, interval classes, "
+                "span, density, velocity); MIDI input gives them directly, audio input through each slice's "
+                "transcribed notes ([features] slice_notes), else its f0, else its chroma classes"
+            )
         if self.wav2vec is not None:
             w = self.wav2vec
             lines.append(
@@ -355,14 +361,15 @@ def check_live_request(
     checked by :func:`resolve_checkpoint` (same weights, or ``allow_other_checkpoint``).
     """
     name = f"the model {spec.source}" if spec.source else "the model"
+    trained = "+".join(spec.views)
     if wav2vec and spec.wav2vec is None:
         raise ParameterError(
-            f"--wav2vec contradicts {name}: it was trained on the traditional view; play it without "
+            f"--wav2vec contradicts {name}: it was trained on the {trained} view; play it without "
             "--wav2vec, or train a wav2vec model (musichal-train --wav2vec)"
         )
     if checkpoint and spec.wav2vec is None:
         raise ParameterError(
-            f"--wav2vec-model contradicts {name}: it was trained on the traditional view and uses no wav2vec checkpoint"
+            f"--wav2vec-model contradicts {name}: it was trained on the {trained} view and uses no wav2vec checkpoint"
         )
     if hybrid and spec.wav2vec is not None and not spec.hybrid:
         raise ParameterError(

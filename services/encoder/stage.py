@@ -181,6 +181,22 @@ class EncoderStage:
         t_start = time.monotonic()
         analyses = self._analyze(events, windows, window_rate_hz)
         t_features = time.monotonic()
+        percepts = self.percepts_for(events, analyses)
+        t_ready = time.monotonic()
+        for event, percept in zip(events, percepts):
+            percept.stamps.update(
+                {
+                    "t_detected": event.t_detected,
+                    "t_encode_start": t_start,
+                    "t_features": t_features,
+                    "t_ready": t_ready,
+                }
+            )
+        return percepts
+
+    def percepts_for(self, events: Sequence[Event], analyses: Sequence) -> list[Percept]:
+        """Tokens for analysed events (the fitted model's, or learned live), dimension-checked and counted: the
+        second half of :meth:`process_batch`, also used for events that arrive analysed (MIDI notes)."""
         if self.model is not None:
             view = (
                 self.model.primary_view
@@ -203,16 +219,6 @@ class EncoderStage:
         self.counters["events"] += len(percepts)
         if self.degraded:
             self.counters["degraded_events"] += len(percepts)
-        t_ready = time.monotonic()
-        for event, percept in zip(events, percepts):
-            percept.stamps.update(
-                {
-                    "t_detected": event.t_detected,
-                    "t_encode_start": t_start,
-                    "t_features": t_features,
-                    "t_ready": t_ready,
-                }
-            )
         return percepts
 
     def _learn_live(self, events: Sequence[Event], analyses: Sequence) -> list[Percept]:
@@ -266,6 +272,7 @@ def stage_from_spec(spec: Any, config: Any = None, *, node_id: str = "") -> Enco
         l2_normalize=model.l2_normalize,
         seed=model.seed,
         slice_notes=config.features.slice_notes,
+        symbolic="symbolic" in spec.views,
     )
     if use_wav2vec:
         if perception.wav2vec is None:

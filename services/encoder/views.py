@@ -22,6 +22,7 @@ from services.encoder.expression import EXPRESSION_POINTS
 from services.encoder.features import FEATURE_DIMENSION, FEATURE_NAMES
 from services.encoder.perception_model import PerceptionModel
 from services.encoder.quantizer import PCAReducer
+from services.encoder.symbolic import describe_symbolic
 from services.encoder.wav2vec import Wav2VecMusicEncoder
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
@@ -131,10 +132,15 @@ class HybridPerceptionModule:
         torch_threads: int | None = None,
         wav2vec: Any = None,
         slice_notes: bool = False,
+        symbolic: bool = False,
     ) -> None:
         if not 2 <= int(vocabulary_size) <= 65_536:
             raise ParameterError(f"vocabulary_size must be in 2..65536, got {vocabulary_size}")
         self.vocabulary_size = int(vocabulary_size)
+        #: the symbolic view alone (features of the notes: services.encoder.symbolic); no wav2vec then
+        self.symbolic = bool(symbolic)
+        if self.symbolic and (enable_wav2vec or wav2vec is not None or hybrid):
+            raise ParameterError("the symbolic view is a view of its own: not with wav2vec or --hybrid-perception")
         self.hybrid = bool(hybrid)
         self.pca_components = int(pca_components)
         self.l2_normalize = bool(l2_normalize)
@@ -185,12 +191,15 @@ class HybridPerceptionModule:
             l2_normalize=config.quantizer.l2_normalize,
             seed=config.quantizer.seed,
             slice_notes=config.features.slice_notes,
+            symbolic=config.features.kind == "symbolic",
         )
         kwargs.update(overrides)
         return cls(**kwargs)
 
     @property
     def primary_view(self) -> str:
+        if self.symbolic:
+            return "symbolic"
         return "wav2vec" if self.wav2vec is not None else "traditional"
 
     @property
@@ -205,7 +214,7 @@ class HybridPerceptionModule:
 
     def describe(self) -> dict[str, Any]:
         """Feature settings a model must match (recorded in the model meta)."""
-        return {
+        info = {
             "views": list(self.views),
             "primary_view": self.primary_view,
             "hybrid": self.hybrid,
@@ -219,6 +228,9 @@ class HybridPerceptionModule:
             },
             "slice_notes": self.transcriber.describe() if self.transcriber is not None else None,
         }
+        if self.symbolic:  # only then, so an audio perception's record (and cache key) is as it was
+            info["symbolic"] = describe_symbolic()
+        return info
 
     def extract_features(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         """``{view: vector}`` for one mono window at ``sr``."""

@@ -20,6 +20,13 @@ bounded (expired calls are cancelled and still count until Ray ends them), a dea
 round trips, and down/probe/resume — after the encoder dies every event is answered locally at once, a cheap
 ``ping`` goes out now and then, and the first answer resumes sending. Clocks: everything here is on this (the
 head's) node's clock; from the encoder only durations (``stamps["encode_s"]``) are used.
+
+MIDI input (``--input-midi``: a ``midi_in`` ring the launcher's MIDI port writes, each record the arrival time and
+the message) needs no encoder: :class:`services.encoder.midi_input.LiveNoteInput` makes an early percept at the
+note-on that opens an event (the reaction, at once) and the full one when the chord window has passed (learned),
+both handed to the decision object as an audio onset's are. The echo gate is off for them unless
+``control.midi_input_gate``. While MIDI input is on, the loop waits on the MIDI ring, at most ``MIDI_WAIT_S`` at a
+time, and reads the audio events ring between waits (the audio early views may wait that long more).
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ __all__ = ["OracleActor"]
 
 # The memory, the player and the early view (numba, scipy: ~0.25 s of imports) are imported inside the methods that
 # use them, in the actor's own process: the driver imports this module only to create the actor, while Ray starts.
+
+
+#: with MIDI input, the longest wait on the MIDI ring before the audio events ring is read again
+MIDI_WAIT_S = 0.005
 
 
 def _is_cancelled(error: BaseException) -> bool:
@@ -129,6 +140,20 @@ class OracleActor:
         self.fallback = self._make_fallback()
         self._warm_up_remote_path(config)
         self._warm_up_early(config)
+        self.midi_ring = self.midi_reader = self.midi_input = None
+        if rings.get("midi_in"):  # --input-midi: notes arrive analysed; tokens from the symbolic perception
+            from services.encoder.midi_input import LiveNoteInput, symbolic_stage
+
+            self.midi_ring = MessageRing.attach(rings["midi_in"])
+            self.midi_reader = self.midi_ring.reader()
+            self.midi_input = LiveNoteInput(
+                symbolic_stage(config, self.perception_model, node_id=self.node_id),
+                chord_window_s=config.features.chord_window_ms / 1000.0,
+                include_drums=config.features.midi_drums,
+                sample_rate_hz=config.audio.sample_rate_hz,
+                origin_s=time.monotonic(),
+                node_id=self.node_id,
+            )
         self.latency = LatencyRecorder()
         self.counters = {
             "events": 0,
@@ -241,6 +266,7 @@ class OracleActor:
         while not self._stop.is_set():
             try:
                 self._take_events()
+                self._take_midi()
                 self._receive_percepts()
                 self._expire()
                 with self._lock:
@@ -264,6 +290,41 @@ class OracleActor:
                 self.live.on_event(event, now, deadline_s=deadline_s)
             if self.encoder is not None:
                 self._send_remote(event, now)
+
+    def midi_origin(self, listening_at: float) -> None:
+        """MIDI events' onsets count from ``listening_at`` (monotonic), as the audio events' sample clock does."""
+        if self.midi_input is not None:
+            with self._lock:
+                self.midi_input.origin_s = float(listening_at)
+
+    def _take_midi(self) -> None:
+        """Every received MIDI message, then the event whose chord window has passed: early percepts influence at
+        once, full ones are answered (and learned) as an audio event's percept is."""
+        if self.midi_input is None:
+            return
+        from services.encoder.midi_input import read_midi_record  # imported in __init__ already
+
+        items = []
+        for payload in self.midi_reader.drain():
+            arrival, message = read_midi_record(payload)
+            with self._lock:
+                items += self.midi_input.on_message(arrival, message)
+        with self._lock:
+            items += self.midi_input.due(time.monotonic())
+        gate = None if self.config.control.midi_input_gate else False  # None: the echo gate decides
+        for event, percept, early in items:
+            now = time.monotonic()
+            with self._lock:
+                if early:
+                    notes = self.live.on_percept(percept, now, event=event, early=True, gated=gate)
+                else:
+                    self.live.on_event(event, now)
+                    notes = self.live.on_percept(percept, now, event=event, gated=gate)
+            self.latency.add("midi_onset_to_decision" if early else "midi_window_to_decision", now - event.t_detected)
+            self._send_notes(notes)
+            if not early:
+                with self._lock:
+                    self.live.learn_queued()
 
     def _early_view(self, event: Event) -> None:
         """An onset's first ``segmenter.early_ms``: traditional pitch and chroma influence the player at once."""
@@ -316,7 +377,11 @@ class OracleActor:
 
     def _wait_timeout(self) -> float:
         with self._lock:
-            wait = self.live.seconds_to_next(time.monotonic())  # the next step or a pending deadline
+            now = time.monotonic()
+            wait = self.live.seconds_to_next(now)  # the next step or a pending deadline
+            if self.midi_input is not None:  # the open MIDI event's chord window, and the audio events between
+                due = self.midi_input.seconds_to_due(now)
+                wait = min(wait, MIDI_WAIT_S, due if due is not None else MIDI_WAIT_S)
         return max(0.0, min(0.02, wait))  # bounded: events arrive on another ring
 
     def _receive_percepts(self) -> None:
@@ -324,7 +389,10 @@ class OracleActor:
         if self.encoder is None:
             # wait on the events ring: an onset's early view arrives there and is the reaction's path; full-window
             # percepts (learned, refining) are taken at most one bounded wait later
-            if not self.percepts_reader.pending():
+            if self.midi_reader is not None:
+                if not (self.percepts_reader.pending() or self.events_reader.pending()):
+                    self.midi_reader.wait(timeout_s=timeout)  # bounded by MIDI_WAIT_S (_wait_timeout)
+            elif not self.percepts_reader.pending():
                 self.events_reader.wait(timeout_s=timeout)
             payload = self.percepts_reader.receive(timeout_s=0.0)
             while payload is not None:
@@ -571,6 +639,9 @@ class OracleActor:
         counters.update({f"stage_{k}": v for k, v in stage_counters.items()})
         counters["pending"] = pending
         counters["message_overruns"] = self.events_reader.overruns + self.percepts_reader.overruns
+        if self.midi_input is not None:
+            counters.update({f"midi_{k}": v for k, v in self.midi_input.counters.items()})
+            counters["message_overruns"] += self.midi_reader.overruns
         counters["gate_blocked"] = self.live.gate.counters["blocked"]
         remote = None
         if self.encoder is not None:
@@ -605,6 +676,7 @@ class OracleActor:
             # the decided notes sound to their ends (LiveStack.stop drains midi_out after stopping the oracle)
             self.session.write("stop", t_end=max(time.monotonic(), self.live.last_t_off))
             self.session.close()
-        for ring in (self.audio, self.events, self.percepts, self.notes):
-            ring.close()
+        for ring in (self.audio, self.events, self.percepts, self.notes, self.midi_ring):
+            if ring is not None:
+                ring.close()
         return stats

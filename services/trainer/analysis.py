@@ -63,7 +63,7 @@ def feature_settings(config: MusicHalConfig, perception: Any) -> dict[str, Any]:
         wav2vec = {k: v for k, v in wav2vec.items() if k != "device"}
         wav2vec["checkpoint_sha256"] = _checkpoint_hash(str(wav2vec.get("model")))
         wav2vec["batch_size"] = config.wav2vec.batch_size
-    return {
+    settings = {
         "cache_version": FEATURE_CACHE_VERSION,
         "views": info["views"],
         "primary_view": info["primary_view"],
@@ -75,6 +75,13 @@ def feature_settings(config: MusicHalConfig, perception: Any) -> dict[str, Any]:
         "input_channel": config.audio.input_channel,
         "segmenter": dataclasses.asdict(config.segmenter),
     }
+    if info.get("symbolic") is not None:  # the symbolic view and how MIDI notes become events
+        settings["symbolic"] = {
+            **info["symbolic"],
+            "chord_window_ms": config.features.chord_window_ms,
+            "midi_drums": config.features.midi_drums,
+        }
+    return settings
 
 
 def _canonical(value: Any) -> bytes:
@@ -121,6 +128,7 @@ def analyze_path(
     is returned with its arrays and ``pending`` set, unstored: :func:`encode_pending` finishes it.
     """
     from services.encoder.analysis import analyze_file
+    from services.encoder.symbolic import MIDI_EXTENSIONS, analyze_midi_file
     from shared.audio import probe_audio_file
 
     path = Path(path)
@@ -168,14 +176,21 @@ def analyze_path(
                 cpu_s=time.process_time() - cpu_start,
             )
     try:
-        duration_s = probe_audio_file(path).duration_s
-        events, analyses = analyze_file(path, config, perception, window_batches=window_batches)
+        if path.suffix.lower() in MIDI_EXTENSIONS:  # notes → events with the live grouping (no audio, no windows)
+            events, analyses, duration_s = analyze_midi_file(path, config, perception)
+        else:
+            duration_s = probe_audio_file(path).duration_s
+            events, analyses = analyze_file(path, config, perception, window_batches=window_batches)
     except MusicHalError as error:
         return FileOutcome(**common, reason=_one_line(error, path, name))
     except Exception as error:  # a decoder's own failure on a corrupt file
         return FileOutcome(**common, reason=f"{type(error).__name__}: {_one_line(error, path, name)}")
     if not events:
-        return FileOutcome(**common, duration_s=duration_s, reason="no onsets found")
+        return FileOutcome(
+            **common,
+            duration_s=duration_s,
+            reason="no notes found" if path.suffix.lower() in MIDI_EXTENSIONS else "no onsets found",
+        )
     views = {view: np.stack([vectors[view] for _, vectors in analyses]).astype(np.float32) for view in analyses[0][1]}
     outcome = FileOutcome(
         **common,

@@ -33,22 +33,45 @@ and after a lost worker node (its work is rescheduled; units past --task-timeout
 again, up to [trainer] max_attempts).
 A file some worker cannot open is an error naming the file and the node (the model must not depend on
 where files landed) unless --skip-unreadable; corrupt, empty or silent files are skipped and listed. If
-nothing is usable the exit status is 1 and no model is written."""
+nothing is usable the exit status is 1 and no model is written.
+MIDI files (.mid/.midi, type 0 and 1) are corpora too, alone or mixed with audio: they train the symbolic view
+(features of each event's notes: pitch-class set, bass and top pitch, interval classes, span, density,
+velocity), the audio files beside them heard through their notes (slice notes when [features] slice_notes is
+on, else f0, else chroma classes). A corpus of MIDI files, MIDI files named with --file, or --symbolic choose
+it; a --dir that holds audio files trains their audio view as before and leaves the MIDI files in it out (it
+says so) unless --symbolic. Note-ons within --chord-window-ms of each other make one
+event; channel 10 (drums) is left out unless --midi-drums."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musichal-train", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--file", action="append", default=[], help="an audio file (repeatable)")
+    parser.add_argument("--file", action="append", default=[], help="an audio or MIDI file (repeatable)")
     parser.add_argument(
-        "--dir", action="append", default=[], help="a folder searched recursively for wav/flac/ogg/mp3/aiff"
+        "--dir",
+        action="append",
+        default=[],
+        help="a folder searched recursively for wav/flac/ogg/mp3/aiff and mid/midi files",
     )
     parser.add_argument(
         "--output", default="model.json", help="model path (model.json + model.safetensors + model.stats.json)"
     )
     parser.add_argument("--hybrid-perception", action="store_true", help="keep both traditional and wav2vec views")
     parser.add_argument("--wav2vec", action="store_true", help="use Wav2Vec 2.0 features")
+    parser.add_argument(
+        "--symbolic",
+        action="store_true",
+        help="learn the symbolic view (features of the notes): with it, MIDI files under --dir are learned beside "
+        "audio files (the default for a corpus of MIDI files, or MIDI files given with --file)",
+    )
+    parser.add_argument(
+        "--chord-window-ms",
+        type=float,
+        default=None,
+        help="MIDI note-ons within this many ms of the first make one chord (default [features] chord_window_ms, 30)",
+    )
+    parser.add_argument("--midi-drums", action="store_true", help="learn MIDI channel 10 (drums) too")
     parser.add_argument("--wav2vec-model", default=None, help="checkpoint name or local directory")
     parser.add_argument("--gpu", action="store_true", help="use a GPU for wav2vec if there is one")
     parser.add_argument("--vocabulary-size", type=int, default=64, help="tokens per quantizer (default 64)")
@@ -99,8 +122,16 @@ def parse_threshold(text: str) -> str | float:
 def config_from_args(args: argparse.Namespace) -> MusicHalConfig:
     config = MusicHalConfig.from_toml(args.config) if args.config else MusicHalConfig()
     overrides: dict[str, Any] = {"quantizer.vocabulary_size": args.vocabulary_size, "quantizer.seed": args.seed}
+    if args.wav2vec and args.symbolic:
+        raise ParameterError("--wav2vec and --symbolic are different views: give one")
     if args.wav2vec:
         overrides["features.kind"] = "wav2vec"
+    if args.symbolic:
+        overrides["features.kind"] = "symbolic"
+    if args.chord_window_ms is not None:
+        overrides["features.chord_window_ms"] = float(args.chord_window_ms)
+    if args.midi_drums:
+        overrides["features.midi_drums"] = True
     if args.hybrid_perception:
         overrides["features.hybrid"] = True
     if args.wav2vec_model:
@@ -203,13 +234,19 @@ def print_summary(result: Any) -> None:
 
 
 def _fail_if_nothing_readable(paths: list[Path]) -> None:
-    """Raise ParameterError (one line) when no file has a readable audio header; unreadable ones are skipped later."""
+    """Raise ParameterError (one line) when no file has a readable audio header or MIDI content; unreadable ones are
+    skipped later."""
+    from services.encoder.symbolic import read_midi_notes
+    from services.trainer.discovery import is_midi
     from shared.audio import probe_audio_file
 
     reasons = []
     for path in paths:
         try:
-            probe_audio_file(path)
+            if is_midi(path):
+                read_midi_notes(path)
+            else:
+                probe_audio_file(path)
             return
         except MusicHalError as error:
             if len(reasons) < 3:
@@ -221,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started_ray = False
     try:
-        from services.trainer.discovery import discover_audio_files
+        from services.trainer.discovery import corpus_config, discover_corpus
         from services.trainer.pipeline import train
 
         threshold = parse_threshold(args.threshold)
@@ -231,9 +268,18 @@ def main(argv: list[str] | None = None) -> int:
         missing = [name for name in args.file if not Path(name).expanduser().exists()]
         if missing:
             raise ParameterError(f"{missing[0]}: no such file")
-        paths = discover_audio_files(args.file, args.dir)
+        paths, left_out = discover_corpus(args.file, args.dir, symbolic=config.features.kind == "symbolic")
+        if left_out and not args.quiet:
+            print(
+                f"musichal-train: {len(left_out)} MIDI file(s) under --dir left out: the corpus has audio files and "
+                "trains their audio view (--symbolic learns the MIDI files too)",
+                file=sys.stderr,
+            )
         if not paths:
-            raise ParameterError("no audio files found (give --file or --dir with wav/flac/ogg/mp3/aiff files)")
+            raise ParameterError(
+                "no audio or MIDI files found (give --file or --dir with wav/flac/ogg/mp3/aiff/mid files)"
+            )
+        config = corpus_config(config, paths)
         _fail_if_nothing_readable(paths)  # header checks only, before Ray starts
         from services.trainer.distributed import ensure_ray, ray_analyze_many, ray_map
 

@@ -26,6 +26,8 @@ def new_perception_model(config: MusicHalConfig, settings: Mapping[str, Any], se
         "wav2vec": settings["wav2vec"],
         "traditional": settings["traditional"],
     }
+    if settings.get("symbolic") is not None:
+        feature_info["symbolic"] = settings["symbolic"]
     return PerceptionModel(
         views=settings["views"],
         primary_view=settings["primary_view"],

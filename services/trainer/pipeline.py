@@ -35,7 +35,7 @@ import numpy as np
 
 from services.trainer.analysis import analyze_batch, make_perception
 from services.trainer.batching import Mapper, file_groups, serial_map
-from services.trainer.discovery import corpus_names
+from services.trainer.discovery import corpus_config, corpus_names
 from services.trainer.fitting import fit_perception, new_perception_model
 from services.trainer.hashing import HashIndex
 from services.trainer.oracle_build import build_model_parts, oracle_files
@@ -159,6 +159,7 @@ def train(
     paths = [Path(p) for p in paths]
     if not paths:
         raise ParameterError("no input audio files (give --file or --dir)")
+    config = corpus_config(config, paths)  # MIDI files: the symbolic view
     skip_unreadable = config.trainer.skip_unreadable if skip_unreadable is None else bool(skip_unreadable)
     map_groups = map_groups or serial_map
     output = Path(output)
