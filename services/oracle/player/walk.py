@@ -87,7 +87,12 @@ __all__ = [
     "MAX_IOI_S",
     "LIVE_CONTEXT",
     "live_profile",
+    "notes_profile",
+    "melody_pitch",
     "state_pitch_or_none",
+    "NOW_HALF_LIFE_S",
+    "MELODY_START_S",
+    "NOW_PRESENT",
 ]
 
 LIVE_CONTEXT = 8
@@ -105,6 +110,14 @@ _NEIGHBOURHOOD = 8
 _CHROMA_WEIGHTS = (1.0, 0.7, 0.5, 0.35, 0.25, 0.2)
 _REGISTER_SIGMA = 5.0
 _PROFILE_HALF_LIFE_S = 6.0
+#: the *now* profile (what sounds at the last onsets) halves this fast: by the next onset of a chorale beat the
+#: previous chord weighs a half to a quarter
+NOW_HALF_LIFE_S = 0.3
+#: a slice's notes starting within this many seconds of its onset were struck at that onset (the transcription's
+#: onsets land within a frame or two, 12 ms each, of the segmenter's); later ones belong to the next onsets
+MELODY_START_S = 0.08
+#: a pitch class at or above this share of the now profile's maximum sounds now (comping's filter)
+NOW_PRESENT = 0.25
 
 
 @dataclass(frozen=True)
@@ -120,14 +133,16 @@ class ModeWeights:
     w_jitter: float = 0.25
     w_transpose: float = 0.6
     transpose_penalty: float = 0.25
-    w_repeat: float = 1.0  # penalty on repeating the last pitch class
+    w_repeat: float = 2.0  # penalty on repeating the last pitch (not where the memory itself repeats it)
+    w_now: float = 3.0  # weight of agreement with what sounds now (negative: what does not sound now)
+    now_filter: bool = True  # followers keep only the slice's classes on the side of NOW_PRESENT that w_now prefers
     reactive: bool = True  # a live onset pulls the next step forward
 
 
 MODE_WEIGHTS: dict[str, ModeWeights] = {
     "imitate": ModeWeights(coupling=1.0),
-    "contrast": ModeWeights(coupling=-1.0, w_transpose=0.0),
-    "lead": ModeWeights(coupling=0.2, w_transpose=0.2, reactive=False),
+    "contrast": ModeWeights(coupling=-1.0, w_transpose=0.0, w_now=-3.0),
+    "lead": ModeWeights(coupling=0.2, w_transpose=0.2, w_now=0.5, now_filter=False, reactive=False),
 }
 
 
@@ -141,6 +156,31 @@ def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: fl
         base = int(round((centre - pc) / 12.0)) * 12 + pc
         return int(min(127, max(0, base)))
     return None
+
+
+def melody_pitch(notes: Any, *, start_s: float = MELODY_START_S) -> int | None:
+    """The melodic voice of a slice's transcribed notes: the highest note struck at the slice's onset (starting within
+    ``start_s``), else the highest note of the slice; None without notes.
+
+    >>> melody_pitch([(48, 0.0, 0.5, 80), (67, 0.01, 0.5, 80), (72, 0.3, 0.2, 80)])
+    67
+    """
+    best: tuple[bool, int] | None = None
+    for note in notes:
+        key = (float(note[1]) <= start_s, int(note[0]))
+        if best is None or key > best:
+            best = key
+    return None if best is None else best[1]
+
+
+def notes_profile(notes: Any, *, start_s: float = MELODY_START_S) -> np.ndarray:
+    """The 12-bin pitch-class profile of the notes struck at a slice's onset (1.0 each; every note of the slice when
+    none starts within ``start_s``)."""
+    profile = np.zeros(12)
+    struck = [n for n in notes if float(n[1]) <= start_s] or list(notes)
+    for note in struck:
+        profile[int(note[0]) % 12] = 1.0
+    return profile
 
 
 def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
@@ -166,6 +206,21 @@ def _rolled(x: np.ndarray, shift: int) -> np.ndarray:
     return np.concatenate((x[-shift:], x[:-shift])) if shift else x.copy()
 
 
+def _melody_column(store: Any, begin: int, end: int) -> np.ndarray:
+    """:func:`melody_pitch` of states ``begin..end-1`` from the store's note columns at once (-1: no notes)."""
+    out = np.full(end - begin, -1, dtype=np.int64)
+    offsets = np.frombuffer(store.note_offsets, dtype=np.int64)[begin : end + 1]
+    if offsets.size < 2 or offsets[-1] <= offsets[0]:
+        return out
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    pitch = np.frombuffer(store.note_pitch, dtype=np.int64)[lo:hi]
+    onset = np.frombuffer(store.note_onset_s, dtype=np.float64)[lo:hi]
+    key = pitch + np.where(onset <= MELODY_START_S, 1000, 0)  # struck at the onset first, then the highest
+    has = np.diff(offsets) > 0
+    out[has] = np.maximum.reduceat(key, (offsets[:-1] - lo)[has]) % 1000
+    return out
+
+
 class _Columns:
     """Per-state pitch / pitch class as numpy columns, extended as the memory grows."""
 
@@ -188,6 +243,11 @@ class _Columns:
         placed = base + ((chroma - base.astype(np.int64) + 6) % 12 - 6)
         pitch = np.where(use, placed, pitch)
         pc = np.where(chroma >= 0, chroma, np.where(f0 > 0, np.nan_to_num(pitch, nan=0).astype(np.int64) % 12, -1))
+        # a slice with transcribed notes plays its melodic voice (melody_pitch), never its strongest chroma class
+        top = _melody_column(store, self.n, n)
+        known = top >= 0
+        pitch = np.where(known, top.astype(np.float64), pitch)
+        pc = np.where(known, top % 12, pc)
         self.pitch = np.concatenate([self.pitch, pitch])
         self.pc = np.concatenate([self.pc, pc])
         self.n = n
@@ -220,6 +280,7 @@ class Player:
         self._activity = np.zeros(1)
         self._activity_t = 0.0
         self._profile = np.zeros(12)  # decayed live pitch-class profile
+        self._now = np.zeros(12)  # what sounds at the last onsets (half-life NOW_HALF_LIFE_S)
         self._columns = _Columns()
         self._last_pitch: int | None = None
         self._next_note_id = 1
@@ -270,6 +331,13 @@ class Player:
         view.flags.writeable = False
         return view
 
+    @property
+    def now_profile(self) -> np.ndarray:
+        """What sounds now: the pitch-class profile of the last onsets (half-life :data:`NOW_HALF_LIFE_S`, decayed to
+        the last step or percept), scaled to a maximum of 1 (all zeros before any input). A copy."""
+        peak = float(self._now.max())
+        return self._now / peak if peak > 1e-9 else np.zeros(12)
+
     def new_note_id(self) -> int:
         """The next note id (one counter for every voice: ids are unique across them)."""
         note_id = self._next_note_id
@@ -301,6 +369,7 @@ class Player:
         if dt > 0:
             self._activity *= 0.5 ** (dt / self.config.half_life_s)
             self._profile *= 0.5 ** (dt / _PROFILE_HALF_LIFE_S)
+            self._now *= 0.5 ** (dt / NOW_HALF_LIFE_S)
         self._activity_t = max(self._activity_t, now)
 
     def activity(self, now: float) -> np.ndarray:
@@ -321,14 +390,24 @@ class Player:
         event_id: int = -1,
         onset_wall: float | None = None,
         detected: float | None = None,
+        notes: Any = (),
     ) -> None:
-        """One live percept's influence (``token=None``: an early view, pitch and chroma only)."""
+        """One live percept's influence (``token=None``: an early view, pitch and chroma only; ``notes``: the slice's
+        transcribed notes, when known).
+
+        What sounds now (:attr:`now_profile`) takes the percept's pitch classes at once — an early view's chroma and
+        f0, a full view's struck notes (else its chroma) — weighed down by the time since its onset; a full view
+        whose onset is no longer the latest one heard adds nothing there (a newer onset sounds now)."""
         n = self._n()
         self._sync(n)
         self._decay(now)
         w = self.weights
         profile = live_profile(f0_hz, tuple(chroma_peaks))
         self._profile += profile
+        if event_id < 0 or event_id >= self._reacted_id:
+            age = 0.0 if onset_wall is None else max(0.0, float(now) - float(onset_wall))
+            heard = notes_profile(notes) if len(notes) else profile
+            self._now += heard * 0.5 ** (age / NOW_HALF_LIFE_S)
         act = self._activity
         if token is not None:
             self._live_tokens.append(int(token))
@@ -429,9 +508,31 @@ class Player:
             score[s + 1] += w.w_continuity
         for c in self._pivots(s, n):
             score[c + 1] += w.w_pivot
-        if self._last_pitch is not None and n > 1:  # the input rarely repeats a pitch: neither do we
-            pcs = self._columns.pc[:n]
-            score[:n] -= np.where((pcs >= 0) & ((pcs + self.transpose) % 12 == self._last_pitch % 12), w.w_repeat, 0.0)
+        cols = self._columns
+        pcs = cols.pc[:n]
+        if self._last_pitch is not None and n > 1:
+            # a repeated pitch only where the memory repeats it: every state sounding the last pitch class is held
+            # back, except the successor of the state just played when the memory itself repeats there
+            penalty = np.where((pcs >= 0) & ((pcs + self.transpose) % 12 == self._last_pitch % 12), w.w_repeat, 0.0)
+            if 0 < s < n - 1 and cols.pitch[s + 1] == cols.pitch[s]:
+                penalty[s + 1] = 0.0
+            score[:n] -= penalty
+        # harmony in the moment: agreement of each state's pitch class (as transposed) with what sounds now, weighed
+        # by w_now; with now_filter the side of NOW_PRESENT the mode prefers (imitate: sounding, contrast: not) is
+        # also worth more than any difference of activity (a gate that still lets the memory choose within it)
+        now_profile = self.now_profile
+        use_now = w.w_now != 0.0 and bool(now_profile.any())
+        sounding = now_profile >= NOW_PRESENT
+        gate = (1.0 + float(np.abs(score[1:n][np.isfinite(score[1:n])]).max(initial=0.0))) if w.now_filter else 0.0
+        prefer = sounding if w.w_now > 0 else ~sounding
+        table = w.w_now * now_profile + gate * prefer  # the harmony term of each pitch class
+
+        def harmony(state: int, t: int) -> float:
+            pc = int(pcs[state])
+            return float(table[(pc + t) % 12]) if use_now and pc >= 0 else 0.0
+
+        if use_now and n > 1:
+            score[1:n] += np.where(pcs[1:n] >= 0, table[(pcs[1:n] + self.transpose) % 12], 0.0)
         score[1:n] += w.w_jitter * self.rng.random(n - 1)
         for t in self._taboo:
             if 0 < t < n:
@@ -462,10 +563,14 @@ class Player:
                         )
                         for t in range(-cfg.max_transpose, cfg.max_transpose + 1)
                     ]
-            for t, bonus in options:
-                total = float(score[c]) + bonus
-                if total > best[0]:
-                    best = (total, c, t)
+            # the transposition follows the key (the slow profile); what sounds now then weighs the candidate at it
+            # (the score holds its harmony at the current transposition)
+            t, bonus = max(options, key=lambda option: option[1])
+            total = (
+                float(score[c]) + bonus + (harmony(c, t) - harmony(c, self.transpose) if t != self.transpose else 0.0)
+            )
+            if total > best[0]:
+                best = (total, c, t)
         _, c, t = best
         kind = "forward" if c == s + 1 else "jump"
         return c, t, kind
