@@ -118,9 +118,10 @@ class FeatureConfig:
     kind: str = "traditional"  # "traditional" | "wav2vec"
     hybrid: bool = False  # keep both views (traditional always + wav2vec when enabled)
     pca_components: int = 16  # 0 disables PCA for the continuous oracle
-    # transcribe the notes sounding in each slice (docs/transcription.md): off by default while no player uses them,
-    # since it costs a 2 s Basic Pitch model run per event (25 ms idle, ~100 ms loaded, on 2 CPU cores)
-    slice_notes: bool = False
+    # transcribe the notes sounding in each slice (docs/transcription.md): the melody sings the slice's top voice,
+    # the bass and comping play its notes. A 2 s Basic Pitch model run per full-window event (25 ms idle, ~100 ms
+    # loaded, on 2 CPU cores) in the encoder, off the reaction path (an onset's early view reacts without it)
+    slice_notes: bool = True
 
     def __post_init__(self) -> None:
         _check(

@@ -82,9 +82,13 @@ def test_actors_without_torch_never_import_torch_and_inherit_their_environment(j
         }
     finally:
         stack.stop(graceful=False)
-    # traditional features only, no slice notes: no actor needs torch, transformers or the transcription model
+    # traditional features with slice notes (the defaults): no actor needs torch or transformers, and only the encoder
+    # loads the transcription model (the oracle's own local analyser does not transcribe: it is on the reaction path)
     assert {name: loaded for name, (loaded, _env) in seen.items()} == {
-        name: [] for name in ("capture", "encoder", "oracle", "midi_out")
+        "capture": [],
+        "encoder": ["onnxruntime"],
+        "oracle": [],
+        "midi_out": [],
     }, seen
     # every actor has the actors' environment without a runtime_env of its own; the driver's is unchanged
     assert all(env == ACTOR_ENV_VARS for _loaded, env in seen.values()), seen
