@@ -45,18 +45,36 @@ register        ``w_register * exp(-(pitch - live pitch)^2 / (2 * 5^2))`` on sta
 At each step the merged score of state ``s`` is ``coupling * activity[s]`` plus the *continuity* peak
 (``w_continuity`` on the state after the one last played, granted with probability ``continuity`` and at most
 ``max_continuity`` times in a row), the *pivot* peak (``w_pivot`` on the continuations of states sharing
-``min_context`` of context with the last one: the oracle's own jumps), and a small seeded jitter (``w_jitter``,
-so ties break at random); the last ``taboo_length`` states are excluded. The ``CANDIDATES`` best are then
-scored for *transposition* ``t`` in ``-max_transpose..max_transpose``: ``w_transpose * corr(live pitch-class
-profile, the candidate's neighbourhood profile rolled by t) - transpose_penalty * (t != current)``; a forward
-step keeps the current transposition (the contour of a run is never broken by it). Weights per mode
-(:data:`MODE_WEIGHTS`): ``contrast`` is the same machinery with a negative coupling (it goes where the input
-is not) and no transposition towards the input; ``lead`` couples weakly (0.2) and keeps its own pulse.
+``min_context`` of context with the last one: the oracle's own jumps), the *repeat* penalty (``w_repeat`` on every
+state sounding the last pitch class, except the successor of the state just played where the memory itself repeats
+its pitch: a repeated pitch only where the memory has one), *harmony in the moment* (below) and a small seeded
+jitter (``w_jitter``, so ties break at random); the last ``taboo_length`` states are excluded. The
+``CANDIDATES`` best are then scored for *transposition* ``t`` in ``-max_transpose..max_transpose``:
+``w_transpose * corr(live pitch-class profile, the candidate's neighbourhood profile rolled by t) -
+transpose_penalty * (t != current)``; a forward step keeps the current transposition (the contour of a run is never
+broken by it). The transposition follows the key: each candidate takes its best-scoring ``t``, and what sounds now
+then weighs it at that ``t``.
+
+*Harmony in the moment.* Besides the slow profile (half-life 6 s: the key), the player keeps a *now* profile: the
+pitch classes of the last onsets, halving every :data:`NOW_HALF_LIFE_S` (0.3 s). An onset's early view adds its
+chroma and f0 classes at once; its full view adds the notes struck at its onset (its chroma without notes), weighed
+down by the time since the onset, and only while no newer onset has been heard. Every state gets
+``w_now * now[pc]`` for its (transposed) pitch class, and with ``now_filter`` a gate worth more than any difference
+of the other scores for being on the mode's side of :data:`NOW_PRESENT` (imitate: a class that sounds now;
+contrast: one that does not): the memory still chooses among those states, by its activity, continuity and pivots.
+The bass and comping voices (:mod:`services.oracle.player.voices`) weigh the slice's classes the same way.
+
+Weights per mode (:data:`MODE_WEIGHTS`): ``contrast`` is the same machinery with a negative coupling (it goes where
+the input is not), a negative ``w_now`` (it plays what does not sound now) and no transposition towards the input;
+``lead`` couples weakly (0.2), weighs what sounds now lightly (no gate) and keeps its own pulse.
 
 Pitch
 -----
-A state's pitch is its strongest chroma class placed in the register of its learned f0 (the nearest such
-pitch; f0 alone when it has no chroma, the chroma class next to the previous note when it has no f0); a state
+A state whose slice has transcribed notes (``features.slice_notes``) plays its *melodic voice*
+(:func:`melody_pitch`: the highest note struck at the slice's onset, within :data:`MELODY_START_S`; else the
+slice's highest note), never its strongest chroma class (``benchmarks/melody_line.py`` measures the rule against the
+input's top line). Without notes: its strongest chroma class placed in the register of its learned f0 (the nearest
+such pitch; f0 alone when it has no chroma, the chroma class next to the previous note when it has no f0); a state
 with neither plays a rest. Pitches are never folded note by note: when a run starts (any step that is not
 forward) the player picks the octave offset that puts the run's next ``max_continuity`` learned pitches inside
 ``melody_range`` (zero when they already are), and keeps it while the run goes forward, so intervals keep
