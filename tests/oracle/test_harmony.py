@@ -131,3 +131,33 @@ def test_without_the_now_weight_imitate_follows_the_key_only(monkeypatch):
     played, score = play_progression("imitate")
     without = harmonic_agreement(played, score, tolerance_s=0.05)
     assert with_now >= without + 0.15, (with_now, without)
+
+
+def walk_a_melody(monkeypatch, **weights) -> tuple[list[int], list[int]]:
+    """Lead mode over a memory of one long non-repeating diatonic line: (the notes played, the line)."""
+    table = dict(walk.MODE_WEIGHTS)
+    table["lead"] = dataclasses.replace(table["lead"], **weights)
+    monkeypatch.setattr(walk, "MODE_WEIGHTS", table)
+    rng = np.random.default_rng(3)
+    line = [60 + int(p) for p in rng.choice([0, 2, 4, 5, 7, 9, 11, 12], size=96)]
+    live = make_live(**{"generation.mode": "lead", "generation.max_transpose": 0, "voices.bass": False})
+    live.apply_control("voice/comping/on", 0)
+    for i, pitch in enumerate(line):
+        live.stage.learn(drone_percept(i, pitch, 0.3 * i))
+    notes, t = [], 0.0
+    while t < 30.0:
+        notes += live.tick(t)
+        t += 0.01
+    return [n.pitch for n in notes], line
+
+
+def test_the_melody_does_not_replay_four_notes_of_the_memory_verbatim(monkeypatch):
+    """Listening, not copying: a 4-gram of the memory's own melody is held back (w_copy); without the penalty the
+    walk's forward runs (continuity 0.8, up to max_continuity 8) replay the memory's line."""
+    from services.compare.musical import copy_share
+
+    played, line = walk_a_melody(monkeypatch)
+    assert len(played) >= 60
+    assert copy_share(played, line) <= 0.1, copy_share(played, line)
+    played, line = walk_a_melody(monkeypatch, w_copy=0.0)
+    assert copy_share(played, line) >= 0.3, copy_share(played, line)

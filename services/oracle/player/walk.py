@@ -153,6 +153,7 @@ class ModeWeights:
     transpose_penalty: float = 0.25
     w_repeat: float = 2.0  # penalty on repeating the last pitch (not where the memory itself repeats it)
     w_now: float = 3.0  # weight of agreement with what sounds now (negative: what does not sound now)
+    w_copy: float = 0.5  # penalty (times the score's scale) on completing a 4-gram of the memory's own melody
     now_filter: bool = True  # followers keep only the slice's classes on the side of NOW_PRESENT that w_now prefers
     reactive: bool = True  # a live onset pulls the next step forward
 
@@ -239,12 +240,19 @@ def _melody_column(store: Any, begin: int, end: int) -> np.ndarray:
     return out
 
 
+def gram_key(pcs: Any) -> Any:
+    """Index of 4-grams of pitch classes (``(..., 4)`` ints in 0..11) in a ``12**4`` table."""
+    pcs = np.asarray(pcs, dtype=np.int64)
+    return ((pcs[..., 0] * 12 + pcs[..., 1]) * 12 + pcs[..., 2]) * 12 + pcs[..., 3]
+
+
 class _Columns:
     """Per-state pitch / pitch class as numpy columns, extended as the memory grows."""
 
     def __init__(self) -> None:
         self.pitch = np.full(1, np.nan)  # learned MIDI pitch (NaN: none)
         self.pc = np.full(1, -1, dtype=np.int64)  # pitch class (-1: none)
+        self.grams = np.zeros(12**4, dtype=bool)  # the memory's melodic 4-grams of pitch classes (gram_key)
         self.n = 1
 
     def sync(self, store: Any, n: int) -> None:
@@ -268,6 +276,12 @@ class _Columns:
         pc = np.where(known, top % 12, pc)
         self.pitch = np.concatenate([self.pitch, pitch])
         self.pc = np.concatenate([self.pc, pc])
+        # every run of four consecutive states with pitch classes (the three before these included)
+        tail = self.pc[max(1, self.n - 3) :]
+        if tail.size >= 4:
+            windows = np.lib.stride_tricks.sliding_window_view(tail, 4)
+            windows = windows[(windows >= 0).all(axis=1)]
+            self.grams[gram_key(windows)] = True
         self.n = n
 
 
@@ -301,6 +315,7 @@ class Player:
         self._now = np.zeros(12)  # what sounds at the last onsets (half-life NOW_HALF_LIFE_S)
         self._columns = _Columns()
         self._last_pitch: int | None = None
+        self._played: deque[int] = deque(maxlen=3)  # the last three melody pitch classes played
         self._next_note_id = 1
         self.next_step_s: float | None = None  # None: starts at the first tick
         self.last_step_s = -math.inf
@@ -538,18 +553,25 @@ class Player:
         # harmony in the moment: agreement of each state's pitch class (as transposed) with what sounds now, weighed
         # by w_now; with now_filter the side of NOW_PRESENT the mode prefers (imitate: sounding, contrast: not) is
         # also worth more than any difference of activity (a gate that still lets the memory choose within it)
+        # listening, not copying: a class that would complete a 4-gram of the memory's own melody (the input's top
+        # line when learning live) after the last three notes played costs w_copy times that scale (below the gate)
         now_profile = self.now_profile
         use_now = w.w_now != 0.0 and bool(now_profile.any())
-        sounding = now_profile >= NOW_PRESENT
-        gate = (1.0 + float(np.abs(score[1:n][np.isfinite(score[1:n])]).max(initial=0.0))) if w.now_filter else 0.0
-        prefer = sounding if w.w_now > 0 else ~sounding
-        table = w.w_now * now_profile + gate * prefer  # the harmony term of each pitch class
+        scale = 1.0 + float(np.abs(score[1:n][np.isfinite(score[1:n])]).max(initial=0.0))
+        table = np.zeros(12)  # the term of each sounding pitch class
+        if use_now:
+            prefer = (now_profile >= NOW_PRESENT) if w.w_now > 0 else (now_profile < NOW_PRESENT)
+            table += w.w_now * now_profile + (scale if w.now_filter else 0.0) * prefer
+        if w.w_copy > 0.0 and len(self._played) == 3:
+            base = int(gram_key(list(self._played) + [0]))
+            table -= w.w_copy * scale * cols.grams[base : base + 12]
+        use_table = bool(table.any())
 
         def harmony(state: int, t: int) -> float:
             pc = int(pcs[state])
-            return float(table[(pc + t) % 12]) if use_now and pc >= 0 else 0.0
+            return float(table[(pc + t) % 12]) if use_table and pc >= 0 else 0.0
 
-        if use_now and n > 1:
+        if use_table and n > 1:
             score[1:n] += np.where(pcs[1:n] >= 0, table[(pcs[1:n] + self.transpose) % 12], 0.0)
         score[1:n] += w.w_jitter * self.rng.random(n - 1)
         for t in self._taboo:
@@ -695,6 +717,7 @@ class Player:
             self.counters["rests"] += 1
             return None
         self._last_pitch = pitch
+        self._played.append(pitch % 12)
         store = self.memory.store
         velocity = 80 if store is None else int(min(127, max(1, store.velocity[c])))
         note_id = self.new_note_id()
