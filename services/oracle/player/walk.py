@@ -64,6 +64,11 @@ of the other scores for being on the mode's side of :data:`NOW_PRESENT` (imitate
 contrast: one that does not): the memory still chooses among those states, by its activity, continuity and pivots.
 The bass and comping voices (:mod:`services.oracle.player.voices`) weigh the slice's classes the same way.
 
+*Listening, not copying.* A pitch class that would complete, after the last three melody notes played, a 4-gram of
+the memory's own melody (its melodic pitch classes, state after state: the input's top line when learning live)
+costs ``w_copy`` times the score's scale — less than the gate, so what sounds now still comes first. Forward runs go
+on while they do not replay four notes of the memory verbatim (a transposed run is not a verbatim one).
+
 Weights per mode (:data:`MODE_WEIGHTS`): ``contrast`` is the same machinery with a negative coupling (it goes where
 the input is not), a negative ``w_now`` (it plays what does not sound now) and no transposition towards the input;
 ``lead`` couples weakly (0.2), weighs what sounds now lightly (no gate) and keeps its own pulse.
