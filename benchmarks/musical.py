@@ -590,7 +590,8 @@ def main(argv=None) -> int:
     if p95:  # lead keeps its own pulse: it does not react to onsets
         goals.append(
             goal(
-                "onset -> first note chosen with its influence, p95, worst piece (reactive modes)",
+                "onset -> first note chosen with its influence, p95, worst piece (reactive modes; slice notes "
+                + ("on)" if out["slice_notes"] else "off)"),
                 None if any(v is None for v in p95) else max(p95),
                 "<=",
                 60.0,
