@@ -5,8 +5,8 @@ the trainer's own analysis (:func:`services.encoder.analysis.analyze_file`, slic
 runs) gives every event's descriptors. Each rule names a pitch per event, compared with the score's top line at that
 onset (the highest note sounding 30 ms after it):
 
-- ``top_struck`` — :func:`services.oracle.player.walk.melody_pitch`: the highest transcribed note struck at the
-  slice's onset (the player's rule when notes are known);
+- ``top_struck`` — :func:`services.oracle.player.walk.melody_pitch`: the highest transcribed note newly struck at
+  the slice's onset, a note held from the previous slice not counted (the player's rule when notes are known);
 - ``nearest_struck`` — the struck note nearest the previous event's choice (a voice tracked by continuity);
 - ``chroma`` — the slice's strongest chroma class (the player's rule without notes);
 - ``f0`` — the slice's f0.
@@ -47,12 +47,13 @@ def top_at(score, t: float) -> int | None:
 
 def choices(descriptors) -> dict[str, list[int | None]]:
     """Each rule's pitch per event (None: the rule has nothing)."""
-    from services.oracle.player.walk import MELODY_START_S, melody_pitch
+    from services.oracle.player.walk import MELODY_START_S, held_pitches, melody_pitch
 
     out: dict[str, list[int | None]] = {rule: [] for rule in RULES}
     previous: int | None = None
-    for d in descriptors:
-        out["top_struck"].append(melody_pitch(d.notes))
+    for k, d in enumerate(descriptors):
+        held = held_pitches(descriptors[k - 1].notes, d.onset_s - descriptors[k - 1].onset_s) if k else frozenset()
+        out["top_struck"].append(melody_pitch(d.notes, held=held))
         struck = [int(n[0]) for n in d.notes if n[1] <= MELODY_START_S] or [int(n[0]) for n in d.notes]
         if struck:
             ref = previous if previous is not None else max(struck)

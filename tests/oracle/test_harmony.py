@@ -12,7 +12,7 @@ from services.compare.musical import harmonic_agreement, key_only_agreement, rep
 from services.oracle.memory.store import OracleMemory
 from services.oracle.player import walk
 from services.oracle.player.live import LiveOracle
-from services.oracle.player.walk import melody_pitch, notes_profile
+from services.oracle.player.walk import held_pitches, melody_pitch, notes_profile
 from shared.config import MusicHalConfig
 from shared.messages import EventDescriptors, Percept
 from shared.pitch import midi_to_hz as hz
@@ -161,3 +161,38 @@ def test_the_melody_does_not_replay_four_notes_of_the_memory_verbatim(monkeypatc
     assert copy_share(played, line) <= 0.1, copy_share(played, line)
     played, line = walk_a_melody(monkeypatch, w_copy=0.0)
     assert copy_share(played, line) >= 0.3, copy_share(played, line)
+
+
+def test_a_held_top_note_is_not_the_next_slices_melody():
+    """A soprano held over the next onset shows up in that slice too (its window starts there); the melody takes what
+    is newly struck there (the alto's step), so it does not repeat the held note."""
+    assert held_pitches([(72, 0.0, 0.9, 80), (64, 0.0, 0.3, 80)], 0.45) == {72}
+    sopranos = [72, 74, 76, 77, 79, 77, 76, 74]
+
+    def slice_percept(i: int, onset_s: float) -> Percept:
+        top = sopranos[(i // 2) % len(sopranos)]
+        struck = i % 2 == 0  # even slices strike the soprano (held 0.9 s), odd ones only move the alto under it
+        notes = (
+            (48, 0.0, 0.3, 80, 0.0, 0.0),
+            (60 + i % 2 * 5, 0.0, 0.3, 80, 0.0, 0.0),
+            (top, 0.0, 0.9 if struck else 0.45, 80, 0.0, 0.0),
+        )
+        return dataclasses.replace(
+            drone_percept(i, top, onset_s),
+            descriptors=dataclasses.replace(drone_percept(i, top, onset_s).descriptors, notes=notes),
+        )
+
+    live = make_live(**{"generation.mode": "lead", "generation.max_transpose": 0, "voices.bass": False})
+    for i in range(4 * len(sopranos)):
+        live.stage.learn(slice_percept(i, 0.45 * i))
+    notes, t = [], 0.0
+    while t < 15.0:
+        notes += live.tick(t)
+        t += 0.01
+    melody = [n for n in notes if n.voice == "melody"]
+    assert len(melody) >= 20
+    for n in melody:
+        i = n.source_state - 1
+        expected = sopranos[(i // 2) % len(sopranos)] if i % 2 == 0 else 65  # the alto's F where the soprano is held
+        assert n.pitch % 12 == expected % 12, (i, n.pitch)
+    assert any((n.source_state - 1) % 2 == 1 for n in melody)

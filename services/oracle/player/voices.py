@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
-from services.oracle.player.walk import MELODY_START_S, NOW_PRESENT, Player
+from services.oracle.player.walk import MELODY_START_S, Player
 from shared.config import VOICE_NAMES, GenerationConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
@@ -282,7 +282,7 @@ class Ensemble:
     ) -> list[int]:
         """The chord's pitch classes (transposed as the melody is): the slice's, strongest first, weighed against
         what sounds now (the mode's ``w_now``); with ``now_filter`` only the classes on the side of
-        :data:`~services.oracle.player.walk.NOW_PRESENT` the mode prefers (none: the comping rests this turn)."""
+         the mode's ``now_present`` it prefers (none: the comping rests this turn)."""
         weight: dict[int, float] = {}
         if slice_notes:
             for pitch, vel in slice_notes:
@@ -301,7 +301,8 @@ class Ensemble:
             for pc in weight:
                 weight[pc] += w.w_now * float(now[pc])
             if w.now_filter:
-                weight = {pc: v for pc, v in weight.items() if w.w_now * (float(now[pc]) - NOW_PRESENT) >= 0.0}
+                keep = (lambda x: x >= w.now_present) if w.w_now > 0 else (lambda x: x < w.now_present)
+                weight = {pc: v for pc, v in weight.items() if keep(float(now[pc]))}
         order = sorted(weight, key=lambda pc: (-weight[pc], pc))
         limit = self.voices.max_polyphony
         if bass_pc is not None and len(order) > limit and bass_pc in order:

@@ -112,6 +112,8 @@ __all__ = [
     "live_profile",
     "notes_profile",
     "melody_pitch",
+    "held_pitches",
+    "HOLD_TOLERANCE_S",
     "state_pitch_or_none",
     "NOW_HALF_LIFE_S",
     "MELODY_START_S",
@@ -139,8 +141,10 @@ NOW_HALF_LIFE_S = 0.3
 #: a slice's notes starting within this many seconds of its onset were struck at that onset (the transcription's
 #: onsets land within a frame or two, 12 ms each, of the segmenter's); later ones belong to the next onsets
 MELODY_START_S = 0.08
-#: a pitch class at or above this share of the now profile's maximum sounds now (comping's filter)
-NOW_PRESENT = 0.25
+#: a pitch class at or above this share of the now profile's maximum sounds now (imitate; contrast: ModeWeights)
+NOW_PRESENT = 0.5
+#: a note of a slice ending no sooner than this before the next onset is held into the next slice, not struck there
+HOLD_TOLERANCE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -156,16 +160,17 @@ class ModeWeights:
     w_jitter: float = 0.25
     w_transpose: float = 0.6
     transpose_penalty: float = 0.25
-    w_repeat: float = 2.0  # penalty on repeating the last pitch (not where the memory itself repeats it)
+    w_repeat: float = 0.75  # penalty (times the scale) on repeating the last pitch (not where the memory repeats it)
     w_now: float = 3.0  # weight of agreement with what sounds now (negative: what does not sound now)
-    w_copy: float = 0.5  # penalty (times the score's scale) on completing a 4-gram of the memory's own melody
-    now_filter: bool = True  # followers keep only the slice's classes on the side of NOW_PRESENT that w_now prefers
+    w_copy: float = 0.5  # penalty (times the scale) on completing a 4-gram of the memory's own melody
+    now_filter: bool = True  # followers keep only the slice's classes on the side of now_present that w_now prefers
+    now_present: float = NOW_PRESENT  # a class at or above this share of the now profile's maximum sounds now
     reactive: bool = True  # a live onset pulls the next step forward
 
 
 MODE_WEIGHTS: dict[str, ModeWeights] = {
-    "imitate": ModeWeights(coupling=1.0),
-    "contrast": ModeWeights(coupling=-1.0, w_transpose=0.0, w_now=-3.0),
+    "imitate": ModeWeights(coupling=1.0, w_copy=1.5),
+    "contrast": ModeWeights(coupling=-1.0, w_transpose=0.0, w_now=-3.0, now_present=0.1),
     "lead": ModeWeights(coupling=0.2, w_transpose=0.2, w_now=0.5, now_filter=False, reactive=False),
 }
 
@@ -182,19 +187,32 @@ def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: fl
     return None
 
 
-def melody_pitch(notes: Any, *, start_s: float = MELODY_START_S) -> int | None:
-    """The melodic voice of a slice's transcribed notes: the highest note struck at the slice's onset (starting within
-    ``start_s``), else the highest note of the slice; None without notes.
+def held_pitches(previous: Any, gap_s: float, *, tolerance_s: float = HOLD_TOLERANCE_S) -> frozenset[int]:
+    """Pitches of the previous slice's notes that still sound at the next onset ``gap_s`` later (started before it,
+    ending no sooner than ``tolerance_s`` before it): in the next slice they are held, not struck (its window starts
+    at the onset, so the transcription sees them begin there too)."""
+    return frozenset(
+        int(n[0]) for n in previous if float(n[1]) < gap_s and float(n[1]) + float(n[2]) >= gap_s - tolerance_s
+    )
+
+
+def melody_pitch(notes: Any, *, held: Any = frozenset(), start_s: float = MELODY_START_S) -> int | None:
+    """The melodic voice of a slice's transcribed notes: the highest note newly struck at the slice's onset (starting
+    within ``start_s``, not ``held`` from the previous slice: :func:`held_pitches`), else the highest note starting
+    at the onset, else the highest note of the slice; None without notes.
 
     >>> melody_pitch([(48, 0.0, 0.5, 80), (67, 0.01, 0.5, 80), (72, 0.3, 0.2, 80)])
     67
+    >>> melody_pitch([(48, 0.0, 0.5, 80), (67, 0.01, 0.5, 80), (72, 0.0, 0.5, 80)], held={72})
+    67
     """
-    best: tuple[bool, int] | None = None
+    best: tuple[bool, bool, int] | None = None
     for note in notes:
-        key = (float(note[1]) <= start_s, int(note[0]))
+        at_onset = float(note[1]) <= start_s
+        key = (at_onset and int(note[0]) not in held, at_onset, int(note[0]))
         if best is None or key > best:
             best = key
-    return None if best is None else best[1]
+    return None if best is None else best[2]
 
 
 def notes_profile(notes: Any, *, start_s: float = MELODY_START_S) -> np.ndarray:
@@ -231,17 +249,35 @@ def _rolled(x: np.ndarray, shift: int) -> np.ndarray:
 
 
 def _melody_column(store: Any, begin: int, end: int) -> np.ndarray:
-    """:func:`melody_pitch` of states ``begin..end-1`` from the store's note columns at once (-1: no notes)."""
+    """:func:`melody_pitch` of states ``begin..end-1`` from the store's note columns at once (-1: no notes), the notes
+    held from each previous state of the same source (:func:`held_pitches`) not counted as struck."""
     out = np.full(end - begin, -1, dtype=np.int64)
-    offsets = np.frombuffer(store.note_offsets, dtype=np.int64)[begin : end + 1]
+    first = max(1, begin - 1)  # the state before: its notes may be held into the first new one
+    offsets = np.frombuffer(store.note_offsets, dtype=np.int64)[first : end + 1]
     if offsets.size < 2 or offsets[-1] <= offsets[0]:
         return out
     lo, hi = int(offsets[0]), int(offsets[-1])
     pitch = np.frombuffer(store.note_pitch, dtype=np.int64)[lo:hi]
     onset = np.frombuffer(store.note_onset_s, dtype=np.float64)[lo:hi]
-    key = pitch + np.where(onset <= MELODY_START_S, 1000, 0)  # struck at the onset first, then the highest
-    has = np.diff(offsets) > 0
-    out[has] = np.maximum.reduceat(key, (offsets[:-1] - lo)[has]) % 1000
+    end_s = onset + np.frombuffer(store.note_duration_s, dtype=np.float64)[lo:hi]
+    state = np.repeat(np.arange(first, end), np.diff(offsets))  # each note's state
+    starts = np.frombuffer(store.onset_s, dtype=np.float64)
+    sources = np.frombuffer(store.source_index, dtype=np.int64)
+    nxt = state + 1
+    inside = nxt < end
+    gap = np.full(state.size, -np.inf)
+    gap[inside] = np.where(
+        sources[nxt[inside]] == sources[state[inside]], starts[nxt[inside]] - starts[state[inside]], -np.inf
+    )
+    held_into = inside & (onset < gap) & (end_s >= gap - HOLD_TOLERANCE_S)
+    held = np.isin(state * 128 + pitch, nxt[held_into] * 128 + pitch[held_into])
+    at_onset = onset <= MELODY_START_S
+    key = pitch + 1000 * at_onset + 2000 * (at_onset & ~held)  # newly struck, then at the onset, then the highest
+    mine = offsets[begin - first :]  # the new states' note offsets
+    local = mine - lo
+    has = np.diff(mine) > 0
+    if has.any():
+        out[has] = np.maximum.reduceat(key, local[:-1][has]) % 1000
     return out
 
 
@@ -548,25 +584,25 @@ class Player:
             score[c + 1] += w.w_pivot
         cols = self._columns
         pcs = cols.pc[:n]
-        if self._last_pitch is not None and n > 1:
-            # a repeated pitch only where the memory repeats it: every state sounding the last pitch class is held
-            # back, except the successor of the state just played when the memory itself repeats there
-            penalty = np.where((pcs >= 0) & ((pcs + self.transpose) % 12 == self._last_pitch % 12), w.w_repeat, 0.0)
-            if 0 < s < n - 1 and cols.pitch[s + 1] == cols.pitch[s]:
-                penalty[s + 1] = 0.0
-            score[:n] -= penalty
+        # the terms below are per sounding pitch class (a table), on the scale of the memory's own scores so far:
         # harmony in the moment: agreement of each state's pitch class (as transposed) with what sounds now, weighed
-        # by w_now; with now_filter the side of NOW_PRESENT the mode prefers (imitate: sounding, contrast: not) is
-        # also worth more than any difference of activity (a gate that still lets the memory choose within it)
-        # listening, not copying: a class that would complete a 4-gram of the memory's own melody (the input's top
-        # line when learning live) after the last three notes played costs w_copy times that scale (below the gate)
+        # by w_now; with now_filter the side of now_present the mode prefers (imitate: sounding, contrast: not) is
+        # also worth more than any difference of activity (a gate that still lets the memory choose within it);
+        # a repeated pitch only where the memory repeats it: the last pitch class costs w_repeat times the scale
+        # (not the successor of the state just played where the memory itself repeats); listening, not copying: a
+        # class that would complete a 4-gram of the memory's own melody (the input's top line when learning live)
+        # after the last three notes played costs w_copy times the scale
         now_profile = self.now_profile
         use_now = w.w_now != 0.0 and bool(now_profile.any())
         scale = 1.0 + float(np.abs(score[1:n][np.isfinite(score[1:n])]).max(initial=0.0))
-        table = np.zeros(12)  # the term of each sounding pitch class
+        table = np.zeros(12)
         if use_now:
-            prefer = (now_profile >= NOW_PRESENT) if w.w_now > 0 else (now_profile < NOW_PRESENT)
+            prefer = (now_profile >= w.now_present) if w.w_now > 0 else (now_profile < w.now_present)
             table += w.w_now * now_profile + (scale if w.now_filter else 0.0) * prefer
+        if self._last_pitch is not None and w.w_repeat > 0.0:
+            table[self._last_pitch % 12] -= w.w_repeat * scale
+            if 0 < s < n - 1 and cols.pitch[s + 1] == cols.pitch[s] and pcs[s + 1] >= 0:
+                score[s + 1] += w.w_repeat * scale  # the memory's own repeat
         if w.w_copy > 0.0 and len(self._played) == 3:
             base = int(gram_key(list(self._played) + [0]))
             table -= w.w_copy * scale * cols.grams[base : base + 12]
@@ -592,7 +628,7 @@ class Player:
         top = [int(c) for c in top if np.isfinite(score[c])]
         best = (-math.inf, top[0] if top else 1, self.transpose)
         profile = self._profile
-        use_t = w.w_transpose > 0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
+        use_t = w.w_transpose != 0.0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
         centred = profile - profile.mean()
         centred_sq = float(centred @ centred)
         for c in top:
