@@ -52,6 +52,7 @@ __all__ = ["Ensemble", "voice_chord", "naive_chord", "chord_movement", "place_ne
 
 ABOVE_COST = 1.0  # semitones of movement a comping note at or above the melody's costs
 _BASS_RANK_COST = 0.3  # what each step up from the slice's lowest class costs the bass against agreement with now
+_BASS_REPEAT_COST = 1.0  # what the bass's previous class costs (a line, not a pedal, where the slice allows)
 _MIN_DUR_S = 0.1
 MAX_DUR_S = 4.0  # the longest note a bass or comping voice plays (seconds)
 
@@ -250,6 +251,8 @@ class Ensemble:
                 pcs = self._chord_pcs(slice_notes, chroma, transpose, bass_pc)
                 low, high = v.comping_range
                 chord = voice_chord(pcs, f.previous, low, high, below=melody_pitch)
+                if len(chord) == 1 and chord == f.previous:
+                    chord = []  # one note again: comping rests rather than drone
                 if chord:
                     t_on, t_off = self._timing(at, f, v.comping_density, v.comping_phase)
                     f.previous = chord
@@ -275,7 +278,15 @@ class Ensemble:
         w_now = self.player.weights.w_now
         if not now.any() or w_now == 0.0:
             return ranked[0]
-        return max(ranked, key=lambda pc: w_now * float(now[pc]) - _BASS_RANK_COST * ranked.index(pc))
+        previous = self._bass.previous[0] % 12 if self._bass.previous else None
+        return max(
+            ranked,
+            key=lambda pc: (
+                w_now * float(now[pc])
+                - _BASS_RANK_COST * ranked.index(pc)
+                - (_BASS_REPEAT_COST if pc == previous and len(ranked) > 1 else 0.0)
+            ),
+        )
 
     def _chord_pcs(
         self, slice_notes: list[tuple[int, int]], chroma: tuple[int, ...], transpose: int, bass_pc: int | None

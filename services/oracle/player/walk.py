@@ -408,9 +408,10 @@ class Player:
     @property
     def now_profile(self) -> np.ndarray:
         """What sounds now: the pitch-class profile of the last onsets (half-life :data:`NOW_HALF_LIFE_S`, decayed to
-        the last step or percept), scaled to a maximum of 1 (all zeros before any input). A copy."""
+        the last step or percept), scaled to a maximum of 1 while that maximum is at least 1 (an onset's weight), so
+        that it fades out in the musician's rests: nothing sounds now a second after the last onset. A copy."""
         peak = float(self._now.max())
-        return self._now / peak if peak > 1e-9 else np.zeros(12)
+        return self._now / max(peak, 1.0) if peak > 1e-3 else np.zeros(12)
 
     def new_note_id(self) -> int:
         """The next note id (one counter for every voice: ids are unique across them)."""
@@ -710,6 +711,11 @@ class Player:
         if p < low or p > high:  # the run leaves the range: move it by octaves from here on
             self.octave = self._octave_for_run(state, transpose, n)
             p = int(raw) + transpose + self.octave
+        if high - low >= 12:  # a run wider than the range (a melody spanning octaves): its outliers fold in
+            while p > high:
+                p -= 12
+            while p < low:
+                p += 12
         return int(min(127, max(0, p)))
 
     def step(self, at: float) -> NoteEvent | None:
