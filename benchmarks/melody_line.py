@@ -3,7 +3,7 @@
 For each piece (``benchmarks/musical.py``'s corpus pieces, rendered with fluidsynth at ``--bpm``, first ``--seconds``),
 the trainer's own analysis (:func:`services.encoder.analysis.analyze_file`, slice notes on: the code the live encoder
 runs) gives every event's descriptors. Each rule names a pitch per event, compared with the score's top line at that
-onset (the highest note sounding 30 ms after it):
+onset (the highest note starting within 50 ms of it, as the musical benchmark's top line):
 
 - ``top_struck`` — :func:`services.oracle.player.walk.melody_pitch`: the highest transcribed note newly struck at
   the slice's onset, a note held from the previous slice not counted (the player's rule when notes are known);
@@ -40,9 +40,10 @@ RULES = ("top_struck", "nearest_struck", "chroma", "f0")
 
 
 def top_at(score, t: float) -> int | None:
-    """The highest score pitch sounding 30 ms after ``t``."""
-    sounding = [p for p, s, d, _ in score if s <= t + 0.03 < s + d]
-    return max(sounding) if sounding else None
+    """The highest score pitch starting within 50 ms of ``t`` (the input's top line at that onset, as
+    :func:`services.compare.musical.top_line` takes it: the highest note struck there)."""
+    struck = [p for p, s, _, _ in score if abs(s - t) <= 0.05]
+    return max(struck) if struck else None
 
 
 def choices(descriptors) -> dict[str, list[int | None]]:
