@@ -94,9 +94,10 @@ class SegmenterConfig:
     threshold_window_frames: int = 32
     min_flux: float = 0.08
     silence_db: float = -50.0
-    early_ms: float = (
-        25.0  # live only: an early event this long after each onset (0 or >= window_ms: none); never in training
-    )
+    # live only: an early event this long after each onset (0 or >= window_ms: none); never in training. 50 ms: what
+    # sounds now is read well enough to play with it (25 ms mostly heard a chord's attack harmonics: benchmarks/
+    # musical_offline.py, harmonic agreement 0.86 vs 0.95 on three pieces), the reaction within its 150 ms budget
+    early_ms: float = 50.0
 
     def __post_init__(self) -> None:
         _check(
@@ -121,9 +122,10 @@ class FeatureConfig:
     )
     hybrid: bool = False  # keep both views (traditional always + wav2vec when enabled)
     pca_components: int = 16  # 0 disables PCA for the continuous oracle
-    # transcribe the notes sounding in each slice (docs/transcription.md): off by default while no player uses them,
-    # since it costs a 2 s Basic Pitch model run per event (25 ms idle, ~100 ms loaded, on 2 CPU cores)
-    slice_notes: bool = False
+    # transcribe the notes sounding in each slice (docs/transcription.md): the melody sings the slice's top voice,
+    # the bass and comping play its notes. A 2 s Basic Pitch model run per full-window event (25 ms idle, ~100 ms
+    # loaded, on 2 CPU cores) in the encoder, off the reaction path (an onset's early view reacts without it)
+    slice_notes: bool = True
     # MIDI notes → events (the symbolic view, services/encoder/symbolic.py): note-ons within this window of the first
     # make one chord; channel 10 (drums) is left out unless midi_drums
     chord_window_ms: float = 30.0

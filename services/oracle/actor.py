@@ -256,8 +256,10 @@ class OracleActor:
 
         model = self.perception_model
         memory = model.quantizers[model.primary_view].dimension if model is not None else None
+        # no transcription here: this analyser answers in the oracle's own loop, on the reaction path
+        config = replace(self.config, features=replace(self.config.features, slice_notes=False))
         try:  # refused (DimensionMismatchError) when the memory holds another view's vectors
-            return traditional_stage(self.config, model, memory_dimension=memory, node_id=self.node_id)
+            return traditional_stage(config, model, memory_dimension=memory, node_id=self.node_id)
         except MusicHalError:
             return None
 

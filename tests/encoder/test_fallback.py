@@ -44,7 +44,7 @@ def test_learning_live_it_makes_traditional_percepts_and_refuses_a_wav2vec_memor
 
 
 def test_an_early_view_is_its_pitch_and_chroma_alone():
-    """25 ms of an onset (the default segmenter.early_ms): the pitch and chroma the player is influenced by, from
+    """25 ms of an onset (half the default segmenter.early_ms): the pitch and chroma the player is influenced by, from
     the same descriptor code as the full window; no model, memory or quantizer is involved."""
     stage = traditional_stage(MusicHalConfig())
     for pitch_hz, pitch_class in ((220.0, 9), (329.63, 4), (440.0, 9), (587.33, 2)):  # A3, E4, A4, D5

@@ -84,9 +84,13 @@ def test_actors_without_torch_never_import_torch_and_inherit_their_environment(j
         }
     finally:
         stack.stop(graceful=False)
-    # traditional features only, no slice notes: no actor needs torch, transformers or the transcription model
+    # traditional features with slice notes (the defaults): no actor needs torch or transformers, and only the encoder
+    # loads the transcription model (the oracle's own local analyser does not transcribe: it is on the reaction path)
     assert {name: loaded for name, (loaded, _env) in seen.items()} == {
-        name: [] for name in ("capture", "encoder", "oracle", "midi_out")
+        "capture": [],
+        "encoder": ["onnxruntime"],
+        "oracle": [],
+        "midi_out": [],
     }, seen
     # a lean Ray head: none of the processes the stack never uses (each costs ~1 s of CPU while the stack starts)
     lines = [" ".join(cmd) for cmd in tree]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from services.oracle.memory.store import OracleMemory
+from services.oracle.player import walk
 from services.oracle.player.live import LiveOracle
 from services.oracle.player.voices import Ensemble, chord_movement, naive_chord, voice_chord
 from services.oracle.player.walk import Player
@@ -135,7 +136,12 @@ def test_every_comping_chord_comes_from_its_slice_and_respects_max_polyphony(wit
     assert sum(len(chord) == 2 for chord in onsets.values()) >= 10, "chords, not single notes"
 
 
-def test_voice_leading_moves_less_than_a_naive_voicing():
+def test_voice_leading_moves_less_than_a_naive_voicing(monkeypatch):
+    # voicing, not harmony: without the weight of what sounds now, which keeps only the slice's classes that sound
+    # now (chords of one to three notes; tests/oracle/test_harmony.py)
+    weights = dict(walk.MODE_WEIGHTS)
+    weights["imitate"] = dataclasses.replace(weights["imitate"], w_now=0.0, now_filter=False)
+    monkeypatch.setattr(walk, "MODE_WEIGHTS", weights)
     live = make_live(mode="imitate")
     learn(live.stage)
     play(live)
@@ -300,10 +306,15 @@ def expressive_percept(i: int, onset_s: float):
     return dataclasses.replace(base, descriptors=descriptors)
 
 
-def test_bass_and_comping_notes_carry_their_slice_expression():
+def test_bass_and_comping_notes_carry_their_slice_expression(monkeypatch):
     """Followers play the slice's pressure and CC74; the bass, playing the slice's f0 pitch class an octave or two
-    down, carries that f0's glide as its bend (the MPE profile sends them; gm-safe and mono drop them)."""
-    live = make_live(voices={"bass_density": 1.0, "comping_density": 1.0})
+    down, carries that f0's glide as its bend (the MPE profile sends them; gm-safe and mono drop them). No
+    transposition and no weight of what sounds now (expression, not harmony: with it the bass takes the class that
+    sounds now, tests/oracle/test_harmony.py), so the bass plays its slice's f0 class."""
+    weights = dict(walk.MODE_WEIGHTS)
+    weights["imitate"] = dataclasses.replace(weights["imitate"], w_now=0.0, now_filter=False)
+    monkeypatch.setattr(walk, "MODE_WEIGHTS", weights)
+    live = make_live(voices={"bass_density": 1.0, "comping_density": 1.0}, max_transpose=0)
     for i in range(3 * len(CHORDS)):
         live.stage.learn(expressive_percept(i, i * 0.5))
     notes, t, next_input, i = [], 0.0, 0.0, 0
@@ -318,6 +329,7 @@ def test_bass_and_comping_notes_carry_their_slice_expression():
     for note in bass + comping:
         assert note.timbre == 99 and note.pressure > 0 and note.pressure_curve, note
     # the bass takes the f0's pitch class (no transcribed notes): its notes glide upwards as the slice did
+    assert all(n.pitch % 12 == min(CHORDS[(n.source_state - 1) % len(CHORDS)]) % 12 for n in bass)
     gliding = [n for n in bass if n.bend_curve and n.bend_curve[-1][1] > n.bend_semitones + 0.2]
     assert len(gliding) >= 0.8 * len(bass), [(n.bend_semitones, n.bend_curve) for n in bass[:5]]
 

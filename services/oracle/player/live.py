@@ -189,6 +189,7 @@ class LiveOracle:
                 token=None if early else percept.token,
                 f0_hz=0.0 if d is None else d.f0_hz,
                 chroma_peaks=() if d is None else d.chroma_peaks,
+                notes=() if d is None else d.notes,
                 event_id=percept.event_id,
                 onset_wall=wall,
                 detected=event.t_detected if event is not None and event.t_detected else None,

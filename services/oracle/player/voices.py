@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from services.oracle.player.expression import NEUTRAL, expression_window_s, note_expression
-from services.oracle.player.walk import Player
+from services.oracle.player.walk import MELODY_START_S, Player
 from shared.config import VOICE_NAMES, GenerationConfig, VoicesConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
@@ -51,6 +51,8 @@ from shared.pitch import hz_to_midi
 __all__ = ["Ensemble", "voice_chord", "naive_chord", "chord_movement", "place_near", "VOICE_NAMES", "MAX_DUR_S"]
 
 ABOVE_COST = 1.0  # semitones of movement a comping note at or above the melody's costs
+_BASS_RANK_COST = 0.3  # what each step up from the slice's lowest class costs the bass against agreement with now
+_BASS_REPEAT_COST = 1.0  # what the bass's previous class costs (a line, not a pedal, where the slice allows)
 _MIN_DUR_S = 0.1
 MAX_DUR_S = 4.0  # the longest note a bass or comping voice plays (seconds)
 
@@ -173,11 +175,15 @@ class Ensemble:
         return self.player.new_note_id()
 
     def _slice(self, state: int) -> tuple[list[tuple[int, int]], float, tuple[int, ...]]:
-        """(transcribed notes as (pitch, velocity), f0, chroma peaks) of ``state``."""
+        """(transcribed notes as (pitch, velocity), f0, chroma peaks) of ``state``: the notes struck at the slice's
+        onset (within :data:`~services.oracle.player.walk.MELODY_START_S`), every note of it when none is (the later
+        ones in its window belong to the next onsets)."""
         store = self.memory.store
         if store is None or state <= 0 or state >= len(store):
             return [], 0.0, ()
-        notes = [(int(n[0]), int(n[3])) for n in store.notes(state)]
+        every = store.notes(state)
+        struck = [n for n in every if n[1] <= MELODY_START_S] or every
+        notes = [(int(n[0]), int(n[3])) for n in struck]
         return notes, float(store.f0_hz[state]), tuple(store.chroma_peaks(state))
 
     def _timing(self, at: float, follower: _Follower, density: float, phase: float) -> tuple[float, float] | None:
@@ -220,13 +226,7 @@ class Ensemble:
             f.credit += v.bass_density
             if f.credit >= 1.0 or run_start:
                 f.credit = 0.0
-                if slice_notes:
-                    pc = min(p for p, _ in slice_notes) % 12
-                elif f0 > 0.0:
-                    pc = int(round(hz_to_midi(f0))) % 12
-                else:
-                    pc = chroma[0]
-                pc = (pc + transpose) % 12
+                pc = self._bass_pc(slice_notes, f0, chroma, transpose)
                 low, high = v.bass_range
                 if melody_pitch is not None:
                     high = min(high, melody_pitch - 1)
@@ -251,6 +251,8 @@ class Ensemble:
                 pcs = self._chord_pcs(slice_notes, chroma, transpose, bass_pc)
                 low, high = v.comping_range
                 chord = voice_chord(pcs, f.previous, low, high, below=melody_pitch)
+                if len(chord) == 1 and chord == f.previous:
+                    chord = []  # one note again: comping rests rather than drone
                 if chord:
                     t_on, t_off = self._timing(at, f, v.comping_density, v.comping_phase)
                     f.previous = chord
@@ -263,10 +265,35 @@ class Ensemble:
                     del self.chords[:-64]
         return out
 
+    def _bass_pc(self, slice_notes: list[tuple[int, int]], f0: float, chroma: tuple[int, ...], transpose: int) -> int:
+        """The bass's pitch class (transposed as the melody is): the slice's lowest note, weighed against what sounds
+        now (the mode's ``w_now``: imitate takes the lowest class that sounds now, contrast the lowest that does
+        not); the slice's f0, else its strongest chroma class, without notes."""
+        if slice_notes:
+            raw = [p % 12 for p, _ in sorted(slice_notes)]  # lowest first
+        else:
+            raw = ([int(round(hz_to_midi(f0))) % 12] if f0 > 0.0 else []) + [int(pc) for pc in chroma]
+        ranked = list(dict.fromkeys((pc + transpose) % 12 for pc in raw))
+        now = self.player.now_profile
+        w_now = self.player.weights.w_now
+        if not now.any() or w_now == 0.0:
+            return ranked[0]
+        previous = self._bass.previous[0] % 12 if self._bass.previous else None
+        return max(
+            ranked,
+            key=lambda pc: (
+                w_now * float(now[pc])
+                - _BASS_RANK_COST * ranked.index(pc)
+                - (_BASS_REPEAT_COST if pc == previous and len(ranked) > 1 else 0.0)
+            ),
+        )
+
     def _chord_pcs(
         self, slice_notes: list[tuple[int, int]], chroma: tuple[int, ...], transpose: int, bass_pc: int | None
     ) -> list[int]:
-        """The chord's pitch classes (transposed as the melody is): the slice's, strongest first."""
+        """The chord's pitch classes (transposed as the melody is): the slice's, strongest first, weighed against
+        what sounds now (the mode's ``w_now``); with ``now_filter`` only the classes on the side of
+         the mode's ``now_present`` it prefers (none: the comping rests this turn)."""
         weight: dict[int, float] = {}
         if slice_notes:
             for pitch, vel in slice_notes:
@@ -280,6 +307,13 @@ class Ensemble:
         if total > 1e-9:  # the live input's recent harmony decides between the slice's classes
             for pc in weight:
                 weight[pc] += profile[pc] / total
+        now, w = self.player.now_profile, self.player.weights
+        if now.any() and w.w_now != 0.0:
+            for pc in weight:
+                weight[pc] += w.w_now * float(now[pc])
+            if w.now_filter:
+                keep = (lambda x: x >= w.now_present) if w.w_now > 0 else (lambda x: x < w.now_present)
+                weight = {pc: v for pc, v in weight.items() if keep(float(now[pc]))}
         order = sorted(weight, key=lambda pc: (-weight[pc], pc))
         limit = self.voices.max_polyphony
         if bass_pc is not None and len(order) > limit and bass_pc in order:

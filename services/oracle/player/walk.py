@@ -45,18 +45,41 @@ register        ``w_register * exp(-(pitch - live pitch)^2 / (2 * 5^2))`` on sta
 At each step the merged score of state ``s`` is ``coupling * activity[s]`` plus the *continuity* peak
 (``w_continuity`` on the state after the one last played, granted with probability ``continuity`` and at most
 ``max_continuity`` times in a row), the *pivot* peak (``w_pivot`` on the continuations of states sharing
-``min_context`` of context with the last one: the oracle's own jumps), and a small seeded jitter (``w_jitter``,
-so ties break at random); the last ``taboo_length`` states are excluded. The ``CANDIDATES`` best are then
-scored for *transposition* ``t`` in ``-max_transpose..max_transpose``: ``w_transpose * corr(live pitch-class
-profile, the candidate's neighbourhood profile rolled by t) - transpose_penalty * (t != current)``; a forward
-step keeps the current transposition (the contour of a run is never broken by it). Weights per mode
-(:data:`MODE_WEIGHTS`): ``contrast`` is the same machinery with a negative coupling (it goes where the input
-is not) and no transposition towards the input; ``lead`` couples weakly (0.2) and keeps its own pulse.
+``min_context`` of context with the last one: the oracle's own jumps), the *repeat* penalty (``w_repeat`` on every
+state sounding the last pitch class, except the successor of the state just played where the memory itself repeats
+its pitch: a repeated pitch only where the memory has one), *harmony in the moment* (below) and a small seeded
+jitter (``w_jitter``, so ties break at random); the last ``taboo_length`` states are excluded. The
+``CANDIDATES`` best are then scored for *transposition* ``t`` in ``-max_transpose..max_transpose``:
+``w_transpose * corr(live pitch-class profile, the candidate's neighbourhood profile rolled by t) -
+transpose_penalty * (t != current)``; a forward step keeps the current transposition (the contour of a run is never
+broken by it). The transposition follows the key: each candidate takes its best-scoring ``t``, and what sounds now
+then weighs it at that ``t``.
+
+*Harmony in the moment.* Besides the slow profile (half-life 6 s: the key), the player keeps a *now* profile: the
+pitch classes of the last onsets, halving every :data:`NOW_HALF_LIFE_S` (0.3 s). An onset's early view adds its
+chroma and f0 classes at once; its full view adds the notes struck at its onset (its chroma without notes), weighed
+down by the time since the onset, and only while no newer onset has been heard. Every state gets
+``w_now * now[pc]`` for its (transposed) pitch class, and with ``now_filter`` a gate worth more than any difference
+of the other scores for being on the mode's side of :data:`NOW_PRESENT` (imitate: a class that sounds now;
+contrast: one that does not): the memory still chooses among those states, by its activity, continuity and pivots.
+The bass and comping voices (:mod:`services.oracle.player.voices`) weigh the slice's classes the same way.
+
+*Listening, not copying.* A pitch class that would complete, after the last three melody notes played, a 4-gram of
+the memory's own melody (its melodic pitch classes, state after state: the input's top line when learning live)
+costs ``w_copy`` times the score's scale — less than the gate, so what sounds now still comes first. Forward runs go
+on while they do not replay four notes of the memory verbatim (a transposed run is not a verbatim one).
+
+Weights per mode (:data:`MODE_WEIGHTS`): ``contrast`` is the same machinery with a negative coupling (it goes where
+the input is not), a negative ``w_now`` (it plays what does not sound now) and no transposition towards the input;
+``lead`` couples weakly (0.2), weighs what sounds now lightly (no gate) and keeps its own pulse.
 
 Pitch
 -----
-A state's pitch is its strongest chroma class placed in the register of its learned f0 (the nearest such
-pitch; f0 alone when it has no chroma, the chroma class next to the previous note when it has no f0); a state
+A state whose slice has transcribed notes (``features.slice_notes``) plays its *melodic voice*
+(:func:`melody_pitch`: the highest note struck at the slice's onset, within :data:`MELODY_START_S`; else the
+slice's highest note), never its strongest chroma class (``benchmarks/melody_line.py`` measures the rule against the
+input's top line). Without notes: its strongest chroma class placed in the register of its learned f0 (the nearest
+such pitch; f0 alone when it has no chroma, the chroma class next to the previous note when it has no f0); a state
 with neither plays a rest. Pitches are never folded note by note: when a run starts (any step that is not
 forward) the player picks the octave offset that puts the run's next ``max_continuity`` learned pitches inside
 ``melody_range`` (zero when they already are), and keeps it while the run goes forward, so intervals keep
@@ -87,7 +110,14 @@ __all__ = [
     "MAX_IOI_S",
     "LIVE_CONTEXT",
     "live_profile",
+    "notes_profile",
+    "melody_pitch",
+    "held_pitches",
+    "HOLD_TOLERANCE_S",
     "state_pitch_or_none",
+    "NOW_HALF_LIFE_S",
+    "MELODY_START_S",
+    "NOW_PRESENT",
 ]
 
 LIVE_CONTEXT = 8
@@ -105,6 +135,16 @@ _NEIGHBOURHOOD = 8
 _CHROMA_WEIGHTS = (1.0, 0.7, 0.5, 0.35, 0.25, 0.2)
 _REGISTER_SIGMA = 5.0
 _PROFILE_HALF_LIFE_S = 6.0
+#: the *now* profile (what sounds at the last onsets) halves this fast: by the next onset of a chorale beat the
+#: previous chord weighs a half to a quarter
+NOW_HALF_LIFE_S = 0.3
+#: a slice's notes starting within this many seconds of its onset were struck at that onset (the transcription's
+#: onsets land within a frame or two, 12 ms each, of the segmenter's); later ones belong to the next onsets
+MELODY_START_S = 0.08
+#: a pitch class at or above this share of the now profile's maximum sounds now (imitate; contrast: ModeWeights)
+NOW_PRESENT = 0.5
+#: a note of a slice ending no sooner than this before the next onset is held into the next slice, not struck there
+HOLD_TOLERANCE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -120,14 +160,18 @@ class ModeWeights:
     w_jitter: float = 0.25
     w_transpose: float = 0.6
     transpose_penalty: float = 0.25
-    w_repeat: float = 1.0  # penalty on repeating the last pitch class
+    w_repeat: float = 0.75  # penalty (times the scale) on repeating the last pitch (not where the memory repeats it)
+    w_now: float = 3.0  # weight of agreement with what sounds now (negative: what does not sound now)
+    w_copy: float = 0.5  # penalty (times the scale) on completing a 4-gram of the memory's own melody
+    now_filter: bool = True  # followers keep only the slice's classes on the side of now_present that w_now prefers
+    now_present: float = NOW_PRESENT  # a class at or above this share of the now profile's maximum sounds now
     reactive: bool = True  # a live onset pulls the next step forward
 
 
 MODE_WEIGHTS: dict[str, ModeWeights] = {
-    "imitate": ModeWeights(coupling=1.0),
-    "contrast": ModeWeights(coupling=-1.0, w_transpose=0.0),
-    "lead": ModeWeights(coupling=0.2, w_transpose=0.2, reactive=False),
+    "imitate": ModeWeights(coupling=1.0, w_copy=1.5),
+    "contrast": ModeWeights(coupling=-1.0, w_transpose=0.0, w_now=-3.0, now_present=0.1),
+    "lead": ModeWeights(coupling=0.2, w_transpose=0.2, w_now=0.5, now_filter=False, reactive=False),
 }
 
 
@@ -141,6 +185,44 @@ def state_pitch_or_none(f0_hz: float, chroma_peaks: tuple[int, ...], *, near: fl
         base = int(round((centre - pc) / 12.0)) * 12 + pc
         return int(min(127, max(0, base)))
     return None
+
+
+def held_pitches(previous: Any, gap_s: float, *, tolerance_s: float = HOLD_TOLERANCE_S) -> frozenset[int]:
+    """Pitches of the previous slice's notes that still sound at the next onset ``gap_s`` later (started before it,
+    ending no sooner than ``tolerance_s`` before it): in the next slice they are held, not struck (its window starts
+    at the onset, so the transcription sees them begin there too)."""
+    return frozenset(
+        int(n[0]) for n in previous if float(n[1]) < gap_s and float(n[1]) + float(n[2]) >= gap_s - tolerance_s
+    )
+
+
+def melody_pitch(notes: Any, *, held: Any = frozenset(), start_s: float = MELODY_START_S) -> int | None:
+    """The melodic voice of a slice's transcribed notes: the highest note newly struck at the slice's onset (starting
+    within ``start_s``, not ``held`` from the previous slice: :func:`held_pitches`), else the highest note starting
+    at the onset, else the highest note of the slice; None without notes.
+
+    >>> melody_pitch([(48, 0.0, 0.5, 80), (67, 0.01, 0.5, 80), (72, 0.3, 0.2, 80)])
+    67
+    >>> melody_pitch([(48, 0.0, 0.5, 80), (67, 0.01, 0.5, 80), (72, 0.0, 0.5, 80)], held={72})
+    67
+    """
+    best: tuple[bool, bool, int] | None = None
+    for note in notes:
+        at_onset = float(note[1]) <= start_s
+        key = (at_onset and int(note[0]) not in held, at_onset, int(note[0]))
+        if best is None or key > best:
+            best = key
+    return None if best is None else best[2]
+
+
+def notes_profile(notes: Any, *, start_s: float = MELODY_START_S) -> np.ndarray:
+    """The 12-bin pitch-class profile of the notes struck at a slice's onset (1.0 each; every note of the slice when
+    none starts within ``start_s``)."""
+    profile = np.zeros(12)
+    struck = [n for n in notes if float(n[1]) <= start_s] or list(notes)
+    for note in struck:
+        profile[int(note[0]) % 12] = 1.0
+    return profile
 
 
 def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
@@ -166,12 +248,52 @@ def _rolled(x: np.ndarray, shift: int) -> np.ndarray:
     return np.concatenate((x[-shift:], x[:-shift])) if shift else x.copy()
 
 
+def _melody_column(store: Any, begin: int, end: int) -> np.ndarray:
+    """:func:`melody_pitch` of states ``begin..end-1`` from the store's note columns at once (-1: no notes), the notes
+    held from each previous state of the same source (:func:`held_pitches`) not counted as struck."""
+    out = np.full(end - begin, -1, dtype=np.int64)
+    first = max(1, begin - 1)  # the state before: its notes may be held into the first new one
+    offsets = np.frombuffer(store.note_offsets, dtype=np.int64)[first : end + 1]
+    if offsets.size < 2 or offsets[-1] <= offsets[0]:
+        return out
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    pitch = np.frombuffer(store.note_pitch, dtype=np.int64)[lo:hi]
+    onset = np.frombuffer(store.note_onset_s, dtype=np.float64)[lo:hi]
+    end_s = onset + np.frombuffer(store.note_duration_s, dtype=np.float64)[lo:hi]
+    state = np.repeat(np.arange(first, end), np.diff(offsets))  # each note's state
+    starts = np.frombuffer(store.onset_s, dtype=np.float64)
+    sources = np.frombuffer(store.source_index, dtype=np.int64)
+    nxt = state + 1
+    inside = nxt < end
+    gap = np.full(state.size, -np.inf)
+    gap[inside] = np.where(
+        sources[nxt[inside]] == sources[state[inside]], starts[nxt[inside]] - starts[state[inside]], -np.inf
+    )
+    held_into = inside & (onset < gap) & (end_s >= gap - HOLD_TOLERANCE_S)
+    held = np.isin(state * 128 + pitch, nxt[held_into] * 128 + pitch[held_into])
+    at_onset = onset <= MELODY_START_S
+    key = pitch + 1000 * at_onset + 2000 * (at_onset & ~held)  # newly struck, then at the onset, then the highest
+    mine = offsets[begin - first :]  # the new states' note offsets
+    local = mine - lo
+    has = np.diff(mine) > 0
+    if has.any():
+        out[has] = np.maximum.reduceat(key, local[:-1][has]) % 1000
+    return out
+
+
+def gram_key(pcs: Any) -> Any:
+    """Index of 4-grams of pitch classes (``(..., 4)`` ints in 0..11) in a ``12**4`` table."""
+    pcs = np.asarray(pcs, dtype=np.int64)
+    return ((pcs[..., 0] * 12 + pcs[..., 1]) * 12 + pcs[..., 2]) * 12 + pcs[..., 3]
+
+
 class _Columns:
     """Per-state pitch / pitch class as numpy columns, extended as the memory grows."""
 
     def __init__(self) -> None:
         self.pitch = np.full(1, np.nan)  # learned MIDI pitch (NaN: none)
         self.pc = np.full(1, -1, dtype=np.int64)  # pitch class (-1: none)
+        self.grams = np.zeros(12**4, dtype=bool)  # the memory's melodic 4-grams of pitch classes (gram_key)
         self.n = 1
 
     def sync(self, store: Any, n: int) -> None:
@@ -188,8 +310,19 @@ class _Columns:
         placed = base + ((chroma - base.astype(np.int64) + 6) % 12 - 6)
         pitch = np.where(use, placed, pitch)
         pc = np.where(chroma >= 0, chroma, np.where(f0 > 0, np.nan_to_num(pitch, nan=0).astype(np.int64) % 12, -1))
+        # a slice with transcribed notes plays its melodic voice (melody_pitch), never its strongest chroma class
+        top = _melody_column(store, self.n, n)
+        known = top >= 0
+        pitch = np.where(known, top.astype(np.float64), pitch)
+        pc = np.where(known, top % 12, pc)
         self.pitch = np.concatenate([self.pitch, pitch])
         self.pc = np.concatenate([self.pc, pc])
+        # every run of four consecutive states with pitch classes (the three before these included)
+        tail = self.pc[max(1, self.n - 3) :]
+        if tail.size >= 4:
+            windows = np.lib.stride_tricks.sliding_window_view(tail, 4)
+            windows = windows[(windows >= 0).all(axis=1)]
+            self.grams[gram_key(windows)] = True
         self.n = n
 
 
@@ -220,8 +353,10 @@ class Player:
         self._activity = np.zeros(1)
         self._activity_t = 0.0
         self._profile = np.zeros(12)  # decayed live pitch-class profile
+        self._now = np.zeros(12)  # what sounds at the last onsets (half-life NOW_HALF_LIFE_S)
         self._columns = _Columns()
         self._last_pitch: int | None = None
+        self._played: deque[int] = deque(maxlen=3)  # the last three melody pitch classes played
         self._next_note_id = 1
         self.next_step_s: float | None = None  # None: starts at the first tick
         self.last_step_s = -math.inf
@@ -270,6 +405,14 @@ class Player:
         view.flags.writeable = False
         return view
 
+    @property
+    def now_profile(self) -> np.ndarray:
+        """What sounds now: the pitch-class profile of the last onsets (half-life :data:`NOW_HALF_LIFE_S`, decayed to
+        the last step or percept), scaled to a maximum of 1 while that maximum is at least 1 (an onset's weight), so
+        that it fades out in the musician's rests: nothing sounds now a second after the last onset. A copy."""
+        peak = float(self._now.max())
+        return self._now / max(peak, 1.0) if peak > 1e-3 else np.zeros(12)
+
     def new_note_id(self) -> int:
         """The next note id (one counter for every voice: ids are unique across them)."""
         note_id = self._next_note_id
@@ -301,6 +444,7 @@ class Player:
         if dt > 0:
             self._activity *= 0.5 ** (dt / self.config.half_life_s)
             self._profile *= 0.5 ** (dt / _PROFILE_HALF_LIFE_S)
+            self._now *= 0.5 ** (dt / NOW_HALF_LIFE_S)
         self._activity_t = max(self._activity_t, now)
 
     def activity(self, now: float) -> np.ndarray:
@@ -328,14 +472,24 @@ class Player:
         event_id: int = -1,
         onset_wall: float | None = None,
         detected: float | None = None,
+        notes: Any = (),
     ) -> None:
-        """One live percept's influence (``token=None``: an early view, pitch and chroma only)."""
+        """One live percept's influence (``token=None``: an early view, pitch and chroma only; ``notes``: the slice's
+        transcribed notes, when known).
+
+        What sounds now (:attr:`now_profile`) takes the percept's pitch classes at once — an early view's chroma and
+        f0, a full view's struck notes (else its chroma) — weighed down by the time since its onset; a full view
+        whose onset is no longer the latest one heard adds nothing there (a newer onset sounds now)."""
         n = self._n()
         self._sync(n)
         self._decay(now)
         w = self.weights
         profile = live_profile(f0_hz, tuple(chroma_peaks))
         self._profile += profile
+        if event_id < 0 or event_id >= self._reacted_id:
+            age = 0.0 if onset_wall is None else max(0.0, float(now) - float(onset_wall))
+            heard = notes_profile(notes) if len(notes) else profile
+            self._now += heard * 0.5 ** (age / NOW_HALF_LIFE_S)
         act = self._activity
         if token is not None:
             self._live_tokens.append(int(token))
@@ -436,9 +590,38 @@ class Player:
             score[s + 1] += w.w_continuity
         for c in self._pivots(s, n):
             score[c + 1] += w.w_pivot
-        if self._last_pitch is not None and n > 1:  # the input rarely repeats a pitch: neither do we
-            pcs = self._columns.pc[:n]
-            score[:n] -= np.where((pcs >= 0) & ((pcs + self.transpose) % 12 == self._last_pitch % 12), w.w_repeat, 0.0)
+        cols = self._columns
+        pcs = cols.pc[:n]
+        # the terms below are per sounding pitch class (a table), on the scale of the memory's own scores so far:
+        # harmony in the moment: agreement of each state's pitch class (as transposed) with what sounds now, weighed
+        # by w_now; with now_filter the side of now_present the mode prefers (imitate: sounding, contrast: not) is
+        # also worth more than any difference of activity (a gate that still lets the memory choose within it);
+        # a repeated pitch only where the memory repeats it: the last pitch class costs w_repeat times the scale
+        # (not the successor of the state just played where the memory itself repeats); listening, not copying: a
+        # class that would complete a 4-gram of the memory's own melody (the input's top line when learning live)
+        # after the last three notes played costs w_copy times the scale
+        now_profile = self.now_profile
+        use_now = w.w_now != 0.0 and bool(now_profile.any())
+        scale = 1.0 + float(np.abs(score[1:n][np.isfinite(score[1:n])]).max(initial=0.0))
+        table = np.zeros(12)
+        if use_now:
+            prefer = (now_profile >= w.now_present) if w.w_now > 0 else (now_profile < w.now_present)
+            table += w.w_now * now_profile + (scale if w.now_filter else 0.0) * prefer
+        if self._last_pitch is not None and w.w_repeat > 0.0:
+            table[self._last_pitch % 12] -= w.w_repeat * scale
+            if 0 < s < n - 1 and cols.pitch[s + 1] == cols.pitch[s] and pcs[s + 1] >= 0:
+                score[s + 1] += w.w_repeat * scale  # the memory's own repeat
+        if w.w_copy > 0.0 and len(self._played) == 3:
+            base = int(gram_key(list(self._played) + [0]))
+            table -= w.w_copy * scale * cols.grams[base : base + 12]
+        use_table = bool(table.any())
+
+        def harmony(state: int, t: int) -> float:
+            pc = int(pcs[state])
+            return float(table[(pc + t) % 12]) if use_table and pc >= 0 else 0.0
+
+        if use_table and n > 1:
+            score[1:n] += np.where(pcs[1:n] >= 0, table[(pcs[1:n] + self.transpose) % 12], 0.0)
         score[1:n] += w.w_jitter * self.rng.random(n - 1)
         for t in self._taboo:
             if 0 < t < n:
@@ -453,7 +636,7 @@ class Player:
         top = [int(c) for c in top if np.isfinite(score[c])]
         best = (-math.inf, top[0] if top else 1, self.transpose)
         profile = self._profile
-        use_t = w.w_transpose > 0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
+        use_t = w.w_transpose != 0.0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
         centred = profile - profile.mean()
         centred_sq = float(centred @ centred)
         for c in top:
@@ -469,10 +652,14 @@ class Player:
                         )
                         for t in range(-cfg.max_transpose, cfg.max_transpose + 1)
                     ]
-            for t, bonus in options:
-                total = float(score[c]) + bonus
-                if total > best[0]:
-                    best = (total, c, t)
+            # the transposition follows the key (the slow profile); what sounds now then weighs the candidate at it
+            # (the score holds its harmony at the current transposition)
+            t, bonus = max(options, key=lambda option: option[1])
+            total = (
+                float(score[c]) + bonus + (harmony(c, t) - harmony(c, self.transpose) if t != self.transpose else 0.0)
+            )
+            if total > best[0]:
+                best = (total, c, t)
         _, c, t = best
         kind = "forward" if c == s + 1 else "jump"
         return c, t, kind
@@ -531,6 +718,11 @@ class Player:
         if p < low or p > high:  # the run leaves the range: move it by octaves from here on
             self.octave = self._octave_for_run(state, transpose, n)
             p = int(raw) + transpose + self.octave
+        if high - low >= 12:  # a run wider than the range (a melody spanning octaves): its outliers fold in
+            while p > high:
+                p -= 12
+            while p < low:
+                p += 12
         return int(min(127, max(0, p)))
 
     def step(self, at: float) -> NoteEvent | None:
@@ -579,6 +771,7 @@ class Player:
             self.counters["rests"] += 1
             return None
         self._last_pitch = pitch
+        self._played.append(pitch % 12)
         store = self.memory.store
         velocity = 80 if store is None else int(min(127, max(1, store.velocity[c])))
         note_id = self.new_note_id()
