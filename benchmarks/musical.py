@@ -39,12 +39,12 @@ voices); ``--voices`` picks the voices that play (default melody,bass,comping), 
 per-event polyphonic transcription (``features.slice_notes``).
 
 Goals (issue 14): mean own_corr (imitate) ≥ the vmo anchor's mean; lead ≥ 1 note/s during silence; output IOI CV
-within ±50 % of the input's; (issue 15) mean polyphony ≥ 50 % of the input's; (issue 25) clocked steps late on
-arrival ≤ 1 % and their schedule error p99 ≤ 2 ms; (issue 27) reaction p95 ≤ 150 ms with slice notes on (the early
-view is 50 ms long: it reads what sounds now); margin ≥ margin_floor on every piece (imitate); imitate's agreement
-mean ≥ 0.90 and ≥ min(key-only + 0.15, 0.95) on every piece; contrast's ≤ key-only − 0.15 on every piece (modes
-apart); copy_share ≤ 0.10; repeat_share ≤ the input top line's + 0.10 on every piece and mode. One JSON object (per
-piece and mode, means, goals, ``met``) is printed and saved to
+within ±50 % of the input's; (issue 15) mean polyphony ≥ 50 % of the input's; (issue 25) clocked steps late on arrival
+≤ 1 % and their schedule error p99 ≤ 2 ms, reaction p95 ≤ 60 ms; (issue 27) reaction p95 ≤ 150 ms with slice notes on
+(the early view is 50 ms long: it reads what sounds now); margin ≥ margin_floor on every piece (imitate); imitate's
+agreement mean ≥ 0.90 and ≥ min(key-only + 0.15, 0.95) on every piece; contrast's ≤ key-only − 0.15 on every piece
+(modes apart); copy_share ≤ 0.10; repeat_share ≤ the input top line's + 0.10 on every piece and mode. One JSON object
+(per piece and mode, means, goals, ``met``) is printed and saved to
 ``benchmarks/results/musical.json`` through ``_common.emit`` (``--no-save``: printed only).
 
     .venv/bin/python benchmarks/musical.py [--pieces 6 | --names a,b] [--seconds 30] [--silence 10]
@@ -597,6 +597,16 @@ def main(argv=None) -> int:
                 "<=",
                 150.0,
                 unit="ms",
+            )
+        )
+        goals.append(  # issue 25's goal, kept beside it: the 50 ms early view (harmony in the moment) costs ~25 ms
+            goal(
+                "(issue 25) onset -> influenced note, p95, worst piece (reactive modes)",
+                None if any(v is None for v in p95) else max(p95),
+                "<=",
+                60.0,
+                unit="ms",
+                note="segmenter.early_ms 25 reacts ~25 ms sooner and agrees less with what sounds now",
             )
         )
     clocked = [m["timing"]["clocked"] for _, m in every if m["timing"]["clocked"]["notes"]]

@@ -125,7 +125,9 @@ def main(argv=None) -> int:
     parser.add_argument("--early-lag-ms", type=float, default=5.0)
     parser.add_argument("--full-lag-ms", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--early-ms", type=float, help="segmenter.early_ms (default: the config's)")
     args = parser.parse_args(argv)
+    segmenter = {} if args.early_ms is None else {"segmenter.early_ms": args.early_ms}
     names = args.names.split(",") if args.names else PIECES[: max(2, args.pieces)]
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="musichal_offline_") as tmp:
@@ -133,10 +135,10 @@ def main(argv=None) -> int:
         for index, name in enumerate(names):
             other = scores[names[(index + 1) % len(names)]]
             wav = render_midi_notes(scores[name], Path(tmp) / f"{index}.wav")
-            timeline = views(wav, MusicHalConfig())
+            timeline = views(wav, MusicHalConfig().with_overrides(segmenter))
             for mode in args.modes.split(","):
                 config = MusicHalConfig().with_overrides(
-                    {"generation.mode": mode, "generation.seed": args.seed, "control.input_gate": False}
+                    {"generation.mode": mode, "generation.seed": args.seed, "control.input_gate": False, **segmenter}
                 )
                 notes = play(
                     config,
