@@ -81,7 +81,7 @@ def one_round(clip: Path, *, console: bool, seconds: float, tmp: Path, client: b
         }
     )
     stack = LiveStack(config, input_file=str(clip), loop=True)
-    client = None
+    page = None
     try:
         stack.start()
         pids = [os.getpid()] + [
@@ -90,7 +90,7 @@ def one_round(clip: Path, *, console: bool, seconds: float, tmp: Path, client: b
         ]
         if console and client:
             url = stack.console.url.replace("http://", "ws://").replace("/?token=", "/ws?token=")
-            client = subprocess.Popen([sys.executable, "-c", CLIENT, url])
+            page = subprocess.Popen([sys.executable, "-c", CLIENT, url])
         cpu0, t0 = _cpu_s(pids), time.monotonic()
         pause = threading.Event()
         while time.monotonic() - t0 < seconds:
@@ -102,9 +102,9 @@ def one_round(clip: Path, *, console: bool, seconds: float, tmp: Path, client: b
             frames = stack.console.server.counters["frames_sent"]
         final = stack.stop(graceful=True)
     finally:
-        if client is not None:
-            client.terminate()
-            client.wait(timeout=10)
+        if page is not None:
+            page.terminate()
+            page.wait(timeout=10)
         stack.stop(graceful=False)
     latency = final.get("midi_out", {}).get("latency_ms", {})
     return {

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +123,9 @@ def test_foreign_cpu_counts_a_process_outside_the_tree_and_not_a_child() -> None
     child = subprocess.run([sys.executable, "-c", _spin_cpu_seconds(0.3)], capture_output=True, text=True, check=True)
     tree1 = _common._tree_ticks(os.getpid())
     assert tree1 - tree0 >= int(float(child.stdout) * clk) - 1
-    # A process outside the tree (double-forked: reparented away from us): its CPU is foreign.
+    # A process outside the tree (double-forked and re-parented to init: this process is no subreaper meanwhile):
+    # its CPU is foreign.
+    _common.subreaper(False)
     busy0, own0 = _common._busy_ticks(), _common._tree_ticks(os.getpid())
     script = (
         "import os, subprocess, sys\n"
@@ -138,6 +141,20 @@ def test_foreign_cpu_counts_a_process_outside_the_tree_and_not_a_child() -> None
     assert not Path(f"/proc/{grandchild}").exists()
     busy1, own1 = _common._busy_ticks(), _common._tree_ticks(os.getpid())
     assert (busy1 - busy0) - (own1 - own0) >= int(0.3 * clk) - 1
+    # As a subreaper (as every benchmark runs), the same orphan is re-parented here: its CPU counts as the tree's once
+    # reaped, as a Ray worker's does when its raylet was stopped before it.
+    assert _common.subreaper(True)
+    try:
+        own0 = _common._tree_ticks(os.getpid())
+        grandchild = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout)
+        deadline = time.monotonic() + 60
+        while psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # polling a condition, bounded
+        _common._reap_orphans()
+        assert _common._tree_ticks(os.getpid()) - own0 >= int(0.3 * clk) - 1
+    finally:
+        _common.subreaper(False)  # the test process must not collect other tests' orphans
 
 
 def _emit_at_load(monkeypatch, tmp_path, value: float, load: float) -> None:
