@@ -22,7 +22,7 @@ Unmet goals do not change the exit status (a benchmark that ran is a result, not
 ``make bench`` stops on it. Pass ``--no-save`` to a script (or set ``MUSICHAL_BENCH_NO_SAVE=1``) to print only.
 
 A run during which processes outside the benchmark's own process tree used more than :data:`NOISY_FOREIGN_CPU` cores
-(``machine.foreign_cpu_cores``, the machine's busy time from /proc/stat minus the tree's) is *noisy*
+(``machine.foreign_cpu_cores``: the CPU /proc charges to every other process, :func:`foreign_cpu_ticks`) is *noisy*
 (``machine.noisy``): the CPU was shared, so its figures say little about the code. (The 1-minute load average is
 recorded too, but a benchmark that runs a whole stack raises it by itself; results older than the foreign-CPU figure
 are judged by it: above :data:`NOISY_LOAD` at start or end is noisy.) A noisy run never replaces a
@@ -52,16 +52,6 @@ NOISY_LOAD = 1.5
 #: average alone cannot tell a busy benchmark from a shared machine; this can.
 NOISY_FOREIGN_CPU = 0.25
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _busy_ticks() -> int | None:
-    """CPU ticks the whole machine spent busy (user, nice, system, irq, softirq, steal) since boot."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    except (OSError, ValueError):
-        return None
-    return user + nice + system + irq + softirq + steal
 
 
 def _tree_ticks(root: int) -> int | None:
@@ -120,25 +110,57 @@ def _reap_orphans() -> None:
             return
 
 
-def _cpu_snapshot() -> tuple[float, int | None, int | None]:
-    return time.monotonic(), _busy_ticks(), _tree_ticks(os.getpid())
+def _process_ticks() -> dict[tuple[int, int], tuple[int, int]] | None:
+    """Every process now: ``(pid, start time) -> (ppid, utime + stime + cutime + cstime)`` in clock ticks (the start
+    time tells a reused pid apart)."""
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        rest = text[text.rindex(")") + 2 :].split()
+        out[(int(entry), int(rest[19]))] = (int(rest[1]), sum(int(v) for v in rest[11:15]))
+    return out
+
+
+def foreign_cpu_ticks(start: dict, end: dict, root: int) -> int:
+    """CPU ticks that processes outside ``root``'s tree used between two :func:`_process_ticks` snapshots.
+
+    Each process alive at the end and outside the tree counts its growth (its own time and its reaped children's);
+    a process that ended meanwhile is in the cutime of the ancestor that reaped it, with its whole life, so what it
+    had used before ``start`` is taken off again. Kernel time no process is charged with (softirq) is not counted."""
+    children: dict[int, list[int]] = {}
+    for (pid, _started), (ppid, _ticks) in end.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, ()))
+    grown = sum(ticks - start.get(key, (0, 0))[1] for key, (_ppid, ticks) in end.items() if key[0] not in tree)
+    gone = sum(ticks for key, (_ppid, ticks) in start.items() if key not in end and key[0] != root)
+    return max(0, grown - gone)
 
 
 if Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent:  # a benchmark script run as itself (not
     subreaper(True)  # imported by the tests, whose process must not collect other tests' orphans)
-_CPU_AT_START = _cpu_snapshot()
+_CPU_AT_START = (time.monotonic(), _process_ticks())
 
 
-def foreign_cpu_cores(start: tuple[float, int | None, int | None] | None = None) -> float | None:
+def foreign_cpu_cores(start: tuple[float, dict | None] | None = None) -> float | None:
     """Mean CPU (in cores) that processes outside this process's tree used since ``start`` (default: since this
-    module was imported): the machine's busy time minus the tree's. None where /proc cannot tell."""
-    t0, busy0, tree0 = _CPU_AT_START if start is None else start
+    module was imported; :func:`foreign_cpu_ticks`). None where /proc cannot tell."""
+    t0, ticks0 = _CPU_AT_START if start is None else start
     _reap_orphans()
-    t1, busy1, tree1 = _cpu_snapshot()
-    if None in (busy0, tree0, busy1, tree1) or t1 <= t0:
+    t1, ticks1 = time.monotonic(), _process_ticks()
+    if ticks0 is None or ticks1 is None or t1 <= t0:
         return None
-    foreign = (busy1 - busy0) - (tree1 - tree0)
-    return round(max(foreign, 0) / _CLK_TCK / (t1 - t0), 3)
+    return round(foreign_cpu_ticks(ticks0, ticks1, os.getpid()) / _CLK_TCK / (t1 - t0), 3)
 
 
 def goal(label: str, value: Any, op: str, target: Any = None, *, unit: str = "", note: str = "") -> dict:

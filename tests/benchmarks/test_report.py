@@ -126,7 +126,7 @@ def test_foreign_cpu_counts_a_process_outside_the_tree_and_not_a_child() -> None
     # A process outside the tree (double-forked and re-parented to init: this process is no subreaper meanwhile):
     # its CPU is foreign.
     _common.subreaper(False)
-    busy0, own0 = _common._busy_ticks(), _common._tree_ticks(os.getpid())
+    before = _common._process_ticks()
     script = (
         "import os, subprocess, sys\n"
         f"p = subprocess.Popen([sys.executable, '-c', {_spin_cpu_seconds(0.3)!r}], stdout=subprocess.PIPE, "
@@ -139,8 +139,7 @@ def test_foreign_cpu_counts_a_process_outside_the_tree_and_not_a_child() -> None
     while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # polling a condition, bounded: the orphan spins 0.3 s of CPU, then exits
     assert not Path(f"/proc/{grandchild}").exists()
-    busy1, own1 = _common._busy_ticks(), _common._tree_ticks(os.getpid())
-    assert (busy1 - busy0) - (own1 - own0) >= int(0.3 * clk) - 1
+    assert _common.foreign_cpu_ticks(before, _common._process_ticks(), os.getpid()) >= int(0.3 * clk) - 1
     # As a subreaper (as every benchmark runs), the same orphan is re-parented here: its CPU counts as the tree's once
     # reaped, as a Ray worker's does when its raylet was stopped before it.
     assert _common.subreaper(True)
