@@ -57,32 +57,24 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 def _tree_ticks(root: int) -> int | None:
     """CPU ticks used by ``root`` and every live descendant, each with its reaped children (utime, stime, cutime,
     cstime): every process of the tree counted once, whether it still runs or has been waited for by a tree member."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
+    snapshot = _process_ticks()
+    if snapshot is None or root not in {pid for pid, _started in snapshot}:
         return None
-    for entry in entries:
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        rest = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-        pid = int(entry)
-        parents[pid] = int(rest[1])
-        ticks[pid] = sum(int(v) for v in rest[11:15])
-    if root not in ticks:
-        return None
+    tree = _tree_pids(snapshot, root)
+    return sum(ticks for (pid, _started), (_ppid, ticks) in snapshot.items() if pid in tree)
+
+
+def _tree_pids(snapshot: dict[tuple[int, int], tuple[int, int]], root: int) -> set[int]:
+    """``root`` and every descendant of it in a :func:`_process_ticks` snapshot."""
     children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
+    for (pid, _started), (ppid, _ticks) in snapshot.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
+    tree, todo = set(), [root]
     while todo:
         pid = todo.pop()
-        total += ticks.get(pid, 0)
+        tree.add(pid)
         todo.extend(children.get(pid, ()))
-    return total
+    return tree
 
 
 def subreaper(on: bool) -> bool:
@@ -134,14 +126,7 @@ def foreign_cpu_ticks(start: dict, end: dict, root: int) -> int:
     Each process alive at the end and outside the tree counts its growth (its own time and its reaped children's);
     a process that ended meanwhile is in the cutime of the ancestor that reaped it, with its whole life, so what it
     had used before ``start`` is taken off again. Kernel time no process is charged with (softirq) is not counted."""
-    children: dict[int, list[int]] = {}
-    for (pid, _started), (ppid, _ticks) in end.items():
-        children.setdefault(ppid, []).append(pid)
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        tree.add(pid)
-        todo.extend(children.get(pid, ()))
+    tree = _tree_pids(end, root)
     grown = sum(ticks - start.get(key, (0, 0))[1] for key, (_ppid, ticks) in end.items() if key[0] not in tree)
     gone = sum(ticks for key, (_ppid, ticks) in start.items() if key not in end and key[0] != root)
     return max(0, grown - gone)
