@@ -19,6 +19,7 @@ import pytest
 
 from shared.config import MusicHalConfig
 from testkit.audio import fluidsynth_available, render_midi_notes
+from testkit.cli import cli_without_ray
 from testkit.midi import JackReader, ReceiverModel
 from testkit.waiting import stage_counter, wait_until
 
@@ -114,20 +115,6 @@ def _moved_model(world, kind: str) -> Path:
     return target
 
 
-def _cli_without_ray(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``musichal ARGS`` in a fresh interpreter in which importing Ray fails: an error before Ray starts is
-    the only way to get a clean exit code 2 here."""
-    code = "import sys; sys.modules['ray'] = None; import launch; sys.exit(launch.main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
-    )
-
-
 def _assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -166,7 +153,7 @@ def test_contradicting_flags_or_a_missing_checkpoint_stop_before_ray_with_one_li
 ):
     model = _moved_model(world, kind) if flags is None else world["models"][kind]
     extra = [] if flags is None else flags(world)
-    result = _cli_without_ray(
+    result = cli_without_ray(
         ["--model", str(model), "--input-file", str(world["play"]), "--midi-api", "jack", "--quiet", *extra],
         world["root"],
     )
@@ -182,7 +169,7 @@ def test_other_checkpoint_is_used_only_when_asked_and_only_if_its_shape_fits(wor
     config = MusicHalConfig()
     spec = plan_listening(config, model, checkpoint=str(world["other"]), other_checkpoint=True)
     assert resolve_checkpoint(spec) == str(world["other"].resolve())  # same 32-D, 2 layers: accepted when asked
-    result = _cli_without_ray(
+    result = cli_without_ray(
         [
             "--model",
             str(world["models"]["wav2vec"]),
@@ -196,7 +183,7 @@ def test_other_checkpoint_is_used_only_when_asked_and_only_if_its_shape_fits(wor
     _assert_one_line_error(result, "48-D", "32-D")
     # a moved checkpoint (same content) is found where --wav2vec-model points
     moved = _moved_model(world, "wav2vec")
-    result = _cli_without_ray(
+    result = cli_without_ray(
         ["--model", str(moved), "--wav2vec-model", str(world["checkpoint"]), "--describe"], world["root"]
     )
     assert result.returncode == 0, result.stderr
@@ -205,7 +192,7 @@ def test_other_checkpoint_is_used_only_when_asked_and_only_if_its_shape_fits(wor
 
 def test_describe_says_how_each_model_listens(world):
     for kind in KINDS:
-        result = _cli_without_ray(["--model", str(world["models"][kind]), "--describe"], world["root"])
+        result = cli_without_ray(["--model", str(world["models"][kind]), "--describe"], world["root"])
         assert result.returncode == 0, result.stderr
         out = result.stdout
         assert {
@@ -383,7 +370,7 @@ def test_save_learned_checkpoint_is_a_model_that_describes_and_plays(jack_server
     live = load_musichal_model(learned_file)
     assert live.spec is not None and live.spec.matches(trained.spec)  # the same perception, recorded
     assert live.meta["oracle"]["audio"]["n_states"] > trained.meta["oracle"]["audio"]["n_states"]  # + what it learned
-    described = _cli_without_ray(["--model", str(learned_file), "--describe"], world["root"])
+    described = cli_without_ray(["--model", str(learned_file), "--describe"], world["root"])
     assert described.returncode == 0, described.stderr
     assert "listens with: traditional (primary traditional)" in described.stdout
     again = LiveStack(config, input_file=str(world["play"]), loop=True, model_path=str(learned_file))

@@ -18,11 +18,7 @@ machine may stretch them; benchmarks/midi_input.py measures them).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +30,7 @@ from services.oracle.player.replay import replay_session
 from services.oracle.player.session import read_session
 from shared.config import MusicHalConfig
 from testkit.audio import CHORALES, chorale_notes, fluidsynth_available, render_midi_notes, write_midi_notes
+from testkit.cli import cli_without_ray
 from testkit.keyboard import (
     chord_send_times,
     correlation,
@@ -46,7 +43,6 @@ from testkit.keyboard import (
 from testkit.midi import JackReader, ReceiverModel, TimedJackReader, hung_note_problems, scheduled_notes
 from testkit.waiting import stage_counter, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 LEARNED = 4
 
 _CHORDS = [[48, 55, 64, 72], [45, 57, 64, 72], [50, 57, 65, 74], [43, 55, 62, 71], [41, 57, 65, 69], [43, 55, 62, 67]]
@@ -77,18 +73,6 @@ def world(tmp_path_factory):
     return {"root": root, "models": models, "play": play}
 
 
-def _cli_without_ray(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; sys.modules['ray'] = None; import launch; sys.exit(launch.main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-
 @pytest.mark.jack
 @pytest.mark.parametrize(
     "model,flags,words",
@@ -102,7 +86,7 @@ def test_midi_input_a_model_cannot_hear_stops_before_ray_with_one_line(jack_serv
     args = ["--input-midi", "virtual", "--input-file", str(world["play"]), "--midi-api", "jack", "--quiet", *flags]
     if model is not None:
         args += ["--model", str(world["models"][model])]
-    result = _cli_without_ray(args, world["root"])
+    result = cli_without_ray(args, world["root"])
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("musichal: error: "), result.stderr
@@ -110,7 +94,7 @@ def test_midi_input_a_model_cannot_hear_stops_before_ray_with_one_line(jack_serv
 
 
 def test_describe_says_a_symbolic_model_listens_to_notes(world):
-    result = _cli_without_ray(["--model", str(world["models"]["symbolic"]), "--describe"], world["root"])
+    result = cli_without_ray(["--model", str(world["models"]["symbolic"]), "--describe"], world["root"])
     assert result.returncode == 0, result.stderr
     assert "listens with: symbolic (primary symbolic)" in result.stdout
     assert f"memory features: {SYMBOLIC_DIMENSION}-D" in result.stdout and "corpus0.mid" in result.stdout
