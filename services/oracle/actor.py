@@ -140,6 +140,9 @@ class OracleActor:
         self.fallback = self._make_fallback()
         self._warm_up_remote_path(config)
         self._warm_up_early(config)
+        from services.encoder.fallback import early_view
+
+        self._early_view_of = early_view  # bound once: the reaction path imports nothing per event
         self.midi_ring = self.midi_reader = self.midi_input = None
         if rings.get("midi_in"):  # --input-midi: notes arrive analysed; tokens from the symbolic perception
             from services.encoder.midi_input import LiveNoteInput, symbolic_stage
@@ -330,13 +333,11 @@ class OracleActor:
 
     def _early_view(self, event: Event) -> None:
         """An onset's first ``segmenter.early_ms``: traditional pitch and chroma influence the player at once."""
-        from services.encoder.fallback import early_view  # imported once, in __init__'s warm-up
-
         self.counters["early_events"] += 1
         t0 = time.monotonic()
         try:
             window = self.audio.read(event.window_start, event.window_end)
-            percept = early_view(event, window, node_id=self.node_id)
+            percept = self._early_view_of(event, window, node_id=self.node_id)
         except (RingBufferError, ParameterError):
             return
         t1 = time.monotonic()
