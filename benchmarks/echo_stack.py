@@ -56,9 +56,9 @@ def _replayed(run: dict, notes: list, mode: str) -> dict:
     """The ``mode`` gate replayed on this take's own onsets and notes: counts per class, as ``learned_shares``."""
     from testkit.echo_loop import classify, cycle_time, gate_verdicts
 
-    full = [p for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None]
+    full = [p for p in run["percepts"] if not p["early"] and p["onset_t"] is not None]
     labels = classify(
-        [p["onset_wall"] for p in full],
+        [p["onset_t"] for p in full],
         [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes],
         [t for t, _ in run["received"]],
     )["labels"]

@@ -271,7 +271,7 @@ def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: 
     if not full:
         return {"error": "no percepts"}
     # time origin: the first onset heard is the score's first onset
-    origin = min(p["onset_wall"] for p in percepts) - min(n[1] for n in piece_notes)
+    origin = min(p["onset_t"] for p in percepts) - min(n[1] for n in piece_notes)
     on = np.array([n["t_on"] - origin for n in notes])
     pitches = [n["pitch"] for n in notes]
     during = on < seconds
@@ -344,7 +344,7 @@ def piano_roll(path: Path, piece_notes, result: dict, *, title: str, seconds: fl
     import matplotlib.pyplot as plt
 
     percepts, notes = result["percepts"], result["notes"]
-    origin = min(p["onset_wall"] for p in percepts) - min(n[1] for n in piece_notes)
+    origin = min(p["onset_t"] for p in percepts) - min(n[1] for n in piece_notes)
     fig, ax = plt.subplots(figsize=(14, 4))
     for pitch, start, duration, _ in piece_notes:
         ax.add_patch(plt.Rectangle((start, pitch - 0.4), duration, 0.8, color="0.75"))

@@ -77,7 +77,7 @@ def play(config, timeline, *, seconds: float, early_lag_s: float, full_lag_s: fl
     while t < seconds:
         while k < len(pending) and pending[k][0] <= t:
             _, kind, event, percept = pending[k]
-            notes += live.on_percept(percept, t, early=kind == "early", wall=event.onset_s, gated=False)
+            notes += live.on_percept(percept, t, early=kind == "early", onset_t=event.onset_s, gated=False)
             if kind == "full":
                 live.learn_queued()
             k += 1

@@ -8,7 +8,7 @@ The loop, all on one JACK server:
 * MusicHal's MIDI out (the real ``midi_out`` actor, JACK MIDI) goes to a :class:`TimedJackReader` (what was sent,
   with receive times) **and** to a ``fluidsynth -a jack -m jack`` client whose audio output is connected to the same
   capture inputs: the **echo** is MusicHal's own notes, rendered as they are played, heard back with the musician;
-* the oracle's session log (``--session-log``) says which input onsets the stack detected (``onset_wall``), whether
+* the oracle's session log (``--session-log``) says which input onsets the stack detected (``onset_t``), whether
   the gate dropped them (``gated``) and so whether they were learned (a full-window percept that is not gated is
   learned), and which notes it decided.
 
@@ -200,7 +200,7 @@ def run_loop(
 ) -> dict[str, Any]:
     """One live session: the musician plays, MusicHal (``generation.mode`` imitate, ``control.gate_mode`` ``mode``)
     plays along, its notes rendered by fluidsynth and mixed back into the capture input. Returns the session's
-    percepts (``onset_wall``, ``gated``, ``early``), its notes as received (``(t, pitch)``), the musician's start time
+    percepts (``onset_t``, ``gated``, ``early``), its notes as received (``(t, pitch)``), the musician's start time
     ``t0`` and the final stats."""
     import soundfile as sf
 
@@ -264,7 +264,7 @@ def run_loop(
     percepts = [
         {
             "event_id": r["event_id"],
-            "onset_wall": r["onset_wall"],
+            "onset_t": r["onset_t"],
             "gated": bool(r["gated"]),
             "early": bool(r["early"]),
             "notes": [n[0] for n in ((r.get("descriptors") or {}).get("notes") or [])],
@@ -336,14 +336,14 @@ def learned_shares(run: dict[str, Any], musician_notes: Sequence[tuple], *, tol_
     """Per class of detected onset (:func:`classify`): how many, how many learned (full-window percept not gated);
     ``musician_learned`` over the musician's onsets ("musician" + "both"), ``echo_learned`` over pure echoes;
     ``*_while_playing``: onsets after MusicHal's first note."""
-    full = [p for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None]
+    full = [p for p in run["percepts"] if not p["early"] and p["onset_t"] is not None]
     musician = [cycle_time(run["cycles"], round(n[1] * 48000)) for n in musician_notes]
     echoes = [t for t, _ in run["received"]]
-    named = classify([p["onset_wall"] for p in full], musician, echoes, tol_s=tol_s)
+    named = classify([p["onset_t"] for p in full], musician, echoes, tol_s=tol_s)
     first_note = min(echoes) if echoes else np.inf
     counts: dict[str, dict[str, int]] = {}
     for p, label in zip(full, named["labels"]):
-        while_playing = p["onset_wall"] >= first_note
+        while_playing = p["onset_t"] >= first_note
         for key in (label, f"{label}_while_playing") if while_playing else (label,):
             c = counts.setdefault(key, {"onsets": 0, "learned": 0})
             c["onsets"] += 1
@@ -360,9 +360,9 @@ def learned_shares(run: dict[str, Any], musician_notes: Sequence[tuple], *, tol_
     drift = (cycles[-1][1] - cycles[0][1]) - (cycles[-1][0] - cycles[0][0]) / 48000 if len(cycles) > 1 else 0.0
     ons = np.asarray(sorted(echoes))
     delays = [
-        1e3 * (p["onset_wall"] - ons[ons <= p["onset_wall"] + 0.02].max())
+        1e3 * (p["onset_t"] - ons[ons <= p["onset_t"] + 0.02].max())
         for p, label in zip(full, named["labels"])
-        if label == "echo" and (ons <= p["onset_wall"] + 0.02).any()
+        if label == "echo" and (ons <= p["onset_t"] + 0.02).any()
     ]
     timing = {
         "jack_graph_behind_s": round(float(drift), 3),
@@ -407,11 +407,11 @@ def gate_verdicts(session_path: str | Path, mode: str, **gate_options: Any) -> l
         elif record["kind"] == "percept":
             d = record.get("descriptors")
             if d is None:
-                blocked = gate.blocks(record["onset_wall"])
+                blocked = gate.blocks(record["onset_t"])
             else:
                 profile = live_profile(d["f0_hz"], tuple(d["chroma_peaks"]))
                 blocked = gate.blocks(
-                    record["onset_wall"],
+                    record["onset_t"],
                     notes=[tuple(n) for n in d["notes"]] or None,
                     chroma=profile if profile.any() else None,
                     window_s=window_s,

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from services.console.state import ConsoleState
-from services.oracle.player.live import onset_wall
+from services.oracle.player.live import onset_time
 from shared.errors import MusicHalError
 from shared.messages import Event, NoteEvent, Percept, message_from_bytes
 from shared.signals import library_threads_without_signals
@@ -76,7 +76,7 @@ class LiveFeed:
         for payload in self.readers["events"].drain():
             event = message_from_bytes(payload)
             if isinstance(event, Event) and not event.early:
-                state.add_event(event.event_id, onset_wall(event) if event.t_detected else time.monotonic())
+                state.add_event(event.event_id, onset_time(event) if event.t_detected else time.monotonic())
         for payload in self.readers["percepts"].drain():
             percept = message_from_bytes(payload)
             if isinstance(percept, Percept):

@@ -87,7 +87,7 @@ class ReplayConsole:
         state, counters = self.state, self._counters
         if record["kind"] == "percept" and not record.get("early"):
             percept = percept_from_record(record)
-            onset = record.get("onset_wall") or float(t)
+            onset = record.get("onset_t", record.get("onset_wall")) or float(t)  # "onset_wall": older logs
             counters["events"] += 1
             counters["percepts"] += 1
             counters["gated"] += bool(record.get("gated"))

@@ -141,7 +141,7 @@ class LiveNoteInput:
             event_id=self.next_id,
             onset_sample=sample,
             window_start=sample,
-            window_end=sample + 1,  # the onset is the arrival: onset_wall(event) = t_detected
+            window_end=sample + 1,  # the onset is the arrival: onset_t(event) = t_detected
             sample_rate_hz=self.sample_rate_hz,
             strength=1.0,
             t_detected=group.onset_s,

@@ -54,9 +54,9 @@ class _MeasuredStage:
             self.latency.add("pipeline", now - stamps["t_detected"], key=event_id)
             if "t_decided" in stamps:
                 self.latency.add("decision_to_note_on", now - stamps["t_decided"], key=event_id)
-            if "onset_wall" in stamps:
-                self.latency.add("onset_to_note", now - stamps["onset_wall"])
-                self.latency.add("onset_to_detected", stamps["t_detected"] - stamps["onset_wall"])
+            if "onset_t" in stamps:
+                self.latency.add("onset_to_note", now - stamps["onset_t"])
+                self.latency.add("onset_to_detected", stamps["t_detected"] - stamps["onset_t"])
         self.latency.add("schedule_error", now - note.t_on)
         self.latency.add(f"schedule_error_{note_kind(note)}", now - note.t_on)
         self.sent_notes.append((note.note_id, note.pitch, channel, note.voice, note.source_state, note.source_event_id))

@@ -47,7 +47,7 @@ def write_log(path) -> float:
             notes=((60 + (i * 7) % 12, 0.0, 0.3, 70, 0.0, 0.0),),
         )
         p = Percept(event_id=i, token=i % 3, features=rng.standard_normal(22).astype(np.float32), descriptors=d)
-        live.on_percept(p, t, wall=t - 0.03)
+        live.on_percept(p, t, onset_t=t - 0.03)
         live.learn_queued()
         if i == 6:
             live.apply_control("mode", "lead", t)

@@ -65,7 +65,7 @@ def closed_loop(signal: np.ndarray, *, protect: bool, seconds: float = 9.0):
             onset = event.onset_sample / SR
             window = room[event.window_start : event.window_end].astype(np.float32)
             percept = encoder.process((event, window))
-            notes = live.on_percept(percept, now, gated=gate.blocks(onset), wall=onset)
+            notes = live.on_percept(percept, now, gated=gate.blocks(onset), onset_t=onset)
             if live.learn_queued():
                 learned_onsets.append(onset)
             play(notes)

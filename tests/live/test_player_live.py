@@ -60,7 +60,7 @@ def test_player_reacts_early_and_plays_through_the_silence(jack_server, ray_loca
     early = [p for p in percepts if p.get("early")]
     full = [p for p in percepts if not p.get("early")]
     assert len(full) >= 8 and len(early) >= 8, "each onset should come as an early view and a full window"
-    last_onset = max(p["onset_wall"] for p in percepts)
+    last_onset = max(p["onset_t"] for p in percepts)
     # the input is silent after its last onset; the player plays on by its own clock (learned IOIs <= 2 s)
     after = [n for n in notes if n["t_on"] > last_onset + 1.0]
     assert len(after) >= 3, f"{len(after)} notes in the silence"

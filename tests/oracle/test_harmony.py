@@ -93,10 +93,10 @@ def play_progression(mode: str, *, seconds: float = 24.0):
         if t >= next_onset:
             chord = CHORDS[LIVE_ORDER[k % len(LIVE_ORDER)]]
             score += [(p, next_onset, 0.5) for p in chord]
-            notes += live.on_percept(early_percept(1000 + k, chord, t), t, early=True, wall=next_onset)
+            notes += live.on_percept(early_percept(1000 + k, chord, t), t, early=True, onset_t=next_onset)
             full_due, k, next_onset = (t + 0.4, 1000 + k, chord), k + 1, next_onset + 0.5
         if full_due is not None and t >= full_due[0]:
-            notes += live.on_percept(chord_percept(full_due[1], full_due[2], t), t, wall=full_due[0] - 0.4)
+            notes += live.on_percept(chord_percept(full_due[1], full_due[2], t), t, onset_t=full_due[0] - 0.4)
             full_due = None
         notes += live.tick(t)
         t = round(t + 0.01, 6)

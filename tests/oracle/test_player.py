@@ -396,7 +396,7 @@ def test_the_input_gate_drops_echoes_of_own_notes_and_keeps_the_musician(gate_mo
     def onset(i: int, pitch: int, at: float = at) -> int:
         before = live.counters["gated"]
         event = Event(event_id=i, onset_sample=0, window_start=0, window_end=480, sample_rate_hz=48000, t_detected=at)
-        feed(live, percept(i, pitch, at), at, event=event, wall=at)
+        feed(live, percept(i, pitch, at), at, event=event, onset_t=at)
         return live.counters["gated"] - before
 
     sounding = {n.pitch % 12 for n in notes if n.t_on - 0.02 <= at <= n.t_off + 0.25}

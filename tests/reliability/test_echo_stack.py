@@ -67,7 +67,7 @@ def test_musician_learned_and_echo_dropped_through_the_live_loop(jack_server, ra
         model=model, musician_wav=render_midi_notes(notes, tmp_path / "musician.wav"), mode="content", workdir=tmp_path
     )
     figures = learned_shares(run, notes)
-    logged = [p["gated"] for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None]
+    logged = [p["gated"] for p in run["percepts"] if not p["early"] and p["onset_t"] is not None]
     assert gate_verdicts(run["session"], "content") == logged  # the offline replay is the live gate
     counts = figures["counts"]
     musician = {k: sum(counts.get(c, {}).get(k, 0) for c in ("musician", "both")) for k in ("onsets", "learned")}
@@ -90,7 +90,7 @@ def test_musician_learned_and_echo_dropped_through_the_live_loop(jack_server, ra
     # measured in the benchmark's imitate takes: 0.45 kept against 0.98)
     timed = gate_verdicts(run["session"], "time")
     named = classify(
-        [p["onset_wall"] for p in run["percepts"] if not p["early"] and p["onset_wall"] is not None],
+        [p["onset_t"] for p in run["percepts"] if not p["early"] and p["onset_t"] is not None],
         [cycle_time(run["cycles"], round(n[1] * 48000)) for n in notes],
         [t for t, _ in run["received"]],
     )

@@ -3,12 +3,11 @@
 The microphone hears MusicHal's own synth. A blanket gate (``mode="time"``) drops every onset
 from ``pre_ms`` before each own note to ``release_ms`` after it; with legato output that is nearly every onset, so the
 musician is neither learned nor imitated while MusicHal plays. :class:`EchoGate` drops an onset that falls during
-MusicHal's own notes **only when it is explained by them**. An echo has a cause: one of our note-ons. Through the real
-stack (``benchmarks/echo_stack.py``: MusicHal's MIDI rendered by a live synth and mixed back into its JACK input) echo
-onsets were detected -7..+40 ms from the note-on that made them (rare outliers to 150 ms), while a musician's onset
-that MusicHal reacts to comes 25-95 ms *before* the reaction's note-on. The window is counted from the note's
-scheduled ``t_on``, and on a loaded machine notes leave midi_out late (note-ons reached a JACK reader up to p90 84 ms
-after ``t_on``; echoes then came 80-150 ms after it): ``attack_ms`` = 120. So ``content`` mode asks two things:
+MusicHal's own notes **only when it is explained by them**. An echo has a cause: one of our note-ons, and it is
+detected shortly after the note leaves (later when notes leave midi_out late on a loaded machine), while a
+musician's onset that MusicHal reacts to comes *before* the reaction's note-on; ``attack_ms`` covers the echo's
+delay (the measured delays behind the defaults are in docs/architecture.md, "The echo gate"). So ``content`` mode
+asks two things:
 
 * **Is the onset at one of our attacks** (``attack_pre_ms`` before to ``attack_ms`` after an own note-on)?
   Then it is an echo unless its content shows something new that our sounding notes do not explain: with the slice's

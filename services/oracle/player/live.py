@@ -51,7 +51,7 @@ from shared.messages import Event, NoteEvent, Percept
 __all__ = ["LiveOracle"]
 
 
-def onset_wall(event: Event) -> float:
+def onset_time(event: Event) -> float:
     """Monotonic time of the event's onset (from its detection stamp and window)."""
     return event.t_detected - (event.window_end - 1 - event.onset_sample) / event.sample_rate_hz
 
@@ -154,13 +154,13 @@ class LiveOracle:
         event: Event | None = None,
         early: bool = False,
         gated: bool | None = None,
-        wall: float | None = None,
+        onset_t: float | None = None,
         announced: bool = False,
         tick_at: float | None = None,
     ) -> list[NoteEvent]:
         """A percept (``early``: the onset's first view, influence only); returns the notes now due.
 
-        ``event`` is the percept's event when known (else the pending one is used); ``gated`` and ``wall`` (the
+        ``event`` is the percept's event when known (else the pending one is used); ``gated`` and ``onset_t`` (the
         onset time) override the gate's verdict and the event's onset (replay passes the logged ones);
         ``announced``: the event did arrive through :meth:`on_event` and was taken off the waiting list (expired
         or :meth:`take`-n) because this percept answers it another way (a local analysis). A full
@@ -175,10 +175,10 @@ class LiveOracle:
                 self.counters["unannounced"] += 1  # no on_event before (replay, tests)
             elif pending is not None and event is None:
                 event = pending[0]
-        if wall is None:
-            wall = onset_wall(event) if event is not None and event.t_detected else now
+        if onset_t is None:
+            onset_t = onset_time(event) if event is not None and event.t_detected else now
         if gated is None:
-            gated = bool(event is not None and event.t_detected) and self._echo(wall, percept.descriptors)
+            gated = bool(event is not None and event.t_detected) and self._echo(onset_t, percept.descriptors)
         self.counters["early" if early else "percepts"] += 1
         if gated:
             self.counters["gated"] += 1
@@ -191,16 +191,16 @@ class LiveOracle:
                 chroma_peaks=() if d is None else d.chroma_peaks,
                 notes=() if d is None else d.notes,
                 event_id=percept.event_id,
-                onset_wall=wall,
+                onset_t=onset_t,
                 detected=event.t_detected if event is not None and event.t_detected else None,
             )
             if self._tracked_id != percept.event_id:  # one onset, two views: tracked once
                 self._tracked_id = percept.event_id
-                self.tempo.add(wall)
+                self.tempo.add(onset_t)
             if not early:
                 self._to_learn.append(percept)
                 if d is not None:
-                    self.dynamics.update(wall, d.velocity)
+                    self.dynamics.update(onset_t, d.velocity)
         if tick_at is None:
             tick_at = now if self.clock is None else max(now, self.clock())
         if self.session is not None:
@@ -210,19 +210,19 @@ class LiveOracle:
                 tick_s=tick_at,
                 gated=gated,
                 early=early,
-                onset_wall=wall,
+                onset_t=onset_t,
                 **percept_to_record(percept),
             )
         return self.tick(tick_at)
 
-    def _echo(self, wall: float, d: Any) -> bool:
+    def _echo(self, onset_t: float, d: Any) -> bool:
         """The gate's verdict on an onset: its slice notes when transcribed, else its pitch-class profile (f0 and
         chroma peaks) against the notes MusicHal is sounding then (``control.gate_mode``)."""
         if d is None:
-            return self.gate.blocks(wall)
+            return self.gate.blocks(onset_t)
         profile = live_profile(d.f0_hz, tuple(d.chroma_peaks))
         return self.gate.blocks(
-            wall,
+            onset_t,
             notes=d.notes or None,
             chroma=profile if profile.any() else None,
             window_s=self.config.segmenter.window_ms / 1000.0,

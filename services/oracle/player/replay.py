@@ -88,7 +88,7 @@ def replay_session(
                 record["now_s"],
                 early=bool(record.get("early")),
                 gated=bool(record.get("gated")),
-                wall=record.get("onset_wall"),
+                onset_t=record.get("onset_t", record.get("onset_wall")),  # "onset_wall": logs before 2026-12-07
                 tick_at=record.get("tick_s"),
             )
             live.learn_queued()

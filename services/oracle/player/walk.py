@@ -470,7 +470,7 @@ class Player:
         f0_hz: float,
         chroma_peaks: tuple[int, ...],
         event_id: int = -1,
-        onset_wall: float | None = None,
+        onset_t: float | None = None,
         detected: float | None = None,
         notes: Any = (),
     ) -> None:
@@ -487,7 +487,7 @@ class Player:
         profile = live_profile(f0_hz, tuple(chroma_peaks))
         self._profile += profile
         if event_id < 0 or event_id >= self._reacted_id:
-            age = 0.0 if onset_wall is None else max(0.0, float(now) - float(onset_wall))
+            age = 0.0 if onset_t is None else max(0.0, float(now) - float(onset_t))
             heard = notes_profile(notes) if len(notes) else profile
             self._now += heard * 0.5 ** (age / NOW_HALF_LIFE_S)
         act = self._activity
@@ -525,7 +525,7 @@ class Player:
         self._reacted_id = max(self._reacted_id, int(event_id))
         if first_view:  # latency accounting: the first note chosen with this onset's influence
             self.influence_id = int(event_id)
-            self.influence_onset = float(onset_wall if onset_wall is not None else now)
+            self.influence_onset = float(onset_t if onset_t is not None else now)
             self.influence_detected = float(detected if detected is not None else now)
             self.influence_used_by = None
         if first_view:
@@ -782,7 +782,7 @@ class Player:
             # the first note whose choice used this onset's influence (latency accounting in midi_out)
             stamps = {
                 "input_event_id": float(self.influence_id),
-                "onset_wall": self.influence_onset,
+                "onset_t": self.influence_onset,
                 "t_detected": self.influence_detected,
                 "first_of_response": True,
             }
