@@ -79,6 +79,11 @@ def run_piece(name: str, other: str, *, seconds: float, folder: Path) -> dict:
     other_corr = correlation(pc_histogram(played), pc_histogram([n[0] for n in other_score]))
     onset_to_note = final.get("midi_out", {}).get("latency_ms", {}).get("onset_to_note", {})
     decision = final.get("oracle", {}).get("latency_ms", {}).get("midi_onset_to_decision", {})
+    midi_out_latency = final.get("midi_out", {}).get("latency_ms", {})
+    hops = {  # where the time after the decision goes (midi_out's series, ms)
+        name: {k: midi_out_latency.get(name, {}).get(k) for k in ("p50", "p95")}
+        for name in ("oracle_to_midi_out", "decision_to_note_on", "schedule_error_reaction")
+    }
     counters = final.get("oracle", {}).get("counters", {})
     return {
         "chords": len(chord_send_times(sent)),
@@ -91,6 +96,7 @@ def run_piece(name: str, other: str, *, seconds: float, folder: Path) -> dict:
         "through_jack_p50_ms": round(float(np.percentile(through, 50)), 2) if through else None,
         "through_jack_p95_ms": round(float(np.percentile(through, 95)), 2) if through else None,
         "midi_onset_to_decision_p95_ms": decision.get("p95"),
+        "after_decision_ms": hops,
         "own_corr": round(own, 3),
         "other_corr": round(other_corr, 3),
     }

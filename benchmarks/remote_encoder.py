@@ -145,6 +145,18 @@ def death_benchmark(ray, kills: int, workdir: Path) -> dict:
     config = MusicHalConfig().with_overrides(
         {"cluster.encoder_resource": "encoder", "midi.api": "jack", "generation.seed": 1}
     )
+    from shared.jack_server import start_dummy_jack, stop_jack
+
+    jack = start_dummy_jack(sync=True)  # the stack's MIDI goes to JACK (None: a server of that name already runs)
+    try:
+        return _death_runs(ray, kills, config, clip)
+    finally:
+        stop_jack(jack)
+
+
+def _death_runs(ray, kills: int, config: MusicHalConfig, clip) -> dict:
+    from services.stack import LiveStack
+
     stack = LiveStack(config, input_file=str(clip), loop=True).start()
     samples = []
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.messages import EventDescriptors, Percept
+from shared.pitch import midi_to_hz
 
 __all__ = ["pitched_percept"]
 
@@ -18,10 +19,13 @@ def pitched_percept(
     dim: int = 8,
     velocity: int = 70,
     expression_frames: int = 0,
+    chroma_peaks: tuple[int, ...] | None = None,
 ) -> Percept:
-    """Event ``i``: MIDI ``pitch`` at ``onset_s`` (token ``pitch % 12``, features seeded by the pitch, f0 at the
-    pitch, confidence 0.9); with ``expression_frames`` also a flat pressure curve at ``velocity`` and 0-cent f0."""
+    """Event ``i``: MIDI ``pitch`` at ``onset_s`` (features seeded by the pitch, f0 at the pitch, confidence 0.9);
+    its chroma peaks are the pitch's class unless ``chroma_peaks`` says, its token the strongest peak; with
+    ``expression_frames`` also a flat pressure curve at ``velocity`` and 0-cent f0."""
     rng = np.random.default_rng(pitch)
+    peaks = (pitch % 12,) if chroma_peaks is None else tuple(chroma_peaks)
     expression = (
         {"pressure": (velocity,) * expression_frames, "f0_cents": (0.0,) * expression_frames}
         if expression_frames
@@ -29,16 +33,16 @@ def pitched_percept(
     )
     return Percept(
         event_id=i,
-        token=pitch % 12,
+        token=peaks[0],
         features=(rng.normal(size=dim) + pitch / 10).astype(np.float32),
         descriptors=EventDescriptors(
             onset_s=onset_s,
             duration_s=duration_s,
             rms=0.1,
             velocity=velocity,
-            f0_hz=440.0 * 2 ** ((pitch - 69) / 12),
+            f0_hz=midi_to_hz(pitch),
             f0_confidence=0.9,
-            chroma_peaks=(pitch % 12,),
+            chroma_peaks=peaks,
             **expression,
         ),
     )

@@ -19,9 +19,10 @@ from services.oracle.player.expression import NEUTRAL, note_expression, with_dyn
 from services.oracle.player.live import LiveOracle
 from shared.config import MidiConfig, MusicHalConfig
 from shared.errors import ParameterError
-from shared.messages import EventDescriptors, NoteEvent, Percept, message_from_bytes, message_to_bytes
+from shared.messages import NoteEvent, Percept, message_from_bytes, message_to_bytes
 from shared.pitch import midi_to_hz as hz
 from testkit.clock import FakeClock
+from testkit.percepts import pitched_percept
 
 
 def state(*, f0_hz: float, f0_cents, pressure=(90,) * 8, timbre: int = 64, notes=()) -> StateInfo:
@@ -218,23 +219,7 @@ def test_scheduler_sends_automation_in_time_and_never_after_the_note_off_or_a_pa
 
 # ------------------------------------------------------------------------------------------ dynamics
 def live_percept(i: int, pitch: int, onset_s: float, velocity: int) -> Percept:
-    rng = np.random.default_rng(pitch)
-    return Percept(
-        event_id=i,
-        token=pitch % 12,
-        features=(rng.normal(size=8) + pitch / 10).astype(np.float32),
-        descriptors=EventDescriptors(
-            onset_s=onset_s,
-            duration_s=0.5,
-            rms=0.1,
-            velocity=velocity,
-            f0_hz=hz(pitch),
-            f0_confidence=0.9,
-            chroma_peaks=(pitch % 12,),
-            pressure=(velocity,) * 8,
-            f0_cents=(0.0,) * 8,
-        ),
-    )
+    return pitched_percept(i, pitch, onset_s, velocity=velocity, expression_frames=8)
 
 
 def run(live: LiveOracle, start: float, end: float, step: float = 0.01) -> list[NoteEvent]:

@@ -12,8 +12,9 @@ from services.oracle.player.live import LiveOracle
 from services.oracle.player.walk import MODE_WEIGHTS
 from shared.config import MusicHalConfig
 from shared.errors import ParameterError
-from shared.messages import EventDescriptors, Percept
+from shared.messages import Percept
 from shared.pitch import midi_to_hz as hz
+from testkit.percepts import pitched_percept
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
 
@@ -28,22 +29,7 @@ def percept(
     chroma_peaks: tuple[int, ...] | None = None,
 ) -> Percept:
     """A percept of ``pitch`` (its f0); its strongest chroma class is the pitch's own unless ``chroma_peaks`` says."""
-    rng = np.random.default_rng(pitch)
-    peaks = (pitch % 12,) if chroma_peaks is None else tuple(chroma_peaks)
-    return Percept(
-        event_id=i,
-        token=peaks[0],
-        features=(rng.normal(size=dim) + pitch / 10).astype(np.float32),
-        descriptors=EventDescriptors(
-            onset_s=onset_s,
-            duration_s=duration_s,
-            rms=0.1,
-            velocity=70,
-            f0_hz=hz(pitch),
-            f0_confidence=0.9,
-            chroma_peaks=peaks,
-        ),
-    )
+    return pitched_percept(i, pitch, onset_s, duration_s=duration_s, dim=dim, chroma_peaks=chroma_peaks)
 
 
 def feed(live: LiveOracle, item: Percept, now: float, **kwargs):
