@@ -130,7 +130,6 @@ def payload_benchmark(ray, checkpoint: Path, calls: int) -> dict:
 
 
 def death_benchmark(ray, kills: int, workdir: Path) -> dict:
-    from services.stack import LiveStack
 
     clip = random_piano_clip(
         workdir / "clip.wav",
