@@ -196,7 +196,7 @@ class LiveOracle:
             )
             if self._tracked_id != percept.event_id:  # one onset, two views: tracked once
                 self._tracked_id = percept.event_id
-                self.tempo.add(onset_t)
+                self.tempo.note(onset_t)  # estimated after the notes are out (learn_queued), or when read
             if not early:
                 self._to_learn.append(percept)
                 if d is not None:
@@ -231,6 +231,7 @@ class LiveOracle:
     def learn_queued(self) -> int:
         """Learn the percepts taken since the last call (after their notes left: learning never delays a
         reaction); returns how many were learned. Replay calls it right after :meth:`on_percept` as live does."""
+        self.tempo.settle()  # the tempo estimates of the onsets heard since (off the reaction path, same results)
         learned = 0
         while self._to_learn:
             percept = self._to_learn.pop(0)

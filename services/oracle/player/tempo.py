@@ -38,6 +38,7 @@ _SIGMA_S = 0.015
 _LEVEL_TOL = 0.15  # an onset within this share of a period of a grid point is on it
 _LEVEL_MARGIN = 0.1  # the beat level has at least this larger a share of onsets on its beats than half-way
 _LEVEL_VOTES = 9  # the level is the median of this many last choices
+_MAX_PENDING = 64  # deferred estimates run at once beyond this many (a caller that never reads or settles)
 
 
 def beat_shares(onsets_s: np.ndarray, period_s: float) -> tuple[float, float]:
@@ -63,28 +64,53 @@ class TempoTracker:
         self.window_s = float(window_s)
         self.min_onsets = int(min_onsets)
         self.onsets: deque[float] = deque()
-        self.period_s: float | None = None
-        self.phase_s: float | None = None  # a time at which a beat falls
+        self._period_s: float | None = None
+        self._phase_s: float | None = None  # a time at which a beat falls
         self._levels: deque[float] = deque(maxlen=_LEVEL_VOTES)  # log2 of the last beat levels chosen
+        self._pending: list[np.ndarray] = []  # the onset windows of deferred estimates, oldest first
+
+    @property
+    def period_s(self) -> float | None:
+        self.settle()
+        return self._period_s
+
+    @property
+    def phase_s(self) -> float | None:
+        self.settle()
+        return self._phase_s
 
     @property
     def bpm(self) -> float | None:
-        return None if self.period_s is None else 60.0 / self.period_s
+        period = self.period_s
+        return None if period is None else 60.0 / period
 
     def add(self, onset_s: float) -> float | None:
         """Add one onset time; returns the current tempo in BPM (None while unknown)."""
+        self.note(onset_s)
+        return self.bpm
+
+    def note(self, onset_s: float) -> None:
+        """Add one onset time and defer its estimate until the tempo is read or :meth:`settle` runs (the live
+        decision object calls it after the notes a percept triggers are out): the estimate (an autocorrelation, a few
+        ms) leaves the reaction path, and the results are the same as :meth:`add`'s, in the same order."""
         if not math.isfinite(onset_s):
             raise ParameterError("onset_s must be finite")
         if self.onsets and onset_s < self.onsets[-1]:
-            return self.bpm  # out of order (an early and a full view of one onset): ignore
+            return  # out of order (an early and a full view of one onset): ignore
         self.onsets.append(float(onset_s))
         while self.onsets and self.onsets[0] < onset_s - self.window_s:
             self.onsets.popleft()
-        self._estimate()
-        return self.bpm
+        self._pending.append(np.asarray(self.onsets))
+        if len(self._pending) > _MAX_PENDING:
+            self.settle()
 
-    def _estimate(self) -> None:
-        t = np.asarray(self.onsets)
+    def settle(self) -> None:
+        """Run the estimates deferred by :meth:`note`, in order."""
+        pending, self._pending = self._pending, []
+        for t in pending:
+            self._estimate(t)
+
+    def _estimate(self, t: np.ndarray) -> None:
         if t.size < self.min_onsets:
             return
         span = t[-1] - t[0]
@@ -130,8 +156,8 @@ class TempoTracker:
             if not min_p * 0.9 <= slope <= max_p * 1.1:
                 break
             period, phase = float(slope), float(intercept)
-        self.period_s = period
-        self.phase_s = float(phase)
+        self._period_s = period
+        self._phase_s = float(phase)
 
     def _beat_level(self, t: np.ndarray, period: float, min_p: float, max_p: float) -> float:
         """The beat among ``period * 2^k`` in range (see the module docstring, step 2)."""

@@ -235,17 +235,15 @@ def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
     return profile
 
 
-def _corr_centred(a: np.ndarray, aa: float, b: np.ndarray) -> float:
-    """Pearson correlation of ``a`` (already centred, ``aa = a @ a``: the live profile, once per choice) and ``b``."""
-    b = b - b.mean()
-    den = math.sqrt(aa * float(b @ b))
-    return 0.0 if den <= 1e-12 else float(a @ b) / den
-
-
-def _rolled(x: np.ndarray, shift: int) -> np.ndarray:
-    """``np.roll(x, shift)`` of a 1-D array, without its overhead (the same values in the same order)."""
-    shift %= x.size
-    return np.concatenate((x[-shift:], x[:-shift])) if shift else x.copy()
+def _corr_centred_rolls(a: np.ndarray, aa: float, x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``a`` (already centred, ``aa = a @ a``: the live profile, once per choice) with
+    ``np.roll(x, t)`` for each ``t`` in ``shifts``, all at once (one row per shift)."""
+    size = x.size
+    rolls = x[(np.arange(size)[None, :] - shifts[:, None]) % size]  # rolls[j, i] = x[(i - t_j) % size]
+    b = rolls - rolls.mean(axis=1, keepdims=True)
+    den = np.sqrt(aa * np.einsum("ij,ij->i", b, b))
+    num = b @ a
+    return np.where(den <= 1e-12, 0.0, num / np.where(den <= 1e-12, 1.0, den))
 
 
 def _melody_column(store: Any, begin: int, end: int) -> np.ndarray:
@@ -639,22 +637,18 @@ class Player:
         use_t = w.w_transpose != 0.0 and profile.sum() > 1e-6 and cfg.max_transpose > 0
         centred = profile - profile.mean()
         centred_sq = float(centred @ centred)
+        shifts = np.arange(-cfg.max_transpose, cfg.max_transpose + 1)
+        penalty = np.where(shifts != self.transpose, w.transpose_penalty, 0.0)
         for c in top:
-            options = [(self.transpose, 0.0)]
+            t, bonus = self.transpose, 0.0
             if use_t and c != s + 1:
                 local = self._neighbourhood(c, n)
                 if local.sum() > 0:
-                    options = [
-                        (
-                            t,
-                            w.w_transpose * _corr_centred(centred, centred_sq, _rolled(local, t))
-                            - (w.transpose_penalty if t != self.transpose else 0.0),
-                        )
-                        for t in range(-cfg.max_transpose, cfg.max_transpose + 1)
-                    ]
+                    bonuses = w.w_transpose * _corr_centred_rolls(centred, centred_sq, local, shifts) - penalty
+                    best_t = int(np.argmax(bonuses))  # the first of equals, as the lowest shift
+                    t, bonus = int(shifts[best_t]), float(bonuses[best_t])
             # the transposition follows the key (the slow profile); what sounds now then weighs the candidate at it
             # (the score holds its harmony at the current transposition)
-            t, bonus = max(options, key=lambda option: option[1])
             total = (
                 float(score[c]) + bonus + (harmony(c, t) - harmony(c, self.transpose) if t != self.transpose else 0.0)
             )
