@@ -33,7 +33,8 @@ def numbered(i: int) -> list[int]:
 def main(mode: str, messages: int) -> int:
     os.environ["JACK_DEFAULT_SERVER"] = f"musichal-probe-{os.getpid()}"
     os.environ["JACK_NO_START_SERVER"] = "1"
-    from services.midi_out.jack_midi import jack_midi_ports, open_jack_output
+    from services.midi_out.jack_midi import jack_midi_ports
+    from services.midi_out.ports import open_output
     from shared.jack_server import start_dummy_jack, stop_jack
 
     server = start_dummy_jack(sync=mode == "sync")
@@ -50,13 +51,7 @@ def main(mode: str, messages: int) -> int:
             if not ports:
                 print(json.dumps({"error": "jack_midi_dump did not register its port"}), flush=True)
                 return 1
-            output = open_jack_output(
-                ports[0],
-                virtual_name="out",
-                client_name="probe-out",
-                choose=lambda names, port: names.index(port),
-                connect_port_name="out",
-            )
+            output = open_output("jack", ports[0], client_name="probe-out")
             sys.setswitchinterval(0.005)  # Python's default: late callbacks beside the GIL-bound thread below
             stop = threading.Event()
 
@@ -82,13 +77,7 @@ def main(mode: str, messages: int) -> int:
             # jack_midi_dump prints what its callback read, in order: a sentinel sent after everything else by a
             # fresh output (no GIL-bound thread now) marks the end of what can still arrive
             sys.setswitchinterval(0.0005)
-            with open_jack_output(
-                ports[0],
-                virtual_name="out",
-                client_name="probe-end",
-                choose=lambda names, port: names.index(port),
-                connect_port_name="out",
-            ) as sentinel:
+            with open_output("jack", ports[0], client_name="probe-end") as sentinel:
                 sentinel.send(SENTINEL)
             deadline = time.monotonic() + 20.0
             text = ""

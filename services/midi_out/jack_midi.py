@@ -22,12 +22,11 @@ Here the port belongs to a JACK-Client client whose process callback owns the qu
   needs the GIL) JACK runs the next cycle without us, wakes us twice in a row and our readers once, and the
   events of one of those calls are never read, or read twice (measured: a GIL-bound thread beside the sender,
   C reader ``jack_midi_dump``: 324 of 12,000 lost; 218 lost and 27 repeated of 9,000; with no such thread 0 of
-  24,000). We cannot see our readers, but we can
-  see late calls: a new cycle began while we wrote, or cycles passed between two calls. Messages written in or
-  next to a late call are counted *at risk* (every loss measured was among them); the first time, and again at
-  ``close``, their count goes to stderr with the advice to run ``jackd -S`` — never silently. The process's GIL
-  switch interval is shortened (:func:`_shorten_gil_switch`), which made late calls rare (0 lost of 12,000 with
-  the GIL-bound thread).
+  24,000). We cannot see our readers, but we can see late calls: a new cycle began while we wrote, or cycles
+  passed between two calls. Messages written in or next to a late call are counted *at risk* (every loss measured
+  was among them); the first time, and again at ``close``, their count goes to stderr with the advice to run
+  ``jackd -S`` — never silently. The process's GIL switch interval is shortened (:func:`_shorten_gil_switch`),
+  which made late calls rare (0 lost of 12,000 with the GIL-bound thread).
 - A new connection to a destination takes effect at a cycle boundary: after ``jack_connect`` returns, the first
   messages are held until two more cycles have started, so the first bytes are not written into a cycle whose graph
   did not have the connection yet.
