@@ -235,11 +235,15 @@ def live_profile(f0_hz: float, chroma_peaks: tuple[int, ...]) -> np.ndarray:
     return profile
 
 
-def _corr_centred_rolls(a: np.ndarray, aa: float, x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+def _roll_index(shifts: np.ndarray, size: int = 12) -> np.ndarray:
+    """``x[_roll_index(shifts)][j] == np.roll(x, shifts[j])``: row j holds ``(i - t_j) % size``."""
+    return (np.arange(size)[None, :] - shifts[:, None]) % size
+
+
+def _corr_centred_rolls(a: np.ndarray, aa: float, x: np.ndarray, roll_index: np.ndarray) -> np.ndarray:
     """Pearson correlation of ``a`` (already centred, ``aa = a @ a``: the live profile, once per choice) with
-    ``np.roll(x, t)`` for each ``t`` in ``shifts``, all at once (one row per shift)."""
-    size = x.size
-    rolls = x[(np.arange(size)[None, :] - shifts[:, None]) % size]  # rolls[j, i] = x[(i - t_j) % size]
+    ``np.roll(x, t)`` for each shift of ``roll_index`` (:func:`_roll_index`), all at once (one row per shift)."""
+    rolls = x[roll_index]
     b = rolls - rolls.mean(axis=1, keepdims=True)
     den = np.sqrt(aa * np.einsum("ij,ij->i", b, b))
     num = b @ a
@@ -639,12 +643,13 @@ class Player:
         centred_sq = float(centred @ centred)
         shifts = np.arange(-cfg.max_transpose, cfg.max_transpose + 1)
         penalty = np.where(shifts != self.transpose, w.transpose_penalty, 0.0)
+        roll_index = _roll_index(shifts)  # once per choice, for every candidate
         for c in top:
             t, bonus = self.transpose, 0.0
             if use_t and c != s + 1:
                 local = self._neighbourhood(c, n)
                 if local.sum() > 0:
-                    bonuses = w.w_transpose * _corr_centred_rolls(centred, centred_sq, local, shifts) - penalty
+                    bonuses = w.w_transpose * _corr_centred_rolls(centred, centred_sq, local, roll_index) - penalty
                     best_t = int(np.argmax(bonuses))  # the first of equals, as the lowest shift
                     t, bonus = int(shifts[best_t]), float(bonuses[best_t])
             # the transposition follows the key (the slow profile); what sounds now then weighs the candidate at it
