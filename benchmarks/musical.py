@@ -155,6 +155,14 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
     return percepts, notes
 
 
+def time_origin(percepts: list[dict]) -> float:
+    """The stack's clock at the input file's first sample: a percept's onset on the clock less its onset in the
+    stream (the file is written into the ring from sample 0). Not the first onset heard mapped onto the score's
+    first note: a piece whose first onset is not heard would be shifted by a beat."""
+    first = min(percepts, key=lambda p: p["onset_t"])
+    return first["onset_t"] - first["descriptors"]["onset_s"]
+
+
 def run_mode(
     wav: Path,
     mode: str,
@@ -270,8 +278,7 @@ def measure(result: dict, piece_notes, other_notes, *, seconds: float, silence: 
     full = [p for p in percepts if not p.get("early")]
     if not full:
         return {"error": "no percepts"}
-    # time origin: the first onset heard is the score's first onset
-    origin = min(p["onset_t"] for p in percepts) - min(n[1] for n in piece_notes)
+    origin = time_origin(percepts)
     on = np.array([n["t_on"] - origin for n in notes])
     pitches = [n["pitch"] for n in notes]
     during = on < seconds
@@ -344,7 +351,7 @@ def piano_roll(path: Path, piece_notes, result: dict, *, title: str, seconds: fl
     import matplotlib.pyplot as plt
 
     percepts, notes = result["percepts"], result["notes"]
-    origin = min(p["onset_t"] for p in percepts) - min(n[1] for n in piece_notes)
+    origin = time_origin(percepts)
     fig, ax = plt.subplots(figsize=(14, 4))
     for pitch, start, duration, _ in piece_notes:
         ax.add_patch(plt.Rectangle((start, pitch - 0.4), duration, 0.8, color="0.75"))

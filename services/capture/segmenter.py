@@ -229,6 +229,8 @@ class OnsetSegmenter:
         if before.size and candidate <= before.max():
             return
         history = values[-config.threshold_window_frames :]
+        if history.size < config.threshold_window_frames:  # the virtual silence before the stream: flux 0
+            history = np.concatenate((np.zeros(config.threshold_window_frames - history.size), history))
         median = float(np.median(history))
         mad = float(np.median(np.abs(history - median)))
         if candidate < median + config.threshold_k * mad:

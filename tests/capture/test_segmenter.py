@@ -7,7 +7,7 @@ from services.capture.segmenter import OnsetSegmenter, segment_signal
 from shared.audio import StreamingFrontEnd, load_audio_internal
 from shared.config import SegmenterConfig
 from shared.errors import ParameterError
-from testkit.audio import sine_tone
+from testkit.audio import render_midi_notes, sine_tone
 from tests.encoder.conftest import SCALE
 
 SR = 48000
@@ -57,6 +57,18 @@ def test_start_sample_offsets_indices_and_reset_restarts(scale_wav):
     assert first == second == base
     with pytest.raises(ParameterError):
         segmenter.process(signal[:10])  # finished: needs reset
+
+
+def test_a_chord_at_the_start_of_a_file_is_found(tmp_path):
+    """A rendered file whose first chord sounds within its first frame (fluidsynth starts it ~2 ms in): that chord
+    is an onset (the threshold counts the virtual silence before the stream as flux 0), and so are the next two."""
+    chords = [(0.0, (43, 59, 62, 67)), (0.6, (55, 59, 62, 67)), (1.2, (52, 60, 64, 67))]
+    notes = [(pitch, start, 0.6, 80) for start, pitches in chords for pitch in pitches]
+    signal = load_audio_internal(render_midi_notes(notes, tmp_path / "chords.wav"))
+    assert 0 < int(np.argmax(np.abs(signal) > 1e-3)) < 512  # sound from the first frame on
+    onsets = [e.onset_s for e in segment_signal(signal, SegmenterConfig(), sample_rate_hz=SR)]
+    assert len(onsets) == 3
+    assert np.all(np.abs(np.array(onsets) - np.array([0.0, 0.6, 1.2])) < 0.02)
 
 
 def test_silence_and_low_noise_give_no_events():
