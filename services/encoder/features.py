@@ -128,9 +128,11 @@ def _hann(n: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _pitch_class_map(n_fft: int, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray]:
+def _pitch_class_map(
+    n_fft: int, sample_rate_hz: int, fmin_hz: float = _CHROMA_FMIN_HZ
+) -> tuple[np.ndarray, np.ndarray]:
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
-    valid = np.nonzero((freqs >= _CHROMA_FMIN_HZ) & (freqs <= _CHROMA_FMAX_HZ))[0]
+    valid = np.nonzero((freqs >= fmin_hz) & (freqs <= _CHROMA_FMAX_HZ))[0]
     midi = hz_to_midi_array(freqs[valid])
     pitch_class = np.mod(np.rint(midi).astype(np.int64), 12)
     return valid, pitch_class
@@ -143,15 +145,20 @@ def magnitude_spectrum(x: np.ndarray, sample_rate_hz: int, min_fft: int = 0) -> 
     return np.abs(np.fft.rfft(x * _hann(x.size), n=n_fft)), n_fft
 
 
-def _chroma_from_spectrum(mag: np.ndarray, n_fft: int, sample_rate_hz: int) -> np.ndarray:
-    valid, pitch_class = _pitch_class_map(n_fft, int(sample_rate_hz))
+def _chroma_from_spectrum(
+    mag: np.ndarray, n_fft: int, sample_rate_hz: int, fmin_hz: float = _CHROMA_FMIN_HZ
+) -> np.ndarray:
+    valid, pitch_class = _pitch_class_map(n_fft, int(sample_rate_hz), float(fmin_hz))
     energy = np.bincount(pitch_class, weights=mag[valid] ** 2, minlength=12)
     peak = energy.max()
     return (energy / peak if peak > 0.0 else energy).astype(np.float32)
 
 
-def chroma(window: np.ndarray, *, sample_rate_hz: int, min_fft: int = 0) -> np.ndarray:
-    """12-bin chroma (C..B) of one window: spectral energy per pitch class, scaled so the largest bin is 1.
+def chroma(
+    window: np.ndarray, *, sample_rate_hz: int, min_fft: int = 0, fmin_hz: float = _CHROMA_FMIN_HZ
+) -> np.ndarray:
+    """12-bin chroma (C..B) of one window: spectral energy per pitch class (from ``fmin_hz`` to 5 kHz), scaled so
+    the largest bin is 1.
 
     ``min_fft`` zero-pads the spectrum of a short window (an early view's 25 ms: 40 Hz bins would put a partial
     in its neighbour's pitch class) so that each partial's energy lands where its frequency is.
@@ -165,7 +172,7 @@ def chroma(window: np.ndarray, *, sample_rate_hz: int, min_fft: int = 0) -> np.n
     if np.sqrt(np.mean(x * x)) < _SILENCE_RMS:
         return np.zeros(12, dtype=np.float32)
     mag, n_fft = magnitude_spectrum(x - x.mean(), int(sample_rate_hz), min_fft)
-    return _chroma_from_spectrum(mag, n_fft, int(sample_rate_hz))
+    return _chroma_from_spectrum(mag, n_fft, int(sample_rate_hz), fmin_hz)
 
 
 def estimate_f0(
@@ -328,11 +335,13 @@ def describe_event(
     max_peaks: int = 4,
     peak_ratio: float = 0.25,
     min_fft: int = 0,
+    chroma_fmin_hz: float = _CHROMA_FMIN_HZ,
 ) -> EventDescriptors:
     """Descriptors the oracle needs to turn the event back into notes.
 
     ``chroma_peaks`` holds up to ``max_peaks`` pitch classes whose chroma reaches ``peak_ratio`` of the
-    strongest, by decreasing strength (empty on silence); ``min_fft``: see :func:`chroma`.
+    strongest, by decreasing strength (empty on silence); ``min_fft`` and ``chroma_fmin_hz`` (its ``fmin_hz``):
+    see :func:`chroma`.
 
     Raises
     ------
@@ -343,7 +352,7 @@ def describe_event(
     if not np.isfinite(onset_s) or not np.isfinite(duration_s) or duration_s < 0:
         raise ParameterError(f"onset_s must be finite and duration_s >= 0, got {onset_s}, {duration_s}")
     rms = float(np.sqrt(np.mean(x * x)))
-    values = chroma(x, sample_rate_hz=sample_rate_hz, min_fft=min_fft)
+    values = chroma(x, sample_rate_hz=sample_rate_hz, min_fft=min_fft, fmin_hz=chroma_fmin_hz)
     order = np.argsort(-values, kind="stable")
     peaks = tuple(int(pc) for pc in order[:max_peaks] if values[pc] > 0.0 and values[pc] >= peak_ratio)
     f0_hz, confidence = estimate_f0(x, sample_rate_hz=sample_rate_hz)

@@ -73,3 +73,18 @@ def test_a_fitted_model_gives_its_traditional_tokens_unless_the_memory_holds_oth
     wav2vec_only = PerceptionModel(views=("wav2vec",), primary_view="wav2vec", vocabulary_size=4)
     with pytest.raises(DimensionMismatchError):  # no traditional view at all
         traditional_stage(MusicHalConfig(), wav2vec_only)
+
+
+def test_an_early_view_leaves_the_bass_register_to_the_pitch():
+    """A chord over a strong low G2 (98 Hz) in the 50 ms early view: its strongest chroma classes are the chord's,
+    and the semitones beside G2 that a 50 ms window smears it into (F#, Ab) are not among its peaks; the f0 names
+    the bass."""
+    n = int(SR * 0.05)
+    t = np.arange(n) / SR
+    bass = 0.5 * np.sin(2 * np.pi * 98.0 * t)  # G2
+    chord = sum(0.12 * np.sin(2 * np.pi * f * t) for f in (246.94, 293.66, 392.0))  # B3 D4 G4
+    event = Event(event_id=1, onset_sample=0, window_start=0, window_end=n, sample_rate_hz=SR)
+    d = early_view(event, (bass + chord).astype(np.float32)).descriptors
+    assert set(d.chroma_peaks[:3]) == {7, 11, 2}  # G, B, D
+    assert 6 not in d.chroma_peaks and 8 not in d.chroma_peaks
+    assert round(12 * np.log2(d.f0_hz / 440.0) + 69) % 12 == 7
