@@ -30,6 +30,21 @@ def test_tempo_within_two_percent_on_a_rendered_chorale(bpm, tmp_path):
     assert np.mean(off < 0.03) >= 0.8
 
 
+def test_a_stretch_leaning_to_half_notes_does_not_flip_the_beat_level(tmp_path):
+    """bwv40.8 at 140 BPM: for a stretch its beats 1 and 3 carry more onsets than 2 and 4, and window by window the
+    half-note level (70) passes the level rule about half the time; the level held so far stays until two thirds of
+    the recent votes are against it, so every settled estimate stays 140 (the median of the votes alone flipped)."""
+    config = MusicHalConfig()
+    wav = render_midi_notes(chorale_notes("bach/bwv40.8", bpm=140, seconds=20.0), tmp_path / "c.wav")
+    audio, sr = sf.read(wav, dtype="float32")
+    events = segment_signal(audio.mean(axis=1) if audio.ndim > 1 else audio, config.segmenter, sample_rate_hz=sr)
+    tracker = TempoTracker()
+    estimates = [tracker.add(e.onset_s) for e in events]
+    settled = [b for b in estimates[len(estimates) // 2 :] if b is not None]
+    assert len(settled) >= 20
+    assert max(abs(b - 140) / 140 for b in settled) <= 0.02, sorted(settled)[:3]
+
+
 def test_next_beat_is_on_the_grid_and_after_the_time():
     tracker = TempoTracker()
     for k in range(16):
