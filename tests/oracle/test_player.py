@@ -135,6 +135,29 @@ def test_the_walk_repeats_a_pitch_only_where_the_memory_repeats_it():
     assert len(repeats) / (len(notes) - 1) <= 0.4  # at most the memory's own share (1/3), as forward steps allow
 
 
+@pytest.mark.parametrize(("mode", "pitch", "peaks"), [("imitate", 60, None), ("contrast", 62, (2, 3, 4, 5, 6))])
+def test_a_gated_mode_repeats_a_pitch_only_where_the_memory_repeats_it_even_on_the_side_it_prefers(mode, pitch, peaks):
+    # the same memory (C C D, C C E, ...); the input sounds C all along for imitate (its gate favours C now), and D
+    # to F# for contrast (its gate favours C, the one class not sounding): a repeated class costs more than the gate
+    # gives, so C follows C only forward through the memory's own repeat (before, both jumped from C to C: +1 for
+    # the gate's side, -0.75 for the repeat)
+    memory = []
+    for k in range(40):
+        memory += [60, 60, 62 + k % 5]
+    live = make_live(mode=mode, max_transpose=0)
+    learn_melody(live, memory)
+    live.apply_control("learning", False)
+    t, notes = 0.0, []
+    for i in range(48):
+        notes += feed(live, percept(1000 + i, pitch, t, chroma_peaks=peaks), t)
+        notes += live.tick(t + 0.12)
+        t += 0.25
+    assert len(notes) >= 40
+    repeats = [(a, b) for a, b in zip(notes, notes[1:]) if a.pitch % 12 == b.pitch % 12]
+    for a, b in repeats:
+        assert b.source_state == a.source_state + 1 and memory[a.source_state - 1] == memory[b.source_state - 1], (a, b)
+
+
 def test_a_states_pitch_is_its_strongest_chroma_class_in_the_register_of_its_f0():
     # each slice's f0 is one voice (the bass, say) and its strongest chroma class another, a major third up: the
     # notes play the chroma class, placed within a tritone of the f0 (not the f0's class)

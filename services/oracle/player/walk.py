@@ -47,8 +47,11 @@ At each step the merged score of state ``s`` is ``coupling * activity[s]`` plus 
 ``max_continuity`` times in a row), the *pivot* peak (``w_pivot`` on the continuations of states sharing
 ``min_context`` of context with the last one: the oracle's own jumps), the *repeat* penalty (``w_repeat`` on every
 state sounding the last pitch class, except the successor of the state just played where the memory itself repeats
-its pitch: a repeated pitch only where the memory has one), *harmony in the moment* (below) and a small seeded
-jitter (``w_jitter``, so ties break at random); the last ``taboo_length`` states are excluded. The
+its pitch: a repeated pitch only where the memory has one; in the gated modes a repeated class also takes nothing
+from the gate's side of now, or a class that sounds now would repeat by jumps — on a rag in imitate the melody's
+4-grams found in the input's top line fell from 0.091 to 0.034 offline, agreement in time 0.896 → 0.883),
+*harmony in the moment* (below) and a small seeded jitter (``w_jitter``, so ties break at random); the last
+``taboo_length`` states are excluded. The
 ``CANDIDATES`` best are then scored for *transposition* ``t`` in ``-max_transpose..max_transpose``:
 ``w_transpose * corr(live pitch-class profile, the candidate's neighbourhood profile rolled by t) -
 transpose_penalty * (t != current)``; a forward step keeps the current transposition (the contour of a run is never
@@ -614,9 +617,13 @@ class Player:
             prefer = (now_profile >= w.now_present) if w.w_now > 0 else (now_profile < w.now_present)
             table += w.w_now * now_profile + (scale if w.now_filter else 0.0) * prefer
         if self._last_pitch is not None and w.w_repeat > 0.0:
-            table[self._last_pitch % 12] -= w.w_repeat * scale
+            last = self._last_pitch % 12
+            before = table[last]
+            if use_now and w.now_filter:  # a repeated class takes nothing from the gate's side of now
+                table[last] = min(table[last], 0.0)
+            table[last] -= w.w_repeat * scale
             if 0 < s < n - 1 and cols.pitch[s + 1] == cols.pitch[s] and pcs[s + 1] >= 0:
-                score[s + 1] += w.w_repeat * scale  # the memory's own repeat
+                score[s + 1] += before - table[last]  # the memory's own repeat keeps what its class is worth
         if w.w_copy > 0.0 and len(self._played) == 3:
             base = int(gram_key(list(self._played) + [0]))
             table -= w.w_copy * scale * cols.grams[base : base + 12]
