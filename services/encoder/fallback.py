@@ -85,9 +85,7 @@ def traditional_stage(
 EARLY_MIN_FFT = 16384
 #: an early view's chroma starts at C3: below it a 50 ms window's main lobe (±40 Hz) spans several semitones, and a
 #: strong bass note put its neighbours among the view's peaks (G2 read as G, F#, Ab); the bass register is the
-#: pitch's (YIN f0) there. Measured on the live decision object offline, 8 rendered pieces, 30 s, imitate: harmonic
-#: agreement in time mean 0.880 with the chroma from 55 Hz, 0.896 from C3 (7 of 8 pieces up, one -0.006); 180 and
-#: 260 Hz raised copying and repeats above their goals on some pieces.
+#: pitch's (YIN f0) there (docs/architecture.md has the measurements behind C3).
 EARLY_CHROMA_FMIN_HZ = 130.81
 
 

@@ -138,9 +138,8 @@ def test_the_walk_repeats_a_pitch_only_where_the_memory_repeats_it():
 @pytest.mark.parametrize(("mode", "pitch", "peaks"), [("imitate", 60, None), ("contrast", 62, (2, 3, 4, 5, 6))])
 def test_a_gated_mode_repeats_a_pitch_only_where_the_memory_repeats_it_even_on_the_side_it_prefers(mode, pitch, peaks):
     # the same memory (C C D, C C E, ...); the input sounds C all along for imitate (its gate favours C now), and D
-    # to F# for contrast (its gate favours C, the one class not sounding): a repeated class costs more than the gate
-    # gives, so C follows C only forward through the memory's own repeat (before, both jumped from C to C: +1 for
-    # the gate's side, -0.75 for the repeat)
+    # to F# for contrast (its gate favours C, the one class not sounding): a repeated class takes nothing from the
+    # gate, so C follows C only forward through the memory's own repeat, never by a jump to another C state
     memory = []
     for k in range(40):
         memory += [60, 60, 62 + k % 5]

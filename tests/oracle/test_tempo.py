@@ -33,7 +33,7 @@ def test_tempo_within_two_percent_on_a_rendered_chorale(bpm, tmp_path):
 def test_a_stretch_leaning_to_half_notes_does_not_flip_the_beat_level(tmp_path):
     """bwv40.8 at 140 BPM: for a stretch its beats 1 and 3 carry more onsets than 2 and 4, and window by window the
     half-note level (70) passes the level rule about half the time; the level held so far stays until two thirds of
-    the recent votes are against it, so every settled estimate stays 140 (the median of the votes alone flipped)."""
+    the recent votes are against it, so every settled estimate stays 140."""
     config = MusicHalConfig()
     wav = render_midi_notes(chorale_notes("bach/bwv40.8", bpm=140, seconds=20.0), tmp_path / "c.wav")
     audio, sr = sf.read(wav, dtype="float32")

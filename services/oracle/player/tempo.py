@@ -12,10 +12,9 @@ Each onset (seconds on one clock) is added with :meth:`TempoTracker.add`; over t
    _LEVEL_MARGIN``, an onset being within ``_LEVEL_TOL`` of a period of the point, at the phase that puts the most
    onsets on the beat): a level too slow has as many onsets half-way (the other beats) as on its own beats; the
    true beat has the off-beat eighths only. The level held stays until fewer than a third of the last
-   ``_LEVEL_VOTES`` choices are for it, then becomes their median (log scale): a stretch that leans to half notes
-   (bwv40.8 at 140 BPM: the half-note level passes in about half its windows) does not flip it, where the median
-   alone did. Measured on rendered chorales at 60, 84, 110, 140, 160 and 180 BPM (tests/oracle/test_tempo.py,
-   ``benchmarks/tempo.py``: 36 of 36 runs within 0.42 %; with the median alone one run read 70 in part);
+   ``_LEVEL_VOTES`` choices are for it, then becomes their median (log scale), so a stretch that leans to half
+   notes (the half-note level passing in about half its windows) does not flip it. Measured on rendered chorales
+   at 60, 84, 110, 140, 160 and 180 BPM (tests/oracle/test_tempo.py, ``benchmarks/tempo.py``);
 3. the period is refined by least squares: onsets near the grid (within 20 % of a period) are given
    beat indices ``n_k`` and ``t_k ≈ phase + n_k P`` is fitted (sub-millisecond precision from many onsets);
 4. the phase is the fitted intercept, kept in ``[0, P)`` relative to the newest onset's grid.

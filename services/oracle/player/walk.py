@@ -48,11 +48,10 @@ At each step the merged score of state ``s`` is ``coupling * activity[s]`` plus 
 ``min_context`` of context with the last one: the oracle's own jumps), the *repeat* penalty (``w_repeat`` on every
 state sounding the last pitch class, except the successor of the state just played where the memory itself repeats
 its pitch: a repeated pitch only where the memory has one; in the gated modes a repeated class also takes nothing
-from the gate's side of now, or a class that sounds now would repeat by jumps — on a rag in imitate the melody's
-4-grams found in the input's top line fell from 0.091 to 0.034 offline, agreement in time 0.896 → 0.883),
+from the gate's side of now, which would otherwise outweigh the penalty and repeat a sounding class by jumps),
 *harmony in the moment* (below) and a small seeded jitter (``w_jitter``, so ties break at random); the last
-``taboo_length`` states are excluded. The
-``CANDIDATES`` best are then scored for *transposition* ``t`` in ``-max_transpose..max_transpose``:
+``taboo_length`` states are excluded. The ``CANDIDATES`` best are then scored for *transposition* ``t`` in
+``-max_transpose..max_transpose``:
 ``w_transpose * corr(live pitch-class profile, the candidate's neighbourhood profile rolled by t) -
 transpose_penalty * (t != current)``; a forward step keeps the current transposition (the contour of a run is never
 broken by it). The transposition follows the key: each candidate takes its best-scoring ``t``, and what sounds now
@@ -71,10 +70,8 @@ The bass and comping voices (:mod:`services.oracle.player.voices`) weigh the sli
 the memory's own melody (its melodic pitch classes, state after state: the input's top line when learning live)
 costs ``w_copy`` times the score's scale. In imitate (2.5) and lead (1.5) that is more than the gate: a class that
 would replay four notes of the memory's melody is held back even when it sounds now, and what sounds now comes first
-among the rest (with 1.5 / 0.5 the melody's 4-grams found in the input's top line reached 0.107 / 0.115 on a rag and
-a chorale through the stack; offline with 2.5 / 1.5: 0.099 / 0.091 worst, the agreement in time no lower on any of
-four pieces). Forward runs go on while they do not replay four notes of the memory verbatim (a transposed run is not
-a verbatim one).
+among the rest (docs/architecture.md has the measurements). Forward runs go on while they do not replay four notes
+of the memory verbatim (a transposed run is not a verbatim one).
 
 Weights per mode (:data:`MODE_WEIGHTS`): ``contrast`` is the same machinery with a negative coupling (it goes where
 the input is not), a negative ``w_now`` (it plays what does not sound now) and no transposition towards the input;
