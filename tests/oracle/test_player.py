@@ -117,34 +117,38 @@ def test_contrast_plays_where_the_input_is_not_and_imitate_where_it_is(order):
     assert shares["imitate"] <= 0.2 and shares["contrast"] >= 0.4, shares
 
 
-def test_the_walk_repeats_a_pitch_only_where_the_memory_repeats_it():
-    # a memory where every third step repeats a pitch (C C D, C C E, ...): two thirds of its states sound C, so a walk
-    # that jumped freely would land on C again and again; it repeats C only going forward through the memory's own
-    # repeat (the repeated-pitch penalty, w_repeat, holds back every other state that sounds the last class)
-    memory = []
-    for k in range(40):
-        memory += [60, 60, 62 + k % 5]
-    live = make_live(mode="lead", max_transpose=0)
-    learn_melody(live, memory)
-    notes = run_clock(live, 0.0, 20.0)
-    assert len(notes) >= 60
+#: every third step repeats a pitch (C C D, C C E, ...): two thirds of the states sound C
+REPEATING_MEMORY = [p for k in range(40) for p in (60, 60, 62 + k % 5)]
+
+
+def pitch_repeats(notes, memory) -> list:
+    """The consecutive notes that repeat a pitch class; each must be a forward step through the memory's own repeat."""
     repeats = [(a, b) for a, b in zip(notes, notes[1:]) if a.pitch % 12 == b.pitch % 12]
-    assert repeats, "the memory's own repeats are played"
     for a, b in repeats:
         assert b.source_state == a.source_state + 1 and memory[a.source_state - 1] == memory[b.source_state - 1], (a, b)
+    return repeats
+
+
+def test_the_walk_repeats_a_pitch_only_where_the_memory_repeats_it():
+    # a walk over REPEATING_MEMORY that jumped freely would land on C again and again; it repeats C only going forward
+    # through the memory's own repeat (the repeated-pitch penalty, w_repeat, holds back every other state that sounds
+    # the last class)
+    live = make_live(mode="lead", max_transpose=0)
+    learn_melody(live, REPEATING_MEMORY)
+    notes = run_clock(live, 0.0, 20.0)
+    assert len(notes) >= 60
+    repeats = pitch_repeats(notes, REPEATING_MEMORY)
+    assert repeats, "the memory's own repeats are played"
     assert len(repeats) / (len(notes) - 1) <= 0.4  # at most the memory's own share (1/3), as forward steps allow
 
 
 @pytest.mark.parametrize(("mode", "pitch", "peaks"), [("imitate", 60, None), ("contrast", 62, (2, 3, 4, 5, 6))])
 def test_a_gated_mode_repeats_a_pitch_only_where_the_memory_repeats_it_even_on_the_side_it_prefers(mode, pitch, peaks):
-    # the same memory (C C D, C C E, ...); the input sounds C all along for imitate (its gate favours C now), and D
-    # to F# for contrast (its gate favours C, the one class not sounding): a repeated class takes nothing from the
-    # gate, so C follows C only forward through the memory's own repeat, never by a jump to another C state
-    memory = []
-    for k in range(40):
-        memory += [60, 60, 62 + k % 5]
+    # REPEATING_MEMORY; the input sounds C all along for imitate (its gate favours C now), and D to F# for contrast
+    # (its gate favours C, the one class not sounding): a repeated class takes nothing from the gate, so C follows C
+    # only forward through the memory's own repeat, never by a jump to another C state
     live = make_live(mode=mode, max_transpose=0)
-    learn_melody(live, memory)
+    learn_melody(live, REPEATING_MEMORY)
     live.apply_control("learning", False)
     t, notes = 0.0, []
     for i in range(48):
@@ -152,9 +156,7 @@ def test_a_gated_mode_repeats_a_pitch_only_where_the_memory_repeats_it_even_on_t
         notes += live.tick(t + 0.12)
         t += 0.25
     assert len(notes) >= 40
-    repeats = [(a, b) for a, b in zip(notes, notes[1:]) if a.pitch % 12 == b.pitch % 12]
-    for a, b in repeats:
-        assert b.source_state == a.source_state + 1 and memory[a.source_state - 1] == memory[b.source_state - 1], (a, b)
+    pitch_repeats(notes, REPEATING_MEMORY)
 
 
 def test_a_states_pitch_is_its_strongest_chroma_class_in_the_register_of_its_f0():

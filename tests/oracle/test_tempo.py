@@ -12,15 +12,21 @@ from shared.config import MusicHalConfig
 from testkit.audio import chorale_notes, render_midi_notes
 
 
-@pytest.mark.parametrize("bpm", [60, 84, 110, 140, 160, 180])
-def test_tempo_within_two_percent_on_a_rendered_chorale(bpm, tmp_path):
+def track_rendered(name: str, bpm: float, folder) -> tuple[list, TempoTracker, list[float]]:
+    """A corpus piece rendered at ``bpm``, cut by the live segmenter, its onsets added to a tracker one by one:
+    ``(events, tracker, the estimates over the second half of the onsets)``."""
     config = MusicHalConfig()
-    wav = render_midi_notes(chorale_notes("bach/bwv269", bpm=bpm, seconds=20.0), tmp_path / "c.wav")
+    wav = render_midi_notes(chorale_notes(name, bpm=bpm, seconds=20.0), folder / "c.wav")
     audio, sr = sf.read(wav, dtype="float32")
     events = segment_signal(audio.mean(axis=1) if audio.ndim > 1 else audio, config.segmenter, sample_rate_hz=sr)
     tracker = TempoTracker()
     estimates = [tracker.add(e.onset_s) for e in events]
-    settled = [b for b in estimates[len(estimates) // 2 :] if b is not None]
+    return events, tracker, [b for b in estimates[len(estimates) // 2 :] if b is not None]
+
+
+@pytest.mark.parametrize("bpm", [60, 84, 110, 140, 160, 180])
+def test_tempo_within_two_percent_on_a_rendered_chorale(bpm, tmp_path):
+    events, tracker, settled = track_rendered("bach/bwv269", bpm, tmp_path)
     assert settled, "no tempo after half the piece"
     assert max(abs(b - bpm) / bpm for b in settled) <= 0.02, (bpm, settled[-5:])
     # the phase puts beats on the onsets: most onsets lie near a grid point (beats and halves)
@@ -34,13 +40,7 @@ def test_a_stretch_leaning_to_half_notes_does_not_flip_the_beat_level(tmp_path):
     """bwv40.8 at 140 BPM: for a stretch its beats 1 and 3 carry more onsets than 2 and 4, and window by window the
     half-note level (70) passes the level rule about half the time; the level held so far stays until two thirds of
     the recent votes are against it, so every settled estimate stays 140."""
-    config = MusicHalConfig()
-    wav = render_midi_notes(chorale_notes("bach/bwv40.8", bpm=140, seconds=20.0), tmp_path / "c.wav")
-    audio, sr = sf.read(wav, dtype="float32")
-    events = segment_signal(audio.mean(axis=1) if audio.ndim > 1 else audio, config.segmenter, sample_rate_hz=sr)
-    tracker = TempoTracker()
-    estimates = [tracker.add(e.onset_s) for e in events]
-    settled = [b for b in estimates[len(estimates) // 2 :] if b is not None]
+    _, _, settled = track_rendered("bach/bwv40.8", 140, tmp_path)
     assert len(settled) >= 20
     assert max(abs(b - 140) / 140 for b in settled) <= 0.02, sorted(settled)[:3]
 
