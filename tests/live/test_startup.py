@@ -103,3 +103,24 @@ def test_actors_without_torch_never_import_torch_and_inherit_their_environment(j
     # every actor has the actors' environment without a runtime_env of its own; the driver's is unchanged
     assert all(env == ACTOR_ENV_VARS for _loaded, env in seen.values()), seen
     assert {name: os.environ.get(name) for name in ACTOR_ENV_VARS} == before
+
+
+def test_a_local_ray_is_used_as_soon_as_its_raylet_registers():
+    """Ray's own wait for its new node retries once a second; ``start_local_ray`` asks the GCS's node table first,
+    so Ray's call finds the node at once. Checked on this Ray: the node was seen registered before Ray's call, and
+    Ray's function is itself again afterwards."""
+    import ray
+    from ray._private import services as ray_services
+
+    from services.ray_support import start_local_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    rays_own = ray_services.get_node
+    adjusted = start_local_ray(1)
+    try:
+        assert adjusted == {"lean": True, "node_listed": True}
+        assert ray_services.get_node is rays_own
+        assert ray.get(ray.remote(lambda: 7).remote(), timeout=60) == 7  # the Ray it started works
+    finally:
+        ray.shutdown()
