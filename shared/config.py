@@ -345,8 +345,15 @@ class MidiConfig:
     # melody's channels); the melody rotates over the other member channels
     bass_channel: int = 11
     comping_channel: int = 12
+    # SCHED_FIFO priority of midi_out's scheduler thread where the system allows it (root, CAP_SYS_NICE or an rtprio
+    # limit): it then wakes on time however busy the cores are; below JACK's own threads (10); 0 = normal scheduling
+    scheduler_priority: int = 5
 
     def __post_init__(self) -> None:
+        _check(
+            0 <= self.scheduler_priority <= 99,
+            f"midi.scheduler_priority must be in 0..99, got {self.scheduler_priority}",
+        )
         for name in ("bass_channel", "comping_channel"):
             value = getattr(self, name)
             _check(

@@ -84,7 +84,7 @@ class MidiOutActor:
         self.stage.start()  # panic first, then the profile's setup
         self.latency = LatencyRecorder()
         self.measured = _MeasuredStage(self.stage, self.latency)
-        self.scheduler = NoteScheduler(self.measured).start()
+        self.scheduler = NoteScheduler(self.measured, realtime_priority=config.midi.scheduler_priority).start()
         self.notes = MessageRing.attach(notes_ring_name)
         self.reader = self.notes.reader()
         self.received = 0
@@ -197,6 +197,7 @@ class MidiOutActor:
             "port_lost": getattr(self, "port_lost", False),
             "muted": self.measured.muted,
             "profile": self.stage.config.profile,
+            "scheduler_realtime": self.scheduler.realtime,  # SCHED_FIFO (midi.scheduler_priority) where allowed
         }
 
     def traced_notes(self) -> list[dict[str, Any]]:

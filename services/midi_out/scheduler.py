@@ -19,10 +19,15 @@ the one expansion of a note into timed actions (the session replay's renderer us
 
 ``stop()`` drops pending events and panics the stage (note-offs for everything sounding + CC123/CC120).
 
+With ``realtime_priority`` > 0 the thread asks for ``SCHED_FIFO`` at that priority where the system allows it (Linux:
+root, ``CAP_SYS_NICE`` or an ``rtprio`` limit, as for JACK's own threads); elsewhere it keeps the normal policy and
+:attr:`NoteScheduler.realtime` says so. A real-time thread wakes at its due time even while every core is busy with
+the encoder or the oracle (a normal one waits for a time slice); it only sleeps on its condition or sends, never
+spins, so it cannot starve the machine.
+
 >>> from services.midi_out.engine import ListSink, MidiOutStage
 >>> from shared.config import MidiConfig
 >>> from shared.messages import NoteEvent
-from shared.stats import LogHistogram
 >>> stage = MidiOutStage(MidiConfig(profile="mpe", member_channels=4), ListSink())
 >>> stage.start()
 >>> with NoteScheduler(stage) as scheduler:
@@ -45,13 +50,37 @@ from shared.errors import ParameterError
 from shared.messages import NoteEvent
 from shared.stats import LogHistogram
 
-__all__ = ["NoteScheduler", "NOTE_ON", "NOTE_OFF", "BEND", "PRESSURE", "NOTE_KINDS", "note_actions", "note_kind"]
+__all__ = [
+    "NoteScheduler",
+    "raise_thread_priority",
+    "NOTE_ON",
+    "NOTE_OFF",
+    "BEND",
+    "PRESSURE",
+    "NOTE_KINDS",
+    "note_actions",
+    "note_kind",
+]
 
 NOTE_ON = "on"
 NOTE_OFF = "off"
 BEND = "bend"
 PRESSURE = "pressure"
 NOTE_KINDS = ("clocked", "reaction")
+
+
+def raise_thread_priority(priority: int) -> bool:
+    """Put the calling thread under ``SCHED_FIFO`` at ``priority``; True if the system allowed it, else False and
+    the thread is unchanged (0, no ``sched_setscheduler`` on this platform, or not permitted)."""
+    import os
+
+    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))  # 0: the calling thread (Linux)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def note_kind(note: NoteEvent) -> str:
@@ -89,6 +118,8 @@ class NoteScheduler:
         Monotonic clock the note times refer to (``time.monotonic``).
     late_tolerance_ms : float
         An event sent later than this after its due time counts as late.
+    realtime_priority : int
+        ``SCHED_FIFO`` priority for the thread (1..99; 0 keeps the normal policy), where allowed.
     """
 
     def __init__(
@@ -97,14 +128,20 @@ class NoteScheduler:
         *,
         clock: Callable[[], float] = time.monotonic,
         late_tolerance_ms: float = 1.0,
+        realtime_priority: int = 0,
     ) -> None:
         for name in ("note_on", "note_off", "panic"):
             if not callable(getattr(stage, name, None)):
                 raise ParameterError(f"stage must have a {name}() method")
         if late_tolerance_ms < 0:
             raise ParameterError(f"late_tolerance_ms must be >= 0, got {late_tolerance_ms}")
+        if not 0 <= realtime_priority <= 99:
+            raise ParameterError(f"realtime_priority must be in 0..99, got {realtime_priority}")
         self.stage = stage
         self.clock = clock
+        self.realtime_priority = int(realtime_priority)
+        self.realtime = False  # the thread runs SCHED_FIFO (set by the thread itself once it starts)
+        self._policy_set = threading.Event()
         self.late_tolerance_s = late_tolerance_ms / 1000.0
         self._condition = threading.Condition()
         self._heap: list[tuple[float, int, str, NoteEvent, Any]] = []
@@ -202,7 +239,13 @@ class NoteScheduler:
             return True
 
     # ------------------------------------------------------------------------------------------- thread
+    def wait_started(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the thread has chosen its scheduling policy (:attr:`realtime` is final then)."""
+        return self._policy_set.wait(timeout_s)
+
     def _run(self) -> None:
+        self.realtime = raise_thread_priority(self.realtime_priority)
+        self._policy_set.set()
         condition = self._condition
         while True:
             with condition:
@@ -255,6 +298,7 @@ class NoteScheduler:
     def stats(self) -> dict[str, Any]:
         errors = self._errors_s
         out: dict[str, Any] = dict(self.counters, pending=self.pending())
+        out["realtime"] = self.realtime
         if errors.count:
             p50, p95, p99 = errors.percentiles([50, 95, 99])
             out["error_ms"] = {"p50": p50 * 1e3, "p95": p95 * 1e3, "p99": p99 * 1e3, "max": errors.max * 1e3}
