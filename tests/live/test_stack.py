@@ -27,6 +27,7 @@ from testkit.midi import (
     scheduled_notes,
     stop_stats_problems,
 )
+from testkit.system import fifo_allowed
 from testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.jack, pytest.mark.slow]
@@ -101,6 +102,8 @@ def test_wav_through_four_actors_to_jack_midi_traced_and_recorded(jack_server, r
     assert final["capture"]["counters"]["events"] >= 20
     assert final["oracle"]["counters"]["percepts"] >= 20
     assert final["oracle"]["encoder_node"] == final["encoder"]["node_id"]
+    # midi_out's scheduler runs real-time wherever this system lets a thread take SCHED_FIFO (midi.scheduler_priority)
+    assert final["midi_out"]["scheduler_realtime"] == fifo_allowed()
     model = ReceiverModel()
     for message in received:
         model.feed(message)

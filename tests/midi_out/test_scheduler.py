@@ -14,6 +14,7 @@ from shared.config import MidiConfig
 from shared.errors import ParameterError
 from shared.messages import NoteEvent
 from testkit.midi import ReceiverModel, expected_panic
+from testkit.system import fifo_allowed
 
 
 class NoteOnSignalSink(ListSink):
@@ -230,32 +231,13 @@ def test_schedule_errors_are_kept_in_constant_memory_with_their_percentiles():
         scheduler.stop(panic=False)
 
 
-def _fifo_allowed() -> bool:
-    """Whether this system lets a thread take SCHED_FIFO (asked in a thread of its own, then dropped)."""
-    import os
-
-    answer = []
-
-    def probe():
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-            answer.append(True)
-        except OSError:
-            answer.append(False)
-
-    thread = threading.Thread(target=probe)
-    thread.start()
-    thread.join()
-    return answer[0]
-
-
 def test_the_scheduler_thread_runs_real_time_where_the_system_allows_it_and_says_which():
     """midi_out's scheduler asks for SCHED_FIFO (``midi.scheduler_priority``): where allowed its thread runs under it
     (so it wakes on time beside a busy stack), elsewhere it runs as before and its stats say so; 0 keeps the normal
     policy. The caller's own thread is never changed."""
     import os
 
-    allowed = _fifo_allowed()
+    allowed = fifo_allowed()
     for priority, expect_fifo in ((5, allowed), (0, False)):
         scheduler = NoteScheduler(_SilentStage(), realtime_priority=priority).start()
         try:
