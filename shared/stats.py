@@ -118,13 +118,17 @@ def _histogram_ms(histogram: LogHistogram) -> dict[str, float]:
 
 class _Series:
     """A fixed-size circular buffer of (seconds, key) samples in two preallocated numpy arrays (no per-sample
-    Python objects: an actor that records every event for hours keeps a constant footprint)."""
+    Python objects: an actor that records every event for hours keeps a constant footprint).
+
+    Both arrays are written once when created, so their pages are resident from the start: ``np.zeros`` of this
+    size maps untouched zero pages, and the process would grow by 160 KB per series while the ring first fills
+    (20,000 samples: an hour or more of a set), a slope no leak has."""
 
     __slots__ = ("values", "keys", "count")
     NO_KEY = np.iinfo(np.int64).min
 
     def __init__(self, size: int) -> None:
-        self.values = np.zeros(size, dtype=np.float64)
+        self.values = np.full(size, 0.0, dtype=np.float64)
         self.keys = np.full(size, self.NO_KEY, dtype=np.int64)
         self.count = 0
 

@@ -95,3 +95,19 @@ def test_recorder_summary_covers_the_whole_run_in_bounded_memory() -> None:
     assert figures["count"] == 10_000 and rec.count("pipeline") == 10_000
     assert abs(figures["p50"] - 2.0) <= 0.02 and abs(figures["p95"] - 50.0) <= 0.5 and figures["max"] == 50.0
     assert len(rec.values("pipeline")) == 1_000  # the recent-sample ring stays bounded
+
+
+def test_a_series_is_resident_from_its_first_sample() -> None:
+    """A long set must not look like a leak: a series' recent-sample ring takes its memory when the series starts,
+    not page by page while it first fills (np.zeros maps untouched pages: RSS would grow 1.6 MB here)."""
+    import psutil
+
+    rec = LatencyRecorder(max_samples=200_000)  # 2 x 1.6 MB arrays
+    rec.add("hop", 0.001)
+    process = psutil.Process()
+    before = process.memory_info().rss
+    for i in range(200_000):
+        rec.add("hop", 0.001 + 1e-9 * i, key=i)
+    grown = process.memory_info().rss - before
+    assert grown < 600_000, f"RSS grew {grown} bytes while the ring filled"
+    assert len(rec.values("hop")) == 200_000
