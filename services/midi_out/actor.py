@@ -9,16 +9,16 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections import deque
 from typing import Any
 
+import numpy as np
 import ray
 
 from services.midi_out.engine import MidiOutStage
 from services.midi_out.ports import open_output
 from services.midi_out.scheduler import NoteScheduler, note_kind
 from services.ray_support import current_node_id
-from shared.config import MusicHalConfig
+from shared.config import VOICE_NAMES, MusicHalConfig
 from shared.message_ring import MessageRing
 from shared.messages import NoteEvent, message_from_bytes
 from shared.stats import LatencyRecorder
@@ -31,6 +31,43 @@ TRACED_NOTES = 10_000
 _TRACE_FIELDS = ("note_id", "pitch", "channel", "voice", "source_state", "source_event_id")
 
 
+class NoteTrace:
+    """The last ``size`` notes sent (:data:`_TRACE_FIELDS`) in one numpy ring written in full when created, so its
+    memory is resident from the start and never grows (a deque of tuples took ~150 B per note until it was full:
+    10,000 notes, half an hour of a set, which a soak reads as a slope). Voices are kept as indices into
+    :attr:`voices` (the known names first; another name is added once)."""
+
+    def __init__(self, size: int = TRACED_NOTES) -> None:
+        self.rows = np.full((int(size), len(_TRACE_FIELDS)), -1, dtype=np.int64)
+        self.voices: list[str] = list(VOICE_NAMES)
+        self.count = 0
+
+    def add(self, note: NoteEvent, channel: int) -> None:
+        if note.voice not in self.voices:
+            self.voices.append(note.voice)
+        row = (
+            note.note_id,
+            note.pitch,
+            channel,
+            self.voices.index(note.voice),
+            note.source_state,
+            note.source_event_id,
+        )
+        self.rows[self.count % self.rows.shape[0]] = row
+        self.count += 1
+
+    def notes(self) -> list[dict[str, Any]]:
+        """The traced notes, oldest first, as dicts of :data:`_TRACE_FIELDS`."""
+        size = self.rows.shape[0]
+        kept = np.arange(max(0, self.count - size), self.count) % size
+        out = []
+        for row in self.rows[kept].tolist():
+            record = dict(zip(_TRACE_FIELDS, row))
+            record["voice"] = self.voices[record["voice"]]
+            out.append(record)
+        return out
+
+
 class _MeasuredStage:
     """Wraps the stage so each note-on's send time is measured against its event's timestamps."""
 
@@ -38,7 +75,7 @@ class _MeasuredStage:
         self.stage = stage
         self.latency = latency
         self.clock = clock
-        self.sent_notes: deque[tuple] = deque(maxlen=TRACED_NOTES)  # _TRACE_FIELDS of the last notes sent
+        self.sent_notes = NoteTrace(TRACED_NOTES)  # the last notes sent
         self.muted = False
         self.dropped_muted = 0
 
@@ -59,7 +96,7 @@ class _MeasuredStage:
                 self.latency.add("onset_to_detected", stamps["t_detected"] - stamps["onset_t"])
         self.latency.add("schedule_error", now - note.t_on)
         self.latency.add(f"schedule_error_{note_kind(note)}", now - note.t_on)
-        self.sent_notes.append((note.note_id, note.pitch, channel, note.voice, note.source_state, note.source_event_id))
+        self.sent_notes.add(note, channel)
         return channel
 
     def note_off(self, note: Any) -> bool:
@@ -203,7 +240,7 @@ class MidiOutActor:
     def traced_notes(self) -> list[dict[str, Any]]:
         """The last :data:`TRACED_NOTES` notes sent: id, pitch, channel, voice and where in the oracle each came
         from."""
-        return [dict(zip(_TRACE_FIELDS, row)) for row in list(self.measured.sent_notes)]
+        return self.measured.sent_notes.notes()
 
     def latency_values(self, name: str) -> list[float]:
         return self.latency.values(name)
