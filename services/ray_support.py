@@ -177,7 +177,6 @@ class prompt_node_wait:
     def __enter__(self) -> prompt_node_wait:
         self.applied = False
         self.listed = False  # the node was in the GCS's table before Ray's own call (which then needs no retry)
-        self.polls = 0
         try:
             from ray._private import services as ray_services
             from ray._private import state as ray_state
@@ -196,7 +195,6 @@ class prompt_node_wait:
                 state._initialize_global_state(make_options(gcs_address))
                 deadline = time.monotonic() + timeout_s
                 while not self.listed and time.monotonic() < deadline:
-                    self.polls += 1
                     self.listed = any(n.get("NodeID") == node_id and n.get("Alive") for n in state.node_table())
                     if not self.listed:
                         time.sleep(poll_s)

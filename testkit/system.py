@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import threading
+
+from services.midi_out.scheduler import raise_thread_priority
 
 
 def fifo_allowed() -> bool:
     """Whether this system lets a thread take SCHED_FIFO (asked in a thread of its own, then dropped)."""
     answer = []
-
-    def probe():
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-            answer.append(True)
-        except OSError:
-            answer.append(False)
-
-    thread = threading.Thread(target=probe)
+    thread = threading.Thread(target=lambda: answer.append(raise_thread_priority(1)))
     thread.start()
     thread.join()
     return answer[0]

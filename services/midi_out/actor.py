@@ -33,7 +33,7 @@ _TRACE_FIELDS = ("note_id", "pitch", "channel", "voice", "source_state", "source
 
 class NoteTrace:
     """The last ``size`` notes sent (:data:`_TRACE_FIELDS`) in one numpy ring written in full when created, so its
-    memory is resident from the start and never grows (a deque of tuples took ~150 B per note until it was full:
+    memory is resident from the start and never grows (a deque of tuples took ~96 B per note until it was full:
     10,000 notes, half an hour of a set, which a soak reads as a slope). Voices are kept as indices into
     :attr:`voices` (the known names first; another name is added once)."""
 
