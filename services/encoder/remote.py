@@ -32,7 +32,7 @@ import numpy as np
 
 from shared.errors import ParameterError
 
-__all__ = ["RemoteEncoderLink"]
+__all__ = ["PayloadCount", "RemoteEncoderLink"]
 
 
 class RemoteEncoderLink:
@@ -222,4 +222,26 @@ class RemoteEncoderLink:
             "round_trip_ms": ms(self.round_trips),
             "encode_ms": ms(self.encode_times),
             **self.counters,
+        }
+
+
+class PayloadCount:
+    """The windows and bytes the head has sent to its remote encoder, kept as one pair: one thread adds (the
+    oracle's receive loop), any thread reads (``stats``) and always sees a pair from the same moment, so
+    ``bytes_per_event`` is exact. Two counters updated and read one after the other could be read between a
+    window's two increments (N windows, N + 1 windows' bytes)."""
+
+    def __init__(self) -> None:
+        self._state = (0, 0)  # replaced whole: a reader takes one reference, never half an update
+
+    def add(self, nbytes: int) -> None:
+        windows, total = self._state
+        self._state = (windows + 1, total + int(nbytes))
+
+    def summary(self) -> dict[str, Any]:
+        windows, total = self._state
+        return {
+            "windows_sent": windows,
+            "bytes_sent": total,
+            "bytes_per_event": round(total / windows, 1) if windows else None,
         }

@@ -119,7 +119,7 @@ class OracleActor:
         self.percepts_reader = self.percepts.reader()
         self.encoder = encoder  # a remote encoder's handle; None when the encoder uses the rings
         self.encoder_rate_hz = int(encoder_rate_hz or config.audio.sample_rate_hz)  # windows travel at this rate
-        from services.encoder.remote import RemoteEncoderLink
+        from services.encoder.remote import PayloadCount, RemoteEncoderLink
 
         cluster = config.cluster
         self.link = RemoteEncoderLink(
@@ -133,7 +133,7 @@ class OracleActor:
         self._refs: dict[int, Any] = {}  # event id -> its encode call, while the event waits for it
         self._probe: Any = None
         self._probe_sent_at = 0.0
-        self.payload = {"windows_sent": 0, "bytes_sent": 0}
+        self.payload = PayloadCount()
         # (answered at, event detected at, how) for the last answers made without the encoder; this node's clock
         self.recent_fallbacks: deque[tuple[float, float, str]] = deque(maxlen=64)
         self.verdicts: deque[tuple[int, bool]] = deque(maxlen=64)  # (event id, gated) of the last answers: a console
@@ -375,8 +375,7 @@ class OracleActor:
         self.link.sent(ref, time.monotonic())
         self._calls[ref] = event.event_id
         self._refs[event.event_id] = ref
-        self.payload["windows_sent"] += 1
-        self.payload["bytes_sent"] += int(window.nbytes)
+        self.payload.add(window.nbytes)
 
     def _wait_timeout(self) -> float:
         with self._lock:
@@ -648,14 +647,12 @@ class OracleActor:
         counters["gate_blocked"] = self.live.gate.counters["blocked"]
         remote = None
         if self.encoder is not None:
-            sent = self.payload["windows_sent"]
             remote = {
                 **self.link.summary(),
-                **self.payload,
+                **self.payload.summary(),
                 "window_rate_hz": self.encoder_rate_hz,
                 "down_since": self.link.down_since,
                 "recent_fallbacks": list(self.recent_fallbacks),
-                "bytes_per_event": round(self.payload["bytes_sent"] / sent, 1) if sent else None,
             }
         return {
             "stage": "oracle",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import heapq
+import sys
+import threading
 
 import numpy as np
 import pytest
 
 from services.encoder.guard import GuardedEncoder, OverloadGuard
-from services.encoder.remote import RemoteEncoderLink
+from services.encoder.remote import PayloadCount, RemoteEncoderLink
 from shared.errors import ParameterError
 from shared.messages import Event, Percept
 from testkit.clock import FakeClock
@@ -208,3 +210,38 @@ def test_guard_with_head_lag_still_trips_on_a_really_slow_encoder():
     for event in events:
         guarded.process((event, np.zeros(24_000, np.float32)), lag_s=0.001)
     assert guarded.guard.degraded  # 300 ms per event, 100 ms between onsets: overloaded on durations alone
+
+
+# ---------------------------------------------------------------------------------------------- payload count
+def test_the_payload_count_read_while_windows_are_sent_is_always_a_whole_pair():
+    """The oracle's receive loop adds a window while ``stats`` reads from another thread: every read must see
+    windows and bytes from the same moment, so bytes per event is exactly the window's size (the CI failure this
+    answers: 31 windows with 32 windows' bytes, 33032.3 B)."""
+    count = PayloadCount()
+    window_bytes = 32_000
+    done = threading.Event()
+    reads: list[float | None] = []
+
+    def send() -> None:
+        for _ in range(200_000):
+            count.add(window_bytes)
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows: every interleaving gets its chance
+    try:
+        sender = threading.Thread(target=send)
+        sender.start()
+        while not done.is_set():
+            reads.append(count.summary()["bytes_per_event"])
+        sender.join()
+    finally:
+        sys.setswitchinterval(interval)
+    seen = [r for r in reads if r is not None]
+    assert len(seen) > 100  # the reads really overlapped the sending
+    assert set(seen) == {float(window_bytes)}, sorted(set(seen))[:5]
+    assert count.summary() == {
+        "windows_sent": 200_000,
+        "bytes_sent": 200_000 * window_bytes,
+        "bytes_per_event": 32_000.0,
+    }
