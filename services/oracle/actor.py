@@ -372,7 +372,8 @@ class OracleActor:
             rate = self.encoder_rate_hz
         lag_s = event.age_s(now)  # both on this node's clock
         ref = self.encoder.encode.remote(event, window, lag_s=lag_s, window_rate_hz=rate)
-        self.link.sent(ref, time.monotonic())
+        with self._lock:  # the link's state changes under the lock stats() reads it under
+            self.link.sent(ref, time.monotonic())
         self._calls[ref] = event.event_id
         self._refs[event.event_id] = ref
         self.payload.add(window.nbytes)
@@ -422,14 +423,17 @@ class OracleActor:
         try:
             percept = ray.get(ref)
         except Exception as error:
-            if _is_cancelled(error):
-                self.counters["cancelled"] += 1
-                self.link.failed(ref, encoder_dead=False)
-                return
-            was_up = self.link.up  # the encoder died with this call in flight: answer everything it held, now
-            self.link.failed(ref, encoder_dead=True)
-            if was_up and not self.link.up:
-                self.counters["encoder_deaths"] += 1
+            with self._lock:
+                if _is_cancelled(error):
+                    self.counters["cancelled"] += 1
+                    self.link.failed(ref, encoder_dead=False)
+                    return
+                was_up = self.link.up  # the encoder died with this call in flight: answer everything it held, now
+                self.link.failed(ref, encoder_dead=True)
+                died = was_up and not self.link.up
+                if died:
+                    self.counters["encoder_deaths"] += 1
+            if died:
                 self._encoder_down()
             if event_id is not None:
                 event = self._take_waiting(event_id)
@@ -438,7 +442,8 @@ class OracleActor:
             return
         in_time = event_id is not None and self.live.waiting_for(event_id)
         encode_s = (percept.stamps or {}).get("encode_s")
-        rtt = self.link.finished(ref, encode_s=encode_s, in_time=in_time)
+        with self._lock:
+            rtt = self.link.finished(ref, encode_s=encode_s, in_time=in_time)
         if rtt is not None:
             self.latency.add("remote_round_trip", rtt)  # send -> result, this node's clock
             if encode_s is not None:
@@ -480,21 +485,25 @@ class OracleActor:
             if now - self._probe_sent_at > limit:  # no answer (node unreachable): give up on this probe
                 self._cancel(self._probe)
                 self._probe = None
-                self.link.probe_failed()
+                with self._lock:
+                    self.link.probe_failed()
             return
         if self.link.should_probe(now):
             self._probe = self.encoder.ping.remote()
             self._probe_sent_at = now
-            self.link.probe_sent(now)
+            with self._lock:
+                self.link.probe_sent(now)
 
     def _probe_done(self, ref: Any) -> None:
         self._probe = None
         try:
             node = ray.get(ref)
         except Exception:
-            self.link.probe_failed()
+            with self._lock:
+                self.link.probe_failed()
             return
-        self.link.probe_answered()
+        with self._lock:
+            self.link.probe_answered()
         self.last_encoder_node = node
         self.encoder_lost = False
 
@@ -518,22 +527,29 @@ class OracleActor:
 
     def _expire(self) -> None:
         now = time.monotonic()
+        went_down = False
+        # the misses and the link's state change together, under the lock stats() reads them under: a reader never
+        # sees the link down with some of the misses that took it down still uncounted
         with self._lock:
             expired = self.live.expired(now)
-        for event in expired:
-            ref = self._refs.pop(event.event_id, None)
-            self.counters["encoder_misses"] += 1
+            if not expired:
+                return
+            refs = [self._refs.pop(event.event_id, None) for event in expired]
+            self.counters["encoder_misses"] += len(expired)
             if not self.encoder_lost:
                 self.encoder_lost = True
                 self.counters["encoder_lost_periods"] += 1
-            self._answer_without_encoder(event)
             if self.encoder is not None:
                 was_up = self.link.up
-                self.link.expired(now)
-                if ref is not None:
-                    self._cancel(ref)
-                if was_up and not self.link.up:  # down: nothing else waits on it (a probe decides when to resume)
-                    self._encoder_down()
+                for _ in expired:
+                    self.link.expired(now)
+                went_down = was_up and not self.link.up
+        for event, ref in zip(expired, refs):
+            self._answer_without_encoder(event)
+            if ref is not None:
+                self._cancel(ref)
+        if went_down:  # down: nothing else waits on it (a probe decides when to resume)
+            self._encoder_down()
 
     def _answer_without_encoder(self, event: Event) -> None:
         """Answer one event with the local traditional analysis, else let the player continue on its own clock."""
@@ -632,12 +648,21 @@ class OracleActor:
         return view
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
+        remote = None
+        with self._lock:  # one moment: the counters and the link's state change under this lock together
             stage_counters = dict(self.stage.stats())
             stage_counters.update(self.live.stats())
             control = self.live.control_state()
             pending = len(self.live.pending)
-        counters = dict(self.counters)
+            counters = dict(self.counters)
+            if self.encoder is not None:
+                remote = {
+                    **self.link.summary(),
+                    **self.payload.summary(),
+                    "window_rate_hz": self.encoder_rate_hz,
+                    "down_since": self.link.down_since,
+                    "recent_fallbacks": list(self.recent_fallbacks),
+                }
         counters.update({f"stage_{k}": v for k, v in stage_counters.items()})
         counters["pending"] = pending
         counters["message_overruns"] = self.events_reader.overruns + self.percepts_reader.overruns
@@ -645,15 +670,6 @@ class OracleActor:
             counters.update({f"midi_{k}": v for k, v in self.midi_input.counters.items()})
             counters["message_overruns"] += self.midi_reader.overruns
         counters["gate_blocked"] = self.live.gate.counters["blocked"]
-        remote = None
-        if self.encoder is not None:
-            remote = {
-                **self.link.summary(),
-                **self.payload.summary(),
-                "window_rate_hz": self.encoder_rate_hz,
-                "down_since": self.link.down_since,
-                "recent_fallbacks": list(self.recent_fallbacks),
-            }
         return {
             "stage": "oracle",
             "node_id": self.node_id,
