@@ -97,9 +97,9 @@ print(json.dumps({"import_s": import_s, "loaded": loaded, "encoder_thread_setup_
 NUMBA_SCRIPT = """
 import json, time
 from shared.config import MusicHalConfig
-from services.oracle.actor import OracleActor
+from services.oracle.warm import warm_up
 t0 = time.perf_counter()
-OracleActor.__ray_metadata__.modified_class._warm_up(MusicHalConfig())
+warm_up(MusicHalConfig())
 print(json.dumps({"warm_up_s": time.perf_counter() - t0}))
 """
 

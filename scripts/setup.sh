@@ -48,4 +48,7 @@ fi
 
 log "installing musichal[dev]"
 "$PY" -m pip install -q -e ".[dev]"
+# the oracle's numba kernels compiled into numba's cache now, not on the first `musichal` (its start-up's
+# critical path: ~7 s here); later starts load them in < 1 s
+log "compiling the oracle's numba kernels: $("$PY" -m services.oracle.warm)"
 log "ready: $VENV"

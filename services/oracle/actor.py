@@ -79,6 +79,7 @@ class OracleActor:
         from services.oracle.memory.store import OracleMemory
         from services.oracle.player.live import LiveOracle
         from services.oracle.player.session import SessionLog, make_stage
+        from services.oracle.warm import warm_up
 
         self.config = config
         self.node_id = current_node_id()
@@ -95,7 +96,7 @@ class OracleActor:
 
             resumed = load_musichal_model(checkpoint_path)  # restarted after a crash: resume the live-learned memory
             model_parts, self.perception_model, resume = resumed.oracle_parts, resumed.perception, checkpoint_path
-        self._warm_up(config)
+        warm_up(config)  # the numba kernels (compiled, or loaded from numba's cache) and one walk
         # a logged session must replay identically: its threshold re-estimates run in the decision sequence
         self.stage = make_stage(config, model_parts) if session_log else OracleMemory(config, model=model_parts)
         self.session = (
@@ -185,39 +186,6 @@ class OracleActor:
         self._last_checkpoint = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="musichal-oracle", daemon=True)
         self._thread.start()
-
-    @staticmethod
-    def _warm_up(config: MusicHalConfig) -> None:
-        """Compile the oracle's numba kernels and walk once on throwaway data before the first live event."""
-        import numpy as np
-
-        from services.oracle.memory.store import OracleMemory
-        from services.oracle.player.live import LiveOracle
-        from shared.messages import EventDescriptors
-
-        scratch = LiveOracle(config, OracleMemory(config, background=False))
-        rng = np.random.default_rng(0)
-        for i in range(8):
-            descriptors = EventDescriptors(
-                onset_s=i * 0.5,
-                duration_s=0.5,
-                rms=0.1,
-                velocity=64,
-                f0_hz=220.0 * (1 + i % 3),
-                f0_confidence=0.9,
-                chroma_peaks=(i % 12,),
-            )
-            scratch.on_percept(
-                Percept(
-                    event_id=i,
-                    token=i % 3,
-                    features=rng.standard_normal(22).astype(np.float32),
-                    descriptors=descriptors,
-                ),
-                float(i),
-            )
-            scratch.learn_queued()
-            scratch.tick(float(i) + 0.5)
 
     def _warm_up_remote_path(self, config: MusicHalConfig) -> None:
         """Run the fallback's feature code (and the resampler) once on noise: their first call costs ~0.1-0.5 s
