@@ -340,11 +340,11 @@ class OracleActor:
             rate = self.encoder_rate_hz
         lag_s = event.age_s(now)  # both on this node's clock
         ref = self.encoder.encode.remote(event, window, lag_s=lag_s, window_rate_hz=rate)
-        with self._lock:  # the link's state changes under the lock stats() reads it under
+        with self._lock:  # the link's state and the payload change under the lock stats() reads them under
             self.link.sent(ref, time.monotonic())
+            self.payload.add(window.nbytes)
         self._calls[ref] = event.event_id
         self._refs[event.event_id] = ref
-        self.payload.add(window.nbytes)
 
     def _wait_timeout(self) -> float:
         with self._lock:
